@@ -7,10 +7,7 @@ import sys
 from typing import Callable
 
 from .config import ParamsError
-
-
-class UserError(Exception):
-    """An expected failure (bad input, missing file); printed as one line, no traceback."""
+from .errors import DlrcError
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
@@ -89,7 +86,7 @@ def main(argv: list[str] | None = None) -> int:
     func: Callable[[argparse.Namespace], int] = args.func
     try:
         return int(func(args) or 0)
-    except (ParamsError, UserError) as exc:
+    except (ParamsError, DlrcError) as exc:
         print(f"dlrc {args.verb}: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
