@@ -163,14 +163,15 @@ def _fit_path(X: np.ndarray, y: np.ndarray, lambdas: np.ndarray, tol: float, max
     standardised by their 1/n SD inside the fit and the coefficients returned on the scale
     of ``X``; the intercept is unpenalised. Each lambda is solved by proximal Newton
     (iteratively reweighted least squares whose weighted-lasso subproblems are solved by
-    coordinate descent, :class:`sklearn.linear_model.Lasso`), warm-started from the previous
+    coordinate descent, :func:`sklearn.linear_model.enet_path`), warm-started from the previous
     lambda, with step halving if the penalised objective would rise.
     ``early_stop``: end the path as glmnet does when it computes its own lambda sequence
     (from the 5th lambda on, once the fraction of deviance explained grows by less than
     1e-5 or exceeds 0.999); the path then has fewer lambdas.
     Returns (betas (nlambda x p), intercepts, converged).
     """
-    from sklearn.linear_model import Lasso
+    import sklearn
+    from sklearn.linear_model import enet_path
 
     n, p = X.shape
     mu = X.mean(axis=0)
@@ -185,8 +186,6 @@ def _fit_path(X: np.ndarray, y: np.ndarray, lambdas: np.ndarray, tol: float, max
     converged = True
     null_dev = -2.0 * np.sum(y * np.log(ybar) + (1 - y) * np.log(1 - ybar))
     prev_ratio = 0.0
-    inner = Lasso(fit_intercept=False, tol=1e-12, max_iter=max_iter, warm_start=True,
-                  selection="cyclic")
     for k, lam in enumerate(lambdas):
         obj = _penalised_objective(Z, y, b0, beta, lam)
         for _ in range(100):
@@ -197,14 +196,13 @@ def _fit_path(X: np.ndarray, y: np.ndarray, lambdas: np.ndarray, tol: float, max
             sw = w.sum()
             zbar = (w @ z) / sw
             xbar = (w @ Z) / sw
-            rw = np.sqrt(w)[:, None]
-            inner.set_params(alpha=lam)
-            inner.coef_ = beta.copy()
-            import warnings as _w
-            with _w.catch_warnings():
-                _w.simplefilter("ignore")
-                inner.fit(rw * (Z - xbar), np.sqrt(w) * (z - zbar))
-            new_beta = inner.coef_.copy()
+            rw = np.sqrt(w)
+            Xw = np.asfortranarray(rw[:, None] * (Z - xbar))
+            with sklearn.config_context(skip_parameter_validation=True):
+                _, coefs, _ = enet_path(Xw, rw * (z - zbar), l1_ratio=1.0, alphas=[lam],
+                                        coef_init=beta.copy(), check_input=False, tol=1e-12,
+                                        max_iter=max_iter)
+            new_beta = coefs[:, 0]
             new_b0 = zbar - xbar @ new_beta
             step = 1.0
             while True:  # step halving keeps the penalised objective monotone
@@ -361,11 +359,13 @@ def _funnel_row(step: str, n: int, rule: str) -> dict[str, Any]:
 
 
 def select_features(X: pd.DataFrame, y: Sequence[int], params, *, seed: int = 0,
-                    funnel_prefix: Optional[list[dict]] = None) -> SelectionResult:
+                    funnel_prefix: Optional[list[dict]] = None,
+                    record_usable: bool = True) -> SelectionResult:
     """Run the four selection steps on a training matrix (patients x features) and labels.
 
     ``params``: a :class:`dlrc_lib.config.SelectionParams`. ``funnel_prefix`` rows (e.g. the
-    ICC filter) are put before this function's own funnel rows.
+    ICC filter) are put before this function's own funnel rows; ``record_usable=False``
+    leaves out the "usable features" row when the caller already screened them.
     """
     y = pd.Series(np.asarray(y, dtype=int), index=X.index)
     rows = list(funnel_prefix or [])
@@ -386,8 +386,9 @@ def select_features(X: pd.DataFrame, y: Sequence[int], params, *, seed: int = 0,
         return stop("input", f"the training cohort has {n_pos} LNM(+) and {n_neg} LNM(-) patients; "
                              "selection needs at least 2 of each")
     usable, nonfinite, constant = _usable(X)
-    rows.append(_funnel_row("Usable (finite, non-constant)", len(usable),
-                            f"{len(nonfinite)} with missing values, {len(constant)} constant in training"))
+    if record_usable:
+        rows.append(_funnel_row("Usable (finite, non-constant)", len(usable),
+                                f"{len(nonfinite)} with missing values, {len(constant)} constant in training"))
     if nonfinite:
         notes.append(f"{len(nonfinite)} feature(s) with missing/non-finite values in the training "
                      f"cohort were not used, e.g. {', '.join(nonfinite[:3])}")
