@@ -175,11 +175,15 @@ def collect_warnings(run_dir: Path) -> dict[str, list[str]]:
 
 
 def run(params_path: str | Path, only: Iterable[str] | None = None, out: str | Path | None = None,
-        quiet: bool = False) -> int:
-    """Execute the notebooks; return 0 on success, 1 when a notebook failed."""
+        quiet: bool = False, root: Path | None = None) -> int:
+    """Execute the notebooks; return 0 on success, 1 when a notebook failed.
+
+    ``root`` is the directory holding ``notebooks/`` and the working directory of the
+    kernels (default: the checkout).
+    """
     params_file = Path(params_path)
     params = load_params(params_file)
-    root = project_root()
+    root = Path(root) if root else project_root()
     notebooks = list_notebooks(root, only)
     run_dir = Path(out) if out else Path("reports") / params.run_name
     run_dir = run_dir.resolve()
@@ -194,6 +198,11 @@ def run(params_path: str | Path, only: Iterable[str] | None = None, out: str | P
     inputs = notebook_inputs(params, params_file.resolve(), run_dir, manifest)
 
     os.environ["DLRC_HEADLESS"] = "1"  # widgets fall back to static output
+    # Kernels import the same dlrc_lib as this process, whatever their working directory.
+    pkg_parent = str(Path(__file__).resolve().parents[1])
+    paths = os.environ.get("PYTHONPATH", "").split(os.pathsep)
+    if pkg_parent not in paths:
+        os.environ["PYTHONPATH"] = os.pathsep.join([pkg_parent] + [p for p in paths if p])
     run_json = run_dir / "run.json"
     previous = json.loads(run_json.read_text()) if run_json.exists() else {}
     timings: dict[str, Any] = dict(previous.get("notebooks", {})) if only else {}
