@@ -553,3 +553,51 @@ def roc_plot(predictions: pd.DataFrame, best_dl: str):
         + p9.theme_bw()
         + p9.theme(figure_size=(12, 4.6), legend_position="bottom")
     )
+
+
+# ------------------------------------------------------------------- run inputs
+@dataclass
+class ScoreInputs:
+    """Rad_score and the chosen DL_score of every patient scored by both pipelines."""
+
+    scores: pd.DataFrame  # index patient_id: cohort, lnm, Rad_score, DL_score
+    best_model: str  # the deep-learning model chosen by notebook 04
+    lost: pd.DataFrame  # patient_id, reason: patients without one of the two scores
+
+
+def load_score_inputs(art: Any, study: pd.DataFrame) -> ScoreInputs:
+    """Read ``rad_score`` (notebook 03), ``dl_scores`` and ``best_model`` (notebook 04)
+    from the run; patients missing from either are listed with the reason, never dropped
+    silently."""
+    rad = art.load_frame("rad_score")
+    dls = art.load_frame("dl_scores")
+    best = art.load_results("04_deep_learning").get("best_model")
+    if not best:
+        raise DlrcError("results/04_deep_learning.json: no 'best_model'; run notebook 04 first")
+    if best not in dls.columns:
+        raise DlrcError(f"data/dl_scores.parquet: no column for the best model '{best}'")
+    _require(rad, ["Rad_score"], "data/rad_score.parquet")
+    ids = study.index if study.index.name == "patient_id" else pd.Index(study["patient_id"].astype(str))
+    rows = []
+    for pid in ids:
+        why = [w for w, frame, col in (("no Rad_score (radiomics)", rad, "Rad_score"),
+                                        (f"no DL_score ({best})", dls, best))
+               if pid not in frame.index or pd.isna(frame.at[pid, col])]
+        if why:
+            rows.append({"patient_id": pid, "reason": "; ".join(why)})
+    lost = pd.DataFrame(rows, columns=["patient_id", "reason"])
+    keep = [p for p in ids if p not in set(lost["patient_id"])]
+    st = study.set_index("patient_id") if study.index.name != "patient_id" else study
+    scores = pd.DataFrame({"cohort": st.loc[keep, "cohort"], "lnm": st.loc[keep, "lnm"].astype(int),
+                           "Rad_score": rad.loc[keep, "Rad_score"].astype(float),
+                           "DL_score": dls.loc[keep, best].astype(float)})
+    scores.index.name = "patient_id"
+    return ScoreInputs(scores=scores, best_model=str(best), lost=lost)
+
+
+def nomogram_for(fit: DlrcFit, scores: pd.DataFrame):
+    """The Fig. 3 nomogram of a fitted DLRC model (term ranges from the training cohort)."""
+    from .nomogram import Nomogram
+
+    train = fit.design.loc[scores.index[scores["cohort"] == "train"], fit.model.terms_]
+    return Nomogram.from_model(fit.model.coef_, train)
