@@ -15,6 +15,8 @@ within the cohort) and the net reduction in interventions per 100 patients,
 """
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pandas as pd
 
@@ -112,7 +114,8 @@ def bootstrap_bands(predictions: pd.DataFrame, column: str, thresholds, *, B: in
             m, al, _ = net_benefit_arrays(y[idx], p[idx], t)
             nb[b] = m
             ia[b] = interventions_avoided(m, al, t, per)
-        with np.errstate(all="ignore"):
+        with warnings.catch_warnings(), np.errstate(all="ignore"):
+            warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN column at pt = 0
             q = lambda arr, qq: np.nanquantile(arr, qq, axis=0) if B else np.full(t.size, np.nan)  # noqa: E731
             frames.append(pd.DataFrame({
                 "cohort": coh, "threshold": t, "nb_lower": q(nb, a), "nb_upper": q(nb, 1 - a),
