@@ -25,7 +25,6 @@ from typing import Iterable
 import numpy as np
 import pandas as pd
 from scipy.special import expit
-from scipy.stats import rankdata
 
 from .errors import DlrcError
 from .sra import COHORT_LABELS, COHORTS
@@ -114,26 +113,10 @@ def calibration_groups(predictions: pd.DataFrame, models: dict[str, str], groups
 
 
 def _groups_frame(cc) -> pd.DataFrame:
-    """Group rows of a calibration_curve result as predicted / observed / lower / upper / n."""
-    tab = pd.DataFrame(cc.table).reset_index(drop=True)
-    rename = {}
-    for col in tab.columns:
-        low = str(col).lower()
-        if low in ("predicted", "mean_predicted", "pred", "expected"):
-            rename[col] = "predicted"
-        elif low in ("observed", "obs", "observed_rate", "fraction_observed"):
-            rename[col] = "observed"
-        elif low in ("lower", "observed_lower", "ci_lower", "lo"):
-            rename[col] = "lower"
-        elif low in ("upper", "observed_upper", "ci_upper", "hi"):
-            rename[col] = "upper"
-        elif low in ("n", "count", "size"):
-            rename[col] = "n"
-    tab = tab.rename(columns=rename)
-    keep = [c for c in ("predicted", "observed", "lower", "upper", "n") if c in tab.columns]
-    tab = tab[keep].copy()
-    tab.insert(0, "group", np.arange(1, len(tab) + 1))
-    return tab
+    """Group rows of a :class:`dlrc_lib.stats.CalibrationResult`: group, n, predicted,
+    observed, lower, upper (Wilson 95 % CI of the observed proportion)."""
+    return cc.groups.rename(columns={"mean_predicted": "predicted"})[
+        ["group", "n", "predicted", "observed", "lower", "upper"]].reset_index(drop=True)
 
 
 def lowess_curve(y, prob, frac: float = 2 / 3) -> pd.DataFrame:
@@ -169,10 +152,8 @@ def plot_calibration(predictions: pd.DataFrame, models: dict[str, str], cohort: 
         p = part[col].to_numpy(dtype=float)
         cc = _stats().calibration_curve(y, p, groups=groups)
         tab = _groups_frame(cc)
-        yerr = None
-        if {"lower", "upper"} <= set(tab.columns):
-            yerr = np.vstack([np.clip(tab["observed"] - tab["lower"], 0, None),
-                              np.clip(tab["upper"] - tab["observed"], 0, None)])
+        yerr = np.vstack([np.clip(tab["observed"] - tab["lower"], 0, None),
+                          np.clip(tab["upper"] - tab["observed"], 0, None)])
         ax.errorbar(tab["predicted"], tab["observed"], yerr=yerr, fmt="o", ms=4, color=colour,
                     capsize=2, lw=0.8, alpha=0.9)
         lw = lowess_curve(y, p)
@@ -234,17 +215,6 @@ def fit_logistic(X: np.ndarray, y: np.ndarray, *, max_iter: int = 50, tol: float
             return beta, bool(np.all(np.isfinite(beta)) and np.max(np.abs(X1 @ beta)) < 30)
         dev_old = dev
     return beta, False
-
-
-def auc(y, score) -> float:
-    """Area under the ROC curve (Mann-Whitney, ties counted one half)."""
-    y = np.asarray(y, dtype=int)
-    r = rankdata(np.asarray(score, dtype=float))
-    n1 = int(y.sum())
-    n0 = len(y) - n1
-    if n1 == 0 or n0 == 0:
-        return float("nan")
-    return float((r[y == 1].sum() - n1 * (n1 + 1) / 2) / (n1 * n0))
 
 
 def _cal_error(prob: np.ndarray, y: np.ndarray, predy: np.ndarray) -> np.ndarray:
@@ -316,7 +286,7 @@ def optimism_calibration(predictions: pd.DataFrame, terms: Iterable[str] | None 
     n = len(y)
     predy = np.linspace(ps[4], ps[n - 5], 50)
     err_orig = _cal_error(p_app, y, predy)
-    auc_app = auc(y, p_app)
+    auc_app = _stats().auc(y, p_app)
 
     rng = np.random.default_rng(seed)
     diffs, auc_opt = [], []
@@ -334,7 +304,7 @@ def optimism_calibration(predictions: pd.DataFrame, terms: Iterable[str] | None 
         pb_train = expit(X1[idx] @ bb)
         pb_test = expit(X1 @ bb)
         diffs.append(_cal_error(pb_train, yb, predy) - _cal_error(pb_test, y, predy))
-        auc_opt.append(auc(yb, pb_train) - auc(y, pb_test))
+        auc_opt.append(_stats().auc(yb, pb_train) - _stats().auc(y, pb_test))
     if diffs:
         d = np.vstack(diffs)
         optimism = np.nanmean(d, axis=0)

@@ -46,14 +46,8 @@ def net_benefit_arrays(y, prob, thresholds) -> tuple[np.ndarray, np.ndarray, np.
     """(model, treat-all, treat-none) net benefit per threshold from
     :func:`dlrc_lib.stats.net_benefit` (a case is positive when prob >= pt)."""
     res = _stats().net_benefit(np.asarray(y, dtype=int), np.asarray(prob, dtype=float), np.asarray(thresholds))
-    if isinstance(res, pd.DataFrame):
-        cols = {c.lower(): c for c in res.columns}
-        model = next(cols[k] for k in ("net_benefit", "model", "nb", "net_benefit_model") if k in cols)
-        all_ = next(cols[k] for k in ("treat_all", "all", "nb_all", "net_benefit_all") if k in cols)
-        none = next((cols[k] for k in ("treat_none", "none", "nb_none", "net_benefit_none") if k in cols), None)
-        return (res[model].to_numpy(float), res[all_].to_numpy(float),
-                res[none].to_numpy(float) if none else np.zeros(len(res)))
-    return (np.asarray(res.model, float), np.asarray(res.treat_all, float), np.asarray(res.treat_none, float))
+    return (res["net_benefit"].to_numpy(float), res["treat_all"].to_numpy(float),
+            res["treat_none"].to_numpy(float))
 
 
 def interventions_avoided(nb_model: np.ndarray, nb_all: np.ndarray, thresholds: np.ndarray,

@@ -274,9 +274,3 @@ def mcnemar_table(df: pd.DataFrame, first: str, second: str, *, labels: tuple[st
             })
     return pd.DataFrame(rows)
 
-
-def format_p(p: float) -> str | float | None:
-    """p as reported in the YAML: ``"<0.001"`` below 0.001, else rounded to 3 decimals."""
-    if p is None or not np.isfinite(p):
-        return None
-    return "<0.001" if p < 0.001 else round(float(p), 3)

@@ -10,7 +10,7 @@ import pytest
 from scipy.special import expit
 
 from dlrc_lib.calibration import (
-    _cal_error, auc, calibration_groups, calibration_table, figure5, fit_logistic, lowess_curve,
+    _cal_error, calibration_groups, calibration_table, figure5, fit_logistic, lowess_curve,
     model_columns, optimism_calibration, plot_optimism_calibration,
 )
 from dlrc_lib.errors import DlrcError
@@ -62,11 +62,7 @@ def test_fit_logistic_flags_separation():
     assert fit_logistic(x, y)[1] is False
 
 
-def test_auc_ties_count_half():
-    assert auc([0, 1], [0.5, 0.5]) == 0.5
-    assert auc([0, 0, 1, 1], [0.1, 0.4, 0.35, 0.8]) == 0.75
-
-
+@needs_stats
 def test_optimism_calibration_is_deterministic_and_corrects_downwards():
     df = make_predictions(scale=0.5, seed=11)
     a = optimism_calibration(df, B=30, seed=5, progress=False)

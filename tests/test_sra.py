@@ -9,7 +9,7 @@ import yaml
 from dlrc_lib.config import SraParams
 from dlrc_lib.errors import DlrcError
 from dlrc_lib.sra import (
-    counts_table, diagnostic_table, format_p, format_table5, mcnemar_table, mcnemar_test, sra_predict,
+    counts_table, diagnostic_table, format_table5, mcnemar_table, mcnemar_test, sra_predict,
     table2_sra_reproduce, table5_reproduce,
 )
 from tests.eval_data import make_predictions
@@ -134,6 +134,3 @@ def test_mcnemar_table_per_cohort():
     assert row["DLRC"] == pytest.approx(100 * pos["DLRC"].mean())
     assert row["DLRC only correct"] == int(((pos.DLRC == 1) & (pos.SRA == 0)).sum())
 
-
-def test_format_p():
-    assert format_p(0.0004) == "<0.001" and format_p(0.40149) == 0.401 and format_p(float("nan")) is None
