@@ -39,24 +39,11 @@ def _indexed(study: pd.DataFrame) -> pd.DataFrame:
 
 
 def _metric(m: Any, name: str) -> tuple[float, float, float]:
-    """(estimate, lower, upper) of one metric from ``stats.classification_metrics``'s result."""
-    v = m[name] if isinstance(m, dict) else getattr(m, name, None)
-    if v is None:
-        v = m[name.upper()] if isinstance(m, dict) else getattr(m, name.upper())
-    if isinstance(v, (tuple, list, np.ndarray)):
-        vals = [float(x) if x is not None else math.nan for x in v][:3]
-        vals += [math.nan] * (3 - len(vals))
-        return vals[0], vals[1], vals[2]
-    for attrs in (("estimate", "lower", "upper"), ("value", "lower", "upper"), ("est", "lo", "hi")):
-        if all(hasattr(v, a) for a in attrs):
-            return tuple(float(getattr(v, a)) if getattr(v, a) is not None else math.nan for a in attrs)  # type: ignore[return-value]
-    f = float(v) if v is not None else math.nan
-    return f, math.nan, math.nan
-
-
-def _count(m: Any, name: str) -> int:
-    v = m[name] if isinstance(m, dict) else getattr(m, name)
-    return int(v)
+    """(estimate, lower, upper) in percent from a ``stats.Proportion`` (NaN when undefined)."""
+    pr = getattr(m, name)
+    if pr.undefined:
+        return math.nan, math.nan, math.nan
+    return 100.0 * pr.estimate, 100.0 * pr.lower, 100.0 * pr.upper
 
 
 def evaluate_score(score: pd.Series, study: pd.DataFrame, cutoff_from: Union[str, float] = "train",
@@ -117,13 +104,11 @@ def evaluate_score(score: pd.Series, study: pd.DataFrame, cutoff_from: Union[str
         else:
             row.update(auc=math.nan, auc_lower=math.nan, auc_upper=math.nan)
         row["cutoff"] = cutoff
-        m = stats.classification_metrics(y, s >= cutoff)
+        m = stats.classification_metrics(y, (s >= cutoff).astype(int))
         for k in ("tp", "fp", "tn", "fn"):
-            row[k] = _count(m, k)
+            row[k] = int(getattr(m, k))
         for k in _METRICS:
-            est, lo, hi = _metric(m, k)
-            scale = 100.0 if (math.isnan(est) or est <= 1.0) else 1.0
-            row[k], row[f"{k}_lower"], row[f"{k}_upper"] = est * scale, lo * scale, hi * scale
+            row[k], row[f"{k}_lower"], row[f"{k}_upper"] = _metric(m, k)
         rows.append(row)
     return pd.DataFrame(rows)
 

@@ -299,20 +299,24 @@ def lasso_cv(X: pd.DataFrame, y: Sequence[int], *, folds: int = 10, rule: str = 
 
 # --------------------------------------------------------------- step 4: final model
 def fit_logistic(X: pd.DataFrame, y: Sequence[int]) -> pd.DataFrame:
-    """Unpenalised logistic regression (R ``glm(family=binomial)``); one row per term with
-    coef, se, z, p, OR and its Wald 95 % CI (R ``exp(confint.default(fit))``)."""
-    import statsmodels.api as sm
+    """Unpenalised logistic regression (R ``glm(family=binomial)`` via
+    :func:`dlrc_lib.stats.logistic_glm`); one row per term with coef, se, z, p, OR and its
+    Wald 95 % CI (R ``summary(fit)$coefficients`` and ``exp(confint.default(fit))``)."""
+    from scipy.stats import norm
 
-    Z = sm.add_constant(X.to_numpy(dtype=float), has_constant="add")
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        fit = sm.GLM(np.asarray(y, dtype=float), Z, family=sm.families.Binomial()).fit()
-    terms = ["(Intercept)"] + list(X.columns)
-    ci = np.asarray(fit.conf_int(0.05))
+    from . import stats
+
+    fit = stats.logistic_glm(X.to_numpy(dtype=float), np.asarray(y, dtype=int))
+    coef = np.asarray(fit.coef, dtype=float)
+    se = np.asarray(fit.se, dtype=float)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        z = coef / se
+    q = norm.ppf(0.975)
     return pd.DataFrame({
-        "term": terms, "coef": fit.params, "se": fit.bse, "z": fit.tvalues, "p": fit.pvalues,
-        "OR": np.exp(fit.params), "OR_lower": np.exp(ci[:, 0]), "OR_upper": np.exp(ci[:, 1]),
-    }).reset_index(drop=True)
+        "term": ["(Intercept)"] + list(X.columns), "coef": coef, "se": se, "z": z,
+        "p": 2 * norm.sf(np.abs(z)), "OR": np.exp(coef),
+        "OR_lower": np.exp(coef - q * se), "OR_upper": np.exp(coef + q * se),
+    })
 
 
 # ------------------------------------------------------------------------ the chain
@@ -434,8 +438,9 @@ def select_features(X: pd.DataFrame, y: Sequence[int], params, *, seed: int = 0,
 
     from . import stats
 
-    kept_aic = stats.backward_aic(Z[lasso_kept], y.to_numpy())
-    kept_aic = _as_names(kept_aic, lasso_kept)
+    step = stats.backward_aic(Z[lasso_kept], y.to_numpy())
+    kept_aic = _as_names(getattr(step, "selected", step), lasso_kept)
+    notes.extend(f"stepwise AIC: {w}" for w in getattr(step, "warnings", []))
     rows.append(_funnel_row("Backward stepwise AIC", len(kept_aic), "MASS::stepAIC, direction = backward"))
     if not kept_aic:
         return stop("aic", f"backward stepwise AIC removed all {len(lasso_kept)} LASSO features: the "
