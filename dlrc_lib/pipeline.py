@@ -23,7 +23,8 @@ from .combat import CombatEstimates, apply_combat, harmonise
 from .errors import DlrcError
 from .selection import SelectionResult, select_features, standardise
 
-__all__ = ["FeatureScoreResult", "fit_feature_score", "apply_feature_score", "STATE_VERSION"]
+__all__ = ["FeatureScoreResult", "EmptySelectionError", "fit_feature_score", "apply_feature_score",
+           "score_frame", "selected_table", "STATE_VERSION"]
 
 STATE_VERSION = 1
 
@@ -158,6 +159,12 @@ def fit_feature_score(features: pd.DataFrame, study: pd.DataFrame, *, keep: Opti
                    "rule": f"{int((~finite).sum())} with missing values, {n_const} constant in training"})
     h = harmonise(data, study, harmonisation)
     harm = h.features
+    if h.unharmonised:
+        col = harmonisation.batch
+        b = study.loc[harm.index, col].astype(str)
+        who = [f"{col} {u} ({', '.join(b.index[b == u])})" for u in h.unharmonised]
+        notes.append("ComBat: single-patient batch(es) left unharmonised (harmonisation.small_batch: "
+                     "skip): " + "; ".join(who))
     y = study.loc[train, "lnm"].astype(int)
     sel = select_features(harm.loc[train], y, selection, seed=seed, funnel_prefix=funnel,
                           record_usable=False)
@@ -248,3 +255,35 @@ def _subset(est: CombatEstimates, feats: list[str]) -> CombatEstimates:
         delta_star=est.delta_star[:, idx], parametric=est.parametric,
         passthrough=[f for f in est.passthrough if f in feats], batch_sizes=est.batch_sizes,
     )
+
+
+def score_frame(result: FeatureScoreResult, study: pd.DataFrame, name: str = "Rad_score") -> pd.DataFrame:
+    """The hand-over frame of a score: index patient_id, columns cohort, lnm, ``name``
+    (NaN for patients without features; :attr:`FeatureScoreResult.excluded` says why)."""
+    st = _indexed(study)
+    out = pd.DataFrame({"cohort": st["cohort"].astype(str), "lnm": st["lnm"].astype(int),
+                        name: result.score.reindex(st.index).astype(float)})
+    out.index.name = "patient_id"
+    return out
+
+
+def selected_table(result: FeatureScoreResult, digits: int = 3) -> pd.DataFrame:
+    """The final model as the paper's Table S2: feature, coefficient (per training SD),
+    OR with Wald 95 % CI, p; the intercept last. Sorted by |coefficient|."""
+    c = result.selection.coefficients.copy()
+    inter = c[c["term"] == "(Intercept)"]
+    feats = c[c["term"] != "(Intercept)"]
+    feats = feats.reindex(feats["coef"].abs().sort_values(ascending=False, kind="mergesort").index)
+    c = pd.concat([feats, inter])
+
+    def p_text(p: float) -> str:
+        return "<0.001" if p < 0.001 else f"{p:.{digits}f}"
+
+    return pd.DataFrame({
+        "Feature": c["term"].to_numpy(),
+        "Coefficient": c["coef"].round(digits).to_numpy(),
+        "SE": c["se"].round(digits).to_numpy(),
+        "OR (95% CI)": [f"{o:.{digits}f} ({lo:.{digits}f}–{hi:.{digits}f})" if t != "(Intercept)" else ""
+                        for t, o, lo, hi in zip(c["term"], c["OR"], c["OR_lower"], c["OR_upper"])],
+        "p": [p_text(p) for p in c["p"]],
+    })

@@ -122,3 +122,21 @@ def test_outcome_never_enters_harmonisation(data):
         a = harmonise(X, study, HarmonisationParams(mode=mode)).features
         b = harmonise(X, flipped, HarmonisationParams(mode=mode)).features
         pd.testing.assert_frame_equal(a, b)
+
+
+def test_single_patient_batch_can_be_left_unharmonised(data):
+    study, X, batch = data
+    b = batch.copy()
+    b.iloc[0] = "LONE"
+    est = fit_combat(X, b, small_batch="skip")
+    assert est.unharmonised == ["LONE"]
+    out = apply_combat(est, X, b)
+    np.testing.assert_allclose(out.iloc[0].to_numpy(), X.iloc[0].to_numpy(), atol=1e-9)
+    rest = b != "LONE"
+    np.testing.assert_allclose(out[rest].to_numpy(), _neurocombat(X[rest], b[rest], True), atol=1e-10)
+    st = study.copy()
+    st.loc[st["patient_id"] == "P0000", "scanner"] = "LONE"
+    res = harmonise(X, st, HarmonisationParams(mode="all", small_batch="skip"))
+    assert res.unharmonised == ["LONE"]
+    with pytest.raises(DlrcError, match="only one patient"):
+        harmonise(X, st, HarmonisationParams(mode="all"))
