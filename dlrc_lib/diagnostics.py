@@ -12,6 +12,7 @@ Computations return DataFrames; plotting functions return plotnine objects.
 """
 from __future__ import annotations
 
+import copy
 from typing import Optional, Sequence
 
 import numpy as np
@@ -29,6 +30,25 @@ __all__ = [
     "correlation_frame",
     "plot_correlation_heatmap",
 ]
+
+
+def _redrawable(g):
+    """Make a plotnine plot safe to render more than once.
+
+    plotnine 0.15 keeps facet state from one ``draw()`` to the next, so a faceted plot that
+    was saved (drawn) and is then displayed by Jupyter fails with an IndexError. Drawing a
+    deep copy each time avoids it.
+    """
+    import plotnine as p9
+
+    class _Plot(p9.ggplot):
+        def draw(self, *args, **kwargs):  # noqa: D401 - plotnine API
+            fresh = copy.deepcopy(self)
+            fresh.__class__ = p9.ggplot
+            return fresh.draw(*args, **kwargs)
+
+    g.__class__ = _Plot
+    return g
 
 
 def _indexed(study: pd.DataFrame) -> pd.DataFrame:
@@ -96,7 +116,7 @@ def plot_pca(frame: pd.DataFrame, color: str = "centre", title: Optional[str] = 
         + p9.theme_bw()
         + p9.theme(figure_size=(10, 4.5))
     )
-    return g
+    return _redrawable(g)
 
 
 # ------------------------------------------------------------ batch predictability
@@ -184,7 +204,7 @@ def plot_funnel(funnel: pd.DataFrame, title: str = "Feature selection funnel"):
     df["step"] = pd.Categorical(df["step"], list(df["step"])[::-1])
     df["label"] = df["n_features"].map(lambda v: f"{int(v):,}")
     df["plot_n"] = df["n_features"].clip(lower=0.8)
-    return (
+    return _redrawable(
         p9.ggplot(df, p9.aes("step", "plot_n"))
         + p9.geom_segment(p9.aes(x="step", xend="step", y=0.7, yend="plot_n"), color="#3b6ea8",
                           size=9, lineend="butt")
@@ -202,7 +222,7 @@ def plot_lasso_cv(path: pd.DataFrame, lambda_min: float, lambda_1se: float):
     marked (the plot R ``plot(cv.glmnet)`` draws)."""
     import plotnine as p9
 
-    return (
+    return _redrawable(
         p9.ggplot(path, p9.aes("log_lambda", "cvm"))
         + p9.geom_errorbar(p9.aes(ymin="cvlo", ymax="cvup"), color="grey", width=0.0)
         + p9.geom_point(color="#c0392b", size=1.4)
@@ -225,7 +245,7 @@ def plot_feature_violins(Z: pd.DataFrame, y: pd.Series, ncol: int = 4,
         id_vars="LNM", var_name="feature", value_name="value")
     long["feature"] = pd.Categorical(long["feature"], list(Z.columns))
     n = Z.shape[1]
-    return (
+    return _redrawable(
         p9.ggplot(long, p9.aes("LNM", "value", fill="LNM"))
         + p9.geom_violin(alpha=0.6, trim=True)
         + p9.geom_boxplot(width=0.15, outlier_size=0.5, fill="white")
@@ -256,7 +276,7 @@ def plot_correlation_heatmap(X: pd.DataFrame, method: str = "spearman",
     long["feature_y"] = pd.Categorical(long["feature_y"], order[::-1])
     long["label"] = long["r"].map(lambda v: f"{v:.2f}")
     n = len(order)
-    return (
+    return _redrawable(
         p9.ggplot(long, p9.aes("feature_x", "feature_y", fill="r"))
         + p9.geom_tile(color="white")
         + p9.geom_text(p9.aes(label="label"), size=7)

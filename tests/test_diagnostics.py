@@ -39,6 +39,7 @@ def test_pca_frame_and_plots_build(before_after):
               D.plot_correlation_heatmap(Z)):
         fig = g.draw()
         assert fig is not None
+        g._repr_mimebundle_()  # displayed again after being saved (facets must survive)
 
 
 def test_correlation_frame_is_spearman():
