@@ -243,6 +243,7 @@ def plot_feature_violins(Z: pd.DataFrame, y: pd.Series, ncol: int = 4,
 
     long = Z.assign(LNM=pd.Series(y, index=Z.index).map({0: "LNM(-)", 1: "LNM(+)"}).to_numpy()).melt(
         id_vars="LNM", var_name="feature", value_name="value")
+    long["LNM"] = pd.Categorical(long["LNM"], ["LNM(-)", "LNM(+)"])
     long["feature"] = pd.Categorical(long["feature"], list(Z.columns))
     n = Z.shape[1]
     return _redrawable(
