@@ -962,7 +962,7 @@ def fisher_exact(table) -> float:
         return 1.0
     if t.shape[1] > t.shape[0]:
         t = t.T
-    rows = np.sort(t.sum(axis=1))[::-1]  # largest rows first: fewest branches late
+    rows = np.sort(t.sum(axis=1))  # smallest rows first; the largest one is determined last
     cols = t.sum(axis=0)
     n = int(t.sum())
     lf = special.gammaln(np.arange(n + 2) + 1.0)
@@ -1017,53 +1017,77 @@ def fisher_exact(table) -> float:
         bound_cache[key] = out
         return out
 
-    def compositions(total: int, caps: tuple):
-        # all vectors x with sum total, 0 <= x_j <= caps_j
+    comp_cache: dict = {}
+
+    def compositions(total: int, caps: tuple) -> np.ndarray:
+        # all vectors x with sum total, 0 <= x_j <= caps_j, as an (n, len(caps)) array
+        key = (total, caps)
+        hit = comp_cache.get(key)
+        if hit is not None:
+            return hit
         if len(caps) == 1:
-            if total <= caps[0]:
-                yield (total,)
-            return
-        rest = sum(caps[1:])
-        for x0 in range(max(0, total - rest), min(caps[0], total) + 1):
-            for tail in compositions(total - x0, caps[1:]):
-                yield (x0,) + tail
+            out = np.array([[total]], dtype=np.int64) if total <= caps[0] else np.zeros((0, 1), np.int64)
+        else:
+            rest = sum(caps[1:])
+            parts = []
+            for x0 in range(max(0, total - rest), min(caps[0], total) + 1):
+                tail = compositions(total - x0, caps[1:])
+                if tail.shape[0]:
+                    parts.append(np.column_stack([np.full(tail.shape[0], x0, np.int64), tail]))
+            out = np.concatenate(parts) if parts else np.zeros((0, len(caps)), np.int64)
+        comp_cache[key] = out
+        return out
 
     pvalue = 0.0
-    level: dict = {tuple(sorted(cols.tolist(), reverse=True)): {0.0: [0.0, 1.0]}}
-    tol_key = 1e-9
-    for i in range(R):
-        nxt: dict = {}
-        for m, pasts in level.items():
-            if i == R - 1:
-                kf = -float(np.sum(lf[np.asarray(m)]))
-                for past, cnt in pasts.values():
-                    if past + kf <= thr:
-                        pvalue += cnt * math.exp(const + past + kf)
-                continue
+    C = cols.size
+    # level state: remaining column margins (sorted, descending), past log-kernel, multiplicity
+    M = np.sort(cols)[::-1][None, :].astype(np.int64)
+    V = np.zeros(1)
+    W = np.ones(1)
+    for i in range(R - 1):
+        # merge partial tables with the same remaining margins and the same past value
+        keys = np.column_stack([M, np.round(V / 1e-9).astype(np.int64)])
+        uk, first, inv = np.unique(keys, axis=0, return_index=True, return_inverse=True)
+        inv = inv.ravel()
+        W = np.bincount(inv, weights=W)
+        V = V[first]
+        M = uk[:, :C]
+        node_keys, node_start = np.unique(M, axis=0, return_index=True)
+        bounds_idx = np.r_[node_start, M.shape[0]]
+        new_m, new_v, new_w = [], [], []
+        r = int(rows[i])
+        for g in range(node_keys.shape[0]):
+            sl = slice(bounds_idx[g], bounds_idx[g + 1])
+            m = tuple(int(v) for v in node_keys[g])
+            v, w = V[sl], W[sl]
             up, lo, tot = bounds(i, m)
-            todo = []
-            for past, cnt in pasts.values():
-                if past + up <= thr:
-                    pvalue += cnt * math.exp(const + past + tot)
-                elif past + lo > thr:
-                    continue
-                else:
-                    todo.append((past, cnt))
-            if not todo:
+            every = v + up <= thr
+            if every.any():
+                pvalue += float(np.sum(w[every] * np.exp(const + v[every] + tot)))
+            keep = ~every & (v + lo <= thr)
+            if not keep.any():
                 continue
-            r = int(rows[i])
-            for x in compositions(r, m):
-                kx = -float(np.sum(lf[np.asarray(x)]))
-                child = tuple(sorted((a - b for a, b in zip(m, x)), reverse=True))
-                bucket = nxt.setdefault(child, {})
-                for past, cnt in todo:
-                    val = past + kx
-                    key = round(val / tol_key)
-                    if key in bucket:
-                        bucket[key][1] += cnt
-                    else:
-                        bucket[key] = [val, cnt]
-        level = nxt
+            v, w = v[keep], w[keep]
+            X = compositions(r, m)
+            kx = -lf[X].sum(axis=1)
+            children = np.asarray(m, dtype=np.int64)[None, :] - X
+            if i == R - 2:
+                # the last row is determined by the remaining margins
+                ktot = kx - lf[children].sum(axis=1)
+                vals = v[None, :] + ktot[:, None]
+                hit = vals <= thr
+                if hit.any():
+                    pvalue += float(np.sum((np.exp(const + vals) * w[None, :])[hit]))
+                continue
+            children = np.sort(children, axis=1)[:, ::-1]
+            new_m.append(np.repeat(children, v.size, axis=0))
+            new_v.append((kx[:, None] + v[None, :]).ravel())
+            new_w.append(np.tile(w, X.shape[0]))
+        if i == R - 2 or not new_m:
+            break
+        M = np.concatenate(new_m)
+        V = np.concatenate(new_v)
+        W = np.concatenate(new_w)
     return float(min(1.0, pvalue))
 
 
