@@ -21,8 +21,8 @@ logistic_glm               ``glm(y ~ ., family=binomial)`` (same IRLS, start and
 backward_aic               ``MASS::stepAIC(glm(y ~ ., binomial), direction="backward")``
 compare_categorical        compareGroups: ``fisher.test`` if any expected < 5, else
                            ``chisq.test`` (Yates on 2x2)
-compare_continuous         compareGroups: ``oneway.test(var.equal=TRUE)`` (= Student t)
-                           or ``kruskal.test``; normality by ``shapiro.test``
+compare_continuous         compareGroups (two groups): ``t.test`` (Welch) or
+                           ``kruskal.test``; normality by ``shapiro.test``
 quantile7                  ``quantile(x, type=7)``
 =========================  ==============================================================
 """
@@ -1115,32 +1115,32 @@ def compare_categorical(table) -> TestResult:
 
 
 def compare_continuous(a, b, method: str = "auto", alpha: float = 0.05) -> TestResult:
-    """Compare a continuous variable between two groups by compareGroups' choices.
+    """Compare a continuous variable between two groups as R compareGroups does.
 
-    method "normal": ``oneway.test(x ~ g, var.equal=TRUE)`` (Student's t-test, equal
-    variances); "nonnormal": ``kruskal.test(x ~ g)`` (equivalent to Mann-Whitney without
-    continuity correction); "auto": normal when ``shapiro.test`` of the pooled values gives
-    p > alpha, else non-normal. Missing values are dropped.
+    method "normal": ``t.test(x ~ g)`` (compareGroups' two-group test: Welch's t-test);
+    "nonnormal": ``kruskal.test(x ~ g)`` (equivalent to Mann-Whitney without continuity
+    correction); "auto" (compareGroups ``method=NA``): normal when ``shapiro.test`` of the
+    pooled values gives p > alpha, non-normal when it does not or cannot be computed
+    (fewer than 3 or more than 5000 values, all identical). Missing values are dropped.
     """
     x0 = np.asarray(a, dtype=float)
     x1 = np.asarray(b, dtype=float)
     x0, x1 = x0[np.isfinite(x0)], x1[np.isfinite(x1)]
-    if x0.size < 1 or x1.size < 1 or x0.size + x1.size < 3:
-        return TestResult(float("nan"), "not testable (too few values)")
+    if x0.size < 1 or x1.size < 1:
+        return TestResult(float("nan"), "not testable (an empty group)")
+    pooled = np.concatenate([x0, x1])
     if method == "auto":
-        pooled = np.concatenate([x0, x1])
-        if pooled.size < 3 or np.ptp(pooled) == 0:
+        if pooled.size < 3 or pooled.size > 5000 or np.ptp(pooled) == 0:
             method = "nonnormal"
         else:
-            sw = sps.shapiro(pooled[:5000]).pvalue
-            method = "normal" if sw > alpha else "nonnormal"
+            method = "normal" if sps.shapiro(pooled).pvalue > alpha else "nonnormal"
     if method == "normal":
-        if x0.size < 2 and x1.size < 2:
-            return TestResult(float("nan"), "not testable (too few values)")
-        res = sps.ttest_ind(x0, x1, equal_var=True)
+        if x0.size < 2 or x1.size < 2 or (np.ptp(x0) == 0 and np.ptp(x1) == 0):
+            return TestResult(float("nan"), "t-test")
+        res = sps.ttest_ind(x0, x1, equal_var=False)
         return TestResult(float(res.pvalue), "t-test")
     if method == "nonnormal":
-        if np.ptp(np.concatenate([x0, x1])) == 0:
+        if np.ptp(pooled) == 0:
             return TestResult(float("nan"), "Kruskal-Wallis test")
         res = sps.kruskal(x0, x1)
         return TestResult(float(res.pvalue), "Kruskal-Wallis test")
