@@ -388,6 +388,8 @@ def hosmer_lemeshow(y, prob, groups: int = 10) -> HosmerLemeshow:
 
     Groups are cut at the unique type-7 quantiles of the fitted probabilities
     (``cut(..., include.lowest=TRUE)``, right-closed); df = g - 2 with g as requested.
+    As in R, an interval that holds no patient (possible with tied probabilities) makes the
+    statistic 0/0 = NaN; ``table`` shows the groups.
     """
     yy = _binary(y)
     p = _numeric(prob, "prob", yy.size)
@@ -953,6 +955,9 @@ def fisher_exact(table) -> float:
     enumeration: tables are built row by row; partial tables reaching the same remaining
     column margins with the same probability are merged, and subtrees whose every
     completion is (or none is) as extreme as the observed table are summed in closed form.
+    Unlike R's FEXACT it needs no workspace setting: tables for which R's default
+    ``workspace`` stops with "FEXACT error 7" get the exact p-value that R gives with a
+    larger workspace.
     """
     t = np.asarray(table, dtype=np.int64)
     if t.ndim != 2 or (t < 0).any():
