@@ -126,20 +126,31 @@ class DlrcParams(Section):
 
 
 class CalibrationParams(Section):
-    groups: int = Field(10, ge=3)  # Hosmer-Lemeshow groups
+    """Hosmer-Lemeshow test, calibration plots and the bootstrap optimism correction."""
+
+    groups: int = Field(10, ge=3)  # Hosmer-Lemeshow / calibration-plot risk groups (deciles)
     bootstrap: int = Field(200, ge=0)  # optimism-corrected calibration (rms calibrate B)
 
 
 class DecisionCurveParams(Section):
-    threshold_max: float = Field(0.99, gt=0, lt=1)
-    threshold_step: float = Field(0.01, gt=0, lt=1)
+    """Decision curve analysis (net benefit over threshold probabilities, as R dcurves)."""
+
+    threshold_max: float = Field(0.99, gt=0, lt=1)  # last threshold probability
+    threshold_step: float = Field(0.01, gt=0, lt=1)  # grid step from 0
     bootstrap: int = Field(200, ge=0)  # bands for the DLRC curve
+    band_level: float = Field(0.95, gt=0, lt=1)  # coverage of the bootstrap band
+    per_patients: int = Field(100, ge=1)  # net interventions avoided per this many patients
 
 
 class SraParams(Section):
-    short_axis_mm: float = 10.0  # positive when the short axis reaches this
-    borderline_mm: float = 8.0  # ... or reaches this with a round node
-    ratio: float = 0.8  # short/long ratio above which a node counts as round
+    """Standardised radiological assessment of the largest pelvic node, and Table 5."""
+
+    short_axis_mm: float = Field(10.0, gt=0)  # positive when the short axis reaches this
+    borderline_mm: float = Field(8.0, gt=0)  # ... or reaches this with a round node
+    ratio: float = Field(0.8, gt=0, le=1)  # short/long ratio above which a node counts as round
+    subgroup_mm: float = Field(10.0, gt=0)  # Table 5 splits patients at this short axis
+    mcnemar_method: Literal["auto", "exact", "chisq"] = "auto"  # DLRC vs SRA paired test
+    mcnemar_exact_below: int = Field(25, ge=1)  # auto: exact binomial when discordant pairs < this
 
 
 # ---------------------------------------------------------------------------- whole
