@@ -226,3 +226,22 @@ def test_prepare_study_manifest_errors_raise(study):
 def test_missing_manifest_is_one_problem(tmp_path):
     problems = validate_manifest(tmp_path / "nope.csv")
     assert len(problems) == 1 and "manifest not found" in str(problems[0])
+
+
+def test_views(study):
+    from dlrc_lib.study import (acquisition_summary, cohort_counts, example_patients, plot_sequences,
+                                published_counts, study_counts)
+
+    df = load_study(study)
+    c = cohort_counts(df)
+    assert c["cohort"].tolist() == ["train", "internal", "external", "total"]
+    assert c.loc[3, "patients"] == len(df)
+    assert study_counts(df)["patients"].sum() == len(df)
+    acq = acquisition_summary(df)
+    assert acq["patients"].sum() == len(df) and (acq["CET1_size"] == "24x24x6").all()
+    ids = example_patients(df, n=2, seed=1, include_resegmented=True)
+    assert len(ids) == 3 and df.set_index("patient_id").loc[ids[:2], "lnm"].tolist() == [0, 1]
+    fig = plot_sequences(df, ids, readers=("mask", "mask_r2"))
+    assert len(fig.axes) == 9
+    pc = published_counts(df)
+    assert sum(pc[f"table1.n.{k}"][0] + pc[f"table1.n.{k}"][1] for k in ("train", "internal", "external")) == len(df)

@@ -366,7 +366,7 @@ def render_patient(row: Mapping, scanner: Scanner, shape: tuple[int, int, int], 
         gamma = scanner.contrast[si] ** scanner_effect
         sig = np.power(np.clip(sig, 0, None), gamma)
         sig *= _bias_field(pts, pm.bias_coef + _scanner_bias(scanner), scanner.bias * scanner_effect)
-        sd = scanner.noise * (1.5 if seq == "DWI" else 1.0)
+        sd = scanner.noise * (1.2 if seq == "DWI" else 1.0)
         n1 = rng.normal(0, sd, sig.shape).astype(np.float32)
         n2 = rng.normal(0, sd, sig.shape).astype(np.float32)
         sig = np.sqrt((sig + n1) ** 2 + n2 ** 2)
