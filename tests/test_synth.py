@@ -220,3 +220,30 @@ def test_lnm_shifts_latent_traits():
     s = p.study.signal
     want = [s.heterogeneity, s.enhancement, s.diffusion, s.irregularity]
     np.testing.assert_allclose(pos.mean(0) - neg.mean(0), want, atol=0.1)
+
+
+def test_interrupted_generation_is_not_complete_and_resumes(tmp_path, monkeypatch):
+    from dlrc_lib.synth import writer
+
+    out = tmp_path / "twin"
+    real = writer._generate_one
+    calls = {"n": 0}
+
+    def flaky(job):
+        calls["n"] += 1
+        if calls["n"] == 6:
+            raise KeyboardInterrupt
+        return real(job)
+
+    monkeypatch.setattr(writer, "_generate_one", flaky)
+    with pytest.raises(KeyboardInterrupt):
+        generate_study(_tiny(), out, progress=False)
+    assert not (out / "study.json").exists() and not (out / "manifest.csv").exists()
+    done_before = {p.parent.name: p.stat().st_mtime_ns for p in out.glob("patients/*/.done")}
+    assert len(done_before) == 5
+    monkeypatch.setattr(writer, "_generate_one", real)
+    manifest = generate_study(_tiny(), out, progress=False)
+    assert (out / "study.json").is_file()
+    done_after = {p.parent.name: p.stat().st_mtime_ns for p in out.glob("patients/*/.done")}
+    assert all(done_after[k] == v for k, v in done_before.items())  # finished patients kept
+    assert len(done_after) == len(load_study(manifest))
