@@ -32,10 +32,10 @@ class SignalParams(Section):
     deviations relative to LNM-negative ones; 0 switches an effect off.
     """
 
-    heterogeneity: float = 0.9  # texture amplitude inside the tumour (all sequences)
-    enhancement: float = 0.6  # CE-T1WI enhancement, peripheral more than central
-    diffusion: float = 0.7  # diffusion restriction (lower ADC -> brighter DWI)
-    irregularity: float = 0.7  # lobulated, irregular 3D boundary
+    heterogeneity: float = 0.7  # texture amplitude inside the tumour (all sequences)
+    enhancement: float = 0.45  # CE-T1WI enhancement, peripheral more than central
+    diffusion: float = 0.5  # diffusion restriction (lower ADC -> brighter DWI)
+    irregularity: float = 0.5  # lobulated, irregular 3D boundary
     texture_scale_mm: float = 3.0  # correlation length of the tumour texture (mm)
     reader_disagreement: float = 1.0  # multiplies reader-2 / repeat boundary perturbations
 
