@@ -64,17 +64,19 @@ class StudyParams(Section):
 class RadiomicsParams(Section):
     """PyRadiomics extraction (settings in a separate pyradiomics YAML file)."""
 
-    settings: str = "params/radiomics.yaml"  # pyradiomics parameter file
-    sequences: list[str] = Field(default_factory=lambda: ["CET1", "DWI", "T2FS"])
-    n_jobs: int = 0  # local processes (0: all cores)
-    dask_scheduler: Optional[str] = None  # e.g. "tcp://10.0.0.5:8786" to scale out
+    settings: str = "params/radiomics.yaml"  # PyRadiomics parameter file (image types, classes, preprocessing)
+    sequences: list[str] = Field(default_factory=lambda: ["CET1", "DWI", "T2FS"])  # sequences extracted
+    n_jobs: int = Field(0, ge=0)  # local worker processes (0: all cores)
+    dask_scheduler: Optional[str] = None  # e.g. "tcp://10.0.0.5:8786": run the cases on that Dask cluster
+    progress: bool = True  # progress bar (patients/s, time left)
 
 
 class IccParams(Section):
     """Feature reproducibility from the re-segmented cases."""
 
-    form: Literal["ICC(2,1)", "ICC(3,1)"] = "ICC(2,1)"
-    threshold: float = Field(0.75, ge=0, le=1)  # keep features with ICC > threshold (both)
+    form: Literal["ICC(2,1)", "ICC(3,1)"] = "ICC(2,1)"  # psych::ICC form (two-way random/mixed, single rater)
+    threshold: float = Field(0.75, ge=0, le=1)  # keep features with ICC > threshold (inter and intra)
+    min_cases: int = Field(5, ge=2)  # fewest re-segmented cases an ICC is computed from
 
 
 class HarmonisationParams(Section):
