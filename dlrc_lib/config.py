@@ -82,9 +82,12 @@ class IccParams(Section):
 class HarmonisationParams(Section):
     """ComBat harmonisation of features across scanners."""
 
-    mode: Literal["all", "train_reference", "none"] = "all"
-    batch: Literal["scanner", "centre"] = "scanner"
+    mode: Literal["all", "train_reference", "none"] = "all"  # all cohorts together | fit on training | off
+    batch: Literal["scanner", "centre"] = "scanner"  # the batch ComBat removes (never the outcome)
     parametric: bool = True  # parametric empirical Bayes priors (neuroCombat default)
+    # A batch with a single patient has no estimable scale: refuse it (error) or leave
+    # that patient's features unharmonised (skip, recorded as a warning).
+    small_batch: Literal["error", "skip"] = "error"
 
 
 class SelectionParams(Section):
