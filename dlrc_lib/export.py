@@ -35,8 +35,12 @@ def known_batches(state: Any) -> list[str]:
         if isinstance(obj, Mapping):
             for k, v in obj.items():
                 walk(v, str(k))
-        elif isinstance(obj, list) and key == "batches":
-            found.update(str(b) for b in obj if not isinstance(b, (list, dict)))
+        elif isinstance(obj, list):
+            if key == "batches":
+                found.update(str(b) for b in obj if not isinstance(b, (list, dict)))
+            for v in obj:
+                if isinstance(v, (dict, list)):
+                    walk(v, key)
 
     walk(state)
     return sorted(found)

@@ -1,0 +1,160 @@
+"""The exported model and `dlrc predict`: document checks, scanner policy, scoring, CLI."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+pytest.importorskip("dlrc_lib.stats", reason="needs the statistics core")
+
+from dlrc_lib import model as M
+from dlrc_lib.artifacts import dumps
+from dlrc_lib.cli import main as cli_main
+from dlrc_lib.errors import DlrcError
+from dlrc_lib.export import build_model_document, known_batches, load_model
+from dlrc_lib.predict import read_new_patients, scanner_status, score_from_scores
+from model_synthetic import make_study
+
+SEQS = ("CET1", "DWI", "T2FS")
+
+
+@pytest.fixture(scope="module")
+def fitted():
+    study = make_study()
+    fit = M.fit_dlrc(study[["cohort", "lnm", "Rad_score", "DL_score"]], study)
+    pred = M.predictions_frame(study, study["Rad_score"], study["DL_score"], fit.prob)
+    nom = M.nomogram_for(fit, study)
+    doc = build_model_document(
+        run_name="t", seed=1, sequences=SEQS, radiomics_settings_file="radiomics.yaml",
+        radiomics_settings_text="setting:\n  binWidth: 25\n",
+        radiomics_state={"combat": {"batches": ["S1"]}}, deep_model="ResNet152_2D",
+        deep_preprocessing={"input_size": 224}, deep_weights={"source": "random", "identity": "x"},
+        deep_state={"combat": {"batches": ["S1", "S2"]}}, best_model_rule="train_auc",
+        harmonisation={"mode": "all", "batch": "scanner", "scanner_policy": "refuse"},
+        dlrc=fit.model.to_dict(), clinical=fit.clinical, cutoffs=M.youden_cutoffs(pred),
+        nomogram=nom.to_dict())
+    doc = json.loads(dumps(doc))  # exactly what the JSON file holds
+    return study, fit, pred, doc
+
+
+def test_document_is_plain_json(fitted, tmp_path):
+    _, _, _, doc = fitted
+    assert doc["harmonisation"]["known_batches"] == ["S1", "S2"]
+    assert doc["clinical"] == {"c_lnm": "lnsd_mm >= 10 (largest pelvic node short axis on CE-T1WI, mm)"}
+    path = tmp_path / "m.json"
+    path.write_text(dumps(doc))
+    assert load_model(path) == doc
+    assert known_batches({"a": {"batches": ["X", "Y"]}, "b": [{"batches": ["Z"]}]}) == ["X", "Y", "Z"]
+
+
+@pytest.mark.parametrize("content, message", [
+    (None, "model file not found"),
+    ("{not json", "not a JSON model file"),
+    ('{"format": "other"}', "not a DLRC model file"),
+    ('{"format": "dlrc-model", "format_version": 99}', "format version 99 is not supported"),
+    ('{"format": "dlrc-model", "format_version": 1}', "model file lacks sequences"),
+])
+def test_load_model_refuses(tmp_path, content, message):
+    path = tmp_path / "model.json"
+    if content is not None:
+        path.write_text(content)
+    with pytest.raises(DlrcError, match=message):
+        load_model(path)
+
+
+def test_scores_to_risk_points_and_decision(fitted):
+    study, fit, pred, doc = fitted
+    out = score_from_scores(doc, study, study["Rad_score"], study["DL_score"])
+    assert np.allclose(out["prob_dlrc"], pred["prob_dlrc"], rtol=0, atol=1e-12)
+    assert np.allclose(out["prob_radiomics"], pred["prob_radiomics"], rtol=0, atol=1e-15)
+    assert (out["lnm_predicted"] == (out["prob_dlrc"] >= doc["cutoffs"]["dlrc"]).astype(int)).all()
+    total = out[[f"points_{t}" for t in fit.model.terms_]].sum(axis=1)
+    assert np.allclose(total, out["total_points"])
+    # validation patients beyond the training range are flagged, training ones never
+    train = out[study["cohort"] == "train"]
+    assert (train["outside_nomogram_range"] == "").all()
+    assert list(out["c_LNM"]) == list(study["c_lnm"].astype(float))
+
+
+def _manifest(tmp_path: Path, scanners: list[str], files: bool = True) -> Path:
+    rows = []
+    for i, sc in enumerate(scanners):
+        row = {"patient_id": f"N{i}", "scanner": sc, "lnsd_mm": 6.0 + 4 * i}
+        for s in SEQS:
+            for kind in ("image", "mask"):
+                f = tmp_path / f"N{i}_{kind}_{s}.nii.gz"
+                if files:
+                    f.write_bytes(b"x")
+                row[f"{kind}_{s}"] = f.name
+        rows.append(row)
+    path = tmp_path / "new.csv"
+    pd.DataFrame(rows).to_csv(path, index=False)
+    return path
+
+
+def test_read_new_patients(fitted, tmp_path):
+    *_, doc = fitted
+    new = read_new_patients(_manifest(tmp_path, ["S1", "S2"]), doc)
+    assert list(new.index) == ["N0", "N1"] and list(new["c_lnm"]) == [0, 1]
+    assert Path(new.loc["N0", "image_CET1"]).is_absolute()
+    (tmp_path / "N1_mask_DWI.nii.gz").unlink()
+    with pytest.raises(DlrcError, match=r"patient N1, file N1_mask_DWI.nii.gz: not found \(mask_DWI\)"):
+        read_new_patients(tmp_path / "new.csv", doc)
+
+
+def test_scanner_policy(fitted, tmp_path):
+    *_, doc = fitted
+    new = read_new_patients(_manifest(tmp_path, ["S1", "S9", "S9"]), doc)
+    with pytest.raises(DlrcError, match=r"scanner 'S9' \(patients N1, N2\): not seen when the model was fitted"):
+        scanner_status(doc, new, "refuse")
+    status = scanner_status(doc, new, "harmonise")
+    assert list(status) == ["seen", "harmonised from own data", "harmonised from own data"]
+    lone = new.iloc[:2]
+    with pytest.raises(DlrcError, match="needs at least 2 patients"):
+        scanner_status(doc, lone, "harmonise")
+
+
+def test_cli_refuses_unseen_scanner_in_one_line(fitted, tmp_path, capsys):
+    *_, doc = fitted
+    model = tmp_path / "model.json"
+    model.write_text(dumps(doc))
+    manifest = _manifest(tmp_path, ["S1", "S7"])
+    out = tmp_path / "pred.csv"
+    rc = cli_main(["predict", "--model", str(model), "--manifest", str(manifest), "--out", str(out)])
+    err = capsys.readouterr().err
+    assert rc == 2 and not out.exists()
+    assert err.count("\n") == 1 and "scanner 'S7' (patient N1)" in err and "--scanner-policy harmonise" in err
+
+
+@pytest.mark.slow
+def test_round_trip_training_patients_from_images(tmp_path):
+    """Predicting the training patients from their images reproduces notebook 05's
+    probabilities (runs the quick pipeline when its report is not there yet)."""
+    pytest.importorskip("dlrc_lib.pipeline")
+    pytest.importorskip("dlrc_lib.radiomics")
+    pytest.importorskip("dlrc_lib.deep")
+    from dlrc_lib.artifacts import Artifacts
+    from dlrc_lib.config import load_params
+    from dlrc_lib.predict import predict_manifest
+    from dlrc_lib.runner import run
+    from dlrc_lib.study import load_study
+
+    root = Path(__file__).resolve().parents[1]
+    params = load_params(root / "params" / "quick.yaml")
+    run_dir = root / "reports" / params.run_name
+    model = run_dir / "model" / "dlrc_model.json"
+    if not model.exists():
+        assert run(str(root / "params" / "quick.yaml")) == 0
+    art = Artifacts(run_dir)
+    pred = art.load_frame("predictions")
+    study = load_study(root / params.twin_dir / "manifest.csv")
+    train = study[study["patient_id"].isin(pred.index[pred["cohort"] == "train"])]
+    manifest = tmp_path / "train.csv"
+    train.to_csv(manifest, index=False)
+    out = predict_manifest(model, manifest, cache_dir=root / params.cache_dir)
+    assert len(out) == len(train)
+    diff = (out["prob_dlrc"] - pred.loc[out.index, "prob_dlrc"]).abs()
+    assert diff.max() < 1e-6, diff.sort_values().tail()
