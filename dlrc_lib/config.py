@@ -25,6 +25,21 @@ class Section(BaseModel):
 
 
 # --------------------------------------------------------------------------- study
+class SignalParams(Section):
+    """How LNM status shows in the twin's tumours (effect sizes in SD units of a latent trait).
+
+    Each LNM-positive tumour's latent property is shifted by the given number of standard
+    deviations relative to LNM-negative ones; 0 switches an effect off.
+    """
+
+    heterogeneity: float = 0.9  # texture amplitude inside the tumour (all sequences)
+    enhancement: float = 0.6  # CE-T1WI enhancement, peripheral more than central
+    diffusion: float = 0.7  # diffusion restriction (lower ADC -> brighter DWI)
+    irregularity: float = 0.7  # lobulated, irregular 3D boundary
+    texture_scale_mm: float = 3.0  # correlation length of the tumour texture (mm)
+    reader_disagreement: float = 1.0  # multiplies reader-2 / repeat boundary perturbations
+
+
 class StudyParams(Section):
     """Which study the run analyses: the synthetic twin or a user's manifest."""
 
@@ -32,16 +47,17 @@ class StudyParams(Section):
     manifest: Optional[str] = None  # CSV manifest (source: manifest); paths relative to it
     twin_dir: str = "data/twin/{run_name}"  # where the twin study is generated
     scale: float = Field(1.0, gt=0, le=1)  # fraction of the paper's 1,095 patients
-    volume_shape: tuple[int, int, int] = (160, 160, 24)  # x, y, z voxels of the CE-T1WI grid
-    n_jobs: int = 0  # processes for generation (0: all cores)
-    # FIGO/age/menopause etc. follow the published tables; these knobs set the image signal.
-    signal: dict[str, float] = Field(default_factory=dict)  # LNM effect sizes (see dlrc_lib.synth)
+    volume_shape: tuple[int, int, int] = (128, 128, 20)  # x, y, z voxels of the CE-T1WI grid
+    n_jobs: int = 0  # processes for generation/validation (0: all cores)
+    signal: SignalParams = Field(default_factory=SignalParams)  # LNM effect sizes
     scanner_effect: float = Field(1.0, ge=0)  # multiplies the per-scanner intensity effects
     icc_cases: int = Field(30, ge=0)  # patients with reader-2 and repeat masks
     internal_centres: list[str] = Field(default_factory=lambda: ["A"])  # split train/internal
     train_fraction: float = Field(0.7, gt=0, lt=1)  # used when the manifest has no cohort
     exclusions: dict[str, int] = Field(default_factory=dict)  # Fig. 1 flow: reason -> count
     min_batch_size: int = Field(2, ge=1)  # smallest scanner/centre that can be harmonised
+    mask_label: int = Field(1, ge=1)  # voxel value of the tumour in mask files
+    compression_level: int = Field(1, ge=0, le=9)  # gzip level of the twin's NIfTI files
 
 
 # ------------------------------------------------------------------------ radiomics
@@ -110,20 +126,31 @@ class DlrcParams(Section):
 
 
 class CalibrationParams(Section):
-    groups: int = Field(10, ge=3)  # Hosmer-Lemeshow groups
+    """Hosmer-Lemeshow test, calibration plots and the bootstrap optimism correction."""
+
+    groups: int = Field(10, ge=3)  # Hosmer-Lemeshow / calibration-plot risk groups (deciles)
     bootstrap: int = Field(200, ge=0)  # optimism-corrected calibration (rms calibrate B)
 
 
 class DecisionCurveParams(Section):
-    threshold_max: float = Field(0.99, gt=0, lt=1)
-    threshold_step: float = Field(0.01, gt=0, lt=1)
+    """Decision curve analysis (net benefit over threshold probabilities, as R dcurves)."""
+
+    threshold_max: float = Field(0.99, gt=0, lt=1)  # last threshold probability
+    threshold_step: float = Field(0.01, gt=0, lt=1)  # grid step from 0
     bootstrap: int = Field(200, ge=0)  # bands for the DLRC curve
+    band_level: float = Field(0.95, gt=0, lt=1)  # coverage of the bootstrap band
+    per_patients: int = Field(100, ge=1)  # net interventions avoided per this many patients
 
 
 class SraParams(Section):
-    short_axis_mm: float = 10.0  # positive when the short axis reaches this
-    borderline_mm: float = 8.0  # ... or reaches this with a round node
-    ratio: float = 0.8  # short/long ratio above which a node counts as round
+    """Standardised radiological assessment of the largest pelvic node, and Table 5."""
+
+    short_axis_mm: float = Field(10.0, gt=0)  # positive when the short axis reaches this
+    borderline_mm: float = Field(8.0, gt=0)  # ... or reaches this with a round node
+    ratio: float = Field(0.8, gt=0, le=1)  # short/long ratio above which a node counts as round
+    subgroup_mm: float = Field(10.0, gt=0)  # Table 5 splits patients at this short axis
+    mcnemar_method: Literal["auto", "exact", "chisq"] = "auto"  # DLRC vs SRA paired test
+    mcnemar_exact_below: int = Field(25, ge=1)  # auto: exact binomial when discordant pairs < this
 
 
 # ---------------------------------------------------------------------------- whole
