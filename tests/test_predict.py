@@ -158,3 +158,13 @@ def test_round_trip_training_patients_from_images(tmp_path):
     assert len(out) == len(train)
     diff = (out["prob_dlrc"] - pred.loc[out.index, "prob_dlrc"]).abs()
     assert diff.max() < 1e-6, diff.sort_values().tail()
+
+
+def test_deep_settings_restored_from_document(fitted):
+    *_, doc = fitted
+    d = json.loads(json.dumps(doc))
+    d["deep"]["preprocessing"] = {"input_size": 64, "margin": 0.2, "weights": "random", "unknown_key": 1}
+    from dlrc_lib.predict import deep_params_of
+
+    p = deep_params_of(d)
+    assert p.models == ["ResNet152_2D"] and p.input_size == 64 and p.margin == 0.2 and p.weights == "random"
