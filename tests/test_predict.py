@@ -168,3 +168,55 @@ def test_deep_settings_restored_from_document(fitted):
 
     p = deep_params_of(d)
     assert p.models == ["ResNet152_2D"] and p.input_size == 64 and p.margin == 0.2 and p.weights == "random"
+
+
+def _features(study: pd.DataFrame, signal: str, seed: int) -> pd.DataFrame:
+    """Patients x 12 features: three follow ``signal``, scanner S2 shifts and scales them all."""
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(len(study), 12))
+    X[:, :3] += np.outer(study[signal].to_numpy(), [1.0, -0.8, 0.6])
+    s2 = (study["scanner"].to_numpy() == "S2")[:, None]
+    X = np.where(s2, 1.3 * X + 0.7, X)
+    return pd.DataFrame(X, index=study.index, columns=[f"CET1_{signal[:2]}{i}" for i in range(12)])
+
+
+def test_scoring_from_features_reproduces_the_fit(fitted):
+    """Features -> stored ComBat, standardisation and coefficients -> the fitted scores and
+    DLRC probabilities again (the image-free half of the round trip); an unseen scanner is
+    refused or harmonised from its own data, per the policy."""
+    pipeline = pytest.importorskip("dlrc_lib.pipeline")
+    from dlrc_lib.config import HarmonisationParams, SelectionParams
+    from dlrc_lib.predict import score_patients
+
+    study, *_ = fitted
+    table = study.reset_index()
+    sel = SelectionParams(mw_p=0.05, lasso_folds=5)
+    fits = {name: pipeline.fit_feature_score(_features(study, name, seed), table,
+                                             harmonisation=HarmonisationParams(), selection=sel, seed=1)
+            for name, seed in (("Rad_score", 11), ("DL_score", 12))}
+    scores = study[["cohort", "lnm"]].assign(Rad_score=fits["Rad_score"].score.loc[study.index],
+                                             DL_score=fits["DL_score"].score.loc[study.index])
+    fit = M.fit_dlrc(scores, study)
+    pred = M.predictions_frame(study, scores["Rad_score"], scores["DL_score"], fit.prob)
+    doc = build_model_document(
+        run_name="t", seed=1, sequences=SEQS, radiomics_settings_file="radiomics.yaml",
+        radiomics_settings_text="", radiomics_state=fits["Rad_score"].state, deep_model="ResNet152_2D",
+        deep_preprocessing={}, deep_weights=None, deep_state=fits["DL_score"].state,
+        best_model_rule="train_auc", harmonisation={"mode": "all", "batch": "scanner"},
+        dlrc=fit.model.to_dict(), clinical=fit.clinical, cutoffs=M.youden_cutoffs(pred),
+        nomogram=M.nomogram_for(fit, scores).to_dict())
+    doc = json.loads(dumps(doc))
+    assert doc["harmonisation"]["known_batches"] == ["S1", "S2"]
+    rad_all, dl_all = _features(study, "Rad_score", 11), _features(study, "DL_score", 12)
+    train = study[study["cohort"] == "train"]
+    out = score_patients(doc, train, rad_all.loc[train.index], dl_all.loc[train.index])
+    assert np.abs(out["Rad_score"] - scores.loc[train.index, "Rad_score"]).max() < 1e-9
+    assert np.abs(out["prob_dlrc"] - pred.loc[train.index, "prob_dlrc"]).max() < 1e-9
+    # patients of a new scanner: refused by default, harmonised on request
+    new = study.iloc[:6].assign(scanner="S9")
+    rad_new, dl_new = rad_all.iloc[:6], dl_all.iloc[:6]
+    with pytest.raises(DlrcError, match="scanner 'S9'"):
+        score_patients(doc, new, rad_new, dl_new)
+    out_new = score_patients(doc, new, rad_new, dl_new, policy="harmonise")
+    assert (out_new["scanner_status"] == "harmonised from own data").all()
+    assert np.isfinite(out_new["prob_dlrc"]).all()
