@@ -96,7 +96,15 @@ def calibration_table(predictions: pd.DataFrame, models: dict[str, str], groups:
     return pd.DataFrame(rows)
 
 
-def calibration_groups(predictions: pd.DataFrame, models: dict[str, str], groups: int = 10) -> pd.DataFrame:
+def hosmer_lemeshow_reproduce(table: pd.DataFrame, model: str = "DLRC") -> dict[str, float | str | None]:
+    """``{"calibration_hosmer_lemeshow_p.<cohort>": p}`` for ``model`` (p as the paper prints
+    it: 3 decimals or "<0.001")."""
+    fmt = _stats().format_p
+    sel = table[table["model"] == model]
+    return {f"calibration_hosmer_lemeshow_p.{r['cohort']}": fmt(r["hl_p"]) for _, r in sel.iterrows()}
+
+
+def grouped_calibration(predictions: pd.DataFrame, models: dict[str, str], groups: int = 10) -> pd.DataFrame:
     """Grouped observed vs predicted risk with 95 % CIs (long: model, cohort, group, ...)."""
     check_probabilities(predictions, models.values())
     frames = []

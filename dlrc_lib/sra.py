@@ -89,6 +89,16 @@ def sra_predict(study_df: pd.DataFrame, sra_params) -> pd.Series:
     return pd.Series(positive.astype(int), index=study_df.index, name="SRA")
 
 
+def add_calls(predictions: pd.DataFrame, sra_params, dlrc_cutoff: float, *,
+              prob_column: str = "prob_dlrc") -> pd.DataFrame:
+    """``predictions`` plus 0/1 columns ``SRA`` (:func:`sra_predict`) and ``DLRC``
+    (``prob_column >= dlrc_cutoff``, the training Youden threshold)."""
+    _require(predictions, [prob_column], "predictions")
+    prob = _check_finite(predictions, prob_column, "predictions")
+    return predictions.assign(SRA=sra_predict(predictions, sra_params),
+                              DLRC=(prob >= float(dlrc_cutoff)).astype(int))
+
+
 # --------------------------------------------------------------------- metrics from counts
 def confusion_counts(y: Iterable[int], predicted: Iterable[int]) -> dict[str, int]:
     """``{"TP", "FN", "TN", "FP"}`` for outcome ``y`` and calls ``predicted`` (both 0/1)."""

@@ -10,7 +10,7 @@ import pytest
 from scipy.special import expit
 
 from dlrc_lib.calibration import (
-    _cal_error, calibration_groups, calibration_table, figure5, fit_logistic, lowess_curve,
+    _cal_error, grouped_calibration, calibration_table, figure5, fit_logistic, lowess_curve,
     model_columns, optimism_calibration, plot_optimism_calibration,
 )
 from dlrc_lib.errors import DlrcError
@@ -109,7 +109,7 @@ def test_figure5_three_panels_and_groups():
     models = model_columns("ResNet152_2D")
     fig = figure5(df, models)
     assert [ax.get_title(loc="left")[0] for ax in fig.axes] == ["a", "b", "c"]
-    g = calibration_groups(df, models)
+    g = grouped_calibration(df, models)
     assert {"model", "cohort", "group", "predicted", "observed"} <= set(g.columns)
 
 
