@@ -25,6 +25,21 @@ class Section(BaseModel):
 
 
 # --------------------------------------------------------------------------- study
+class SignalParams(Section):
+    """How LNM status shows in the twin's tumours (effect sizes in SD units of a latent trait).
+
+    Each LNM-positive tumour's latent property is shifted by the given number of standard
+    deviations relative to LNM-negative ones; 0 switches an effect off.
+    """
+
+    heterogeneity: float = 0.9  # texture amplitude inside the tumour (all sequences)
+    enhancement: float = 0.6  # CE-T1WI enhancement, peripheral more than central
+    diffusion: float = 0.7  # diffusion restriction (lower ADC -> brighter DWI)
+    irregularity: float = 0.7  # lobulated, irregular 3D boundary
+    texture_scale_mm: float = 3.0  # correlation length of the tumour texture (mm)
+    reader_disagreement: float = 1.0  # multiplies reader-2 / repeat boundary perturbations
+
+
 class StudyParams(Section):
     """Which study the run analyses: the synthetic twin or a user's manifest."""
 
@@ -32,16 +47,17 @@ class StudyParams(Section):
     manifest: Optional[str] = None  # CSV manifest (source: manifest); paths relative to it
     twin_dir: str = "data/twin/{run_name}"  # where the twin study is generated
     scale: float = Field(1.0, gt=0, le=1)  # fraction of the paper's 1,095 patients
-    volume_shape: tuple[int, int, int] = (160, 160, 24)  # x, y, z voxels of the CE-T1WI grid
-    n_jobs: int = 0  # processes for generation (0: all cores)
-    # FIGO/age/menopause etc. follow the published tables; these knobs set the image signal.
-    signal: dict[str, float] = Field(default_factory=dict)  # LNM effect sizes (see dlrc_lib.synth)
+    volume_shape: tuple[int, int, int] = (128, 128, 20)  # x, y, z voxels of the CE-T1WI grid
+    n_jobs: int = 0  # processes for generation/validation (0: all cores)
+    signal: SignalParams = Field(default_factory=SignalParams)  # LNM effect sizes
     scanner_effect: float = Field(1.0, ge=0)  # multiplies the per-scanner intensity effects
     icc_cases: int = Field(30, ge=0)  # patients with reader-2 and repeat masks
     internal_centres: list[str] = Field(default_factory=lambda: ["A"])  # split train/internal
     train_fraction: float = Field(0.7, gt=0, lt=1)  # used when the manifest has no cohort
     exclusions: dict[str, int] = Field(default_factory=dict)  # Fig. 1 flow: reason -> count
     min_batch_size: int = Field(2, ge=1)  # smallest scanner/centre that can be harmonised
+    mask_label: int = Field(1, ge=1)  # voxel value of the tumour in mask files
+    compression_level: int = Field(1, ge=0, le=9)  # gzip level of the twin's NIfTI files
 
 
 # ------------------------------------------------------------------------ radiomics

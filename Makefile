@@ -1,0 +1,46 @@
+# Two commands do all set-up on a fresh machine (Python 3.11 + the package registries):
+#   make reproduce   the main job: build the synthetic twin study, run every notebook
+#   make test        the test suite
+# Both create .venv when missing and reinstall only when a requirements file changed.
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+PIP    := $(PY) -m pip
+STAMP  := $(VENV)/.dlrc-installed
+PARAMS ?= params/paper.yaml
+
+.PHONY: install reproduce quick test test-all bench clean-reports
+
+$(STAMP): requirements.txt requirements-dev.txt pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PIP) install -q --upgrade pip setuptools wheel
+	# numpy first: pyradiomics 3.0.1 compiles its C extensions against the numpy it finds.
+	$(PIP) install -q 'numpy>=2,<2.4'
+	# torch and torchvision only import together as this exact pair here.
+	$(PIP) install -q torch==2.14.1 torchvision==0.29.1
+	# pyradiomics: the 3.1.0 source release on PyPI is broken (its metadata says 3.0.1a1);
+	# 3.0.1 builds on Python 3.11 + numpy 2 when pip uses the installed numpy, i.e. without
+	# build isolation.
+	$(PIP) install -q --no-build-isolation pyradiomics==3.0.1
+	# Everything else (scipy<1.17 and trimesh keep pyradiomics' LBP3D filter alive; see
+	# the comments in requirements.txt).
+	$(PIP) install -q -r requirements.txt -r requirements-dev.txt
+	$(PIP) install -q --no-deps --no-build-isolation -e .
+	touch $(STAMP)
+
+install: $(STAMP)
+
+reproduce: $(STAMP)
+	$(VENV)/bin/dlrc run --params $(PARAMS)
+
+quick: $(STAMP)
+	$(VENV)/bin/dlrc run --params params/quick.yaml
+
+test: $(STAMP)
+	$(PY) -m pytest -q
+
+test-all: $(STAMP)
+	$(PY) -m pytest -q -m ''
+
+clean-reports:
+	rm -rf reports/paper reports/quick

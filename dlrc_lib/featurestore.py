@@ -1,0 +1,351 @@
+"""A content-addressed Parquet store of per-case feature vectors.
+
+Every entry is one case (one patient x sequence x mask, or one patient x model for deep
+features) identified by a *key*: the SHA-256 of everything that determines its values
+(the bytes of the image and mask, the extraction settings, the extractor's version). The
+same inputs always give the same key, so a cached entry is reused without recomputation;
+changing a setting or a file gives new keys, so stale entries are never returned
+(invalidation by key).
+
+Layout under ``<root>/<namespace>/``::
+
+    shards/<kk>/<key>.parquet      one row per case, written when the case finishes
+    parts/<schema>.parquet         compacted rows sharing one set of feature columns
+    .lock                          serialises compaction
+
+Writes are atomic: a file is written under a temporary name in the same folder and renamed
+into place (``os.replace``), so a run killed at any moment leaves either the complete file
+or none. A killed run therefore resumes where it stopped: finished cases are found, the
+rest are ``missing``. :meth:`FeatureStore.compact` merges the shards into one Parquet file
+per column schema (also atomically) so that reading thousands of cached cases is one read.
+
+>>> store = FeatureStore(Path(".dlrc_cache") / "features", namespace="radiomics")
+>>> key = FeatureStore.make_key(file_digest(img), file_digest(mask), settings_json, version)
+>>> if store.missing([key]):
+...     store.put(key, {"original_firstorder_Mean": 3.2}, {"patient_id": "P001"})
+>>> store.get([key])          # DataFrame, index = key
+"""
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import tempfile
+import threading
+from pathlib import Path
+from typing import Any, Iterable, Iterator, Mapping
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+META_COLUMN = "__meta__"  # JSON text of the entry's metadata (kept apart from features)
+KEY_COLUMN = "key"
+
+_digest_memo: dict[tuple[str, int, int], str] = {}
+_digest_lock = threading.Lock()
+
+
+# --------------------------------------------------------------------------- digests
+def _hash_file(path: Path, h: "hashlib._Hash") -> None:
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+
+
+def file_digest(path: str | os.PathLike) -> str:
+    """SHA-256 (hex) of a file's bytes; for a directory, of all files below it.
+
+    A directory's digest covers every file's relative path and bytes, in sorted order.
+    Results are memoised per process on ``(path, size, mtime_ns)``, so an unchanged file
+    is hashed once.
+    """
+    p = Path(path)
+    try:
+        st = p.stat()
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{p}: file not found") from None
+    memo_key = (str(p.resolve()), st.st_size, st.st_mtime_ns)
+    if not p.is_dir():
+        with _digest_lock:
+            cached = _digest_memo.get(memo_key)
+        if cached is not None:
+            return cached
+        h = hashlib.sha256()
+        _hash_file(p, h)
+        digest = h.hexdigest()
+        with _digest_lock:
+            _digest_memo[memo_key] = digest
+        return digest
+    h = hashlib.sha256()
+    for sub in sorted(q for q in p.rglob("*") if q.is_file()):
+        h.update(sub.relative_to(p).as_posix().encode("utf-8") + b"\0")
+        h.update(file_digest(sub).encode("ascii"))
+    return h.hexdigest()
+
+
+# ----------------------------------------------------------------------------- store
+def _atomic_parquet(table: pa.Table, target: Path) -> None:
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        pq.write_table(table, tmp, compression="zstd")
+        os.replace(tmp, target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _schema_id(columns: Iterable[str]) -> str:
+    return hashlib.sha256("\x1f".join(columns).encode("utf-8")).hexdigest()[:16]
+
+
+@contextlib.contextmanager
+def _file_lock(path: Path) -> Iterator[None]:
+    import fcntl
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a+") as fh:
+        fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
+
+
+class FeatureStore:
+    """Parquet feature store: one namespace (e.g. ``"radiomics"``, ``"deep-ResNet50_2D"``).
+
+    Parameters
+    ----------
+    root : path
+        Folder of all namespaces (``<cache_dir>/features``).
+    namespace : str
+        Sub-folder for one kind of feature; entries of different namespaces never mix.
+    """
+
+    def __init__(self, root: str | os.PathLike, namespace: str):
+        if not namespace or "/" in namespace or namespace.startswith("."):
+            raise ValueError(f"namespace {namespace!r}: must be a plain folder name")
+        self.root = Path(root)
+        self.namespace = namespace
+        self.dir = self.root / namespace
+        self._parts_cache: dict[Path, tuple[tuple[int, int], pd.DataFrame]] = {}
+
+    # ------------------------------------------------------------------ keys
+    @staticmethod
+    def make_key(*parts: str) -> str:
+        """SHA-256 (hex) of the parts, in order (e.g. image digest, mask digest, settings
+        JSON, extractor version)."""
+        h = hashlib.sha256()
+        for part in parts:
+            b = str(part).encode("utf-8")
+            h.update(len(b).to_bytes(8, "little"))
+            h.update(b)
+        return h.hexdigest()
+
+    def _shard_path(self, key: str) -> Path:
+        return self.dir / "shards" / key[:2] / f"{key}.parquet"
+
+    def _shard_paths(self) -> list[Path]:
+        base = self.dir / "shards"
+        if not base.exists():
+            return []
+        return sorted(base.glob("*/*.parquet"))
+
+    def _part_paths(self) -> list[Path]:
+        base = self.dir / "parts"
+        if not base.exists():
+            return []
+        return sorted(base.glob("*.parquet"))
+
+    # ----------------------------------------------------------------- write
+    def put(self, key: str, features: Mapping[str, float], meta: Mapping[str, Any] | None = None) -> None:
+        """Store one case atomically (one Parquet shard, temporary file + rename)."""
+        _check_key(key)
+        names = list(features)
+        if KEY_COLUMN in names or META_COLUMN in names:
+            raise ValueError(f"feature names {KEY_COLUMN!r} and {META_COLUMN!r} are reserved")
+        cols: dict[str, Any] = {KEY_COLUMN: pa.array([key], pa.string())}
+        for name in names:
+            value = features[name]
+            cols[name] = pa.array([np.nan if value is None else float(value)], pa.float64())
+        cols[META_COLUMN] = pa.array([json.dumps(dict(meta or {}), sort_keys=True, default=str)], pa.string())
+        _atomic_parquet(pa.table(cols), self._shard_path(key))
+
+    # ------------------------------------------------------------------ read
+    def _read_part(self, path: Path) -> pd.DataFrame:
+        st = path.stat()
+        stamp = (st.st_mtime_ns, st.st_size)
+        cached = self._parts_cache.get(path)
+        if cached is not None and cached[0] == stamp:
+            return cached[1]
+        df = pq.read_table(path).to_pandas().set_index(KEY_COLUMN)
+        self._parts_cache[path] = (stamp, df)
+        return df
+
+    def _present(self) -> dict[str, Path]:
+        """Key -> the file holding it (a shard wins over a compacted part)."""
+        where: dict[str, Path] = {}
+        for part in self._part_paths():
+            keys = pq.read_table(part, columns=[KEY_COLUMN]).column(KEY_COLUMN).to_pylist()
+            for k in keys:
+                where[k] = part
+        for shard in self._shard_paths():
+            where[shard.stem] = shard
+        return where
+
+    def keys(self) -> list[str]:
+        """Every key in the store, sorted."""
+        return sorted(self._present())
+
+    def missing(self, keys: Iterable[str]) -> list[str]:
+        """The keys (in the given order, without repeats) that have no entry yet."""
+        keys = list(dict.fromkeys(keys))
+        present = set()
+        for part in self._part_paths():
+            present.update(pq.read_table(part, columns=[KEY_COLUMN]).column(KEY_COLUMN).to_pylist())
+        out = []
+        for k in keys:
+            if k not in present and not self._shard_path(k).exists():
+                out.append(k)
+        return out
+
+    def _rows(self, keys: list[str]) -> pd.DataFrame:
+        wanted = list(dict.fromkeys(keys))
+        frames: list[pd.DataFrame] = []
+        found: set[str] = set()
+        for k in wanted:  # shards first: they are the newest
+            path = self._shard_path(k)
+            if path.exists():
+                try:
+                    frames.append(pq.read_table(path).to_pandas().set_index(KEY_COLUMN))
+                    found.add(k)
+                except FileNotFoundError:  # compacted away meanwhile; found in parts below
+                    pass
+        rest = [k for k in wanted if k not in found]
+        if rest:
+            rest_set = set(rest)
+            for part in self._part_paths():
+                df = self._read_part(part)
+                hit = df.index.intersection(pd.Index(list(rest_set)))
+                if len(hit):
+                    frames.append(df.loc[hit])
+                    rest_set -= set(hit)
+                if not rest_set:
+                    break
+        if not frames:
+            return pd.DataFrame(index=pd.Index([], name=KEY_COLUMN, dtype=str))
+        df = pd.concat(frames, axis=0, sort=False) if len(frames) > 1 else frames[0]
+        df = df[~df.index.duplicated(keep="first")]
+        order = [k for k in wanted if k in df.index]
+        df = df.loc[order]
+        df.index.name = KEY_COLUMN
+        return df
+
+    def get(self, keys: Iterable[str]) -> pd.DataFrame:
+        """Features of the given keys (index ``key``, in the given order); rows only for
+        keys present. Columns are the union of the rows' features (NaN where a row has no
+        such feature)."""
+        df = self._rows(list(keys))
+        return df.drop(columns=[META_COLUMN], errors="ignore").astype("float64")
+
+    def get_meta(self, keys: Iterable[str]) -> pd.DataFrame:
+        """The metadata recorded with :meth:`put` (index ``key``; one column per meta field)."""
+        df = self._rows(list(keys))
+        if META_COLUMN not in df.columns:
+            return pd.DataFrame(index=df.index)
+        records = [json.loads(v) for v in df[META_COLUMN]]
+        return pd.DataFrame.from_records(records, index=df.index)
+
+    # ---------------------------------------------------------- maintenance
+    def compact(self) -> int:
+        """Merge all shards into the compacted parts (one file per column schema).
+
+        Atomic: each new part replaces the old one by rename, and shards are deleted only
+        after the part holding them is in place; a kill at any point leaves a readable
+        store (at worst a case present both as a shard and in a part, which is harmless).
+        Returns the number of shards merged.
+        """
+        with _file_lock(self.dir / ".lock"):
+            shards = self._shard_paths()
+            if not shards:
+                self._remove_stale_tmp()
+                return 0
+            by_schema: dict[str, list[pd.DataFrame]] = {}
+            merged: list[Path] = []
+            for shard in shards:
+                try:
+                    df = pq.read_table(shard).to_pandas().set_index(KEY_COLUMN)
+                except FileNotFoundError:
+                    continue
+                except Exception:  # unreadable (should not happen with atomic writes): drop it
+                    shard.unlink(missing_ok=True)
+                    continue
+                feats = [c for c in df.columns if c != META_COLUMN]
+                by_schema.setdefault(_schema_id(feats), []).append(df)
+                merged.append(shard)
+            for sid, frames in sorted(by_schema.items()):
+                target = self.dir / "parts" / f"{sid}.parquet"
+                if target.exists():
+                    frames = [pq.read_table(target).to_pandas().set_index(KEY_COLUMN)] + frames
+                df = pd.concat(frames, axis=0, sort=False)
+                df = df[~df.index.duplicated(keep="last")].sort_index()
+                _atomic_parquet(pa.Table.from_pandas(df.reset_index(), preserve_index=False), target)
+            for shard in merged:
+                shard.unlink(missing_ok=True)
+            for sub in (self.dir / "shards").glob("*"):
+                with contextlib.suppress(OSError):
+                    sub.rmdir()
+            self._remove_stale_tmp()
+            self._parts_cache.clear()
+            return len(merged)
+
+    def delete(self, keys: Iterable[str]) -> int:
+        """Remove entries (e.g. to force a recomputation); returns how many were removed."""
+        doomed = set(keys)
+        n = 0
+        with _file_lock(self.dir / ".lock"):
+            for k in doomed:
+                path = self._shard_path(k)
+                if path.exists():
+                    path.unlink()
+                    n += 1
+            for part in self._part_paths():
+                df = pq.read_table(part).to_pandas().set_index(KEY_COLUMN)
+                drop = df.index.isin(list(doomed))
+                if drop.any():
+                    n += int(drop.sum())
+                    keep = df[~drop]
+                    if len(keep):
+                        _atomic_parquet(pa.Table.from_pandas(keep.reset_index(), preserve_index=False), part)
+                    else:
+                        part.unlink()
+            self._parts_cache.clear()
+        return n
+
+    def prune(self, keep: Iterable[str]) -> int:
+        """Remove every entry whose key is not in ``keep`` (entries of old settings)."""
+        keep = set(keep)
+        return self.delete([k for k in self.keys() if k not in keep])
+
+    def _remove_stale_tmp(self, older_than_s: float = 3600.0) -> None:
+        """Delete temporary files left by killed writers (old enough not to be in use)."""
+        import time
+
+        now = time.time()
+        for tmp in self.dir.rglob(".*.tmp"):
+            with contextlib.suppress(OSError):
+                if now - tmp.stat().st_mtime > older_than_s:
+                    tmp.unlink()
+
+    def __repr__(self) -> str:
+        return f"FeatureStore(root={str(self.root)!r}, namespace={self.namespace!r})"
+
+
+def _check_key(key: str) -> None:
+    if not isinstance(key, str) or len(key) < 8 or not all(c in "0123456789abcdef" for c in key):
+        raise ValueError(f"key {key!r}: expected a lowercase hex digest (FeatureStore.make_key)")

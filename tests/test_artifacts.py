@@ -1,0 +1,70 @@
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from dlrc_lib.artifacts import Artifacts, atomic_write_text, dumps
+
+
+def test_tables_are_deterministic(tmp_path):
+    df = pd.DataFrame({"model": ["a", "b"], "auc": [0.71234, np.nan]})
+    a1 = Artifacts(tmp_path / "r1", notebook="x")
+    a2 = Artifacts(tmp_path / "r2", notebook="x")
+    a1.table("t", df, caption="T")
+    a2.table("t", df, caption="T")
+    for ext in ("csv", "md", "html"):
+        assert (tmp_path / "r1/tables" / f"t.{ext}").read_bytes() == (tmp_path / "r2/tables" / f"t.{ext}").read_bytes()
+    assert "0.712" in (tmp_path / "r1/tables/t.md").read_text()
+
+
+def test_figures_are_byte_identical(tmp_path):
+    import matplotlib.pyplot as plt
+
+    for run in ("r1", "r2"):
+        fig, ax = plt.subplots()
+        ax.plot([0, 1], [1, 0])
+        Artifacts(tmp_path / run).figure("f", fig)
+    for ext in ("png", "pdf"):
+        assert (tmp_path / "r1/figures" / f"f.{ext}").read_bytes() == (tmp_path / "r2/figures" / f"f.{ext}").read_bytes()
+
+
+def test_results_merge_and_nan_to_null(tmp_path):
+    art = Artifacts(tmp_path, notebook="05_dlrc")
+    art.results(best_model="ResNet152_2D")
+    art.results(cutoff=np.float64("nan"))
+    art.reproduce({"table2.train.DLRC.acc": 78.0})
+    data = json.loads((tmp_path / "results/05_dlrc.json").read_text())
+    assert data == {"best_model": "ResNet152_2D", "cutoff": None, "reproduced": {"table2.train.DLRC.acc": 78.0}}
+
+
+def test_frames_round_trip_and_missing_is_explained(tmp_path):
+    art = Artifacts(tmp_path, notebook="03_radiomics")
+    df = pd.DataFrame({"Rad_score": [0.1, -0.2]}, index=pd.Index(["P1", "P2"], name="patient_id"))
+    art.save_frame("rad_score", df)
+    pd.testing.assert_frame_equal(art.load_frame("rad_score"), df)
+    with pytest.raises(FileNotFoundError, match="dl_scores"):
+        art.load_frame("dl_scores")
+
+
+def test_atomic_write_leaves_no_partial_file(tmp_path, monkeypatch):
+    target = tmp_path / "x.txt"
+    atomic_write_text(target, "old")
+
+    class Boom(Exception):
+        pass
+
+    def boom(*a, **k):
+        raise Boom
+
+    monkeypatch.setattr("os.replace", boom)
+    with pytest.raises(Boom):
+        atomic_write_text(target, "new")
+    assert target.read_text() == "old"
+    assert [p.name for p in tmp_path.iterdir()] == ["x.txt"]
+
+
+def test_dumps_sorted():
+    assert dumps({"b": 1, "a": [np.int64(2)]}).index('"a"') < dumps({"b": 1, "a": [2]}).index('"b"')

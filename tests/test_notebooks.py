@@ -1,0 +1,62 @@
+"""Notebook conventions, and one real end-to-end run of every notebook on quick.yaml."""
+from __future__ import annotations
+
+import ast
+import json
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from dlrc_lib.config import Params, flatten
+from dlrc_lib.runner import RUN_NOTEBOOK_KEYS
+
+ROOT = Path(__file__).resolve().parents[1]
+NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
+EXPECTED = ["00_study", "01_cohort_table", "02_icc", "03_radiomics", "04_deep_learning",
+            "05_dlrc", "06_calibration", "07_decision_curve", "08_sra_subgroup"]
+VALID_NAMES = set(flatten(Params())) | set(RUN_NOTEBOOK_KEYS)
+
+
+def code_cells(nb):
+    return [c for c in nb.cells if c.cell_type == "code"]
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_committed_without_outputs(path):
+    nb = nbformat.read(str(path), as_version=4)
+    for cell in code_cells(nb):
+        assert not cell.get("outputs"), f"{path.name}: a code cell carries outputs"
+        assert cell.get("execution_count") is None, f"{path.name}: a code cell carries an execution count"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_parameters_cell_convention(path):
+    nb = nbformat.read(str(path), as_version=4)
+    assert nb.cells[0].cell_type == "markdown", f"{path.name}: should open with what the paper did"
+    first = code_cells(nb)[0]
+    assert "parameters" in first.metadata.get("tags", []), f"{path.name}: first code cell not tagged 'parameters'"
+    tree = ast.parse(first.source)
+    lines = first.source.splitlines()
+    names = []
+    for stmt in tree.body:
+        assert isinstance(stmt, ast.AnnAssign), f"{path.name}: parameters cell line {stmt.lineno} is not `name: type = literal`"
+        ast.literal_eval(stmt.value)  # literals only
+        assert "#" in lines[stmt.lineno - 1], f"{path.name}: parameter {stmt.target.id} has no comment"
+        names.append(stmt.target.id)
+    assert "run_dir" in names
+    unknown = set(names) - VALID_NAMES
+    assert not unknown, f"{path.name}: parameters {unknown} are not keys of the schema"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_notebook_uses_artifact_helper_and_no_paths(path):
+    nb = nbformat.read(str(path), as_version=4)
+    src = "\n".join(c.source for c in code_cells(nb)[1:])
+    assert "Artifacts(run_dir" in src, f"{path.name}: write artifacts through dlrc_lib.artifacts.Artifacts"
+    for bad in ("reports/", "data/twin", ".to_csv(", "savefig(", ".save("):
+        assert bad not in src, f"{path.name}: '{bad}' — write through the artifact helper, no hard-coded paths"
+
+
+def test_all_sections_have_a_notebook():
+    assert [p.stem for p in NOTEBOOKS] == EXPECTED

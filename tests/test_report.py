@@ -1,0 +1,58 @@
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+
+from dlrc_lib.artifacts import Artifacts
+from dlrc_lib.config import Params
+from dlrc_lib.report import compare_with_paper, flatten_published, load_published, write_index
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_flatten_published_paths():
+    flat = flatten_published({"table2": {"train": {"DLRC": {"auc": [0.8, 0.7, 0.9], "acc": 78.0}}}})
+    assert flat == {"table2.train.DLRC.auc": [0.8, 0.7, 0.9], "table2.train.DLRC.acc": 78.0}
+
+
+def test_published_values_cover_all_tables():
+    flat = load_published(ROOT / "params" / "published_values.yaml")
+    assert flat["table2.train.DLRC.auc"] == [0.807, 0.766, 0.849]
+    assert flat["table1.categorical.parity.p.internal"] == 0.019
+    assert flat["calibration_hosmer_lemeshow_p.external"] == 0.214
+    assert not any(k.startswith("implied_confusion") for k in flat)
+
+
+def test_compare_with_paper_marks_ci_and_missing():
+    published = {"table2.train.DLRC.auc": [0.807, 0.766, 0.849], "table4.x.train": "<0.001",
+                 "table2.train.DLRC.acc": 78.0, "table2.train.SRA.acc": 77.3}
+    reproduced = {"table2.train.DLRC.auc": [0.70, 0.65, 0.75], "table4.x.train": 0.0004,
+                  "table2.train.DLRC.acc": 75.5}
+    t = compare_with_paper(published, reproduced).set_index("quantity")
+    assert t.loc["table2.train.DLRC.auc", "auc_in_paper_ci"] == "no"
+    assert t.loc["table4.x.train", "difference"] == "0"
+    assert t.loc["table2.train.DLRC.acc", "difference"] == "-2.5"
+    assert t.loc["table2.train.SRA.acc", "reproduced"] == "not produced"
+
+
+def test_index_page_links_artifacts(tmp_path, monkeypatch):
+    monkeypatch.chdir(ROOT)
+    art = Artifacts(tmp_path, notebook="03_radiomics")
+    art.table("demo", pd.DataFrame({"a": [1.0, 2.0], "b": ["x", "y"]}), caption="Demo")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots()
+    ax.plot([0, 1], [0, 1])
+    art.figure("demo_fig", fig)
+    art.reproduce({"table2.train.radiomics.auc": [0.74, 0.69, 0.78]})
+    art.warn("weights: seeded random initialisation")
+    (tmp_path / "run.json").write_text(json.dumps({"status": "ok", "warnings": {"03_radiomics": ["w"]}}))
+    page = write_index(tmp_path, Params()).read_text()
+    assert "tables/demo.csv" in page and "figures/demo_fig.png" in page
+    assert "0.74" in page and "not produced" in page
+    for ext in ("csv", "md", "html"):
+        assert (tmp_path / "tables" / f"demo.{ext}").exists()
+    for ext in ("png", "pdf"):
+        assert (tmp_path / "figures" / f"demo_fig.{ext}").exists()

@@ -1,0 +1,77 @@
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from dlrc_lib import runner
+from dlrc_lib.errors import DlrcError
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def make_nb(path: Path, params_src: str, body: str) -> None:
+    nb = nbformat.v4.new_notebook()
+    p = nbformat.v4.new_code_cell(params_src)
+    p.metadata["tags"] = ["parameters"]
+    nb.cells = [nbformat.v4.new_markdown_cell("# demo"), p, nbformat.v4.new_code_cell(body)]
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nbformat.write(nb, str(path))
+
+
+@pytest.fixture
+def project(tmp_path, monkeypatch):
+    (tmp_path / "notebooks").mkdir()
+    monkeypatch.setattr(runner, "resolve_study", lambda params: tmp_path / "manifest.csv")
+    monkeypatch.chdir(ROOT)
+    return tmp_path
+
+
+def test_run_injects_params_and_records_provenance(project):
+    make_nb(project / "notebooks/00_a.ipynb",
+            'run_dir: str = "x"  # run directory\nselection_mw_p: float = 0.5  # threshold',
+            "from dlrc_lib.artifacts import Artifacts\n"
+            "Artifacts(run_dir, notebook='00_a').results(mw=selection_mw_p)")
+    out = project / "out"
+    rc = runner.run(ROOT / "params/quick.yaml", out=out, root=project, quiet=True)
+    assert rc == 0
+    assert json.loads((out / "results/00_a.json").read_text())["mw"] == 0.01
+    run = json.loads((out / "run.json").read_text())
+    assert run["status"] == "ok" and run["notebooks"]["00_a"]["status"] == "ok"
+    assert run["seed"] == 20240601 and "numpy" in run["packages"]
+    assert (out / "html/00_a.html").exists() and (out / "index.html").exists()
+    assert (out / "notebooks/00_a.ipynb").exists()
+
+
+def test_failing_notebook_stops_run_and_names_cell(project, capsys):
+    make_nb(project / "notebooks/00_ok.ipynb", 'run_dir: str = "x"  # run directory',
+            "open(run_dir + '/ok.txt', 'w').write('ok')")
+    make_nb(project / "notebooks/01_bad.ipynb", 'run_dir: str = "x"  # run directory',
+            "raise ValueError('broken step')")
+    make_nb(project / "notebooks/02_never.ipynb", 'run_dir: str = "x"  # run directory',
+            "open(run_dir + '/never.txt', 'w').write('x')")
+    out = project / "out"
+    rc = runner.run(ROOT / "params/quick.yaml", out=out, root=project, quiet=True)
+    assert rc == 1
+    err = capsys.readouterr().err
+    assert "01_bad.ipynb" in err and "ValueError: broken step" in err and "cell" in err
+    assert (out / "ok.txt").read_text() == "ok"
+    assert not (out / "never.txt").exists()
+    run = json.loads((out / "run.json").read_text())
+    assert run["status"] == "failed" and "01_bad" in run["failure"]
+
+
+def test_unknown_notebook_parameter_is_refused(project):
+    make_nb(project / "notebooks/00_a.ipynb", 'bogus_key: int = 1  # nothing', "pass")
+    with pytest.raises(DlrcError, match="bogus_key"):
+        runner.run(ROOT / "params/quick.yaml", out=project / "out", root=project, quiet=True)
+
+
+def test_only_selects_notebooks(project):
+    for n in ("00_a", "01_b"):
+        make_nb(project / f"notebooks/{n}.ipynb", 'run_dir: str = "x"  # run directory', "pass")
+    assert [p.stem for p in runner.list_notebooks(project, ["1"])] == ["01_b"]
+    with pytest.raises(DlrcError, match="07"):
+        runner.list_notebooks(project, ["07"])

@@ -1,0 +1,129 @@
+"""The synthetic twin: Table 1 and SRA counts, scaling, determinism, images and masks."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+
+from dlrc_lib.config import Params
+from dlrc_lib.study import SEQUENCES, load_study
+from dlrc_lib.synth import build_clinical_table, generate_study
+from dlrc_lib.synth.clinical import apportion, parity_level
+from dlrc_lib.synth.nodes import sra_positive
+
+ROOT = Path(__file__).resolve().parents[1]
+PUBLISHED = yaml.safe_load((ROOT / "params" / "published_values.yaml").read_text())
+
+
+def _params(**study) -> Params:
+    return Params.model_validate({"published_values": str(ROOT / "params" / "published_values.yaml"),
+                                  "study": study})
+
+
+@pytest.fixture(scope="module")
+def full_study(tmp_path_factory) -> pd.DataFrame:
+    out = tmp_path_factory.mktemp("twin_full")
+    manifest = generate_study(_params(scale=1.0), out, clinical_only=True, progress=False)
+    return load_study(manifest)
+
+
+def _level(df: pd.DataFrame, var: str) -> pd.Series:
+    if var == "parity":
+        return df["parity"].map(parity_level)
+    if var == "c_lnm":
+        return df["c_lnm"].map({0: "No", 1: "Yes"})
+    return df[var]
+
+
+def test_table1_categorical_counts_exact(full_study):
+    for var, spec in PUBLISHED["table1"]["categorical"].items():
+        lev = _level(full_study, var)
+        for level, by_cohort in spec["levels"].items():
+            for cohort, (neg, pos) in by_cohort.items():
+                sel = (full_study["cohort"] == cohort) & (lev == level)
+                got = [int((sel & (full_study["lnm"] == 0)).sum()), int((sel & (full_study["lnm"] == 1)).sum())]
+                assert got == [neg, pos], (var, level, cohort, got)
+
+
+def test_cohorts_and_centres_as_published(full_study):
+    for cohort, (neg, pos) in PUBLISHED["table1"]["n"].items():
+        sub = full_study[full_study["cohort"] == cohort]
+        assert [int((sub["lnm"] == 0).sum()), int((sub["lnm"] == 1).sum())] == [neg, pos]
+    assert full_study["centre"].value_counts().to_dict() == PUBLISHED["study"]["centres"]
+    assert set(full_study.loc[full_study["cohort"] != "external", "centre"]) == {"A"}
+    assert full_study["scanner"].nunique() == PUBLISHED["study"]["scanners"]
+    assert full_study["patient_id"].is_unique
+
+
+def test_ages_within_a_year_of_published_quartiles(full_study):
+    for var in ("age", "age_at_menopause"):
+        for cohort, spec in PUBLISHED["table1"][var].items():
+            for key, lnm in (("neg", 0), ("pos", 1)):
+                med, q1, q3 = spec[key]
+                x = full_study.loc[(full_study["cohort"] == cohort) & (full_study["lnm"] == lnm), var].dropna()
+                got = np.quantile(x, [0.5, 0.25, 0.75])
+                assert np.all(np.abs(got - [med, q1, q3]) <= 1.0), (var, cohort, key, got)
+
+
+def test_menopause_consistency(full_study):
+    post = full_study["menopause"] == "Yes"
+    assert full_study.loc[post, "age_at_menopause"].notna().all()
+    assert full_study.loc[~post, "age_at_menopause"].isna().all()
+    assert (full_study.loc[post, "age_at_menopause"] <= full_study.loc[post, "age"]).all()
+    assert full_study.loc[post, "age"].median() > full_study.loc[~post, "age"].median() + 5
+
+
+def test_sra_confusion_counts_exact(full_study):
+    df = full_study
+    sra = sra_positive(df["lnsd_mm"], df["lnld_mm"], df["node_necrosis"])
+    assert (df["c_lnm"] == (df["lnsd_mm"] >= 10)).all()
+    assert (df["lnld_mm"] >= df["lnsd_mm"]).all()
+    for cohort, spec in PUBLISHED["implied_confusion"]["SRA"].items():
+        for sub, (tp, fn, tn, fp) in spec.items():
+            sel = (df["cohort"] == cohort).to_numpy()
+            if sub == "lnsd_below_10mm":
+                sel &= (df["lnsd_mm"] < 10).to_numpy()
+            elif sub == "lnsd_10mm_or_more":
+                sel &= (df["lnsd_mm"] >= 10).to_numpy()
+            y = df["lnm"].to_numpy()[sel] == 1
+            s = sra[sel]
+            got = [int((s & y).sum()), int((~s & y).sum()), int((~s & ~y).sum()), int((s & ~y).sum())]
+            assert got == [tp, fn, tn, fp], (cohort, sub, got)
+
+
+def test_tumour_diameter_follows_figo(full_study):
+    rng = {"IB1": (0, 20), "IB2": (20, 40), "IB3": (40, 99), "IIA1": (0, 40), "IIA2": (40, 99)}
+    for stage, (lo, hi) in rng.items():
+        d = full_study.loc[full_study["figo_stage"] == stage, "tumour_diameter_mm"]
+        assert ((d > lo) & (d <= hi)).all(), stage
+
+
+def test_apportion_sums_and_is_proportional():
+    assert apportion(10, [1, 1, 1]).tolist() == [4, 3, 3]
+    assert apportion(7, [0, 5, 2]).sum() == 7
+    assert apportion(0, [3, 4]).tolist() == [0, 0]
+
+
+def test_quick_scale_keeps_classes_and_batches():
+    df = build_clinical_table(_params(scale=0.05, volume_shape=(64, 64, 12), icc_cases=8))
+    assert 45 <= len(df) <= 65
+    for cohort in ("train", "internal", "external"):
+        assert (df.loc[df["cohort"] == cohort, "lnm"].value_counts() >= 2).all()
+        assert df.loc[df["cohort"] == cohort, "lnm"].nunique() == 2
+    assert (df["scanner"].value_counts() >= 2).all()
+    assert (df["centre"].value_counts() >= 2).all()
+    assert set(df["centre"]) == {"A", "B", "C", "D", "E"}
+    # proportions roughly kept: LNM rate close to the paper's 31 %
+    assert abs(df["lnm"].mean() - 339 / 1095) < 0.05
+
+
+def test_clinical_table_deterministic():
+    a = build_clinical_table(_params(scale=0.2))
+    b = build_clinical_table(_params(scale=0.2))
+    pd.testing.assert_frame_equal(a, b)
+    c = build_clinical_table(Params.model_validate({"seed": 7, "published_values": str(ROOT / "params" / "published_values.yaml"),
+                                                     "study": {"scale": 0.2}}))
+    assert not a[["age", "lnsd_mm"]].equals(c[["age", "lnsd_mm"]])
