@@ -200,29 +200,31 @@ def figure5(predictions: pd.DataFrame, models: dict[str, str], *, groups: int = 
 
 
 # ------------------------------------------------------- bootstrap optimism correction
-def fit_logistic(X: np.ndarray, y: np.ndarray, *, max_iter: int = 50, tol: float = 1e-10):
-    """Maximum-likelihood logistic regression with intercept by Newton-Raphson (R ``glm``,
-    ``family = binomial``). Returns (coefficients incl. intercept, converged)."""
-    X1 = np.column_stack([np.ones(len(y)), np.asarray(X, dtype=float)])
-    y = np.asarray(y, dtype=float)
-    beta = np.zeros(X1.shape[1])
-    dev_old = np.inf
-    for _ in range(max_iter):
-        eta = X1 @ beta
-        p = expit(eta)
-        w = p * (1 - p)
-        try:
-            step = np.linalg.solve(X1.T @ (X1 * w[:, None]), X1.T @ (y - p))
-        except np.linalg.LinAlgError:
-            return beta, False
-        beta = beta + step
-        p = np.clip(expit(X1 @ beta), 1e-300, 1 - 1e-16)
-        dev = -2 * np.sum(y * np.log(p) + (1 - y) * np.log1p(-p))
-        if abs(dev - dev_old) / (abs(dev) + 0.1) < tol:  # R glm.control(epsilon) criterion
-            # quasi-separation: fitted probabilities of 0 or 1 (R warns; rms lrm fails)
-            return beta, bool(np.all(np.isfinite(beta)) and np.max(np.abs(X1 @ beta)) < 30)
-        dev_old = dev
-    return beta, False
+def refit_logistic(X: np.ndarray, y: np.ndarray) -> np.ndarray | None:
+    """Coefficients (intercept first) of R ``glm(y ~ X, family = binomial)``
+    (:func:`dlrc_lib.stats.logistic_glm`), or None when the fit fails as rms counts a
+    failure: no convergence, an aliased term, or fitted probabilities of 0 or 1
+    (separation)."""
+    fit = _stats().logistic_glm(X, y)
+    if not fit.converged or fit.boundary_fitted or np.isnan(fit.coef).any():
+        return None
+    return fit.coef
+
+
+def resolve_terms(dlrc_results: dict, columns: Iterable[str]) -> tuple[list[str], list[str]]:
+    """The DLRC model's terms as columns of the ``predictions`` frame.
+
+    Terms come from notebook 05's results (``dlrc_terms`` or ``terms``; default c_lnm,
+    DL_score, Rad_score) and are matched to columns exactly or ignoring case (the model
+    names the clinical term ``c_LNM``). Returns (columns found, terms without a column).
+    """
+    terms = dlrc_results.get("dlrc_terms") or dlrc_results.get("terms") or list(DEFAULT_TERMS)
+    by_lower = {c.lower(): c for c in columns}
+    found, missing = [], []
+    for t in terms:
+        col = t if t in columns else by_lower.get(str(t).lower())
+        (found if col else missing).append(col or t)
+    return found, missing
 
 
 def _cal_error(prob: np.ndarray, y: np.ndarray, predy: np.ndarray) -> np.ndarray:
@@ -285,8 +287,8 @@ def optimism_calibration(predictions: pd.DataFrame, terms: Iterable[str] | None 
         bad = part.index[~np.isfinite(X).all(axis=1)]
         raise DlrcError(f"predictions: missing DLRC term value for patient(s) {', '.join(map(str, bad[:5]))}")
     y = part["lnm"].to_numpy(dtype=int)
-    beta, ok = fit_logistic(X, y)
-    if not ok:
+    beta = refit_logistic(X, y)
+    if beta is None:
         raise DlrcError(f"DLRC logistic refit on cohort {cohort} did not converge (separation?)")
     X1 = np.column_stack([np.ones(len(y)), X])
     p_app = expit(X1 @ beta)
@@ -302,11 +304,11 @@ def optimism_calibration(predictions: pd.DataFrame, terms: Iterable[str] | None 
     for _ in tqdm(range(B), desc="bootstrap calibration", disable=not progress, leave=False):
         idx = rng.integers(0, n, n)
         yb = y[idx]
-        if yb.min() == yb.max():
+        if yb.min() == yb.max():  # one class only: nothing to fit
             failed += 1
             continue
-        bb, okb = fit_logistic(X[idx], yb)
-        if not okb:
+        bb = refit_logistic(X[idx], yb)
+        if bb is None:
             failed += 1
             continue
         pb_train = expit(X1[idx] @ bb)

@@ -21,6 +21,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats as sps
 
+from . import stats
 from .errors import DlrcError
 
 #: Cohorts in the paper's order (panels a-c, table blocks).
@@ -100,21 +101,16 @@ def add_calls(predictions: pd.DataFrame, sra_params, dlrc_cutoff: float, *,
 
 
 # --------------------------------------------------------------------- metrics from counts
-def confusion_counts(y: Iterable[int], predicted: Iterable[int]) -> dict[str, int]:
-    """``{"TP", "FN", "TN", "FP"}`` for outcome ``y`` and calls ``predicted`` (both 0/1)."""
-    y = np.asarray(y, dtype=int)
-    p = np.asarray(predicted, dtype=int)
-    return {"TP": int(((y == 1) & (p == 1)).sum()), "FN": int(((y == 1) & (p == 0)).sum()),
-            "TN": int(((y == 0) & (p == 0)).sum()), "FP": int(((y == 0) & (p == 1)).sum())}
-
-
-def metrics_from_counts(counts: dict[str, int]) -> dict[str, float]:
-    """ACC, SEN, SPE, PPV, NPV in percent; an empty denominator (0/0) gives NaN."""
-    out = {}
-    for key, (num, den) in MEASURES.items():
-        d = sum(counts[k] for k in den)
-        out[key] = 100.0 * sum(counts[k] for k in num) / d if d else float("nan")
-    return out
+def metrics_row(m) -> dict[str, float | int]:
+    """Counts, percentages and Wilson 95 % limits (percent) of a
+    :class:`dlrc_lib.stats.ClassificationMetrics`; an empty denominator (0/0) gives NaN."""
+    row: dict[str, float | int] = {"TP": m.tp, "FN": m.fn, "TN": m.tn, "FP": m.fp}
+    for key in MEASURES:
+        row[key] = 100.0 * getattr(m, key).estimate
+    for key in MEASURES:
+        pr = getattr(m, key)
+        row[f"{key}_lower"], row[f"{key}_upper"] = 100.0 * pr.lower, 100.0 * pr.upper
+    return row
 
 
 def diagnostic_table(df: pd.DataFrame, calls: dict[str, str], *, subgroup_mm: float | None = None,
@@ -125,7 +121,9 @@ def diagnostic_table(df: pd.DataFrame, calls: dict[str, str], *, subgroup_mm: fl
     Without ``subgroup_mm`` one block per cohort (subgroup ``"all"``, Table 2's rows); with
     it, patients are split by ``lnsd_mm`` below / at least ``subgroup_mm`` (Table 5), the
     subgroups named ``lnsd_below_<g>mm`` and ``lnsd_<g>mm_or_more`` as in the YAML.
-    Returns a long frame: subgroup, cohort, model, n, TP, FN, TN, FP, acc, sen, spe, ppv, npv.
+    Returns a long frame: subgroup, cohort, model, n, TP, FN, TN, FP, acc, sen, spe, ppv,
+    npv (percent) and their Wilson 95 % limits ``<measure>_lower`` / ``_upper``
+    (:func:`dlrc_lib.stats.classification_metrics`).
     """
     _require(df, [outcome, cohort, *calls.values()], "diagnostic table")
     groups: list[tuple[str, pd.Series]] = []
@@ -147,9 +145,8 @@ def diagnostic_table(df: pd.DataFrame, calls: dict[str, str], *, subgroup_mm: fl
             if part.empty and coh not in set(df[cohort]):
                 continue
             for label, col in calls.items():
-                counts = confusion_counts(part[outcome], part[col])
-                rows.append({"subgroup": sub, "cohort": coh, "model": label, "n": len(part),
-                             **counts, **metrics_from_counts(counts)})
+                m = stats.classification_metrics(part[outcome].to_numpy(), part[col].to_numpy())
+                rows.append({"subgroup": sub, "cohort": coh, "model": label, "n": len(part), **metrics_row(m)})
     return pd.DataFrame(rows)
 
 
@@ -163,9 +160,9 @@ def counts_table(implied: dict, models: Iterable[str] = ("DLRC", "SRA")) -> pd.D
     for model in models:
         for coh in COHORTS:
             for sub, vals in implied[model][coh].items():
-                counts = dict(zip(("TP", "FN", "TN", "FP"), (int(v) for v in vals)))
-                rows.append({"subgroup": sub, "cohort": coh, "model": model, "n": sum(counts.values()),
-                             **counts, **metrics_from_counts(counts)})
+                m = stats.metrics_from_counts(*vals)
+                rows.append({"subgroup": sub, "cohort": coh, "model": model, "n": int(sum(vals)),
+                             **metrics_row(m)})
     return pd.DataFrame(rows)
 
 

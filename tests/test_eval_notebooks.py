@@ -1,5 +1,4 @@
 """Notebooks 06-08 run headless under papermill on a simulated ``predictions`` frame."""
-import importlib.util
 import json
 
 import nbformat
@@ -21,7 +20,6 @@ def test_committed_without_outputs_and_with_parameters_cell(name):
 
 
 @pytest.mark.slow  # three kernels: about 10 s on an idle machine
-@pytest.mark.skipif(importlib.util.find_spec("dlrc_lib.stats") is None, reason="dlrc_lib.stats not available")
 def test_notebooks_run_headless(tmp_path):
     import papermill as pm
 
