@@ -250,16 +250,17 @@ class OptimismCalibration:
     B: int
     n_failed: int
     max_abs_diff_to_predictions: float = float("nan")  # refit vs prob_dlrc on training
-    mean_abs_error: dict[str, float] = field(default_factory=dict)
+    errors: dict[str, dict[str, float]] = field(default_factory=dict)  # apparent / corrected
 
     def summary(self) -> pd.DataFrame:
-        return pd.DataFrame([
-            {"quantity": "AUC (training)", "apparent": self.auc_apparent, "optimism": self.auc_optimism,
-             "corrected": self.auc_corrected},
-            {"quantity": "Mean |calibration error|", "apparent": self.mean_abs_error.get("apparent"),
-             "optimism": self.mean_abs_error.get("apparent", np.nan) - self.mean_abs_error.get("corrected", np.nan),
-             "corrected": self.mean_abs_error.get("corrected")},
-        ])
+        """AUC and rms ``print.calibrate``'s error summaries, apparent vs corrected."""
+        rows = [{"quantity": "AUC", "apparent": self.auc_apparent, "corrected": self.auc_corrected}]
+        for key, label in (("mean_abs", "Mean absolute calibration error"),
+                           ("mean_sq", "Mean squared calibration error"),
+                           ("q90_abs", "0.9 quantile of absolute calibration error")):
+            rows.append({"quantity": label, "apparent": self.errors.get("apparent", {}).get(key, np.nan),
+                         "corrected": self.errors.get("corrected", {}).get(key, np.nan)})
+        return pd.DataFrame(rows)
 
 
 def optimism_calibration(predictions: pd.DataFrame, terms: Iterable[str] | None = None, *, B: int = 200,
@@ -334,9 +335,23 @@ def optimism_calibration(predictions: pd.DataFrame, terms: Iterable[str] | None 
         terms=terms, coefficients=dict(zip(["(Intercept)", *terms], map(float, beta))), curve=curve,
         auc_apparent=auc_app, auc_optimism=a_opt, auc_corrected=auc_app - a_opt, B=B, n_failed=failed,
         max_abs_diff_to_predictions=diff,
-        mean_abs_error={"apparent": float(np.nanmean(np.abs(err_orig))),
-                        "corrected": float(np.nanmean(np.abs(cal_corr - predy)))},
+        errors={"apparent": _error_summary(p_app, predy, cal_orig),
+                "corrected": _error_summary(p_app, predy, cal_corr)},
     )
+
+
+def _error_summary(predicted: np.ndarray, predy: np.ndarray, calibrated: np.ndarray) -> dict[str, float]:
+    """rms ``print.calibrate``: err = predicted - (calibration curve at each patient's
+    predicted risk, linear interpolation, NA outside the grid); mean |err|, mean err^2 and
+    the 0.9 quantile of |err| (type 7)."""
+    ok = np.isfinite(predy + calibrated)
+    if ok.sum() < 2:
+        return {"mean_abs": float("nan"), "mean_sq": float("nan"), "q90_abs": float("nan")}
+    curve = np.interp(predicted, predy[ok], calibrated[ok], left=np.nan, right=np.nan)
+    err = predicted - curve
+    err = err[np.isfinite(err)]
+    return {"mean_abs": float(np.mean(np.abs(err))), "mean_sq": float(np.mean(err ** 2)),
+            "q90_abs": float(np.quantile(np.abs(err), 0.9))}
 
 
 def plot_optimism_calibration(res: OptimismCalibration, ax=None):

@@ -9,7 +9,7 @@ import pytest
 from scipy.special import expit
 
 from dlrc_lib.calibration import (
-    _cal_error, calibration_table, figure5, grouped_calibration, lowess_curve,
+    _cal_error, _error_summary, calibration_table, figure5, grouped_calibration, lowess_curve,
     model_columns, optimism_calibration, plot_optimism_calibration, refit_logistic, resolve_terms,
 )
 from dlrc_lib.errors import DlrcError
@@ -46,8 +46,16 @@ def test_logistic_lowess_and_calibrate_grid_match_r():
     predy = np.linspace(ps[4], ps[55], 50)
     np.testing.assert_allclose(predy[[0, 24, 49]], [0.270605694217532, 0.552513073280136, 0.846166593137014],
                                atol=1e-10)
-    np.testing.assert_allclose((predy + _cal_error(p, y, predy))[[0, 24, 49]],
+    cal_orig = predy + _cal_error(p, y, predy)
+    np.testing.assert_allclose(cal_orig[[0, 24, 49]],
                                [0.198772801740948, 0.644500105195707, 0.849654459856912], atol=1e-8)
+    # R (print.calibrate's error summary, on the apparent curve):
+    #    pr <- attr(cal, "predicted")
+    #    err <- pr - approx(cal[, "predy"], cal[, "calibrated.orig"], xout=pr, ties=mean)$y
+    #    c(mean(abs(err), na.rm=TRUE), mean(err^2, na.rm=TRUE), quantile(abs(err), .9, na.rm=TRUE))
+    e = _error_summary(p, predy, cal_orig)
+    np.testing.assert_allclose([e["mean_abs"], e["mean_sq"], e["q90_abs"]],
+                               [0.05350043441085692, 0.00410908414444554, 0.11052055138678901], rtol=1e-7)
 
 
 def test_refit_flags_separation():
