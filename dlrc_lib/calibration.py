@@ -92,6 +92,7 @@ def calibration_table(predictions: pd.DataFrame, models: dict[str, str], groups:
             cc = _stats().calibration_curve(y, p, groups=groups)
             rows.append({"model": label, "cohort": coh, "n": len(part), "events": int(y.sum()),
                          "hl_statistic": float(hl.statistic), "hl_df": int(hl.df), "hl_p": float(hl.pvalue),
+                         "hl_p_text": "" if not np.isfinite(hl.pvalue) else str(_stats().format_p(hl.pvalue)),
                          "intercept": float(cc.intercept), "slope": float(cc.slope), "brier": float(cc.brier)})
     return pd.DataFrame(rows)
 

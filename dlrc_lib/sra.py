@@ -277,7 +277,12 @@ def mcnemar_table(df: pd.DataFrame, first: str, second: str, *, labels: tuple[st
                 labels[0]: 100.0 * a_ok.mean() if n else float("nan"),
                 labels[1]: 100.0 * b_ok.mean() if n else float("nan"),
                 f"{labels[0]} only correct": res.b, f"{labels[1]} only correct": res.c,
-                "statistic": res.statistic, "p": res.pvalue, "method": res.method,
+                "statistic": res.statistic, "p": res.pvalue, "p_text": _p_text(res.pvalue),
+                "method": res.method,
             })
     return pd.DataFrame(rows)
 
+
+def _p_text(p: float) -> str:
+    """p as the paper prints it (3 decimals or "<0.001"); empty when undefined."""
+    return "" if not np.isfinite(p) else str(stats.format_p(p))
