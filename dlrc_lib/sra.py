@@ -167,10 +167,13 @@ def counts_table(implied: dict, models: Iterable[str] = ("DLRC", "SRA")) -> pd.D
 
 
 # ------------------------------------------------------------------------- formatting
-def format_percent(value: float, numerator: int | None = None, denominator: int | None = None) -> str:
-    """``77.4%`` with one decimal; an undefined ratio is printed ``0/0`` as in the paper."""
+def format_percent(value: float | None, denominator: int) -> str:
+    """``77.4%`` with one decimal; a ratio with an empty denominator is printed ``0/0`` as
+    in the paper (``NA`` for any other missing value)."""
+    if denominator == 0:
+        return "0/0"
     if value is None or not np.isfinite(value):
-        return "0/0" if denominator in (0, None) else "NA"
+        return "NA"
     return f"{value:.1f}%"
 
 
@@ -195,7 +198,7 @@ def format_table5(long: pd.DataFrame) -> pd.DataFrame:
         row = {"Subcohort": _subgroup_label(r["subgroup"]), "Cohort": COHORT_LABELS[r["cohort"]],
                "Model/SRA": r["model"]}
         for key, (_, den) in MEASURES.items():
-            row[key.upper()] = format_percent(r[key], denominator=int(sum(r[k] for k in den)))
+            row[key.upper()] = format_percent(r[key], int(sum(r[k] for k in den)))
         rows.append(row)
     return pd.DataFrame(rows)
 
