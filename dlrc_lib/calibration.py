@@ -272,7 +272,9 @@ def optimism_calibration(predictions: pd.DataFrame, terms: Iterable[str] | None 
 
     The grid ``predy`` is 50 points from the 5th smallest to the 5th largest apparent
     probability (rms default). Bootstrap samples whose refit does not converge (separation)
-    are skipped and counted in ``n_failed``, as rms does.
+    are skipped and counted in ``n_failed``, as rms does. The scores enter as fixed
+    columns, so the correction covers the final logistic model only, not the feature
+    selection behind Rad_score and DL_score.
     """
     from tqdm.auto import tqdm
 
