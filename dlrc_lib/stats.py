@@ -775,6 +775,19 @@ def _pivoted_rank(X: np.ndarray, tol: float = 1e-7) -> np.ndarray:
     return keep
 
 
+def _single_thread_blas():
+    """Small least-squares problems run fastest on one BLAS thread (multi-threading them
+    on a busy machine makes them many times slower)."""
+    try:
+        from threadpoolctl import threadpool_limits
+
+        return threadpool_limits(1, user_api="blas")
+    except ImportError:  # pragma: no cover - threadpoolctl comes with scikit-learn
+        import contextlib
+
+        return contextlib.nullcontext()
+
+
 def logistic_glm(X, y, *, maxit: int = 25, epsilon: float = 1e-8) -> GlmFit:
     """Logistic regression as R ``glm(y ~ X, family=binomial)``.
 
@@ -785,6 +798,11 @@ def logistic_glm(X, y, *, maxit: int = 25, epsilon: float = 1e-8) -> GlmFit:
     probabilities of 0 or 1; so does this (``boundary_fitted`` is True), and the
     deviance and AIC then agree with R's to the precision R itself achieves.
     """
+    with _single_thread_blas():
+        return _logistic_glm(X, y, maxit=maxit, epsilon=epsilon)
+
+
+def _logistic_glm(X, y, *, maxit: int, epsilon: float) -> GlmFit:
     A = np.asarray(X, dtype=float)
     if A.ndim == 1:
         A = A[:, None]
@@ -886,8 +904,16 @@ def backward_aic(X, y, *, k: float = 2.0) -> StepAicResult:
         bad = [names[j] for j in np.flatnonzero(~np.isfinite(A).all(axis=0))]
         raise DlrcError(f"columns {', '.join(bad[:5])}: missing or infinite values; stepwise "
                         "AIC needs complete data (R stops with 'number of rows in use has changed')")
+    with _single_thread_blas():
+        return _backward_aic(A, yy, names, k)
+
+
+def _backward_aic(A: np.ndarray, yy: np.ndarray, names: list[str], k: float) -> StepAicResult:
+    def glm(cols):
+        return _logistic_glm(A[:, cols], yy, maxit=25, epsilon=1e-8)
+
     current = list(range(A.shape[1]))
-    fit = logistic_glm(A[:, current], yy)
+    fit = glm(current)
     aic = fit.deviance + k * fit.rank
     path = [{"step": 0, "removed": "", "aic": aic}]
     warns: list[str] = []
@@ -896,7 +922,7 @@ def backward_aic(X, y, *, k: float = 2.0) -> StepAicResult:
         cands = []
         for pos, j in enumerate(current):
             sub = [c for c in current if c != j]
-            f2 = logistic_glm(A[:, sub], yy)
+            f2 = glm(sub)
             cands.append((pos, j, f2, fit.rank - f2.rank, f2.deviance + k * f2.rank))
         zero_df = [c for c in cands if c[3] == 0]
         if zero_df:
