@@ -465,7 +465,8 @@ def net_benefit(y, prob, thresholds) -> pd.DataFrame:
     """Decision-curve net benefit per threshold probability, as R ``dcurves::dca``.
 
     A patient is treated when prob >= pt; net benefit = TP/n - FP/n * pt/(1 - pt);
-    treat-all uses everyone as positive; treat-none is 0.
+    treat-all uses everyone as positive; treat-none is 0. As dcurves, a probability of
+    exactly 0 counts as below every threshold (dcurves replaces it by -eps).
     """
     yy = _binary(y)
     p = _numeric(prob, "prob", yy.size)
@@ -473,6 +474,7 @@ def net_benefit(y, prob, thresholds) -> pd.DataFrame:
     if ((pt < 0) | (pt >= 1)).any():
         raise DlrcError("thresholds: threshold probabilities must lie in [0, 1)")
     n = yy.size
+    p = np.where(p == 0, -_DBL_EPS, p)
     order = np.argsort(p, kind="mergesort")
     ps = p[order]
     ys = yy[order]

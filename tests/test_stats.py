@@ -416,6 +416,9 @@ def test_net_benefit_formula_and_references():
     assert nb["net_benefit"].tolist() == pytest.approx([0.4, 0.3 - 0.4 / 3, 0.2 - 0.3, 0.2 - 0.1 * 0.7 / 0.3])
     assert nb["treat_all"].tolist() == pytest.approx([0.4 - 0.6 * t / (1 - t) for t in (0, .25, .5, .7)])
     assert (nb["treat_none"] == 0).all()
+    # dcurves: a probability of exactly 0 is never treated, even at pt = 0
+    nb0 = S.net_benefit([1, 0, 0], [0.5, 0.0, 0.2], [0.0])
+    assert nb0["tp"].tolist() == [1] and nb0["fp"].tolist() == [1]
 
 
 # ------------------------------------------------------------------ logistic / stepAIC
