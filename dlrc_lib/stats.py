@@ -376,6 +376,16 @@ def classification_metrics(y, predicted, level: float = 0.95) -> ClassificationM
 
 
 # ====================================================================== calibration
+def _quantile_groups(p: np.ndarray, groups: int) -> tuple[np.ndarray, np.ndarray]:
+    """Group index of each probability and the breaks, as ResourceSelection:
+    ``cut(p, unique(quantile(p, seq(0, 1, 1/g))), include.lowest=TRUE)`` (right-closed)."""
+    probs = np.arange(groups + 1) * (1.0 / groups)  # R: seq(0, 1, 1/g)
+    qq = np.unique(quantile7(p, probs))
+    code = np.searchsorted(qq, p, side="left") - 1
+    code[p == qq[0]] = 0
+    return code, qq
+
+
 class HosmerLemeshow(NamedTuple):
     statistic: float
     df: int
@@ -393,13 +403,9 @@ def hosmer_lemeshow(y, prob, groups: int = 10) -> HosmerLemeshow:
     """
     yy = _binary(y)
     p = _numeric(prob, "prob", yy.size)
-    probs = np.arange(groups + 1) * (1.0 / groups)  # R: seq(0, 1, 1/g)
-    qq = np.unique(quantile7(p, probs))
+    code, qq = _quantile_groups(p, groups)
     if qq.size < 2:
         raise DlrcError("column prob: Hosmer-Lemeshow needs at least two distinct fitted probabilities")
-    # cut(right=TRUE, include.lowest=TRUE): (q_k, q_{k+1}], first interval closed
-    code = np.searchsorted(qq, p, side="left") - 1
-    code[p == qq[0]] = 0
     k = qq.size - 1
     n_g = np.bincount(code, minlength=k)
     o1 = np.bincount(code, weights=yy, minlength=k)
@@ -437,17 +443,14 @@ def calibration_curve(y, prob, groups: int = 10, level: float = 0.95) -> Calibra
     p = _numeric(prob, "prob", yy.size)
     if ((p < 0) | (p > 1)).any():
         raise DlrcError("column prob: probabilities must lie in [0, 1]")
-    hl = hosmer_lemeshow(yy, p, groups) if np.unique(p).size >= 2 else None
     rows = []
-    if hl is not None:
-        probs = np.arange(groups + 1) * (1.0 / groups)
-        qq = np.unique(quantile7(p, probs))
-        code = np.searchsorted(qq, p, side="left") - 1
-        code[p == qq[0]] = 0
+    if np.unique(p).size >= 2:
+        code, qq = _quantile_groups(p, groups)
         for g in range(qq.size - 1):
             sel = code == g
             ci = wilson_ci(int(yy[sel].sum()), int(sel.sum()), level)
-            rows.append({"group": g + 1, "n": int(sel.sum()), "mean_predicted": float(p[sel].mean()),
+            rows.append({"group": g + 1, "n": int(sel.sum()),
+                         "mean_predicted": float(p[sel].mean()) if sel.any() else float("nan"),
                          "observed": ci.estimate, "lower": ci.lower, "upper": ci.upper})
     grp = pd.DataFrame(rows, columns=["group", "n", "mean_predicted", "observed", "lower", "upper"])
     ok = (p > 0) & (p < 1)
