@@ -265,6 +265,14 @@ def test_property_fast_delong_equals_naive_placements(rows):
         assert res.statistic == pytest.approx((ta - tb) / math.sqrt(var), rel=1e-9, abs=1e-12)
 
 
+def test_single_case_interval_undefined():
+    # pROC: ci.auc(roc(c(0,0,0,1), c(.1,.4,.2,.3), direction="<"), method="delong") -> NA NA NA
+    ci = S.auc_ci([0, 0, 0, 1], [.1, .4, .2, .3])
+    assert ci.auc == pytest.approx(2 / 3) and math.isnan(ci.lower) and math.isnan(ci.upper)
+    res = S.delong_test([0, 0, 0, 1], [.1, .4, .2, .3], [.3, .1, .2, .4])
+    assert math.isnan(res.pvalue) and "two cases" in res.undefined
+
+
 def test_roc_needs_both_classes():
     with pytest.raises(DlrcError, match="both classes"):
         S.auc_ci([1, 1, 1], [0.1, 0.2, 0.3])
