@@ -532,6 +532,11 @@ def test_performance_targets_full_size():
     assert time.perf_counter() - t < 0.5
 
 
+# ------------------------------------------------------------------ reference data
+# pROC's data(aSAH): outcome (Poor = 1), wfns (as integer), s100b, ndka.
+# STEP_X (80 x 5, column-major) and STEP_Y: set.seed(7); X <- matrix(round(rnorm(400), 3), 80);
+#   y <- rbinom(80, 1, plogis(1.2*X[,1] - 0.8*X[,2] + 0.3*X[,4])).
+# HL_P and HL_Y: set.seed(3); p <- round(plogis(rnorm(60)), 2); y <- rbinom(60, 1, p).
 ASAH_OUTCOME = [0, 0, 0, 0, 1, 1, 0, 1, 0, 0, 1, 0, 1, 1, 0, 0, 1, 0, 1, 1, 1, 0, 1, 0, 0, 0,
     0, 0, 0, 0, 0, 0, 1, 0, 0, 1, 1, 0, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 0, 0, 0, 1, 0,
     0, 0, 1, 0, 1, 0, 0, 1, 1, 1, 0, 1, 1, 0, 1, 1, 1, 1, 0, 0, 0, 1, 1, 0, 1, 0, 0, 0, 0, 0,
