@@ -384,8 +384,12 @@ def _n_workers(n_jobs: int) -> int:
 
 
 def _worker_init() -> None:
+    """Worker processes: quiet PyRadiomics, and one thread per process (the pool already
+    uses every core; ITK's own threads would only compete with the other workers)."""
+    import SimpleITK as sitk
+
     _quiet_pyradiomics()
-    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(1)
 
 
 def _run_local(jobs: list[tuple[str, str, str]], n_workers: int,
