@@ -32,10 +32,10 @@ class SignalParams(Section):
     deviations relative to LNM-negative ones; 0 switches an effect off.
     """
 
-    heterogeneity: float = 0.9  # texture amplitude inside the tumour (all sequences)
-    enhancement: float = 0.6  # CE-T1WI enhancement, peripheral more than central
-    diffusion: float = 0.7  # diffusion restriction (lower ADC -> brighter DWI)
-    irregularity: float = 0.7  # lobulated, irregular 3D boundary
+    heterogeneity: float = 0.7  # texture amplitude inside the tumour (all sequences)
+    enhancement: float = 0.45  # CE-T1WI enhancement, peripheral more than central
+    diffusion: float = 0.5  # diffusion restriction (lower ADC -> brighter DWI)
+    irregularity: float = 0.5  # lobulated, irregular 3D boundary
     texture_scale_mm: float = 3.0  # correlation length of the tumour texture (mm)
     reader_disagreement: float = 1.0  # multiplies reader-2 / repeat boundary perturbations
 
@@ -82,9 +82,12 @@ class IccParams(Section):
 class HarmonisationParams(Section):
     """ComBat harmonisation of features across scanners."""
 
-    mode: Literal["all", "train_reference", "none"] = "all"
-    batch: Literal["scanner", "centre"] = "scanner"
+    mode: Literal["all", "train_reference", "none"] = "all"  # all cohorts together | fit on training | off
+    batch: Literal["scanner", "centre"] = "scanner"  # the batch ComBat removes (never the outcome)
     parametric: bool = True  # parametric empirical Bayes priors (neuroCombat default)
+    # A batch with a single patient has no estimable scale: refuse it (error) or leave
+    # that patient's features unharmonised (skip, recorded as a warning).
+    small_batch: Literal["error", "skip"] = "error"
 
 
 class SelectionParams(Section):
@@ -99,22 +102,38 @@ class SelectionParams(Section):
 
 # ----------------------------------------------------------------------------- deep
 class DeepParams(Section):
-    """Frozen ResNet feature extractors."""
+    """Frozen ResNet feature extractors (see dlrc_lib.deep) and the choice of the best DL model."""
 
     models: list[str] = Field(
         default_factory=lambda: [
             "ResNet50_3D", "ResNet101_3D", "ResNet152_3D",
             "ResNet50_2D", "ResNet101_2D", "ResNet152_2D",
         ]
-    )
-    weights: str = "auto"  # auto | imagenet | random | <path to a state_dict file>
-    device: str = "auto"  # auto | cpu | cuda
-    input_size: int = 224  # 2D network input (pixels)
-    margin: float = 0.1  # crop margin around the tumour box (fraction of its size)
-    shape_3d: tuple[int, int, int] = (16, 112, 112)  # depth, height, width of 3D crops
-    batch_size: int = 16
-    clip_percentiles: tuple[float, float] = (0.5, 99.5)
-    best_model_rule: Literal["train_auc", "train_and_external_auc"] = "train_auc"
+    )  # <arch>_<2D|3D>, arch in ResNet50/101/152
+    weights: str = "auto"  # auto | imagenet | random | <state_dict file or folder>
+    device: str = "auto"  # auto (CUDA when present) | cpu | cuda
+    input_size: int = Field(224, ge=32)  # 2D network input (pixels)
+    margin: float = Field(0.1, ge=0)  # crop margin around the tumour box (fraction of its size, each side)
+    # 3D crop (depth, height, width): ~ the tumour's native slice count x the 2D in-plane
+    # detail at half the 2D input; ~15x a 112-px 2D image per volume.
+    shape_3d: tuple[int, int, int] = (8, 112, 112)
+    batch_size: int = Field(16, ge=1)  # images (or volumes) per forward pass
+    workers: int = Field(1, ge=0)  # preprocessing threads overlapping inference (0: inline)
+    clip_percentiles: tuple[float, float] = (0.5, 99.5)  # intensity clipping within the crop
+    best_model_rule: Literal["train_auc", "train_and_external_auc"] = "train_auc"  # external one leaks
+
+    @model_validator(mode="after")
+    def _check(self) -> "DeepParams":
+        for name in self.models:
+            arch, _, dim = name.partition("_")
+            if arch not in ("ResNet50", "ResNet101", "ResNet152") or dim not in ("2D", "3D"):
+                raise ValueError(f"unknown model {name!r} (ResNet50|ResNet101|ResNet152 _ 2D|3D)")
+        lo, hi = self.clip_percentiles
+        if not 0 <= lo < hi <= 100:
+            raise ValueError("clip_percentiles must satisfy 0 <= low < high <= 100")
+        if min(self.shape_3d) < 1 or min(self.shape_3d[1:]) < 32:
+            raise ValueError("shape_3d needs depth >= 1 and height, width >= 32")
+        return self
 
 
 # ---------------------------------------------------------------------------- model

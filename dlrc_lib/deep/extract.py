@@ -1,0 +1,311 @@
+"""Cached, batched deep-feature extraction for a whole study.
+
+One pass per dimension (2D, 3D): each case (patient x sequence x mask) is read and
+cropped once by a background thread pool while the networks run on the previous batch,
+and the same batch goes through every model of that dimension that still lacks it. Each
+case's 2048 features are stored in the feature store (namespace ``deep-<model>``) under a
+key made of the image and mask bytes, the preprocessing settings, the model and the
+identity of its weights; a cached case is never recomputed and an interrupted run resumes.
+"""
+from __future__ import annotations
+
+import json
+import time
+import warnings
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from itertools import islice
+from pathlib import Path
+from typing import Any, Callable, Iterable, Iterator, Sequence
+
+import numpy as np
+import pandas as pd
+import torch
+
+from ..errors import DlrcError
+from .networks import (MODEL_NAMES, N_FEATURES, DEPTH_KERNEL, Extractor, WeightsInfo, build_extractor,
+                       parse_model_name, resolve_weights)
+from .preprocess import PREPROCESS_VERSION, prepare, to_network_input
+from .store import VectorStore
+
+try:
+    from ..study import SEQUENCES
+except ImportError:  # the study layer defines the same constant
+    SEQUENCES = ("CET1", "DWI", "T2FS")
+
+EXTRACTOR_VERSION = "1"  # bump when the networks' construction changes
+RATERS = ("r1", "r2", "rep")  # reader 1, reader 2, reader-1 repeat
+_MASK_COLUMN = {"r1": "mask_{seq}", "r2": "mask_r2_{seq}", "rep": "mask_rep_{seq}"}
+
+
+@dataclass(frozen=True)
+class Case:
+    """One network input: a patient's sequence with one reader's mask."""
+
+    patient_id: str
+    sequence: str
+    rater: str
+    image: str
+    mask: str
+
+
+def _present(value: Any) -> bool:
+    return isinstance(value, str) and value.strip() != "" or isinstance(value, Path)
+
+
+def study_cases(study: pd.DataFrame, sequences: Sequence[str] = SEQUENCES,
+                raters: Sequence[str] = ("r1",)) -> list[Case]:
+    """Cases of a study table (one row per patient). Reader-1 masks are required; reader-2
+    and repeat masks are taken where present (the reproducibility subset)."""
+    df = study.reset_index() if "patient_id" not in study.columns else study
+    cases = []
+    for rater in raters:
+        for seq in sequences:
+            icol, mcol = f"image_{seq}", _MASK_COLUMN[rater].format(seq=seq)
+            for col in (icol, mcol):
+                if col not in df.columns:
+                    if rater != "r1" and col == mcol:
+                        break
+                    raise DlrcError(f"study table: column {col} missing (needed for deep features)")
+            else:
+                for pid, img, msk in zip(df["patient_id"], df[icol], df[mcol]):
+                    if not _present(msk) or not _present(img):
+                        if rater == "r1":
+                            raise DlrcError(f"patient {pid}, column {mcol if not _present(msk) else icol}: path missing")
+                        continue
+                    cases.append(Case(str(pid), seq, rater, str(img), str(msk)))
+    return cases
+
+
+def preprocessing_settings(deep_params, dim: str) -> dict[str, Any]:
+    """The settings that determine a network input (part of the cache key)."""
+    s: dict[str, Any] = {"dim": dim, "margin": float(deep_params.margin),
+                         "clip": [float(c) for c in deep_params.clip_percentiles],
+                         "preprocess": PREPROCESS_VERSION}
+    if dim == "2D":
+        s["input_size"] = int(deep_params.input_size)
+    else:
+        s["shape"] = [int(v) for v in deep_params.shape_3d]
+        s["depth_kernel"] = DEPTH_KERNEL
+    return s
+
+
+def case_key(case: Case, settings_json: str, model: str, weights: WeightsInfo) -> str:
+    from ..featurestore import FeatureStore, file_digest
+
+    try:
+        di, dm = file_digest(case.image), file_digest(case.mask)
+    except FileNotFoundError as exc:
+        raise DlrcError(f"patient {case.patient_id}, {exc}") from None
+    return FeatureStore.make_key(di, dm, settings_json, f"{model}|{weights.identity}|deep-{EXTRACTOR_VERSION}")
+
+
+def store_for(cache_dir: str | Path, model: str) -> VectorStore:
+    return VectorStore(Path(cache_dir) / "features", namespace=f"deep-{model}", n_features=N_FEATURES)
+
+
+# -------------------------------------------------------------------- prefetching
+def prefetch(fn: Callable[[Any], Any], items: Iterable[Any], workers: int = 1, lookahead: int = 2) -> Iterator[Any]:
+    """``map(fn, items)`` computed ``lookahead`` items ahead by a thread pool (in order)."""
+    if workers <= 0:
+        yield from map(fn, items)
+        return
+    it = iter(items)
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="dlrc-prep") as ex:
+        pending = deque(ex.submit(fn, x) for x in islice(it, max(1, lookahead)))
+        try:
+            while pending:
+                fut = pending.popleft()
+                nxt = next(it, _END)
+                if nxt is not _END:
+                    pending.append(ex.submit(fn, nxt))
+                yield fut.result()
+        finally:
+            for fut in pending:
+                fut.cancel()
+
+
+_END = object()
+
+
+def batch_tensor(cases: Sequence[Case], dim: str, deep_params, pin: bool = False) -> torch.Tensor:
+    """Preprocess cases into one ``(N, 3, ...)`` float32 tensor."""
+    arrays = [
+        to_network_input(prepare(c.image, c.mask, dim, input_size=deep_params.input_size,
+                                 shape_3d=tuple(deep_params.shape_3d), margin=deep_params.margin,
+                                 clip=tuple(deep_params.clip_percentiles), patient=c.patient_id).image)
+        for c in cases
+    ]
+    x = torch.from_numpy(np.stack(arrays))
+    return x.pin_memory() if pin else x
+
+
+# ---------------------------------------------------------------------- extraction
+@dataclass
+class ExtractionLog:
+    """What one call did: per model, cases computed and cached, seconds of inference."""
+
+    weights: dict[str, WeightsInfo] = field(default_factory=dict)
+    computed: dict[str, int] = field(default_factory=dict)
+    cached: dict[str, int] = field(default_factory=dict)
+    forward_s: dict[str, float] = field(default_factory=dict)
+    wall_s: dict[str, float] = field(default_factory=dict)  # per dimension
+    warnings: list[str] = field(default_factory=list)
+
+    def summary(self) -> pd.DataFrame:
+        rows = []
+        for m in self.computed:
+            w = self.weights.get(parse_model_name(m)[0])
+            rows.append({"model": m, "weights": w.source if w else "", "computed": self.computed[m],
+                         "cached": self.cached[m], "forward_s": round(self.forward_s.get(m, 0.0), 2)})
+        return pd.DataFrame(rows)
+
+
+def extract_cases(cases: Sequence[Case], deep_params, cache_dir: str | Path, seed: int, *,
+                  models: Sequence[str] | None = None, warn: Callable[[str], None] | None = None,
+                  progress: bool = True, workers: int | None = None,
+                  log: ExtractionLog | None = None) -> dict[str, np.ndarray]:
+    """Features of ``cases`` for each model: ``{model: (len(cases), 2048) float32}``.
+
+    Cached cases come from the store, the others are computed (and stored) first.
+    """
+    from tqdm.auto import tqdm
+
+    models = list(models if models is not None else deep_params.models)
+    for m in models:
+        parse_model_name(m)
+    log = log if log is not None else ExtractionLog()
+    emit = warn or (lambda msg: warnings.warn(msg, stacklevel=3))
+    workers = int(getattr(deep_params, "workers", 1) if workers is None else workers)
+
+    for arch in dict.fromkeys(parse_model_name(m)[0] for m in models):
+        if arch not in log.weights:
+            info = resolve_weights(arch, deep_params.weights, seed)
+            log.weights[arch] = info
+            if info.warning:
+                log.warnings.append(info.warning)
+                emit(info.warning)
+
+    out: dict[str, np.ndarray] = {}
+    for dim in ("2D", "3D"):
+        dim_models = [m for m in models if parse_model_name(m)[1] == dim]
+        if not dim_models:
+            continue
+        t0 = time.perf_counter()
+        settings_json = json.dumps(preprocessing_settings(deep_params, dim), sort_keys=True)
+        keys = {m: [case_key(c, settings_json, m, log.weights[parse_model_name(m)[0]]) for c in cases]
+                for m in dim_models}
+        stores = {m: store_for(cache_dir, m) for m in dim_models}
+        missing = {m: set(stores[m].missing(keys[m])) for m in dim_models}
+        todo = {m: [i for i, k in enumerate(keys[m]) if k in missing[m]] for m in dim_models}
+        need = sorted(set().union(*map(set, todo.values())))
+        for m in dim_models:
+            log.computed[m] = log.computed.get(m, 0) + len(set(todo[m]))
+            log.cached[m] = log.cached.get(m, 0) + len(cases) - len(set(todo[m]))
+        if need:
+            _run_models(cases, need, todo, keys, stores, dim, deep_params, seed, log,
+                        workers, progress, tqdm)
+            for m in dim_models:
+                if todo[m]:
+                    stores[m].compact()
+        for m in dim_models:
+            found, arr = stores[m].get_array(keys[m])
+            row = {k: i for i, k in enumerate(found)}  # identical inputs share one key
+            lost = [c for c, k in zip(cases, keys[m]) if k not in row]
+            if lost:
+                raise DlrcError(f"patient {lost[0].patient_id}, file {lost[0].image}: {m} features missing "
+                                f"from the cache after extraction")
+            out[m] = arr[[row[k] for k in keys[m]]] if len(cases) else arr
+        log.wall_s[dim] = log.wall_s.get(dim, 0.0) + time.perf_counter() - t0
+    return {m: out[m] for m in models}
+
+
+def _run_models(cases, need, todo, keys, stores, dim, deep_params, seed, log, workers, progress, tqdm):
+    extractors: dict[str, Extractor] = {
+        m: build_extractor(m, log.weights[parse_model_name(m)[0]], seed, deep_params.device)
+        for m in todo if todo[m]
+    }
+    pin = any(e.device.type == "cuda" for e in extractors.values())
+    todo_sets = {m: set(v) for m, v in todo.items()}
+    bs = int(deep_params.batch_size)
+    batches = [need[i:i + bs] for i in range(0, len(need), bs)]
+
+    def load(idx: list[int]) -> tuple[list[int], torch.Tensor]:
+        return idx, batch_tensor([cases[i] for i in idx], dim, deep_params, pin)
+
+    total = sum(len(v) for v in todo.values())
+    with tqdm(total=total, desc=f"deep features {dim}", unit="img", disable=not progress) as bar:
+        for idx, x in prefetch(load, batches, workers=workers):
+            for m, ext in extractors.items():
+                sel = [j for j, i in enumerate(idx) if i in todo_sets[m]]
+                if not sel:
+                    continue
+                xb = x if len(sel) == len(idx) else x[sel]
+                t = time.perf_counter()
+                feats = ext.features(xb).numpy()
+                log.forward_s[m] = log.forward_s.get(m, 0.0) + time.perf_counter() - t
+                for j, f in zip(sel, feats):
+                    c = cases[idx[j]]
+                    stores[m].put_vector(keys[m][idx[j]], f, {"patient_id": c.patient_id, "sequence": c.sequence,
+                                                                "rater": c.rater, "model": m})
+                bar.set_postfix_str(m, refresh=False)
+                bar.update(len(sel))
+
+
+def features_frame(cases: Sequence[Case], arr: np.ndarray, sequences: Sequence[str] = SEQUENCES) -> pd.DataFrame:
+    """``(cases, 2048)`` -> patients x ``<SEQ>_F<i>`` (one rater's cases, patient order kept)."""
+    patients = list(dict.fromkeys(c.patient_id for c in cases))
+    pos = {p: i for i, p in enumerate(patients)}
+    blocks, names = [], []
+    for seq in sequences:
+        rows = [(pos[c.patient_id], k) for k, c in enumerate(cases) if c.sequence == seq]
+        if not rows:
+            continue
+        block = np.full((len(patients), arr.shape[1]), np.nan, dtype=np.float64)
+        for p, k in rows:
+            block[p] = arr[k]
+        blocks.append(block)
+        names += [f"{seq}_F{i}" for i in range(arr.shape[1])]
+    data = np.hstack(blocks) if blocks else np.zeros((len(patients), 0))
+    return pd.DataFrame(data, index=pd.Index(patients, name="patient_id"), columns=names)
+
+
+def extract_study(study: pd.DataFrame, deep_params, cache_dir: str | Path, seed: int, *,
+                  models: Sequence[str] | None = None, sequences: Sequence[str] = SEQUENCES,
+                  warn: Callable[[str], None] | None = None, progress: bool = True,
+                  log: ExtractionLog | None = None) -> dict[str, pd.DataFrame]:
+    """Deep features of every patient: ``{model name: DataFrame}`` (index patient_id,
+    columns ``<SEQ>_F<i>``, reader-1 masks), computed or read from the feature store.
+
+    ``warn`` receives the warnings that must reach the report (e.g. ``Artifacts.warn``):
+    random weights used in place of unavailable ImageNet weights.
+    """
+    cases = study_cases(study, sequences, ("r1",))
+    arrays = extract_cases(cases, deep_params, cache_dir, seed, models=models, warn=warn,
+                           progress=progress, log=log)
+    return {m: features_frame(cases, a, sequences) for m, a in arrays.items()}
+
+
+def extract_raters(study: pd.DataFrame, deep_params, cache_dir: str | Path, seed: int, *,
+                   models: Sequence[str] | None = None, sequences: Sequence[str] = SEQUENCES,
+                   warn: Callable[[str], None] | None = None, progress: bool = True,
+                   log: ExtractionLog | None = None) -> dict[str, dict[str, pd.DataFrame]]:
+    """Features of the reproducibility subset for each reader:
+    ``{model: {"r1": df, "r2": df, "rep": df}}`` over the patients that have reader-2 or
+    repeat masks (empty frames when none do)."""
+    cases = study_cases(study, sequences, RATERS)
+    extra = {c.patient_id for c in cases if c.rater != "r1"}
+    cases = [c for c in cases if c.patient_id in extra]
+    models = list(models if models is not None else deep_params.models)
+    if not cases:
+        return {m: {r: pd.DataFrame() for r in RATERS} for m in models}
+    arrays = extract_cases(cases, deep_params, cache_dir, seed, models=models, warn=warn,
+                           progress=progress, log=log)
+    out: dict[str, dict[str, pd.DataFrame]] = {}
+    for m, arr in arrays.items():
+        out[m] = {}
+        for r in RATERS:
+            idx = [k for k, c in enumerate(cases) if c.rater == r]
+            out[m][r] = features_frame([cases[k] for k in idx], arr[idx], sequences)
+    return out
