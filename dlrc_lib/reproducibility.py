@@ -60,6 +60,11 @@ def icc_table(reader1: pd.DataFrame, reader2: pd.DataFrame, repeat: pd.DataFrame
     with np.errstate(divide="ignore", invalid="ignore"):
         inter = icc_many(np.stack([a, b], axis=2), form=form)
         intra = icc_many(np.stack([a, c], axis=2), form=form)
+    # a feature without any variance has no defined ICC (0/0), whatever the estimator returns
+    stacked = np.concatenate([a, b, c], axis=1)
+    constant = np.nanmax(stacked, axis=1) == np.nanmin(stacked, axis=1)
+    inter[constant] = np.nan
+    intra[constant] = np.nan
     out = pd.DataFrame({"icc_inter": inter, "icc_intra": intra}, index=pd.Index(cols, name="feature"))
     out["keep"] = (out["icc_inter"] > threshold) & (out["icc_intra"] > threshold)
     return out
