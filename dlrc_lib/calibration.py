@@ -92,11 +92,20 @@ def calibration_table(predictions: pd.DataFrame, models: dict[str, str], groups:
             cc = _stats().calibration_curve(y, p, groups=groups)
             rows.append({"model": label, "cohort": coh, "n": len(part), "events": int(y.sum()),
                          "hl_statistic": float(hl.statistic), "hl_df": int(hl.df), "hl_p": float(hl.pvalue),
+                         "hl_p_text": "" if not np.isfinite(hl.pvalue) else str(_stats().format_p(hl.pvalue)),
                          "intercept": float(cc.intercept), "slope": float(cc.slope), "brier": float(cc.brier)})
     return pd.DataFrame(rows)
 
 
-def calibration_groups(predictions: pd.DataFrame, models: dict[str, str], groups: int = 10) -> pd.DataFrame:
+def hosmer_lemeshow_reproduce(table: pd.DataFrame, model: str = "DLRC") -> dict[str, float | str | None]:
+    """``{"calibration_hosmer_lemeshow_p.<cohort>": p}`` for ``model`` (p as the paper prints
+    it: 3 decimals or "<0.001")."""
+    fmt = _stats().format_p
+    sel = table[table["model"] == model]
+    return {f"calibration_hosmer_lemeshow_p.{r['cohort']}": fmt(r["hl_p"]) for _, r in sel.iterrows()}
+
+
+def grouped_calibration(predictions: pd.DataFrame, models: dict[str, str], groups: int = 10) -> pd.DataFrame:
     """Grouped observed vs predicted risk with 95 % CIs (long: model, cohort, group, ...)."""
     check_probabilities(predictions, models.values())
     frames = []
@@ -192,29 +201,31 @@ def figure5(predictions: pd.DataFrame, models: dict[str, str], *, groups: int = 
 
 
 # ------------------------------------------------------- bootstrap optimism correction
-def fit_logistic(X: np.ndarray, y: np.ndarray, *, max_iter: int = 50, tol: float = 1e-10):
-    """Maximum-likelihood logistic regression with intercept by Newton-Raphson (R ``glm``,
-    ``family = binomial``). Returns (coefficients incl. intercept, converged)."""
-    X1 = np.column_stack([np.ones(len(y)), np.asarray(X, dtype=float)])
-    y = np.asarray(y, dtype=float)
-    beta = np.zeros(X1.shape[1])
-    dev_old = np.inf
-    for _ in range(max_iter):
-        eta = X1 @ beta
-        p = expit(eta)
-        w = p * (1 - p)
-        try:
-            step = np.linalg.solve(X1.T @ (X1 * w[:, None]), X1.T @ (y - p))
-        except np.linalg.LinAlgError:
-            return beta, False
-        beta = beta + step
-        p = np.clip(expit(X1 @ beta), 1e-300, 1 - 1e-16)
-        dev = -2 * np.sum(y * np.log(p) + (1 - y) * np.log1p(-p))
-        if abs(dev - dev_old) / (abs(dev) + 0.1) < tol:  # R glm.control(epsilon) criterion
-            # quasi-separation: fitted probabilities of 0 or 1 (R warns; rms lrm fails)
-            return beta, bool(np.all(np.isfinite(beta)) and np.max(np.abs(X1 @ beta)) < 30)
-        dev_old = dev
-    return beta, False
+def refit_logistic(X: np.ndarray, y: np.ndarray) -> np.ndarray | None:
+    """Coefficients (intercept first) of R ``glm(y ~ X, family = binomial)``
+    (:func:`dlrc_lib.stats.logistic_glm`), or None when the fit fails as rms counts a
+    failure: no convergence, an aliased term, or fitted probabilities of 0 or 1
+    (separation)."""
+    fit = _stats().logistic_glm(X, y)
+    if not fit.converged or fit.boundary_fitted or np.isnan(fit.coef).any():
+        return None
+    return fit.coef
+
+
+def resolve_terms(dlrc_results: dict, columns: Iterable[str]) -> tuple[list[str], list[str]]:
+    """The DLRC model's terms as columns of the ``predictions`` frame.
+
+    Terms come from notebook 05's results (``dlrc_terms`` or ``terms``; default c_lnm,
+    DL_score, Rad_score) and are matched to columns exactly or ignoring case (the model
+    names the clinical term ``c_LNM``). Returns (columns found, terms without a column).
+    """
+    terms = dlrc_results.get("dlrc_terms") or dlrc_results.get("terms") or list(DEFAULT_TERMS)
+    by_lower = {c.lower(): c for c in columns}
+    found, missing = [], []
+    for t in terms:
+        col = t if t in columns else by_lower.get(str(t).lower())
+        (found if col else missing).append(col or t)
+    return found, missing
 
 
 def _cal_error(prob: np.ndarray, y: np.ndarray, predy: np.ndarray) -> np.ndarray:
@@ -240,16 +251,17 @@ class OptimismCalibration:
     B: int
     n_failed: int
     max_abs_diff_to_predictions: float = float("nan")  # refit vs prob_dlrc on training
-    mean_abs_error: dict[str, float] = field(default_factory=dict)
+    errors: dict[str, dict[str, float]] = field(default_factory=dict)  # apparent / corrected
 
     def summary(self) -> pd.DataFrame:
-        return pd.DataFrame([
-            {"quantity": "AUC (training)", "apparent": self.auc_apparent, "optimism": self.auc_optimism,
-             "corrected": self.auc_corrected},
-            {"quantity": "Mean |calibration error|", "apparent": self.mean_abs_error.get("apparent"),
-             "optimism": self.mean_abs_error.get("apparent", np.nan) - self.mean_abs_error.get("corrected", np.nan),
-             "corrected": self.mean_abs_error.get("corrected")},
-        ])
+        """AUC and rms ``print.calibrate``'s error summaries, apparent vs corrected."""
+        rows = [{"quantity": "AUC", "apparent": self.auc_apparent, "corrected": self.auc_corrected}]
+        for key, label in (("mean_abs", "Mean absolute calibration error"),
+                           ("mean_sq", "Mean squared calibration error"),
+                           ("q90_abs", "0.9 quantile of absolute calibration error")):
+            rows.append({"quantity": label, "apparent": self.errors.get("apparent", {}).get(key, np.nan),
+                         "corrected": self.errors.get("corrected", {}).get(key, np.nan)})
+        return pd.DataFrame(rows)
 
 
 def optimism_calibration(predictions: pd.DataFrame, terms: Iterable[str] | None = None, *, B: int = 200,
@@ -260,7 +272,9 @@ def optimism_calibration(predictions: pd.DataFrame, terms: Iterable[str] | None 
 
     The grid ``predy`` is 50 points from the 5th smallest to the 5th largest apparent
     probability (rms default). Bootstrap samples whose refit does not converge (separation)
-    are skipped and counted in ``n_failed``, as rms does.
+    are skipped and counted in ``n_failed``, as rms does. The scores enter as fixed
+    columns, so the correction covers the final logistic model only, not the feature
+    selection behind Rad_score and DL_score.
     """
     from tqdm.auto import tqdm
 
@@ -277,8 +291,8 @@ def optimism_calibration(predictions: pd.DataFrame, terms: Iterable[str] | None 
         bad = part.index[~np.isfinite(X).all(axis=1)]
         raise DlrcError(f"predictions: missing DLRC term value for patient(s) {', '.join(map(str, bad[:5]))}")
     y = part["lnm"].to_numpy(dtype=int)
-    beta, ok = fit_logistic(X, y)
-    if not ok:
+    beta = refit_logistic(X, y)
+    if beta is None:
         raise DlrcError(f"DLRC logistic refit on cohort {cohort} did not converge (separation?)")
     X1 = np.column_stack([np.ones(len(y)), X])
     p_app = expit(X1 @ beta)
@@ -294,11 +308,11 @@ def optimism_calibration(predictions: pd.DataFrame, terms: Iterable[str] | None 
     for _ in tqdm(range(B), desc="bootstrap calibration", disable=not progress, leave=False):
         idx = rng.integers(0, n, n)
         yb = y[idx]
-        if yb.min() == yb.max():
+        if yb.min() == yb.max():  # one class only: nothing to fit
             failed += 1
             continue
-        bb, okb = fit_logistic(X[idx], yb)
-        if not okb:
+        bb = refit_logistic(X[idx], yb)
+        if bb is None:
             failed += 1
             continue
         pb_train = expit(X1[idx] @ bb)
@@ -324,9 +338,23 @@ def optimism_calibration(predictions: pd.DataFrame, terms: Iterable[str] | None 
         terms=terms, coefficients=dict(zip(["(Intercept)", *terms], map(float, beta))), curve=curve,
         auc_apparent=auc_app, auc_optimism=a_opt, auc_corrected=auc_app - a_opt, B=B, n_failed=failed,
         max_abs_diff_to_predictions=diff,
-        mean_abs_error={"apparent": float(np.nanmean(np.abs(err_orig))),
-                        "corrected": float(np.nanmean(np.abs(cal_corr - predy)))},
+        errors={"apparent": _error_summary(p_app, predy, cal_orig),
+                "corrected": _error_summary(p_app, predy, cal_corr)},
     )
+
+
+def _error_summary(predicted: np.ndarray, predy: np.ndarray, calibrated: np.ndarray) -> dict[str, float]:
+    """rms ``print.calibrate``: err = predicted - (calibration curve at each patient's
+    predicted risk, linear interpolation, NA outside the grid); mean |err|, mean err^2 and
+    the 0.9 quantile of |err| (type 7)."""
+    ok = np.isfinite(predy + calibrated)
+    if ok.sum() < 2:
+        return {"mean_abs": float("nan"), "mean_sq": float("nan"), "q90_abs": float("nan")}
+    curve = np.interp(predicted, predy[ok], calibrated[ok], left=np.nan, right=np.nan)
+    err = predicted - curve
+    err = err[np.isfinite(err)]
+    return {"mean_abs": float(np.mean(np.abs(err))), "mean_sq": float(np.mean(err ** 2)),
+            "q90_abs": float(np.quantile(np.abs(err), 0.9))}
 
 
 def plot_optimism_calibration(res: OptimismCalibration, ax=None):

@@ -70,6 +70,7 @@ class CombatEstimates:
     parametric: bool = True
     passthrough: list[str] = field(default_factory=list)
     batch_sizes: dict[str, int] = field(default_factory=dict)
+    unharmonised: list[str] = field(default_factory=list)  # single-patient batches left as they are
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-able form (lists of floats); inverse of :meth:`from_dict`."""
@@ -83,6 +84,7 @@ class CombatEstimates:
             "parametric": bool(self.parametric),
             "passthrough": list(self.passthrough),
             "batch_sizes": {str(k): int(v) for k, v in self.batch_sizes.items()},
+            "unharmonised": list(self.unharmonised),
         }
 
     @classmethod
@@ -98,6 +100,7 @@ class CombatEstimates:
             parametric=bool(d.get("parametric", True)),
             passthrough=list(d.get("passthrough", [])),
             batch_sizes={str(k): int(v) for k, v in d.get("batch_sizes", {}).items()},
+            unharmonised=[str(b) for b in d.get("unharmonised", [])],
         )
 
 
@@ -150,7 +153,7 @@ def _check_batch_sizes(batch: pd.Series, what: str, label: str = "batch") -> Non
 
 # -------------------------------------------------------------------------------- fit
 def fit_combat(features: pd.DataFrame, batch: pd.Series, *, parametric: bool = True,
-               label: str = "batch") -> CombatEstimates:
+               label: str = "batch", small_batch: str = "error") -> CombatEstimates:
     """Fit ComBat (neuroCombat, empirical Bayes, no covariates) on ``features``.
 
     Parameters
@@ -159,13 +162,31 @@ def fit_combat(features: pd.DataFrame, batch: pd.Series, *, parametric: bool = T
     batch : Series indexed by patient: the scanner (or centre) of each patient.
     parametric : parametric (default) or non-parametric empirical-Bayes priors.
     label : the word used for the batch in error messages ("scanner", "centre").
+    small_batch : a batch with one patient is refused (``"error"``) or, with ``"skip"``,
+        left out of the fit and kept unharmonised (its gamma* = 0, delta* = 1; listed in
+        ``unharmonised``).
 
     Matches ``neuroCombat.neuroCombat(dat, covars, batch_col, eb=True, parametric=...)``
     and R ``sva::ComBat(dat, batch, mod=NULL, par.prior=...)``. Features that are constant
     in the fit data are passed through unchanged.
     """
     batch = _check_inputs(features, batch, "fit")
-    _check_batch_sizes(batch, "fit", label)
+    counts = batch.value_counts()
+    single = sorted(counts.index[counts < 2]) if small_batch == "skip" else []
+    if not single:
+        _check_batch_sizes(batch, "fit", label)
+    else:
+        fitted = fit_combat(features[~batch.isin(single)], batch[~batch.isin(single)],
+                            parametric=parametric, label=label)
+        nf = len(fitted.features)
+        levels = sorted(fitted.batches + single)
+        rows = {b: i for i, b in enumerate(fitted.batches)}
+        gamma = np.array([fitted.gamma_star[rows[b]] if b in rows else np.zeros(nf) for b in levels])
+        delta = np.array([fitted.delta_star[rows[b]] if b in rows else np.ones(nf) for b in levels])
+        fitted.batches, fitted.gamma_star, fitted.delta_star = levels, gamma, delta
+        fitted.batch_sizes = {b: int((batch == b).sum()) for b in levels}
+        fitted.unharmonised = single
+        return fitted
     X = features.to_numpy(dtype=float)
     sd = X.std(axis=0)
     const = sd == 0
@@ -250,7 +271,8 @@ def estimate_batch(est: CombatEstimates, features: pd.DataFrame) -> tuple[np.nda
 def apply_combat(est: CombatEstimates, features: pd.DataFrame, batch: pd.Series, *,
                  unseen: Literal["error", "estimate"] = "error",
                  label: str = "batch",
-                 return_estimates: bool = False):
+                 return_estimates: bool = False,
+                 small_batch: str = "error"):
     """Harmonise ``features`` with fitted estimates.
 
     Each patient's value becomes ``(s - gamma*_b) / sqrt(delta*_b) * sqrt(var_pooled) +
@@ -261,6 +283,8 @@ def apply_combat(est: CombatEstimates, features: pd.DataFrame, batch: pd.Series,
 
     Columns other than ``est.features`` are not accepted; missing ones are an error.
     With ``return_estimates`` also returns ``{batch: (gamma, delta)}`` for the new batches.
+    ``small_batch="skip"`` leaves a new batch with a single patient unharmonised instead of
+    refusing it (its entry then is gamma 0, delta 1).
     """
     missing = [c for c in est.features if c not in features.columns]
     if missing:
@@ -278,8 +302,12 @@ def apply_combat(est: CombatEstimates, features: pd.DataFrame, batch: pd.Series,
             "ComBat apply: " + "; ".join(parts)
             + f" not seen when the harmonisation was fitted (known: {', '.join(est.batches)})"
         )
+    new_single: list[str] = []
     if new:
-        _check_batch_sizes(batch[batch.isin(new)], f"new {label}s", label)
+        sizes = batch[batch.isin(new)].value_counts()
+        if small_batch == "skip":
+            new_single = sorted(sizes.index[sizes < 2])
+        _check_batch_sizes(batch[batch.isin([b for b in new if b not in new_single])], f"new {label}s", label)
     X = features.to_numpy(dtype=float).T
     vp = np.sqrt(est.var_pooled)[:, None]
     s = (X - est.grand_mean[:, None]) / vp
@@ -289,6 +317,9 @@ def apply_combat(est: CombatEstimates, features: pd.DataFrame, batch: pd.Series,
         cols = np.flatnonzero((batch == b).to_numpy())
         if b in known:
             g, d = est.gamma_star[known[b]], est.delta_star[known[b]]
+        elif b in new_single:
+            g, d = np.zeros(len(est.features)), np.ones(len(est.features))
+            new_est[b] = (g, d)
         else:
             g, d = estimate_batch(est, features.iloc[cols])
             new_est[b] = (g, d)
@@ -312,6 +343,7 @@ class HarmonisationResult:
     batch_col: str
     fitted_on: list[str]  # patient ids the estimates came from
     new_batches: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
+    unharmonised: list[str] = field(default_factory=list)  # single-patient batches left as they are
 
     def batches_table(self, batch: pd.Series, cohort: pd.Series) -> pd.DataFrame:
         """Patients per batch and cohort, and whether the batch was in the fit."""
@@ -319,6 +351,7 @@ class HarmonisationResult:
         tab = pd.crosstab(df["batch"], df["cohort"])
         seen = set(self.estimates.batches) if self.estimates else set()
         tab["estimates"] = [
+            "single patient: unharmonised" if b in self.unharmonised else
             "fitted" if b in seen else ("own data" if b in self.new_batches else "none")
             for b in tab.index
         ]
@@ -354,9 +387,15 @@ def harmonise(features: pd.DataFrame, study: pd.DataFrame, params) -> Harmonisat
             raise DlrcError("harmonisation (train_reference): no training-cohort patient in the features")
     else:  # pragma: no cover - pydantic guards the value
         raise DlrcError(f"harmonisation: unknown mode {params.mode!r}")
-    est = fit_combat(features.loc[fit_idx], batch.loc[fit_idx], parametric=params.parametric, label=col)
-    harm, new = apply_combat(est, features, batch, unseen="estimate", label=col, return_estimates=True)
-    return HarmonisationResult(harm, est, params.mode, col, list(map(str, fit_idx)), new)
+    small = getattr(params, "small_batch", "error")
+    est = fit_combat(features.loc[fit_idx], batch.loc[fit_idx], parametric=params.parametric, label=col,
+                     small_batch=small)
+    harm, new = apply_combat(est, features, batch, unseen="estimate", label=col, return_estimates=True,
+                             small_batch=small)
+    res = HarmonisationResult(harm, est, params.mode, col, list(map(str, fit_idx)), new)
+    counts = batch.value_counts()
+    res.unharmonised = sorted(set(est.unharmonised) | {b for b in new if counts.get(b, 0) < 2})
+    return res
 
 
 def _indexed(study: pd.DataFrame) -> pd.DataFrame:

@@ -32,10 +32,10 @@ class SignalParams(Section):
     deviations relative to LNM-negative ones; 0 switches an effect off.
     """
 
-    heterogeneity: float = 0.9  # texture amplitude inside the tumour (all sequences)
-    enhancement: float = 0.6  # CE-T1WI enhancement, peripheral more than central
-    diffusion: float = 0.7  # diffusion restriction (lower ADC -> brighter DWI)
-    irregularity: float = 0.7  # lobulated, irregular 3D boundary
+    heterogeneity: float = 0.7  # texture amplitude inside the tumour (all sequences)
+    enhancement: float = 0.45  # CE-T1WI enhancement, peripheral more than central
+    diffusion: float = 0.5  # diffusion restriction (lower ADC -> brighter DWI)
+    irregularity: float = 0.5  # lobulated, irregular 3D boundary
     texture_scale_mm: float = 3.0  # correlation length of the tumour texture (mm)
     reader_disagreement: float = 1.0  # multiplies reader-2 / repeat boundary perturbations
 
@@ -64,25 +64,30 @@ class StudyParams(Section):
 class RadiomicsParams(Section):
     """PyRadiomics extraction (settings in a separate pyradiomics YAML file)."""
 
-    settings: str = "params/radiomics.yaml"  # pyradiomics parameter file
-    sequences: list[str] = Field(default_factory=lambda: ["CET1", "DWI", "T2FS"])
-    n_jobs: int = 0  # local processes (0: all cores)
-    dask_scheduler: Optional[str] = None  # e.g. "tcp://10.0.0.5:8786" to scale out
+    settings: str = "params/radiomics.yaml"  # PyRadiomics parameter file (image types, classes, preprocessing)
+    sequences: list[str] = Field(default_factory=lambda: ["CET1", "DWI", "T2FS"])  # sequences extracted
+    n_jobs: int = Field(0, ge=0)  # local worker processes (0: all cores)
+    dask_scheduler: Optional[str] = None  # e.g. "tcp://10.0.0.5:8786": run the cases on that Dask cluster
+    progress: bool = True  # progress bar (patients/s, time left)
 
 
 class IccParams(Section):
     """Feature reproducibility from the re-segmented cases."""
 
-    form: Literal["ICC(2,1)", "ICC(3,1)"] = "ICC(2,1)"
-    threshold: float = Field(0.75, ge=0, le=1)  # keep features with ICC > threshold (both)
+    form: Literal["ICC(2,1)", "ICC(3,1)"] = "ICC(2,1)"  # psych::ICC form (two-way random/mixed, single rater)
+    threshold: float = Field(0.75, ge=0, le=1)  # keep features with ICC > threshold (inter and intra)
+    min_cases: int = Field(5, ge=2)  # fewest re-segmented cases an ICC is computed from
 
 
 class HarmonisationParams(Section):
     """ComBat harmonisation of features across scanners."""
 
-    mode: Literal["all", "train_reference", "none"] = "all"
-    batch: Literal["scanner", "centre"] = "scanner"
+    mode: Literal["all", "train_reference", "none"] = "all"  # all cohorts together | fit on training | off
+    batch: Literal["scanner", "centre"] = "scanner"  # the batch ComBat removes (never the outcome)
     parametric: bool = True  # parametric empirical Bayes priors (neuroCombat default)
+    # A batch with a single patient has no estimable scale: refuse it (error) or leave
+    # that patient's features unharmonised (skip, recorded as a warning).
+    small_batch: Literal["error", "skip"] = "error"
 
 
 class SelectionParams(Section):

@@ -35,8 +35,12 @@ def known_batches(state: Any) -> list[str]:
         if isinstance(obj, Mapping):
             for k, v in obj.items():
                 walk(v, str(k))
-        elif isinstance(obj, list) and key == "batches":
-            found.update(str(b) for b in obj if not isinstance(b, (list, dict)))
+        elif isinstance(obj, list):
+            if key == "batches":
+                found.update(str(b) for b in obj if not isinstance(b, (list, dict)))
+            for v in obj:
+                if isinstance(v, (dict, list)):
+                    walk(v, key)
 
     walk(state)
     return sorted(found)
@@ -168,7 +172,10 @@ def document_from_run(art: Artifacts, *, best_model: str, fit: Any, nomogram: An
     # the scanners ComBat was fitted on: all of them in mode "all", training's otherwise
     fitted = study if params.get("harmonisation_mode", "all") == "all" else study[study["cohort"] == "train"]
     cohort_batches = fitted[batch_col].astype(str).unique()
-    deep_keys = ("weights", "input_size", "margin", "shape_3d", "batch_size", "clip_percentiles", "device")
+    from .config import DeepParams
+
+    # every deep setting the notebook received (preprocessing, weights, device ...)
+    deep_keys = [k for k in DeepParams.model_fields if k != "models" and f"deep_{k}" in params]
     doc = build_model_document(
         run_name=params.get("run_name", ""), seed=params.get("seed", 0),
         sequences=params.get("radiomics_sequences", ["CET1", "DWI", "T2FS"]),

@@ -66,7 +66,7 @@ def file_digest(path: str | os.PathLike) -> str:
     try:
         st = p.stat()
     except FileNotFoundError:
-        raise FileNotFoundError(f"{p}: file not found") from None
+        raise FileNotFoundError(2, "file not found", str(p)) from None
     memo_key = (str(p.resolve()), st.st_size, st.st_mtime_ns)
     if not p.is_dir():
         with _digest_lock:

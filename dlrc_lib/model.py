@@ -99,7 +99,7 @@ def format_p(p: float) -> float | str:
     """A p-value as the paper prints it: rounded to 3 decimals, or "<0.001"."""
     if p is None or not np.isfinite(p):
         return float("nan")
-    return "<0.001" if p < 0.001 else round(float(p), 3)
+    return _stats().format_p(float(p))
 
 
 def _require(frame: pd.DataFrame, columns: Iterable[str], what: str) -> None:
@@ -245,7 +245,8 @@ class DlrcModel:
     ``fit(X, y)`` keeps the columns ``stats.backward_aic`` retains and refits the maximum
     likelihood logistic model on them (R ``glm``). Fitted attributes: ``candidates_``
     (columns offered), ``terms_`` (columns kept), ``coef_`` (Series: ``(Intercept)`` then
-    the terms), ``cov_`` (their covariance matrix), ``aic_``.
+    the terms), ``cov_`` (their covariance matrix), ``aic_``, ``step_path_`` (the
+    elimination steps with their AIC) and ``warnings_`` (e.g. separation).
     """
 
     def __init__(self, stepwise: bool = True):
@@ -258,7 +259,17 @@ class DlrcModel:
         if len(np.unique(y)) != 2:
             raise DlrcError("training cohort: LNM must have both classes to fit the model")
         self.candidates_ = list(X.columns)
-        terms = list(_stats().backward_aic(X, y)) if self.stepwise else list(X.columns)
+        self.step_path_ = pd.DataFrame(columns=["step", "removed", "AIC"])
+        self.warnings_: list[str] = []
+        if self.stepwise:
+            step = _stats().backward_aic(X, y)
+            terms = list(step)
+            path = getattr(step, "path", None)
+            if isinstance(path, pd.DataFrame):
+                self.step_path_ = path.copy()
+            self.warnings_ = list(getattr(step, "warnings", []) or [])
+        else:
+            terms = list(X.columns)
         if not terms:
             raise DlrcError("backward AIC kept no term: the scores and clinical candidates carry "
                             "no information on LNM in the training cohort")

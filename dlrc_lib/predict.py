@@ -221,13 +221,37 @@ def extract_features(doc: Mapping, study: pd.DataFrame, cache_dir: str | Path,
     return rad.features, dl
 
 
-def _extract_deep(doc: Mapping, table: pd.DataFrame, cache_dir: Path) -> pd.DataFrame:
-    from . import deep
+def deep_params_of(doc: Mapping):
+    """The :class:`~dlrc_lib.config.DeepParams` the model's DL features were extracted with."""
+    from .config import DeepParams
 
-    prep = dict(doc["deep"]["preprocessing"])
-    weights = doc["deep"].get("weights")
-    return deep.extract_for_model(table, doc["deep"]["model"], prep, weights, cache_dir,
-                                  sequences=doc["sequences"])
+    prep = {k: v for k, v in dict(doc["deep"]["preprocessing"]).items() if k in DeepParams.model_fields}
+    return DeepParams.model_validate({**prep, "models": [doc["deep"]["model"]]})
+
+
+def _weights_identity(info: Any) -> str | None:
+    if info is None:
+        return None
+    if isinstance(info, Mapping):
+        return info.get("identity")
+    return getattr(info, "identity", str(info))
+
+
+def _extract_deep(doc: Mapping, table: pd.DataFrame, cache_dir: Path) -> pd.DataFrame:
+    """The stored network's features; refuses when the weights found here are not the
+    ones the model was fitted with (a different checkpoint gives different features)."""
+    from .deep import ExtractionLog, extract_study, parse_model_name
+
+    name = doc["deep"]["model"]
+    log = ExtractionLog()
+    feats = extract_study(table, deep_params_of(doc), cache_dir, int(doc.get("run", {}).get("seed", 0)),
+                          models=[name], sequences=doc["sequences"], log=log)[name]
+    stored = _weights_identity(doc["deep"].get("weights"))
+    found = _weights_identity(log.weights.get(parse_model_name(name)[0]))
+    if stored and found and stored != found:
+        raise DlrcError(f"{name}: the network weights available here ({found}) are not those the model "
+                        f"was fitted with ({stored}); set the same weights (deep.weights / TORCH_HOME)")
+    return feats
 
 
 # ---------------------------------------------------------------------- CLI

@@ -163,14 +163,15 @@ def _fit_path(X: np.ndarray, y: np.ndarray, lambdas: np.ndarray, tol: float, max
     standardised by their 1/n SD inside the fit and the coefficients returned on the scale
     of ``X``; the intercept is unpenalised. Each lambda is solved by proximal Newton
     (iteratively reweighted least squares whose weighted-lasso subproblems are solved by
-    coordinate descent, :class:`sklearn.linear_model.Lasso`), warm-started from the previous
+    coordinate descent, :func:`sklearn.linear_model.enet_path`), warm-started from the previous
     lambda, with step halving if the penalised objective would rise.
     ``early_stop``: end the path as glmnet does when it computes its own lambda sequence
     (from the 5th lambda on, once the fraction of deviance explained grows by less than
     1e-5 or exceeds 0.999); the path then has fewer lambdas.
     Returns (betas (nlambda x p), intercepts, converged).
     """
-    from sklearn.linear_model import Lasso
+    import sklearn
+    from sklearn.linear_model import enet_path
 
     n, p = X.shape
     mu = X.mean(axis=0)
@@ -185,8 +186,6 @@ def _fit_path(X: np.ndarray, y: np.ndarray, lambdas: np.ndarray, tol: float, max
     converged = True
     null_dev = -2.0 * np.sum(y * np.log(ybar) + (1 - y) * np.log(1 - ybar))
     prev_ratio = 0.0
-    inner = Lasso(fit_intercept=False, tol=1e-12, max_iter=max_iter, warm_start=True,
-                  selection="cyclic")
     for k, lam in enumerate(lambdas):
         obj = _penalised_objective(Z, y, b0, beta, lam)
         for _ in range(100):
@@ -197,14 +196,13 @@ def _fit_path(X: np.ndarray, y: np.ndarray, lambdas: np.ndarray, tol: float, max
             sw = w.sum()
             zbar = (w @ z) / sw
             xbar = (w @ Z) / sw
-            rw = np.sqrt(w)[:, None]
-            inner.set_params(alpha=lam)
-            inner.coef_ = beta.copy()
-            import warnings as _w
-            with _w.catch_warnings():
-                _w.simplefilter("ignore")
-                inner.fit(rw * (Z - xbar), np.sqrt(w) * (z - zbar))
-            new_beta = inner.coef_.copy()
+            rw = np.sqrt(w)
+            Xw = np.asfortranarray(rw[:, None] * (Z - xbar))
+            with sklearn.config_context(skip_parameter_validation=True):
+                _, coefs, _ = enet_path(Xw, rw * (z - zbar), l1_ratio=1.0, alphas=[lam],
+                                        coef_init=beta.copy(), check_input=False, tol=1e-12,
+                                        max_iter=max_iter)
+            new_beta = coefs[:, 0]
             new_b0 = zbar - xbar @ new_beta
             step = 1.0
             while True:  # step halving keeps the penalised objective monotone
@@ -301,20 +299,24 @@ def lasso_cv(X: pd.DataFrame, y: Sequence[int], *, folds: int = 10, rule: str = 
 
 # --------------------------------------------------------------- step 4: final model
 def fit_logistic(X: pd.DataFrame, y: Sequence[int]) -> pd.DataFrame:
-    """Unpenalised logistic regression (R ``glm(family=binomial)``); one row per term with
-    coef, se, z, p, OR and its Wald 95 % CI (R ``exp(confint.default(fit))``)."""
-    import statsmodels.api as sm
+    """Unpenalised logistic regression (R ``glm(family=binomial)`` via
+    :func:`dlrc_lib.stats.logistic_glm`); one row per term with coef, se, z, p, OR and its
+    Wald 95 % CI (R ``summary(fit)$coefficients`` and ``exp(confint.default(fit))``)."""
+    from scipy.stats import norm
 
-    Z = sm.add_constant(X.to_numpy(dtype=float), has_constant="add")
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        fit = sm.GLM(np.asarray(y, dtype=float), Z, family=sm.families.Binomial()).fit()
-    terms = ["(Intercept)"] + list(X.columns)
-    ci = np.asarray(fit.conf_int(0.05))
+    from . import stats
+
+    fit = stats.logistic_glm(X.to_numpy(dtype=float), np.asarray(y, dtype=int))
+    coef = np.asarray(fit.coef, dtype=float)
+    se = np.asarray(fit.se, dtype=float)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        z = coef / se
+    q = norm.ppf(0.975)
     return pd.DataFrame({
-        "term": terms, "coef": fit.params, "se": fit.bse, "z": fit.tvalues, "p": fit.pvalues,
-        "OR": np.exp(fit.params), "OR_lower": np.exp(ci[:, 0]), "OR_upper": np.exp(ci[:, 1]),
-    }).reset_index(drop=True)
+        "term": ["(Intercept)"] + list(X.columns), "coef": coef, "se": se, "z": z,
+        "p": 2 * norm.sf(np.abs(z)), "OR": np.exp(coef),
+        "OR_lower": np.exp(coef - q * se), "OR_upper": np.exp(coef + q * se),
+    })
 
 
 # ------------------------------------------------------------------------ the chain
@@ -361,11 +363,13 @@ def _funnel_row(step: str, n: int, rule: str) -> dict[str, Any]:
 
 
 def select_features(X: pd.DataFrame, y: Sequence[int], params, *, seed: int = 0,
-                    funnel_prefix: Optional[list[dict]] = None) -> SelectionResult:
+                    funnel_prefix: Optional[list[dict]] = None,
+                    record_usable: bool = True) -> SelectionResult:
     """Run the four selection steps on a training matrix (patients x features) and labels.
 
     ``params``: a :class:`dlrc_lib.config.SelectionParams`. ``funnel_prefix`` rows (e.g. the
-    ICC filter) are put before this function's own funnel rows.
+    ICC filter) are put before this function's own funnel rows; ``record_usable=False``
+    leaves out the "usable features" row when the caller already screened them.
     """
     y = pd.Series(np.asarray(y, dtype=int), index=X.index)
     rows = list(funnel_prefix or [])
@@ -386,8 +390,9 @@ def select_features(X: pd.DataFrame, y: Sequence[int], params, *, seed: int = 0,
         return stop("input", f"the training cohort has {n_pos} LNM(+) and {n_neg} LNM(-) patients; "
                              "selection needs at least 2 of each")
     usable, nonfinite, constant = _usable(X)
-    rows.append(_funnel_row("Usable (finite, non-constant)", len(usable),
-                            f"{len(nonfinite)} with missing values, {len(constant)} constant in training"))
+    if record_usable:
+        rows.append(_funnel_row("Usable (finite, non-constant)", len(usable),
+                                f"{len(nonfinite)} with missing values, {len(constant)} constant in training"))
     if nonfinite:
         notes.append(f"{len(nonfinite)} feature(s) with missing/non-finite values in the training "
                      f"cohort were not used, e.g. {', '.join(nonfinite[:3])}")
@@ -433,8 +438,9 @@ def select_features(X: pd.DataFrame, y: Sequence[int], params, *, seed: int = 0,
 
     from . import stats
 
-    kept_aic = stats.backward_aic(Z[lasso_kept], y.to_numpy())
-    kept_aic = _as_names(kept_aic, lasso_kept)
+    step = stats.backward_aic(Z[lasso_kept], y.to_numpy())
+    kept_aic = _as_names(getattr(step, "selected", step), lasso_kept)
+    notes.extend(f"stepwise AIC: {w}" for w in getattr(step, "warnings", []))
     rows.append(_funnel_row("Backward stepwise AIC", len(kept_aic), "MASS::stepAIC, direction = backward"))
     if not kept_aic:
         return stop("aic", f"backward stepwise AIC removed all {len(lasso_kept)} LASSO features: the "

@@ -21,6 +21,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats as sps
 
+from . import stats
 from .errors import DlrcError
 
 #: Cohorts in the paper's order (panels a-c, table blocks).
@@ -89,22 +90,27 @@ def sra_predict(study_df: pd.DataFrame, sra_params) -> pd.Series:
     return pd.Series(positive.astype(int), index=study_df.index, name="SRA")
 
 
+def add_calls(predictions: pd.DataFrame, sra_params, dlrc_cutoff: float, *,
+              prob_column: str = "prob_dlrc") -> pd.DataFrame:
+    """``predictions`` plus 0/1 columns ``SRA`` (:func:`sra_predict`) and ``DLRC``
+    (``prob_column >= dlrc_cutoff``, the training Youden threshold)."""
+    _require(predictions, [prob_column], "predictions")
+    prob = _check_finite(predictions, prob_column, "predictions")
+    return predictions.assign(SRA=sra_predict(predictions, sra_params),
+                              DLRC=(prob >= float(dlrc_cutoff)).astype(int))
+
+
 # --------------------------------------------------------------------- metrics from counts
-def confusion_counts(y: Iterable[int], predicted: Iterable[int]) -> dict[str, int]:
-    """``{"TP", "FN", "TN", "FP"}`` for outcome ``y`` and calls ``predicted`` (both 0/1)."""
-    y = np.asarray(y, dtype=int)
-    p = np.asarray(predicted, dtype=int)
-    return {"TP": int(((y == 1) & (p == 1)).sum()), "FN": int(((y == 1) & (p == 0)).sum()),
-            "TN": int(((y == 0) & (p == 0)).sum()), "FP": int(((y == 0) & (p == 1)).sum())}
-
-
-def metrics_from_counts(counts: dict[str, int]) -> dict[str, float]:
-    """ACC, SEN, SPE, PPV, NPV in percent; an empty denominator (0/0) gives NaN."""
-    out = {}
-    for key, (num, den) in MEASURES.items():
-        d = sum(counts[k] for k in den)
-        out[key] = 100.0 * sum(counts[k] for k in num) / d if d else float("nan")
-    return out
+def metrics_row(m) -> dict[str, float | int]:
+    """Counts, percentages and Wilson 95 % limits (percent) of a
+    :class:`dlrc_lib.stats.ClassificationMetrics`; an empty denominator (0/0) gives NaN."""
+    row: dict[str, float | int] = {"TP": m.tp, "FN": m.fn, "TN": m.tn, "FP": m.fp}
+    for key in MEASURES:
+        row[key] = 100.0 * getattr(m, key).estimate
+    for key in MEASURES:
+        pr = getattr(m, key)
+        row[f"{key}_lower"], row[f"{key}_upper"] = 100.0 * pr.lower, 100.0 * pr.upper
+    return row
 
 
 def diagnostic_table(df: pd.DataFrame, calls: dict[str, str], *, subgroup_mm: float | None = None,
@@ -115,7 +121,9 @@ def diagnostic_table(df: pd.DataFrame, calls: dict[str, str], *, subgroup_mm: fl
     Without ``subgroup_mm`` one block per cohort (subgroup ``"all"``, Table 2's rows); with
     it, patients are split by ``lnsd_mm`` below / at least ``subgroup_mm`` (Table 5), the
     subgroups named ``lnsd_below_<g>mm`` and ``lnsd_<g>mm_or_more`` as in the YAML.
-    Returns a long frame: subgroup, cohort, model, n, TP, FN, TN, FP, acc, sen, spe, ppv, npv.
+    Returns a long frame: subgroup, cohort, model, n, TP, FN, TN, FP, acc, sen, spe, ppv,
+    npv (percent) and their Wilson 95 % limits ``<measure>_lower`` / ``_upper``
+    (:func:`dlrc_lib.stats.classification_metrics`).
     """
     _require(df, [outcome, cohort, *calls.values()], "diagnostic table")
     groups: list[tuple[str, pd.Series]] = []
@@ -137,9 +145,8 @@ def diagnostic_table(df: pd.DataFrame, calls: dict[str, str], *, subgroup_mm: fl
             if part.empty and coh not in set(df[cohort]):
                 continue
             for label, col in calls.items():
-                counts = confusion_counts(part[outcome], part[col])
-                rows.append({"subgroup": sub, "cohort": coh, "model": label, "n": len(part),
-                             **counts, **metrics_from_counts(counts)})
+                m = stats.classification_metrics(part[outcome].to_numpy(), part[col].to_numpy())
+                rows.append({"subgroup": sub, "cohort": coh, "model": label, "n": len(part), **metrics_row(m)})
     return pd.DataFrame(rows)
 
 
@@ -153,17 +160,20 @@ def counts_table(implied: dict, models: Iterable[str] = ("DLRC", "SRA")) -> pd.D
     for model in models:
         for coh in COHORTS:
             for sub, vals in implied[model][coh].items():
-                counts = dict(zip(("TP", "FN", "TN", "FP"), (int(v) for v in vals)))
-                rows.append({"subgroup": sub, "cohort": coh, "model": model, "n": sum(counts.values()),
-                             **counts, **metrics_from_counts(counts)})
+                m = stats.metrics_from_counts(*vals)
+                rows.append({"subgroup": sub, "cohort": coh, "model": model, "n": int(sum(vals)),
+                             **metrics_row(m)})
     return pd.DataFrame(rows)
 
 
 # ------------------------------------------------------------------------- formatting
-def format_percent(value: float, numerator: int | None = None, denominator: int | None = None) -> str:
-    """``77.4%`` with one decimal; an undefined ratio is printed ``0/0`` as in the paper."""
+def format_percent(value: float | None, denominator: int) -> str:
+    """``77.4%`` with one decimal; a ratio with an empty denominator is printed ``0/0`` as
+    in the paper (``NA`` for any other missing value)."""
+    if denominator == 0:
+        return "0/0"
     if value is None or not np.isfinite(value):
-        return "0/0" if denominator in (0, None) else "NA"
+        return "NA"
     return f"{value:.1f}%"
 
 
@@ -188,7 +198,7 @@ def format_table5(long: pd.DataFrame) -> pd.DataFrame:
         row = {"Subcohort": _subgroup_label(r["subgroup"]), "Cohort": COHORT_LABELS[r["cohort"]],
                "Model/SRA": r["model"]}
         for key, (_, den) in MEASURES.items():
-            row[key.upper()] = format_percent(r[key], denominator=int(sum(r[k] for k in den)))
+            row[key.upper()] = format_percent(r[key], int(sum(r[k] for k in den)))
         rows.append(row)
     return pd.DataFrame(rows)
 
@@ -270,7 +280,12 @@ def mcnemar_table(df: pd.DataFrame, first: str, second: str, *, labels: tuple[st
                 labels[0]: 100.0 * a_ok.mean() if n else float("nan"),
                 labels[1]: 100.0 * b_ok.mean() if n else float("nan"),
                 f"{labels[0]} only correct": res.b, f"{labels[1]} only correct": res.c,
-                "statistic": res.statistic, "p": res.pvalue, "method": res.method,
+                "statistic": res.statistic, "p": res.pvalue, "p_text": _p_text(res.pvalue),
+                "method": res.method,
             })
     return pd.DataFrame(rows)
 
+
+def _p_text(p: float) -> str:
+    """p as the paper prints it (3 decimals or "<0.001"); empty when undefined."""
+    return "" if not np.isfinite(p) else str(stats.format_p(p))

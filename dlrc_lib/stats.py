@@ -21,8 +21,8 @@ logistic_glm               ``glm(y ~ ., family=binomial)`` (same IRLS, start and
 backward_aic               ``MASS::stepAIC(glm(y ~ ., binomial), direction="backward")``
 compare_categorical        compareGroups: ``fisher.test`` if any expected < 5, else
                            ``chisq.test`` (Yates on 2x2)
-compare_continuous         compareGroups: ``oneway.test(var.equal=TRUE)`` (= Student t)
-                           or ``kruskal.test``; normality by ``shapiro.test``
+compare_continuous         compareGroups (two groups): ``t.test`` (Welch) or
+                           ``kruskal.test``; normality by ``shapiro.test``
 quantile7                  ``quantile(x, type=7)``
 =========================  ==============================================================
 """
@@ -388,6 +388,8 @@ def hosmer_lemeshow(y, prob, groups: int = 10) -> HosmerLemeshow:
 
     Groups are cut at the unique type-7 quantiles of the fitted probabilities
     (``cut(..., include.lowest=TRUE)``, right-closed); df = g - 2 with g as requested.
+    As in R, an interval that holds no patient (possible with tied probabilities) makes the
+    statistic 0/0 = NaN; ``table`` shows the groups.
     """
     yy = _binary(y)
     p = _numeric(prob, "prob", yy.size)
@@ -953,6 +955,9 @@ def fisher_exact(table) -> float:
     enumeration: tables are built row by row; partial tables reaching the same remaining
     column margins with the same probability are merged, and subtrees whose every
     completion is (or none is) as extreme as the observed table are summed in closed form.
+    Unlike R's FEXACT it needs no workspace setting: tables for which R's default
+    ``workspace`` stops with "FEXACT error 7" get the exact p-value that R gives with a
+    larger workspace.
     """
     t = np.asarray(table, dtype=np.int64)
     if t.ndim != 2 or (t < 0).any():
@@ -962,7 +967,7 @@ def fisher_exact(table) -> float:
         return 1.0
     if t.shape[1] > t.shape[0]:
         t = t.T
-    rows = np.sort(t.sum(axis=1))[::-1]  # largest rows first: fewest branches late
+    rows = np.sort(t.sum(axis=1))  # smallest rows first; the largest one is determined last
     cols = t.sum(axis=0)
     n = int(t.sum())
     lf = special.gammaln(np.arange(n + 2) + 1.0)
@@ -1017,53 +1022,77 @@ def fisher_exact(table) -> float:
         bound_cache[key] = out
         return out
 
-    def compositions(total: int, caps: tuple):
-        # all vectors x with sum total, 0 <= x_j <= caps_j
+    comp_cache: dict = {}
+
+    def compositions(total: int, caps: tuple) -> np.ndarray:
+        # all vectors x with sum total, 0 <= x_j <= caps_j, as an (n, len(caps)) array
+        key = (total, caps)
+        hit = comp_cache.get(key)
+        if hit is not None:
+            return hit
         if len(caps) == 1:
-            if total <= caps[0]:
-                yield (total,)
-            return
-        rest = sum(caps[1:])
-        for x0 in range(max(0, total - rest), min(caps[0], total) + 1):
-            for tail in compositions(total - x0, caps[1:]):
-                yield (x0,) + tail
+            out = np.array([[total]], dtype=np.int64) if total <= caps[0] else np.zeros((0, 1), np.int64)
+        else:
+            rest = sum(caps[1:])
+            parts = []
+            for x0 in range(max(0, total - rest), min(caps[0], total) + 1):
+                tail = compositions(total - x0, caps[1:])
+                if tail.shape[0]:
+                    parts.append(np.column_stack([np.full(tail.shape[0], x0, np.int64), tail]))
+            out = np.concatenate(parts) if parts else np.zeros((0, len(caps)), np.int64)
+        comp_cache[key] = out
+        return out
 
     pvalue = 0.0
-    level: dict = {tuple(sorted(cols.tolist(), reverse=True)): {0.0: [0.0, 1.0]}}
-    tol_key = 1e-9
-    for i in range(R):
-        nxt: dict = {}
-        for m, pasts in level.items():
-            if i == R - 1:
-                kf = -float(np.sum(lf[np.asarray(m)]))
-                for past, cnt in pasts.values():
-                    if past + kf <= thr:
-                        pvalue += cnt * math.exp(const + past + kf)
-                continue
+    C = cols.size
+    # level state: remaining column margins (sorted, descending), past log-kernel, multiplicity
+    M = np.sort(cols)[::-1][None, :].astype(np.int64)
+    V = np.zeros(1)
+    W = np.ones(1)
+    for i in range(R - 1):
+        # merge partial tables with the same remaining margins and the same past value
+        keys = np.column_stack([M, np.round(V / 1e-9).astype(np.int64)])
+        uk, first, inv = np.unique(keys, axis=0, return_index=True, return_inverse=True)
+        inv = inv.ravel()
+        W = np.bincount(inv, weights=W)
+        V = V[first]
+        M = uk[:, :C]
+        node_keys, node_start = np.unique(M, axis=0, return_index=True)
+        bounds_idx = np.r_[node_start, M.shape[0]]
+        new_m, new_v, new_w = [], [], []
+        r = int(rows[i])
+        for g in range(node_keys.shape[0]):
+            sl = slice(bounds_idx[g], bounds_idx[g + 1])
+            m = tuple(int(v) for v in node_keys[g])
+            v, w = V[sl], W[sl]
             up, lo, tot = bounds(i, m)
-            todo = []
-            for past, cnt in pasts.values():
-                if past + up <= thr:
-                    pvalue += cnt * math.exp(const + past + tot)
-                elif past + lo > thr:
-                    continue
-                else:
-                    todo.append((past, cnt))
-            if not todo:
+            every = v + up <= thr
+            if every.any():
+                pvalue += float(np.sum(w[every] * np.exp(const + v[every] + tot)))
+            keep = ~every & (v + lo <= thr)
+            if not keep.any():
                 continue
-            r = int(rows[i])
-            for x in compositions(r, m):
-                kx = -float(np.sum(lf[np.asarray(x)]))
-                child = tuple(sorted((a - b for a, b in zip(m, x)), reverse=True))
-                bucket = nxt.setdefault(child, {})
-                for past, cnt in todo:
-                    val = past + kx
-                    key = round(val / tol_key)
-                    if key in bucket:
-                        bucket[key][1] += cnt
-                    else:
-                        bucket[key] = [val, cnt]
-        level = nxt
+            v, w = v[keep], w[keep]
+            X = compositions(r, m)
+            kx = -lf[X].sum(axis=1)
+            children = np.asarray(m, dtype=np.int64)[None, :] - X
+            if i == R - 2:
+                # the last row is determined by the remaining margins
+                ktot = kx - lf[children].sum(axis=1)
+                vals = v[None, :] + ktot[:, None]
+                hit = vals <= thr
+                if hit.any():
+                    pvalue += float(np.sum((np.exp(const + vals) * w[None, :])[hit]))
+                continue
+            children = np.sort(children, axis=1)[:, ::-1]
+            new_m.append(np.repeat(children, v.size, axis=0))
+            new_v.append((kx[:, None] + v[None, :]).ravel())
+            new_w.append(np.tile(w, X.shape[0]))
+        if i == R - 2 or not new_m:
+            break
+        M = np.concatenate(new_m)
+        V = np.concatenate(new_v)
+        W = np.concatenate(new_w)
     return float(min(1.0, pvalue))
 
 
@@ -1091,32 +1120,32 @@ def compare_categorical(table) -> TestResult:
 
 
 def compare_continuous(a, b, method: str = "auto", alpha: float = 0.05) -> TestResult:
-    """Compare a continuous variable between two groups by compareGroups' choices.
+    """Compare a continuous variable between two groups as R compareGroups does.
 
-    method "normal": ``oneway.test(x ~ g, var.equal=TRUE)`` (Student's t-test, equal
-    variances); "nonnormal": ``kruskal.test(x ~ g)`` (equivalent to Mann-Whitney without
-    continuity correction); "auto": normal when ``shapiro.test`` of the pooled values gives
-    p > alpha, else non-normal. Missing values are dropped.
+    method "normal": ``t.test(x ~ g)`` (compareGroups' two-group test: Welch's t-test);
+    "nonnormal": ``kruskal.test(x ~ g)`` (equivalent to Mann-Whitney without continuity
+    correction); "auto" (compareGroups ``method=NA``): normal when ``shapiro.test`` of the
+    pooled values gives p > alpha, non-normal when it does not or cannot be computed
+    (fewer than 3 or more than 5000 values, all identical). Missing values are dropped.
     """
     x0 = np.asarray(a, dtype=float)
     x1 = np.asarray(b, dtype=float)
     x0, x1 = x0[np.isfinite(x0)], x1[np.isfinite(x1)]
-    if x0.size < 1 or x1.size < 1 or x0.size + x1.size < 3:
-        return TestResult(float("nan"), "not testable (too few values)")
+    if x0.size < 1 or x1.size < 1:
+        return TestResult(float("nan"), "not testable (an empty group)")
+    pooled = np.concatenate([x0, x1])
     if method == "auto":
-        pooled = np.concatenate([x0, x1])
-        if pooled.size < 3 or np.ptp(pooled) == 0:
+        if pooled.size < 3 or pooled.size > 5000 or np.ptp(pooled) == 0:
             method = "nonnormal"
         else:
-            sw = sps.shapiro(pooled[:5000]).pvalue
-            method = "normal" if sw > alpha else "nonnormal"
+            method = "normal" if sps.shapiro(pooled).pvalue > alpha else "nonnormal"
     if method == "normal":
-        if x0.size < 2 and x1.size < 2:
-            return TestResult(float("nan"), "not testable (too few values)")
-        res = sps.ttest_ind(x0, x1, equal_var=True)
+        if x0.size < 2 or x1.size < 2 or (np.ptp(x0) == 0 and np.ptp(x1) == 0):
+            return TestResult(float("nan"), "t-test")
+        res = sps.ttest_ind(x0, x1, equal_var=False)
         return TestResult(float(res.pvalue), "t-test")
     if method == "nonnormal":
-        if np.ptp(np.concatenate([x0, x1])) == 0:
+        if np.ptp(pooled) == 0:
             return TestResult(float("nan"), "Kruskal-Wallis test")
         res = sps.kruskal(x0, x1)
         return TestResult(float(res.pvalue), "Kruskal-Wallis test")

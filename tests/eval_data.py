@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 from scipy.special import expit
 
-from dlrc_lib.calibration import fit_logistic
+from dlrc_lib.stats import logistic_glm
 
 SIZES = {"train": 481, "internal": 204, "external": 410}
 
@@ -41,8 +41,7 @@ def make_predictions(scale: float = 1.0, seed: int = 7, prevalence: float = 0.31
     train = df["cohort"] == "train"
     for col, terms in (("prob_radiomics", ["Rad_score"]), ("prob_dl", ["DL_score"]),
                        ("prob_dlrc", ["c_lnm", "DL_score", "Rad_score"])):
-        beta, ok = fit_logistic(df.loc[train, terms].to_numpy(), df.loc[train, "lnm"].to_numpy())
-        assert ok
+        beta = logistic_glm(df.loc[train, terms].to_numpy(), df.loc[train, "lnm"].to_numpy()).coef
         df[col] = expit(beta[0] + df[terms].to_numpy() @ beta[1:])
     return df
 
@@ -55,10 +54,7 @@ def write_run(run_dir, predictions: pd.DataFrame, best_model: str = "ResNet152_2
     art = Artifacts(run_dir, notebook="05_dlrc")
     art.save_frame("predictions", predictions)
     tr = predictions[predictions["cohort"] == "train"]
-    cut = {k: float(_threshold(youden_threshold(tr["lnm"].to_numpy(), tr[c].to_numpy())))
+    cut = {k: float(youden_threshold(tr["lnm"].to_numpy(), tr[c].to_numpy()))
            for k, c in (("radiomics", "prob_radiomics"), ("dl", "prob_dl"), ("dlrc", "prob_dlrc"))}
-    art.results(best_model=best_model, cutoffs=cut, terms=["c_lnm", "DL_score", "Rad_score"])
+    art.results(best_model=best_model, cutoffs=cut, dlrc_terms=["c_LNM", "DL_score", "Rad_score"])
 
-
-def _threshold(res):
-    return getattr(res, "threshold", res[0] if isinstance(res, tuple) else res)

@@ -1,5 +1,4 @@
 """Calibration table (HL vs the statistics core), Fig. 5 and the rms-style bootstrap."""
-import importlib.util
 
 import matplotlib
 
@@ -10,15 +9,11 @@ import pytest
 from scipy.special import expit
 
 from dlrc_lib.calibration import (
-    _cal_error, calibration_groups, calibration_table, figure5, fit_logistic, lowess_curve,
-    model_columns, optimism_calibration, plot_optimism_calibration,
+    _cal_error, _error_summary, calibration_table, figure5, grouped_calibration, lowess_curve,
+    model_columns, optimism_calibration, plot_optimism_calibration, refit_logistic, resolve_terms,
 )
 from dlrc_lib.errors import DlrcError
 from tests.eval_data import make_predictions
-
-needs_stats = pytest.mark.skipif(importlib.util.find_spec("dlrc_lib.stats") is None,
-                                 reason="dlrc_lib.stats not available")
-
 
 def _r_data():
     """The data of the R calls below (same integer recipes in R)."""
@@ -36,8 +31,7 @@ def test_logistic_lowess_and_calibrate_grid_match_r():
     #    u <- ((i*13) %% 23)/23; y <- as.integer(u < plogis(-1.5 + 2.5*x1 + 1.2*cc + 0.8*x2))
     #    coef(glm(y ~ cc + x1 + x2, family=binomial))
     X, y = _r_data()
-    beta, ok = fit_logistic(X, y)
-    assert ok
+    beta = refit_logistic(X, y)
     np.testing.assert_allclose(beta, [-2.45882885174260, 1.51979245747991, 3.87304475666809, 1.26948760773616],
                                rtol=1e-9)
     p = expit(np.column_stack([np.ones(len(y)), X]) @ beta)
@@ -52,17 +46,31 @@ def test_logistic_lowess_and_calibrate_grid_match_r():
     predy = np.linspace(ps[4], ps[55], 50)
     np.testing.assert_allclose(predy[[0, 24, 49]], [0.270605694217532, 0.552513073280136, 0.846166593137014],
                                atol=1e-10)
-    np.testing.assert_allclose((predy + _cal_error(p, y, predy))[[0, 24, 49]],
+    cal_orig = predy + _cal_error(p, y, predy)
+    np.testing.assert_allclose(cal_orig[[0, 24, 49]],
                                [0.198772801740948, 0.644500105195707, 0.849654459856912], atol=1e-8)
+    # R (print.calibrate's error summary, on the apparent curve):
+    #    pr <- attr(cal, "predicted")
+    #    err <- pr - approx(cal[, "predy"], cal[, "calibrated.orig"], xout=pr, ties=mean)$y
+    #    c(mean(abs(err), na.rm=TRUE), mean(err^2, na.rm=TRUE), quantile(abs(err), .9, na.rm=TRUE))
+    e = _error_summary(p, predy, cal_orig)
+    np.testing.assert_allclose([e["mean_abs"], e["mean_sq"], e["q90_abs"]],
+                               [0.05350043441085692, 0.00410908414444554, 0.11052055138678901], rtol=1e-7)
 
 
-def test_fit_logistic_flags_separation():
+def test_refit_flags_separation():
     x = np.arange(20, dtype=float)[:, None]
-    y = (x[:, 0] > 9).astype(int)
-    assert fit_logistic(x, y)[1] is False
+    assert refit_logistic(x, (x[:, 0] > 9).astype(int)) is None
 
 
-@needs_stats
+def test_resolve_terms_maps_model_names_to_columns():
+    cols = ["cohort", "c_lnm", "DL_score", "Rad_score"]
+    assert resolve_terms({"dlrc_terms": ["c_LNM", "DL_score", "Rad_score"]}, cols) == (
+        ["c_lnm", "DL_score", "Rad_score"], [])
+    assert resolve_terms({}, cols) == (["c_lnm", "DL_score", "Rad_score"], [])
+    assert resolve_terms({"terms": ["Rad_score", "FIGO_IIA2"]}, cols) == (["Rad_score"], ["FIGO_IIA2"])
+
+
 def test_optimism_calibration_is_deterministic_and_corrects_downwards():
     df = make_predictions(scale=0.5, seed=11)
     a = optimism_calibration(df, B=30, seed=5, progress=False)
@@ -86,7 +94,6 @@ def test_optimism_calibration_refuses_bad_input():
         optimism_calibration(tiny, B=2, progress=False)
 
 
-@needs_stats
 def test_hosmer_lemeshow_table_equals_stats_core():
     from dlrc_lib import stats
 
@@ -103,13 +110,12 @@ def test_hosmer_lemeshow_table_equals_stats_core():
         assert r["slope"] == float(cc.slope)
 
 
-@needs_stats
 def test_figure5_three_panels_and_groups():
     df = make_predictions(scale=0.3, seed=2)
     models = model_columns("ResNet152_2D")
     fig = figure5(df, models)
     assert [ax.get_title(loc="left")[0] for ax in fig.axes] == ["a", "b", "c"]
-    g = calibration_groups(df, models)
+    g = grouped_calibration(df, models)
     assert {"model", "cohort", "group", "predicted", "observed"} <= set(g.columns)
 
 

@@ -1,5 +1,4 @@
 """Decision curves against the python dcurves package, bands and interventions avoided."""
-import importlib.util
 import warnings
 
 import matplotlib
@@ -17,10 +16,6 @@ from dlrc_lib.decision_curve import (
 )
 from tests.eval_data import make_predictions
 
-needs_stats = pytest.mark.skipif(importlib.util.find_spec("dlrc_lib.stats") is None,
-                                 reason="dlrc_lib.stats not available")
-
-
 def test_threshold_grid_as_dcurves():
     t = threshold_grid(DecisionCurveParams())
     assert len(t) == 100 and t[0] == 0.0 and t[-1] == 0.99 and t[37] == 0.37
@@ -32,7 +27,6 @@ def test_interventions_avoided_formula():
     assert np.isnan(ia[0]) and ia[1] == pytest.approx((0.2 - 0.1) / 0.25 * 100)
 
 
-@needs_stats
 def test_net_benefit_equals_python_dcurves():
     from dcurves import dca
 
@@ -54,7 +48,6 @@ def test_net_benefit_equals_python_dcurves():
                                            r["net_intervention_avoided"].to_numpy()[1:], atol=1e-9)
 
 
-@needs_stats
 def test_bands_deterministic_and_cover_estimate():
     df = make_predictions(scale=0.5, seed=4)
     t = threshold_grid(DecisionCurveParams())
@@ -67,7 +60,6 @@ def test_bands_deterministic_and_cover_estimate():
     assert inside[est.threshold <= 0.6].mean() > 0.95
 
 
-@needs_stats
 def test_figure6_panels_and_summaries():
     df = make_predictions(scale=0.3, seed=4)
     t = threshold_grid(DecisionCurveParams())

@@ -37,11 +37,12 @@ def test_stepwise_fit_matches_r_stepaic(study):
     #   ctl <- glm.control(epsilon = 1e-14, maxit = 100)
     #   s <- MASS::stepAIC(glm(lnm ~ ., family = binomial, data = d, control = ctl),
     #                      direction = "backward")
-    #   formula(s); coef(s); confint.default(s); AIC(s)
+    #   formula(s); coef(s); confint.default(s); AIC(s); s$anova
     X, y = _r_design(study)
     m = M.DlrcModel().fit(X, y)
     assert m.candidates_ == ["Rad_score", "DL_score", "c_LNM", "age", "noise"]
     assert m.terms_ == ["Rad_score", "DL_score", "c_LNM"]
+    assert list(m.step_path_["removed"]) == ["", "noise", "age"]  # R: noise, then age
     expected = {"(Intercept)": 0.189313646391, "Rad_score": 1.470099743519,
                 "DL_score": 1.102492994559, "c_LNM": 3.667571689164}
     for k, v in expected.items():

@@ -134,3 +134,22 @@ def test_mcnemar_table_per_cohort():
     assert row["DLRC"] == pytest.approx(100 * pos["DLRC"].mean())
     assert row["DLRC only correct"] == int(((pos.DLRC == 1) & (pos.SRA == 0)).sum())
 
+
+
+def test_sra_on_clinical_twin_equals_paper():
+    """The twin's node columns give the paper's SRA rows of Tables 2 and 5 exactly (what
+    ``dlrc synth --clinical-only`` writes, at paper scale)."""
+    from dlrc_lib.config import Params
+    from dlrc_lib.synth import build_clinical_table
+
+    params = Params()
+    df = build_clinical_table(params).set_index("patient_id")
+    df["SRA"] = sra_predict(df, params.sra)
+    assert (df["c_lnm"] == (df["lnsd_mm"] >= params.sra.subgroup_mm)).all()
+    rep = table2_sra_reproduce(diagnostic_table(df, {"SRA": "SRA"}))
+    rep.update(table5_reproduce(diagnostic_table(df, {"SRA": "SRA"}, subgroup_mm=params.sra.subgroup_mm)))
+    expected = {f"table2.{c}.SRA.{k}": v for c in ("train", "internal", "external")
+                for k, v in PUBLISHED["table2"][c]["SRA"].items()}
+    expected.update({f"table5.{sub}.{coh}.SRA.{k}": v for sub, cohs in PUBLISHED["table5"].items()
+                     for coh, models in cohs.items() for k, v in models["SRA"].items()})
+    assert rep == expected

@@ -79,6 +79,52 @@ def test_bad_table_names_the_problem():
         S.compare_categorical([[1, -2], [3, 4]])
 
 
+def _fisher_brute(table):
+    """Enumerate every table with the observed margins (R's definition of the p-value)."""
+    import itertools
+    from scipy.special import gammaln
+
+    t = np.asarray(table)
+    t = t[t.sum(1) > 0][:, t.sum(0) > 0]
+    rows, cols = t.sum(1), t.sum(0)
+    logp = lambda x: -gammaln(np.asarray(x) + 1).sum()
+    obs = logp(t)
+    total = 0.0
+    norm = 0.0
+    ranges = [range(min(r, c) + 1) for r in rows[:-1] for c in cols[:-1]]
+    for cells in itertools.product(*ranges):
+        x = np.array(cells).reshape(len(rows) - 1, len(cols) - 1)
+        last_col = rows[:-1] - x.sum(1)
+        last_row = cols[:-1] - x.sum(0)
+        corner = rows[-1] - last_row.sum()
+        if (last_col < 0).any() or (last_row < 0).any() or corner < 0:
+            continue
+        full = np.block([[x, last_col[:, None]], [last_row[None, :], np.array([[corner]])]])
+        lp = logp(full)
+        norm += math.exp(lp)
+        if lp <= obs + math.log1p(1e-7):
+            total += math.exp(lp)
+    return total / norm
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.integers(2, 3), st.integers(2, 3), st.lists(st.integers(0, 4), min_size=9, max_size=9))
+def test_property_fisher_equals_full_enumeration(r, c, cells):
+    t = np.array(cells[: r * c]).reshape(r, c)
+    t2 = t[t.sum(1) > 0][:, t.sum(0) > 0]
+    if min(t2.shape) < 2:
+        return
+    assert S.fisher_exact(t) == pytest.approx(_fisher_brute(t), rel=1e-9, abs=1e-14)
+    assert S.fisher_exact(t.T) == pytest.approx(S.fisher_exact(t), rel=1e-12)
+
+
+def test_fisher_larger_table_beyond_r_default_workspace():
+    # fisher.test(x, workspace=2e8)$p.value = 1.40965904898549e-05 (R's default workspace
+    # stops with FEXACT error 7 on this table; the exact enumeration has no such limit)
+    t = [[4, 1, 8], [0, 3, 3], [3, 13, 8], [2, 7, 3], [20, 10, 2]]
+    assert S.fisher_exact(t) == pytest.approx(1.40965904898549e-05, rel=1e-9)
+
+
 # ------------------------------------------------------------------ Mann-Whitney
 def test_mann_whitney_matches_wilcox_test():
     y = np.array(Y12)
@@ -106,6 +152,20 @@ def test_mann_whitney_small_groups(x1, x0, expected):
     X = np.array(x1 + x0, dtype=float)[:, None]
     y = [1] * len(x1) + [0] * len(x0)
     assert S.mann_whitney_pvalues(X, y)[0] == pytest.approx(expected, rel=1e-12)
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 1), st.integers(0, 6)), min_size=4, max_size=60))
+def test_property_mann_whitney_equals_per_column_reference(pairs):
+    from scipy.stats import mannwhitneyu
+
+    y = np.array([p[0] for p in pairs])
+    x = np.array([p[1] for p in pairs], dtype=float)
+    if y.min() == y.max() or np.ptp(x) == 0:
+        return
+    ref = mannwhitneyu(x[y == 1], x[y == 0], use_continuity=True, method="asymptotic").pvalue
+    got = S.mann_whitney_pvalues(np.column_stack([x, -x, x * 3 + 1]), y)
+    assert got == pytest.approx([ref, ref, ref], rel=1e-9)
 
 
 def test_mann_whitney_frame_and_missing_values():
@@ -181,6 +241,30 @@ def test_perfect_separation_roc():
     assert m.percent() == {"acc": 100.0, "sen": 100.0, "spe": 100.0, "ppv": 100.0, "npv": 100.0}
 
 
+@settings(max_examples=30, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 1), st.integers(0, 5), st.integers(0, 5)), min_size=6, max_size=40))
+def test_property_fast_delong_equals_naive_placements(rows):
+    y = np.array([r[0] for r in rows])
+    a = np.array([r[1] for r in rows], float)
+    b = np.array([r[2] for r in rows], float)
+    if min(y.sum(), (1 - y).sum()) < 2:
+        return
+
+    def naive(s):
+        cases, controls = s[y == 1], s[y == 0]
+        psi = (cases[:, None] > controls[None, :]) + 0.5 * (cases[:, None] == controls[None, :])
+        return psi.mean(), psi.mean(axis=1), psi.mean(axis=0)
+
+    ta, xa, ya = naive(a)
+    tb, xb, yb = naive(b)
+    m, n = xa.size, ya.size
+    var = np.var(xa - xb, ddof=1) / m + np.var(ya - yb, ddof=1) / n
+    res = S.delong_test(y, a, b)
+    assert res.auc_a == pytest.approx(ta) and res.auc_b == pytest.approx(tb)
+    if var > 1e-15:
+        assert res.statistic == pytest.approx((ta - tb) / math.sqrt(var), rel=1e-9, abs=1e-12)
+
+
 def test_roc_needs_both_classes():
     with pytest.raises(DlrcError, match="both classes"):
         S.auc_ci([1, 1, 1], [0.1, 0.2, 0.3])
@@ -237,9 +321,12 @@ def test_undefined_ratio_is_flagged_not_zero():
 
 
 def test_wilson_interval_matches_prop_test():
-    # prop.test(7, 20, correct=FALSE)$conf.int = 0.1811918 0.5671082
+    # prop.test(7, 20, correct=FALSE)$conf.int
     ci = S.wilson_ci(7, 20)
     assert (ci.lower, ci.upper) == pytest.approx((0.181191824101082, 0.567145723314764), rel=1e-9)
+    # prop.test(0, 10, correct=FALSE)$conf.int = 0 0.277532799862889; (10, 10): 0.722467200137111 1
+    assert tuple(S.wilson_ci(0, 10)[1:3]) == pytest.approx((0.0, 0.277532799862889), abs=1e-12)
+    assert tuple(S.wilson_ci(10, 10)[1:3]) == pytest.approx((0.722467200137111, 1.0), abs=1e-12)
 
 
 # ------------------------------------------------------------------ ICC
@@ -298,6 +385,16 @@ def test_hosmer_lemeshow_matches_hoslem_test():
     hl5 = S.hosmer_lemeshow(HL_Y, HL_P, 5)
     assert (hl5.statistic, hl5.df, hl5.pvalue) == pytest.approx((2.76866814131469, 3, 0.428683703629984), rel=1e-10)
     assert hl.table["n"].sum() == len(HL_Y)
+
+
+def test_hosmer_lemeshow_tied_probabilities_like_r():
+    # Heavily tied probabilities: unique() leaves 7 breaks, one interval is empty and
+    # hoslem.test returns NaN (0/0) - reported as such, not hidden
+    p = [0.1, 0.1, 0.1, 0.2, 0.2, 0.2, 0.2, 0.3, 0.3, 0.5, 0.5, 0.5, 0.5, 0.5, 0.7, 0.7, 0.8, 0.9, 0.9, 0.9]
+    y = [0, 0, 1, 0, 0, 1, 0, 0, 1, 1, 0, 1, 0, 1, 1, 1, 1, 1, 0, 1]
+    hl = S.hosmer_lemeshow(y, p)
+    assert math.isnan(hl.statistic) and math.isnan(hl.pvalue)
+    assert len(hl.table) == 6 and (hl.table["n"] == 0).sum() == 1
 
 
 def test_calibration_matches_val_prob():
@@ -373,9 +470,10 @@ def test_backward_aic_collinear_term_dropped_first():
 def test_compare_continuous_matches_r():
     a = [53, 43, 59, 61, 48, 52, 50, 49, 57, 66, 41]
     b = [52, 44, 59, 70, 71, 68, 80, 49]
-    # shapiro.test(c(a,b)) p = 0.4536 -> normal; oneway.test(var.equal=TRUE) p = 0.0687164285826436
-    assert S.compare_continuous(a, b) == pytest.approx((0.0687164285826436, "t-test"))
-    assert S.compare_continuous(a, b).method == "t-test"
+    # shapiro.test(c(a,b)) p = 0.4536 -> normal; compareGroups then runs t.test(x ~ g)
+    # (Welch): p = 0.100519891196553
+    res = S.compare_continuous(a, b)
+    assert res.pvalue == pytest.approx(0.100519891196553, rel=1e-10) and res.method == "t-test"
     # kruskal.test p = 0.10690051705186
     res = S.compare_continuous(a, b, method="nonnormal")
     assert res.pvalue == pytest.approx(0.10690051705186, rel=1e-10) and res.method == "Kruskal-Wallis test"

@@ -55,6 +55,7 @@ TISSUES = {
     "node_necrosis": (0.1, 0.92, 0.8, 2.2),
     "tumour": (0.64, 0.56, 0.72, 0.95),
 }
+DWI_GAIN = 2.5  # DWI signal relative to the b=0 tissue values (sets its signal-to-noise ratio)
 LABELS = {name: i for i, name in enumerate(TISSUES)}
 _PROPS = np.array(list(TISSUES.values()), dtype=np.float32)  # (n_tissues, 4)
 
@@ -138,7 +139,7 @@ class Tumour:
         return np.clip(1.0 + self.lobes(u), 0.45, None)
 
     def local(self, pts: np.ndarray):
-        q = ((pts - self.centre) @ self.rot) / self.axes
+        q = ((pts - self.centre.astype(pts.dtype)) @ self.rot.astype(pts.dtype)) / self.axes.astype(pts.dtype)
         rho = np.linalg.norm(q, axis=-1)
         u = q / np.maximum(rho, 1e-6)[..., None]
         return rho, u
@@ -304,28 +305,51 @@ def render_patient(row: Mapping, scanner: Scanner, shape: tuple[int, int, int], 
     rng = np.random.default_rng([seed, index, 11])
     lat = pm.latent
     ref = _reference_scanner()
+    readers = READERS if with_icc else ("r1",)
+    # bound on the normalised radius of any reader's boundary: only voxels inside it matter
+    bound = (1.0 + np.abs(pm.tumour.lobes.w).sum()) * max(
+        1.0 + abs(pm.readers[r][1]) + np.abs(pm.readers[r][0].w).sum() for r in readers)
     out = {}
+    cache: dict = {}
     for si, seq in enumerate(SEQS):
         grid = scanner_grid(scanner, seq, shape)
-        pts = grid.world_coords()
-        lab = label_volume(pm, row, pts)
-        rho, u = pm.tumour.local(pts)
-        rad = pm.tumour.radial(u)
-        inside = rho < rad
-        lab[inside] = LABELS["tumour"]
+        if grid not in cache:
+            pts = grid.world_coords()
+            lab = label_volume(pm, row, pts)
+            rho, u = pm.tumour.local(pts)
+            cand = rho < bound
+            rho_c, u_c = rho[cand], u[cand]
+            rad_c = pm.tumour.radial(u_c)
+            inside_c = rho_c < rad_c
+            inside = np.zeros(rho.shape, dtype=bool)
+            inside[cand] = inside_c
+            lab[inside] = LABELS["tumour"]
+            masks = {}
+            for reader in readers:
+                lobes, bias = pm.readers[reader]
+                m = np.zeros(rho.shape, dtype=np.uint8)
+                m[cand] = rho_c < rad_c * (1.0 + bias + lobes(u_c))
+                if not m.any():  # a reader always marks the voxel holding the tumour's centre
+                    i, j, k = grid.index_of(pm.tumour.centre)
+                    m[k, j, i] = 1
+                masks[reader] = m
+            tissue_base = np.where(lab > 0, 1.0 + 0.05 * _waves(pts, pm.tissue_texture), 1.0).astype(np.float32)
+            cache[grid] = (pts, lab, rho, rad_c, cand, inside, masks, tissue_base)
+        pts, lab, rho, rad_c, cand, inside, masks, base = cache[grid]
         props = _PROPS[lab]  # (..., 4)
-        base = np.where(lab > 0, 1.0 + 0.05 * _waves(pts, pm.tissue_texture), 1.0).astype(np.float32)
         if seq == "CET1":
             sig = props[..., 0] * base
         elif seq == "T2FS":
             sig = props[..., 1] * base
         else:
-            sig = props[..., 2] * base * np.exp(-scanner.b_value * 1e-3 * props[..., 3])
+            sig = DWI_GAIN * props[..., 2] * base * np.exp(-scanner.b_value * 1e-3 * props[..., 3])
         # tumour appearance: texture heterogeneity, peripheral enhancement, diffusion restriction
         if inside.any():
             tex = _waves(pts[inside], pm.texture)
             het = 0.09 * np.exp(0.3 * lat["heterogeneity"])
-            rel = np.clip(rho[inside] / rad[inside], 0, 1)
+            rad_in = np.zeros(rho.shape, dtype=np.float32)
+            rad_in[cand] = rad_c
+            rel = np.clip(rho[inside] / rad_in[inside], 0, 1)
             t = TISSUES["tumour"]
             if seq == "CET1":
                 enh = 1.0 + 0.06 * lat["enhancement"]
@@ -335,28 +359,20 @@ def render_patient(row: Mapping, scanner: Scanner, shape: tuple[int, int, int], 
                 val = t[1] * (1.0 + 0.8 * het * tex)
             else:
                 adc = t[3] * np.exp(-0.1 * lat["diffusion"]) * (1.0 - 0.5 * het * tex)
-                val = t[2] * np.exp(-scanner.b_value * 1e-3 * adc)
+                val = DWI_GAIN * t[2] * np.exp(-scanner.b_value * 1e-3 * adc)
             sig[inside] = val
         sig = ndimage.gaussian_filter(sig, sigma=(0.35, 0.6, 0.6), mode="nearest")
         # scanner: contrast gamma, bias field, Rician noise, scale and offset
         gamma = scanner.contrast[si] ** scanner_effect
         sig = np.power(np.clip(sig, 0, None), gamma)
         sig *= _bias_field(pts, pm.bias_coef + _scanner_bias(scanner), scanner.bias * scanner_effect)
-        sd = scanner.noise * (2.0 if seq == "DWI" else 1.0)
+        sd = scanner.noise * (1.2 if seq == "DWI" else 1.0)
         n1 = rng.normal(0, sd, sig.shape).astype(np.float32)
         n2 = rng.normal(0, sd, sig.shape).astype(np.float32)
         sig = np.sqrt((sig + n1) ** 2 + n2 ** 2)
         scale = ref.scale[si] * (scanner.scale[si] / ref.scale[si]) ** scanner_effect
         offset = scanner.offset[si] * scanner_effect
         img = np.clip(np.round(sig * scale + offset), 0, 32767).astype(np.int16)
-        masks = {}
-        for reader in (READERS if with_icc else ("r1",)):
-            lobes, bias = pm.readers[reader]
-            m = (rho < rad * (1.0 + bias + lobes(u))).astype(np.uint8)
-            if not m.any():  # a reader always marks the voxel holding the tumour's centre
-                i, j, k = grid.index_of(pm.tumour.centre)
-                m[k, j, i] = 1
-            masks[reader] = m
         out[seq] = {"grid": grid, "image": img, "masks": masks}
     return out
 

@@ -76,7 +76,8 @@ def assign_centres(df: pd.DataFrame, published: Mapping, *, scale: float, seed: 
     """Add ``centre`` and ``scanner``: training/internal patients come from centre A, the
     external cohort from centres B-E in the published proportions.
 
-    At ``scale < 1`` every centre keeps at least ``min_batch_size`` patients, and a scanner
+    At ``scale < 1`` every centre keeps at least ``min_batch_size`` patients (when the
+    external cohort is too small for all four, the smallest centres drop out), and a scanner
     whose share would fall below ``min_batch_size`` hands its patients to its centre's
     largest scanner (so every scanner that appears can be harmonised). Within the external
     cohort the centres are drawn stratified by LNM class.
@@ -90,9 +91,13 @@ def assign_centres(df: pd.DataFrame, published: Mapping, *, scale: float, seed: 
     sizes = dict(published["study"]["centres"])
     ext_names = [c for c in sizes if c != "A"]
     weights = [sizes[c] for c in ext_names]
-    counts = apportion(len(ext), weights) if len(ext) != sum(weights) else np.array(weights)
-    if scale < 1:
-        counts = _with_minimum(counts, min_batch_size)
+    if len(ext) == sum(weights):
+        counts = np.array(weights)
+    else:  # scaled: the largest centres that can each keep min_batch_size patients
+        n_keep = max(1, min(len(ext_names), len(ext) // max(1, min_batch_size)))
+        keep = sorted(np.argsort(-np.asarray(weights), kind="stable")[:n_keep])
+        counts = np.zeros(len(ext_names), dtype=int)
+        counts[keep] = _with_minimum(apportion(len(ext), [weights[i] for i in keep]), min_batch_size)
     # stratified by LNM: order external patients by class, deal centres round-robin in blocks
     lnm = out["lnm"].to_numpy()[ext]
     labels = np.repeat(np.array(ext_names, dtype=object), counts)

@@ -20,6 +20,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 import time
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
@@ -165,6 +166,8 @@ def _generate_one(job: tuple) -> str:
         return pid
     folder.mkdir(parents=True, exist_ok=True)
     done.unlink(missing_ok=True)
+    for stale in folder.glob(".tmp*"):  # left by an interrupted run
+        stale.unlink(missing_ok=True)
     vols = render_patient(row, SCANNER_BY_NAME[row["scanner"]], shape, signal, scanner_effect,
                           seed, index, with_icc)
     files = patient_files(pid, with_icc)
@@ -209,6 +212,14 @@ def generate_study(params, out: str | Path | None = None, *, clinical_only: bool
                     bar.update()
         bar.close()
         fp["generation_seconds"] = round(time.perf_counter() - t0, 1)
+        keep = set(df["patient_id"])
+        for folder in (out / "patients").glob("P[0-9][0-9][0-9][0-9]*"):
+            if folder.is_dir() and folder.name not in keep:  # from an earlier, larger twin
+                shutil.rmtree(folder)
+        for pid in df["patient_id"]:  # re-segmentation masks of patients no longer in the subset
+            if pid not in icc:
+                for f in (out / "patients" / pid).glob("*_mask_r[2e]*.nii.gz"):
+                    f.unlink()
         paths = pd.DataFrame([patient_files(pid, pid in icc) for pid in df["patient_id"]])
         df = pd.concat([df, paths], axis=1)
         fp["icc_patients"] = sorted(icc)

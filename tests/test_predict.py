@@ -1,0 +1,222 @@
+"""The exported model and `dlrc predict`: document checks, scanner policy, scoring, CLI."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+pytest.importorskip("dlrc_lib.stats", reason="needs the statistics core")
+
+from dlrc_lib import model as M
+from dlrc_lib.artifacts import dumps
+from dlrc_lib.cli import main as cli_main
+from dlrc_lib.errors import DlrcError
+from dlrc_lib.export import build_model_document, known_batches, load_model
+from dlrc_lib.predict import read_new_patients, scanner_status, score_from_scores
+from model_synthetic import make_study
+
+SEQS = ("CET1", "DWI", "T2FS")
+
+
+@pytest.fixture(scope="module")
+def fitted():
+    study = make_study()
+    fit = M.fit_dlrc(study[["cohort", "lnm", "Rad_score", "DL_score"]], study)
+    pred = M.predictions_frame(study, study["Rad_score"], study["DL_score"], fit.prob)
+    nom = M.nomogram_for(fit, study)
+    doc = build_model_document(
+        run_name="t", seed=1, sequences=SEQS, radiomics_settings_file="radiomics.yaml",
+        radiomics_settings_text="setting:\n  binWidth: 25\n",
+        radiomics_state={"combat": {"batches": ["S1"]}}, deep_model="ResNet152_2D",
+        deep_preprocessing={"input_size": 224}, deep_weights={"source": "random", "identity": "x"},
+        deep_state={"combat": {"batches": ["S1", "S2"]}}, best_model_rule="train_auc",
+        harmonisation={"mode": "all", "batch": "scanner", "scanner_policy": "refuse"},
+        dlrc=fit.model.to_dict(), clinical=fit.clinical, cutoffs=M.youden_cutoffs(pred),
+        nomogram=nom.to_dict())
+    doc = json.loads(dumps(doc))  # exactly what the JSON file holds
+    return study, fit, pred, doc
+
+
+def test_document_is_plain_json(fitted, tmp_path):
+    _, _, _, doc = fitted
+    assert doc["harmonisation"]["known_batches"] == ["S1", "S2"]
+    assert doc["clinical"] == {"c_lnm": "lnsd_mm >= 10 (largest pelvic node short axis on CE-T1WI, mm)"}
+    path = tmp_path / "m.json"
+    path.write_text(dumps(doc))
+    assert load_model(path) == doc
+    assert known_batches({"a": {"batches": ["X", "Y"]}, "b": [{"batches": ["Z"]}]}) == ["X", "Y", "Z"]
+
+
+@pytest.mark.parametrize("content, message", [
+    (None, "model file not found"),
+    ("{not json", "not a JSON model file"),
+    ('{"format": "other"}', "not a DLRC model file"),
+    ('{"format": "dlrc-model", "format_version": 99}', "format version 99 is not supported"),
+    ('{"format": "dlrc-model", "format_version": 1}', "model file lacks sequences"),
+])
+def test_load_model_refuses(tmp_path, content, message):
+    path = tmp_path / "model.json"
+    if content is not None:
+        path.write_text(content)
+    with pytest.raises(DlrcError, match=message):
+        load_model(path)
+
+
+def test_scores_to_risk_points_and_decision(fitted):
+    study, fit, pred, doc = fitted
+    out = score_from_scores(doc, study, study["Rad_score"], study["DL_score"])
+    assert np.allclose(out["prob_dlrc"], pred["prob_dlrc"], rtol=0, atol=1e-12)
+    assert np.allclose(out["prob_radiomics"], pred["prob_radiomics"], rtol=0, atol=1e-15)
+    assert (out["lnm_predicted"] == (out["prob_dlrc"] >= doc["cutoffs"]["dlrc"]).astype(int)).all()
+    total = out[[f"points_{t}" for t in fit.model.terms_]].sum(axis=1)
+    assert np.allclose(total, out["total_points"])
+    # validation patients beyond the training range are flagged, training ones never
+    train = out[study["cohort"] == "train"]
+    assert (train["outside_nomogram_range"] == "").all()
+    assert list(out["c_LNM"]) == list(study["c_lnm"].astype(float))
+
+
+def _manifest(tmp_path: Path, scanners: list[str], files: bool = True) -> Path:
+    rows = []
+    for i, sc in enumerate(scanners):
+        row = {"patient_id": f"N{i}", "scanner": sc, "lnsd_mm": 6.0 + 4 * i}
+        for s in SEQS:
+            for kind in ("image", "mask"):
+                f = tmp_path / f"N{i}_{kind}_{s}.nii.gz"
+                if files:
+                    f.write_bytes(b"x")
+                row[f"{kind}_{s}"] = f.name
+        rows.append(row)
+    path = tmp_path / "new.csv"
+    pd.DataFrame(rows).to_csv(path, index=False)
+    return path
+
+
+def test_read_new_patients(fitted, tmp_path):
+    *_, doc = fitted
+    new = read_new_patients(_manifest(tmp_path, ["S1", "S2"]), doc)
+    assert list(new.index) == ["N0", "N1"] and list(new["c_lnm"]) == [0, 1]
+    assert Path(new.loc["N0", "image_CET1"]).is_absolute()
+    (tmp_path / "N1_mask_DWI.nii.gz").unlink()
+    with pytest.raises(DlrcError, match=r"patient N1, file N1_mask_DWI.nii.gz: not found \(mask_DWI\)"):
+        read_new_patients(tmp_path / "new.csv", doc)
+
+
+def test_scanner_policy(fitted, tmp_path):
+    *_, doc = fitted
+    new = read_new_patients(_manifest(tmp_path, ["S1", "S9", "S9"]), doc)
+    with pytest.raises(DlrcError, match=r"scanner 'S9' \(patients N1, N2\): not seen when the model was fitted"):
+        scanner_status(doc, new, "refuse")
+    status = scanner_status(doc, new, "harmonise")
+    assert list(status) == ["seen", "harmonised from own data", "harmonised from own data"]
+    lone = new.iloc[:2]
+    with pytest.raises(DlrcError, match="needs at least 2 patients"):
+        scanner_status(doc, lone, "harmonise")
+
+
+def test_cli_refuses_unseen_scanner_in_one_line(fitted, tmp_path, capsys):
+    *_, doc = fitted
+    model = tmp_path / "model.json"
+    model.write_text(dumps(doc))
+    manifest = _manifest(tmp_path, ["S1", "S7"])
+    out = tmp_path / "pred.csv"
+    rc = cli_main(["predict", "--model", str(model), "--manifest", str(manifest), "--out", str(out)])
+    err = capsys.readouterr().err
+    assert rc == 2 and not out.exists()
+    assert err.count("\n") == 1 and "scanner 'S7' (patient N1)" in err and "--scanner-policy harmonise" in err
+
+
+@pytest.mark.slow
+def test_round_trip_training_patients_from_images(tmp_path):
+    """Predicting the training patients from their images reproduces notebook 05's
+    probabilities (runs the quick pipeline when its report is not there yet)."""
+    pytest.importorskip("dlrc_lib.pipeline")
+    pytest.importorskip("dlrc_lib.radiomics")
+    pytest.importorskip("dlrc_lib.deep")
+    from dlrc_lib.artifacts import Artifacts
+    from dlrc_lib.config import load_params
+    from dlrc_lib.predict import predict_manifest
+    from dlrc_lib.runner import run
+    from dlrc_lib.study import load_study
+
+    root = Path(__file__).resolve().parents[1]
+    params = load_params(root / "params" / "quick.yaml")
+    run_dir = root / "reports" / params.run_name
+    model = run_dir / "model" / "dlrc_model.json"
+    if not model.exists():
+        assert run(str(root / "params" / "quick.yaml")) == 0
+    art = Artifacts(run_dir)
+    pred = art.load_frame("predictions")
+    study = load_study(root / params.twin_dir / "manifest.csv")
+    train = study[study["patient_id"].isin(pred.index[pred["cohort"] == "train"])]
+    manifest = tmp_path / "train.csv"
+    train.to_csv(manifest, index=False)
+    out = predict_manifest(model, manifest, cache_dir=root / params.cache_dir)
+    assert len(out) == len(train)
+    diff = (out["prob_dlrc"] - pred.loc[out.index, "prob_dlrc"]).abs()
+    assert diff.max() < 1e-6, diff.sort_values().tail()
+
+
+def test_deep_settings_restored_from_document(fitted):
+    *_, doc = fitted
+    d = json.loads(json.dumps(doc))
+    d["deep"]["preprocessing"] = {"input_size": 64, "margin": 0.2, "weights": "random", "unknown_key": 1}
+    from dlrc_lib.predict import deep_params_of
+
+    p = deep_params_of(d)
+    assert p.models == ["ResNet152_2D"] and p.input_size == 64 and p.margin == 0.2 and p.weights == "random"
+
+
+def _features(study: pd.DataFrame, signal: str, seed: int) -> pd.DataFrame:
+    """Patients x 12 features: three follow ``signal``, scanner S2 shifts and scales them all."""
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(len(study), 12))
+    X[:, :3] += np.outer(study[signal].to_numpy(), [1.0, -0.8, 0.6])
+    s2 = (study["scanner"].to_numpy() == "S2")[:, None]
+    X = np.where(s2, 1.3 * X + 0.7, X)
+    return pd.DataFrame(X, index=study.index, columns=[f"CET1_{signal[:2]}{i}" for i in range(12)])
+
+
+def test_scoring_from_features_reproduces_the_fit(fitted):
+    """Features -> stored ComBat, standardisation and coefficients -> the fitted scores and
+    DLRC probabilities again (the image-free half of the round trip); an unseen scanner is
+    refused or harmonised from its own data, per the policy."""
+    pipeline = pytest.importorskip("dlrc_lib.pipeline")
+    from dlrc_lib.config import HarmonisationParams, SelectionParams
+    from dlrc_lib.predict import score_patients
+
+    study, *_ = fitted
+    table = study.reset_index()
+    sel = SelectionParams(mw_p=0.05, lasso_folds=5)
+    fits = {name: pipeline.fit_feature_score(_features(study, name, seed), table,
+                                             harmonisation=HarmonisationParams(), selection=sel, seed=1)
+            for name, seed in (("Rad_score", 11), ("DL_score", 12))}
+    scores = study[["cohort", "lnm"]].assign(Rad_score=fits["Rad_score"].score.loc[study.index],
+                                             DL_score=fits["DL_score"].score.loc[study.index])
+    fit = M.fit_dlrc(scores, study)
+    pred = M.predictions_frame(study, scores["Rad_score"], scores["DL_score"], fit.prob)
+    doc = build_model_document(
+        run_name="t", seed=1, sequences=SEQS, radiomics_settings_file="radiomics.yaml",
+        radiomics_settings_text="", radiomics_state=fits["Rad_score"].state, deep_model="ResNet152_2D",
+        deep_preprocessing={}, deep_weights=None, deep_state=fits["DL_score"].state,
+        best_model_rule="train_auc", harmonisation={"mode": "all", "batch": "scanner"},
+        dlrc=fit.model.to_dict(), clinical=fit.clinical, cutoffs=M.youden_cutoffs(pred),
+        nomogram=M.nomogram_for(fit, scores).to_dict())
+    doc = json.loads(dumps(doc))
+    assert doc["harmonisation"]["known_batches"] == ["S1", "S2"]
+    rad_all, dl_all = _features(study, "Rad_score", 11), _features(study, "DL_score", 12)
+    train = study[study["cohort"] == "train"]
+    out = score_patients(doc, train, rad_all.loc[train.index], dl_all.loc[train.index])
+    assert np.abs(out["Rad_score"] - scores.loc[train.index, "Rad_score"]).max() < 1e-9
+    assert np.abs(out["prob_dlrc"] - pred.loc[train.index, "prob_dlrc"]).max() < 1e-9
+    # patients of a new scanner: refused by default, harmonised on request
+    new = study.iloc[:6].assign(scanner="S9")
+    rad_new, dl_new = rad_all.iloc[:6], dl_all.iloc[:6]
+    with pytest.raises(DlrcError, match="scanner 'S9'"):
+        score_patients(doc, new, rad_new, dl_new)
+    out_new = score_patients(doc, new, rad_new, dl_new, policy="harmonise")
+    assert (out_new["scanner_status"] == "harmonised from own data").all()
+    assert np.isfinite(out_new["prob_dlrc"]).all()
