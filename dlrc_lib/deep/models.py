@@ -45,15 +45,15 @@ def ordered(models: Sequence[str]) -> list[str]:
 
 
 # ---------------------------------------------------------------- reproducibility
-def icc_table(raters: Mapping[str, pd.DataFrame], form: str = "ICC(2,1)", threshold: float = 0.75
-              ) -> pd.DataFrame | None:
+def icc_table(raters: Mapping[str, pd.DataFrame], form: str = "ICC(2,1)", threshold: float = 0.75,
+              min_cases: int = 5) -> pd.DataFrame | None:
     """Inter-observer (reader 1 vs reader 2) and intra-observer (reader 1 vs its repeat)
     ICC of every feature; ``keep`` when both exceed ``threshold``.
 
     ``raters``: ``{"r1": df, "r2": df, "rep": df}`` (patients x features,
     :func:`dlrc_lib.deep.extract.extract_raters`). ICCs as R ``psych::ICC`` through
-    :func:`dlrc_lib.stats.icc_many`. Returns None when fewer than 2 patients have both
-    extra masks (no filter possible). A constant feature has no ICC (NaN) and is dropped.
+    :func:`dlrc_lib.stats.icc_many`. Returns None when fewer than ``min_cases`` patients
+    have both extra masks (no filter possible). A constant feature has no ICC (NaN) and is dropped.
     """
     from .. import stats
 
@@ -61,12 +61,23 @@ def icc_table(raters: Mapping[str, pd.DataFrame], form: str = "ICC(2,1)", thresh
     if r1 is None or r2 is None or rep is None or not len(r1):
         return None
     pats = [p for p in r1.index if p in r2.index and p in rep.index]
-    if len(pats) < 2:
+    if len(pats) < max(2, min_cases):
         return None
+    try:  # the radiomics reproducibility filter, when installed: one implementation for both
+        from ..reproducibility import icc_table as shared_icc_table
+    except ImportError:
+        shared_icc_table = None
+    if shared_icc_table is not None:
+        return shared_icc_table(r1, r2, rep, form=form, threshold=threshold, min_cases=min_cases)
     cols = list(r1.columns)
     a, b, c = (df.loc[pats, cols].to_numpy(float).T for df in (r1, r2, rep))
-    inter = stats.icc_many(np.stack([a, b], axis=2), form=form)
-    intra = stats.icc_many(np.stack([a, c], axis=2), form=form)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        inter = stats.icc_many(np.stack([a, b], axis=2), form=form)
+        intra = stats.icc_many(np.stack([a, c], axis=2), form=form)
+    stacked = np.concatenate([a, b, c], axis=1)
+    constant = np.nanmax(stacked, axis=1) == np.nanmin(stacked, axis=1)  # no variance: no ICC
+    inter[constant] = np.nan
+    intra[constant] = np.nan
     with np.errstate(invalid="ignore"):
         keep = (inter > threshold) & (intra > threshold)
     return pd.DataFrame({"icc_inter": inter, "icc_intra": intra, "keep": keep},
@@ -74,9 +85,9 @@ def icc_table(raters: Mapping[str, pd.DataFrame], form: str = "ICC(2,1)", thresh
 
 
 def icc_tables(raters: Mapping[str, Mapping[str, pd.DataFrame]], form: str = "ICC(2,1)",
-               threshold: float = 0.75) -> dict[str, pd.DataFrame | None]:
+               threshold: float = 0.75, min_cases: int = 5) -> dict[str, pd.DataFrame | None]:
     """:func:`icc_table` for every model of :func:`dlrc_lib.deep.extract.extract_raters`."""
-    return {m: icc_table(raters[m], form, threshold) for m in ordered(list(raters))}
+    return {m: icc_table(raters[m], form, threshold, min_cases) for m in ordered(list(raters))}
 
 
 def kept_features(iccs: Mapping[str, pd.DataFrame | None]) -> dict[str, list[str] | None]:
@@ -193,13 +204,18 @@ def table3(scores: pd.DataFrame, study: pd.DataFrame, models: Sequence[str] | No
 
     models = ordered(list(models) if models is not None else [c for c in scores.columns if c not in ("cohort", "lnm")])
     frames = []
+    st = _indexed(study)
     for m in models:
         s = scores[m].dropna()
-        if s.empty:
+        if s.empty:  # no feature survived selection: rows without numbers
+            cohorts = [c for c in COHORTS if (st["cohort"].astype(str) == c).any()]
+            frames.append(pd.DataFrame({"cohort": cohorts, "label": [COHORT_LABELS[c] for c in cohorts],
+                                        "model": m, "n": 0,
+                                        "n_missing": [int((st["cohort"].astype(str) == c).sum()) for c in cohorts]}))
             continue
         frames.append(evaluate_score(s, study, "train", model=m))
-    if not frames:
-        raise DlrcError("Table 3: no deep-learning model has a score")
+    if all(f["n"].eq(0).all() for f in frames):
+        raise DlrcError("Table 3: no deep-learning model has a score (no feature survived selection)")
     perf = pd.concat(frames, ignore_index=True)
     perf["cohort"] = pd.Categorical(perf["cohort"], [c for c in COHORTS if c in set(perf["cohort"])])
     perf["model"] = pd.Categorical(perf["model"], models)
@@ -213,7 +229,10 @@ def format_table3(perf: pd.DataFrame) -> pd.DataFrame:
     """The paper's layout: Cohort, DL model, AUC (95 % CI), ACC, SEN, SPE, PPV, NPV."""
     from ..performance import format_table
 
-    return format_table(perf).rename(columns={"Model": "DL model"})
+    out = format_table(perf).rename(columns={"Model": "DL model"})
+    empty = (perf["n"] == 0).to_numpy()
+    out.loc[empty, out.columns[2:]] = "no feature selected"
+    return out
 
 
 def reproduce_table3(perf: pd.DataFrame) -> dict[str, Any]:
@@ -221,7 +240,7 @@ def reproduce_table3(perf: pd.DataFrame) -> dict[str, Any]:
     from ..performance import reproduce_values
 
     out: dict[str, Any] = {}
-    for m, sub in perf.groupby("model", sort=False):
+    for m, sub in perf[perf["n"] > 0].groupby("model", sort=False):
         out.update(reproduce_values(sub, table="table3", model=str(m)))
     return out
 
