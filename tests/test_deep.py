@@ -354,3 +354,21 @@ def test_table3_keeps_a_model_without_score():
     assert row["AUC (95% CI)"] == "no feature selected"
     assert not any(k.startswith("table3.train.ResNet152_3D") for k in dm.reproduce_table3(perf))
     assert dm.choose_best(perf, "train_auc")[0] != "ResNet152_3D"
+
+
+def test_extract_for_model_uses_the_stored_weights(tmp_path):
+    from dlrc_lib.deep import models as dm
+
+    study = make_study(tmp_path / "study", n=2, icc=0)
+    params = tiny_params(weights="auto", models=["ResNet50_2D"])
+    log = dx.ExtractionLog()
+    feats = dx.extract_study(study, params, tmp_path / "cache", 11, progress=False, log=log)["ResNet50_2D"]
+    record = dm.weights_record(log.weights, params.weights, 11, params.models)["ResNet50_2D"]
+    assert record["source"] == "random" and record["random_fallback"] and record["seed"] == 11
+    prep = {k: getattr(params, k) for k in ("weights", "input_size", "margin", "shape_3d", "batch_size",
+                                            "clip_percentiles", "device")}
+    again = dx.extract_for_model(study, "ResNet50_2D", prep, record, tmp_path / "cache2", progress=False)
+    pd.testing.assert_frame_equal(feats, again)
+    wrong = dict(record, source="file", spec="random", identity="file:" + "0" * 64)
+    with pytest.raises(DlrcError, match="fitted with weights file:0+"):
+        dx.extract_for_model(study, "ResNet50_2D", prep, wrong, tmp_path / "cache2", progress=False)
