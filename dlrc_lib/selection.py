@@ -313,11 +313,12 @@ def fit_logistic(X: pd.DataFrame, y: Sequence[int]) -> pd.DataFrame:
     with np.errstate(divide="ignore", invalid="ignore"):
         z = coef / se
     q = norm.ppf(0.975)
-    return pd.DataFrame({
-        "term": ["(Intercept)"] + list(X.columns), "coef": coef, "se": se, "z": z,
-        "p": 2 * norm.sf(np.abs(z)), "OR": np.exp(coef),
-        "OR_lower": np.exp(coef - q * se), "OR_upper": np.exp(coef + q * se),
-    })
+    with np.errstate(over="ignore"):
+        return pd.DataFrame({
+            "term": ["(Intercept)"] + list(X.columns), "coef": coef, "se": se, "z": z,
+            "p": 2 * norm.sf(np.abs(z)), "OR": np.exp(coef),
+            "OR_lower": np.exp(coef - q * se), "OR_upper": np.exp(coef + q * se),
+        })
 
 
 # ------------------------------------------------------------------------ the chain
