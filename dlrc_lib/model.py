@@ -471,13 +471,15 @@ def delong_table(predictions: pd.DataFrame, best_dl: str) -> tuple[pd.DataFrame,
             if sub.empty:
                 continue
             y = sub["lnm"].to_numpy(int)
-            z, p = float("nan"), float("nan")
+            z, p, why = float("nan"), float("nan"), "one LNM class only"
             if len(np.unique(y)) == 2:
                 res = st.delong_test(y, sub[PROB_COLUMNS[a]].to_numpy(float),
                                      sub[PROB_COLUMNS[b]].to_numpy(float))
                 z, p = _stat_p(res)
+                why = getattr(res, "undefined", None) or ("" if np.isfinite(p) else "undefined")
             row[f"{cohort}_z"] = z
             row[f"{cohort}_p"] = p
+            row[f"{cohort}_note"] = "" if np.isfinite(p) else why
             row[COHORT_LABELS[cohort]] = format_p(p)
             rep[f"table4.{pair}.{cohort}"] = format_p(p)
         rows.append(row)
@@ -500,7 +502,8 @@ def table4_display(table: pd.DataFrame) -> pd.DataFrame:
     cols = ["comparison"] + [COHORT_LABELS[c] for c in COHORTS if COHORT_LABELS[c] in table.columns]
     out = table[cols].copy()
     for c in cols[1:]:
-        out[c] = out[c].map(lambda v: "< 0.001" if v == "<0.001" else f"{v:.3f}")
+        out[c] = out[c].map(lambda v: "< 0.001" if v == "<0.001" else
+                            "undefined" if not np.isfinite(v) else f"{v:.3f}")
     return out.rename(columns={"comparison": "Model comparison"})
 
 

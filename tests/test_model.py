@@ -171,3 +171,15 @@ def test_roc_plot_draws(fitted):
 def test_best_model_note():
     assert M.best_model_note("ResNet152_2D") is None
     assert "table2.<cohort>.ResNet50_2D" in M.best_model_note("ResNet50_2D")
+
+
+def test_table4_undefined_when_auc_has_no_variance(fitted):
+    _, pred = fitted
+    perfect = pred.copy()
+    perfect["prob_dlrc"] = perfect["lnm"].astype(float)  # AUC 1 in every cohort
+    perfect["prob_radiomics"] = perfect["lnm"] * 0.9 + 0.05
+    table, rep = M.delong_table(perfect, "ResNet152_2D")
+    shown = M.table4_display(table)
+    assert shown.loc[0, "Training"] == "undefined"
+    assert table.loc[0, "train_note"] != ""
+    assert rep["table4.DLRC_vs_radiomics.train"] != rep["table4.DLRC_vs_radiomics.train"]  # NaN
