@@ -18,6 +18,7 @@ paper did; :func:`roc_plot` draws Fig. 4.
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass
 from typing import Any, Iterable, Mapping, Sequence
 
@@ -275,7 +276,13 @@ class DlrcModel:
                             "no information on LNM in the training cohort")
         self.terms_ = [t for t in self.candidates_ if t in set(terms)]
         design = np.column_stack([np.ones(len(X)), X[self.terms_].to_numpy(float)])
-        res = sm.GLM(y, design, family=sm.families.Binomial()).fit(tol=1e-12, maxiter=100)
+        with warnings.catch_warnings():
+            # separation and non-convergence are recorded in warnings_ instead
+            warnings.simplefilter("ignore")
+            res = sm.GLM(y, design, family=sm.families.Binomial()).fit(tol=1e-12, maxiter=100)
+        fitted = np.asarray(res.fittedvalues, float)
+        if ((fitted < 1e-10) | (fitted > 1 - 1e-10)).any() and not any("separation" in w for w in self.warnings_):
+            self.warnings_.append("fitted probabilities numerically 0 or 1 occurred (separation)")
         names = ["(Intercept)"] + self.terms_
         self.coef_ = pd.Series(np.asarray(res.params, float), index=names)
         self.cov_ = pd.DataFrame(np.asarray(res.cov_params(), float), index=names, columns=names)
@@ -300,19 +307,20 @@ class DlrcModel:
         ``confint.default``, ``exp``)."""
         from scipy import stats as sps
 
-        se = np.sqrt(np.diag(self.cov_.to_numpy()))
-        beta = self.coef_.to_numpy()
-        z = beta / se
-        q = sps.norm.ppf(0.5 + level / 2)
-        lo, hi = beta - q * se, beta + q * se
-        p = 2 * sps.norm.sf(np.abs(z))
-        out = pd.DataFrame({
-            "term": self.coef_.index, "coef": beta, "se": se, "z": z, "p": p,
-            "p_shown": [format_p(v) for v in p],
-            "coef_lower": lo, "coef_upper": hi,
-            "OR": np.exp(beta), "OR_lower": np.exp(lo), "OR_upper": np.exp(hi),
-        })
-        out.loc[out["term"] == "(Intercept)", ["OR", "OR_lower", "OR_upper"]] = np.nan
+        with np.errstate(over="ignore"):  # a separating model's odds ratios are inf
+            se = np.sqrt(np.diag(self.cov_.to_numpy()))
+            beta = self.coef_.to_numpy()
+            z = beta / se
+            q = sps.norm.ppf(0.5 + level / 2)
+            lo, hi = beta - q * se, beta + q * se
+            p = 2 * sps.norm.sf(np.abs(z))
+            out = pd.DataFrame({
+                "term": self.coef_.index, "coef": beta, "se": se, "z": z, "p": p,
+                "p_shown": [format_p(v) for v in p],
+                "coef_lower": lo, "coef_upper": hi,
+                "OR": np.exp(beta), "OR_lower": np.exp(lo), "OR_upper": np.exp(hi),
+            })
+            out.loc[out["term"] == "(Intercept)", ["OR", "OR_lower", "OR_upper"]] = np.nan
         return out
 
     def to_dict(self) -> dict:

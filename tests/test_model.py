@@ -183,3 +183,13 @@ def test_table4_undefined_when_auc_has_no_variance(fitted):
     assert shown.loc[0, "Training"] == "undefined"
     assert table.loc[0, "train_note"] != ""
     assert rep["table4.DLRC_vs_radiomics.train"] != rep["table4.DLRC_vs_radiomics.train"]  # NaN
+
+
+def test_separation_is_recorded_not_printed(recwarn):
+    X = pd.DataFrame({"Rad_score": [-3.0, -2, -1, -0.5, 0.5, 1, 2, 3], "DL_score": [0.1, -0.2, 0.3, 0, 0.2, -0.1, 0.4, 0]})
+    y = [0, 0, 0, 0, 1, 1, 1, 1]
+    m = M.DlrcModel(stepwise=False).fit(X, y)
+    assert any("separation" in w for w in m.warnings_)
+    assert not [w for w in recwarn if "separation" in str(w.message).lower()]
+    tab = m.coef_table()
+    assert np.isfinite(tab["coef"]).all()
