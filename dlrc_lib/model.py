@@ -411,11 +411,14 @@ def _model_roles(best_dl: str) -> list[tuple[str, str]]:
 
 
 def performance_table(predictions: pd.DataFrame, cutoffs: Mapping[str, float], best_dl: str,
-                      sra: pd.Series | None = None) -> tuple[pd.DataFrame, dict]:
+                      sra: pd.Series | None = None,
+                      study: pd.DataFrame | None = None) -> tuple[pd.DataFrame, dict]:
     """Table 2: AUC (DeLong 95 % CI) and ACC/SEN/SPE/PPV/NPV at the training cut-off.
 
     Rows per cohort: radiomics, the best DL model, DLRC and (when ``sra`` is given: a 0/1
-    Series of the SRA rule's calls, index patient_id) SRA, which has no AUC. A patient is
+    Series of the SRA rule's calls, index patient_id) SRA, which has no AUC. SRA needs no
+    score, so with ``study`` (index patient_id; cohort, lnm) it is evaluated on every patient
+    of the cohort, as in the paper, not only those with both scores. A patient is
     positive when its probability is >= the cut-off. Returns the table and the
     ``table2.<cohort>.<model>.<metric>`` values for the reproduction page (AUC as
     [est, lo, hi], the rest in percent).
@@ -431,13 +434,18 @@ def performance_table(predictions: pd.DataFrame, cutoffs: Mapping[str, float], b
         for name, role in _model_roles(best_dl):
             prob = sub[PROB_COLUMNS[role]].to_numpy(float)
             entries.append((name, prob, prob >= cutoffs[role]))
+        sra_y = y
         if sra is not None:
-            calls = sra.reindex(sub.index)
+            ids = sub.index if study is None else study.index[study["cohort"] == cohort]
+            calls = sra.reindex(ids)
             if calls.isna().any():
                 raise DlrcError(f"SRA: no call for patient {calls.index[calls.isna()][0]}")
+            if study is not None:
+                sra_y = study.loc[ids, "lnm"].to_numpy(int)
             entries.append((SRA, None, calls.to_numpy(int).astype(bool)))
         for name, prob, called in entries:
-            row: dict[str, Any] = {"cohort": cohort, "model": name, "n": len(y)}
+            yy = sra_y if name == SRA else y
+            row: dict[str, Any] = {"cohort": cohort, "model": name, "n": len(yy)}
             if prob is not None and len(np.unique(y)) == 2:
                 auc = st.auc_ci(y, prob)
                 est = [float(_field(auc, "auc")), float(_field(auc, "lower")), float(_field(auc, "upper"))]
@@ -445,7 +453,7 @@ def performance_table(predictions: pd.DataFrame, cutoffs: Mapping[str, float], b
                 rep[f"table2.{cohort}.{name}.auc"] = [round(v, 3) for v in est]
             else:
                 row.update(auc=np.nan, auc_lower=np.nan, auc_upper=np.nan)
-            m = st.classification_metrics(y, called)
+            m = st.classification_metrics(yy, called)
             for k in ("tp", "fn", "tn", "fp"):
                 row[k.upper()] = int(_field(m, k))
             for k in ("acc", "sen", "spe", "ppv", "npv"):

@@ -193,3 +193,17 @@ def test_separation_is_recorded_not_printed(recwarn):
     assert not [w for w in recwarn if "separation" in str(w.message).lower()]
     tab = m.coef_table()
     assert np.isfinite(tab["coef"]).all()
+
+
+def test_sra_rows_cover_the_whole_cohort(fitted, study):
+    _, pred = fitted
+    cut = M.youden_cutoffs(pred)
+    sra = (study["lnsd_mm"] >= 10).astype(int)
+    fewer = pred.drop(index=pred.index[:10])  # patients without scores
+    table, rep = M.performance_table(fewer, cut, "ResNet152_2D", sra, study=study)
+    tr = table[table["cohort"] == "train"].set_index("model")
+    n_train = int((study["cohort"] == "train").sum())
+    assert tr.loc["SRA", "n"] == n_train and tr.loc["DLRC", "n"] < n_train
+    called = sra[study["cohort"] == "train"] == 1
+    y = study.loc[study["cohort"] == "train", "lnm"] == 1
+    assert tr.loc["SRA", "TP"] == int((called & y).sum())
