@@ -366,6 +366,19 @@ class RadiomicsResult:
             lambda d: "; ".join(f"{s}: {r}" for s, r in zip(d["sequence"], d["reason"])), include_groups=False)
         return g.rename("reason").reset_index()
 
+    def loss_statement(self, mask: str = "reader1") -> str | None:
+        """One sentence on the patients without features and why (None when nobody was lost),
+        e.g. ``"5 of 54 patients have no radiomics features (reader1 masks): mask too small (5)"``."""
+        f = self.failures[self.failures["mask"] == mask]
+        if f.empty:
+            return None
+        n_all = self.cases.loc[self.cases["mask"] == mask, "patient_id"].nunique()
+        first = f.drop_duplicates("patient_id")  # one reason per patient: its first failed case
+        kinds = first["reason"].str.split(":", n=1).str[0].value_counts()
+        why = ", ".join(f"{k} ({v})" for k, v in kinds.items())
+        return (f"{first['patient_id'].nunique()} of {n_all} patients have no radiomics features "
+                f"({mask} masks): {why}")
+
     def summary(self) -> pd.DataFrame:
         """Counts per mask role: cases, cached, computed, failed; features per case."""
         rows = []
