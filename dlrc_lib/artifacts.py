@@ -109,7 +109,11 @@ class Artifacts:
     # ---------------------------------------------------------------- figures
     def figure(self, name: str, fig: Any, width: float | None = None,
                height: float | None = None, dpi: int = 150) -> Any:
-        """Save a plotnine ggplot or a matplotlib Figure as PNG and PDF; return it."""
+        """Save a plotnine ggplot or a matplotlib Figure as PNG and PDF.
+
+        Returns a :class:`SavedFigure`, which a notebook displays as the saved PNG (so the
+        executed notebook and its HTML show exactly the file in ``figures/``).
+        """
         import matplotlib
 
         matplotlib.use("Agg", force=False)
@@ -137,7 +141,7 @@ class Artifacts:
                 Path(tmp).unlink(missing_ok=True)
                 raise
         plt.close(mfig)
-        return fig
+        return SavedFigure(self.path("figures", f"{name}.png"))
 
     # ---------------------------------------------------------------- results
     def _results_path(self) -> Path:
@@ -209,6 +213,20 @@ class Artifacts:
 
     def list(self, kind: str, pattern: str = "*") -> Iterable[Path]:
         return sorted((self.run_dir / kind).glob(pattern))
+
+
+class SavedFigure:
+    """A figure written by :meth:`Artifacts.figure`; shown in notebooks as its PNG."""
+
+    def __init__(self, png: Path):
+        self.png = Path(png)
+        self.pdf = self.png.with_suffix(".pdf")
+
+    def _repr_png_(self) -> bytes:
+        return self.png.read_bytes()
+
+    def __repr__(self) -> str:
+        return f"SavedFigure({self.png})"
 
 
 def _markdown(df: pd.DataFrame) -> str:

@@ -304,15 +304,13 @@ def flow_diagram(study: pd.DataFrame, exclusions: Mapping[str, int] | None = Non
     external cohorts with their LNM counts. Returns the matplotlib Figure (nothing saved)."""
     import textwrap
 
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure
     from matplotlib.patches import FancyBboxPatch
 
     f = flow_counts(study, exclusions)
     if ax is None:
-        fig, ax = plt.subplots(figsize=(11, 7.5))
+        fig = Figure(figsize=(11, 7.5))  # no pyplot state: safe in scripts, tests and notebooks
+        ax = fig.subplots()
     else:
         fig = ax.figure
     ax.set_xlim(0, 1)

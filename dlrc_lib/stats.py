@@ -376,6 +376,16 @@ def classification_metrics(y, predicted, level: float = 0.95) -> ClassificationM
 
 
 # ====================================================================== calibration
+def _quantile_groups(p: np.ndarray, groups: int) -> tuple[np.ndarray, np.ndarray]:
+    """Group index of each probability and the breaks, as ResourceSelection:
+    ``cut(p, unique(quantile(p, seq(0, 1, 1/g))), include.lowest=TRUE)`` (right-closed)."""
+    probs = np.arange(groups + 1) * (1.0 / groups)  # R: seq(0, 1, 1/g)
+    qq = np.unique(quantile7(p, probs))
+    code = np.searchsorted(qq, p, side="left") - 1
+    code[p == qq[0]] = 0
+    return code, qq
+
+
 class HosmerLemeshow(NamedTuple):
     statistic: float
     df: int
@@ -393,13 +403,9 @@ def hosmer_lemeshow(y, prob, groups: int = 10) -> HosmerLemeshow:
     """
     yy = _binary(y)
     p = _numeric(prob, "prob", yy.size)
-    probs = np.arange(groups + 1) * (1.0 / groups)  # R: seq(0, 1, 1/g)
-    qq = np.unique(quantile7(p, probs))
+    code, qq = _quantile_groups(p, groups)
     if qq.size < 2:
         raise DlrcError("column prob: Hosmer-Lemeshow needs at least two distinct fitted probabilities")
-    # cut(right=TRUE, include.lowest=TRUE): (q_k, q_{k+1}], first interval closed
-    code = np.searchsorted(qq, p, side="left") - 1
-    code[p == qq[0]] = 0
     k = qq.size - 1
     n_g = np.bincount(code, minlength=k)
     o1 = np.bincount(code, weights=yy, minlength=k)
@@ -437,17 +443,14 @@ def calibration_curve(y, prob, groups: int = 10, level: float = 0.95) -> Calibra
     p = _numeric(prob, "prob", yy.size)
     if ((p < 0) | (p > 1)).any():
         raise DlrcError("column prob: probabilities must lie in [0, 1]")
-    hl = hosmer_lemeshow(yy, p, groups) if np.unique(p).size >= 2 else None
     rows = []
-    if hl is not None:
-        probs = np.arange(groups + 1) * (1.0 / groups)
-        qq = np.unique(quantile7(p, probs))
-        code = np.searchsorted(qq, p, side="left") - 1
-        code[p == qq[0]] = 0
+    if np.unique(p).size >= 2:
+        code, qq = _quantile_groups(p, groups)
         for g in range(qq.size - 1):
             sel = code == g
             ci = wilson_ci(int(yy[sel].sum()), int(sel.sum()), level)
-            rows.append({"group": g + 1, "n": int(sel.sum()), "mean_predicted": float(p[sel].mean()),
+            rows.append({"group": g + 1, "n": int(sel.sum()),
+                         "mean_predicted": float(p[sel].mean()) if sel.any() else float("nan"),
                          "observed": ci.estimate, "lower": ci.lower, "upper": ci.upper})
     grp = pd.DataFrame(rows, columns=["group", "n", "mean_predicted", "observed", "lower", "upper"])
     ok = (p > 0) & (p < 1)
@@ -465,7 +468,8 @@ def net_benefit(y, prob, thresholds) -> pd.DataFrame:
     """Decision-curve net benefit per threshold probability, as R ``dcurves::dca``.
 
     A patient is treated when prob >= pt; net benefit = TP/n - FP/n * pt/(1 - pt);
-    treat-all uses everyone as positive; treat-none is 0.
+    treat-all uses everyone as positive; treat-none is 0. As dcurves, a probability of
+    exactly 0 counts as below every threshold (dcurves replaces it by -eps).
     """
     yy = _binary(y)
     p = _numeric(prob, "prob", yy.size)
@@ -473,6 +477,7 @@ def net_benefit(y, prob, thresholds) -> pd.DataFrame:
     if ((pt < 0) | (pt >= 1)).any():
         raise DlrcError("thresholds: threshold probabilities must lie in [0, 1)")
     n = yy.size
+    p = np.where(p == 0, -_DBL_EPS, p)
     order = np.argsort(p, kind="mergesort")
     ps = p[order]
     ys = yy[order]
@@ -775,6 +780,19 @@ def _pivoted_rank(X: np.ndarray, tol: float = 1e-7) -> np.ndarray:
     return keep
 
 
+def _single_thread_blas():
+    """Small least-squares problems run fastest on one BLAS thread (multi-threading them
+    on a busy machine makes them many times slower)."""
+    try:
+        from threadpoolctl import threadpool_limits
+
+        return threadpool_limits(1, user_api="blas")
+    except ImportError:  # pragma: no cover - threadpoolctl comes with scikit-learn
+        import contextlib
+
+        return contextlib.nullcontext()
+
+
 def logistic_glm(X, y, *, maxit: int = 25, epsilon: float = 1e-8) -> GlmFit:
     """Logistic regression as R ``glm(y ~ X, family=binomial)``.
 
@@ -785,6 +803,11 @@ def logistic_glm(X, y, *, maxit: int = 25, epsilon: float = 1e-8) -> GlmFit:
     probabilities of 0 or 1; so does this (``boundary_fitted`` is True), and the
     deviance and AIC then agree with R's to the precision R itself achieves.
     """
+    with _single_thread_blas():
+        return _logistic_glm(X, y, maxit=maxit, epsilon=epsilon)
+
+
+def _logistic_glm(X, y, *, maxit: int, epsilon: float) -> GlmFit:
     A = np.asarray(X, dtype=float)
     if A.ndim == 1:
         A = A[:, None]
@@ -886,8 +909,16 @@ def backward_aic(X, y, *, k: float = 2.0) -> StepAicResult:
         bad = [names[j] for j in np.flatnonzero(~np.isfinite(A).all(axis=0))]
         raise DlrcError(f"columns {', '.join(bad[:5])}: missing or infinite values; stepwise "
                         "AIC needs complete data (R stops with 'number of rows in use has changed')")
+    with _single_thread_blas():
+        return _backward_aic(A, yy, names, k)
+
+
+def _backward_aic(A: np.ndarray, yy: np.ndarray, names: list[str], k: float) -> StepAicResult:
+    def glm(cols):
+        return _logistic_glm(A[:, cols], yy, maxit=25, epsilon=1e-8)
+
     current = list(range(A.shape[1]))
-    fit = logistic_glm(A[:, current], yy)
+    fit = glm(current)
     aic = fit.deviance + k * fit.rank
     path = [{"step": 0, "removed": "", "aic": aic}]
     warns: list[str] = []
@@ -896,7 +927,7 @@ def backward_aic(X, y, *, k: float = 2.0) -> StepAicResult:
         cands = []
         for pos, j in enumerate(current):
             sub = [c for c in current if c != j]
-            f2 = logistic_glm(A[:, sub], yy)
+            f2 = glm(sub)
             cands.append((pos, j, f2, fit.rank - f2.rank, f2.deviance + k * f2.rank))
         zero_df = [c for c in cands if c[3] == 0]
         if zero_df:

@@ -143,9 +143,6 @@ def test_flow_counts_and_diagram(paper_study):
     fig = CT.flow_diagram(paper_study, excl)
     texts = " ".join(t.get_text() for t in fig.axes[0].texts)
     assert "n = 1539" in texts and "Excluded (n = 444)" in texts and "LNM(+) n = 149" in texts
-    import matplotlib.pyplot as plt
-
-    plt.close(fig)
     with pytest.raises(DlrcError, match="negative"):
         CT.flow_counts(paper_study, {"x": -1})
 

@@ -107,7 +107,7 @@ def _fisher_brute(table):
     return total / norm
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=60, deadline=None, derandomize=True)
 @given(st.integers(2, 3), st.integers(2, 3), st.lists(st.integers(0, 4), min_size=9, max_size=9))
 def test_property_fisher_equals_full_enumeration(r, c, cells):
     t = np.array(cells[: r * c]).reshape(r, c)
@@ -154,7 +154,7 @@ def test_mann_whitney_small_groups(x1, x0, expected):
     assert S.mann_whitney_pvalues(X, y)[0] == pytest.approx(expected, rel=1e-12)
 
 
-@settings(max_examples=40, deadline=None)
+@settings(max_examples=40, deadline=None, derandomize=True)
 @given(st.lists(st.tuples(st.integers(0, 1), st.integers(0, 6)), min_size=4, max_size=60))
 def test_property_mann_whitney_equals_per_column_reference(pairs):
     from scipy.stats import mannwhitneyu
@@ -241,7 +241,7 @@ def test_perfect_separation_roc():
     assert m.percent() == {"acc": 100.0, "sen": 100.0, "spe": 100.0, "ppv": 100.0, "npv": 100.0}
 
 
-@settings(max_examples=30, deadline=None)
+@settings(max_examples=30, deadline=None, derandomize=True)
 @given(st.lists(st.tuples(st.integers(0, 1), st.integers(0, 5), st.integers(0, 5)), min_size=6, max_size=40))
 def test_property_fast_delong_equals_naive_placements(rows):
     y = np.array([r[0] for r in rows])
@@ -265,12 +265,20 @@ def test_property_fast_delong_equals_naive_placements(rows):
         assert res.statistic == pytest.approx((ta - tb) / math.sqrt(var), rel=1e-9, abs=1e-12)
 
 
+def test_single_case_interval_undefined():
+    # pROC: ci.auc(roc(c(0,0,0,1), c(.1,.4,.2,.3), direction="<"), method="delong") -> NA NA NA
+    ci = S.auc_ci([0, 0, 0, 1], [.1, .4, .2, .3])
+    assert ci.auc == pytest.approx(2 / 3) and math.isnan(ci.lower) and math.isnan(ci.upper)
+    res = S.delong_test([0, 0, 0, 1], [.1, .4, .2, .3], [.3, .1, .2, .4])
+    assert math.isnan(res.pvalue) and "two cases" in res.undefined
+
+
 def test_roc_needs_both_classes():
     with pytest.raises(DlrcError, match="both classes"):
         S.auc_ci([1, 1, 1], [0.1, 0.2, 0.3])
 
 
-@settings(max_examples=40, deadline=None)
+@settings(max_examples=40, deadline=None, derandomize=True)
 @given(st.lists(st.tuples(st.integers(0, 1), st.integers(-5, 5)), min_size=4, max_size=40))
 def test_property_auc_of_negated_score(pairs):
     y = np.array([p[0] for p in pairs])
@@ -280,7 +288,7 @@ def test_property_auc_of_negated_score(pairs):
     assert S.auc_ci(y, -s).auc == pytest.approx(1 - S.auc_ci(y, s).auc, abs=1e-12)
 
 
-@settings(max_examples=30, deadline=None)
+@settings(max_examples=30, deadline=None, derandomize=True)
 @given(st.lists(st.tuples(st.integers(0, 1), st.floats(-10, 10)), min_size=6, max_size=40))
 def test_property_delong_self_is_undefined(pairs):
     y = np.array([p[0] for p in pairs])
@@ -367,7 +375,7 @@ def test_icc_many_matches_single_and_handles_missing():
     assert many == pytest.approx(single, rel=1e-12)
 
 
-@settings(max_examples=30, deadline=None)
+@settings(max_examples=30, deadline=None, derandomize=True)
 @given(st.lists(st.floats(-1e3, 1e3), min_size=3, max_size=30, unique=True))
 def test_property_icc_identical_raters_is_one(values):
     x = np.column_stack([values, values])
@@ -416,6 +424,9 @@ def test_net_benefit_formula_and_references():
     assert nb["net_benefit"].tolist() == pytest.approx([0.4, 0.3 - 0.4 / 3, 0.2 - 0.3, 0.2 - 0.1 * 0.7 / 0.3])
     assert nb["treat_all"].tolist() == pytest.approx([0.4 - 0.6 * t / (1 - t) for t in (0, .25, .5, .7)])
     assert (nb["treat_none"] == 0).all()
+    # dcurves: a probability of exactly 0 is never treated, even at pt = 0
+    nb0 = S.net_benefit([1, 0, 0], [0.5, 0.0, 0.2], [0.0])
+    assert nb0["tp"].tolist() == [1] and nb0["fp"].tolist() == [1]
 
 
 # ------------------------------------------------------------------ logistic / stepAIC
@@ -503,7 +514,29 @@ def test_vectorised_speed():
     S.icc_many(R)
     assert time.perf_counter() - t < 1.0
 
+@pytest.mark.slow
+def test_performance_targets_full_size():
+    """The issue's targets: Mann-Whitney over 10,000 features x 1,000 patients < 2 s;
+    ICC over thousands of features x 30 cases well under 1 s."""
+    import time
 
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(1000, 10000))
+    y = rng.integers(0, 2, 1000)
+    t = time.perf_counter()
+    S.mann_whitney_pvalues(X, y)
+    assert time.perf_counter() - t < 2.0
+    R = rng.normal(size=(5000, 30, 2))
+    t = time.perf_counter()
+    S.icc_many(R)
+    assert time.perf_counter() - t < 0.5
+
+
+# ------------------------------------------------------------------ reference data
+# pROC's data(aSAH): outcome (Poor = 1), wfns (as integer), s100b, ndka.
+# STEP_X (80 x 5, column-major) and STEP_Y: set.seed(7); X <- matrix(round(rnorm(400), 3), 80);
+#   y <- rbinom(80, 1, plogis(1.2*X[,1] - 0.8*X[,2] + 0.3*X[,4])).
+# HL_P and HL_Y: set.seed(3); p <- round(plogis(rnorm(60)), 2); y <- rbinom(60, 1, p).
 ASAH_OUTCOME = [0, 0, 0, 0, 1, 1, 0, 1, 0, 0, 1, 0, 1, 1, 0, 0, 1, 0, 1, 1, 1, 0, 1, 0, 0, 0,
     0, 0, 0, 0, 0, 0, 1, 0, 0, 1, 1, 0, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 0, 0, 0, 1, 0,
     0, 0, 1, 0, 1, 0, 0, 1, 1, 1, 0, 1, 1, 0, 1, 1, 1, 1, 0, 0, 0, 1, 1, 0, 1, 0, 0, 0, 0, 0,
@@ -574,3 +607,4 @@ STEP_X = [2.287, -1.197, -0.694, -0.412, -0.971, -0.947, 0.748, -0.117, 0.153, 2
 STEP_Y = [1, 0, 1, 0, 0, 0, 0, 1, 0, 1, 0, 1, 1, 1, 0, 0, 0, 1, 1, 1, 1, 0, 1, 0, 1, 1, 1, 1,
     0, 0, 1, 1, 0, 0, 0, 0, 1, 0, 0, 1, 1, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 0, 1, 0, 1, 0, 0,
     1, 0, 1, 0, 1, 1, 0, 0, 1, 1, 0, 1, 1, 0, 0, 0, 0, 0, 0, 1, 0, 1]
+

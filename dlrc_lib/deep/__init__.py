@@ -7,10 +7,10 @@ DL models of the paper (Table 3).
 - :mod:`.extract` - cached, batched extraction for a study (:func:`extract_study`)
 - :mod:`.models` - DL scores, Table 3, ROC curves, best-model rule
 """
-from .extract import Case, ExtractionLog, extract_cases, extract_raters, extract_study, study_cases
+from .extract import Case, ExtractionLog, extract_cases, extract_for_model, extract_raters, extract_study, study_cases
 from .networks import ARCHS, MODEL_NAMES, N_FEATURES, build_extractor, inflate, parse_model_name, resolve_weights
 
 __all__ = [
-    "ARCHS", "MODEL_NAMES", "N_FEATURES", "Case", "ExtractionLog", "build_extractor", "extract_cases",
+    "ARCHS", "MODEL_NAMES", "N_FEATURES", "Case", "ExtractionLog", "build_extractor", "extract_cases", "extract_for_model",
     "extract_raters", "extract_study", "inflate", "parse_model_name", "resolve_weights", "study_cases",
 ]

@@ -17,7 +17,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from itertools import islice
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator, Sequence
+from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -309,3 +309,31 @@ def extract_raters(study: pd.DataFrame, deep_params, cache_dir: str | Path, seed
             idx = [k for k, c in enumerate(cases) if c.rater == r]
             out[m][r] = features_frame([cases[k] for k in idx], arr[idx], sequences)
     return out
+
+
+def extract_for_model(table: pd.DataFrame, model: str, prep: Mapping[str, Any],
+                      weights: Mapping[str, Any] | str | None, cache_dir: str | Path, *,
+                      sequences: Sequence[str] = SEQUENCES, progress: bool = True) -> pd.DataFrame:
+    """Features of new patients for one stored model (``dlrc predict``).
+
+    ``prep``: the stored ``deep.*`` preprocessing settings; ``weights``: the stored weights
+    record (:func:`dlrc_lib.deep.models.weights_record`) or a ``deep.weights`` setting.
+    The weights found now must be the ones the model was fitted with (same identity),
+    otherwise the features would not match its coefficients: refused with the reason.
+    """
+    from ..config import DeepParams
+
+    record = dict(weights) if isinstance(weights, Mapping) else {"spec": weights or prep.get("weights", "auto")}
+    seed = int(record.get("seed", 0))
+    spec = "random" if record.get("source") == "random" else str(record.get("spec") or prep.get("weights", "auto"))
+    fields = {k: v for k, v in prep.items() if k in DeepParams.model_fields and k not in ("models", "weights")}
+    params = DeepParams(**fields, models=[model], weights=spec)
+    arch, _ = parse_model_name(model)
+    info = resolve_weights(arch, spec, seed)
+    stored = record.get("identity")
+    if stored and info.identity != stored:
+        raise DlrcError(f"model {model}: fitted with weights {stored}, but deep.weights={spec!r} gives "
+                        f"{info.identity} here; provide the same weights file")
+    log = ExtractionLog(weights={arch: info})
+    return extract_study(table, params, cache_dir, seed, models=[model], sequences=sequences,
+                         progress=progress, log=log)[model]
