@@ -12,6 +12,7 @@ Computations return DataFrames; plotting functions return plotnine objects.
 """
 from __future__ import annotations
 
+import copy
 from typing import Optional, Sequence
 
 import numpy as np
@@ -21,6 +22,7 @@ __all__ = [
     "pca_frame",
     "plot_pca",
     "batch_predictability",
+    "batch_association",
     "harmonisation_summary",
     "plot_funnel",
     "plot_lasso_cv",
@@ -28,6 +30,25 @@ __all__ = [
     "correlation_frame",
     "plot_correlation_heatmap",
 ]
+
+
+def _redrawable(g):
+    """Make a plotnine plot safe to render more than once.
+
+    plotnine 0.15 keeps facet state from one ``draw()`` to the next, so a faceted plot that
+    was saved (drawn) and is then displayed by Jupyter fails with an IndexError. Drawing a
+    deep copy each time avoids it.
+    """
+    import plotnine as p9
+
+    class _Plot(p9.ggplot):
+        def draw(self, *args, **kwargs):  # noqa: D401 - plotnine API
+            fresh = copy.deepcopy(self)
+            fresh.__class__ = p9.ggplot
+            return fresh.draw(*args, **kwargs)
+
+    g.__class__ = _Plot
+    return g
 
 
 def _indexed(study: pd.DataFrame) -> pd.DataFrame:
@@ -95,7 +116,7 @@ def plot_pca(frame: pd.DataFrame, color: str = "centre", title: Optional[str] = 
         + p9.theme_bw()
         + p9.theme(figure_size=(10, 4.5))
     )
-    return g
+    return _redrawable(g)
 
 
 # ------------------------------------------------------------ batch predictability
@@ -130,17 +151,46 @@ def batch_predictability(X: pd.DataFrame, groups: pd.Series, *, folds: int = 5, 
     return float(roc_auc_score(gv, prob, multi_class="ovr", average="macro", labels=classes))
 
 
+def batch_association(X: pd.DataFrame, groups: pd.Series, alpha: float = 0.05) -> float:
+    """Share of features whose distribution differs between groups: Kruskal–Wallis
+    p < ``alpha`` (R ``kruskal.test(x ~ group)``), groups with one patient left out."""
+    from scipy.stats import kruskal
+
+    g = pd.Series(groups).astype(str).reindex(X.index.astype(str))
+    counts = g.value_counts()
+    levels = sorted(counts.index[counts >= 2])
+    if len(levels) < 2 or X.shape[1] == 0:
+        return float("nan")
+    V = X.to_numpy(dtype=float)
+    samples = [V[(g == lv).to_numpy()] for lv in levels]
+    with np.errstate(all="ignore"):
+        p = np.asarray(kruskal(*samples, axis=0).pvalue, dtype=float)
+    p = p[np.isfinite(p)]
+    return float(np.mean(p < alpha)) if p.size else float("nan")
+
+
 def harmonisation_summary(before: pd.DataFrame, after: pd.DataFrame, study: pd.DataFrame, *,
                           by: Sequence[str] = ("centre", "scanner"), seed: int = 0) -> pd.DataFrame:
-    """Cross-validated AUC of predicting each of ``by`` before and after harmonisation."""
+    """How much of each grouping in ``by`` the features reveal, before and after harmonisation.
+
+    ``auc_*``: cross-validated AUC of predicting the group (:func:`batch_predictability`);
+    ``share_assoc_*``: share of features associated with the group (Kruskal–Wallis p < 0.05,
+    :func:`batch_association`; about 0.05 when there is no association). In small samples the
+    CV AUC after ComBat can fall well below 0.5: ComBat equalises the group means using every
+    patient, so a held-out patient sits on the opposite side of its group's mean in the
+    training folds. The association share does not have this bias.
+    """
     study = _indexed(study)
     rows = []
+    after = after.loc[before.index]
     for col in by:
         g = study.loc[before.index.astype(str), col]
         rows.append({
             "predict": col, "n_groups": int(g.nunique()),
             "auc_before": batch_predictability(before, g, seed=seed),
-            "auc_after": batch_predictability(after.loc[before.index], g, seed=seed),
+            "auc_after": batch_predictability(after, g, seed=seed),
+            "share_assoc_before": batch_association(before, g),
+            "share_assoc_after": batch_association(after, g),
         })
     return pd.DataFrame(rows)
 
@@ -154,9 +204,10 @@ def plot_funnel(funnel: pd.DataFrame, title: str = "Feature selection funnel"):
     df["step"] = pd.Categorical(df["step"], list(df["step"])[::-1])
     df["label"] = df["n_features"].map(lambda v: f"{int(v):,}")
     df["plot_n"] = df["n_features"].clip(lower=0.8)
-    return (
+    return _redrawable(
         p9.ggplot(df, p9.aes("step", "plot_n"))
-        + p9.geom_col(fill="#3b6ea8", width=0.7)
+        + p9.geom_segment(p9.aes(x="step", xend="step", y=0.7, yend="plot_n"), color="#3b6ea8",
+                          size=9, lineend="butt")
         + p9.geom_text(p9.aes(label="label"), ha="left", nudge_y=0.05, size=9)
         + p9.scale_y_log10(expand=(0, 0, 0.25, 0))
         + p9.coord_flip()
@@ -171,7 +222,7 @@ def plot_lasso_cv(path: pd.DataFrame, lambda_min: float, lambda_1se: float):
     marked (the plot R ``plot(cv.glmnet)`` draws)."""
     import plotnine as p9
 
-    return (
+    return _redrawable(
         p9.ggplot(path, p9.aes("log_lambda", "cvm"))
         + p9.geom_errorbar(p9.aes(ymin="cvlo", ymax="cvup"), color="grey", width=0.0)
         + p9.geom_point(color="#c0392b", size=1.4)
@@ -192,9 +243,10 @@ def plot_feature_violins(Z: pd.DataFrame, y: pd.Series, ncol: int = 4,
 
     long = Z.assign(LNM=pd.Series(y, index=Z.index).map({0: "LNM(-)", 1: "LNM(+)"}).to_numpy()).melt(
         id_vars="LNM", var_name="feature", value_name="value")
+    long["LNM"] = pd.Categorical(long["LNM"], ["LNM(-)", "LNM(+)"])
     long["feature"] = pd.Categorical(long["feature"], list(Z.columns))
     n = Z.shape[1]
-    return (
+    return _redrawable(
         p9.ggplot(long, p9.aes("LNM", "value", fill="LNM"))
         + p9.geom_violin(alpha=0.6, trim=True)
         + p9.geom_boxplot(width=0.15, outlier_size=0.5, fill="white")
@@ -225,7 +277,7 @@ def plot_correlation_heatmap(X: pd.DataFrame, method: str = "spearman",
     long["feature_y"] = pd.Categorical(long["feature_y"], order[::-1])
     long["label"] = long["r"].map(lambda v: f"{v:.2f}")
     n = len(order)
-    return (
+    return _redrawable(
         p9.ggplot(long, p9.aes("feature_x", "feature_y", fill="r"))
         + p9.geom_tile(color="white")
         + p9.geom_text(p9.aes(label="label"), size=7)

@@ -188,6 +188,7 @@ def document_from_run(art: Artifacts, *, best_model: str, fit: Any, nomogram: An
         best_model_rule=params.get("deep_best_model_rule", "train_auc"),
         harmonisation={"mode": params.get("harmonisation_mode", "all"), "batch": batch_col,
                        "parametric": params.get("harmonisation_parametric", True),
+                       "small_batch": params.get("harmonisation_small_batch", "error"),
                        "scanner_policy": params.get("dlrc_scanner_policy", "refuse")},
         dlrc=fit.model.to_dict(), clinical=fit.clinical, cutoffs=cutoffs,
         nomogram=nomogram.to_dict(), training_batches=cohort_batches,

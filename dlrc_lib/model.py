@@ -612,3 +612,16 @@ def nomogram_for(fit: DlrcFit, scores: pd.DataFrame):
 
     train = fit.design.loc[scores.index[scores["cohort"] == "train"], fit.model.terms_]
     return Nomogram.from_model(fit.model.coef_, train)
+
+
+PAPER_BEST_DL = "ResNet152_2D"
+
+
+def best_model_note(best_dl: str) -> str | None:
+    """A note for the report when the chosen DL model is not the paper's (its Table 2 and
+    Table 4 values are then recorded under its own name, with no published counterpart)."""
+    if best_dl == PAPER_BEST_DL:
+        return None
+    return (f"The best deep-learning model of this run is {best_dl}, not the paper's {PAPER_BEST_DL}: "
+            f"its Table 2 rows and Table 4 comparisons are recorded as table2.<cohort>.{best_dl}.* and "
+            f"table4.*_{best_dl}.*, which the paper does not report.")

@@ -289,6 +289,15 @@ def extract_case(image: str, mask: str, settings_text: str) -> dict:
             "seconds": time.perf_counter() - t0}
 
 
+def _display_path(path: str) -> str:
+    """A path as shown in tables: relative to the working directory when inside it."""
+    try:
+        p = Path(path).resolve()
+        return str(p.relative_to(Path.cwd().resolve()))
+    except (ValueError, OSError):
+        return str(path)
+
+
 # ----------------------------------------------------------------------------- cases
 def study_cases(study: pd.DataFrame, sequences: Sequence[str],
                 masks: Sequence[str] = ("reader1",)) -> pd.DataFrame:
@@ -384,8 +393,12 @@ def _n_workers(n_jobs: int) -> int:
 
 
 def _worker_init() -> None:
+    """Worker processes: quiet PyRadiomics, and one thread per process (the pool already
+    uses every core; ITK's own threads would only compete with the other workers)."""
+    import SimpleITK as sitk
+
     _quiet_pyradiomics()
-    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(1)
 
 
 def _run_local(jobs: list[tuple[str, str, str]], n_workers: int,
@@ -529,8 +542,14 @@ def extract_radiomics(
         pid = cases.at[i, "patient_id"]
         patients_left[pid] = patients_left.get(pid, 0) + 1
     if progress and jobs_idx:
-        from tqdm.auto import tqdm
+        if os.environ.get("DLRC_HEADLESS", "").strip().lower() in ("1", "true", "yes"):
+            from functools import partial
 
+            from tqdm import tqdm as _tqdm  # plain text in executed notebooks, updated sparingly
+
+            tqdm = partial(_tqdm, mininterval=5.0)
+        else:
+            from tqdm.auto import tqdm
         bar = tqdm(total=len(patients_left), unit="patient", desc="radiomics", smoothing=0.1,
                    bar_format="{l_bar}{bar}| {n_fmt}/{total_fmt} patients [{elapsed}<{remaining}, {rate_fmt}{postfix}]")
 
@@ -598,7 +617,7 @@ def extract_radiomics(
     fail_rows = [
         {"patient_id": cases.at[i, "patient_id"], "sequence": cases.at[i, "sequence"],
          "mask": cases.at[i, "mask"],
-         "file": failed_file.get(i, cases.at[i, "image"]),
+         "file": _display_path(failed_file.get(i, cases.at[i, "image"])),
          "reason": failed_reason[i]}
         for i in sorted(failed_reason, key=lambda t: (rank[cases.at[t, "patient_id"]], t))
     ]

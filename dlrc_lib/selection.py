@@ -198,8 +198,9 @@ def _fit_path(X: np.ndarray, y: np.ndarray, lambdas: np.ndarray, tol: float, max
             xbar = (w @ Z) / sw
             rw = np.sqrt(w)
             Xw = np.asfortranarray(rw[:, None] * (Z - xbar))
+            yw = rw * (z - zbar)
             with sklearn.config_context(skip_parameter_validation=True):
-                _, coefs, _ = enet_path(Xw, rw * (z - zbar), l1_ratio=1.0, alphas=[lam],
+                _, coefs, _ = enet_path(Xw, yw, l1_ratio=1.0, alphas=[lam], precompute=False,
                                         coef_init=beta.copy(), check_input=False, tol=1e-12,
                                         max_iter=max_iter)
             new_beta = coefs[:, 0]

@@ -166,3 +166,8 @@ def test_roc_plot_draws(fitted):
     assert len(fig.axes) >= 3
     import matplotlib.pyplot as plt
     plt.close(fig)
+
+
+def test_best_model_note():
+    assert M.best_model_note("ResNet152_2D") is None
+    assert "table2.<cohort>.ResNet50_2D" in M.best_model_note("ResNet50_2D")

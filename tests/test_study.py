@@ -73,6 +73,10 @@ def test_every_problem_reported_at_once(study):
     mpath = base / df.at[row[pid[3]], "mask_T2FS"]
     small = sitk.Image([10, 10, 3], sitk.sitkUInt8)
     sitk.WriteImage(small, str(mpath))
+    mpath = base / df.at[row[pid[12]], "mask_DWI"]
+    m = sitk.ReadImage(str(mpath))
+    m.SetDirection((0.0, 1.0, 0.0, 1.0, 0.0, 0.0, 0.0, 0.0, 1.0))
+    sitk.WriteImage(m, str(mpath))
     # 4 empty mask, 5 wrong labels
     mpath = base / df.at[row[pid[4]], "mask_DWI"]
     m = sitk.ReadImage(str(mpath))
@@ -96,6 +100,7 @@ def test_every_problem_reported_at_once(study):
         (pid[2], "mask_CET1", "mask spacing"),
         (pid[2], "mask_CET1", "mask origin"),
         (pid[3], "mask_T2FS", "mask size (10,10,3) != image size"),
+        (pid[12], "mask_DWI", "mask direction (0,1,0,1,0,0,0,0,1) != image direction"),
         (pid[4], "mask_DWI", "empty mask"),
         (pid[5], "mask_CET1", "labels other than 0/1: 2"),
         (pid[6], "patient_id", "duplicate patient ID (2 rows)"),
@@ -245,3 +250,15 @@ def test_views(study):
     assert len(fig.axes) == 9
     pc = published_counts(df)
     assert sum(pc[f"table1.n.{k}"][0] + pc[f"table1.n.{k}"][1] for k in ("train", "internal", "external")) == len(df)
+
+
+def test_small_centre_is_an_error_when_it_is_the_harmonisation_batch(study):
+    df = pd.read_csv(study, dtype=str, keep_default_na=False)
+    df.at[0, "centre"] = "F"
+    df.to_csv(study, index=False)
+    by_scanner = [str(p) for p in validate_manifest(study, _params(), check_images=False)]
+    assert by_scanner == ["warning: centre: centre F has 1 patient(s), fewer than min_batch_size=2: too small to harmonise"]
+    p = _params()
+    p.harmonisation.batch = "centre"
+    by_centre = [str(x) for x in validate_manifest(study, p, check_images=False)]
+    assert any(x.startswith("error: centre: centre F has 1 patient(s)") for x in by_centre)
