@@ -24,7 +24,7 @@ import pandas as pd
 import torch
 
 from ..errors import DlrcError
-from .networks import (MODEL_NAMES, N_FEATURES, DEPTH_KERNEL, Extractor, WeightsInfo, build_extractor,
+from .networks import (N_FEATURES, DEPTH_KERNEL, Extractor, WeightsInfo, build_extractor,
                        parse_model_name, resolve_weights)
 from .preprocess import PREPROCESS_VERSION, crop_2d, crop_3d, read_case, to_network_input
 from .store import VectorStore
