@@ -372,3 +372,29 @@ def test_extract_for_model_uses_the_stored_weights(tmp_path):
     wrong = dict(record, source="file", spec="random", identity="file:" + "0" * 64)
     with pytest.raises(DlrcError, match="fitted with weights file:0+"):
         dx.extract_for_model(study, "ResNet50_2D", prep, wrong, tmp_path / "cache2", progress=False)
+
+
+def test_interrupted_extraction_resumes(tmp_path, monkeypatch):
+    study = make_study(tmp_path / "study", n=3, icc=0)
+    params = tiny_params(models=["ResNet50_2D"], batch_size=4)
+    calls = {"n": 0}
+    orig = dn.Extractor.features
+
+    def flaky(self, batch):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise KeyboardInterrupt
+        return orig(self, batch)
+
+    monkeypatch.setattr(dn.Extractor, "features", flaky)
+    with pytest.raises(KeyboardInterrupt):
+        dx.extract_study(study, params, tmp_path / "cache", 2, progress=False)
+    monkeypatch.undo()
+    monkeypatch.setenv("DLRC_OFFLINE", "1")
+    log = dx.ExtractionLog()
+    resumed = dx.extract_study(study, params, tmp_path / "cache", 2, progress=False, log=log)
+    assert log.computed == {"ResNet50_2D": 5} and log.cached == {"ResNet50_2D": 4}
+    fresh = dx.extract_study(study, params, tmp_path / "fresh", 2, progress=False)
+    np.testing.assert_allclose(resumed["ResNet50_2D"].to_numpy(), fresh["ResNet50_2D"].to_numpy(), rtol=1e-5, atol=1e-5)
+    store = dx.store_for(tmp_path / "cache", "ResNet50_2D")
+    assert not list((store.dir / "shards").glob("*/*.parquet"))  # everything compacted into the part

@@ -24,9 +24,9 @@ import pandas as pd
 import torch
 
 from ..errors import DlrcError
-from .networks import (MODEL_NAMES, N_FEATURES, DEPTH_KERNEL, Extractor, WeightsInfo, build_extractor,
+from .networks import (N_FEATURES, DEPTH_KERNEL, Extractor, WeightsInfo, build_extractor,
                        parse_model_name, resolve_weights)
-from .preprocess import PREPROCESS_VERSION, prepare, to_network_input
+from .preprocess import PREPROCESS_VERSION, crop_2d, crop_3d, read_case, to_network_input
 from .store import VectorStore
 
 try:
@@ -129,16 +129,20 @@ def prefetch(fn: Callable[[Any], Any], items: Iterable[Any], workers: int = 1, l
 _END = object()
 
 
-def batch_tensor(cases: Sequence[Case], dim: str, deep_params, pin: bool = False) -> torch.Tensor:
-    """Preprocess cases into one ``(N, 3, ...)`` float32 tensor."""
-    arrays = [
-        to_network_input(prepare(c.image, c.mask, dim, input_size=deep_params.input_size,
-                                 shape_3d=tuple(deep_params.shape_3d), margin=deep_params.margin,
-                                 clip=tuple(deep_params.clip_percentiles), patient=c.patient_id).image)
-        for c in cases
-    ]
-    x = torch.from_numpy(np.stack(arrays))
-    return x.pin_memory() if pin else x
+def batch_tensors(cases: Sequence[Case], dims: Sequence[str], deep_params, pin: bool = False) -> dict[str, torch.Tensor]:
+    """Read each case once and preprocess it for every dimension in ``dims``:
+    ``{dim: (N, 3, ...) float32 tensor}``."""
+    arrays: dict[str, list[np.ndarray]] = {d: [] for d in dims}
+    for c in cases:
+        image, mask, spacing = read_case(c.image, c.mask, c.patient_id)
+        for d in dims:
+            crop = crop_2d(image, mask, spacing, deep_params.input_size, deep_params.margin,
+                           tuple(deep_params.clip_percentiles)) if d == "2D" else \
+                crop_3d(image, mask, spacing, tuple(deep_params.shape_3d), deep_params.margin,
+                        tuple(deep_params.clip_percentiles))
+            arrays[d].append(to_network_input(crop.image))
+    out = {d: torch.from_numpy(np.stack(a)) for d, a in arrays.items()}
+    return {d: x.pin_memory() for d, x in out.items()} if pin else out
 
 
 # ---------------------------------------------------------------------- extraction
@@ -150,7 +154,7 @@ class ExtractionLog:
     computed: dict[str, int] = field(default_factory=dict)
     cached: dict[str, int] = field(default_factory=dict)
     forward_s: dict[str, float] = field(default_factory=dict)
-    wall_s: dict[str, float] = field(default_factory=dict)  # per dimension
+    wall_s: dict[str, float] = field(default_factory=dict)  # seconds of extract_cases calls ("all")
     warnings: list[str] = field(default_factory=list)
 
     def summary(self) -> pd.DataFrame:
@@ -187,70 +191,80 @@ def extract_cases(cases: Sequence[Case], deep_params, cache_dir: str | Path, see
                 log.warnings.append(info.warning)
                 emit(info.warning)
 
-    out: dict[str, np.ndarray] = {}
+    t0 = time.perf_counter()
+    keys: dict[str, list[str]] = {}
+    stores = {m: store_for(cache_dir, m) for m in models}
     for dim in ("2D", "3D"):
-        dim_models = [m for m in models if parse_model_name(m)[1] == dim]
-        if not dim_models:
-            continue
-        t0 = time.perf_counter()
         settings_json = json.dumps(preprocessing_settings(deep_params, dim), sort_keys=True)
-        keys = {m: [case_key(c, settings_json, m, log.weights[parse_model_name(m)[0]]) for c in cases]
-                for m in dim_models}
-        stores = {m: store_for(cache_dir, m) for m in dim_models}
-        missing = {m: set(stores[m].missing(keys[m])) for m in dim_models}
-        todo = {m: [i for i, k in enumerate(keys[m]) if k in missing[m]] for m in dim_models}
-        need = sorted(set().union(*map(set, todo.values())))
-        for m in dim_models:
-            log.computed[m] = log.computed.get(m, 0) + len(set(todo[m]))
-            log.cached[m] = log.cached.get(m, 0) + len(cases) - len(set(todo[m]))
-        if need:
-            _run_models(cases, need, todo, keys, stores, dim, deep_params, seed, log,
-                        workers, progress, tqdm)
-            for m in dim_models:
-                if todo[m]:
-                    stores[m].compact()
-        for m in dim_models:
-            found, arr = stores[m].get_array(keys[m])
-            row = {k: i for i, k in enumerate(found)}  # identical inputs share one key
-            lost = [c for c, k in zip(cases, keys[m]) if k not in row]
-            if lost:
-                raise DlrcError(f"patient {lost[0].patient_id}, file {lost[0].image}: {m} features missing "
-                                f"from the cache after extraction")
-            out[m] = arr[[row[k] for k in keys[m]]] if len(cases) else arr
-        log.wall_s[dim] = log.wall_s.get(dim, 0.0) + time.perf_counter() - t0
-    return {m: out[m] for m in models}
+        for m in models:
+            if parse_model_name(m)[1] == dim:
+                keys[m] = [case_key(c, settings_json, m, log.weights[parse_model_name(m)[0]]) for c in cases]
+    todo: dict[str, list[int]] = {}
+    for m in models:
+        missing = set(stores[m].missing(keys[m]))
+        todo[m] = [i for i, k in enumerate(keys[m]) if k in missing]
+        log.computed[m] = log.computed.get(m, 0) + len(todo[m])
+        log.cached[m] = log.cached.get(m, 0) + len(cases) - len(todo[m])
+    if any(todo.values()):
+        _run_models(cases, todo, keys, stores, deep_params, seed, log, workers, progress, tqdm)
+    out: dict[str, np.ndarray] = {}
+    for m in models:
+        found, arr = stores[m].get_array(keys[m])
+        row = {k: i for i, k in enumerate(found)}  # identical inputs share one key
+        lost = [c for c, k in zip(cases, keys[m]) if k not in row]
+        if lost:
+            raise DlrcError(f"patient {lost[0].patient_id}, file {lost[0].image}: {m} features missing "
+                            f"from the cache after extraction")
+        out[m] = arr[[row[k] for k in keys[m]]] if len(cases) else arr
+    log.wall_s["all"] = log.wall_s.get("all", 0.0) + time.perf_counter() - t0
+    return out
 
 
-def _run_models(cases, need, todo, keys, stores, dim, deep_params, seed, log, workers, progress, tqdm):
+def _run_models(cases, todo, keys, stores, deep_params, seed, log, workers, progress, tqdm):
+    """One pass over the cases still missing somewhere: each batch is read once, cropped
+    for the dimensions that need it, and run through every model that lacks it."""
     extractors: dict[str, Extractor] = {
         m: build_extractor(m, log.weights[parse_model_name(m)[0]], seed, deep_params.device)
         for m in todo if todo[m]
     }
     pin = any(e.device.type == "cuda" for e in extractors.values())
     todo_sets = {m: set(v) for m, v in todo.items()}
+    need = sorted(set().union(*todo_sets.values()))
     bs = int(deep_params.batch_size)
     batches = [need[i:i + bs] for i in range(0, len(need), bs)]
+    written: dict[str, tuple[list[str], list[np.ndarray], list[dict]]] = {m: ([], [], []) for m in extractors}
 
-    def load(idx: list[int]) -> tuple[list[int], torch.Tensor]:
-        return idx, batch_tensor([cases[i] for i in idx], dim, deep_params, pin)
+    def load(idx: list[int]) -> tuple[list[int], dict[str, torch.Tensor]]:
+        dims = {d for m in extractors if todo_sets[m] & set(idx) for d in (parse_model_name(m)[1],)}
+        return idx, batch_tensors([cases[i] for i in idx], sorted(dims), deep_params, pin)
 
     total = sum(len(v) for v in todo.values())
-    with tqdm(total=total, desc=f"deep features {dim}", unit="img", disable=not progress) as bar:
-        for idx, x in prefetch(load, batches, workers=workers):
-            for m, ext in extractors.items():
-                sel = [j for j, i in enumerate(idx) if i in todo_sets[m]]
-                if not sel:
-                    continue
-                xb = x if len(sel) == len(idx) else x[sel]
-                t = time.perf_counter()
-                feats = ext.features(xb).numpy()
-                log.forward_s[m] = log.forward_s.get(m, 0.0) + time.perf_counter() - t
-                for j, f in zip(sel, feats):
-                    c = cases[idx[j]]
-                    stores[m].put_vector(keys[m][idx[j]], f, {"patient_id": c.patient_id, "sequence": c.sequence,
-                                                                "rater": c.rater, "model": m})
-                bar.set_postfix_str(m, refresh=False)
-                bar.update(len(sel))
+    try:
+        with tqdm(total=total, desc="deep features", unit="img", disable=not progress) as bar:
+            for idx, xs in prefetch(load, batches, workers=workers):
+                for m, ext in extractors.items():
+                    sel = [j for j, i in enumerate(idx) if i in todo_sets[m]]
+                    if not sel:
+                        continue
+                    x = xs[ext.dim]
+                    xb = x if len(sel) == len(idx) else x[sel]
+                    t = time.perf_counter()
+                    feats = ext.features(xb).numpy()
+                    log.forward_s[m] = log.forward_s.get(m, 0.0) + time.perf_counter() - t
+                    for j, f in zip(sel, feats):
+                        c = cases[idx[j]]
+                        meta = {"patient_id": c.patient_id, "sequence": c.sequence, "rater": c.rater, "model": m}
+                        key = keys[m][idx[j]]
+                        stores[m].put_vector(key, f, meta)
+                        written[m][0].append(key)
+                        written[m][1].append(f)
+                        written[m][2].append(meta)
+                    bar.set_postfix_str(m, refresh=False)
+                    bar.update(len(sel))
+    finally:  # what was computed goes into the compacted part, also after an interruption
+        for m, (ks, vs, ms) in written.items():
+            if ks:
+                stores[m].absorb(ks, np.stack(vs), ms)
 
 
 def features_frame(cases: Sequence[Case], arr: np.ndarray, sequences: Sequence[str] = SEQUENCES) -> pd.DataFrame:
