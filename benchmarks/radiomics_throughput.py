@@ -54,7 +54,15 @@ def bench_study(params_file: Path, n_cases: int, sequences: list[str]):
     return study, cases[:n_cases], params
 
 
-def run_cli(cases, settings: Path, jobs: int, workdir: Path) -> float:
+def _cpu() -> float:
+    """CPU seconds used so far by this process and its (finished) child processes."""
+    import resource
+
+    a, b = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return a.ru_utime + a.ru_stime + b.ru_utime + b.ru_stime
+
+
+def run_cli(cases, settings: Path, jobs: int, workdir: Path) -> tuple[float, float]:
     csv = workdir / "cli_cases.csv"
     with open(csv, "w") as fh:
         fh.write("Image,Mask\n")
@@ -65,13 +73,13 @@ def run_cli(cases, settings: Path, jobs: int, workdir: Path) -> float:
     exe = Path(sys.executable).with_name("pyradiomics")
     cmd = [str(exe), str(csv), "--param", str(settings), "--jobs", str(jobs), "-o", str(out), "-f", "csv",
            "--verbosity", "1"]
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), _cpu()
     subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    dt = time.perf_counter() - t0
+    dt, cpu = time.perf_counter() - t0, _cpu() - c0
     n_rows = sum(1 for _ in open(out)) - 1
     if n_rows != len(cases):
         print(f"warning: pyradiomics CLI wrote {n_rows} rows for {len(cases)} cases", file=sys.stderr)
-    return dt
+    return dt, cpu
 
 
 def run_dlrc(study, cases, settings: Path, jobs: int, cache: Path):
@@ -88,11 +96,11 @@ def run_dlrc(study, cases, settings: Path, jobs: int, cache: Path):
             if (pid, seq) not in keep:
                 st.loc[i, f"mask_{seq}"] = None
     st = st[st["patient_id"].isin({p for p, _ in keep})]
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), _cpu()
     res = extract_radiomics(st, settings, cache, sequences=seqs, n_jobs=jobs, progress=False)
-    dt = time.perf_counter() - t0
+    dt, cpu = time.perf_counter() - t0, _cpu() - c0
     done = res.cases[res.cases["status"] == "computed"]
-    return dt, res, done
+    return dt, cpu, res, done
 
 
 def main(argv=None) -> int:
@@ -114,24 +122,29 @@ def main(argv=None) -> int:
           f"(volume {tuple(params.study.volume_shape)}), settings {settings.name}, --jobs {args.jobs}, "
           f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f}")
 
-    t_cli, t_ours, per_case, t_cached = [], [], [], []
+    t_cli, t_ours, per_case, per_case_cpu, t_cached, cpu_cli, cpu_ours = [], [], [], [], [], [], []
     work = Path(tempfile.mkdtemp(prefix="dlrc_bench_"))
     try:
         for r in range(args.repeats):
             cache = work / f"cache{r}"
-            dt, res, done = run_dlrc(study, cases, settings, args.jobs, cache)
+            dt, cpu, res, done = run_dlrc(study, cases, settings, args.jobs, cache)
             chosen = res.failures[[(p, q) in {(c[0], c[1]) for c in cases}
                                    for p, q in zip(res.failures["patient_id"], res.failures["sequence"])]]
             if len(chosen):
                 print(chosen.to_string(), file=sys.stderr)
             t_ours.append(dt)
+            cpu_ours.append(cpu)
             per_case += list(done["seconds"])
+            per_case_cpu += list(done["cpu_seconds"])
             t0 = time.perf_counter()
             run_dlrc(study, cases, settings, args.jobs, cache)
             t_cached.append(time.perf_counter() - t0)
-            t_cli.append(run_cli(cases, settings, args.jobs, work))
-            print(f"  repeat {r + 1}: dlrc {t_ours[-1]:.1f} s, pyradiomics CLI {t_cli[-1]:.1f} s, "
-                  f"cached re-run {t_cached[-1]:.2f} s (load {os.getloadavg()[0]:.2f})")
+            dt, cpu = run_cli(cases, settings, args.jobs, work)
+            t_cli.append(dt)
+            cpu_cli.append(cpu)
+            print(f"  repeat {r + 1}: dlrc {t_ours[-1]:.1f} s ({cpu_ours[-1]:.1f} CPU s), pyradiomics CLI "
+                  f"{t_cli[-1]:.1f} s ({cpu_cli[-1]:.1f} CPU s), cached re-run {t_cached[-1]:.2f} s "
+                  f"(load {os.getloadavg()[0]:.2f})", flush=True)
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
@@ -142,18 +155,25 @@ def main(argv=None) -> int:
         "cases": n, "jobs": args.jobs, "settings": settings.name, "volume_shape": list(params.study.volume_shape),
         "dlrc_wall_s": round(ours, 2), "pyradiomics_cli_wall_s": round(cli, 2),
         "ratio_cli_over_dlrc": round(cli / ours, 3),
+        "dlrc_cpu_s": round(statistics.median(cpu_ours), 2), "pyradiomics_cli_cpu_s": round(statistics.median(cpu_cli), 2),
+        "cpu_ratio_cli_over_dlrc": round(statistics.median(cpu_cli) / statistics.median(cpu_ours), 3),
+        "per_case_cpu_s_mean": round(statistics.mean(per_case_cpu), 3),
         "per_case_s_mean": round(case_mean, 3), "per_case_s_median": round(statistics.median(per_case), 3),
         "dlrc_wall_per_case_s": round(ours / n, 3),
         "cached_rerun_s": round(statistics.median(t_cached), 3),
         "paper_scale_cases": PAPER_CASES,
         "paper_scale_cold_estimate_min": round(PAPER_CASES * ours / n / 60, 1),
+        "paper_scale_cold_estimate_idle_min": round(
+            PAPER_CASES * statistics.median(cpu_ours) / n / min(args.jobs, os.cpu_count() or 1) / 60, 1),
         "machine": f"{platform.node()} {os.cpu_count()} CPUs",
         "python": platform.python_version(),
     }
     print(json.dumps(result, indent=2))
     print(f"throughput ratio (pyradiomics CLI time / dlrc time): {result['ratio_cli_over_dlrc']:.2f} "
-          f"(target >= 1.0); per case {case_mean:.2f} s in one worker; paper scale "
-          f"({PAPER_CASES} cases, --jobs {args.jobs}): about {result['paper_scale_cold_estimate_min']:.0f} min cold")
+          f"(target >= 1.0; CPU-time ratio {result['cpu_ratio_cli_over_dlrc']:.2f}); per case {case_mean:.2f} s "
+          f"wall, {result['per_case_cpu_s_mean']:.2f} s CPU in one worker; paper scale ({PAPER_CASES} cases, "
+          f"--jobs {args.jobs}): about {result['paper_scale_cold_estimate_min']:.0f} min cold at this load, "
+          f"{result['paper_scale_cold_estimate_idle_min']:.0f} min on idle cores")
     if args.out:
         Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
     return 0

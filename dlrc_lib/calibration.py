@@ -251,6 +251,7 @@ class OptimismCalibration:
     B: int
     n_failed: int
     max_abs_diff_to_predictions: float = float("nan")  # refit vs prob_dlrc on training
+    separated: bool = False  # the training fit itself separates the classes (probabilities 0/1)
     errors: dict[str, dict[str, float]] = field(default_factory=dict)  # apparent / corrected
 
     def summary(self) -> pd.DataFrame:
@@ -291,9 +292,14 @@ def optimism_calibration(predictions: pd.DataFrame, terms: Iterable[str] | None 
         bad = part.index[~np.isfinite(X).all(axis=1)]
         raise DlrcError(f"predictions: missing DLRC term value for patient(s) {', '.join(map(str, bad[:5]))}")
     y = part["lnm"].to_numpy(dtype=int)
-    beta = refit_logistic(X, y)
-    if beta is None:
-        raise DlrcError(f"DLRC logistic refit on cohort {cohort} did not converge (separation?)")
+    fit = _stats().logistic_glm(X, y)
+    if np.isnan(fit.coef).any():
+        raise DlrcError(f"DLRC terms {', '.join(terms)} are linearly dependent on cohort {cohort}; "
+                        "the logistic model cannot be refitted")
+    # R glm returns a (quasi-)separated fit with a warning rather than failing; so does the
+    # DLRC model of notebook 05. The apparent curve then uses that fit and says so.
+    beta = fit.coef
+    separated = bool(fit.boundary_fitted or not fit.converged)
     X1 = np.column_stack([np.ones(len(y)), X])
     p_app = expit(X1 @ beta)
     ps = np.sort(p_app)
@@ -337,7 +343,7 @@ def optimism_calibration(predictions: pd.DataFrame, terms: Iterable[str] | None 
     return OptimismCalibration(
         terms=terms, coefficients=dict(zip(["(Intercept)", *terms], map(float, beta))), curve=curve,
         auc_apparent=auc_app, auc_optimism=a_opt, auc_corrected=auc_app - a_opt, B=B, n_failed=failed,
-        max_abs_diff_to_predictions=diff,
+        max_abs_diff_to_predictions=diff, separated=separated,
         errors={"apparent": _error_summary(p_app, predy, cal_orig),
                 "corrected": _error_summary(p_app, predy, cal_corr)},
     )

@@ -141,10 +141,13 @@ class DeepParams(Section):
 class DlrcParams(Section):
     """The fused deep-learning + radiomics + clinical model."""
 
-    clinical_p: float = Field(0.05, gt=0, le=1)  # univariate screening threshold
-    # The paper excluded clinical FIGO stage: less accurate than pathological staging.
-    exclude_clinical: list[str] = Field(default_factory=lambda: ["figo_stage"])
-    scanner_policy: Literal["refuse", "harmonise"] = "refuse"  # unseen scanners in predict
+    clinical_p: float = Field(0.05, gt=0, le=1)  # univariate screening threshold (Table 1 tests, training)
+    # The paper excluded clinical FIGO stage although significant: clinical staging is less
+    # accurate than the pathological staging it stands for.
+    exclude_clinical: list[str] = Field(default_factory=lambda: ["figo_stage"])  # never candidates
+    # `dlrc predict` with a scanner the model never saw: refuse (with the scanner and patients
+    # named) or harmonise (ComBat estimates from the new patients' own images, >= 2 per scanner).
+    scanner_policy: Literal["refuse", "harmonise"] = "refuse"  # default of --scanner-policy
 
 
 class CalibrationParams(Section):

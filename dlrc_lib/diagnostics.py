@@ -120,14 +120,17 @@ def plot_pca(frame: pd.DataFrame, color: str = "centre", title: Optional[str] = 
 
 
 # ------------------------------------------------------------ batch predictability
-def batch_predictability(X: pd.DataFrame, groups: pd.Series, *, folds: int = 5, seed: int = 0) -> float:
+def batch_predictability(X: pd.DataFrame, groups: pd.Series, *, folds: int = 5, seed: int = 0,
+                         n_components: int = 20) -> float:
     """Cross-validated AUC of predicting the group (centre/scanner) from the features.
 
-    A multinomial L2 logistic regression on z-scored features (scaling fitted inside each
-    fold), stratified ``folds``-fold CV (fewer if a group is smaller), out-of-fold
-    probabilities; macro-averaged one-vs-rest AUC (two groups: the ordinary AUC).
-    0.5 = the features carry no trace of the group.
+    Inside each fold: z-scoring, the first ``n_components`` principal components, then a
+    multinomial logistic regression (L2, C = 1); stratified ``folds``-fold CV (fewer if a
+    group is smaller), out-of-fold probabilities, macro-averaged one-vs-rest AUC (two groups:
+    the ordinary AUC). 0.5 = the features carry no trace of the group. Groups with a single
+    patient are left out.
     """
+    from sklearn.decomposition import PCA
     from sklearn.linear_model import LogisticRegression
     from sklearn.metrics import roc_auc_score
     from sklearn.model_selection import StratifiedKFold, cross_val_predict
@@ -138,12 +141,16 @@ def batch_predictability(X: pd.DataFrame, groups: pd.Series, *, folds: int = 5, 
     counts = g.value_counts()
     use = g.isin(counts[counts >= 2].index).to_numpy()
     Xv = X.to_numpy(dtype=float)[use]
+    Xv = Xv[:, Xv.std(axis=0) > 0]
     gv = g.to_numpy()[use]
     classes = np.unique(gv)
-    if len(classes) < 2:
+    if len(classes) < 2 or Xv.shape[1] == 0:
         return float("nan")
     k = int(max(2, min(folds, pd.Series(gv).value_counts().min())))
-    model = make_pipeline(StandardScaler(), LogisticRegression(C=0.1, max_iter=2000))
+    n_train = len(gv) - int(np.ceil(len(gv) / k))
+    comps = int(max(1, min(n_components, Xv.shape[1], n_train - 1)))
+    model = make_pipeline(StandardScaler(), PCA(n_components=comps, svd_solver="full"),
+                          LogisticRegression(C=1.0, max_iter=5000))
     cv = StratifiedKFold(n_splits=k, shuffle=True, random_state=seed)
     prob = cross_val_predict(model, Xv, gv, cv=cv, method="predict_proba")
     if len(classes) == 2:

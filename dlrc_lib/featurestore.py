@@ -9,8 +9,11 @@ changing a setting or a file gives new keys, so stale entries are never returned
 
 Layout under ``<root>/<namespace>/``::
 
-    shards/<kk>/<key>.parquet      one row per case, written when the case finishes
-    parts/<schema>.parquet         compacted rows sharing one set of feature columns
+    shards/<kk>/<key>.parquet      one case, written when it finishes (long format: one
+                                   row per feature, columns ``feature`` and ``value``;
+                                   the key and metadata in the file's schema metadata)
+    parts/<schema>.parquet         compacted cases sharing one set of features (wide: one
+                                   row per case, one column per feature)
     .lock                          serialises compaction
 
 Writes are atomic: a file is written under a temporary name in the same folder and renamed
@@ -166,15 +169,42 @@ class FeatureStore:
     def put(self, key: str, features: Mapping[str, float], meta: Mapping[str, Any] | None = None) -> None:
         """Store one case atomically (one Parquet shard, temporary file + rename)."""
         _check_key(key)
-        names = list(features)
+        names = [str(n) for n in features]
         if KEY_COLUMN in names or META_COLUMN in names:
             raise ValueError(f"feature names {KEY_COLUMN!r} and {META_COLUMN!r} are reserved")
-        cols: dict[str, Any] = {KEY_COLUMN: pa.array([key], pa.string())}
-        for name in names:
-            value = features[name]
-            cols[name] = pa.array([np.nan if value is None else float(value)], pa.float64())
-        cols[META_COLUMN] = pa.array([json.dumps(dict(meta or {}), sort_keys=True, default=str)], pa.string())
-        _atomic_parquet(pa.table(cols), self._shard_path(key))
+        values = np.array([np.nan if features[n] is None else float(features[n]) for n in features], dtype=float)
+        table = pa.table({"feature": pa.array(names, pa.string()), "value": pa.array(values, pa.float64())})
+        table = table.replace_schema_metadata({
+            "dlrc.key": key,
+            "dlrc.meta": json.dumps(dict(meta or {}), sort_keys=True, default=str),
+        })
+        _atomic_parquet(table, self._shard_path(key))
+
+    @staticmethod
+    def _read_shard(path: Path) -> tuple[str, tuple[str, ...], np.ndarray, str]:
+        """(key, feature names, values, meta JSON) of one shard."""
+        t = pq.read_table(path)
+        md = t.schema.metadata or {}
+        key = md.get(b"dlrc.key", path.stem.encode()).decode()
+        meta = md.get(b"dlrc.meta", b"{}").decode()
+        names = tuple(t.column("feature").to_pylist())
+        values = t.column("value").to_numpy(zero_copy_only=False).astype(float, copy=False)
+        return key, names, values, meta
+
+    @staticmethod
+    def _frame_from_shards(shards: list[tuple[str, tuple[str, ...], np.ndarray, str]]) -> list[pd.DataFrame]:
+        """Wide frames (index key, feature columns, meta column), one per feature schema."""
+        groups: dict[tuple[str, ...], list[int]] = {}
+        for i, (_, names, _, _) in enumerate(shards):
+            groups.setdefault(names, []).append(i)
+        frames = []
+        for names, idx in groups.items():
+            mat = np.vstack([shards[i][2] for i in idx]) if idx else np.empty((0, len(names)))
+            df = pd.DataFrame(mat, columns=list(names),
+                              index=pd.Index([shards[i][0] for i in idx], name=KEY_COLUMN))
+            df[META_COLUMN] = [shards[i][3] for i in idx]
+            frames.append(df)
+        return frames
 
     # ------------------------------------------------------------------ read
     def _read_part(self, path: Path) -> pd.DataFrame:
@@ -216,22 +246,23 @@ class FeatureStore:
 
     def _rows(self, keys: list[str]) -> pd.DataFrame:
         wanted = list(dict.fromkeys(keys))
-        frames: list[pd.DataFrame] = []
+        shards = []
         found: set[str] = set()
         for k in wanted:  # shards first: they are the newest
             path = self._shard_path(k)
             if path.exists():
                 try:
-                    frames.append(pq.read_table(path).to_pandas().set_index(KEY_COLUMN))
+                    shards.append(self._read_shard(path))
                     found.add(k)
                 except FileNotFoundError:  # compacted away meanwhile; found in parts below
                     pass
+        frames: list[pd.DataFrame] = self._frame_from_shards(shards)
         rest = [k for k in wanted if k not in found]
         if rest:
             rest_set = set(rest)
             for part in self._part_paths():
                 df = self._read_part(part)
-                hit = df.index.intersection(pd.Index(list(rest_set)))
+                hit = df.index.intersection(pd.Index(sorted(rest_set)))
                 if len(hit):
                     frames.append(df.loc[hit])
                     rest_set -= set(hit)
@@ -244,6 +275,8 @@ class FeatureStore:
         order = [k for k in wanted if k in df.index]
         df = df.loc[order]
         df.index.name = KEY_COLUMN
+        if META_COLUMN in df.columns:  # keep the metadata column last
+            df = df[[c for c in df.columns if c != META_COLUMN] + [META_COLUMN]]
         return df
 
     def get(self, keys: Iterable[str]) -> pd.DataFrame:
@@ -275,24 +308,24 @@ class FeatureStore:
             if not shards:
                 self._remove_stale_tmp()
                 return 0
-            by_schema: dict[str, list[pd.DataFrame]] = {}
+            read: list[tuple[str, tuple[str, ...], np.ndarray, str]] = []
             merged: list[Path] = []
             for shard in shards:
                 try:
-                    df = pq.read_table(shard).to_pandas().set_index(KEY_COLUMN)
+                    read.append(self._read_shard(shard))
                 except FileNotFoundError:
                     continue
-                except Exception:  # unreadable (should not happen with atomic writes): drop it
+                except Exception:  # unreadable (cannot happen with atomic writes): drop it
                     shard.unlink(missing_ok=True)
                     continue
-                feats = [c for c in df.columns if c != META_COLUMN]
-                by_schema.setdefault(_schema_id(feats), []).append(df)
                 merged.append(shard)
-            for sid, frames in sorted(by_schema.items()):
+            for new in sorted(self._frame_from_shards(read), key=lambda d: _schema_id(d.columns[:-1])):
+                sid = _schema_id(new.columns[:-1])
                 target = self.dir / "parts" / f"{sid}.parquet"
+                frames = [new]
                 if target.exists():
-                    frames = [pq.read_table(target).to_pandas().set_index(KEY_COLUMN)] + frames
-                df = pd.concat(frames, axis=0, sort=False)
+                    frames = [pq.read_table(target).to_pandas().set_index(KEY_COLUMN), new]
+                df = pd.concat(frames, axis=0, sort=False) if len(frames) > 1 else new
                 df = df[~df.index.duplicated(keep="last")].sort_index()
                 _atomic_parquet(pa.Table.from_pandas(df.reset_index(), preserve_index=False), target)
             for shard in merged:

@@ -18,6 +18,7 @@ paper did; :func:`roc_plot` draws Fig. 4.
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass
 from typing import Any, Iterable, Mapping, Sequence
 
@@ -275,7 +276,13 @@ class DlrcModel:
                             "no information on LNM in the training cohort")
         self.terms_ = [t for t in self.candidates_ if t in set(terms)]
         design = np.column_stack([np.ones(len(X)), X[self.terms_].to_numpy(float)])
-        res = sm.GLM(y, design, family=sm.families.Binomial()).fit(tol=1e-12, maxiter=100)
+        with warnings.catch_warnings():
+            # separation and non-convergence are recorded in warnings_ instead
+            warnings.simplefilter("ignore")
+            res = sm.GLM(y, design, family=sm.families.Binomial()).fit(tol=1e-12, maxiter=100)
+        fitted = np.asarray(res.fittedvalues, float)
+        if ((fitted < 1e-10) | (fitted > 1 - 1e-10)).any() and not any("separation" in w for w in self.warnings_):
+            self.warnings_.append("fitted probabilities numerically 0 or 1 occurred (separation)")
         names = ["(Intercept)"] + self.terms_
         self.coef_ = pd.Series(np.asarray(res.params, float), index=names)
         self.cov_ = pd.DataFrame(np.asarray(res.cov_params(), float), index=names, columns=names)
@@ -300,19 +307,20 @@ class DlrcModel:
         ``confint.default``, ``exp``)."""
         from scipy import stats as sps
 
-        se = np.sqrt(np.diag(self.cov_.to_numpy()))
-        beta = self.coef_.to_numpy()
-        z = beta / se
-        q = sps.norm.ppf(0.5 + level / 2)
-        lo, hi = beta - q * se, beta + q * se
-        p = 2 * sps.norm.sf(np.abs(z))
-        out = pd.DataFrame({
-            "term": self.coef_.index, "coef": beta, "se": se, "z": z, "p": p,
-            "p_shown": [format_p(v) for v in p],
-            "coef_lower": lo, "coef_upper": hi,
-            "OR": np.exp(beta), "OR_lower": np.exp(lo), "OR_upper": np.exp(hi),
-        })
-        out.loc[out["term"] == "(Intercept)", ["OR", "OR_lower", "OR_upper"]] = np.nan
+        with np.errstate(over="ignore"):  # a separating model's odds ratios are inf
+            se = np.sqrt(np.diag(self.cov_.to_numpy()))
+            beta = self.coef_.to_numpy()
+            z = beta / se
+            q = sps.norm.ppf(0.5 + level / 2)
+            lo, hi = beta - q * se, beta + q * se
+            p = 2 * sps.norm.sf(np.abs(z))
+            out = pd.DataFrame({
+                "term": self.coef_.index, "coef": beta, "se": se, "z": z, "p": p,
+                "p_shown": [format_p(v) for v in p],
+                "coef_lower": lo, "coef_upper": hi,
+                "OR": np.exp(beta), "OR_lower": np.exp(lo), "OR_upper": np.exp(hi),
+            })
+            out.loc[out["term"] == "(Intercept)", ["OR", "OR_lower", "OR_upper"]] = np.nan
         return out
 
     def to_dict(self) -> dict:
@@ -403,11 +411,14 @@ def _model_roles(best_dl: str) -> list[tuple[str, str]]:
 
 
 def performance_table(predictions: pd.DataFrame, cutoffs: Mapping[str, float], best_dl: str,
-                      sra: pd.Series | None = None) -> tuple[pd.DataFrame, dict]:
+                      sra: pd.Series | None = None,
+                      study: pd.DataFrame | None = None) -> tuple[pd.DataFrame, dict]:
     """Table 2: AUC (DeLong 95 % CI) and ACC/SEN/SPE/PPV/NPV at the training cut-off.
 
     Rows per cohort: radiomics, the best DL model, DLRC and (when ``sra`` is given: a 0/1
-    Series of the SRA rule's calls, index patient_id) SRA, which has no AUC. A patient is
+    Series of the SRA rule's calls, index patient_id) SRA, which has no AUC. SRA needs no
+    score, so with ``study`` (index patient_id; cohort, lnm) it is evaluated on every patient
+    of the cohort, as in the paper, not only those with both scores. A patient is
     positive when its probability is >= the cut-off. Returns the table and the
     ``table2.<cohort>.<model>.<metric>`` values for the reproduction page (AUC as
     [est, lo, hi], the rest in percent).
@@ -423,13 +434,18 @@ def performance_table(predictions: pd.DataFrame, cutoffs: Mapping[str, float], b
         for name, role in _model_roles(best_dl):
             prob = sub[PROB_COLUMNS[role]].to_numpy(float)
             entries.append((name, prob, prob >= cutoffs[role]))
+        sra_y = y
         if sra is not None:
-            calls = sra.reindex(sub.index)
+            ids = sub.index if study is None else study.index[study["cohort"] == cohort]
+            calls = sra.reindex(ids)
             if calls.isna().any():
                 raise DlrcError(f"SRA: no call for patient {calls.index[calls.isna()][0]}")
+            if study is not None:
+                sra_y = study.loc[ids, "lnm"].to_numpy(int)
             entries.append((SRA, None, calls.to_numpy(int).astype(bool)))
         for name, prob, called in entries:
-            row: dict[str, Any] = {"cohort": cohort, "model": name, "n": len(y)}
+            yy = sra_y if name == SRA else y
+            row: dict[str, Any] = {"cohort": cohort, "model": name, "n": len(yy)}
             if prob is not None and len(np.unique(y)) == 2:
                 auc = st.auc_ci(y, prob)
                 est = [float(_field(auc, "auc")), float(_field(auc, "lower")), float(_field(auc, "upper"))]
@@ -437,7 +453,7 @@ def performance_table(predictions: pd.DataFrame, cutoffs: Mapping[str, float], b
                 rep[f"table2.{cohort}.{name}.auc"] = [round(v, 3) for v in est]
             else:
                 row.update(auc=np.nan, auc_lower=np.nan, auc_upper=np.nan)
-            m = st.classification_metrics(y, called)
+            m = st.classification_metrics(yy, called)
             for k in ("tp", "fn", "tn", "fp"):
                 row[k.upper()] = int(_field(m, k))
             for k in ("acc", "sen", "spe", "ppv", "npv"):
@@ -471,13 +487,15 @@ def delong_table(predictions: pd.DataFrame, best_dl: str) -> tuple[pd.DataFrame,
             if sub.empty:
                 continue
             y = sub["lnm"].to_numpy(int)
-            z, p = float("nan"), float("nan")
+            z, p, why = float("nan"), float("nan"), "one LNM class only"
             if len(np.unique(y)) == 2:
                 res = st.delong_test(y, sub[PROB_COLUMNS[a]].to_numpy(float),
                                      sub[PROB_COLUMNS[b]].to_numpy(float))
                 z, p = _stat_p(res)
+                why = getattr(res, "undefined", None) or ("" if np.isfinite(p) else "undefined")
             row[f"{cohort}_z"] = z
             row[f"{cohort}_p"] = p
+            row[f"{cohort}_note"] = "" if np.isfinite(p) else why
             row[COHORT_LABELS[cohort]] = format_p(p)
             rep[f"table4.{pair}.{cohort}"] = format_p(p)
         rows.append(row)
@@ -500,7 +518,8 @@ def table4_display(table: pd.DataFrame) -> pd.DataFrame:
     cols = ["comparison"] + [COHORT_LABELS[c] for c in COHORTS if COHORT_LABELS[c] in table.columns]
     out = table[cols].copy()
     for c in cols[1:]:
-        out[c] = out[c].map(lambda v: "< 0.001" if v == "<0.001" else f"{v:.3f}")
+        out[c] = out[c].map(lambda v: "< 0.001" if v == "<0.001" else
+                            "undefined" if not np.isfinite(v) else f"{v:.3f}")
     return out.rename(columns={"comparison": "Model comparison"})
 
 

@@ -253,6 +253,15 @@ class Nomogram:
                     ax.plot([x, x], [y, y - 0.12], color="black", lw=1.0)
                     ax.text(x, y - 0.18, text, ha="center", va="top", fontsize=9)
                     last_below = x
+        risk = rows[-1]
+        if risk.ticks and risk.extent[1] - risk.extent[0] < 5:
+            # a model that separates its training cohort: the whole risk scale within a few points
+            lo_t, hi_t = risk.ticks[0], risk.ticks[-1]
+            ax.text(100, -float(len(rows) - 1) - 0.45,
+                    f"risk rises from {lo_t[2]} to {hi_t[2]} within "
+                    f"{(hi_t[1] - lo_t[1]) * self.total_axis_max / 100:.1f} total points "
+                    "(the model separates the training cohort)", ha="right", va="top", fontsize=8,
+                    style="italic")
         ax.set_xlim(-30, 104)
         ax.set_ylim(-len(rows) + 0.5, 0.7)
         ax.axis("off")

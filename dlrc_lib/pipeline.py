@@ -80,12 +80,17 @@ def _seq_of(name: str) -> str:
     return name.split("_", 1)[0] if "_" in name else ""
 
 
-def _screen_patients(features: pd.DataFrame, study: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+def _screen_patients(features: pd.DataFrame, study: pd.DataFrame,
+                     lost: Optional[pd.DataFrame] = None) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Patients kept for scoring, and the excluded ones with a reason each."""
     rows = []
-    absent = study.index.difference(features.index)
+    why: dict[str, str] = {}
+    if lost is not None and len(lost):
+        why = dict(zip(lost["patient_id"].astype(str), lost["reason"].astype(str)))
+    absent = [p for p in study.index if p not in features.index]
     for pid in absent:
-        rows.append((pid, study.at[pid, "cohort"], "no features (extraction failed or not run)"))
+        reason = f"no features: {why[pid]}" if pid in why else "no features (extraction failed or not run)"
+        rows.append((pid, study.at[pid, "cohort"], reason))
     present = features.loc[features.index.intersection(study.index, sort=False)]
     present = present.loc[[p for p in study.index if p in present.index]]
     vals = present.to_numpy(dtype=float)
@@ -108,7 +113,8 @@ def _screen_patients(features: pd.DataFrame, study: pd.DataFrame) -> tuple[pd.Da
 
 def fit_feature_score(features: pd.DataFrame, study: pd.DataFrame, *, keep: Optional[Sequence[str]] = None,
                       harmonisation, selection, seed: int = 0,
-                      keep_label: str = "ICC filter") -> FeatureScoreResult:
+                      keep_label: str = "ICC filter",
+                      lost: Optional[pd.DataFrame] = None) -> FeatureScoreResult:
     """Harmonise, select on the training cohort and score every patient.
 
     Parameters
@@ -119,6 +125,8 @@ def fit_feature_score(features: pd.DataFrame, study: pd.DataFrame, *, keep: Opti
         recorded as the first funnel step after the input.
     harmonisation, selection : ``HarmonisationParams`` and ``SelectionParams``.
     seed : seeds the LASSO cross-validation folds.
+    lost : optional table (patient_id, reason) of patients whose extraction failed, e.g.
+        ``RadiomicsResult.lost``; their reasons are carried into :attr:`~FeatureScoreResult.excluded`.
 
     Raises :class:`EmptySelectionError` (a ``DlrcError``) with the explanation when a
     selection step leaves no feature; its ``.result`` still carries the funnel.
@@ -141,7 +149,7 @@ def fit_feature_score(features: pd.DataFrame, study: pd.DataFrame, *, keep: Opti
         kept = [c for c in features.columns if c in set(keep)]
         features = features[kept]
         funnel.append({"step": keep_label, "n_features": len(kept), "rule": "kept features"})
-    data, excluded = _screen_patients(features, study)
+    data, excluded = _screen_patients(features, study, lost)
     # features missing for a remaining patient cannot be harmonised: drop them (counted)
     finite = np.isfinite(data.to_numpy(dtype=float)).all(axis=0)
     if not finite.all():
@@ -283,7 +291,16 @@ def selected_table(result: FeatureScoreResult, digits: int = 3) -> pd.DataFrame:
         "Feature": c["term"].to_numpy(),
         "Coefficient": c["coef"].round(digits).to_numpy(),
         "SE": c["se"].round(digits).to_numpy(),
-        "OR (95% CI)": [f"{o:.{digits}f} ({lo:.{digits}f}–{hi:.{digits}f})" if t != "(Intercept)" else ""
+        "OR (95% CI)": [f"{_num(o, digits)} ({_num(lo, digits)}–{_num(hi, digits)})" if t != "(Intercept)" else ""
                         for t, o, lo, hi in zip(c["term"], c["OR"], c["OR_lower"], c["OR_upper"])],
         "p": [p_text(p) for p in c["p"]],
     })
+
+
+def _num(v: float, digits: int) -> str:
+    """Fixed decimals for ordinary values, 3 significant digits for extreme ones (separation)."""
+    if not np.isfinite(v):
+        return "inf" if v > 0 else "-inf" if v < 0 else "NA"
+    if v != 0 and (abs(v) >= 1e4 or abs(v) < 10 ** -digits):
+        return f"{v:.3g}"
+    return f"{v:.{digits}f}"

@@ -226,7 +226,23 @@ def deep_params_of(doc: Mapping):
     from .config import DeepParams
 
     prep = {k: v for k, v in dict(doc["deep"]["preprocessing"]).items() if k in DeepParams.model_fields}
+    # the weights the model was fitted with, not the setting that led to them ("auto" may
+    # have fallen back to random weights, or may find ImageNet weights here that it did not there)
+    rec = doc["deep"].get("weights")
+    if isinstance(rec, Mapping):
+        source = rec.get("source")
+        if source in ("random", "imagenet"):
+            prep["weights"] = source
+        elif source == "file" and rec.get("path"):
+            prep["weights"] = rec["path"]
     return DeepParams.model_validate({**prep, "models": [doc["deep"]["model"]]})
+
+
+def _deep_seed(doc: Mapping) -> int:
+    rec = doc["deep"].get("weights")
+    if isinstance(rec, Mapping) and rec.get("seed") is not None:
+        return int(rec["seed"])
+    return int(doc.get("run", {}).get("seed", 0))
 
 
 def _weights_identity(info: Any) -> str | None:
@@ -244,7 +260,7 @@ def _extract_deep(doc: Mapping, table: pd.DataFrame, cache_dir: Path) -> pd.Data
 
     name = doc["deep"]["model"]
     log = ExtractionLog()
-    feats = extract_study(table, deep_params_of(doc), cache_dir, int(doc.get("run", {}).get("seed", 0)),
+    feats = extract_study(table, deep_params_of(doc), cache_dir, _deep_seed(doc),
                           models=[name], sequences=doc["sequences"], log=log)[name]
     stored = _weights_identity(doc["deep"].get("weights"))
     found = _weights_identity(log.weights.get(parse_model_name(name)[0]))

@@ -249,6 +249,7 @@ def extract_case(image: str, mask: str, settings_text: str) -> dict:
     ``{"ok": False, "reason": "..."}``; never raises for a bad case.
     """
     t0 = time.perf_counter()
+    c0 = time.process_time()
     try:
         from radiomics import featureextractor
 
@@ -286,7 +287,7 @@ def extract_case(image: str, mask: str, settings_text: str) -> dict:
         else:
             features[name] = float(value)
     return {"ok": True, "features": features, "diagnostics": diagnostics,
-            "seconds": time.perf_counter() - t0}
+            "seconds": time.perf_counter() - t0, "cpu_seconds": time.process_time() - c0}
 
 
 def _display_path(path: str) -> str:
@@ -343,7 +344,7 @@ class RadiomicsResult:
         patient_id, sequence, mask, file, reason: every case that could not be extracted.
     cases : DataFrame
         Every case with its cache key, status (``cached``, ``computed``, ``failed``) and
-        extraction seconds.
+        extraction time (``seconds`` wall clock, ``cpu_seconds`` of its worker).
     """
 
     features: pd.DataFrame
@@ -364,6 +365,19 @@ class RadiomicsResult:
         g = f.groupby("patient_id", sort=True).apply(
             lambda d: "; ".join(f"{s}: {r}" for s, r in zip(d["sequence"], d["reason"])), include_groups=False)
         return g.rename("reason").reset_index()
+
+    def loss_statement(self, mask: str = "reader1") -> str | None:
+        """One sentence on the patients without features and why (None when nobody was lost),
+        e.g. ``"5 of 54 patients have no radiomics features (reader1 masks): mask too small (5)"``."""
+        f = self.failures[self.failures["mask"] == mask]
+        if f.empty:
+            return None
+        n_all = self.cases.loc[self.cases["mask"] == mask, "patient_id"].nunique()
+        first = f.drop_duplicates("patient_id")  # one reason per patient: its first failed case
+        kinds = first["reason"].str.split(":", n=1).str[0].value_counts()
+        why = ", ".join(f"{k} ({v})" for k, v in kinds.items())
+        return (f"{first['patient_id'].nunique()} of {n_all} patients have no radiomics features "
+                f"({mask} masks): {why}")
 
     def summary(self) -> pd.DataFrame:
         """Counts per mask role: cases, cached, computed, failed; features per case."""
@@ -533,6 +547,7 @@ def extract_radiomics(
     status = ["cached" if (k is not None and k not in missing) else "failed" if k is None else "pending"
               for k in keys]
     seconds = [0.0] * len(keys)
+    cpu_seconds = [0.0] * len(keys)
     incomplete: dict[int, list[str]] = {}
 
     n_workers = 1
@@ -559,6 +574,7 @@ def extract_radiomics(
         nonlocal n_computed
         i = jobs_idx[j]
         seconds[i] = float(res.get("seconds", 0.0))
+        cpu_seconds[i] = float(res.get("cpu_seconds", 0.0))
         if res["ok"]:
             lost = missing_groups(res["features"].keys(), settings)
             if lost:
@@ -614,6 +630,7 @@ def extract_radiomics(
 
     cases["status"] = status
     cases["seconds"] = np.round(seconds, 3)
+    cases["cpu_seconds"] = np.round(cpu_seconds, 3)
     fail_rows = [
         {"patient_id": cases.at[i, "patient_id"], "sequence": cases.at[i, "sequence"],
          "mask": cases.at[i, "mask"],

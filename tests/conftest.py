@@ -10,6 +10,8 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 os.environ.setdefault("DLRC_HEADLESS", "1")
 os.environ.setdefault("MPLBACKEND", "Agg")
+# Nothing is downloaded inside the tests (ImageNet weights come from the local cache or not at all).
+os.environ["DLRC_OFFLINE"] = "1"
 
 
 @pytest.fixture

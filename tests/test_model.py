@@ -171,3 +171,39 @@ def test_roc_plot_draws(fitted):
 def test_best_model_note():
     assert M.best_model_note("ResNet152_2D") is None
     assert "table2.<cohort>.ResNet50_2D" in M.best_model_note("ResNet50_2D")
+
+
+def test_table4_undefined_when_auc_has_no_variance(fitted):
+    _, pred = fitted
+    perfect = pred.copy()
+    perfect["prob_dlrc"] = perfect["lnm"].astype(float)  # AUC 1 in every cohort
+    perfect["prob_radiomics"] = perfect["lnm"] * 0.9 + 0.05
+    table, rep = M.delong_table(perfect, "ResNet152_2D")
+    shown = M.table4_display(table)
+    assert shown.loc[0, "Training"] == "undefined"
+    assert table.loc[0, "train_note"] != ""
+    assert rep["table4.DLRC_vs_radiomics.train"] != rep["table4.DLRC_vs_radiomics.train"]  # NaN
+
+
+def test_separation_is_recorded_not_printed(recwarn):
+    X = pd.DataFrame({"Rad_score": [-3.0, -2, -1, -0.5, 0.5, 1, 2, 3], "DL_score": [0.1, -0.2, 0.3, 0, 0.2, -0.1, 0.4, 0]})
+    y = [0, 0, 0, 0, 1, 1, 1, 1]
+    m = M.DlrcModel(stepwise=False).fit(X, y)
+    assert any("separation" in w for w in m.warnings_)
+    assert not [w for w in recwarn if "separation" in str(w.message).lower()]
+    tab = m.coef_table()
+    assert np.isfinite(tab["coef"]).all()
+
+
+def test_sra_rows_cover_the_whole_cohort(fitted, study):
+    _, pred = fitted
+    cut = M.youden_cutoffs(pred)
+    sra = (study["lnsd_mm"] >= 10).astype(int)
+    fewer = pred.drop(index=pred.index[:10])  # patients without scores
+    table, rep = M.performance_table(fewer, cut, "ResNet152_2D", sra, study=study)
+    tr = table[table["cohort"] == "train"].set_index("model")
+    n_train = int((study["cohort"] == "train").sum())
+    assert tr.loc["SRA", "n"] == n_train and tr.loc["DLRC", "n"] < n_train
+    called = sra[study["cohort"] == "train"] == 1
+    y = study.loc[study["cohort"] == "train", "lnm"] == 1
+    assert tr.loc["SRA", "TP"] == int((called & y).sum())

@@ -118,3 +118,10 @@ def test_pretty():
     assert list(pretty(0, 100, 11)) == list(np.arange(0, 101, 10.0))
     t = pretty(-3.37, 1.62, 10)
     assert t[0] >= -3.37 and t[-1] <= 1.62 and np.allclose(np.diff(t), 0.5)
+
+
+def test_separating_model_is_said_on_the_drawing():
+    nom = Nomogram(coef={"(Intercept)": 0.0, "s": 3.0}, ranges={"s": (-200.0, 200.0)})
+    fig = nom.draw()
+    assert any("separates the training cohort" in t.get_text() for t in fig.axes[0].texts)
+    plt.close(fig)

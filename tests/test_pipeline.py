@@ -94,3 +94,17 @@ def test_empty_selection_raises_with_funnel():
         fit_feature_score(X, study, harmonisation=HarmonisationParams(mode="none"),
                           selection=SelectionParams(mw_p=1e-8), seed=3)
     assert exc.value.result.funnel["n_features"].iloc[-1] == 0
+
+
+def test_lost_reasons_are_carried():
+    study = make_study(200, seed=8)
+    X = make_features(study, n_noise=10, seed=9).drop(index=["P0003"])
+    lost = pd.DataFrame({"patient_id": ["P0003"], "reason": ["CET1: mask too small"]})
+    res = fit_feature_score(X, study, harmonisation=HarmonisationParams(mode="all"),
+                            selection=SelectionParams(), seed=3, lost=lost)
+    assert res.excluded.set_index("patient_id").loc["P0003", "reason"] == "no features: CET1: mask too small"
+    from dlrc_lib.pipeline import selected_table
+
+    t = selected_table(res)
+    assert list(t.columns) == ["Feature", "Coefficient", "SE", "OR (95% CI)", "p"]
+    assert t["Feature"].iloc[-1] == "(Intercept)"

@@ -220,3 +220,15 @@ def test_scoring_from_features_reproduces_the_fit(fitted):
     out_new = score_patients(doc, new, rad_new, dl_new, policy="harmonise")
     assert (out_new["scanner_status"] == "harmonised from own data").all()
     assert np.isfinite(out_new["prob_dlrc"]).all()
+
+
+def test_deep_weights_as_fitted(fitted):
+    *_, doc = fitted
+    from dlrc_lib.predict import _deep_seed, deep_params_of
+
+    d = json.loads(json.dumps(doc))
+    d["deep"]["preprocessing"] = {"weights": "auto"}
+    d["deep"]["weights"] = {"spec": "auto", "source": "random", "identity": "random:seed=5", "seed": 5}
+    assert deep_params_of(d).weights == "random" and _deep_seed(d) == 5
+    d["deep"]["weights"] = {"spec": "auto", "source": "file", "path": "/w/resnet.pth", "identity": "sha"}
+    assert deep_params_of(d).weights == "/w/resnet.pth"

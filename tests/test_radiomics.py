@@ -279,3 +279,14 @@ def test_resume_after_killing_a_run(study, extracted, tmp_path, sig):
     assert (status.loc[stored] == "cached").all()
     assert (status.drop(stored) == "computed").all()
     pd.testing.assert_frame_equal(resumed.features, extracted[1].features)
+
+
+def test_loss_statement_counts_patients_and_reasons(tmp_path, extracted):
+    _, res = extracted
+    assert res.loss_statement() is None
+    st = make_study(tmp_path / "s", n=2)
+    st.at[0, "image_CET1"] = str(tmp_path / "gone.nii.gz")
+    st.at[0, "image_DWI"] = str(tmp_path / "gone2.nii.gz")
+    out = rad.extract_radiomics(st, QUICK, tmp_path / "c", sequences=("CET1", "DWI"), n_jobs=1, progress=False)
+    assert out.loss_statement() == ("1 of 2 patients have no radiomics features (reader1 masks): "
+                                    "image file not found (1)")
