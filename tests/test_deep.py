@@ -398,3 +398,26 @@ def test_interrupted_extraction_resumes(tmp_path, monkeypatch):
     np.testing.assert_allclose(resumed["ResNet50_2D"].to_numpy(), fresh["ResNet50_2D"].to_numpy(), rtol=1e-5, atol=1e-5)
     store = dx.store_for(tmp_path / "cache", "ResNet50_2D")
     assert not list((store.dir / "shards").glob("*/*.parquet"))  # everything compacted into the part
+
+
+def test_prefetch_keeps_order_and_runs_ahead():
+    import threading
+    import time
+
+    started = []
+    lock = threading.Lock()
+
+    def work(i):
+        with lock:
+            started.append(i)
+        time.sleep(0.01)
+        return i * i
+
+    gen = dx.prefetch(work, range(10), workers=1, lookahead=2)
+    first = next(gen)
+    time.sleep(0.05)
+    with lock:
+        ahead = len(started)
+    assert first == 0 and ahead >= 2  # the next batches are prepared while the first is used
+    assert [first] + list(gen) == [i * i for i in range(10)]
+    assert list(dx.prefetch(work, range(4), workers=0)) == [0, 1, 4, 9]
