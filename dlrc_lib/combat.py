@@ -41,6 +41,7 @@ import numpy as np
 import pandas as pd
 
 from .errors import DlrcError
+from .study import by_patient
 
 __all__ = [
     "CombatEstimates",
@@ -371,7 +372,7 @@ def harmonise(features: pd.DataFrame, study: pd.DataFrame, params) -> Harmonisat
       are harmonised towards the training reference from their own unlabelled data;
     * ``none``: features returned unchanged.
     """
-    study = _indexed(study)
+    study = by_patient(study)
     missing = features.index.difference(study.index)
     if len(missing):
         raise DlrcError(f"harmonisation: patient(s) {', '.join(map(str, missing[:10]))} not in the study table")
@@ -398,10 +399,3 @@ def harmonise(features: pd.DataFrame, study: pd.DataFrame, params) -> Harmonisat
     return res
 
 
-def _indexed(study: pd.DataFrame) -> pd.DataFrame:
-    if "patient_id" in study.columns:
-        study = study.set_index("patient_id")
-    else:
-        study = study.copy()
-    study.index = study.index.astype(str)
-    return study

@@ -17,6 +17,7 @@ from typing import Optional, Sequence
 
 import numpy as np
 import pandas as pd
+from .study import by_patient
 
 __all__ = [
     "pca_frame",
@@ -51,13 +52,6 @@ def _redrawable(g):
     return g
 
 
-def _indexed(study: pd.DataFrame) -> pd.DataFrame:
-    if "patient_id" in study.columns:
-        study = study.set_index("patient_id")
-    else:
-        study = study.copy()
-    study.index = study.index.astype(str)
-    return study
 
 
 def _standardised(X: pd.DataFrame) -> np.ndarray:
@@ -77,7 +71,7 @@ def pca_frame(before: pd.DataFrame, after: pd.DataFrame, study: pd.DataFrame,
     """
     from sklearn.decomposition import PCA
 
-    study = _indexed(study)
+    study = by_patient(study)
     out = []
     for stage, X in (("Before ComBat", before), ("After ComBat", after)):
         Z = _standardised(X)
@@ -187,7 +181,7 @@ def harmonisation_summary(before: pd.DataFrame, after: pd.DataFrame, study: pd.D
     patient, so a held-out patient sits on the opposite side of its group's mean in the
     training folds. The association share does not have this bias.
     """
-    study = _indexed(study)
+    study = by_patient(study)
     rows = []
     after = after.loc[before.index]
     for col in by:

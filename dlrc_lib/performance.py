@@ -21,6 +21,7 @@ import numpy as np
 import pandas as pd
 
 from .errors import DlrcError
+from .study import by_patient
 
 __all__ = ["COHORTS", "COHORT_LABELS", "evaluate_score", "reproduce_values", "format_table"]
 
@@ -29,13 +30,6 @@ COHORT_LABELS = {"train": "Training", "internal": "Internal validation", "extern
 _METRICS = ("acc", "sen", "spe", "ppv", "npv")
 
 
-def _indexed(study: pd.DataFrame) -> pd.DataFrame:
-    if "patient_id" in study.columns:
-        study = study.set_index("patient_id")
-    else:
-        study = study.copy()
-    study.index = study.index.astype(str)
-    return study
 
 
 def _metric(m: Any, name: str) -> tuple[float, float, float]:
@@ -68,7 +62,7 @@ def evaluate_score(score: pd.Series, study: pd.DataFrame, cutoff_from: Union[str
     """
     from . import stats
 
-    study = _indexed(study)
+    study = by_patient(study)
     score = pd.Series(score).copy()
     score.index = score.index.astype(str)
     unknown = score.index.difference(study.index)

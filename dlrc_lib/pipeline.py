@@ -22,6 +22,7 @@ import pandas as pd
 from .combat import CombatEstimates, apply_combat, harmonise
 from .errors import DlrcError
 from .selection import SelectionResult, select_features, standardise
+from .study import by_patient
 
 __all__ = ["FeatureScoreResult", "EmptySelectionError", "fit_feature_score", "apply_feature_score",
            "score_frame", "selected_table", "STATE_VERSION"]
@@ -62,18 +63,11 @@ class FeatureScoreResult:
         feats = list(self.selection.coef.index)
         Z = standardise(self.harmonised, sel.mean[feats], sel.sd[feats])
         if cohort is not None and study is not None:
-            coh = _indexed(study).loc[Z.index, "cohort"]
+            coh = by_patient(study).loc[Z.index, "cohort"]
             Z = Z[coh.to_numpy() == cohort]
         return Z
 
 
-def _indexed(study: pd.DataFrame) -> pd.DataFrame:
-    if "patient_id" in study.columns:
-        study = study.set_index("patient_id")
-    else:
-        study = study.copy()
-    study.index = study.index.astype(str)
-    return study
 
 
 def _seq_of(name: str) -> str:
@@ -131,7 +125,7 @@ def fit_feature_score(features: pd.DataFrame, study: pd.DataFrame, *, keep: Opti
     Raises :class:`EmptySelectionError` (a ``DlrcError``) with the explanation when a
     selection step leaves no feature; its ``.result`` still carries the funnel.
     """
-    study = _indexed(study)
+    study = by_patient(study)
     features = features.copy()
     features.index = features.index.astype(str)
     unknown = features.index.difference(study.index)
@@ -268,7 +262,7 @@ def _subset(est: CombatEstimates, feats: list[str]) -> CombatEstimates:
 def score_frame(result: FeatureScoreResult, study: pd.DataFrame, name: str = "Rad_score") -> pd.DataFrame:
     """The hand-over frame of a score: index patient_id, columns cohort, lnm, ``name``
     (NaN for patients without features; :attr:`FeatureScoreResult.excluded` says why)."""
-    st = _indexed(study)
+    st = by_patient(study)
     out = pd.DataFrame({"cohort": st["cohort"].astype(str), "lnm": st["lnm"].astype(int),
                         name: result.score.reindex(st.index).astype(float)})
     out.index.name = "patient_id"

@@ -565,3 +565,13 @@ def published_counts(study: pd.DataFrame) -> dict[str, Any]:
     if "mask_r2_CET1" in study:
         out["study.icc_cases"] = int(study["mask_r2_CET1"].notna().sum())
     return out
+
+
+def by_patient(study: pd.DataFrame) -> pd.DataFrame:
+    """The study indexed by ``patient_id`` as text (a copy; an existing index is kept)."""
+    if "patient_id" in study.columns:
+        study = study.set_index("patient_id")
+    else:
+        study = study.copy()
+    study.index = study.index.astype(str)
+    return study
