@@ -170,6 +170,21 @@ class Artifacts:
         current["reproduced"] = rep
         atomic_write_text(path, dumps(current))
 
+    def provenance(self, **values: Any) -> dict:
+        """Record how this run went (seconds, cache hits, workers) under ``provenance``.
+
+        These values differ between a cold and a warm run by design, so they are kept out
+        of the tables (which must be byte-identical for the same parameters and seed); the
+        runner copies them into ``run.json`` beside each notebook's time.
+        """
+        path = self._results_path()
+        current = json.loads(path.read_text()) if path.exists() else {}
+        prov = current.get("provenance", {})
+        prov.update(_jsonable(values))
+        current["provenance"] = prov
+        atomic_write_text(path, dumps(current))
+        return prov
+
     def warn(self, message: str) -> None:
         """A warning that must reach the report page and run.json (e.g. random weights)."""
         import warnings

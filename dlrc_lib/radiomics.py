@@ -380,20 +380,33 @@ class RadiomicsResult:
                 f"({mask} masks): {why}")
 
     def summary(self) -> pd.DataFrame:
-        """Counts per mask role: cases, cached, computed, failed; features per case."""
+        """Counts per mask role: cases, extracted, failed, patients, features per patient.
+
+        Only what the inputs determine: a cold and a warm run give the same table. How many
+        cases came from the cache is in :meth:`cache_summary`.
+        """
         rows = []
         for role, d in self.cases.groupby("mask", sort=False):
             feats = self.by_mask.get(role)
             rows.append({
                 "mask": role,
                 "cases": len(d),
-                "cached": int((d["status"] == "cached").sum()),
-                "computed": int((d["status"] == "computed").sum()),
+                "extracted": int(d["status"].isin(["cached", "computed"]).sum()),
                 "failed": int((d["status"] == "failed").sum()),
                 "patients": 0 if feats is None else len(feats),
                 "features_per_patient": 0 if feats is None else feats.shape[1],
             })
         return pd.DataFrame(rows)
+
+    def cache_summary(self) -> dict:
+        """Run provenance: cases read from the cache and computed, per mask role; seconds, workers."""
+        by_mask = {
+            role: {"cached": int((d["status"] == "cached").sum()),
+                   "computed": int((d["status"] == "computed").sum())}
+            for role, d in self.cases.groupby("mask", sort=False)
+        }
+        return {"by_mask": by_mask, "wall_seconds": round(float(self.wall_seconds), 2),
+                "workers": int(self.n_workers)}
 
 
 # -------------------------------------------------------------------------- executors

@@ -165,6 +165,11 @@ def export_html(executed: Path, html: Path) -> None:
     atomic_write_text(html, body)
 
 
+def _notebook_provenance(run_dir: Path, stem: str) -> dict:
+    path = run_dir / "results" / f"{stem}.json"
+    return json.loads(path.read_text()).get("provenance", {}) if path.exists() else {}
+
+
 def collect_warnings(run_dir: Path) -> dict[str, list[str]]:
     warnings: dict[str, list[str]] = {}
     for path in sorted((run_dir / "results").glob("*.json")):
@@ -211,6 +216,8 @@ def run(params_path: str | Path, only: Iterable[str] | None = None, out: str | P
         start = time.perf_counter()
         say(f"  [{i}/{len(notebooks)}] {nb.stem} ...")
         out_nb = run_dir / "notebooks" / nb.name
+        # a notebook's results (and its warnings) describe its latest execution only
+        (run_dir / "results" / f"{nb.stem}.json").unlink(missing_ok=True)
         try:
             execute_notebook(nb, out_nb, inputs, root)
             export_html(out_nb, run_dir / "html" / f"{nb.stem}.html")
@@ -224,6 +231,9 @@ def run(params_path: str | Path, only: Iterable[str] | None = None, out: str | P
             break
         secs = time.perf_counter() - start
         timings[nb.stem] = {"seconds": round(secs, 2), "status": "ok"}
+        prov = _notebook_provenance(run_dir, nb.stem)
+        if prov:
+            timings[nb.stem]["provenance"] = prov
         say(f"  [{i}/{len(notebooks)}] {nb.stem} done in {secs:.1f} s (elapsed {time.perf_counter() - t0:.1f} s)")
 
     provenance = {

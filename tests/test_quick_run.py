@@ -1,6 +1,7 @@
 """The real thing, small: `dlrc run --params params/quick.yaml` executes every notebook on the
 quick twin study, writes the report page and provenance, and re-running notebooks gives
-byte-identical tables."""
+byte-identical tables. The first run starts from an empty feature cache, so the second (warm)
+run checks that a cold and a cached run report the same."""
 from __future__ import annotations
 
 import json
@@ -15,10 +16,25 @@ NOTEBOOKS = sorted(p.stem for p in (ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb
 
 
 @pytest.fixture(scope="module")
-def quick_run(tmp_path_factory):
+def quick_params(tmp_path_factory):
+    """params/quick.yaml with its own, initially empty, feature cache."""
+    import yaml
+
+    base = tmp_path_factory.mktemp("params")
+    params = yaml.safe_load((ROOT / "params" / "quick.yaml").read_text())
+    params["cache_dir"] = str(base / "cache")
+    for section, key in (("radiomics", "settings"),):
+        params[section][key] = str(ROOT / params[section][key])
+    path = base / "quick.yaml"
+    path.write_text(yaml.safe_dump(params))
+    return path
+
+
+@pytest.fixture(scope="module")
+def quick_run(tmp_path_factory, quick_params):
     out = tmp_path_factory.mktemp("quick") / "run"
     proc = subprocess.run(
-        [sys.executable, "-m", "dlrc_lib.cli", "run", "--params", "params/quick.yaml", "--out", str(out)],
+        [sys.executable, "-m", "dlrc_lib.cli", "run", "--params", str(quick_params), "--out", str(out)],
         cwd=ROOT, capture_output=True, text=True, timeout=900,
     )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-6000:]
@@ -61,13 +77,23 @@ def test_paper_comparison_is_filled(quick_run):
         assert produced.str.startswith(prefix).any(), f"no {prefix} number reproduced"
 
 
-def test_rerun_is_byte_identical(quick_run, tmp_path):
+def test_rerun_is_byte_identical(quick_run, quick_params, tmp_path):
     out, _ = quick_run
     again = tmp_path / "again"
     proc = subprocess.run(
-        [sys.executable, "-m", "dlrc_lib.cli", "run", "--params", "params/quick.yaml", "--out", str(again)],
+        [sys.executable, "-m", "dlrc_lib.cli", "run", "--params", str(quick_params), "--out", str(again)],
         cwd=ROOT, capture_output=True, text=True, timeout=900,
     )
     assert proc.returncode == 0, proc.stderr[-4000:]
-    for table in sorted((out / "tables").glob("*.csv")):
+    tables = sorted((out / "tables").glob("*.csv")) + sorted((out / "tables").glob("*.md"))
+    assert len(tables) > 20
+    for table in tables:
         assert (again / "tables" / table.name).read_bytes() == table.read_bytes(), table.name
+    # results too, apart from the run provenance (seconds, cache hits), which differs by design
+    for res in sorted((out / "results").glob("*.json")):
+        first, second = (json.loads(p.read_text()) for p in (res, again / "results" / res.name))
+        first.pop("provenance", None), second.pop("provenance", None)
+        assert first == second, res.name
+    cold = json.loads((out / "run.json").read_text())["notebooks"]["02_icc"]["provenance"]["extraction"]
+    warm = json.loads((again / "run.json").read_text())["notebooks"]["02_icc"]["provenance"]["extraction"]
+    assert cold["by_mask"]["reader1"]["computed"] > 0 and warm["by_mask"]["reader1"]["computed"] == 0

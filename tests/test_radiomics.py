@@ -94,8 +94,12 @@ def test_second_run_is_fully_cached_and_identical(extracted, study):
     assert (again.cases["status"] == "cached").all()
     pd.testing.assert_frame_equal(again.features, res.features)
     pd.testing.assert_frame_equal(again.by_mask["repeat"], res.by_mask["repeat"])
+    # the summary table says the same for a cold and a warm run; the cache hits are provenance
+    pd.testing.assert_frame_equal(again.summary(), res.summary())
     s = again.summary().set_index("mask")
-    assert s.loc["reader1", "cached"] == 6 and s.loc["reader2", "cases"] == 3
+    assert s.loc["reader1", "extracted"] == 6 and s.loc["reader2", "cases"] == 3
+    assert again.cache_summary()["by_mask"]["reader1"] == {"cached": 6, "computed": 0}
+    assert res.cache_summary()["by_mask"]["reader1"]["computed"] == 6
 
 
 def test_invalidation_when_settings_change(extracted, study, tmp_path):

@@ -158,12 +158,18 @@ class ExtractionLog:
     warnings: list[str] = field(default_factory=list)
 
     def summary(self) -> pd.DataFrame:
+        """Per model: the weights the features came from (what the inputs determine)."""
         rows = []
         for m in self.computed:
             w = self.weights.get(parse_model_name(m)[0])
-            rows.append({"model": m, "weights": w.source if w else "", "computed": self.computed[m],
-                         "cached": self.cached[m], "forward_s": round(self.forward_s.get(m, 0.0), 2)})
+            rows.append({"model": m, "weights": w.source if w else "",
+                         "cases": self.computed[m] + self.cached[m]})
         return pd.DataFrame(rows)
+
+    def provenance(self) -> dict:
+        """Run provenance per model: cases computed and read from the cache, inference seconds."""
+        return {m: {"computed": self.computed[m], "cached": self.cached[m],
+                    "forward_s": round(self.forward_s.get(m, 0.0), 2)} for m in self.computed}
 
 
 def extract_cases(cases: Sequence[Case], deep_params, cache_dir: str | Path, seed: int, *,
