@@ -76,6 +76,8 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--out", default="predictions.csv", help="output CSV")
     pr.add_argument("--scanner-policy", choices=["refuse", "harmonise"], default=None,
                     help="what to do with scanners the model never saw (default: the model's)")
+    pr.add_argument("--cache-dir", default=None,
+                    help="feature store to read/write (default: the one the model was trained with)")
     pr.set_defaults(func=_cmd_predict)
     return p
 

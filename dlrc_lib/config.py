@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, Literal, Optional
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, ValidationError, model_validator
 
 
 class ParamsError(ValueError):
@@ -48,6 +48,9 @@ class StudyParams(Section):
     twin_dir: str = "data/twin/{run_name}"  # where the twin study is generated
     scale: float = Field(1.0, gt=0, le=1)  # fraction of the paper's 1,095 patients
     volume_shape: tuple[int, int, int] = (128, 128, 20)  # x, y, z voxels of the CE-T1WI grid
+    # multiplies every scanner's field of view (x, y, z): below 1 a small-FOV acquisition around
+    # the cervix, so that small volumes keep a realistic voxel size and small tumours their voxels
+    fov_scale: tuple[PositiveFloat, PositiveFloat, PositiveFloat] = (1.0, 1.0, 1.0)
     n_jobs: int = 0  # processes for generation/validation (0: all cores)
     signal: SignalParams = Field(default_factory=SignalParams)  # LNM effect sizes
     scanner_effect: float = Field(1.0, ge=0)  # multiplies the per-scanner intensity effects

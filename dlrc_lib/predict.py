@@ -81,7 +81,13 @@ def read_new_patients(manifest: str | Path, doc: Mapping) -> pd.DataFrame:
         df[col] = resolved
     if "lnsd_mm" in df.columns:
         df["lnsd_mm"] = pd.to_numeric(df["lnsd_mm"], errors="coerce")
-        df["c_lnm"] = (df["lnsd_mm"] >= 10).astype(int)
+    if "c_lnm" in df.columns and df["c_lnm"].notna().all():
+        # the radiologist's MRI node call, when the manifest brings it
+        df["c_lnm"] = pd.to_numeric(df["c_lnm"], errors="coerce")
+        bad = df.loc[~df["c_lnm"].isin([0, 1]), "patient_id"].tolist()
+        problems += [f"patient {p}, column c_lnm: must be 0 or 1" for p in bad]
+    elif "lnsd_mm" in df.columns:
+        df["c_lnm"] = (df["lnsd_mm"] >= 10).astype(int)  # the paper's rule: short axis >= 10 mm
     if problems:
         more = f" (and {len(problems) - 20} more)" if len(problems) > 20 else ""
         raise DlrcError(f"{path}: " + "; ".join(problems[:20]) + more)

@@ -70,6 +70,26 @@ def resolve_study(params: Params) -> Path:
     return Path(prepare_study(params))
 
 
+def write_analysed_study(manifest: Path, params: Params, run_dir: Path) -> Path:
+    """The patient table every notebook of this run reads: ``<run>/study_manifest.csv``.
+
+    Written once by the runner from the validated manifest, with the run's parameters: file
+    paths made absolute, cohorts assigned where the manifest has none (``study.internal_centres``,
+    ``study.train_fraction``, ``seed``) and c_LNM derived where it is not given. All notebooks then
+    analyse the same patients in the same cohorts, and the run folder records which.
+    """
+    try:
+        from .study import load_study
+    except ImportError:  # study layer not installed in this checkout
+        return manifest
+    if not manifest.is_file():
+        return manifest
+    study = load_study(manifest, params)
+    target = run_dir / "study_manifest.csv"
+    atomic_write_text(target, study.to_csv(index=False, lineterminator="\n"))
+    return target
+
+
 def notebook_inputs(params: Params, params_file: Path, run_dir: Path, manifest: Path) -> dict[str, Any]:
     flat = flatten(params)
     flat.update(run_dir=str(run_dir), params_file=str(params_file), study_manifest=str(manifest))
@@ -154,6 +174,8 @@ def execute_notebook(nb: Path, out_nb: Path, inputs: dict[str, Any], root: Path)
     pm.execute_notebook(
         str(nb), str(out_nb), parameters=values, cwd=str(root), kernel_name="python3",
         progress_bar=False, log_output=False, request_save_on_cell_execute=False,
+        # the kernel is local and private to this run: keep ipykernel's TCP notice off the console
+        extra_arguments=["--IPKernelApp.log_level=ERROR"],
     )
 
 
@@ -199,8 +221,9 @@ def run(params_path: str | Path, only: Iterable[str] | None = None, out: str | P
     t0 = time.perf_counter()
     say(f"dlrc run: {params_file} -> {run_dir}")
     manifest = resolve_study(params).resolve()
+    analysed = write_analysed_study(manifest, params, run_dir)
     say(f"  study: {manifest} ({time.perf_counter() - t0:.1f} s)")
-    inputs = notebook_inputs(params, params_file.resolve(), run_dir, manifest)
+    inputs = notebook_inputs(params, params_file.resolve(), run_dir, analysed)
 
     os.environ["DLRC_HEADLESS"] = "1"  # widgets fall back to static output
     # Kernels import the same dlrc_lib as this process, whatever their working directory.
@@ -245,6 +268,7 @@ def run(params_path: str | Path, only: Iterable[str] | None = None, out: str | P
         "params": params.model_dump(mode="json"),
         "seed": params.seed,
         "study_manifest": str(manifest),
+        "analysed_manifest": str(analysed),
         "git_commit": _git("rev-parse", "HEAD", cwd=root),
         "git_dirty": bool(_git("status", "--porcelain", "--untracked-files=no", cwd=root)),
         "packages": package_versions(),

@@ -112,8 +112,14 @@ def load_study(manifest_path: str | Path, params=None) -> pd.DataFrame:
             params = Params()
         df["cohort"] = split_cohorts(df, internal_centres=params.study.internal_centres,
                                      train_fraction=params.study.train_fraction, seed=params.seed)
-    if "lnsd_mm" in df:
+    if "lnsd_mm" in df and ("c_lnm" not in df or df["c_lnm"].isna().all()):
+        # MRI-reported node status: short axis >= 10 mm (the paper's rule), unless the manifest
+        # brings the radiologist's own call
         df["c_lnm"] = (df["lnsd_mm"] >= 10).astype(int)
+    elif "c_lnm" in df:
+        df["c_lnm"] = pd.to_numeric(df["c_lnm"], errors="coerce").astype("Int64")
+        if not df["c_lnm"].isna().any():
+            df["c_lnm"] = df["c_lnm"].astype(int)
     for col in ("lnm", "parity", "node_necrosis"):
         if col in df and not df[col].isna().any():
             df[col] = df[col].astype(int)

@@ -129,37 +129,6 @@ def test_cli_refuses_unseen_scanner_in_one_line(fitted, tmp_path, capsys):
     assert err.count("\n") == 1 and "scanner 'S7' (patient N1)" in err and "--scanner-policy harmonise" in err
 
 
-@pytest.mark.slow
-def test_round_trip_training_patients_from_images(tmp_path):
-    """Predicting the training patients from their images reproduces notebook 05's
-    probabilities (runs the quick pipeline when its report is not there yet)."""
-    pytest.importorskip("dlrc_lib.pipeline")
-    pytest.importorskip("dlrc_lib.radiomics")
-    pytest.importorskip("dlrc_lib.deep")
-    from dlrc_lib.artifacts import Artifacts
-    from dlrc_lib.config import load_params
-    from dlrc_lib.predict import predict_manifest
-    from dlrc_lib.runner import run
-    from dlrc_lib.study import load_study
-
-    root = Path(__file__).resolve().parents[1]
-    params = load_params(root / "params" / "quick.yaml")
-    run_dir = root / "reports" / params.run_name
-    model = run_dir / "model" / "dlrc_model.json"
-    if not model.exists():
-        assert run(str(root / "params" / "quick.yaml")) == 0
-    art = Artifacts(run_dir)
-    pred = art.load_frame("predictions")
-    study = load_study(root / params.twin_dir / "manifest.csv")
-    train = study[study["patient_id"].isin(pred.index[pred["cohort"] == "train"])]
-    manifest = tmp_path / "train.csv"
-    train.to_csv(manifest, index=False)
-    out = predict_manifest(model, manifest, cache_dir=root / params.cache_dir)
-    assert len(out) == len(train)
-    diff = (out["prob_dlrc"] - pred.loc[out.index, "prob_dlrc"]).abs()
-    assert diff.max() < 1e-6, diff.sort_values().tail()
-
-
 def test_deep_settings_restored_from_document(fitted):
     *_, doc = fitted
     d = json.loads(json.dumps(doc))

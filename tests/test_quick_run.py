@@ -97,3 +97,30 @@ def test_rerun_is_byte_identical(quick_run, quick_params, tmp_path):
     cold = json.loads((out / "run.json").read_text())["notebooks"]["02_icc"]["provenance"]["extraction"]
     warm = json.loads((again / "run.json").read_text())["notebooks"]["02_icc"]["provenance"]["extraction"]
     assert cold["by_mask"]["reader1"]["computed"] > 0 and warm["by_mask"]["reader1"]["computed"] == 0
+
+
+def test_predict_round_trip_from_images(quick_run, quick_params, tmp_path):
+    """`dlrc predict` on the training patients' images with the exported model file gives
+    notebook 05's probabilities (features from the run's cache, the stored ComBat estimates,
+    scaling and coefficients)."""
+    import pandas as pd
+
+    from dlrc_lib.cli import main as cli_main
+    from dlrc_lib.config import load_params
+    from dlrc_lib.study import load_study
+
+    out, _ = quick_run
+    params = load_params(quick_params)
+    pred = pd.read_parquet(out / "data" / "predictions.parquet")
+    study = load_study(out / "study_manifest.csv")
+    train = study[study["patient_id"].isin(pred.index[pred["cohort"] == "train"])]
+    assert len(train) == (pred["cohort"] == "train").sum() > 10
+    manifest = tmp_path / "train.csv"
+    train.to_csv(manifest, index=False)
+    result = tmp_path / "pred.csv"
+    rc = cli_main(["predict", "--model", str(out / "model" / "dlrc_model.json"), "--manifest", str(manifest),
+                   "--out", str(result), "--cache-dir", str(params.cache_dir)])
+    assert rc == 0
+    got = pd.read_csv(result, dtype={"patient_id": str}).set_index("patient_id")
+    diff = (got["prob_dlrc"] - pred.loc[got.index, "prob_dlrc"]).abs()
+    assert diff.max() < 1e-6, diff.sort_values().tail()

@@ -262,3 +262,29 @@ def test_small_centre_is_an_error_when_it_is_the_harmonisation_batch(study):
     p.harmonisation.batch = "centre"
     by_centre = [str(x) for x in validate_manifest(study, p, check_images=False)]
     assert any(x.startswith("error: centre: centre F has 1 patient(s)") for x in by_centre)
+
+
+def test_every_notebook_sees_the_runs_cohorts(study, tmp_path):
+    """A manifest without cohorts is split once, by the runner, with the run's parameters."""
+    from dlrc_lib.runner import write_analysed_study
+
+    df = pd.read_csv(study).drop(columns=["cohort"])
+    df.to_csv(study, index=False)
+    p = _params(internal_centres=["B"], train_fraction=0.6)
+    analysed = write_analysed_study(study, p, tmp_path)
+    assert analysed == tmp_path / "study_manifest.csv"
+    # what a notebook loads (without the parameters) is the runner's split, not the defaults'
+    seen = load_study(analysed)
+    pd.testing.assert_series_equal(seen["cohort"], load_study(study, p)["cohort"])
+    assert set(seen.loc[seen["centre"] == "B", "cohort"]) == {"train", "internal"}
+    assert set(seen.loc[seen["centre"] == "A", "cohort"]) == {"external"}
+    assert all(Path(v).is_absolute() for v in seen["image_CET1"])
+
+
+def test_reported_c_lnm_is_kept(study):
+    df = pd.read_csv(study)
+    df["c_lnm"] = 1 - (df["lnsd_mm"] >= 10).astype(int)  # the radiologist's call, whatever the size
+    df.to_csv(study, index=False)
+    assert (load_study(study)["c_lnm"] == df["c_lnm"]).all()
+    df.drop(columns=["c_lnm"]).to_csv(study, index=False)
+    assert (load_study(study)["c_lnm"] == (df["lnsd_mm"] >= 10).astype(int)).all()

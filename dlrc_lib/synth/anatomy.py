@@ -87,15 +87,20 @@ class Grid:
         return int(idx[0]), int(idx[1]), int(idx[2])
 
 
-def scanner_grid(scanner: Scanner, seq: str, shape: tuple[int, int, int]) -> Grid:
-    """The voxel grid a scanner uses for one sequence (DWI coarser than CE-T1WI/FS-T2WI)."""
+def scanner_grid(scanner: Scanner, seq: str, shape: tuple[int, int, int],
+                 fov_scale: tuple[float, float, float] = (1.0, 1.0, 1.0)) -> Grid:
+    """The voxel grid a scanner uses for one sequence (DWI coarser than CE-T1WI/FS-T2WI).
+
+    ``fov_scale`` shrinks the scanner's field of view (a small-FOV acquisition centred on the
+    cervix): small volumes then keep the voxel size, and small tumours their voxels.
+    """
     nx, ny, nz = shape
     if seq == "DWI":
         fi, fz = scanner.dwi_factor
         size = (max(8, int(round(nx * fi))), max(8, int(round(ny * fi))), max(4, int(round(nz * fz))))
     else:
         size = (nx, ny, nz)
-    fov = np.asarray(scanner.fov_mm, dtype=float)
+    fov = np.asarray(scanner.fov_mm, dtype=float) * np.asarray(fov_scale, dtype=float)
     spacing = fov / np.asarray(size)
     a = np.deg2rad(scanner.rotation_deg)
     rot = np.array([[np.cos(a), -np.sin(a), 0.0], [np.sin(a), np.cos(a), 0.0], [0.0, 0.0, 1.0]])
@@ -295,7 +300,8 @@ def _bias_field(pts: np.ndarray, coef: np.ndarray, amp: float) -> np.ndarray:
 
 
 def render_patient(row: Mapping, scanner: Scanner, shape: tuple[int, int, int], signal,
-                   scanner_effect: float, seed: int, index: int, with_icc: bool) -> dict:
+                   scanner_effect: float, seed: int, index: int, with_icc: bool,
+                   fov_scale: tuple[float, float, float] = (1.0, 1.0, 1.0)) -> dict:
     """Images and masks of one patient on one scanner.
 
     Returns ``{seq: {"grid": Grid, "image": int16 array (z,y,x), "masks": {reader: uint8 array}}}``
@@ -312,7 +318,7 @@ def render_patient(row: Mapping, scanner: Scanner, shape: tuple[int, int, int], 
     out = {}
     cache: dict = {}
     for si, seq in enumerate(SEQS):
-        grid = scanner_grid(scanner, seq, shape)
+        grid = scanner_grid(scanner, seq, shape, fov_scale)
         if grid not in cache:
             pts = grid.world_coords()
             lab = label_volume(pm, row, pts)

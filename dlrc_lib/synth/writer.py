@@ -37,7 +37,7 @@ from .clinical import solve_clinical
 from .nodes import add_nodes
 from .scanners import SCANNER_BY_NAME, SCANNERS, assign_centres
 
-GENERATOR_VERSION = "1.0.0"
+GENERATOR_VERSION = "1.1.0"
 COHORT_ORDER = {"train": 0, "internal": 1, "external": 2}
 CLINICAL_COLUMNS = ["patient_id", "centre", "scanner", "cohort", "lnm", "age", "parity", "menopause",
                     "age_at_menopause", "family_history", "figo_stage", "histology", "lnsd_mm",
@@ -158,7 +158,7 @@ def patient_files(pid: str, with_icc: bool) -> dict[str, str]:
 
 
 def _generate_one(job: tuple) -> str:
-    out, index, row, shape, signal, scanner_effect, seed, with_icc, compression, stamp = job
+    out, index, row, shape, signal, scanner_effect, seed, with_icc, compression, stamp, fov_scale = job
     pid = row["patient_id"]
     folder = Path(out) / "patients" / pid
     done = folder / ".done"
@@ -169,7 +169,7 @@ def _generate_one(job: tuple) -> str:
     for stale in folder.glob(".tmp*"):  # left by an interrupted run
         stale.unlink(missing_ok=True)
     vols = render_patient(row, SCANNER_BY_NAME[row["scanner"]], shape, signal, scanner_effect,
-                          seed, index, with_icc)
+                          seed, index, with_icc, fov_scale)
     files = patient_files(pid, with_icc)
     for seq, v in vols.items():
         _write_nifti(v["image"], v["grid"], Path(out) / files[f"image_{seq}"], compression)
@@ -196,8 +196,9 @@ def generate_study(params, out: str | Path | None = None, *, clinical_only: bool
         icc = set(icc_subset(df, st.icc_cases, params.seed))
         stamp = hashlib.sha256(json.dumps(fp, sort_keys=True).encode()).hexdigest()
         shape = tuple(int(v) for v in st.volume_shape)
+        fov_scale = tuple(float(v) for v in st.fov_scale)
         jobs = [(str(out), i, row, shape, st.signal, st.scanner_effect, int(params.seed),
-                 row["patient_id"] in icc, st.compression_level, stamp)
+                 row["patient_id"] in icc, st.compression_level, stamp, fov_scale)
                 for i, row in enumerate(df.to_dict("records"))]
         n_jobs = st.n_jobs or os.cpu_count() or 1
         bar = tqdm(total=len(jobs), desc="synth: patients", unit="patient", disable=not progress)
@@ -223,7 +224,7 @@ def generate_study(params, out: str | Path | None = None, *, clinical_only: bool
         paths = pd.DataFrame([patient_files(pid, pid in icc) for pid in df["patient_id"]])
         df = pd.concat([df, paths], axis=1)
         fp["icc_patients"] = sorted(icc)
-        fp["scanners"] = {s.name: {**s.to_dict(), "grids": {q: scanner_grid(s, q, shape).__dict__ for q in SEQS}}
+        fp["scanners"] = {s.name: {**s.to_dict(), "grids": {q: scanner_grid(s, q, shape, fov_scale).__dict__ for q in SEQS}}
                           for s in SCANNERS}
     atomic_write_text(out / "manifest.csv", df.to_csv(index=False, lineterminator="\n"))
     n_icc = len(fp.get("icc_patients", []))
