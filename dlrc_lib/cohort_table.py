@@ -1,12 +1,14 @@
 """Table 1 (clinical characteristics by LNM status per cohort) and Fig. 1 (patient flow).
 
 Table 1 follows R compareGroups, as the paper's table does: per cohort, LNM(-) and LNM(+)
-columns with "median [Q1; Q3]" (R ``quantile`` type 7) for continuous variables and
+columns with "median [Q1; Q3]" (R ``quantile`` type 7) for continuous variables (or
+"mean (SD)" where the Shapiro-Wilk test finds them normal, as compareGroups prints) and
 "n (%)" (column percentages) for the levels of categorical ones; a p-value per cohort from
 :func:`dlrc_lib.stats.compare_categorical` (chi-square with Yates' correction, or Fisher's
 exact test when an expected count is below 5; empty levels dropped) or
 :func:`dlrc_lib.stats.compare_continuous` (Shapiro-Wilk on the pooled values, then
-Welch's t-test or Kruskal-Wallis); and the LNM rates compared across the three cohorts.
+Student's t-test — compareGroups' ``var.equal = TRUE`` — or Kruskal-Wallis); and the LNM
+rates compared across the three cohorts.
 """
 from __future__ import annotations
 
@@ -86,7 +88,7 @@ class Table1:
     """Everything behind Table 1, in long form.
 
     ``categorical``: variable, level, cohort, neg, pos (counts);
-    ``continuous``: variable, cohort, group (neg|pos), n, median, q1, q3;
+    ``continuous``: variable, cohort, group (neg|pos), n, median, q1, q3, mean, sd;
     ``tests``: variable, cohort, p, method;
     ``n``: cohort -> [neg, pos]; ``lnm_rate``: (p, method) across cohorts.
     """
@@ -126,7 +128,9 @@ def compute_table1(study: pd.DataFrame) -> Table1:
                     groups.append(x)
                     med, q1, q3 = (stats.quantile7(x, [0.5, 0.25, 0.75]) if x.size else [np.nan] * 3)
                     cont_rows.append({"variable": col, "cohort": cohort, "group": label, "n": int(x.size),
-                                      "median": float(med), "q1": float(q1), "q3": float(q3)})
+                                      "median": float(med), "q1": float(q1), "q3": float(q3),
+                                      "mean": float(x.mean()) if x.size else np.nan,
+                                      "sd": float(x.std(ddof=1)) if x.size > 1 else np.nan})
                 res = stats.compare_continuous(groups[0], groups[1], method="auto")
             test_rows.append({"variable": col, "cohort": cohort, "p": res.pvalue, "method": res.method})
     rate = stats.compare_categorical([n[c] for c in COHORTS])
@@ -143,6 +147,12 @@ def _fmt_quart(med: float, q1: float, q3: float) -> str:
     if any(isinstance(v, float) and math.isnan(v) for v in (med, q1, q3)):
         return ""
     return f"{med:.1f} [{q1:.1f}; {q3:.1f}]"
+
+
+def _fmt_mean_sd(mean: float, sd: float) -> str:
+    if any(isinstance(v, float) and math.isnan(v) for v in (mean, sd)):
+        return ""
+    return f"{mean:.1f} ({sd:.1f})"
 
 
 def build_table1(study: pd.DataFrame, result: Table1 | None = None) -> pd.DataFrame:
@@ -172,8 +182,11 @@ def build_table1(study: pd.DataFrame, result: Table1 | None = None) -> pd.DataFr
             head[f"{lab} test"] = tests.loc[(col, c), "method"]
             if kind == "continuous":
                 q = t.continuous[(t.continuous["variable"] == col) & (t.continuous["cohort"] == c)].set_index("group")
-                head[f"{lab} LNM(−)"] = _fmt_quart(*q.loc["neg", ["median", "q1", "q3"]])
-                head[f"{lab} LNM(+)"] = _fmt_quart(*q.loc["pos", ["median", "q1", "q3"]])
+                for g, name in (("neg", "LNM(−)"), ("pos", "LNM(+)")):
+                    if tests.loc[(col, c), "method"] == "t-test":  # compareGroups: normal -> mean (SD)
+                        head[f"{lab} {name}"] = _fmt_mean_sd(*q.loc[g, ["mean", "sd"]])
+                    else:
+                        head[f"{lab} {name}"] = _fmt_quart(*q.loc[g, ["median", "q1", "q3"]])
             else:
                 head[f"{lab} LNM(−)"] = ""
                 head[f"{lab} LNM(+)"] = ""

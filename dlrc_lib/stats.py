@@ -21,7 +21,7 @@ logistic_glm               ``glm(y ~ ., family=binomial)`` (same IRLS, start and
 backward_aic               ``MASS::stepAIC(glm(y ~ ., binomial), direction="backward")``
 compare_categorical        compareGroups: ``fisher.test`` if any expected < 5, else
                            ``chisq.test`` (Yates on 2x2)
-compare_continuous         compareGroups (two groups): ``t.test`` (Welch) or
+compare_continuous         compareGroups (two groups): ``t.test(var.equal=TRUE)`` (Student) or
                            ``kruskal.test``; normality by ``shapiro.test``
 quantile7                  ``quantile(x, type=7)``
 =========================  ==============================================================
@@ -1150,10 +1150,12 @@ def compare_categorical(table) -> TestResult:
     return TestResult(p, "Chi-squared test")
 
 
-def compare_continuous(a, b, method: str = "auto", alpha: float = 0.05) -> TestResult:
+def compare_continuous(a, b, method: str = "auto", alpha: float = 0.05, var_equal: bool = True) -> TestResult:
     """Compare a continuous variable between two groups as R compareGroups does.
 
-    method "normal": ``t.test(x ~ g)`` (compareGroups' two-group test: Welch's t-test);
+    method "normal": ``t.test(x ~ g, var.equal = var_equal)`` — compareGroups' two-group test,
+    whose ``var.equal`` defaults to TRUE: Student's t-test (the "independent samples t-test" of
+    SPSS' first row, as the paper names it); ``var_equal=False`` gives Welch's test;
     "nonnormal": ``kruskal.test(x ~ g)`` (equivalent to Mann-Whitney without continuity
     correction); "auto" (compareGroups ``method=NA``): normal when ``shapiro.test`` of the
     pooled values gives p > alpha, non-normal when it does not or cannot be computed
@@ -1173,8 +1175,8 @@ def compare_continuous(a, b, method: str = "auto", alpha: float = 0.05) -> TestR
     if method == "normal":
         if x0.size < 2 or x1.size < 2 or (np.ptp(x0) == 0 and np.ptp(x1) == 0):
             return TestResult(float("nan"), "t-test")
-        res = sps.ttest_ind(x0, x1, equal_var=False)
-        return TestResult(float(res.pvalue), "t-test")
+        res = sps.ttest_ind(x0, x1, equal_var=bool(var_equal))
+        return TestResult(float(res.pvalue), "t-test" if var_equal else "Welch t-test")
     if method == "nonnormal":
         if np.ptp(pooled) == 0:
             return TestResult(float("nan"), "Kruskal-Wallis test")

@@ -101,10 +101,33 @@ def test_lnm_rate_table(paper_study, paper_t1):
     assert rates.loc[0, "p-value"] == "1.000" and rates.loc[0, "test"] == "Chi-squared test"
 
 
+def _ages_frame(ages):
+    rows = []
+    for i, (age, lnm) in enumerate(ages):
+        rows.append({"patient_id": f"P{i}", "centre": "A", "scanner": "S", "cohort": "train", "lnm": lnm,
+                     "age": age, "parity": 1, "menopause": "No", "age_at_menopause": np.nan,
+                     "family_history": "No", "figo_stage": "IB1", "histology": "SCC", "lnsd_mm": 3.0,
+                     "lnld_mm": 4.0, "node_necrosis": 0, "c_lnm": 0})
+    return pd.DataFrame(rows)
+
+
+def test_normal_variable_is_mean_sd_and_student_t():
+    """compareGroups, method = NA: shapiro.test(c(50,49,52,53,55,48,51,52.5,60,61,40)) p = 0.568
+    -> normal: mean (SD) and t.test(age ~ lnm, var.equal = TRUE) p = 0.57240838672."""
+    neg = [50, 49, 52, 53, 55, 48, 51, 52.5]
+    df = _ages_frame([(a, 0) for a in neg] + [(60, 1), (61, 1), (40, 1)])
+    t = CT.compute_table1(df)
+    test = t.tests.set_index(["variable", "cohort"]).loc[("age", "train")]
+    assert test["method"] == "t-test" and test["p"] == pytest.approx(0.57240838672, rel=1e-9)
+    age = CT.build_table1(df, t).query("`Clinical feature` == 'Age'").iloc[0]
+    assert age["Training LNM(−)"] == "51.3 (2.3)"  # mean 51.3125, sd 2.282503
+
+
 def test_continuous_summary_uses_r_quantiles():
     rows = []
+    # 95: shapiro.test p = 5.2e-05 -> non-normal, median [Q1; Q3] and Kruskal-Wallis
     for i, (age, lnm) in enumerate([(50, 0), (49, 0), (52, 0), (53, 0), (55, 0), (48, 0), (51, 0), (52.5, 0),
-                                    (60, 1), (61, 1), (40, 1)]):
+                                    (60, 1), (61, 1), (95, 1)]):
         rows.append({"patient_id": f"P{i}", "centre": "A", "scanner": "S", "cohort": "train", "lnm": lnm,
                      "age": age, "parity": 1, "menopause": "No", "age_at_menopause": np.nan,
                      "family_history": "No", "figo_stage": "IB1", "histology": "SCC", "lnsd_mm": 3.0,

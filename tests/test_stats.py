@@ -481,10 +481,13 @@ def test_backward_aic_collinear_term_dropped_first():
 def test_compare_continuous_matches_r():
     a = [53, 43, 59, 61, 48, 52, 50, 49, 57, 66, 41]
     b = [52, 44, 59, 70, 71, 68, 80, 49]
-    # shapiro.test(c(a,b)) p = 0.4536 -> normal; compareGroups then runs t.test(x ~ g)
-    # (Welch): p = 0.100519891196553
+    # shapiro.test(c(a,b)) p = 0.4536 -> normal; compareGroups then runs
+    # t.test(x ~ g, var.equal = TRUE) (its default): p = 0.0687164285826436
     res = S.compare_continuous(a, b)
-    assert res.pvalue == pytest.approx(0.100519891196553, rel=1e-10) and res.method == "t-test"
+    assert res.pvalue == pytest.approx(0.0687164285826436, rel=1e-10) and res.method == "t-test"
+    # var.equal = FALSE (Welch): t.test(x ~ g) p = 0.100519891196553
+    res = S.compare_continuous(a, b, var_equal=False)
+    assert res.pvalue == pytest.approx(0.100519891196553, rel=1e-10) and res.method == "Welch t-test"
     # kruskal.test p = 0.10690051705186
     res = S.compare_continuous(a, b, method="nonnormal")
     assert res.pvalue == pytest.approx(0.10690051705186, rel=1e-10) and res.method == "Kruskal-Wallis test"
