@@ -52,7 +52,7 @@ def extract_radiomics_cli(params, study: pd.DataFrame, out=sys.stdout) -> pd.Dat
 def extract_deep_cli(params, study: pd.DataFrame, out=sys.stdout) -> bool:
     """Deep part of ``dlrc extract``; returns False when the deep-learning module is missing."""
     try:
-        from .deep import extract_study
+        from .deep import extract_raters, extract_study
     except ImportError as exc:
         print(f"deep features: unavailable in this installation ({exc})", file=out)
         return False
@@ -60,8 +60,13 @@ def extract_deep_cli(params, study: pd.DataFrame, out=sys.stdout) -> bool:
     warn = lambda msg: print(f"warning: {msg}", file=sys.stderr)  # noqa: E731
     frames = extract_study(study, params.deep, params.cache_dir, params.seed, warn=warn,
                            progress=params.radiomics.progress)
+    # the re-segmented patients' reader-2 and repeat masks too (notebook 04's ICC filter)
+    raters = extract_raters(study, params.deep, params.cache_dir, params.seed, warn=warn,
+                            progress=params.radiomics.progress)
     shapes = ", ".join(f"{m} {df.shape[0]}x{df.shape[1]}" for m, df in frames.items())
-    print(f"deep features ({time.perf_counter() - t0:.1f} s): {shapes}", file=out)
+    n_icc = max((len(r["r2"]) for r in raters.values()), default=0)
+    print(f"deep features ({time.perf_counter() - t0:.1f} s): {shapes}; "
+          f"reader-2/repeat masks of {n_icc} patients", file=out)
     return True
 
 

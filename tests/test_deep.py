@@ -421,3 +421,29 @@ def test_prefetch_keeps_order_and_runs_ahead():
     assert first == 0 and ahead >= 2  # the next batches are prepared while the first is used
     assert [first] + list(gen) == [i * i for i in range(10)]
     assert list(dx.prefetch(work, range(4), workers=0)) == [0, 1, 4, 9]
+
+
+def test_extract_cli_fills_every_case_notebook_04_reads(tmp_path, monkeypatch):
+    """`dlrc extract` (deep part) stores reader-1 and the reader-2/repeat cases: notebook 04
+    then builds no network."""
+    from types import SimpleNamespace
+
+    from dlrc_lib.extract import extract_deep_cli
+
+    study = make_study(tmp_path / "study", n=3, icc=1)
+    params = SimpleNamespace(deep=tiny_params(), cache_dir=str(tmp_path / "cache"), seed=1,
+                             radiomics=SimpleNamespace(progress=False))
+    out = tmp_path / "log.txt"
+    with open(out, "w") as fh:
+        assert extract_deep_cli(params, study, out=fh)
+    assert "reader-2/repeat masks of 1 patients" in out.read_text()
+
+    def no_build(*a, **k):
+        raise AssertionError("everything should come from the store")
+
+    monkeypatch.setattr(dx, "build_extractor", no_build)
+    log = dx.ExtractionLog()
+    dx.extract_study(study, params.deep, params.cache_dir, 1, progress=False, log=log)
+    raters = dx.extract_raters(study, params.deep, params.cache_dir, 1, progress=False, log=log)
+    assert sum(log.computed.values()) == 0
+    assert len(raters["ResNet50_2D"]["r2"]) == 1 and len(raters["ResNet50_2D"]["rep"]) == 1
