@@ -55,6 +55,7 @@ TISSUES = {
     "node_necrosis": (0.1, 0.92, 0.8, 2.2),
     "tumour": (0.64, 0.56, 0.72, 0.95),
 }
+MIN_OUTLINE_VOXELS = 4  # fewest voxels a reader's outline covers on any grid (a 2 x 2 patch)
 DWI_GAIN = 2.5  # DWI signal relative to the b=0 tissue values (sets its signal-to-noise ratio)
 LABELS = {name: i for i, name in enumerate(TISSUES)}
 _PROPS = np.array(list(TISSUES.values()), dtype=np.float32)  # (n_tissues, 4)
@@ -335,9 +336,12 @@ def render_patient(row: Mapping, scanner: Scanner, shape: tuple[int, int, int], 
                 lobes, bias = pm.readers[reader]
                 m = np.zeros(rho.shape, dtype=np.uint8)
                 m[cand] = rho_c < rad_c * (1.0 + bias + lobes(u_c))
-                if not m.any():  # a reader always marks the voxel holding the tumour's centre
-                    i, j, k = grid.index_of(pm.tumour.centre)
-                    m[k, j, i] = 1
+                if m.sum() < MIN_OUTLINE_VOXELS:
+                    # a tumour smaller than a few of this grid's voxels (an 8 mm IB1 tumour on a
+                    # coarse DWI grid): the reader outlines the voxels it partly fills, i.e. the
+                    # ones nearest its centre (in the tumour's own, anisotropic, coordinates)
+                    flat = m.reshape(-1)
+                    flat[np.argpartition(rho.reshape(-1), MIN_OUTLINE_VOXELS)[:MIN_OUTLINE_VOXELS]] = 1
                 masks[reader] = m
             tissue_base = np.where(lab > 0, 1.0 + 0.05 * _waves(pts, pm.tissue_texture), 1.0).astype(np.float32)
             cache[grid] = (pts, lab, rho, rad_c, cand, inside, masks, tissue_base)
