@@ -37,7 +37,7 @@ from .clinical import solve_clinical
 from .nodes import add_nodes
 from .scanners import SCANNER_BY_NAME, SCANNERS, assign_centres
 
-GENERATOR_VERSION = "1.1.0"
+GENERATOR_VERSION = "1.2.0"
 COHORT_ORDER = {"train": 0, "internal": 1, "external": 2}
 CLINICAL_COLUMNS = ["patient_id", "centre", "scanner", "cohort", "lnm", "age", "parity", "menopause",
                     "age_at_menopause", "family_history", "figo_stage", "histology", "lnsd_mm",
@@ -94,8 +94,11 @@ def study_fingerprint(params, clinical_only: bool = False) -> dict[str, Any]:
     for k in ("source", "manifest", "twin_dir", "n_jobs", "internal_centres", "train_fraction", "exclusions"):
         st.pop(k, None)
     pub = Path(params.published_values)
+    scanners = json.dumps([sc.to_dict() for sc in SCANNERS], sort_keys=True).encode()
     return {
         "generator_version": GENERATOR_VERSION,
+        # any edit of the scanner table (grids, intensities) regenerates the study
+        "scanners_sha256": hashlib.sha256(scanners).hexdigest(),
         "seed": int(params.seed),
         "clinical_only": bool(clinical_only),
         "study": st,
