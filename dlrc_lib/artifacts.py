@@ -163,12 +163,7 @@ class Artifacts:
         E.g. ``{"table2.train.DLRC.auc": [0.80, 0.76, 0.85], "table2.train.DLRC.acc": 78.0}``;
         the report page shows them beside the published values.
         """
-        path = self._results_path()
-        current = json.loads(path.read_text()) if path.exists() else {}
-        rep = current.get("reproduced", {})
-        rep.update(_jsonable(values))
-        current["reproduced"] = rep
-        atomic_write_text(path, dumps(current))
+        self._merge_into("reproduced", values)
 
     def provenance(self, **values: Any) -> dict:
         """Record how this run went (seconds, cache hits, workers) under ``provenance``.
@@ -177,13 +172,17 @@ class Artifacts:
         of the tables (which must be byte-identical for the same parameters and seed); the
         runner copies them into ``run.json`` beside each notebook's time.
         """
+        return self._merge_into("provenance", values)
+
+    def _merge_into(self, key: str, values: dict[str, Any]) -> dict:
+        """Merge ``values`` into the dict stored under ``key`` in this notebook's results."""
         path = self._results_path()
         current = json.loads(path.read_text()) if path.exists() else {}
-        prov = current.get("provenance", {})
-        prov.update(_jsonable(values))
-        current["provenance"] = prov
+        section = current.get(key, {})
+        section.update(_jsonable(values))
+        current[key] = section
         atomic_write_text(path, dumps(current))
-        return prov
+        return section
 
     def warn(self, message: str) -> None:
         """A warning that must reach the report page and run.json (e.g. random weights)."""

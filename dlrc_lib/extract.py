@@ -38,9 +38,7 @@ def extract_radiomics_cli(params, study: pd.DataFrame, out=sys.stdout) -> pd.Dat
                             n_jobs=r.n_jobs, dask_scheduler=r.dask_scheduler, progress=r.progress)
     print(f"radiomics ({r.settings}, {res.n_workers} workers, {res.wall_seconds:.1f} s):", file=out)
     print(res.summary().to_string(index=False), file=out)
-    cache = res.cache_summary()["by_mask"]
-    print("cache: " + "; ".join(f"{m} {c['cached']} cached, {c['computed']} computed" for m, c in cache.items()),
-          file=out)
+    print(f"cache: {res.cache_line()}", file=out)
     if len(res.failures):
         print(f"{len(res.failures)} case(s) could not be extracted; {len(res.lost)} patient(s) will have no "
               "radiomics features:", file=out)

@@ -30,6 +30,7 @@ import pandas as pd
 from .artifacts import atomic_write_text
 from .errors import DlrcError
 from .export import load_model
+from .study import c_lnm_from_short_axis
 from .model import DlrcModel, design_matrix, expit
 from .nomogram import Nomogram
 
@@ -87,7 +88,7 @@ def read_new_patients(manifest: str | Path, doc: Mapping) -> pd.DataFrame:
         bad = df.loc[~df["c_lnm"].isin([0, 1]), "patient_id"].tolist()
         problems += [f"patient {p}, column c_lnm: must be 0 or 1" for p in bad]
     elif "lnsd_mm" in df.columns:
-        df["c_lnm"] = (df["lnsd_mm"] >= 10).astype(int)  # the paper's rule: short axis >= 10 mm
+        df["c_lnm"] = c_lnm_from_short_axis(df["lnsd_mm"])
     if problems:
         more = f" (and {len(problems) - 20} more)" if len(problems) > 20 else ""
         raise DlrcError(f"{path}: " + "; ".join(problems[:20]) + more)

@@ -408,6 +408,12 @@ class RadiomicsResult:
         return {"by_mask": by_mask, "wall_seconds": round(float(self.wall_seconds), 2),
                 "workers": int(self.n_workers)}
 
+    def cache_line(self) -> str:
+        """One line: seconds, workers, and per mask role the cases cached and computed."""
+        per = "; ".join(f"{m}: {c['cached']} cached, {c['computed']} computed"
+                        for m, c in self.cache_summary()["by_mask"].items())
+        return f"{self.wall_seconds:.0f} s on {self.n_workers} workers; {per}"
+
 
 # -------------------------------------------------------------------------- executors
 def _n_workers(n_jobs: int) -> int:

@@ -245,12 +245,12 @@ def _fit_path(X: np.ndarray, y: np.ndarray, lambdas: np.ndarray, tol: float, max
     null_dev = -2.0 * np.sum(y * np.log(ybar) + (1 - y) * np.log(1 - ybar))
     prev_ratio = 0.0
     prev_lam = float(lambdas[0]) if len(lambdas) else 0.0
+    grad = Z.T @ (y - _sigmoid(b0 + Z @ beta)) / n  # score at the current solution
     for k, lam in enumerate(lambdas):
         # sequential strong rule (Tibshirani et al. 2012, as glmnet): only features whose score
         # at the previous solution reaches 2*lam - prev_lam (or already in the model) enter the
         # fit; the KKT conditions are then checked on all the others and any violator is added
         # and the fit repeated, so the solution is the full problem's.
-        grad = Z.T @ (y - _sigmoid(b0 + Z @ beta)) / n
         strong = (np.abs(grad) >= 2.0 * lam - prev_lam) | (beta != 0)
         while True:
             S = np.flatnonzero(strong)

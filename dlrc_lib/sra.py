@@ -150,6 +150,19 @@ def diagnostic_table(df: pd.DataFrame, calls: dict[str, str], *, subgroup_mm: fl
     return pd.DataFrame(rows)
 
 
+def sra_vs_model_table(model_calls: pd.DataFrame, sra_calls: pd.DataFrame, model: str = "DLRC") -> pd.DataFrame:
+    """Table 2's SRA rows beside a model's, per cohort (:func:`diagnostic_table`).
+
+    The model's row covers the patients it scored (``model_calls[model]``), SRA's every patient
+    of ``sra_calls`` (column ``SRA``): SRA needs no image features, so a patient whose extraction
+    failed still has an SRA call. Rows: per cohort (paper order), the model then SRA.
+    """
+    out = pd.concat([diagnostic_table(model_calls, {model: model}), diagnostic_table(sra_calls, {"SRA": "SRA"})],
+                    ignore_index=True)
+    order = out["cohort"].map({c: i for i, c in enumerate(COHORTS)}) * 2 + (out["model"] == "SRA")
+    return out.iloc[np.argsort(order.to_numpy(), kind="stable")].reset_index(drop=True)
+
+
 def counts_table(implied: dict, models: Iterable[str] = ("DLRC", "SRA")) -> pd.DataFrame:
     """The long table of :func:`diagnostic_table` from ``[TP, FN, TN, FP]`` counts.
 

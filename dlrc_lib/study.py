@@ -36,6 +36,12 @@ LEVELS = {
     "histology": ("SCC", "AC", "ASC", "Other"),
 }
 PATH_PREFIXES = ("image_", "mask_", "mask_r2_", "mask_rep_")
+C_LNM_SHORT_AXIS_MM = 10.0  # the paper's c_LNM: largest pelvic node's short axis >= 10 mm on MRI
+
+
+def c_lnm_from_short_axis(lnsd_mm: pd.Series) -> pd.Series:
+    """Clinically suspected LNM (0/1) from the largest node's short-axis diameter (mm)."""
+    return (lnsd_mm >= C_LNM_SHORT_AXIS_MM).astype(int)
 
 
 def path_columns(kind: str = "all") -> list[str]:
@@ -115,7 +121,7 @@ def load_study(manifest_path: str | Path, params=None) -> pd.DataFrame:
     if "lnsd_mm" in df and ("c_lnm" not in df or df["c_lnm"].isna().all()):
         # MRI-reported node status: short axis >= 10 mm (the paper's rule), unless the manifest
         # brings the radiologist's own call
-        df["c_lnm"] = (df["lnsd_mm"] >= 10).astype(int)
+        df["c_lnm"] = c_lnm_from_short_axis(df["lnsd_mm"])
     elif "c_lnm" in df:
         df["c_lnm"] = pd.to_numeric(df["c_lnm"], errors="coerce").astype("Int64")
         if not df["c_lnm"].isna().any():

@@ -23,8 +23,7 @@ def quick_params(tmp_path_factory):
     base = tmp_path_factory.mktemp("params")
     params = yaml.safe_load((ROOT / "params" / "quick.yaml").read_text())
     params["cache_dir"] = str(base / "cache")
-    for section, key in (("radiomics", "settings"),):
-        params[section][key] = str(ROOT / params[section][key])
+    params["radiomics"]["settings"] = str(ROOT / params["radiomics"]["settings"])
     path = base / "quick.yaml"
     path.write_text(yaml.safe_dump(params))
     return path

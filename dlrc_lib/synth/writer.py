@@ -32,6 +32,7 @@ import yaml
 
 from ..artifacts import atomic_write_text, dumps
 from ..errors import DlrcError
+from ..study import c_lnm_from_short_axis
 from .anatomy import SEQS, render_patient, scanner_grid
 from .clinical import solve_clinical
 from .nodes import add_nodes
@@ -75,7 +76,7 @@ def build_clinical_table(params, published: dict | None = None) -> pd.DataFrame:
         u = r.beta(2.6, 1.8) if lnm else r.beta(2.0, 2.2)
         diam.append(round(lo + (hi - lo) * u, 1))
     df["tumour_diameter_mm"] = diam
-    df["c_lnm"] = (df["lnsd_mm"] >= 10).astype(int)
+    df["c_lnm"] = c_lnm_from_short_axis(df["lnsd_mm"])
     return df[CLINICAL_COLUMNS]
 
 
