@@ -76,16 +76,16 @@ class CombatEstimates:
     def to_dict(self) -> dict[str, Any]:
         """JSON-able form (lists of floats); inverse of :meth:`from_dict`."""
         return {
-            "features": list(self.features),
-            "batches": list(self.batches),
+            "features": [str(v) for v in self.features],
+            "batches": [str(v) for v in self.batches],
             "grand_mean": self.grand_mean.tolist(),
             "var_pooled": self.var_pooled.tolist(),
             "gamma_star": self.gamma_star.tolist(),
             "delta_star": self.delta_star.tolist(),
             "parametric": bool(self.parametric),
-            "passthrough": list(self.passthrough),
+            "passthrough": [str(v) for v in self.passthrough],
             "batch_sizes": {str(k): int(v) for k, v in self.batch_sizes.items()},
-            "unharmonised": list(self.unharmonised),
+            "unharmonised": [str(v) for v in self.unharmonised],
         }
 
     @classmethod

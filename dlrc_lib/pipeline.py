@@ -21,6 +21,7 @@ import pandas as pd
 
 from .combat import CombatEstimates, apply_combat, harmonise
 from .errors import DlrcError
+from .memo import Memo, code_fingerprint, digest
 from .selection import SelectionResult, select_features, standardise
 from .study import by_patient
 
@@ -108,7 +109,8 @@ def _screen_patients(features: pd.DataFrame, study: pd.DataFrame,
 def fit_feature_score(features: pd.DataFrame, study: pd.DataFrame, *, keep: Optional[Sequence[str]] = None,
                       harmonisation, selection, seed: int = 0,
                       keep_label: str = "ICC filter",
-                      lost: Optional[pd.DataFrame] = None) -> FeatureScoreResult:
+                      lost: Optional[pd.DataFrame] = None,
+                      cache_dir: Optional[str] = None, memo: Optional[Memo] = None) -> FeatureScoreResult:
     """Harmonise, select on the training cohort and score every patient.
 
     Parameters
@@ -122,9 +124,42 @@ def fit_feature_score(features: pd.DataFrame, study: pd.DataFrame, *, keep: Opti
     lost : optional table (patient_id, reason) of patients whose extraction failed, e.g.
         ``RadiomicsResult.lost``; their reasons are carried into :attr:`~FeatureScoreResult.excluded`.
 
+    cache_dir : optional feature-store folder; the fit is then cached under
+        ``<cache_dir>/memo/feature_score``, keyed by the bytes of every input, the parameters,
+        the seed and the code (:mod:`dlrc_lib.memo`), so a re-run on unchanged inputs loads it.
+    memo : optional :class:`~dlrc_lib.memo.Memo` to use instead (its hit/miss counts are
+        kept for provenance).
+
     Raises :class:`EmptySelectionError` (a ``DlrcError``) with the explanation when a
     selection step leaves no feature; its ``.result`` still carries the funnel.
     """
+    if memo is None:
+        memo = Memo(cache_dir, "feature_score")
+    cols = [c for c in ("cohort", "lnm", harmonisation.batch) if c in by_patient(study).columns]
+    key = digest(features, by_patient(study)[cols],
+                 None if keep is None else [str(k) for k in keep], harmonisation, selection, int(seed),
+                 keep_label, lost, code_fingerprint(_FIT_MODULES))
+
+    def compute() -> dict[str, Any]:
+        try:
+            return {"result": _fit_feature_score(features, study, keep=keep, harmonisation=harmonisation,
+                                                 selection=selection, seed=seed, keep_label=keep_label,
+                                                 lost=lost), "error": None}
+        except EmptySelectionError as exc:
+            return {"result": exc.result, "error": str(exc)}
+
+    out = memo.get_or_compute(key, compute)
+    if out["error"] is not None:
+        raise EmptySelectionError(out["error"], out["result"])
+    return out["result"]
+
+
+_FIT_MODULES = ("dlrc_lib.pipeline", "dlrc_lib.selection", "dlrc_lib.combat", "dlrc_lib.stats")
+
+
+def _fit_feature_score(features: pd.DataFrame, study: pd.DataFrame, *, keep: Optional[Sequence[str]],
+                       harmonisation, selection, seed: int, keep_label: str,
+                       lost: Optional[pd.DataFrame]) -> FeatureScoreResult:
     study = by_patient(study)
     features = features.copy()
     features.index = features.index.astype(str)

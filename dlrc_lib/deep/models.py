@@ -130,8 +130,9 @@ class DeepModels:
 
 def fit_models(features: Mapping[str, pd.DataFrame], study: pd.DataFrame, *, harmonisation, selection,
                seed: int, keep: Mapping[str, Sequence[str] | None] | None = None,
-               progress: bool = True) -> DeepModels:
-    """Run the feature -> score pipeline for every model (``keep``: ICC-kept features)."""
+               progress: bool = True, cache_dir: str | None = None) -> DeepModels:
+    """Run the feature -> score pipeline for every model (``keep``: ICC-kept features;
+    ``cache_dir``: cache each fit, see :func:`dlrc_lib.pipeline.fit_feature_score`)."""
     from tqdm.auto import tqdm
 
     from ..pipeline import EmptySelectionError, fit_feature_score
@@ -141,7 +142,7 @@ def fit_models(features: Mapping[str, pd.DataFrame], study: pd.DataFrame, *, har
         k = (keep or {}).get(m)
         try:
             out.results[m] = fit_feature_score(features[m], study, keep=k, harmonisation=harmonisation,
-                                               selection=selection, seed=seed)
+                                               selection=selection, seed=seed, cache_dir=cache_dir)
         except EmptySelectionError as exc:
             out.failed[m] = str(exc)
     return out

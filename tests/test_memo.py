@@ -1,0 +1,159 @@
+"""The cache of fitted score pipelines and diagnostics (dlrc_lib.memo)."""
+import dataclasses
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from dlrc_lib import diagnostics as D
+from dlrc_lib import memo as M
+from dlrc_lib.config import HarmonisationParams, SelectionParams
+from dlrc_lib.pipeline import EmptySelectionError, fit_feature_score
+
+from featuredata import make_features, make_study
+
+
+def assert_same(a, b, path="result"):
+    """Deep equality: frames exactly (values, dtypes, index), arrays by dtype and bytes,
+    dataclasses field by field, scalars by type and value."""
+    if isinstance(a, pd.DataFrame):
+        pd.testing.assert_frame_equal(a, b, check_exact=True, obj=path)
+    elif isinstance(a, pd.Series):
+        pd.testing.assert_series_equal(a, b, check_exact=True, obj=path)
+    elif isinstance(a, np.ndarray):
+        assert a.dtype == b.dtype and np.array_equal(a, b, equal_nan=True), path
+    elif dataclasses.is_dataclass(a):
+        assert type(a) is type(b), path
+        for f in dataclasses.fields(a):
+            assert_same(getattr(a, f.name), getattr(b, f.name), f"{path}.{f.name}")
+    elif isinstance(a, dict):
+        assert list(a) == list(b), path
+        for k in a:
+            assert_same(a[k], b[k], f"{path}[{k!r}]")
+    elif isinstance(a, (list, tuple)):
+        assert type(a) is type(b) and len(a) == len(b), path
+        for i, (u, v) in enumerate(zip(a, b)):
+            assert_same(u, v, f"{path}[{i}]")
+    else:
+        assert type(a) is type(b), (path, type(a), type(b))
+        assert a == b or (a != a and b != b), (path, a, b)
+
+
+@pytest.fixture(scope="module")
+def data():
+    study = make_study(260, seed=31)
+    X = make_features(study, n_noise=20, effect=1.0, seed=32)
+    return study, X
+
+
+def _fit(X, study, cache_dir, memo=None, **kw):
+    args = dict(harmonisation=HarmonisationParams(mode="all"), selection=SelectionParams(), seed=5)
+    args.update(kw)
+    return fit_feature_score(X, study, cache_dir=cache_dir, memo=memo, **args)
+
+
+def test_cached_fit_is_identical_and_not_refitted(data, tmp_path, monkeypatch):
+    study, X = data
+    plain = _fit(X, study, None)
+    first = M.Memo(tmp_path, "feature_score")
+    cold = _fit(X, study, tmp_path, memo=first)
+    assert (first.hits, first.misses) == (0, 1)
+    assert_same(plain, cold)
+
+    import dlrc_lib.pipeline as P
+
+    def boom(*a, **k):
+        raise AssertionError("refitted although the inputs are unchanged")
+
+    monkeypatch.setattr(P, "_fit_feature_score", boom)
+    second = M.Memo(tmp_path, "feature_score")
+    warm = _fit(X, study, tmp_path, memo=second)
+    assert (second.hits, second.misses) == (1, 0)
+    assert_same(plain, warm)
+    # the frame held twice (harmonised features) is stored once and shared again on load
+    assert warm.harmonised is warm.harmonisation.features
+    json.dumps(warm.state)  # still JSON-able for the model file
+
+
+@pytest.mark.parametrize("change", ["value", "seed", "selection", "harmonisation", "label", "keep"])
+def test_any_changed_input_refits(data, tmp_path, change):
+    study, X = data
+    _fit(X, study, tmp_path)
+    X2, study2, kw = X, study, {}
+    if change == "value":
+        X2 = X.copy()
+        X2.iloc[7, 3] += 1e-9
+    elif change == "seed":
+        kw["seed"] = 6
+    elif change == "selection":
+        kw["selection"] = SelectionParams(spearman_r=0.9)
+    elif change == "harmonisation":
+        kw["harmonisation"] = HarmonisationParams(mode="train_reference")
+    elif change == "label":
+        study2 = study.copy()
+        study2.loc[study2.index[0], "lnm"] = 1 - study2.loc[study2.index[0], "lnm"]
+    elif change == "keep":
+        kw["keep"] = list(X.columns[:-1])
+    m = M.Memo(tmp_path, "feature_score")
+    _fit(X2, study2, tmp_path, memo=m, **kw)
+    assert (m.hits, m.misses) == (0, 1)
+
+
+def test_empty_selection_is_cached_and_raised_again(data, tmp_path):
+    study, X = data
+    kw = dict(selection=SelectionParams(mw_p=1e-12))
+    with pytest.raises(EmptySelectionError) as first:
+        _fit(X, study, tmp_path, **kw)
+    m = M.Memo(tmp_path, "feature_score")
+    with pytest.raises(EmptySelectionError) as again:
+        _fit(X, study, tmp_path, memo=m, **kw)
+    assert m.hits == 1 and str(again.value) == str(first.value)
+    assert_same(first.value.result.funnel, again.value.result.funnel)
+
+
+def test_unreadable_entry_is_recomputed(data, tmp_path):
+    study, X = data
+    _fit(X, study, tmp_path)
+    (entry,) = list((tmp_path / "memo" / "feature_score").iterdir())
+    next((entry / "frames").iterdir()).write_bytes(b"not parquet")
+    m = M.Memo(tmp_path, "feature_score")
+    _fit(X, study, tmp_path, memo=m)
+    assert (m.hits, m.misses) == (0, 1)
+
+
+def test_failed_write_leaves_no_entry(tmp_path):
+    m = M.Memo(tmp_path, "x")
+    with pytest.raises(TypeError, match="cannot store a set"):
+        m.get_or_compute("k", lambda: {"a": pd.DataFrame({"v": [1.0]}), "b": {1, 2}})
+    assert list((tmp_path / "memo" / "x").iterdir()) == []
+    assert m.load("k") == (False, None)
+
+
+def test_only_dlrc_dataclasses_are_rebuilt(tmp_path):
+    M.save_object({"x": 1.5}, tmp_path)
+    doc = json.loads((tmp_path / "object.json").read_text())
+    doc["object"] = {"__dataclass__": "subprocess:Popen", "fields": {"args": "true"}}
+    (tmp_path / "object.json").write_text(json.dumps(doc))
+    with pytest.raises(ValueError, match="refusing"):
+        M.load_object(tmp_path)
+
+
+def test_least_recently_used_entries_are_evicted(tmp_path):
+    m = M.Memo(tmp_path, "x", max_entries=2)
+    for k in "abc":
+        m.get_or_compute(k, lambda: {"k": k})
+    assert sorted(p.name for p in (tmp_path / "memo" / "x").iterdir()) == ["b", "c"]
+
+
+def test_diagnostics_are_cached(data, tmp_path):
+    study, X = data
+    after = _fit(X, study, None).harmonised
+    X = X.loc[after.index, after.columns]
+    for fn, kw in ((D.harmonisation_summary, {"seed": 1}), (D.pca_frame, {})):
+        plain = fn(X, after, study, **kw)
+        cold = fn(X, after, study, cache_dir=tmp_path, **kw)
+        warm = fn(X, after, study, cache_dir=tmp_path, **kw)
+        pd.testing.assert_frame_equal(plain, cold, check_exact=True)
+        pd.testing.assert_frame_equal(plain, warm, check_exact=True)
+    assert len(list((tmp_path / "memo" / "diagnostics").iterdir())) == 2
