@@ -277,7 +277,7 @@ def optimism_calibration(predictions: pd.DataFrame, terms: Iterable[str] | None 
     columns, so the correction covers the final logistic model only, not the feature
     selection behind Rad_score and DL_score.
     """
-    from tqdm.auto import tqdm
+    from .progress import progress_bar as tqdm
 
     terms = list(terms or DEFAULT_TERMS)
     part = predictions[predictions["cohort"] == cohort]

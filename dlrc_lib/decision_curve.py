@@ -89,7 +89,7 @@ def bootstrap_bands(predictions: pd.DataFrame, column: str, thresholds, *, B: in
 
     Columns: cohort, threshold, nb_lower, nb_upper, ia_lower, ia_upper.
     """
-    from tqdm.auto import tqdm
+    from .progress import progress_bar as tqdm
 
     check_probabilities(predictions, [column])
     t = np.asarray(thresholds, dtype=float)

@@ -616,7 +616,8 @@ def load_score_inputs(art: Any, study: pd.DataFrame) -> ScoreInputs:
         if why:
             rows.append({"patient_id": pid, "reason": "; ".join(why)})
     lost = pd.DataFrame(rows, columns=["patient_id", "reason"])
-    keep = [p for p in ids if p not in set(lost["patient_id"])]
+    gone = set(lost["patient_id"])
+    keep = [p for p in ids if p not in gone]
     st = study.set_index("patient_id") if study.index.name != "patient_id" else study
     scores = pd.DataFrame({"cohort": st.loc[keep, "cohort"], "lnm": st.loc[keep, "lnm"].astype(int),
                            "Rad_score": rad.loc[keep, "Rad_score"].astype(float),

@@ -175,7 +175,8 @@ def _fit_feature_score(features: pd.DataFrame, study: pd.DataFrame, *, keep: Opt
         if missing:
             notes.append(f"{len(missing)} feature(s) of the {keep_label} set are not in the feature "
                          f"matrix, e.g. {', '.join(missing[:3])}")
-        kept = [c for c in features.columns if c in set(keep)]
+        wanted = set(keep)
+        kept = [c for c in features.columns if c in wanted]
         features = features[kept]
         funnel.append({"step": keep_label, "n_features": len(kept), "rule": "kept features"})
     data, excluded = _screen_patients(features, study, lost)

@@ -576,15 +576,9 @@ def extract_radiomics(
         pid = cases.at[i, "patient_id"]
         patients_left[pid] = patients_left.get(pid, 0) + 1
     if progress and jobs_idx:
-        if os.environ.get("DLRC_HEADLESS", "").strip().lower() in ("1", "true", "yes"):
-            from functools import partial
+        from .progress import progress_bar
 
-            from tqdm import tqdm as _tqdm  # plain text in executed notebooks, updated sparingly
-
-            tqdm = partial(_tqdm, mininterval=5.0)
-        else:
-            from tqdm.auto import tqdm
-        bar = tqdm(total=len(patients_left), unit="patient", desc="radiomics", smoothing=0.1,
+        bar = progress_bar(total=len(patients_left), unit="patient", desc="radiomics", smoothing=0.1,
                    bar_format="{l_bar}{bar}| {n_fmt}/{total_fmt} patients [{elapsed}<{remaining}, {rate_fmt}{postfix}]")
 
     n_computed = 0

@@ -47,13 +47,15 @@ def icc_table(reader1: pd.DataFrame, reader2: pd.DataFrame, repeat: pd.DataFrame
     from .stats import icc_many
 
     cases = reader1.index.intersection(reader2.index).intersection(repeat.index)
-    cases = [p for p in reader1.index if p in set(cases)]
+    in_all = set(cases)
+    cases = [p for p in reader1.index if p in in_all]
     if len(cases) < min_cases:
         raise DlrcError(
             f"ICC: only {len(cases)} patient(s) have features from all three masks (reader 1, reader 2, "
             f"repeat); at least {min_cases} are needed (icc.min_cases). Check the study's mask_r2_*/mask_rep_* "
             "columns and the radiomics failures table")
-    cols = [c for c in reader1.columns if c in set(reader2.columns) and c in set(repeat.columns)]
+    shared = set(reader2.columns) & set(repeat.columns)
+    cols = [c for c in reader1.columns if c in shared]
     a = reader1.loc[cases, cols].to_numpy(dtype=float).T  # (features, cases)
     b = reader2.loc[cases, cols].to_numpy(dtype=float).T
     c = repeat.loc[cases, cols].to_numpy(dtype=float).T
@@ -204,7 +206,7 @@ def reproducibility(study: pd.DataFrame, settings_file: str | os.PathLike, cache
                             n_jobs=n_jobs, dask_scheduler=dask_scheduler, progress=progress)
     icc = icc_table(res.by_mask["reader1"], res.by_mask["reader2"], res.by_mask["repeat"],
                     form=form, threshold=threshold, min_cases=min_cases)
-    used = [p for p in res.by_mask["reader2"].index
-            if p in set(res.by_mask["reader1"].index) and p in set(res.by_mask["repeat"].index)]
+    both = set(res.by_mask["reader1"].index) & set(res.by_mask["repeat"].index)
+    used = [p for p in res.by_mask["reader2"].index if p in both]
     return ReproducibilityResult(icc=icc, extraction=res, cases=used, subset=list(subset["patient_id"]),
                                  threshold=threshold, form=form)

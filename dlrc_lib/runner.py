@@ -22,6 +22,7 @@ from typing import Any, Iterable
 from .artifacts import atomic_write_text, dumps
 from .config import Params, flatten, load_params
 from .errors import DlrcError
+from .progress import ConsoleEcho
 
 # Packages whose versions matter for the numbers (recorded in run.json).
 TRACKED_PACKAGES = (
@@ -161,7 +162,10 @@ def _error_summary(exc: Exception, nb: Path) -> str:
     return f"notebook {nb.name} failed in {where}: {ename}: {evalue}\n{tb_text}"
 
 
-def execute_notebook(nb: Path, out_nb: Path, inputs: dict[str, Any], root: Path) -> None:
+def execute_notebook(nb: Path, out_nb: Path, inputs: dict[str, Any], root: Path,
+                     echo: Any = None) -> None:
+    """Run one notebook with papermill; ``echo`` (e.g. :class:`dlrc_lib.progress.ConsoleEcho`)
+    receives the kernel's stderr, where the progress bars of long cells go."""
     import papermill as pm
 
     declared = notebook_parameters(nb)
@@ -173,7 +177,7 @@ def execute_notebook(nb: Path, out_nb: Path, inputs: dict[str, Any], root: Path)
     values = {name: inputs[name] for name in declared}
     pm.execute_notebook(
         str(nb), str(out_nb), parameters=values, cwd=str(root), kernel_name="python3",
-        progress_bar=False, log_output=False, request_save_on_cell_execute=False,
+        progress_bar=False, log_output=False, request_save_on_cell_execute=False, stderr_file=echo,
         # the kernel is local and private to this run: keep ipykernel's TCP notice off the console
         extra_arguments=["--IPKernelApp.log_level=ERROR"],
     )
@@ -242,7 +246,12 @@ def run(params_path: str | Path, only: Iterable[str] | None = None, out: str | P
         # a notebook's results (and its warnings) describe its latest execution only
         (run_dir / "results" / f"{nb.stem}.json").unlink(missing_ok=True)
         try:
-            execute_notebook(nb, out_nb, inputs, root)
+            echo = None if quiet else ConsoleEcho()
+            try:
+                execute_notebook(nb, out_nb, inputs, root, echo=echo)
+            finally:
+                if echo is not None:
+                    echo.close()
             export_html(out_nb, run_dir / "html" / f"{nb.stem}.html")
         except DlrcError:
             raise

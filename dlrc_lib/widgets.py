@@ -8,7 +8,6 @@ The numbers behind both views come from :func:`calculator_table` and
 """
 from __future__ import annotations
 
-import os
 from typing import Any, Mapping, Sequence
 
 import numpy as np
@@ -23,7 +22,9 @@ MODEL_LABELS = {"radiomics": "Radiomics", "dl": "Deep learning", "dlrc": "DLRC"}
 def headless() -> bool:
     """True when widgets cannot be displayed: ``DLRC_HEADLESS=1`` (set by the runner for
     papermill), no IPython kernel, or ipywidgets not installed."""
-    if os.environ.get("DLRC_HEADLESS", "").strip().lower() in ("1", "true", "yes"):
+    from .progress import headless as runner_headless
+
+    if runner_headless():
         return True
     try:
         import ipywidgets  # noqa: F401

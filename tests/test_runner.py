@@ -75,3 +75,23 @@ def test_only_selects_notebooks(project):
     assert [p.stem for p in runner.list_notebooks(project, ["1"])] == ["01_b"]
     with pytest.raises(DlrcError, match="07"):
         runner.list_notebooks(project, ["07"])
+
+
+def test_console_echo_shows_progress_bars_only():
+    import io
+
+    from dlrc_lib.progress import ConsoleEcho
+
+    out = io.StringIO()
+    echo = ConsoleEcho(out, prefix="> ", interval_s=3600)
+    echo.write("a warning that stays in the notebook\n")
+    echo.write("\rradiomics:  10%|#         | 10/100 patients [00:05<00:45]")
+    echo.write("\rradiomics:  20%|##        | 20/100 patients [00:10<00:40]")  # within the interval
+    echo.write("\rdeep features:   5%|5         | 5/100 img [00:01<00:19]")  # another bar
+    echo.write("\rradiomics: 100%|##########| 100/100 patients [00:50<00:00]\n")  # finished: always shown
+    echo.close()
+    assert out.getvalue().splitlines() == [
+        "> radiomics:  10%|#         | 10/100 patients [00:05<00:45]",
+        "> deep features:   5%|5         | 5/100 img [00:01<00:19]",
+        "> radiomics: 100%|##########| 100/100 patients [00:50<00:00]",
+    ]

@@ -180,7 +180,7 @@ def extract_cases(cases: Sequence[Case], deep_params, cache_dir: str | Path, see
 
     Cached cases come from the store, the others are computed (and stored) first.
     """
-    from tqdm.auto import tqdm
+    from ..progress import progress_bar as tqdm
 
     models = list(models if models is not None else deep_params.models)
     for m in models:

@@ -133,7 +133,7 @@ def fit_models(features: Mapping[str, pd.DataFrame], study: pd.DataFrame, *, har
                progress: bool = True, cache_dir: str | None = None) -> DeepModels:
     """Run the feature -> score pipeline for every model (``keep``: ICC-kept features;
     ``cache_dir``: cache each fit, see :func:`dlrc_lib.pipeline.fit_feature_score`)."""
-    from tqdm.auto import tqdm
+    from ..progress import progress_bar as tqdm
 
     from ..pipeline import EmptySelectionError, fit_feature_score
 
