@@ -311,7 +311,7 @@ def optimism_calibration(predictions: pd.DataFrame, terms: Iterable[str] | None 
     rng = np.random.default_rng(seed)
     diffs, auc_opt = [], []
     failed = 0
-    for _ in tqdm(range(B), desc="bootstrap calibration", disable=not progress, leave=False):
+    for _ in tqdm(range(B), desc="bootstrap calibration", disable=not progress):
         idx = rng.integers(0, n, n)
         yb = y[idx]
         if yb.min() == yb.max():  # one class only: nothing to fit

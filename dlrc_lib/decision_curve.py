@@ -103,7 +103,7 @@ def bootstrap_bands(predictions: pd.DataFrame, column: str, thresholds, *, B: in
         n = len(y)
         nb = np.full((B, t.size), np.nan)
         ia = np.full((B, t.size), np.nan)
-        for b in tqdm(range(B), desc=f"net-benefit bootstrap ({coh})", disable=not progress, leave=False):
+        for b in tqdm(range(B), desc=f"net-benefit bootstrap ({coh})", disable=not progress):
             idx = rng.integers(0, n, n)
             m, al, _ = net_benefit_arrays(y[idx], p[idx], t)
             nb[b] = m

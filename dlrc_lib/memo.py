@@ -22,7 +22,10 @@ import importlib
 import json
 import os
 import shutil
+import sys
 import tempfile
+import time
+import warnings
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, Optional
 
@@ -32,6 +35,7 @@ import pandas as pd
 __all__ = ["Memo", "digest", "code_fingerprint", "save_object", "load_object"]
 
 FORMAT = 1
+_LOADED_AT = time.time()  # a module file changed after this is not the code that runs here
 
 
 # ------------------------------------------------------------------------- digests
@@ -39,7 +43,7 @@ def _update(h: "hashlib._Hash", obj: Any) -> None:
     """Feed a canonical byte form of ``obj`` into ``h`` (frames, arrays, plain data)."""
     if isinstance(obj, pd.DataFrame):
         h.update(b"F")
-        _update(h, [str(c) for c in obj.columns])
+        _update(h, obj.columns)
         _update(h, [str(t) for t in obj.dtypes])
         _update(h, obj.index)
         for c in range(obj.shape[1]):
@@ -51,10 +55,11 @@ def _update(h: "hashlib._Hash", obj: Any) -> None:
         _update(h, obj.to_numpy())
     elif isinstance(obj, pd.Index):
         h.update(b"I")
-        _update(h, [str(v) for v in obj])
+        _update(h, [str(n) for n in obj.names] + [str(obj.dtype)])
+        _update(h, obj.to_numpy())
     elif isinstance(obj, np.ndarray):
-        if obj.dtype == object:
-            _update(h, [None if v is None else str(v) for v in obj.tolist()])
+        if obj.dtype == object:  # by type and value: None, "None", NaN, "nan", 1 and "1" differ
+            _update(h, [f"{type(v).__name__}:{v!r}" for v in obj.ravel().tolist()])
         else:
             a = np.ascontiguousarray(obj)
             h.update(f"A{a.dtype.str}{a.shape}".encode())
@@ -89,28 +94,25 @@ def digest(*parts: Any) -> str:
     return h.hexdigest()
 
 
-_fingerprints: dict[tuple[str, ...], str] = {}
-
-
-def code_fingerprint(modules: Iterable[str]) -> str:
-    """Digest of the source of the named ``dlrc_lib`` modules and of the versions of the
-    numerical libraries, so a changed implementation never reuses an old result."""
-    names = tuple(sorted(modules))
-    if names in _fingerprints:
-        return _fingerprints[names]
+def code_fingerprint(modules: Iterable[str]) -> Optional[str]:
+    """Digest of the source of the named ``dlrc_lib`` modules (and of this one), of the
+    Python version and of the versions of the numerical libraries, so a changed
+    implementation never reuses an old result. ``None`` when a module's file changed after
+    this process started (the running code is not the code on disk): do not cache then."""
     from importlib.metadata import PackageNotFoundError, version
 
-    h = hashlib.sha256()
-    for name in names:
-        mod = importlib.import_module(name)
-        h.update(name.encode() + b"\0" + Path(mod.__file__).read_bytes())
-    for pkg in ("numpy", "scipy", "pandas", "scikit-learn", "neuroCombat", "statsmodels"):
+    h = hashlib.sha256(f"memo format {FORMAT}; python {sys.version}".encode())
+    for name in sorted(set(modules) | {__name__}):
+        path = Path(importlib.import_module(name).__file__)
+        if path.stat().st_mtime > _LOADED_AT:
+            return None
+        h.update(name.encode() + b"\0" + path.read_bytes())
+    for pkg in ("numpy", "scipy", "pandas", "pyarrow", "scikit-learn", "neuroCombat", "statsmodels"):
         try:
             h.update(f"{pkg}={version(pkg)}".encode())
         except PackageNotFoundError:
             h.update(f"{pkg}=none".encode())
-    _fingerprints[names] = h.hexdigest()
-    return _fingerprints[names]
+    return h.hexdigest()
 
 
 # ------------------------------------------------------------------ serialisation
@@ -263,34 +265,69 @@ class Memo:
         except Exception:  # an unreadable entry (e.g. from another version) is recomputed
             shutil.rmtree(p, ignore_errors=True)
             return False, None
-        os.utime(p)  # recently used
+        try:
+            os.utime(p)  # recently used
+        except OSError:
+            pass
         return True, value
 
     def save(self, key: str, obj: Any) -> None:
+        """Store ``obj`` (atomically). A cache that cannot be written (full disk, read-only
+        folder) only costs a warning: the computed value is still returned to the caller."""
         if self.root is None:
             return
-        self.root.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(dir=self.root, prefix=f".{key[:16]}.", suffix=".tmp"))
+        tmp = None
         try:
+            self.root.mkdir(parents=True, exist_ok=True)
+            tmp = Path(tempfile.mkdtemp(dir=self.root, prefix=f".{key[:16]}.", suffix=".tmp"))
+            os.chmod(tmp, 0o755)  # mkdtemp's 0700 would hide the entry from a shared cache's group
             save_object(obj, tmp)
             try:
                 os.rename(tmp, self.root / key)
             except OSError:  # another process stored the same entry first
                 shutil.rmtree(tmp, ignore_errors=True)
+        except TypeError:  # an object this cache cannot represent: a programming error
+            if tmp is not None:
+                shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        except Exception as exc:
+            if tmp is not None:
+                shutil.rmtree(tmp, ignore_errors=True)
+            warnings.warn(f"memo: could not cache a result in {self.root}: {exc}", stacklevel=3)
+            return
         except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
+            if tmp is not None:
+                shutil.rmtree(tmp, ignore_errors=True)
             raise
         self._evict()
 
-    def _evict(self) -> None:
-        entries = [p for p in self.root.iterdir() if p.is_dir() and not p.name.startswith(".")]
+    def _evict(self, stale_tmp_s: float = 3600.0) -> None:
+        def mtime(p: Path) -> int:
+            try:
+                return p.stat().st_mtime_ns
+            except OSError:  # removed meanwhile by another process
+                return -1
+
+        now = time.time_ns()
+        try:
+            listing = list(self.root.iterdir())
+        except OSError:
+            return
+        for p in listing:  # temporary folders of killed runs
+            if p.name.startswith(".") and p.name.endswith(".tmp") and 0 <= mtime(p) < now - stale_tmp_s * 1e9:
+                shutil.rmtree(p, ignore_errors=True)
+        entries = [p for p in listing if not p.name.startswith(".") and p.is_dir()]
         if len(entries) <= self.max_entries:
             return
-        entries.sort(key=lambda p: p.stat().st_mtime_ns, reverse=True)
+        entries.sort(key=mtime, reverse=True)
         for p in entries[self.max_entries:]:
             shutil.rmtree(p, ignore_errors=True)
 
-    def get_or_compute(self, key: str, compute: Callable[[], Any]) -> Any:
+    def get_or_compute(self, key: Optional[str], compute: Callable[[], Any]) -> Any:
+        """The cached value of ``key``, else ``compute()`` (stored). ``key=None``: no caching."""
+        if key is None or self.root is None:
+            self.misses += 1
+            return compute()
         found, value = self.load(key)
         if found:
             self.hits += 1

@@ -135,10 +135,13 @@ def fit_feature_score(features: pd.DataFrame, study: pd.DataFrame, *, keep: Opti
     """
     if memo is None:
         memo = Memo(cache_dir, "feature_score")
-    cols = [c for c in ("cohort", "lnm", harmonisation.batch) if c in by_patient(study).columns]
-    key = digest(features, by_patient(study)[cols],
-                 None if keep is None else [str(k) for k in keep], harmonisation, selection, int(seed),
-                 keep_label, lost, code_fingerprint(_FIT_MODULES))
+    key = None
+    code = code_fingerprint(_FIT_MODULES) if memo.root is not None else None
+    if code is not None:
+        st = by_patient(study)
+        cols = [c for c in ("cohort", "lnm", harmonisation.batch) if c in st.columns]
+        key = digest(features, st[cols], None if keep is None else [str(k) for k in keep],
+                     harmonisation, selection, seed, keep_label, lost, code)
 
     def compute() -> dict[str, Any]:
         try:

@@ -36,7 +36,7 @@ def progress_bar(iterable: Any = None, **kwargs: Any):
     return tqdm(iterable, **kwargs)
 
 
-_BAR = re.compile(r"\d+%\|")  # tqdm's "desc:  42%|####  | 12/30 [...]"
+_BAR = re.compile(r"^(?P<desc>.*?)\s*\d+%\|")  # tqdm's "desc:  42%|####  | 12/30 [...]"
 
 
 class ConsoleEcho:
@@ -56,30 +56,52 @@ class ConsoleEcho:
         self._shown = ""
 
     def write(self, text: str) -> int:
+        """Echo the progress-bar states in ``text``; never raises (a console that cannot
+        show them must not fail the notebook)."""
+        try:
+            self._write(text)
+        except Exception:  # e.g. a closed pipe, an encoding the console lacks
+            pass
+        return len(text)
+
+    def _emit(self, s: str) -> None:
+        try:
+            self.stream.write(s)
+        except UnicodeEncodeError:
+            enc = getattr(self.stream, "encoding", None) or "ascii"
+            self.stream.write(s.encode(enc, errors="replace").decode(enc))
+
+    def _write(self, text: str) -> None:
         for seg in re.split(r"[\r\n]+", text):
             seg = seg.strip()
-            if not seg or not _BAR.search(seg):
+            m = _BAR.search(seg) if seg else None
+            if m is None:
                 continue
-            name = seg.split(":", 1)[0] if ":" in seg else ""
+            name = m.group("desc")
             done = "100%|" in seg
             now = time.monotonic()
             if not self.tty and not done and now - self._last.get(name, -1e9) < self.interval_s:
                 continue
             self._last[name] = now
             if self.tty:
-                self.stream.write("\r\x1b[2K" + self.prefix + seg + ("\n" if done else ""))
+                self._emit("\r\x1b[2K" + self.prefix + seg + ("\n" if done else ""))
             else:
-                self.stream.write(self.prefix + seg + "\n")
+                self._emit(self.prefix + seg + "\n")
             self._shown = "" if done else seg
         self.stream.flush()
-        return len(text)
 
     def flush(self) -> None:
-        self.stream.flush()
+        try:
+            self.stream.flush()
+        except Exception:
+            pass
 
     def close(self) -> None:
         """End an unfinished bar's line on a terminal."""
-        if self.tty and self._shown:
-            self.stream.write("\n")
-            self.stream.flush()
+        try:
+            if self.tty and self._shown:
+                self.stream.write("\n")
+                self.stream.flush()
+        except Exception:
+            pass
         self._shown = ""

@@ -48,3 +48,12 @@ def test_correlation_frame_is_spearman():
     X["b"] = np.exp(X["a"])  # monotone: Spearman 1
     c = D.correlation_frame(X).set_index(["feature_x", "feature_y"])["r"]
     assert c[("a", "b")] == pytest.approx(1.0)
+
+
+def test_randomized_pca_gives_the_full_svd_auc():
+    study = make_study(240, seed=23)
+    X = make_features(study, n_noise=150, scanner_effect=1.0, seed=24)
+    g = study.set_index("patient_id")["scanner"]
+    full = D.batch_predictability(X, g, seed=3, svd_solver="full")
+    fast = D.batch_predictability(X, g, seed=3)
+    assert abs(full - fast) < 0.01, (full, fast)

@@ -157,3 +157,27 @@ def test_diagnostics_are_cached(data, tmp_path):
         pd.testing.assert_frame_equal(plain, cold, check_exact=True)
         pd.testing.assert_frame_equal(plain, warm, check_exact=True)
     assert len(list((tmp_path / "memo" / "diagnostics").iterdir())) == 2
+
+
+def test_no_caching_when_the_code_on_disk_is_newer_than_the_running_code(data, tmp_path, monkeypatch):
+    study, X = data
+    monkeypatch.setattr(M, "_LOADED_AT", 0.0)  # every module file "changed" after the start
+    assert M.code_fingerprint(["dlrc_lib.pipeline"]) is None
+    m = M.Memo(tmp_path, "feature_score")
+    _fit(X, study, tmp_path, memo=m)
+    assert m.misses == 1 and not (tmp_path / "memo" / "feature_score").exists()
+
+
+def test_unwritable_cache_only_warns(tmp_path):
+    (tmp_path / "memo").write_text("a file where the cache folder should be")
+    m = M.Memo(tmp_path, "x")
+    with pytest.warns(UserWarning, match="could not cache"):
+        assert m.get_or_compute("k", lambda: {"v": 1.0}) == {"v": 1.0}
+
+
+def test_index_names_and_object_values_are_part_of_the_key():
+    a = pd.DataFrame({"v": [1.0, 2.0]}, index=pd.Index(["p1", "p2"], name="patient_id"))
+    b = a.rename_axis("other")
+    assert M.digest(a) != M.digest(b)
+    assert M.digest(pd.Series([None, "x"], dtype=object)) != M.digest(pd.Series(["None", "x"], dtype=object))
+    assert M.digest(pd.Series([1, "x"], dtype=object)) != M.digest(pd.Series(["1", "x"], dtype=object))

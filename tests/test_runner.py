@@ -95,3 +95,18 @@ def test_console_echo_shows_progress_bars_only():
         "> deep features:   5%|5         | 5/100 img [00:01<00:19]",
         "> radiomics: 100%|##########| 100/100 patients [00:50<00:00]",
     ]
+
+
+def test_console_echo_never_fails_the_notebook():
+    from dlrc_lib.progress import ConsoleEcho
+
+    class Broken:
+        def write(self, s):
+            raise BrokenPipeError
+
+        def flush(self):
+            raise BrokenPipeError
+
+    echo = ConsoleEcho(Broken(), interval_s=0)
+    assert echo.write("\rbar:  50%|#####     | 5/10") == len("\rbar:  50%|#####     | 5/10")
+    echo.close()
