@@ -282,23 +282,20 @@ class Memo:
             tmp = Path(tempfile.mkdtemp(dir=self.root, prefix=f".{key[:16]}.", suffix=".tmp"))
             os.chmod(tmp, 0o755)  # mkdtemp's 0700 would hide the entry from a shared cache's group
             save_object(obj, tmp)
-            try:
-                os.rename(tmp, self.root / key)
-            except OSError:  # another process stored the same entry first
-                shutil.rmtree(tmp, ignore_errors=True)
-        except TypeError:  # an object this cache cannot represent: a programming error
-            if tmp is not None:
-                shutil.rmtree(tmp, ignore_errors=True)
-            raise
-        except Exception as exc:
-            if tmp is not None:
-                shutil.rmtree(tmp, ignore_errors=True)
-            warnings.warn(f"memo: could not cache a result in {self.root}: {exc}", stacklevel=3)
+            os.rename(tmp, self.root / key)
+            tmp = None
+        except BaseException as exc:
+            # TypeError: an object this cache cannot represent (a programming error);
+            # KeyboardInterrupt and the like propagate; anything else (full disk, read-only
+            # folder, another process stored the same entry first) leaves the value uncached
+            if isinstance(exc, TypeError) or not isinstance(exc, Exception):
+                raise
+            if not (self.root / key).is_dir():
+                warnings.warn(f"memo: could not cache a result in {self.root}: {exc}", stacklevel=3)
             return
-        except BaseException:
+        finally:
             if tmp is not None:
                 shutil.rmtree(tmp, ignore_errors=True)
-            raise
         self._evict()
 
     def _evict(self, stale_tmp_s: float = 3600.0) -> None:
