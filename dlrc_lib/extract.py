@@ -19,10 +19,10 @@ from .errors import DlrcError
 
 
 def _study(params):
-    from .study import load_study, prepare_study
+    from .study import load_validated_study, prepare_study
 
     manifest = prepare_study(params)
-    return manifest, load_study(manifest, params)
+    return manifest, load_validated_study(manifest, params)
 
 
 def extract_radiomics_cli(params, study: pd.DataFrame, out=sys.stdout) -> pd.DataFrame:

@@ -47,7 +47,7 @@ import pyarrow.parquet as pq
 META_COLUMN = "__meta__"  # JSON text of the entry's metadata (kept apart from features)
 KEY_COLUMN = "key"
 
-_digest_memo: dict[tuple[str, int, int], str] = {}
+_digest_memo: dict[tuple[str, int, int, int, int], str] = {}
 _digest_lock = threading.Lock()
 
 
@@ -62,7 +62,7 @@ def file_digest(path: str | os.PathLike) -> str:
     """SHA-256 (hex) of a file's bytes; for a directory, of all files below it.
 
     A directory's digest covers every file's relative path and bytes, in sorted order.
-    Results are memoised per process on ``(path, size, mtime_ns)``, so an unchanged file
+    Results are memoised per process on ``(path, size, mtime, ctime, inode)``, so an unchanged file
     is hashed once.
     """
     p = Path(path)
@@ -70,7 +70,7 @@ def file_digest(path: str | os.PathLike) -> str:
         st = p.stat()
     except FileNotFoundError:
         raise FileNotFoundError(2, "file not found", str(p)) from None
-    memo_key = (str(p.resolve()), st.st_size, st.st_mtime_ns)
+    memo_key = (str(p.resolve()), st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino)
     if not p.is_dir():
         with _digest_lock:
             cached = _digest_memo.get(memo_key)

@@ -305,10 +305,16 @@ def study_cases(study: pd.DataFrame, sequences: Sequence[str],
     """One row per case: patient_id, sequence, mask, image, mask_file (absolute paths).
 
     Reader-2 and repeat masks exist only for the reproducibility subset; other patients
-    have no case for them.
+    have no case for them. A file whose bytes differ from the SHA-256 recorded by validation
+    (``sha256_<column>``) is refused (:class:`DlrcError` naming every such file).
     """
     if "patient_id" not in study.columns:
         raise DlrcError("study table: column 'patient_id' missing")
+    from .validation import verify_digests
+
+    # a file changed since validation (its SHA-256 recorded in the study table) is refused
+    verify_digests(study, [c for role in masks if role in MASK_COLUMNS for seq in sequences
+                           for c in (f"image_{seq}", f"{MASK_COLUMNS[role]}{seq}")])
     rows = []
     for role in masks:
         if role not in MASK_COLUMNS:

@@ -76,16 +76,19 @@ def write_analysed_study(manifest: Path, params: Params, run_dir: Path) -> Path:
 
     Written once by the runner from the validated manifest, with the run's parameters: file
     paths made absolute, cohorts assigned where the manifest has none (``study.internal_centres``,
-    ``study.train_fraction``, ``seed``) and c_LNM derived where it is not given. All notebooks then
-    analyse the same patients in the same cohorts, and the run folder records which.
+    ``study.train_fraction``, ``seed``) and c_LNM derived where it is not given, and the SHA-256
+    of every file as validated (``sha256_<column>``: extraction refuses a file changed since).
+    All notebooks then analyse the same patients in the same cohorts, and the run folder records which.
     """
     try:
         from .study import load_study
+        from .validation import attach_digests, last_digests
     except ImportError:  # study layer not installed in this checkout
         return manifest
     if not manifest.is_file():
         return manifest
-    study = load_study(manifest, params)
+    # with the SHA-256 of the files as validated by prepare_study in this process
+    study = attach_digests(load_study(manifest, params), last_digests(manifest) or {})
     target = run_dir / "study_manifest.csv"
     atomic_write_text(target, study.to_csv(index=False, lineterminator="\n"))
     return target

@@ -15,7 +15,6 @@ lnsd_mm, lnld_mm, node_necrosis, c_lnm`` (= ``lnsd_mm >= 10``), and absolute pat
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Optional
@@ -140,102 +139,9 @@ def load_study(manifest_path: str | Path, params=None) -> pd.DataFrame:
 
 
 # ------------------------------------------------------------------------ validation
-@dataclass(frozen=True)
-class Problem:
-    """One finding of :func:`validate_manifest`; ``str()`` gives its one-line report."""
-
-    severity: str  # "error" | "warning"
-    patient: Optional[str]  # None for study-wide findings
-    where: str  # column or file
-    message: str
-
-    def __str__(self) -> str:
-        who = f"patient {self.patient}, " if self.patient is not None else ""
-        return f"{self.severity}: {who}{self.where}: {self.message}"
-
-
-def read_image(path: str | Path):
-    """Read a NIfTI/NRRD/... file, or a DICOM series folder, with SimpleITK."""
-    import SimpleITK as sitk
-
-    p = Path(path)
-    if p.is_dir():
-        reader = sitk.ImageSeriesReader()
-        ids = reader.GetGDCMSeriesIDs(str(p))
-        if not ids:
-            raise ValueError("folder holds no DICOM series")
-        if len(ids) > 1:
-            raise ValueError(f"folder holds {len(ids)} DICOM series, expected one")
-        reader.SetFileNames(reader.GetGDCMSeriesFileNames(str(p), ids[0]))
-        return reader.Execute()
-    return sitk.ReadImage(str(p))
-
-
-def _geometry_problems(img, mask) -> list[str]:
-    out = []
-    if tuple(img.GetSize()) != tuple(mask.GetSize()):
-        out.append(f"mask size {_fmt(mask.GetSize())} != image size {_fmt(img.GetSize())}")
-        return out
-    if not np.allclose(img.GetSpacing(), mask.GetSpacing(), rtol=1e-4, atol=1e-5):
-        out.append(f"mask spacing {_fmt(mask.GetSpacing())} != image spacing {_fmt(img.GetSpacing())}")
-    if not np.allclose(img.GetOrigin(), mask.GetOrigin(), rtol=0, atol=1e-3):
-        out.append(f"mask origin {_fmt(mask.GetOrigin())} != image origin {_fmt(img.GetOrigin())}")
-    if not np.allclose(img.GetDirection(), mask.GetDirection(), rtol=0, atol=1e-4):
-        out.append(f"mask direction {_fmt(mask.GetDirection())} != image direction {_fmt(img.GetDirection())}")
-    return out
-
-
-def _itk_reason(exc: Exception) -> str:
-    """The informative part of an ITK exception (the text after ``ERROR:``), on one line."""
-    text = str(exc).strip()
-    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
-    for ln in reversed(lines):
-        if "ERROR:" in ln:
-            return ln.split("ERROR:", 1)[1].strip()[:200]
-    return (lines[-1] if lines else exc.__class__.__name__)[:200]
-
-
-def _fmt(values) -> str:
-    return "(" + ",".join(f"{v:g}" for v in values) + ")"
-
-
-def _check_patient_files(job: tuple) -> list[Problem]:
-    """Files of one patient: exist, readable, masks on the image grid, non-empty, labels."""
-    import SimpleITK as sitk
-
-    pid, base, entries, label = job
-    problems: list[Problem] = []
-    images: dict[str, Any] = {}
-    for col, value in entries:  # images first (entries are ordered so)
-        if value is None:
-            continue
-        p = Path(value) if Path(value).is_absolute() else Path(base) / value
-        where = f"{col} ({value})"
-        if not p.exists():
-            problems.append(Problem("error", pid, where, "file not found"))
-            continue
-        try:
-            img = read_image(p)
-        except Exception as exc:  # noqa: BLE001 - ITK raises RuntimeError with a long text
-            problems.append(Problem("error", pid, where, f"unreadable or corrupt image ({_itk_reason(exc)})"))
-            continue
-        if col.startswith("image_"):
-            images[col[len("image_"):]] = img
-            continue
-        seq = col.split("_")[-1]
-        ref = images.get(seq)
-        if ref is not None:
-            for msg in _geometry_problems(ref, img):
-                problems.append(Problem("error", pid, where, msg))
-        arr = sitk.GetArrayViewFromImage(img)
-        values = np.unique(arr)
-        extra = [v for v in values.tolist() if v not in (0, label)]
-        if extra:
-            shown = ", ".join(f"{v:g}" for v in extra[:5]) + (" ..." if len(extra) > 5 else "")
-            problems.append(Problem("error", pid, where, f"mask has labels other than 0/{label}: {shown}"))
-        elif label not in values.tolist():
-            problems.append(Problem("error", pid, where, f"empty mask (no voxel labelled {label})"))
-    return problems
+# The file checks live in dlrc_lib.validation; these names stay importable from here.
+from .validation import Problem, read_image  # noqa: E402,F401
+from .validation import geometry_problems as _geometry_problems  # noqa: E402,F401
 
 
 def _missing(v: Any) -> bool:
@@ -243,15 +149,23 @@ def _missing(v: Any) -> bool:
 
 
 def validate_manifest(manifest_path: str | Path, params=None, *, check_images: bool = True,
-                      n_jobs: int | None = None, progress: bool = False) -> list[Problem]:
+                      n_jobs: int | None = None, progress: bool = False,
+                      cache: bool = True) -> list[Problem]:
     """Every problem with a study manifest, its clinical values and its files.
 
     Errors: missing required columns or values, duplicate patient IDs, LNM not 0/1, unknown
     categorical levels, a cohort with a single LNM class, a harmonisation batch (scanner or
-    centre, per ``harmonisation.batch``) smaller than ``study.min_batch_size``, missing or
-    unreadable files, masks whose size/spacing/origin/direction differ from their image's,
-    empty masks, masks with labels other than 0 and ``study.mask_label``. Warnings (which do
+    centre, per ``harmonisation.batch``) smaller than ``study.min_batch_size``, missing,
+    unreadable, truncated or damaged files (every file is decoded completely: see
+    :mod:`dlrc_lib.validation`), non-finite voxels, non-positive spacing, a direction that is
+    not orthonormal, DICOM series with missing/duplicated slices or mixed series, masks whose
+    size/spacing/origin/direction differ from their image's, empty masks, masks with labels
+    other than 0 and ``study.mask_label``, images constant inside a mask. Warnings (which do
     not fail): the other batch kind too small, age at menopause inconsistent with menopause.
+
+    The files' SHA-256 digests are remembered (:func:`dlrc_lib.validation.last_digests`)
+    and, with ``cache``, kept in ``<cache_dir>/validation`` so that re-validating unchanged
+    files reads nothing but their status.
     """
     from .config import Params
 
@@ -354,29 +268,12 @@ def validate_manifest(manifest_path: str | Path, params=None, *, check_images: b
                     continue
                 entries.append((col, str(v).strip()))
             jobs.append((pid, str(base), entries, label))
-        problems += _run_jobs(_check_patient_files, jobs, n_jobs if n_jobs is not None else st.n_jobs, progress)
+        from .validation import check_study_files
+
+        problems += check_study_files(path, jobs, cache_dir=params.cache_dir if cache else None,
+                                      n_jobs=n_jobs if n_jobs is not None else st.n_jobs,
+                                      progress=progress).problems
     return problems
-
-
-def _run_jobs(func, jobs: list, n_jobs: int, progress: bool) -> list[Problem]:
-    from tqdm.auto import tqdm
-
-    n_jobs = n_jobs or os.cpu_count() or 1
-    out: list[Problem] = []
-    bar = tqdm(total=len(jobs), desc="validate: patients", unit="patient", disable=not progress)
-    if n_jobs == 1 or len(jobs) < 16:
-        for job in jobs:
-            out += func(job)
-            bar.update()
-    else:
-        from concurrent.futures import ProcessPoolExecutor
-
-        with ProcessPoolExecutor(max_workers=n_jobs) as ex:
-            for res in ex.map(func, jobs, chunksize=8):
-                out += res
-                bar.update()
-    bar.close()
-    return out
 
 
 def cli_validate(args) -> int:
@@ -406,8 +303,8 @@ def prepare_study(params) -> Path:
     """The run's manifest, validated; the twin is (re)generated when missing or stale.
 
     Twin: ``study.json`` in ``params.twin_dir`` must record the same generator version, seed
-    and parameters, else the study is generated again; a generated study is validated once
-    and the result recorded in ``study.json``. Manifest: validated on every call. Raises
+    and parameters, else the study is generated again. Both are validated on every call
+    (unchanged files from the validation cache, in seconds). Raises
     :class:`DlrcError` listing every error.
     """
     from .artifacts import atomic_write_text, dumps
@@ -430,11 +327,26 @@ def prepare_study(params) -> Path:
     if meta is None or any(meta.get(k) != v for k, v in json.loads(dumps(want)).items()):
         generate_study(params, out)
         meta = json.loads(meta_path.read_text())
+    # validated on every call: unchanged files come from the validation cache (cheap), and
+    # the digests recorded for extraction are those of the files as they are now
+    raise_for_problems(manifest, validate_manifest(manifest, params, progress=True))
     if not meta.get("validated"):
-        raise_for_problems(manifest, validate_manifest(manifest, params, progress=True))
         meta["validated"] = True
         atomic_write_text(meta_path, dumps(meta))
     return manifest
+
+
+def load_validated_study(manifest: str | Path, params=None) -> pd.DataFrame:
+    """:func:`load_study` with the SHA-256 of every file as validated in this process
+    (columns ``sha256_<column>``; see :func:`dlrc_lib.validation.verify_digests`).
+    Validates the manifest first when this process has not."""
+    from .validation import attach_digests, last_digests
+
+    digests = last_digests(manifest)
+    if digests is None:
+        raise_for_problems(Path(manifest), validate_manifest(manifest, params, progress=False))
+        digests = last_digests(manifest) or {}
+    return attach_digests(load_study(manifest, params), digests)
 
 
 # ----------------------------------------------------------------------------- views

@@ -96,7 +96,7 @@ def test_every_problem_reported_at_once(study):
     lines = _lines(validate_manifest(study, _params()))
     expect = [
         (pid[0], "image_DWI", "file not found"),
-        (pid[1], "image_T2FS", "unreadable or corrupt image (Unable to determine ImageIO reader"),
+        (pid[1], "image_T2FS", "corrupt compressed file: damaged gzip stream"),
         (pid[2], "mask_CET1", "mask spacing"),
         (pid[2], "mask_CET1", "mask origin"),
         (pid[3], "mask_T2FS", "mask size (10,10,3) != image size"),

@@ -57,8 +57,13 @@ def _present(value: Any) -> bool:
 def study_cases(study: pd.DataFrame, sequences: Sequence[str] = SEQUENCES,
                 raters: Sequence[str] = ("r1",)) -> list[Case]:
     """Cases of a study table (one row per patient). Reader-1 masks are required; reader-2
-    and repeat masks are taken where present (the reproducibility subset)."""
+    and repeat masks are taken where present (the reproducibility subset). A file whose
+    bytes differ from the SHA-256 recorded by validation is refused."""
+    from ..validation import verify_digests
+
     df = study.reset_index() if "patient_id" not in study.columns else study
+    verify_digests(df, [c.format(seq=s) for s in sequences for c in
+                        ["image_{seq}"] + [_MASK_COLUMN[r] for r in raters]])
     cases = []
     for rater in raters:
         for seq in sequences:
