@@ -3,6 +3,7 @@ parses arguments and turns expected failures into one-line messages (exit status
 from __future__ import annotations
 
 import argparse
+import errno
 import sys
 from typing import Callable
 
@@ -90,6 +91,13 @@ def main(argv: list[str] | None = None) -> int:
         return int(func(args) or 0)
     except (ParamsError, DlrcError) as exc:
         print(f"dlrc {args.verb}: error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        if exc.errno not in (errno.ENOSPC, errno.EDQUOT):
+            raise
+        where = f" while writing {exc.filename}" if exc.filename else ""
+        print(f"dlrc {args.verb}: error: no space left on the device{where} ({exc.strerror or exc}); "
+              "nothing partial was kept: free some space and run again", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"dlrc {args.verb}: interrupted", file=sys.stderr)

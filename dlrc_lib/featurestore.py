@@ -18,7 +18,10 @@ Layout under ``<root>/<namespace>/``::
 
 Writes are atomic: a file is written under a temporary name in the same folder and renamed
 into place (``os.replace``), so a run killed at any moment leaves either the complete file
-or none. A killed run therefore resumes where it stopped: finished cases are found, the
+or none. Every file carries the SHA-256 of its content (schema metadata ``dlrc.sha256``),
+verified whenever it is read: a damaged file (a flipped byte, a cut, a lost member) is
+reported once as a warning, deleted, and its cases count as missing, so they are computed
+again (files written before checksums existed are read as they are). A killed run therefore resumes where it stopped: finished cases are found, the
 rest are ``missing``. :meth:`FeatureStore.compact` merges the shards into one Parquet file
 per column schema (also atomically) so that reading thousands of cached cases is one read.
 
@@ -89,9 +92,98 @@ def file_digest(path: str | os.PathLike) -> str:
     return h.hexdigest()
 
 
+# -------------------------------------------------------------------- checksums
+CHECKSUM_KEY = b"dlrc.sha256"
+
+
+class DamagedEntry(Exception):
+    """A cache file that cannot be read back or whose content fails its checksum."""
+
+
+_warned: set[str] = set()
+_warned_lock = threading.Lock()
+
+
+def warn_damaged(path: Path, reason: str) -> None:
+    """One warning per damaged file and process."""
+    import warnings
+
+    with _warned_lock:
+        if str(path) in _warned:
+            return
+        _warned.add(str(path))
+    warnings.warn(f"cache: damaged entry {path} ({reason}); discarded, it will be computed again",
+                  stacklevel=3)
+
+
+def table_digest(table: pa.Table) -> str:
+    """SHA-256 of a table's columns (names, types, values; schema metadata excluded)."""
+    h = hashlib.sha256()
+    for name, col in zip(table.column_names, table.columns):
+        col = col.combine_chunks() if isinstance(col, pa.ChunkedArray) else col
+        if pa.types.is_fixed_size_list(col.type) or pa.types.is_list(col.type):
+            # the item field's name is not kept by Parquet ("item" -> "element")
+            kind = f"list<{col.type.value_type}>[{getattr(col.type, 'list_size', -1)}]"
+        elif pa.types.is_large_string(col.type):
+            kind = "string"
+        else:
+            kind = str(col.type)
+        h.update(f"{name}\0{kind}\0{len(col)}\0".encode("utf-8"))
+        if pa.types.is_fixed_size_list(col.type) or pa.types.is_list(col.type):
+            h.update(str(col.null_count).encode())
+            values = col.flatten()
+            h.update(np.ascontiguousarray(values.to_numpy(zero_copy_only=False)).tobytes())
+        elif pa.types.is_string(col.type) or pa.types.is_large_string(col.type):
+            for v in col.cast(pa.large_binary()).to_pylist():  # raw bytes: no decoding
+                b = b"\xff" if v is None else v
+                h.update(len(b).to_bytes(8, "little") + b)
+        else:
+            h.update(str(col.null_count).encode())
+            h.update(np.ascontiguousarray(col.to_numpy(zero_copy_only=False)).tobytes())
+    return h.hexdigest()
+
+
+def _with_checksum(table: pa.Table) -> pa.Table:
+    md = dict(table.schema.metadata or {})
+    md.pop(CHECKSUM_KEY, None)
+    md[CHECKSUM_KEY] = table_digest(table).encode("ascii")
+    return table.replace_schema_metadata(md)
+
+
+def read_checked(path: Path, columns: list[str] | None = None) -> pa.Table:
+    """Read a store file and verify its checksum (only when every column is read).
+
+    Raises :class:`FileNotFoundError` when it is gone and :class:`DamagedEntry` when it
+    cannot be read or its content is not what was written."""
+    try:
+        table = pq.read_table(path, columns=columns)
+    except FileNotFoundError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - whatever Arrow says about a damaged file
+        raise DamagedEntry(f"unreadable: {exc.__class__.__name__}: {str(exc).splitlines()[0][:120] if str(exc) else ''}") from None
+    want = (table.schema.metadata or {}).get(CHECKSUM_KEY)
+    if columns is None and want is not None:
+        try:
+            have = table_digest(table.replace_schema_metadata({}))
+        except Exception as exc:  # noqa: BLE001 - values Arrow cannot even hand over
+            raise DamagedEntry(f"unreadable values: {exc.__class__.__name__}") from None
+        if have.encode("ascii") != want:
+            raise DamagedEntry("checksum mismatch")
+    return table
+
+
+def discard(path: Path, reason: str) -> None:
+    """Warn (once) about a damaged file and delete it."""
+    warn_damaged(path, reason)
+    path.unlink(missing_ok=True)
+
+
 # ----------------------------------------------------------------------------- store
 def _atomic_parquet(table: pa.Table, target: Path) -> None:
+    """Write ``table`` with its checksum under a temporary name, then rename into place;
+    on any failure (a full disk too) no file is left behind."""
     target.parent.mkdir(parents=True, exist_ok=True)
+    table = _with_checksum(table)
     fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
     os.close(fd)
     try:
@@ -183,7 +275,7 @@ class FeatureStore:
     @staticmethod
     def _read_shard(path: Path) -> tuple[str, tuple[str, ...], np.ndarray, str]:
         """(key, feature names, values, meta JSON) of one shard."""
-        t = pq.read_table(path)
+        t = read_checked(path)
         md = t.schema.metadata or {}
         key = md.get(b"dlrc.key", path.stem.encode()).decode()
         meta = md.get(b"dlrc.meta", b"{}").decode()
@@ -213,19 +305,41 @@ class FeatureStore:
         cached = self._parts_cache.get(path)
         if cached is not None and cached[0] == stamp:
             return cached[1]
-        df = pq.read_table(path).to_pandas().set_index(KEY_COLUMN)
+        df = read_checked(path).to_pandas().set_index(KEY_COLUMN)
         self._parts_cache[path] = (stamp, df)
         return df
+
+    def _part_keys(self, part: Path) -> list[str]:
+        """Keys of a compacted part, its checksum verified; a damaged part is discarded."""
+        try:
+            return self._read_part(part).index.tolist()
+        except FileNotFoundError:
+            return []
+        except DamagedEntry as exc:
+            discard(part, str(exc))
+            self._parts_cache.pop(part, None)
+            return []
+
+    def _shard_ok(self, shard: Path) -> bool:
+        """The shard exists and reads back with its checksum; a damaged one is discarded."""
+        try:
+            self._read_shard(shard)
+            return True
+        except FileNotFoundError:
+            return False
+        except DamagedEntry as exc:
+            discard(shard, str(exc))
+            return False
 
     def _present(self) -> dict[str, Path]:
         """Key -> the file holding it (a shard wins over a compacted part)."""
         where: dict[str, Path] = {}
         for part in self._part_paths():
-            keys = pq.read_table(part, columns=[KEY_COLUMN]).column(KEY_COLUMN).to_pylist()
-            for k in keys:
+            for k in self._part_keys(part):
                 where[k] = part
         for shard in self._shard_paths():
-            where[shard.stem] = shard
+            if self._shard_ok(shard):
+                where[shard.stem] = shard
         return where
 
     def keys(self) -> list[str]:
@@ -237,10 +351,10 @@ class FeatureStore:
         keys = list(dict.fromkeys(keys))
         present = set()
         for part in self._part_paths():
-            present.update(pq.read_table(part, columns=[KEY_COLUMN]).column(KEY_COLUMN).to_pylist())
+            present.update(self._part_keys(part))
         out = []
         for k in keys:
-            if k not in present and not self._shard_path(k).exists():
+            if k not in present and not self._shard_ok(self._shard_path(k)):
                 out.append(k)
         return out
 
@@ -256,12 +370,20 @@ class FeatureStore:
                     found.add(k)
                 except FileNotFoundError:  # compacted away meanwhile; found in parts below
                     pass
+                except DamagedEntry as exc:
+                    discard(path, str(exc))
         frames: list[pd.DataFrame] = self._frame_from_shards(shards)
         rest = [k for k in wanted if k not in found]
         if rest:
             rest_set = set(rest)
             for part in self._part_paths():
-                df = self._read_part(part)
+                try:
+                    df = self._read_part(part)
+                except FileNotFoundError:
+                    continue
+                except DamagedEntry as exc:
+                    discard(part, str(exc))
+                    continue
                 hit = df.index.intersection(pd.Index(sorted(rest_set)))
                 if len(hit):
                     frames.append(df.loc[hit])
@@ -315,8 +437,8 @@ class FeatureStore:
                     read.append(self._read_shard(shard))
                 except FileNotFoundError:
                     continue
-                except Exception:  # unreadable (cannot happen with atomic writes): drop it
-                    shard.unlink(missing_ok=True)
+                except DamagedEntry as exc:  # damaged on disk: its case is computed again
+                    discard(shard, str(exc))
                     continue
                 merged.append(shard)
             for new in sorted(self._frame_from_shards(read), key=lambda d: _schema_id(d.columns[:-1])):
@@ -324,7 +446,12 @@ class FeatureStore:
                 target = self.dir / "parts" / f"{sid}.parquet"
                 frames = [new]
                 if target.exists():
-                    frames = [pq.read_table(target).to_pandas().set_index(KEY_COLUMN), new]
+                    try:
+                        frames = [read_checked(target).to_pandas().set_index(KEY_COLUMN), new]
+                    except DamagedEntry as exc:
+                        discard(target, str(exc))
+                    except FileNotFoundError:
+                        pass
                 df = pd.concat(frames, axis=0, sort=False) if len(frames) > 1 else new
                 df = df[~df.index.duplicated(keep="last")].sort_index()
                 _atomic_parquet(pa.Table.from_pandas(df.reset_index(), preserve_index=False), target)
@@ -348,7 +475,11 @@ class FeatureStore:
                     path.unlink()
                     n += 1
             for part in self._part_paths():
-                df = pq.read_table(part).to_pandas().set_index(KEY_COLUMN)
+                try:
+                    df = read_checked(part).to_pandas().set_index(KEY_COLUMN)
+                except DamagedEntry as exc:
+                    discard(part, str(exc))
+                    continue
                 drop = df.index.isin(list(doomed))
                 if drop.any():
                     n += int(drop.sum())

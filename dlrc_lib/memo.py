@@ -10,9 +10,13 @@ and the source of the ``dlrc_lib`` modules that compute it — and stores it und
 * ``frames/NNN.parquet``: every DataFrame / Series inside it (exact float round trip);
 * ``arrays.npz``: every NumPy array inside it (``allow_pickle=False``).
 
+* ``checksums.json``: the SHA-256 of every other member, written last.
+
 No pickle: only dataclasses defined in ``dlrc_lib`` are rebuilt, by name. An entry is
 written into a temporary folder and renamed into place, so an interrupted run leaves no
-half-written entry; an unreadable entry is treated as absent and recomputed.
+half-written entry. On load every member is checked against ``checksums.json``: a damaged
+entry (a changed byte, a cut or missing member) is reported once as a warning, deleted
+and recomputed.
 """
 from __future__ import annotations
 
@@ -34,7 +38,7 @@ import pandas as pd
 
 __all__ = ["Memo", "digest", "code_fingerprint", "save_object", "load_object"]
 
-FORMAT = 1
+FORMAT = 2  # 2: checksums.json in every entry
 _LOADED_AT = time.time()  # a module file changed after this is not the code that runs here
 
 
@@ -218,19 +222,60 @@ def _decode(obj: Any, root: Path, arrays: Mapping[str, np.ndarray], frames: dict
     raise ValueError(f"memo: unknown entry {sorted(obj)[:3]}")
 
 
+CHECKSUMS = "checksums.json"
+
+
+class DamagedEntry(ValueError):
+    """A memo entry whose members are missing or differ from their recorded checksums."""
+
+
+def _member_digests(root: Path) -> dict[str, str]:
+    out = {}
+    for p in sorted(root.rglob("*")):
+        if p.is_file() and p.name != CHECKSUMS:
+            out[p.relative_to(root).as_posix()] = hashlib.sha256(p.read_bytes()).hexdigest()
+    return out
+
+
+def verify_entry(folder: str | os.PathLike) -> None:
+    """Raise :class:`DamagedEntry` unless every member recorded in ``checksums.json`` is
+    present with the recorded bytes (and nothing unrecorded was added)."""
+    root = Path(folder)
+    try:
+        want = json.loads((root / CHECKSUMS).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise DamagedEntry(f"{CHECKSUMS} missing") from None
+    except ValueError:
+        raise DamagedEntry(f"{CHECKSUMS} unreadable") from None
+    have = _member_digests(root)
+    lost = sorted(set(want) - set(have))
+    if lost:
+        raise DamagedEntry(f"member {lost[0]} missing")
+    changed = sorted(k for k in want if have[k] != want[k])
+    if changed:
+        raise DamagedEntry(f"member {changed[0]} differs from its checksum")
+    extra = sorted(set(have) - set(want))
+    if extra:
+        raise DamagedEntry(f"unrecorded member {extra[0]}")
+
+
 def save_object(obj: Any, folder: str | os.PathLike) -> None:
-    """Write ``obj`` (dataclasses of ``dlrc_lib``, frames, arrays, plain data) into ``folder``."""
+    """Write ``obj`` (dataclasses of ``dlrc_lib``, frames, arrays, plain data) into ``folder``,
+    with ``checksums.json`` (the SHA-256 of every member) written last."""
     root = Path(folder)
     root.mkdir(parents=True, exist_ok=True)
     w = _Writer(root)
     tree = w.encode(obj)
     np.savez(root / "arrays.npz", **w.arrays)
     (root / "object.json").write_text(json.dumps({"format": FORMAT, "object": tree}), encoding="utf-8")
+    (root / CHECKSUMS).write_text(json.dumps(_member_digests(root), sort_keys=True), encoding="utf-8")
 
 
-def load_object(folder: str | os.PathLike) -> Any:
-    """Inverse of :func:`save_object`."""
+def load_object(folder: str | os.PathLike, verify: bool = True) -> Any:
+    """Inverse of :func:`save_object` (members verified against their checksums first)."""
     root = Path(folder)
+    if verify:
+        verify_entry(root)
     doc = json.loads((root / "object.json").read_text(encoding="utf-8"))
     if doc.get("format") != FORMAT:
         raise ValueError(f"memo: entry format {doc.get('format')} (expected {FORMAT})")
@@ -258,11 +303,15 @@ class Memo:
 
     def load(self, key: str) -> tuple[bool, Any]:
         p = self.path(key)
-        if p is None or not (p / "object.json").is_file():
+        if p is None or not p.is_dir():
             return False, None
         try:
             value = load_object(p)
-        except Exception:  # an unreadable entry (e.g. from another version) is recomputed
+        except Exception as exc:  # a damaged or unreadable entry is reported and recomputed
+            reason = str(exc) if isinstance(exc, DamagedEntry) else f"unreadable: {exc.__class__.__name__}"
+            if p.is_dir():
+                warnings.warn(f"memo: damaged entry {p} ({reason}); discarded, it will be computed again",
+                              stacklevel=3)
             shutil.rmtree(p, ignore_errors=True)
             return False, None
         try:

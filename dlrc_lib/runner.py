@@ -162,6 +162,8 @@ def _error_summary(exc: Exception, nb: Path) -> str:
     tb_text = "\n".join(tb) if isinstance(tb, list) else str(tb or "")
     tb_text = re.sub(r"\x1b\[[0-9;]*m", "", tb_text)  # strip ANSI colours
     where = f"cell [{cell}]" if cell is not None else "a cell"
+    if "[Errno 28]" in str(evalue) or "No space left on device" in str(evalue):
+        return f"notebook {nb.name} failed in {where}: no space left on the device ({evalue})"
     return f"notebook {nb.name} failed in {where}: {ename}: {evalue}\n{tb_text}"
 
 

@@ -135,8 +135,10 @@ def test_only_dlrc_dataclasses_are_rebuilt(tmp_path):
     doc = json.loads((tmp_path / "object.json").read_text())
     doc["object"] = {"__dataclass__": "subprocess:Popen", "fields": {"args": "true"}}
     (tmp_path / "object.json").write_text(json.dumps(doc))
-    with pytest.raises(ValueError, match="refusing"):
+    with pytest.raises(M.DamagedEntry, match="object.json differs from its checksum"):
         M.load_object(tmp_path)
+    with pytest.raises(ValueError, match="refusing"):  # even past the checksum
+        M.load_object(tmp_path, verify=False)
 
 
 def test_least_recently_used_entries_are_evicted(tmp_path):

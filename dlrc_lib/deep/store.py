@@ -4,8 +4,9 @@
 2048 features that is ~0.1-0.2 s per case to write and as much to read (Parquet metadata
 per column), more than a ResNet50 forward pass. :class:`VectorStore` keeps everything else
 of the store (keys, one atomic shard per case, resumability, compaction into one part,
-locking) and packs the vector into a single fixed-size ``list<float32>`` column; ``get``
-returns the same frame (index key, one column per feature) as the parent class.
+locking, checksums verified on read) and packs the vector into a single fixed-size
+``list<float32>`` column; ``get`` returns the same frame (index key, one column per
+feature) as the parent class.
 """
 from __future__ import annotations
 
@@ -54,6 +55,47 @@ class VectorStore(fs.FeatureStore):
         col = table.column(VECTOR_COLUMN).combine_chunks()
         return np.asarray(col.flatten().to_numpy(zero_copy_only=False), dtype=np.float32).reshape(-1, self.n_features)
 
+    def _table(self, path: Path) -> pa.Table | None:
+        """A shard or part read back with its checksum verified (parts cached by stamp);
+        None when it is gone or damaged (a damaged file is reported once and deleted)."""
+        try:
+            st = path.stat()
+        except FileNotFoundError:
+            return None
+        stamp = (st.st_mtime_ns, st.st_size)
+        cache = self.__dict__.setdefault("_tables", {})
+        hit = cache.get(path)
+        if hit is not None and hit[0] == stamp:
+            return hit[1]
+        try:
+            table = fs.read_checked(path)
+        except FileNotFoundError:
+            return None
+        except fs.DamagedEntry as exc:
+            fs.discard(path, str(exc))
+            cache.pop(path, None)
+            return None
+        if path.parent.name == "parts":
+            cache[path] = (stamp, table)
+        return table
+
+    def _part_keys(self, part: Path) -> list[str]:
+        table = self._table(part)
+        return [] if table is None else table.column(fs.KEY_COLUMN).to_pylist()
+
+    def _shard_ok(self, shard: Path) -> bool:
+        return self._table(shard) is not None
+
+    def _present(self) -> dict[str, Path]:
+        where: dict[str, Path] = {}
+        for part in self._part_paths():
+            for k in self._part_keys(part):
+                where[k] = part
+        for shard in self._shard_paths():
+            if self._shard_ok(shard):
+                where[shard.stem] = shard
+        return where
+
     def get_array(self, keys: Iterable[str]) -> tuple[list[str], np.ndarray]:
         """Keys present (in the given order, without repeats) and their vectors as an
         ``(n, n_features)`` float32 array (read with Arrow, no per-row Python objects)."""
@@ -62,13 +104,14 @@ class VectorStore(fs.FeatureStore):
         for k in wanted:  # shards first: they are the newest
             path = self._shard_path(k)
             if path.exists():
-                try:
-                    found[k] = self._vectors(pq.read_table(path, columns=[VECTOR_COLUMN]))[0]
-                except FileNotFoundError:  # compacted meanwhile: in a part now
-                    pass
+                table = self._table(path)
+                if table is not None:
+                    found[k] = self._vectors(table)[0]
         rest = [k for k in wanted if k not in found]
         for part in self._part_paths() if rest else []:
-            table = pq.read_table(part, columns=[fs.KEY_COLUMN, VECTOR_COLUMN])
+            table = self._table(part)
+            if table is None:
+                continue
             index = {k: i for i, k in enumerate(table.column(fs.KEY_COLUMN).to_pylist())}
             hit = [k for k in rest if k in index]
             if hit:
@@ -93,7 +136,8 @@ class VectorStore(fs.FeatureStore):
         """Under the lock: part := part + new (newest entry of a key wins), atomically."""
         schema = self._schema()
         target = self._part_target()
-        parts = [pq.read_table(target).cast(schema)] if target.exists() else []
+        old = self._table(target)
+        parts = [old.replace_schema_metadata({}).cast(schema)] if old is not None else []
         table = pa.concat_tables(parts + [new.select(schema.names).cast(schema)])
         keys = table.column(fs.KEY_COLUMN).to_pylist()
         last = {k: i for i, k in enumerate(keys)}
@@ -135,13 +179,10 @@ class VectorStore(fs.FeatureStore):
                 return 0
             tables, merged = [], []
             for shard in shards:
-                try:
-                    tables.append(pq.read_table(shard))
+                table = self._table(shard)  # a damaged shard is reported and deleted
+                if table is not None:
+                    tables.append(table.replace_schema_metadata({}))
                     merged.append(shard)
-                except FileNotFoundError:
-                    continue
-                except Exception:  # unreadable (cannot happen with atomic writes): drop it
-                    shard.unlink(missing_ok=True)
             if not tables:
                 return 0
             self._merge_into_part(pa.concat_tables([t.select(self._schema().names).cast(self._schema())

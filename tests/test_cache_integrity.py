@@ -1,0 +1,319 @@
+"""Caches never hand back damaged data: every feature-store file and memo entry is verified
+on read, a damaged one is reported once, discarded and recomputed (results identical to a
+clean run); two runs on one cache at once; a full disk leaves no partial file."""
+from __future__ import annotations
+
+import errno
+import os
+import shutil
+import subprocess
+import sys
+import textwrap
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from _tinystudy import make_study
+from dlrc_lib import featurestore as fs
+from dlrc_lib import memo as M
+from dlrc_lib.featurestore import FeatureStore
+
+REPO = Path(__file__).resolve().parents[1]
+QUICK = REPO / "params" / "radiomics_quick.yaml"
+
+
+def _keys(n: int) -> list[str]:
+    return [FeatureStore.make_key("case", str(i)) for i in range(n)]
+
+
+def _fill(root: Path, n: int = 4, compact: bool = True) -> tuple[FeatureStore, pd.DataFrame]:
+    store = FeatureStore(root, "radiomics")
+    rng = np.random.default_rng(3)
+    for k in _keys(n):
+        store.put(k, {f"f{j}": float(v) for j, v in enumerate(rng.normal(size=12))}, {"patient_id": k[:6]})
+    if compact:
+        store.compact()
+    return store, store.get(_keys(n))
+
+
+def _damage_outcome(root: Path, keys: list[str], clean: pd.DataFrame) -> str:
+    """'intact' (same values) or 'detected' (warned, discarded, keys missing); anything
+    else (a silently changed value, an exception) fails the test."""
+    fs._warned.clear()
+    store = FeatureStore(root, "radiomics")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        missing = store.missing(keys)
+        got = store.get(keys)
+    damaged = [w for w in caught if "cache: damaged entry" in str(w.message)]
+    if not missing:
+        pd.testing.assert_frame_equal(got, clean, check_exact=True)
+        assert not damaged
+        return "intact"
+    assert len(damaged) == 1, [str(w.message) for w in caught]
+    assert set(missing) <= set(keys) and not set(got.index) & set(missing)
+    if len(got):
+        pd.testing.assert_frame_equal(got, clean.loc[got.index], check_exact=True)
+    return "detected"
+
+
+@pytest.mark.parametrize("where", ["part", "shard"])
+def test_every_flipped_byte_is_harmless_or_detected(tmp_path, where):
+    store, clean = _fill(tmp_path, compact=where == "part")
+    files = sorted((tmp_path / "radiomics").rglob("*.parquet"))
+    target = files[0]
+    keys = _keys(4) if where == "part" else [target.stem]
+    clean = clean.loc[keys]
+    original = target.read_bytes()
+    outcomes = {}
+    for pos in range(0, len(original), max(1, len(original) // 60)):
+        data = bytearray(original)
+        data[pos] ^= 0xFF
+        target.write_bytes(bytes(data))
+        outcomes[pos] = _damage_outcome(tmp_path, keys, clean)
+        target.write_bytes(original)
+    assert "detected" in outcomes.values()
+    # cut short, and emptied
+    for cut in (len(original) // 2, len(original) - 3, 0):
+        target.write_bytes(original[:cut])
+        assert _damage_outcome(tmp_path, keys, clean) == "detected"
+        assert not target.exists()  # discarded
+        target.write_bytes(original)
+
+
+def test_damaged_part_value_is_caught_by_the_checksum(tmp_path):
+    """A part that is valid Parquet but holds other numbers (rewritten with the old checksum)."""
+    import pyarrow.parquet as pq
+
+    store, clean = _fill(tmp_path)
+    part = next((tmp_path / "radiomics" / "parts").glob("*.parquet"))
+    table = pq.read_table(part)
+    df = table.to_pandas()
+    df.loc[0, "f3"] += 1e-9
+    import pyarrow as pa
+
+    forged = pa.Table.from_pandas(df, preserve_index=False).replace_schema_metadata(table.schema.metadata)
+    pq.write_table(forged, part)
+    assert _damage_outcome(tmp_path, _keys(4), clean) == "detected"
+
+
+def test_vector_store_damage_detected(tmp_path):
+    from dlrc_lib.deep.store import VectorStore
+
+    vs = VectorStore(tmp_path, "deep-x", n_features=8)
+    keys = _keys(3)
+    vecs = np.arange(24, dtype=np.float32).reshape(3, 8)
+    vs.absorb(keys, vecs, [{}] * 3)
+    part = next((tmp_path / "deep-x" / "parts").glob("*.parquet"))
+    original = part.read_bytes()
+    detected = 0
+    for pos in range(0, len(original), max(1, len(original) // 40)):
+        data = bytearray(original)
+        data[pos] ^= 0xFF
+        part.write_bytes(bytes(data))
+        fs._warned.clear()
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            found, arr = VectorStore(tmp_path, "deep-x", n_features=8).get_array(keys)
+        if found == keys:
+            assert np.array_equal(arr, vecs) and not caught
+        else:
+            assert found == [] and any("damaged entry" in str(w.message) for w in caught)
+            detected += 1
+        part.write_bytes(original)
+    assert detected
+
+
+@pytest.mark.parametrize("damage", ["flip_frame", "cut_arrays", "delete_member", "delete_checksums",
+                                    "extra_member", "flip_object"])
+def test_damaged_memo_entry_is_recomputed(tmp_path, damage):
+    m = M.Memo(tmp_path, "x")
+    value = {"frame": pd.DataFrame({"a": np.linspace(0, 1, 50)}), "arr": np.arange(30.0), "n": 3}
+    calls = []
+
+    def compute():
+        calls.append(1)
+        return value
+
+    m.get_or_compute("k1", compute)
+    entry = tmp_path / "memo" / "x" / "k1"
+    if damage == "flip_frame":
+        p = entry / "frames" / "000.parquet"
+        data = bytearray(p.read_bytes())
+        data[len(data) // 2] ^= 1
+        p.write_bytes(bytes(data))
+    elif damage == "cut_arrays":
+        p = entry / "arrays.npz"
+        p.write_bytes(p.read_bytes()[:-20])
+    elif damage == "delete_member":
+        (entry / "frames" / "000.parquet").unlink()
+    elif damage == "delete_checksums":
+        (entry / "checksums.json").unlink()
+    elif damage == "extra_member":
+        (entry / "frames" / "001.parquet").write_bytes(b"x")
+    else:
+        p = entry / "object.json"
+        p.write_text(p.read_text().replace('"n": 3', '"n": 4'))
+    m2 = M.Memo(tmp_path, "x")
+    with pytest.warns(UserWarning, match=r"memo: damaged entry .*k1"):
+        got = m2.get_or_compute("k1", compute)
+    assert len(calls) == 2 and m2.misses == 1
+    pd.testing.assert_frame_equal(got["frame"], value["frame"], check_exact=True)
+    assert np.array_equal(got["arr"], value["arr"]) and got["n"] == 3
+    # the recomputed entry is whole again
+    M.verify_entry(entry)
+    assert M.Memo(tmp_path, "x").get_or_compute("k1", compute)["n"] == 3 and len(calls) == 2
+
+
+# ------------------------------------------------------------ radiomics end to end
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    return make_study(tmp_path_factory.mktemp("study"), n=2)
+
+
+@pytest.fixture(scope="module")
+def clean_run(tiny, tmp_path_factory):
+    from dlrc_lib.radiomics import extract_radiomics
+
+    cache = tmp_path_factory.mktemp("clean")
+    res = extract_radiomics(tiny, QUICK, cache, n_jobs=1, progress=False)
+    return cache, res
+
+
+def test_damaged_feature_cache_recomputed_byte_identical(tiny, clean_run, tmp_path):
+    """Flip a byte of the compacted part of a filled cache: one warning, every case
+    recomputed, features identical to the clean run's to the last bit."""
+    from dlrc_lib.radiomics import extract_radiomics
+
+    cache, clean = clean_run
+    work = tmp_path / "cache"
+    shutil.copytree(cache, work)
+    part = next((work / "features" / "radiomics" / "parts").glob("*.parquet"))
+    data = bytearray(part.read_bytes())
+    data[len(data) // 3] ^= 0x10
+    part.write_bytes(bytes(data))
+    fs._warned.clear()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        res = extract_radiomics(tiny, QUICK, work, n_jobs=1, progress=False)
+    damaged = [w for w in caught if "cache: damaged entry" in str(w.message)]
+    assert len(damaged) == 1 and part.name in str(damaged[0].message)
+    assert (res.cases["status"] == "computed").all()
+    pd.testing.assert_frame_equal(res.features, clean.features, check_exact=True)
+    keys = list(res.cases["key"])  # the stored features too (the metadata holds timings)
+    pd.testing.assert_frame_equal(FeatureStore(work / "features", "radiomics").get(keys),
+                                  FeatureStore(cache / "features", "radiomics").get(keys), check_exact=True)
+
+
+_RUNNER = textwrap.dedent(
+    """
+    import sys, pandas as pd
+    from dlrc_lib.radiomics import extract_radiomics
+    study = pd.read_pickle(sys.argv[1])
+    res = extract_radiomics(study, sys.argv[2], sys.argv[3], n_jobs=1, progress=False)
+    res.features.to_pickle(sys.argv[4])
+    """
+)
+
+
+def test_two_extractions_on_one_cache_at_once(tiny, clean_run, tmp_path):
+    """Two processes fill the same cache at the same time (a second run started by
+    mistake): both finish, and their features equal an undisturbed run's."""
+    tiny.to_pickle(tmp_path / "study.pkl")
+    script = tmp_path / "run.py"
+    script.write_text(_RUNNER)
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    cache = tmp_path / "cache"
+    procs = [subprocess.Popen([sys.executable, str(script), str(tmp_path / "study.pkl"), str(QUICK), str(cache),
+                               str(tmp_path / f"out{i}.pkl")], env=env, stderr=subprocess.PIPE, text=True)
+             for i in range(2)]
+    for p in procs:
+        _, err = p.communicate(timeout=600)
+        assert p.returncode == 0, err
+        assert "damaged" not in err
+    for i in range(2):
+        pd.testing.assert_frame_equal(pd.read_pickle(tmp_path / f"out{i}.pkl"), clean_run[1].features, check_exact=True)
+    store = FeatureStore(cache / "features", "radiomics")
+    assert store.missing(clean_run[1].cases["key"]) == []
+
+
+# --------------------------------------------------------------------- full disk
+def _enospc(*args, **kwargs):
+    raise OSError(errno.ENOSPC, "No space left on device")
+
+
+def test_full_disk_leaves_no_partial_file(tmp_path, monkeypatch):
+    import pyarrow.parquet as pq
+
+    from dlrc_lib.artifacts import atomic_write_text
+
+    store, _ = _fill(tmp_path, n=2, compact=False)
+    files = lambda: sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*")  # noqa: E731
+                           if p.is_file() and p.name != ".lock")
+    before = files()
+    real_write = pq.write_table
+
+    def half_then_full(table, where, **kw):  # writes a partial file, then the disk is full
+        Path(where).write_bytes(b"PAR1 partial")
+        _enospc()
+
+    monkeypatch.setattr(pq, "write_table", half_then_full)
+    with pytest.raises(OSError) as info:
+        store.put(_keys(3)[2], {"f0": 1.0})
+    assert info.value.errno == errno.ENOSPC
+    with pytest.raises(OSError):
+        store.compact()
+    assert files() == before
+    monkeypatch.setattr(pq, "write_table", real_write)
+
+    # report files: the temporary file is removed, the previous version stays
+    target = tmp_path / "report" / "table.csv"
+    atomic_write_text(target, "old\n")
+
+    class FullFile:
+        def __init__(self, fh):
+            self.fh = fh
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            self.fh.close()
+
+        def write(self, data):
+            self.fh.write(data[: len(data) // 2])
+            _enospc()
+
+    real_fdopen = os.fdopen
+    monkeypatch.setattr(os, "fdopen", lambda fd, mode="r", *a, **k: FullFile(real_fdopen(fd, mode, *a, **k)))
+    with pytest.raises(OSError):
+        atomic_write_text(target, "new content\n")
+    monkeypatch.setattr(os, "fdopen", real_fdopen)
+    assert target.read_text() == "old\n" and sorted(p.name for p in target.parent.iterdir()) == ["table.csv"]
+
+    # a memo entry that cannot be written: one warning, the value is still returned, no folder left
+    monkeypatch.setattr(M, "save_object", lambda obj, folder: (Path(folder, "object.json").write_text("{"), _enospc()))
+    with pytest.warns(UserWarning, match="could not cache"):
+        assert M.Memo(tmp_path, "x").get_or_compute("k", lambda: {"v": 1}) == {"v": 1}
+    assert list((tmp_path / "memo" / "x").iterdir()) == []
+
+
+def test_full_disk_is_one_line_from_the_cli(tmp_path, monkeypatch, capsys):
+    from dlrc_lib import cli
+
+    def run(args):
+        raise OSError(errno.ENOSPC, "No space left on device", str(tmp_path / "reports" / "x.csv"))
+
+    monkeypatch.setattr(cli, "_cmd_extract", run)
+    parser = cli.build_parser()
+    monkeypatch.setattr(cli, "build_parser", lambda: parser)
+    for action in parser._subparsers._group_actions[0].choices.values():
+        if action.prog.endswith("extract"):
+            action.set_defaults(func=run)
+    rc = cli.main(["extract", "--params", str(REPO / "params" / "quick.yaml")])
+    err = capsys.readouterr().err
+    assert rc == 2 and err.count("\n") == 1 and "Traceback" not in err
+    assert err.startswith("dlrc extract: error: no space left on the device while writing ") and "x.csv" in err
