@@ -2,9 +2,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from dlrc_lib import diagnostics as D
-from dlrc_lib.combat import harmonise
-from dlrc_lib.config import HarmonisationParams
+from dlrc_lib.scores import diagnostics as D
+from dlrc_lib.scores.combat import harmonise
+from dlrc_lib.core.config import HarmonisationParams
 
 from featuredata import make_features, make_study
 

@@ -9,9 +9,9 @@ import pandas as pd
 import pytest
 
 from _tinystudy import make_study
-from dlrc_lib import reproducibility as R
-from dlrc_lib.config import Params
-from dlrc_lib.errors import DlrcError
+from dlrc_lib.features import reproducibility as R
+from dlrc_lib.core.config import Params
+from dlrc_lib.core.errors import DlrcError
 from dlrc_lib.stats import icc
 
 REPO = Path(__file__).resolve().parents[1]
@@ -105,7 +105,7 @@ def test_icc_subset_requires_columns():
 
 
 def test_extract_cli_radiomics_part_reports_failures(tmp_path):
-    from dlrc_lib.extract import extract_radiomics_cli
+    from dlrc_lib.features.extract import extract_radiomics_cli
 
     st = make_study(tmp_path / "s", n=2)
     st.at[1, "mask_DWI"] = str(tmp_path / "missing.nii.gz")

@@ -6,9 +6,9 @@ import pandas as pd
 import pytest
 import yaml
 
-from dlrc_lib.config import SraParams
-from dlrc_lib.errors import DlrcError
-from dlrc_lib.sra import (
+from dlrc_lib.core.config import SraParams
+from dlrc_lib.core.errors import DlrcError
+from dlrc_lib.evaluation.sra import (
     counts_table, diagnostic_table, format_table5, mcnemar_table, mcnemar_test, sra_predict,
     table2_sra_reproduce, table5_reproduce,
 )
@@ -139,8 +139,8 @@ def test_mcnemar_table_per_cohort():
 def test_sra_on_clinical_twin_equals_paper():
     """The twin's node columns give the paper's SRA rows of Tables 2 and 5 exactly (what
     ``dlrc synth --clinical-only`` writes, at paper scale)."""
-    from dlrc_lib.config import Params
-    from dlrc_lib.synth import build_clinical_table
+    from dlrc_lib.core.config import Params
+    from dlrc_lib.twin import build_clinical_table
 
     params = Params()
     df = build_clinical_table(params).set_index("patient_id")
