@@ -8,7 +8,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 LIB = ROOT / "dlrc_lib"
@@ -24,12 +23,23 @@ def _literal_strings(node: ast.AST) -> set[str]:
     return {n.value for n in ast.walk(node) if isinstance(n, ast.Constant) and isinstance(n.value, str)}
 
 
+def _defines_vocabulary(node: ast.Dict) -> bool:
+    """A dict defines vocabulary when it maps names to labels or to an order (str or int values),
+    or has vocabulary among its values; a dict of data keyed by levels does not."""
+    values = node.values
+    if _literal_strings(ast.Tuple(elts=values, ctx=ast.Load())) & VOCABULARY:
+        return True
+    return bool(values) and all(isinstance(v, ast.Constant) and isinstance(v.value, (str, int)) for v in values)
+
+
 def _vocabulary_definitions(path: Path) -> list[str]:
     tree = ast.parse(path.read_text(encoding="utf-8"))
     found = []
     for node in tree.body:
         if isinstance(node, (ast.Assign, ast.AnnAssign)) and isinstance(node.value, (ast.Tuple, ast.List, ast.Dict, ast.Set)):
             words = _literal_strings(node.value) & VOCABULARY
+            if isinstance(node.value, ast.Dict) and not _defines_vocabulary(node.value):
+                words = set()  # data keyed by levels (e.g. a generator's knobs per FIGO stage)
             if len(words) >= 2:
                 target = node.targets[0] if isinstance(node, ast.Assign) else node.target
                 found.append(f"{path.relative_to(ROOT)}:{node.lineno} {ast.unparse(target)} ({', '.join(sorted(words))})")
@@ -49,9 +59,11 @@ def test_the_study_vocabulary_is_defined_once():
 
 def test_the_vocabulary_check_finds_a_copy(tmp_path):
     mod = tmp_path / "copy.py"
-    mod.write_text('COHORTS = ("train", "internal", "external")\ndef parity_bucket(x):\n    return x\n')
+    mod.write_text('COHORTS = ("train", "internal", "external")\ndef parity_bucket(x):\n    return x\n'
+                   'ORDER = {"train": 0, "internal": 1}\nLABELS = {"a": "Training", "b": "External validation"}\n'
+                   'KNOBS = {"IB1": (8.0, 20.0), "IB2": (20.5, 40.0)}\n')
     bad = _vocabulary_definitions_at(mod)
-    assert len(bad) == 2
+    assert [b.split()[1] for b in bad] == ["COHORTS", "def", "ORDER", "LABELS"], bad
 
 
 def _vocabulary_definitions_at(path: Path) -> list[str]:

@@ -49,12 +49,9 @@ def extract_radiomics_cli(params, study: pd.DataFrame, out=sys.stdout) -> pd.Dat
 
 
 def extract_deep_cli(params, study: pd.DataFrame, out=sys.stdout) -> bool:
-    """Deep part of ``dlrc extract``; returns False when the deep-learning module is missing."""
-    try:
-        from dlrc_lib.features.deep import extract_raters, extract_study
-    except ImportError as exc:
-        print(f"deep features: unavailable in this installation ({exc})", file=out)
-        return False
+    """Deep part of ``dlrc extract``."""
+    from dlrc_lib.features.deep import extract_raters, extract_study
+
     t0 = time.perf_counter()
     warn = lambda msg: print(f"warning: {msg}", file=sys.stderr)  # noqa: E731
     frames = extract_study(study, params.deep, params.cache_dir, params.seed, warn=warn,

@@ -19,6 +19,9 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Iterable
 
+from dlrc_lib.features.store import file_digest
+from dlrc_lib.study.manifest import load_study
+from dlrc_lib.twin.prepare import prepare_study
 from dlrc_lib.core.io import atomic_write_text, dumps
 from dlrc_lib.core.config import Params, flatten, load_params
 from dlrc_lib.core.errors import DlrcError
@@ -62,12 +65,6 @@ def notebook_parameters(path: Path) -> dict[str, dict[str, Any]]:
 
 def resolve_study(params: Params) -> Path:
     """The study manifest for this run (the twin is generated here when missing)."""
-    try:
-        from dlrc_lib.twin.prepare import prepare_study
-    except ImportError:  # study layer not installed in this checkout
-        if params.study.source == "manifest":
-            return Path(params.study.manifest or "")
-        return params.twin_dir / "manifest.csv"
     return Path(prepare_study(params))
 
 
@@ -79,10 +76,6 @@ def write_analysed_study(manifest: Path, params: Params, run_dir: Path) -> Path:
     ``study.train_fraction``, ``seed``) and c_LNM derived where it is not given. All notebooks then
     analyse the same patients in the same cohorts, and the run folder records which.
     """
-    try:
-        from dlrc_lib.study.manifest import load_study
-    except ImportError:  # study layer not installed in this checkout
-        return manifest
     if not manifest.is_file():
         return manifest
     study = load_study(manifest, params)
@@ -134,11 +127,6 @@ def input_hashes(params_file: Path, params: Params, manifest: Path) -> dict[str,
             hashes[str(extra)] = digest(Path(extra))
     if manifest.is_file():
         hashes[str(manifest)] = digest(manifest)
-        try:
-            from dlrc_lib.features.store import file_digest
-            from dlrc_lib.study.manifest import load_study
-        except ImportError:
-            return hashes
         study = load_study(manifest)
         cols = [c for c in study.columns if c.startswith(("image_", "mask_"))]
         combined = hashlib.sha256()

@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 from dlrc_lib.core.errors import DlrcError
+from dlrc_lib.features.reproducibility import icc_table as reproducibility_icc_table
 from dlrc_lib.study.schema import COHORT_LABELS, COHORTS
 from dlrc_lib.features.deep.networks import MODEL_NAMES, WeightsInfo, parse_model_name
 
@@ -53,33 +54,10 @@ def icc_table(raters: Mapping[str, pd.DataFrame], form: str = "ICC(2,1)", thresh
     :func:`dlrc_lib.stats.icc_many`. Returns None when fewer than ``min_cases`` patients
     have both extra masks (no filter possible). A constant feature has no ICC (NaN) and is dropped.
     """
-    from dlrc_lib import stats
-
     r1, r2, rep = (raters.get(k) for k in ("r1", "r2", "rep"))
     if r1 is None or r2 is None or rep is None or not len(r1):
         return None
-    pats = [p for p in r1.index if p in r2.index and p in rep.index]
-    if len(pats) < max(2, min_cases):
-        return None
-    try:  # the radiomics reproducibility filter, when installed: one implementation for both
-        from dlrc_lib.features.reproducibility import icc_table as shared_icc_table
-    except ImportError:
-        shared_icc_table = None
-    if shared_icc_table is not None:
-        return shared_icc_table(r1, r2, rep, form=form, threshold=threshold, min_cases=min_cases)
-    cols = list(r1.columns)
-    a, b, c = (df.loc[pats, cols].to_numpy(float).T for df in (r1, r2, rep))
-    with np.errstate(divide="ignore", invalid="ignore"):
-        inter = stats.icc_many(np.stack([a, b], axis=2), form=form)
-        intra = stats.icc_many(np.stack([a, c], axis=2), form=form)
-    stacked = np.concatenate([a, b, c], axis=1)
-    constant = np.nanmax(stacked, axis=1) == np.nanmin(stacked, axis=1)  # no variance: no ICC
-    inter[constant] = np.nan
-    intra[constant] = np.nan
-    with np.errstate(invalid="ignore"):
-        keep = (inter > threshold) & (intra > threshold)
-    return pd.DataFrame({"icc_inter": inter, "icc_intra": intra, "keep": keep},
-                        index=pd.Index(cols, name="feature"))
+    return reproducibility_icc_table(r1, r2, rep, form=form, threshold=threshold, min_cases=min_cases)
 
 
 def icc_tables(raters: Mapping[str, Mapping[str, pd.DataFrame]], form: str = "ICC(2,1)",

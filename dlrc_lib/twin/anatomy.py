@@ -30,9 +30,9 @@ from typing import Mapping
 import numpy as np
 from scipy import ndimage
 
+from dlrc_lib.study.schema import SEQUENCES
 from dlrc_lib.twin.scanners import SCANNERS, Scanner
 
-SEQS = ("CET1", "DWI", "T2FS")
 READERS = ("r1", "r2", "rep")
 
 # tissue: (CE-T1WI, FS-T2WI, DWI S0, ADC in 1e-3 mm^2/s)
@@ -318,7 +318,7 @@ def render_patient(row: Mapping, scanner: Scanner, shape: tuple[int, int, int], 
         1.0 + abs(pm.readers[r][1]) + np.abs(pm.readers[r][0].w).sum() for r in readers)
     out = {}
     cache: dict = {}
-    for si, seq in enumerate(SEQS):
+    for si, seq in enumerate(SEQUENCES):
         grid = scanner_grid(scanner, seq, shape, fov_scale)
         if grid not in cache:
             pts = grid.world_coords()

@@ -33,13 +33,14 @@ import yaml
 from dlrc_lib.core.io import atomic_write_text, dumps
 from dlrc_lib.core.errors import DlrcError
 from dlrc_lib.study.schema import c_lnm_from_short_axis
-from dlrc_lib.twin.anatomy import SEQS, render_patient, scanner_grid
+from dlrc_lib.study.schema import COHORTS, SEQUENCES
+from dlrc_lib.twin.anatomy import render_patient, scanner_grid
 from dlrc_lib.twin.clinical import solve_clinical
 from dlrc_lib.twin.nodes import add_nodes
 from dlrc_lib.twin.scanners import SCANNER_BY_NAME, SCANNERS, assign_centres
 
 GENERATOR_VERSION = "1.2.0"
-COHORT_ORDER = {"train": 0, "internal": 1, "external": 2}
+COHORT_ORDER = {c: i for i, c in enumerate(COHORTS)}
 CLINICAL_COLUMNS = ["patient_id", "centre", "scanner", "cohort", "lnm", "age", "parity", "menopause",
                     "age_at_menopause", "family_history", "figo_stage", "histology", "lnsd_mm",
                     "lnld_mm", "node_necrosis", "c_lnm", "tumour_diameter_mm"]
@@ -151,12 +152,12 @@ def _write_nifti(arr: np.ndarray, grid, path: Path, compression: int) -> None:
 def patient_files(pid: str, with_icc: bool) -> dict[str, str]:
     """Manifest path columns of one patient (relative paths)."""
     cols = {}
-    for seq in SEQS:
+    for seq in SEQUENCES:
         cols[f"image_{seq}"] = f"patients/{pid}/{seq}.nii.gz"
         cols[f"mask_{seq}"] = f"patients/{pid}/{seq}_mask.nii.gz"
-    for seq in SEQS:
+    for seq in SEQUENCES:
         cols[f"mask_r2_{seq}"] = f"patients/{pid}/{seq}_mask_r2.nii.gz" if with_icc else ""
-    for seq in SEQS:
+    for seq in SEQUENCES:
         cols[f"mask_rep_{seq}"] = f"patients/{pid}/{seq}_mask_rep.nii.gz" if with_icc else ""
     return cols
 
@@ -228,7 +229,7 @@ def generate_study(params, out: str | Path | None = None, *, clinical_only: bool
         paths = pd.DataFrame([patient_files(pid, pid in icc) for pid in df["patient_id"]])
         df = pd.concat([df, paths], axis=1)
         fp["icc_patients"] = sorted(icc)
-        fp["scanners"] = {s.name: {**s.to_dict(), "grids": {q: scanner_grid(s, q, shape, fov_scale).__dict__ for q in SEQS}}
+        fp["scanners"] = {s.name: {**s.to_dict(), "grids": {q: scanner_grid(s, q, shape, fov_scale).__dict__ for q in SEQUENCES}}
                           for s in SCANNERS}
     atomic_write_text(out / "manifest.csv", df.to_csv(index=False, lineterminator="\n"))
     n_icc = len(fp.get("icc_patients", []))
