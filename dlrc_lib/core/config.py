@@ -12,8 +12,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal, Optional
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, ValidationError, model_validator
+
+from dlrc_lib.core.io import read_yaml_mapping
 
 
 class ParamsError(ValueError):
@@ -225,14 +226,7 @@ def _loc(err: dict) -> str:
 def load_params(path: str | Path, overrides: dict[str, Any] | None = None) -> Params:
     """Read and validate a parameter file; raise :class:`ParamsError` with one clear line."""
     path = Path(path)
-    if not path.is_file():
-        raise ParamsError(f"{path}: parameter file not found")
-    try:
-        raw = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as exc:
-        raise ParamsError(f"{path}: not valid YAML ({exc.__class__.__name__}: {exc})") from None
-    if not isinstance(raw, dict):
-        raise ParamsError(f"{path}: expected a mapping of keys at the top level")
+    raw = read_yaml_mapping(path, "parameter", ParamsError)
     for key, value in (overrides or {}).items():
         _set_dotted(raw, key, value)
     try:

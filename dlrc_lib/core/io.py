@@ -53,3 +53,20 @@ def jsonable(obj: Any) -> Any:
 def dumps(obj: Any) -> str:
     """Deterministic JSON (sorted keys, NaN -> null)."""
     return json.dumps(jsonable(obj), indent=2, sort_keys=True, allow_nan=False) + "\n"
+
+
+def read_yaml_mapping(path: str | os.PathLike, what: str, error: type[Exception]) -> dict:
+    """A YAML file whose top level is a mapping; ``error`` (one line naming the file) when it
+    is missing, not YAML or not a mapping (``what`` says what the mapping should hold)."""
+    import yaml
+
+    p = Path(path)
+    if not p.is_file():
+        raise error(f"{p}: {what} file not found")
+    try:
+        raw = yaml.safe_load(p.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise error(f"{p}: not valid YAML ({exc.__class__.__name__}: {exc})") from None
+    if not isinstance(raw, dict):
+        raise error(f"{p}: expected a mapping of {what} keys at the top level")
+    return raw

@@ -2,8 +2,15 @@
 (Fig. 4 and the deep models' curves)."""
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Mapping
+
 import numpy as np
 import pandas as pd
+
+from dlrc_lib import stats
+from dlrc_lib.core.errors import DlrcError
+from dlrc_lib.study.schema import COHORTS, PANEL_LABELS
 
 
 def roc_points(y: np.ndarray, score: np.ndarray) -> pd.DataFrame:
@@ -15,3 +22,71 @@ def roc_points(y: np.ndarray, score: np.ndarray) -> pd.DataFrame:
     tpr = [0.0] + [float(((s >= t) & (y == 1)).sum()) / pos for t in thr]
     fpr = [0.0] + [float(((s >= t) & (y == 0)).sum()) / neg for t in thr]
     return pd.DataFrame({"fpr": fpr, "tpr": tpr})
+
+
+@dataclass
+class RocDisplay:
+    """ROC curves of several scores, one panel per cohort (Fig. 4, the deep models' figure).
+
+    Compute with :meth:`from_scores`, draw with :meth:`plot`. ``curves``: panel, model, fpr,
+    tpr; ``labels``: panel, model, auc, lower, upper, label (the text printed in the panel).
+    """
+
+    curves: pd.DataFrame
+    labels: pd.DataFrame
+    models: list[str]
+    title: str = ""
+    legend_title: str = "Model"
+    colours: Mapping[str, str] | None = None
+
+    @classmethod
+    def from_scores(cls, frame: pd.DataFrame, scores: Mapping[str, str], *, ci: bool = True, title: str = "",
+                    legend_title: str = "Model", colours: Mapping[str, str] | None = None) -> "RocDisplay":
+        """``frame``: ``cohort``, ``lnm`` and the score columns; ``scores``: display name -> column.
+        Patients without a score are left out of that score's curve; a cohort with one LNM
+        class has no curve. Panel text: ``name: AUC`` or, with ``ci``, ``name: AUC (lo-hi)``
+        (DeLong, R pROC ``ci.auc``)."""
+        models = list(scores)
+        curves, labels = [], []
+        for cohort in COHORTS:
+            sub = frame[frame["cohort"] == cohort]
+            present = [m for m in models if sub.loc[sub[scores[m]].notna(), "lnm"].nunique() == 2]
+            for i, name in enumerate(present):
+                ok = sub[sub[scores[name]].notna()]
+                y, s = ok["lnm"].to_numpy(int), ok[scores[name]].to_numpy(float)
+                c = roc_points(y, s)
+                c["cohort"], c["model"] = PANEL_LABELS[cohort], name
+                curves.append(c)
+                a = stats.auc_ci(y, s)
+                text = f"{name}: {a.auc:.3f} ({a.lower:.3f}-{a.upper:.3f})" if ci else f"{name}: {a.auc:.3f}"
+                labels.append({"cohort": PANEL_LABELS[cohort], "model": name, "auc": float(a.auc),
+                               "lower": float(a.lower), "upper": float(a.upper), "label": text,
+                               "x": 0.98, "y": 0.05 + (0.08 if ci else 0.065) * (len(present) - 1 - i)})
+        if not curves:
+            raise DlrcError("ROC curves: no cohort has LNM(+) and LNM(-) patients with a score")
+        order = [PANEL_LABELS[c] for c in COHORTS]
+        curves_df, labels_df = pd.concat(curves, ignore_index=True), pd.DataFrame(labels)
+        for df in (curves_df, labels_df):
+            df["cohort"] = pd.Categorical(df["cohort"], [o for o in order if o in set(df["cohort"])])
+            df["model"] = pd.Categorical(df["model"], models)
+        return cls(curves_df, labels_df, models, title, legend_title, colours)
+
+    def plot(self):
+        """A plotnine figure: the curves, the chance diagonal, each panel's AUC text."""
+        import plotnine as p9
+
+        colour_scale = (p9.scale_colour_manual(values=dict(self.colours), name=self.legend_title)
+                        if self.colours else p9.labs(colour=self.legend_title))
+        return (
+            p9.ggplot(self.curves, p9.aes("fpr", "tpr", colour="model"))
+            + p9.geom_abline(intercept=0, slope=1, linetype="dashed", colour="grey")
+            + p9.geom_path(size=0.7)
+            + p9.geom_text(p9.aes(x="x", y="y", label="label", colour="model"), data=self.labels,
+                           ha="right", size=7, show_legend=False)
+            + p9.facet_wrap("~cohort", nrow=1)
+            + colour_scale
+            + p9.coord_equal()
+            + p9.labs(x="1 - Specificity", y="Sensitivity", title=self.title)
+            + p9.theme_bw()
+            + p9.theme(figure_size=(12, 4.6), legend_position="bottom")
+        )

@@ -39,9 +39,9 @@ from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
-import yaml
 
 from dlrc_lib.core.errors import DlrcError
+from dlrc_lib.core.io import read_yaml_mapping
 from dlrc_lib.study.schema import MASK_ROLES
 from dlrc_lib.features.store import FeatureStore, file_digest
 
@@ -83,14 +83,7 @@ _ALL_CLASSES = ("shape", "firstorder", "glcm", "glrlm", "glszm", "gldm", "ngtdm"
 def load_settings(path: str | os.PathLike) -> dict:
     """Read a PyRadiomics parameter file (YAML) into a dict, validated by PyRadiomics."""
     p = Path(path)
-    if not p.is_file():
-        raise DlrcError(f"{p}: radiomics settings file not found")
-    try:
-        settings = yaml.safe_load(p.read_text()) or {}
-    except yaml.YAMLError as exc:
-        raise DlrcError(f"{p}: not valid YAML ({exc})") from None
-    if not isinstance(settings, dict):
-        raise DlrcError(f"{p}: expected the PyRadiomics sections imageType/featureClass/setting")
+    settings = read_yaml_mapping(p, "radiomics settings", DlrcError)
     try:
         from radiomics import featureextractor
 

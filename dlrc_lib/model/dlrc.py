@@ -29,8 +29,8 @@ from dlrc_lib.core.errors import DlrcError
 from dlrc_lib import stats
 from dlrc_lib.evaluation.cohort_table import compute_table1
 from dlrc_lib.evaluation.performance import metrics_at_cutoff
-from dlrc_lib.evaluation.roc import roc_points
-from dlrc_lib.study.schema import CLINICAL, COHORT_LABELS, COHORTS, LEVELS, PANEL_LABELS, clinical_levels
+from dlrc_lib.evaluation.roc import RocDisplay
+from dlrc_lib.study.schema import CLINICAL, COHORT_LABELS, COHORTS, LEVELS, clinical_levels
 
 # Model names as the paper (and published_values.yaml) spell them.
 RADIOMICS = "radiomics"
@@ -76,7 +76,8 @@ def screen_clinical(study: pd.DataFrame, clinical_p: float = 0.05,
     train = study[study["cohort"] == "train"]
     if train.empty:
         raise DlrcError("study: no patient in the training cohort")
-    tests = compute_table1(train).tests.set_index(["variable", "cohort"])
+    table1_input = train if "patient_id" in train.columns else train.rename_axis("patient_id").reset_index()
+    tests = compute_table1(table1_input).tests.set_index(["variable", "cohort"])
     rows = []
     for var, spec in CLINICAL.items():
         term, encoding = spec.term, spec.encoding
@@ -418,54 +419,24 @@ def table4_display(table: pd.DataFrame) -> pd.DataFrame:
 
 
 # ------------------------------------------------------------------------ Fig. 4
+def roc_display(predictions: pd.DataFrame, best_dl: str) -> RocDisplay:
+    """Fig. 4: ROC curves of radiomics, the best DL model and DLRC, one panel per cohort
+    (a-c), each panel's text giving AUC (95 % CI, DeLong)."""
+    return RocDisplay.from_scores(
+        predictions, {RADIOMICS: PROB_COLUMNS["radiomics"], best_dl: PROB_COLUMNS["dl"], DLRC: PROB_COLUMNS["dlrc"]},
+        ci=True, title="ROC curves; panel text: AUC (95% CI, DeLong)",
+        colours={RADIOMICS: "#1b9e77", best_dl: "#7570b3", DLRC: "#d95f02"})
+
+
 def roc_data(predictions: pd.DataFrame, best_dl: str) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Curves and per-panel legend labels ``model: AUC (95% CI)`` for Fig. 4."""
-    st = stats
-    curves, labels = [], []
-    for cohort in COHORTS:
-        sub = predictions[predictions["cohort"] == cohort]
-        if sub.empty or sub["lnm"].nunique() < 2:
-            continue
-        y = sub["lnm"].to_numpy(int)
-        for i, (name, role) in enumerate(_model_roles(best_dl)):
-            prob = sub[PROB_COLUMNS[role]].to_numpy(float)
-            c = roc_points(y, prob)
-            c["cohort"], c["model"] = PANEL_LABELS[cohort], name
-            curves.append(c)
-            auc = st.auc_ci(y, prob)
-            a, lo, hi = float(auc.auc), float(auc.lower), float(auc.upper)
-            labels.append({"cohort": PANEL_LABELS[cohort], "model": name,
-                           "label": f"{name}: {a:.3f} ({lo:.3f}-{hi:.3f})",
-                           "x": 0.98, "y": 0.05 + 0.08 * (2 - i)})
-    order = [PANEL_LABELS[c] for c in COHORTS]
-    curves_df, labels_df = pd.concat(curves, ignore_index=True), pd.DataFrame(labels)
-    for df in (curves_df, labels_df):
-        df["cohort"] = pd.Categorical(df["cohort"], [o for o in order if o in set(df["cohort"])])
-        df["model"] = pd.Categorical(df["model"], [RADIOMICS, best_dl, DLRC])
-    return curves_df, labels_df
+    """Curves and per-panel labels of Fig. 4 (:func:`roc_display`)."""
+    d = roc_display(predictions, best_dl)
+    return d.curves, d.labels
 
 
 def roc_plot(predictions: pd.DataFrame, best_dl: str):
-    """Fig. 4: ROC curves of radiomics, the best DL model and DLRC, one panel per cohort
-    (a-c), each panel's legend giving AUC (95 % CI). Returns a plotnine ggplot."""
-    import plotnine as p9
-
-    curves, labels = roc_data(predictions, best_dl)
-    colours = {RADIOMICS: "#1b9e77", best_dl: "#7570b3", DLRC: "#d95f02"}
-    return (
-        p9.ggplot(curves, p9.aes("fpr", "tpr", colour="model"))
-        + p9.geom_abline(intercept=0, slope=1, linetype="dashed", colour="grey")
-        + p9.geom_path(size=0.8)
-        + p9.geom_text(p9.aes(x="x", y="y", label="label", colour="model"), data=labels,
-                       ha="right", size=7, show_legend=False)
-        + p9.facet_wrap("~cohort", nrow=1)
-        + p9.scale_colour_manual(values=colours, name="Model")
-        + p9.coord_equal()
-        + p9.labs(x="1 - Specificity", y="Sensitivity",
-                  title="ROC curves; panel text: AUC (95% CI, DeLong)")
-        + p9.theme_bw()
-        + p9.theme(figure_size=(12, 4.6), legend_position="bottom")
-    )
+    """Fig. 4 as a plotnine figure (:func:`roc_display`)."""
+    return roc_display(predictions, best_dl).plot()
 
 
 # ------------------------------------------------------------------- run inputs

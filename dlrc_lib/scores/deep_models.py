@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 from dlrc_lib.core.errors import DlrcError
+from dlrc_lib.evaluation.roc import RocDisplay
 from dlrc_lib.features.reproducibility import icc_table as reproducibility_icc_table
 from dlrc_lib.study.schema import COHORT_LABELS, COHORTS
 from dlrc_lib.features.deep.networks import MODEL_NAMES, WeightsInfo, parse_model_name
@@ -56,6 +57,8 @@ def icc_table(raters: Mapping[str, pd.DataFrame], form: str = "ICC(2,1)", thresh
     """
     r1, r2, rep = (raters.get(k) for k in ("r1", "r2", "rep"))
     if r1 is None or r2 is None or rep is None or not len(r1):
+        return None
+    if len(r1.index.intersection(r2.index).intersection(rep.index)) < max(2, min_cases):
         return None
     return reproducibility_icc_table(r1, r2, rep, form=form, threshold=threshold, min_cases=min_cases)
 
@@ -250,54 +253,21 @@ def choose_best(perf: pd.DataFrame, rule: str = "train_auc") -> tuple[str, pd.Da
     return best, out
 
 
-def roc_frame(scores: pd.DataFrame, models: Sequence[str] | None = None) -> pd.DataFrame:
-    """ROC points (fpr, tpr) of each model in each cohort, with a ``label`` 'model: AUC'."""
-    from dlrc_lib import stats
-    from dlrc_lib.evaluation.roc import roc_points
-
+def roc_display(scores: pd.DataFrame, models: Sequence[str] | None = None) -> RocDisplay:
+    """ROC curves of the DL models, one panel per cohort; each panel prints every model's AUC."""
     models = ordered(list(models) if models is not None else [c for c in scores.columns if c not in ("cohort", "lnm")])
-    frames = []
-    for c in COHORTS:
-        sub = scores[scores["cohort"] == c]
-        for m in models:
-            ok = sub[sub[m].notna()]
-            if ok["lnm"].nunique() < 2:
-                continue
-            y, s = ok["lnm"].to_numpy(int), ok[m].to_numpy(float)
-            pts = roc_points(y, s)
-            pts["cohort"], pts["model"], pts["auc"] = COHORT_LABELS[c], m, float(stats.auc(y, s))
-            frames.append(pts)
-    if not frames:
-        raise DlrcError("ROC curves: no cohort has LNM(+) and LNM(-) patients with a DL score")
-    df = pd.concat(frames, ignore_index=True)
-    df["cohort"] = pd.Categorical(df["cohort"], [COHORT_LABELS[c] for c in COHORTS if COHORT_LABELS[c] in set(df["cohort"])])
-    df["model"] = pd.Categorical(df["model"], models)
-    return df
+    return RocDisplay.from_scores(scores, {m: m for m in models}, ci=False, legend_title="DL model",
+                                  title="ROC curves of the six deep-learning models")
+
+
+def roc_frame(scores: pd.DataFrame, models: Sequence[str] | None = None) -> pd.DataFrame:
+    """ROC points (fpr, tpr) of each model in each cohort (:func:`roc_display`)."""
+    return roc_display(scores, models).curves
 
 
 def roc_plot(scores: pd.DataFrame, models: Sequence[str] | None = None):
-    """ROC curves of the DL models, one panel per cohort (plotnine); legend = model,
-    per-panel AUCs printed in the corner."""
-    import plotnine as p9
-
-    df = roc_frame(scores, models)
-    labels = (df.groupby(["cohort", "model"], observed=True)["auc"].first().reset_index())
-    labels["i"] = labels.groupby("cohort", observed=True).cumcount()
-    labels["x"], labels["y"] = 0.98, 0.04 + 0.065 * (labels.groupby("cohort", observed=True)["i"].transform("max") - labels["i"])
-    labels["text"] = [f"{m}: {a:.3f}" for m, a in zip(labels["model"], labels["auc"])]
-    return (
-        p9.ggplot(df, p9.aes("fpr", "tpr", color="model"))
-        + p9.geom_abline(intercept=0, slope=1, linetype="dashed", color="grey")
-        + p9.geom_step(direction="vh", size=0.6)
-        + p9.geom_text(p9.aes("x", "y", label="text", color="model"), data=labels, ha="right", size=7,
-                       show_legend=False)
-        + p9.facet_wrap("~cohort", nrow=1)
-        + p9.coord_equal()
-        + p9.labs(x="1 - specificity", y="Sensitivity", color="DL model",
-                  title="ROC curves of the six deep-learning models")
-        + p9.theme_bw()
-        + p9.theme(figure_size=(12, 4.6), legend_position="bottom")
-    )
+    """The DL models' ROC curves as a plotnine figure (:func:`roc_display`)."""
+    return roc_display(scores, models).plot()
 
 
 # ------------------------------------------------------------------------ records
