@@ -324,10 +324,11 @@ def test_roc_plot_and_icc_filter():
     from dlrc_lib.scores import deep_models as dm
 
     study, scores = _scores_frame()
-    roc = dm.roc_frame(scores)
+    display = dm.roc_display(scores)
+    roc = display.curves
     assert set(roc["model"]) == set(dn.MODEL_NAMES) and roc["cohort"].nunique() == 3
     assert roc.groupby(["cohort", "model"], observed=True)["tpr"].max().eq(1).all()
-    fig = dm.roc_plot(scores)
+    fig = display.plot()
     assert fig.__class__.__name__ == "ggplot"
     rng = np.random.default_rng(0)
     truth = rng.normal(0, 1, (8, 4))

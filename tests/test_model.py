@@ -155,11 +155,12 @@ def test_format_p():
 
 def test_roc_plot_draws(fitted):
     _, pred = fitted
-    curves, labels = M.roc_data(pred, "ResNet152_2D")
+    d = M.roc_display(pred, "ResNet152_2D")
+    curves, labels = d.curves, d.labels
     assert len(labels) == 9 and labels["label"].str.contains(r"\d\.\d{3} \(\d\.\d{3}-\d\.\d{3}\)").all()
     for (cohort, model), c in curves.groupby(["cohort", "model"], observed=True):
         assert c["fpr"].iloc[0] == 0 and c["tpr"].iloc[-1] == 1 and c["fpr"].is_monotonic_increasing
-    fig = M.roc_plot(pred, "ResNet152_2D").draw()
+    fig = d.plot().draw()
     assert len(fig.axes) >= 3
     import matplotlib.pyplot as plt
     plt.close(fig)

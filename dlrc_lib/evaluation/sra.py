@@ -160,22 +160,6 @@ def sra_vs_model_table(model_calls: pd.DataFrame, sra_calls: pd.DataFrame, model
     return out.iloc[np.argsort(order.to_numpy(), kind="stable")].reset_index(drop=True)
 
 
-def counts_table(implied: dict, models: Iterable[str] = ("DLRC", "SRA")) -> pd.DataFrame:
-    """The long table of :func:`diagnostic_table` from ``[TP, FN, TN, FP]`` counts.
-
-    ``implied`` is shaped like ``published_values.yaml``'s ``implied_confusion`` block:
-    ``{model: {cohort: {subgroup: [TP, FN, TN, FP]}}}``.
-    """
-    rows = []
-    for model in models:
-        for coh in COHORTS:
-            for sub, vals in implied[model][coh].items():
-                m = stats.metrics_from_counts(*vals)
-                rows.append({"subgroup": sub, "cohort": coh, "model": model, "n": int(sum(vals)),
-                             **metrics_row(m)})
-    return pd.DataFrame(rows)
-
-
 # ------------------------------------------------------------------------- formatting
 def format_percent(value: float | None, denominator: int) -> str:
     """``77.4%`` with one decimal; a ratio with an empty denominator is printed ``0/0`` as

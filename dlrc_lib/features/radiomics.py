@@ -42,7 +42,7 @@ import pandas as pd
 
 from dlrc_lib.core.errors import DlrcError
 from dlrc_lib.core.io import read_yaml_mapping
-from dlrc_lib.study.schema import MASK_ROLES
+from dlrc_lib.study.schema import MASK_ROLES, radiomics_feature_name
 from dlrc_lib.features.store import FeatureStore, file_digest
 
 NAMESPACE = "radiomics"
@@ -664,13 +664,13 @@ def extract_radiomics(
             c = sub_cases[(sub_cases["sequence"] == seq) & sub_cases["patient_id"].isin(keep)]
             block = table.loc[c["key"]] if len(c) else pd.DataFrame()
             block.index = pd.Index(c["patient_id"].to_numpy(), name="patient_id")
-            block.columns = [f"{seq}_{n}" for n in block.columns]
+            block.columns = [radiomics_feature_name(seq, n) for n in block.columns]
             parts.append(block)
             if role == "reader1" and meta is not None and len(c):
                 d = pd.DataFrame.from_records(
                     [m if isinstance(m, dict) else {} for m in meta.loc[c["key"], "diagnostics"]],
                     index=pd.Index(c["patient_id"].to_numpy(), name="patient_id"))
-                d.columns = [f"{seq}_{n}" for n in d.columns]
+                d.columns = [radiomics_feature_name(seq, n) for n in d.columns]
                 diag_parts.append(d)
         frame = pd.concat(parts, axis=1) if parts else pd.DataFrame()
         frame.index.name = "patient_id"

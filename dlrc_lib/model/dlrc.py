@@ -13,7 +13,7 @@ The paper builds its headline model in two steps (section "Model construction"):
 :class:`DlrcModel` is the fitted logistic model (scikit-learn style, state in ``*_``
 attributes). :func:`performance_table` (Table 2) and :func:`delong_table` (Table 4) evaluate
 the radiomics, deep-learning and DLRC probabilities at the training Youden cut-off, as the
-paper did; :func:`roc_plot` draws Fig. 4.
+paper did; :func:`roc_display` draws Fig. 4.
 """
 from __future__ import annotations
 
@@ -426,17 +426,6 @@ def roc_display(predictions: pd.DataFrame, best_dl: str) -> RocDisplay:
         predictions, {RADIOMICS: PROB_COLUMNS["radiomics"], best_dl: PROB_COLUMNS["dl"], DLRC: PROB_COLUMNS["dlrc"]},
         ci=True, title="ROC curves; panel text: AUC (95% CI, DeLong)",
         colours={RADIOMICS: "#1b9e77", best_dl: "#7570b3", DLRC: "#d95f02"})
-
-
-def roc_data(predictions: pd.DataFrame, best_dl: str) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Curves and per-panel labels of Fig. 4 (:func:`roc_display`)."""
-    d = roc_display(predictions, best_dl)
-    return d.curves, d.labels
-
-
-def roc_plot(predictions: pd.DataFrame, best_dl: str):
-    """Fig. 4 as a plotnine figure (:func:`roc_display`)."""
-    return roc_display(predictions, best_dl).plot()
 
 
 # ------------------------------------------------------------------- run inputs

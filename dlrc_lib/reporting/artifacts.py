@@ -25,6 +25,7 @@ from typing import Any, Iterable
 
 import pandas as pd
 
+from dlrc_lib.core.errors import DlrcError
 from dlrc_lib.core.io import atomic_write_text, dumps, jsonable
 
 
@@ -65,6 +66,14 @@ class Artifacts:
             html = html.replace(">\n  <thead>", f">\n  <caption>{caption}</caption>\n  <thead>", 1)
         atomic_write_text(self.path("tables", f"{name}.html"), html)
         return df
+
+    def table_html(self, name: str, html: str) -> str:
+        """A styled HTML version of table ``name`` (written by :meth:`table` first), which
+        replaces its plain HTML; returns the HTML (for display)."""
+        if not self.path("tables", f"{name}.csv").is_file():
+            raise DlrcError(f"table {name}: write it with Artifacts.table before its styled HTML")
+        atomic_write_text(self.path("tables", f"{name}.html"), html)
+        return html
 
     # ---------------------------------------------------------------- figures
     def figure(self, name: str, fig: Any, width: float | None = None,

@@ -260,16 +260,6 @@ def roc_display(scores: pd.DataFrame, models: Sequence[str] | None = None) -> Ro
                                   title="ROC curves of the six deep-learning models")
 
 
-def roc_frame(scores: pd.DataFrame, models: Sequence[str] | None = None) -> pd.DataFrame:
-    """ROC points (fpr, tpr) of each model in each cohort (:func:`roc_display`)."""
-    return roc_display(scores, models).curves
-
-
-def roc_plot(scores: pd.DataFrame, models: Sequence[str] | None = None):
-    """The DL models' ROC curves as a plotnine figure (:func:`roc_display`)."""
-    return roc_display(scores, models).plot()
-
-
 # ------------------------------------------------------------------------ records
 def weights_record(weights: Mapping[str, WeightsInfo], spec: str, seed: int, models: Sequence[str]) -> dict[str, dict]:
     """Per model: the weights setting, where they came from and their identity (the

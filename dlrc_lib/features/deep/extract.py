@@ -24,7 +24,7 @@ import pandas as pd
 import torch
 
 from dlrc_lib.core.errors import DlrcError
-from dlrc_lib.study.schema import MASK_ROLES, SEQUENCES
+from dlrc_lib.study.schema import MASK_ROLES, SEQUENCES, deep_feature_name
 from dlrc_lib.features.deep.networks import (
     N_FEATURES, DEPTH_KERNEL, Extractor, WeightsInfo, build_extractor, parse_model_name, resolve_weights,
 )
@@ -284,7 +284,7 @@ def features_frame(cases: Sequence[Case], arr: np.ndarray, sequences: Sequence[s
         for p, k in rows:
             block[p] = arr[k]
         blocks.append(block)
-        names += [f"{seq}_F{i}" for i in range(arr.shape[1])]
+        names += [deep_feature_name(seq, i) for i in range(arr.shape[1])]
     data = np.hstack(blocks) if blocks else np.zeros((len(patients), 0))
     return pd.DataFrame(data, index=pd.Index(patients, name="patient_id"), columns=names)
 

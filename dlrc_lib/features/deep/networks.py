@@ -33,7 +33,6 @@ every depth.) Keeping depth stride 1 preserves the few slices an MRI tumour crop
 from __future__ import annotations
 
 import copy
-import hashlib
 import os
 import socket
 import warnings
@@ -364,14 +363,3 @@ def build_extractor(name: str, weights: "WeightsInfo | str" = "auto", seed: int 
     ext = Extractor(name, arch, dim, net, info, dev)
     net.to(dev, memory_format=ext.memory_format)
     return ext
-
-
-def weights_digest(state: dict) -> str:
-    """SHA-256 of a state_dict's tensors (for checking that two nets hold the same weights)."""
-    h = hashlib.sha256()
-    for k in sorted(state):
-        v = state[k]
-        h.update(k.encode())
-        if torch.is_tensor(v):
-            h.update(v.detach().cpu().contiguous().numpy().tobytes())
-    return h.hexdigest()
