@@ -26,6 +26,7 @@ import numpy as np
 import pandas as pd
 from scipy.special import expit
 
+from dlrc_lib import stats
 from dlrc_lib.core.errors import DlrcError
 from dlrc_lib.evaluation.sra import COHORT_LABELS, COHORTS
 
@@ -33,13 +34,6 @@ from dlrc_lib.evaluation.sra import COHORT_LABELS, COHORTS
 DEFAULT_TERMS = ("c_lnm", "DL_score", "Rad_score")
 PANEL_LETTERS = "abc"
 MODEL_COLOURS = ("#1b9e77", "#d95f02", "#7570b3", "#e7298a", "#66a61e")
-
-
-def _stats():
-    """The statistics core, imported when first needed."""
-    from dlrc_lib import stats
-
-    return stats
 
 
 def model_columns(best_model: str | None = None) -> dict[str, str]:
@@ -88,11 +82,11 @@ def calibration_table(predictions: pd.DataFrame, models: dict[str, str], groups:
         y = part["lnm"].to_numpy(dtype=int)
         for label, col in models.items():
             p = part[col].to_numpy(dtype=float)
-            hl = _stats().hosmer_lemeshow(y, p, groups=groups)
-            cc = _stats().calibration_curve(y, p, groups=groups)
+            hl = stats.hosmer_lemeshow(y, p, groups=groups)
+            cc = stats.calibration_curve(y, p, groups=groups)
             rows.append({"model": label, "cohort": coh, "n": len(part), "events": int(y.sum()),
                          "hl_statistic": float(hl.statistic), "hl_df": int(hl.df), "hl_p": float(hl.pvalue),
-                         "hl_p_text": "" if not np.isfinite(hl.pvalue) else str(_stats().format_p(hl.pvalue)),
+                         "hl_p_text": "" if not np.isfinite(hl.pvalue) else str(stats.format_p(hl.pvalue)),
                          "intercept": float(cc.intercept), "slope": float(cc.slope), "brier": float(cc.brier)})
     return pd.DataFrame(rows)
 
@@ -100,7 +94,7 @@ def calibration_table(predictions: pd.DataFrame, models: dict[str, str], groups:
 def hosmer_lemeshow_reproduce(table: pd.DataFrame, model: str = "DLRC") -> dict[str, float | str | None]:
     """``{"calibration_hosmer_lemeshow_p.<cohort>": p}`` for ``model`` (p as the paper prints
     it: 3 decimals or "<0.001")."""
-    fmt = _stats().format_p
+    fmt = stats.format_p
     sel = table[table["model"] == model]
     return {f"calibration_hosmer_lemeshow_p.{r['cohort']}": fmt(r["hl_p"]) for _, r in sel.iterrows()}
 
@@ -112,7 +106,7 @@ def grouped_calibration(predictions: pd.DataFrame, models: dict[str, str], group
     for coh in _cohorts(predictions):
         part = predictions[predictions["cohort"] == coh]
         for label, col in models.items():
-            cc = _stats().calibration_curve(part["lnm"].to_numpy(dtype=int), part[col].to_numpy(dtype=float),
+            cc = stats.calibration_curve(part["lnm"].to_numpy(dtype=int), part[col].to_numpy(dtype=float),
                                          groups=groups)
             tab = _groups_frame(cc)
             tab.insert(0, "cohort", coh)
@@ -159,7 +153,7 @@ def plot_calibration(predictions: pd.DataFrame, models: dict[str, str], cohort: 
     for i, (label, col) in enumerate(models.items()):
         colour = MODEL_COLOURS[i % len(MODEL_COLOURS)]
         p = part[col].to_numpy(dtype=float)
-        cc = _stats().calibration_curve(y, p, groups=groups)
+        cc = stats.calibration_curve(y, p, groups=groups)
         tab = _groups_frame(cc)
         yerr = np.vstack([np.clip(tab["observed"] - tab["lower"], 0, None),
                           np.clip(tab["upper"] - tab["observed"], 0, None)])
@@ -206,7 +200,7 @@ def refit_logistic(X: np.ndarray, y: np.ndarray) -> np.ndarray | None:
     (:func:`dlrc_lib.stats.logistic_glm`), or None when the fit fails as rms counts a
     failure: no convergence, an aliased term, or fitted probabilities of 0 or 1
     (separation)."""
-    fit = _stats().logistic_glm(X, y)
+    fit = stats.logistic_glm(X, y)
     if not fit.converged or fit.boundary_fitted or np.isnan(fit.coef).any():
         return None
     return fit.coef
@@ -292,7 +286,7 @@ def optimism_calibration(predictions: pd.DataFrame, terms: Iterable[str] | None 
         bad = part.index[~np.isfinite(X).all(axis=1)]
         raise DlrcError(f"predictions: missing DLRC term value for patient(s) {', '.join(map(str, bad[:5]))}")
     y = part["lnm"].to_numpy(dtype=int)
-    fit = _stats().logistic_glm(X, y)
+    fit = stats.logistic_glm(X, y)
     if np.isnan(fit.coef).any():
         raise DlrcError(f"DLRC terms {', '.join(terms)} are linearly dependent on cohort {cohort}; "
                         "the logistic model cannot be refitted")
@@ -306,7 +300,7 @@ def optimism_calibration(predictions: pd.DataFrame, terms: Iterable[str] | None 
     n = len(y)
     predy = np.linspace(ps[4], ps[n - 5], 50)
     err_orig = _cal_error(p_app, y, predy)
-    auc_app = _stats().auc(y, p_app)
+    auc_app = stats.auc(y, p_app)
 
     rng = np.random.default_rng(seed)
     diffs, auc_opt = [], []
@@ -324,7 +318,7 @@ def optimism_calibration(predictions: pd.DataFrame, terms: Iterable[str] | None 
         pb_train = expit(X1[idx] @ bb)
         pb_test = expit(X1 @ bb)
         diffs.append(_cal_error(pb_train, yb, predy) - _cal_error(pb_test, y, predy))
-        auc_opt.append(_stats().auc(yb, pb_train) - _stats().auc(y, pb_test))
+        auc_opt.append(stats.auc(yb, pb_train) - stats.auc(y, pb_test))
     if diffs:
         d = np.vstack(diffs)
         optimism = np.nanmean(d, axis=0)

@@ -21,7 +21,13 @@ import pandas as pd
 
 from dlrc_lib import stats
 from dlrc_lib.core.errors import DlrcError
-from dlrc_lib.study.schema import CLINICAL_VARIABLES, COHORT_LABELS, COHORTS, LEVEL_LABELS, clinical_levels
+from dlrc_lib.study.schema import (
+    CLINICAL_VARIABLES,
+    COHORT_LABELS,
+    COHORTS,
+    LEVEL_LABELS,
+    clinical_levels,
+)
 
 # (column, label, kind, levels) in the paper's row order
 VARIABLES: tuple[tuple[str, str, str, tuple[str, ...]], ...] = tuple(

@@ -20,19 +20,18 @@ import warnings
 import numpy as np
 import pandas as pd
 
-from dlrc_lib.evaluation.calibration import MODEL_COLOURS, PANEL_LETTERS, _cohorts, check_probabilities
+from dlrc_lib import stats
 from dlrc_lib.core.errors import DlrcError
+from dlrc_lib.evaluation.calibration import (
+    MODEL_COLOURS,
+    PANEL_LETTERS,
+    _cohorts,
+    check_probabilities,
+)
 from dlrc_lib.evaluation.sra import COHORT_LABELS
 
 TREAT_ALL = "Treat all"
 TREAT_NONE = "Treat none"
-
-
-def _stats():
-    """The statistics core, imported when first needed."""
-    from dlrc_lib import stats
-
-    return stats
 
 
 def threshold_grid(params) -> np.ndarray:
@@ -45,7 +44,7 @@ def threshold_grid(params) -> np.ndarray:
 def net_benefit_arrays(y, prob, thresholds) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(model, treat-all, treat-none) net benefit per threshold from
     :func:`dlrc_lib.stats.net_benefit` (a case is positive when prob >= pt)."""
-    res = _stats().net_benefit(np.asarray(y, dtype=int), np.asarray(prob, dtype=float), np.asarray(thresholds))
+    res = stats.net_benefit(np.asarray(y, dtype=int), np.asarray(prob, dtype=float), np.asarray(thresholds))
     return (res["net_benefit"].to_numpy(float), res["treat_all"].to_numpy(float),
             res["treat_none"].to_numpy(float))
 

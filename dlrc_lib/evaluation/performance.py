@@ -17,9 +17,8 @@ from __future__ import annotations
 import math
 from typing import Any, Optional, Sequence, Union
 
-import pandas as pd
-
 import numpy as np
+import pandas as pd
 
 from dlrc_lib import stats
 from dlrc_lib.core.errors import DlrcError

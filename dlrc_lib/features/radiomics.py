@@ -42,8 +42,8 @@ import pandas as pd
 
 from dlrc_lib.core.errors import DlrcError
 from dlrc_lib.core.io import read_yaml_mapping
-from dlrc_lib.study.schema import MASK_ROLES, radiomics_feature_name
 from dlrc_lib.features.store import FeatureStore, file_digest
+from dlrc_lib.study.schema import MASK_ROLES, radiomics_feature_name
 
 NAMESPACE = "radiomics"
 
@@ -488,6 +488,88 @@ def _run_dask(jobs: list[tuple[str, str, str]], address: str,
 
 
 # ------------------------------------------------------------------------------ main
+def _case_keys(cases: pd.DataFrame, s_text: str, version: str) -> tuple[list, dict[int, str], dict[int, str]]:
+    """The feature-store key of every case (image and mask bytes, settings, PyRadiomics
+    version); a case whose file is missing gets no key and a failure reason and file."""
+    keys: list[str | None] = []
+    failed_reason: dict[int, str] = {}
+    failed_file: dict[int, str] = {}
+    for i, row in enumerate(cases.itertuples(index=False)):
+        try:
+            if not row.image:
+                raise FileNotFoundError(f"patient {row.patient_id}: no image_{row.sequence} given")
+            if not row.mask_file:
+                raise FileNotFoundError(f"patient {row.patient_id}: no {row.mask} mask of {row.sequence} given")
+            keys.append(FeatureStore.make_key(file_digest(row.image), file_digest(row.mask_file), s_text, version))
+        except (FileNotFoundError, OSError) as exc:
+            keys.append(None)
+            failed_reason[i] = f"{'image' if not row.image or str(getattr(exc, 'filename', '')) == row.image else 'mask'} file not found"
+            failed_file[i] = getattr(exc, "filename", None) or (row.mask_file if row.image else row.image)
+    return keys, failed_reason, failed_file
+
+
+def _features_by_mask(cases: pd.DataFrame, store: FeatureStore, failures: pd.DataFrame, masks: Sequence[str],
+                      sequences: Sequence[str]) -> tuple[dict[str, pd.DataFrame], pd.DataFrame]:
+    """Per mask role, the patients x ``<SEQ>_<feature>`` frame of the patients whose every
+    sequence has features; for reader 1 also PyRadiomics' diagnostics."""
+    by_mask: dict[str, pd.DataFrame] = {}
+    diagnostics = pd.DataFrame()
+    ok = cases[cases["status"].isin(["cached", "computed"])]
+    all_keys = list(dict.fromkeys(ok["key"]))
+    table = store.get(all_keys)
+    meta = store.get_meta(all_keys) if "reader1" in masks else None
+    for role in masks:
+        sub_cases = cases[cases["mask"] == role]
+        wanted = list(dict.fromkeys(sub_cases["patient_id"]))
+        bad = set(failures.loc[failures["mask"] == role, "patient_id"])
+        keep = [p for p in wanted if p not in bad]
+        parts = []
+        diag_parts = []
+        for seq in sequences:
+            c = sub_cases[(sub_cases["sequence"] == seq) & sub_cases["patient_id"].isin(keep)]
+            block = table.loc[c["key"]] if len(c) else pd.DataFrame()
+            block.index = pd.Index(c["patient_id"].to_numpy(), name="patient_id")
+            block.columns = [radiomics_feature_name(seq, n) for n in block.columns]
+            parts.append(block)
+            if role == "reader1" and meta is not None and len(c):
+                d = pd.DataFrame.from_records(
+                    [m if isinstance(m, dict) else {} for m in meta.loc[c["key"], "diagnostics"]],
+                    index=pd.Index(c["patient_id"].to_numpy(), name="patient_id"))
+                d.columns = [radiomics_feature_name(seq, n) for n in d.columns]
+                diag_parts.append(d)
+        frame = pd.concat(parts, axis=1) if parts else pd.DataFrame()
+        frame.index.name = "patient_id"
+        by_mask[role] = frame.reindex(keep)
+        if role == "reader1":
+            diagnostics = pd.concat(diag_parts, axis=1).reindex(keep) if diag_parts else pd.DataFrame()
+    return by_mask, diagnostics
+
+
+def _share_outcomes(todo: list[int], keys: list, first_of_key: dict[str, int], status: list[str],
+                    failed_reason: dict[int, str], failed_file: dict[int, str]) -> None:
+    """Copies of a computed key (the same image and mask bytes) share its outcome."""
+    for i in todo:
+        j = first_of_key[keys[i]]
+        if j != i:
+            status[i] = "cached" if status[j] == "computed" else status[j]
+            if j in failed_reason:
+                failed_reason[i] = failed_reason[j]
+                failed_file[i] = failed_file.get(j, "")
+
+
+def _failures_table(cases: pd.DataFrame, failed_reason: dict[int, str], failed_file: dict[int, str],
+                    rank: dict[str, int]) -> pd.DataFrame:
+    """One row per failed case (patient order): patient_id, sequence, mask, file, reason."""
+    fail_rows = [
+        {"patient_id": cases.at[i, "patient_id"], "sequence": cases.at[i, "sequence"],
+         "mask": cases.at[i, "mask"],
+         "file": _display_path(failed_file.get(i, cases.at[i, "image"])),
+         "reason": failed_reason[i]}
+        for i in sorted(failed_reason, key=lambda t: (rank[cases.at[t, "patient_id"]], t))
+    ]
+    return pd.DataFrame(fail_rows, columns=["patient_id", "sequence", "mask", "file", "reason"])
+
+
 def extract_radiomics(
     study: pd.DataFrame,
     settings_file: str | os.PathLike,
@@ -530,20 +612,7 @@ def extract_radiomics(
     store = FeatureStore(Path(cache_dir) / "features", NAMESPACE)
     cases = study_cases(study, sequences, masks)
 
-    keys: list[str | None] = []
-    failed_reason: dict[int, str] = {}
-    failed_file: dict[int, str] = {}
-    for i, row in enumerate(cases.itertuples(index=False)):
-        try:
-            if not row.image:
-                raise FileNotFoundError(f"patient {row.patient_id}: no image_{row.sequence} given")
-            if not row.mask_file:
-                raise FileNotFoundError(f"patient {row.patient_id}: no {row.mask} mask of {row.sequence} given")
-            keys.append(FeatureStore.make_key(file_digest(row.image), file_digest(row.mask_file), s_text, version))
-        except (FileNotFoundError, OSError) as exc:
-            keys.append(None)
-            failed_reason[i] = f"{'image' if not row.image or str(getattr(exc, 'filename', '')) == row.image else 'mask'} file not found"
-            failed_file[i] = getattr(exc, "filename", None) or (row.mask_file if row.image else row.image)
+    keys, failed_reason, failed_file = _case_keys(cases, s_text, version)
     cases["key"] = keys
     present_keys = [k for k in keys if k is not None]
     missing = set(store.missing(present_keys))
@@ -618,14 +687,7 @@ def extract_radiomics(
             bar.close()
         store.compact()
 
-    # copies of a computed key share its outcome
-    for i in todo:
-        j = first_of_key[keys[i]]  # type: ignore[index]
-        if j != i:
-            status[i] = "cached" if status[j] == "computed" else status[j]
-            if j in failed_reason:
-                failed_reason[i] = failed_reason[j]
-                failed_file[i] = failed_file.get(j, "")
+    _share_outcomes(todo, keys, first_of_key, status, failed_reason, failed_file)
     computed_or_incomplete = [i for i in jobs_idx if status[i] == "computed" or i in incomplete]
     if incomplete and len(incomplete) == len(computed_or_incomplete):
         groups = sorted({g for v in incomplete.values() for g in v})
@@ -638,45 +700,9 @@ def extract_radiomics(
     cases["status"] = status
     cases["seconds"] = np.round(seconds, 3)
     cases["cpu_seconds"] = np.round(cpu_seconds, 3)
-    fail_rows = [
-        {"patient_id": cases.at[i, "patient_id"], "sequence": cases.at[i, "sequence"],
-         "mask": cases.at[i, "mask"],
-         "file": _display_path(failed_file.get(i, cases.at[i, "image"])),
-         "reason": failed_reason[i]}
-        for i in sorted(failed_reason, key=lambda t: (rank[cases.at[t, "patient_id"]], t))
-    ]
-    failures = pd.DataFrame(fail_rows, columns=["patient_id", "sequence", "mask", "file", "reason"])
+    failures = _failures_table(cases, failed_reason, failed_file, rank)
 
-    by_mask: dict[str, pd.DataFrame] = {}
-    diagnostics = pd.DataFrame()
-    ok = cases[cases["status"].isin(["cached", "computed"])]
-    all_keys = list(dict.fromkeys(ok["key"]))
-    table = store.get(all_keys)
-    meta = store.get_meta(all_keys) if "reader1" in masks else None
-    for role in masks:
-        sub_cases = cases[cases["mask"] == role]
-        wanted = list(dict.fromkeys(sub_cases["patient_id"]))
-        bad = set(failures.loc[failures["mask"] == role, "patient_id"])
-        keep = [p for p in wanted if p not in bad]
-        parts = []
-        diag_parts = []
-        for seq in sequences:
-            c = sub_cases[(sub_cases["sequence"] == seq) & sub_cases["patient_id"].isin(keep)]
-            block = table.loc[c["key"]] if len(c) else pd.DataFrame()
-            block.index = pd.Index(c["patient_id"].to_numpy(), name="patient_id")
-            block.columns = [radiomics_feature_name(seq, n) for n in block.columns]
-            parts.append(block)
-            if role == "reader1" and meta is not None and len(c):
-                d = pd.DataFrame.from_records(
-                    [m if isinstance(m, dict) else {} for m in meta.loc[c["key"], "diagnostics"]],
-                    index=pd.Index(c["patient_id"].to_numpy(), name="patient_id"))
-                d.columns = [radiomics_feature_name(seq, n) for n in d.columns]
-                diag_parts.append(d)
-        frame = pd.concat(parts, axis=1) if parts else pd.DataFrame()
-        frame.index.name = "patient_id"
-        by_mask[role] = frame.reindex(keep)
-        if role == "reader1":
-            diagnostics = pd.concat(diag_parts, axis=1).reindex(keep) if diag_parts else pd.DataFrame()
+    by_mask, diagnostics = _features_by_mask(cases, store, failures, masks, sequences)
     features = by_mask.get("reader1", pd.DataFrame())
     return RadiomicsResult(features=features, by_mask=by_mask, diagnostics=diagnostics,
                            failures=failures, cases=cases, wall_seconds=time.perf_counter() - t_start,

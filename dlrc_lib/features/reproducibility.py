@@ -21,8 +21,12 @@ import numpy as np
 import pandas as pd
 
 from dlrc_lib.core.errors import DlrcError
+from dlrc_lib.features.radiomics import (
+    RadiomicsResult,
+    extract_radiomics,
+    feature_groups,
+)
 from dlrc_lib.study.schema import MASK_ROLES
-from dlrc_lib.features.radiomics import RadiomicsResult, extract_radiomics, feature_groups
 
 ROLES = tuple(r.name for r in MASK_ROLES)
 

@@ -17,20 +17,24 @@ paper did; :func:`roc_display` draws Fig. 4.
 """
 from __future__ import annotations
 
-import warnings
 from dataclasses import dataclass
 from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
 
-from dlrc_lib.core.errors import DlrcError
-
 from dlrc_lib import stats
+from dlrc_lib.core.errors import DlrcError
 from dlrc_lib.evaluation.cohort_table import compute_table1
 from dlrc_lib.evaluation.performance import metrics_at_cutoff
 from dlrc_lib.evaluation.roc import RocDisplay
-from dlrc_lib.study.schema import CLINICAL, COHORT_LABELS, COHORTS, LEVELS, clinical_levels
+from dlrc_lib.study.schema import (
+    CLINICAL,
+    COHORT_LABELS,
+    COHORTS,
+    LEVELS,
+    clinical_levels,
+)
 
 # Model names as the paper (and published_values.yaml) spell them.
 RADIOMICS = "radiomics"
@@ -152,8 +156,6 @@ class DlrcModel:
         self.stepwise = stepwise
 
     def fit(self, X: pd.DataFrame, y: Any) -> "DlrcModel":
-        import statsmodels.api as sm
-
         y = np.asarray(y, dtype=int)
         if len(np.unique(y)) != 2:
             raise DlrcError("training cohort: LNM must have both classes to fit the model")
@@ -171,18 +173,17 @@ class DlrcModel:
             raise DlrcError("backward AIC kept no term: the scores and clinical candidates carry "
                             "no information on LNM in the training cohort")
         self.terms_ = [t for t in self.candidates_ if t in set(terms)]
-        design = np.column_stack([np.ones(len(X)), X[self.terms_].to_numpy(float)])
-        with warnings.catch_warnings():
-            # separation and non-convergence are recorded in warnings_ instead
-            warnings.simplefilter("ignore")
-            res = sm.GLM(y, design, family=sm.families.Binomial()).fit(tol=1e-12, maxiter=100)
-        fitted = np.asarray(res.fittedvalues, float)
-        if ((fitted < 1e-10) | (fitted > 1 - 1e-10)).any() and not any("separation" in w for w in self.warnings_):
+        # R glm(family = binomial) run to full convergence (glm.control(epsilon = 1e-14, maxit = 100)):
+        # the default epsilon = 1e-8 stops while the coefficients still move in the 6th decimal
+        fit = stats.logistic_glm(X[self.terms_].to_numpy(float), y, epsilon=1e-14, maxit=100)
+        if not fit.converged:
+            self.warnings_.append("the logistic model did not converge (R glm.fit's iteration limit)")
+        if fit.boundary_fitted and not any("separation" in w for w in self.warnings_):
             self.warnings_.append("fitted probabilities numerically 0 or 1 occurred (separation)")
         names = ["(Intercept)"] + self.terms_
-        self.coef_ = pd.Series(np.asarray(res.params, float), index=names)
-        self.cov_ = pd.DataFrame(np.asarray(res.cov_params(), float), index=names, columns=names)
-        self.aic_ = float(res.aic)
+        self.coef_ = pd.Series(np.asarray(fit.coef, float), index=names)
+        self.cov_ = pd.DataFrame(np.asarray(fit.cov, float), index=names, columns=names)
+        self.aic_ = float(fit.aic)
         self.n_ = int(len(y))
         self.events_ = int(y.sum())
         return self

@@ -16,8 +16,8 @@ from typing import Any, Iterable, Mapping
 
 from dlrc_lib import __version__
 from dlrc_lib.core.config import Params
-from dlrc_lib.core.io import atomic_write_text, dumps
 from dlrc_lib.core.errors import DlrcError
+from dlrc_lib.core.io import atomic_write_text, dumps
 
 FORMAT = "dlrc-model"
 FORMAT_VERSION = 1

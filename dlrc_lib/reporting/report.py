@@ -10,8 +10,8 @@ from typing import Any
 import pandas as pd
 import yaml
 
-from dlrc_lib.core.io import atomic_write_text
 from dlrc_lib.core.config import Params
+from dlrc_lib.core.io import atomic_write_text
 
 # Sections of published_values.yaml that hold the paper's reported numbers.
 COMPARED_SECTIONS = ("table1", "table2", "table3", "table4", "table5", "calibration_hosmer_lemeshow_p")

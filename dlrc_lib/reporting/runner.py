@@ -19,13 +19,13 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Iterable
 
+from dlrc_lib.core.config import Params, flatten, load_params
+from dlrc_lib.core.errors import DlrcError
+from dlrc_lib.core.io import atomic_write_text, dumps
+from dlrc_lib.core.progress import ConsoleEcho
 from dlrc_lib.features.store import file_digest
 from dlrc_lib.study.manifest import load_study
 from dlrc_lib.twin.prepare import prepare_study
-from dlrc_lib.core.io import atomic_write_text, dumps
-from dlrc_lib.core.config import Params, flatten, load_params
-from dlrc_lib.core.errors import DlrcError
-from dlrc_lib.core.progress import ConsoleEcho
 
 # Packages whose versions matter for the numbers (recorded in run.json).
 TRACKED_PACKAGES = (

@@ -15,8 +15,8 @@ import pandas as pd
 
 from dlrc_lib.evaluation.performance import metrics_at_cutoff
 from dlrc_lib.model.dlrc import PROB_COLUMNS
-from dlrc_lib.study.schema import COHORT_LABELS, COHORTS
 from dlrc_lib.model.nomogram import Nomogram
+from dlrc_lib.study.schema import COHORT_LABELS, COHORTS
 
 MODEL_LABELS = {"radiomics": "Radiomics", "dl": "Deep learning", "dlrc": "DLRC"}
 

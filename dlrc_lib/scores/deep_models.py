@@ -18,9 +18,9 @@ import pandas as pd
 
 from dlrc_lib.core.errors import DlrcError
 from dlrc_lib.evaluation.roc import RocDisplay
+from dlrc_lib.features.deep.networks import MODEL_NAMES, WeightsInfo, parse_model_name
 from dlrc_lib.features.reproducibility import icc_table as reproducibility_icc_table
 from dlrc_lib.study.schema import COHORT_LABELS, COHORTS
-from dlrc_lib.features.deep.networks import MODEL_NAMES, WeightsInfo, parse_model_name
 
 RULES = {
     "train_auc": "highest AUC in the training cohort",
@@ -114,7 +114,6 @@ def fit_models(features: Mapping[str, pd.DataFrame], study: pd.DataFrame, *, har
     """Run the feature -> score pipeline for every model (``keep``: ICC-kept features;
     ``cache_dir``: cache each fit, see :func:`dlrc_lib.scores.pipeline.fit_feature_score`)."""
     from dlrc_lib.core.progress import progress_bar as tqdm
-
     from dlrc_lib.scores.pipeline import EmptySelectionError, fit_feature_score
 
     out = DeepModels()

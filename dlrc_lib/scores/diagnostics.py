@@ -17,6 +17,7 @@ from typing import Optional, Sequence
 
 import numpy as np
 import pandas as pd
+
 from dlrc_lib.study.manifest import by_patient
 
 __all__ = [

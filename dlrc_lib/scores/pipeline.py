@@ -19,9 +19,9 @@ from typing import Any, Literal, Optional, Sequence
 import numpy as np
 import pandas as pd
 
-from dlrc_lib.scores.combat import CombatEstimates, apply_combat, harmonise
 from dlrc_lib.core.errors import DlrcError
 from dlrc_lib.core.memo import Memo, code_fingerprint, digest
+from dlrc_lib.scores.combat import CombatEstimates, apply_combat, harmonise
 from dlrc_lib.scores.selection import SelectionResult, select_features, standardise
 from dlrc_lib.study.manifest import by_patient
 

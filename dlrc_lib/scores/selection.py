@@ -495,8 +495,8 @@ def select_features(X: pd.DataFrame, y: Sequence[int], params, *, seed: int = 0,
     from dlrc_lib import stats
 
     step = stats.backward_aic(Z[lasso_kept], y.to_numpy())
-    kept_aic = _as_names(getattr(step, "selected", step), lasso_kept)
-    notes.extend(f"stepwise AIC: {w}" for w in getattr(step, "warnings", []))
+    kept_aic = list(step.selected)
+    notes.extend(f"stepwise AIC: {w}" for w in step.warnings)
     rows.append(_funnel_row("Backward stepwise AIC", len(kept_aic), "MASS::stepAIC, direction = backward"))
     if not kept_aic:
         return stop("aic", f"backward stepwise AIC removed all {len(lasso_kept)} LASSO features: the "
@@ -507,15 +507,3 @@ def select_features(X: pd.DataFrame, y: Sequence[int], params, *, seed: int = 0,
         funnel=pd.DataFrame(rows), mann_whitney=mw, spearman_dropped=dropped, lasso=lasso,
         coefficients=coefs, mean=mean, sd=sd, selected=list(kept_aic), notes=notes,
     )
-
-
-def _as_names(kept: Any, columns: list[str]) -> list[str]:
-    """``backward_aic`` may name columns or give their positions; return names in column order."""
-    kept = list(kept)
-    if len(kept) == len(columns) and kept and all(isinstance(k, (bool, np.bool_)) for k in kept):
-        return [c for c, k in zip(columns, kept) if k]
-    if kept and all(isinstance(k, (int, np.integer)) and not isinstance(k, bool) for k in kept):
-        names = {columns[int(k)] for k in kept}
-    else:
-        names = {str(k) for k in kept}
-    return [c for c in columns if c in names]

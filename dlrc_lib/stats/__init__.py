@@ -33,14 +33,40 @@ this package re-exports them as its public interface.
 from __future__ import annotations
 
 from dlrc_lib.stats._base import format_p, quantile7
-from dlrc_lib.stats.calibration import (CalibrationResult, HosmerLemeshow, calibration_curve, hosmer_lemeshow,
-                                        net_benefit)
-from dlrc_lib.stats.classification import ClassificationMetrics, Proportion, classification_metrics, metrics_from_counts, wilson_ci
-from dlrc_lib.stats.contingency import TestResult, chisq_test, compare_categorical, compare_continuous, fisher_exact
+from dlrc_lib.stats.calibration import (
+                                        CalibrationResult,
+                                        HosmerLemeshow,
+                                        calibration_curve,
+                                        hosmer_lemeshow,
+                                        net_benefit,
+)
+from dlrc_lib.stats.classification import (
+                                        ClassificationMetrics,
+                                        Proportion,
+                                        classification_metrics,
+                                        metrics_from_counts,
+                                        wilson_ci,
+)
+from dlrc_lib.stats.contingency import (
+                                        TestResult,
+                                        chisq_test,
+                                        compare_categorical,
+                                        compare_continuous,
+                                        fisher_exact,
+)
 from dlrc_lib.stats.glm import GlmFit, StepAicResult, backward_aic, logistic_glm
 from dlrc_lib.stats.icc import IccResult, icc, icc_many
 from dlrc_lib.stats.nonparametric import mann_whitney_pvalues
-from dlrc_lib.stats.roc import AucCI, DelongResult, YoudenPoint, auc, auc_ci, delong_test, youden_point, youden_threshold
+from dlrc_lib.stats.roc import (
+                                        AucCI,
+                                        DelongResult,
+                                        YoudenPoint,
+                                        auc,
+                                        auc_ci,
+                                        delong_test,
+                                        youden_point,
+                                        youden_threshold,
+)
 
 __all__ = [
     "AucCI", "DelongResult", "YoudenPoint", "Proportion", "ClassificationMetrics",

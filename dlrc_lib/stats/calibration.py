@@ -6,13 +6,15 @@ from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
-from scipy import special, stats as sps
+from scipy import special
+from scipy import stats as sps
 
 from dlrc_lib.core.errors import DlrcError
 from dlrc_lib.stats._base import _DBL_EPS, _binary, _numeric, quantile7
 from dlrc_lib.stats.classification import wilson_ci
 from dlrc_lib.stats.glm import logistic_glm
 from dlrc_lib.stats.roc import _placements
+
 
 def _quantile_groups(p: np.ndarray, groups: int) -> tuple[np.ndarray, np.ndarray]:
     """Group index of each probability and the breaks, as ResourceSelection:

@@ -12,6 +12,7 @@ from scipy import stats as sps
 from dlrc_lib.core.errors import DlrcError
 from dlrc_lib.stats._base import _binary
 
+
 class Proportion(NamedTuple):
     """A proportion with its Wilson 95 % interval; NaN everywhere when 0/0 (undefined)."""
 

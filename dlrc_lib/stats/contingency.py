@@ -5,9 +5,11 @@ import math
 from typing import NamedTuple
 
 import numpy as np
-from scipy import special, stats as sps
+from scipy import special
+from scipy import stats as sps
 
 from dlrc_lib.core.errors import DlrcError
+
 
 class TestResult(NamedTuple):
     pvalue: float
@@ -37,12 +39,12 @@ def fisher_exact(table) -> float:
 
     Sums the probabilities of all tables with the observed margins whose probability is
     at most the observed one times (1 + 1e-7) (R's relative tolerance). Exact network
-    enumeration: tables are built row by row; partial tables reaching the same remaining
-    column margins with the same probability are merged, and subtrees whose every
-    completion is (or none is) as extreme as the observed table are summed in closed form.
-    Unlike R's FEXACT it needs no workspace setting: tables for which R's default
-    ``workspace`` stops with "FEXACT error 7" get the exact p-value that R gives with a
-    larger workspace.
+    enumeration (:class:`_FisherNetwork`): tables are built row by row; partial tables
+    reaching the same remaining column margins with the same probability are merged, and
+    subtrees whose every completion is (or none is) as extreme as the observed table are
+    summed in closed form. Unlike R's FEXACT it needs no workspace setting: tables for which
+    R's default ``workspace`` stops with "FEXACT error 7" get the exact p-value that R gives
+    with a larger workspace.
     """
     t = np.asarray(table, dtype=np.int64)
     if t.ndim != 2 or (t < 0).any():
@@ -52,18 +54,30 @@ def fisher_exact(table) -> float:
         return 1.0
     if t.shape[1] > t.shape[0]:
         t = t.T
-    rows = np.sort(t.sum(axis=1))  # smallest rows first; the largest one is determined last
-    cols = t.sum(axis=0)
-    n = int(t.sum())
-    lf = special.gammaln(np.arange(n + 2) + 1.0)
-    const = float(np.sum(lf[rows]) + np.sum(lf[cols]) - lf[n])
-    k_obs = -float(np.sum(lf[t]))
-    thr = k_obs + math.log(_FISHER_RELERR)
-    R = rows.size
-    suffix_n = np.concatenate([np.cumsum(rows[::-1])[::-1], [0]])
+    return _FisherNetwork(t).pvalue()
 
-    def even_max(total: int, caps: np.ndarray) -> float:
-        # max of -sum log x_j! s.t. sum x = total, 0 <= x <= caps (even water-filling)
+
+class _FisherNetwork:
+    """The network algorithm behind :func:`fisher_exact` for one table (rows >= columns).
+
+    Values are log-kernels ``-sum log x_ij!``; a table is as extreme as the observed one when
+    its kernel is at most the observed kernel plus log(1 + 1e-7).
+    """
+
+    def __init__(self, t: np.ndarray):
+        self.rows = np.sort(t.sum(axis=1))  # smallest rows first; the largest one is determined last
+        self.cols = t.sum(axis=0)
+        n = int(t.sum())
+        self.lf = special.gammaln(np.arange(n + 2) + 1.0)
+        self.const = float(np.sum(self.lf[self.rows]) + np.sum(self.lf[self.cols]) - self.lf[n])
+        self.thr = -float(np.sum(self.lf[t])) + math.log(_FISHER_RELERR)
+        self.suffix_n = np.concatenate([np.cumsum(self.rows[::-1])[::-1], [0]])
+        self._bounds: dict = {}
+        self._compositions: dict = {}
+
+    def even_max(self, total: int, caps: np.ndarray) -> float:
+        """max of -sum log x_j! s.t. sum x = total, 0 <= x <= caps (even water-filling)."""
+        lf = self.lf
         caps = np.sort(caps)
         rem, m, val = total, caps.size, 0.0
         for i, c in enumerate(caps):
@@ -78,41 +92,38 @@ def fisher_exact(table) -> float:
                 break
         return val
 
-    def greedy_min(total: int, caps: np.ndarray) -> float:
-        # min of -sum log x_j! under the same constraints (fill the largest caps first)
+    def greedy_min(self, total: int, caps: np.ndarray) -> float:
+        """min of -sum log x_j! under the same constraints (fill the largest caps first)."""
         val, rem = 0.0, total
         for c in np.sort(caps)[::-1]:
             x = min(c, rem)
-            val -= lf[x]
+            val -= self.lf[x]
             rem -= x
             if rem == 0:
                 break
         return val
 
-    bound_cache: dict = {}
-
-    def bounds(i: int, m: tuple) -> tuple[float, float, float]:
+    def bounds(self, i: int, m: tuple) -> tuple[float, float, float]:
+        """(upper, lower bound of the remaining kernel, log of the sum of its exponentials)
+        for the tables completing rows ``i..`` with remaining column margins ``m``."""
         key = (i, m)
-        hit = bound_cache.get(key)
+        hit = self._bounds.get(key)
         if hit is not None:
             return hit
-        marr = np.asarray(m)
-        rr = rows[i:]
-        up_r = sum(even_max(int(r), marr) for r in rr)
-        up_c = sum(even_max(int(c), rr) for c in marr)
-        lo_r = sum(greedy_min(int(r), marr) for r in rr)
-        lo_c = sum(greedy_min(int(c), rr) for c in marr)
-        total = float(lf[suffix_n[i]] - np.sum(lf[rr]) - np.sum(lf[marr]))  # log sum of exp(K)
+        lf, marr, rr = self.lf, np.asarray(m), self.rows[i:]
+        up_r = sum(self.even_max(int(r), marr) for r in rr)
+        up_c = sum(self.even_max(int(c), rr) for c in marr)
+        lo_r = sum(self.greedy_min(int(r), marr) for r in rr)
+        lo_c = sum(self.greedy_min(int(c), rr) for c in marr)
+        total = float(lf[self.suffix_n[i]] - np.sum(lf[rr]) - np.sum(lf[marr]))  # log sum of exp(K)
         out = (min(up_r, up_c), max(lo_r, lo_c), total)
-        bound_cache[key] = out
+        self._bounds[key] = out
         return out
 
-    comp_cache: dict = {}
-
-    def compositions(total: int, caps: tuple) -> np.ndarray:
-        # all vectors x with sum total, 0 <= x_j <= caps_j, as an (n, len(caps)) array
+    def compositions(self, total: int, caps: tuple) -> np.ndarray:
+        """All vectors x with sum total, 0 <= x_j <= caps_j, as an (n, len(caps)) array."""
         key = (total, caps)
-        hit = comp_cache.get(key)
+        hit = self._compositions.get(key)
         if hit is not None:
             return hit
         if len(caps) == 1:
@@ -121,64 +132,66 @@ def fisher_exact(table) -> float:
             rest = sum(caps[1:])
             parts = []
             for x0 in range(max(0, total - rest), min(caps[0], total) + 1):
-                tail = compositions(total - x0, caps[1:])
+                tail = self.compositions(total - x0, caps[1:])
                 if tail.shape[0]:
                     parts.append(np.column_stack([np.full(tail.shape[0], x0, np.int64), tail]))
             out = np.concatenate(parts) if parts else np.zeros((0, len(caps)), np.int64)
-        comp_cache[key] = out
+        self._compositions[key] = out
         return out
 
-    pvalue = 0.0
-    C = cols.size
-    # level state: remaining column margins (sorted, descending), past log-kernel, multiplicity
-    M = np.sort(cols)[::-1][None, :].astype(np.int64)
-    V = np.zeros(1)
-    W = np.ones(1)
-    for i in range(R - 1):
-        # merge partial tables with the same remaining margins and the same past value
-        keys = np.column_stack([M, np.round(V / 1e-9).astype(np.int64)])
-        uk, first, inv = np.unique(keys, axis=0, return_index=True, return_inverse=True)
-        inv = inv.ravel()
-        W = np.bincount(inv, weights=W)
-        V = V[first]
-        M = uk[:, :C]
-        node_keys, node_start = np.unique(M, axis=0, return_index=True)
-        bounds_idx = np.r_[node_start, M.shape[0]]
-        new_m, new_v, new_w = [], [], []
-        r = int(rows[i])
-        for g in range(node_keys.shape[0]):
-            sl = slice(bounds_idx[g], bounds_idx[g + 1])
-            m = tuple(int(v) for v in node_keys[g])
-            v, w = V[sl], W[sl]
-            up, lo, tot = bounds(i, m)
-            every = v + up <= thr
-            if every.any():
-                pvalue += float(np.sum(w[every] * np.exp(const + v[every] + tot)))
-            keep = ~every & (v + lo <= thr)
-            if not keep.any():
-                continue
-            v, w = v[keep], w[keep]
-            X = compositions(r, m)
-            kx = -lf[X].sum(axis=1)
-            children = np.asarray(m, dtype=np.int64)[None, :] - X
-            if i == R - 2:
-                # the last row is determined by the remaining margins
-                ktot = kx - lf[children].sum(axis=1)
-                vals = v[None, :] + ktot[:, None]
-                hit = vals <= thr
-                if hit.any():
-                    pvalue += float(np.sum((np.exp(const + vals) * w[None, :])[hit]))
-                continue
-            children = np.sort(children, axis=1)[:, ::-1]
-            new_m.append(np.repeat(children, v.size, axis=0))
-            new_v.append((kx[:, None] + v[None, :]).ravel())
-            new_w.append(np.tile(w, X.shape[0]))
-        if i == R - 2 or not new_m:
-            break
-        M = np.concatenate(new_m)
-        V = np.concatenate(new_v)
-        W = np.concatenate(new_w)
-    return float(min(1.0, pvalue))
+    def pvalue(self) -> float:
+        lf, rows, const, thr = self.lf, self.rows, self.const, self.thr
+        R, C = rows.size, self.cols.size
+        pvalue = 0.0
+        # level state: remaining column margins (sorted, descending), past log-kernel, multiplicity
+        M = np.sort(self.cols)[::-1][None, :].astype(np.int64)
+        V = np.zeros(1)
+        W = np.ones(1)
+        for i in range(R - 1):
+            # merge partial tables with the same remaining margins and the same past value
+            keys = np.column_stack([M, np.round(V / 1e-9).astype(np.int64)])
+            uk, first, inv = np.unique(keys, axis=0, return_index=True, return_inverse=True)
+            inv = inv.ravel()
+            W = np.bincount(inv, weights=W)
+            V = V[first]
+            M = uk[:, :C]
+            node_keys, node_start = np.unique(M, axis=0, return_index=True)
+            bounds_idx = np.r_[node_start, M.shape[0]]
+            new_m, new_v, new_w = [], [], []
+            r = int(rows[i])
+            for g in range(node_keys.shape[0]):
+                sl = slice(bounds_idx[g], bounds_idx[g + 1])
+                m = tuple(int(v) for v in node_keys[g])
+                v, w = V[sl], W[sl]
+                up, lo, tot = self.bounds(i, m)
+                every = v + up <= thr
+                if every.any():
+                    pvalue += float(np.sum(w[every] * np.exp(const + v[every] + tot)))
+                keep = ~every & (v + lo <= thr)
+                if not keep.any():
+                    continue
+                v, w = v[keep], w[keep]
+                X = self.compositions(r, m)
+                kx = -lf[X].sum(axis=1)
+                children = np.asarray(m, dtype=np.int64)[None, :] - X
+                if i == R - 2:
+                    # the last row is determined by the remaining margins
+                    ktot = kx - lf[children].sum(axis=1)
+                    vals = v[None, :] + ktot[:, None]
+                    hit = vals <= thr
+                    if hit.any():
+                        pvalue += float(np.sum((np.exp(const + vals) * w[None, :])[hit]))
+                    continue
+                children = np.sort(children, axis=1)[:, ::-1]
+                new_m.append(np.repeat(children, v.size, axis=0))
+                new_v.append((kx[:, None] + v[None, :]).ravel())
+                new_w.append(np.tile(w, X.shape[0]))
+            if i == R - 2 or not new_m:
+                break
+            M = np.concatenate(new_m)
+            V = np.concatenate(new_v)
+            W = np.concatenate(new_w)
+        return float(min(1.0, pvalue))
 
 
 def compare_categorical(table) -> TestResult:

@@ -10,6 +10,7 @@ import pandas as pd
 from dlrc_lib.core.errors import DlrcError
 from dlrc_lib.stats._base import _DBL_EPS, _binary
 
+
 @dataclass
 class GlmFit:
     """A binomial GLM fitted as R ``glm.fit`` (logit link)."""
@@ -24,6 +25,7 @@ class GlmFit:
     fitted: np.ndarray
     aliased: np.ndarray  # bool per column (intercept first)
     boundary_fitted: bool  # fitted probabilities numerically 0 or 1 occurred
+    cov: np.ndarray | None = None  # unscaled covariance of coef (R ``vcov``); NaN rows/columns for aliased
 
 
 def _logit_linkinv(eta: np.ndarray) -> np.ndarray:
@@ -138,17 +140,19 @@ def _logistic_glm(X, y, *, maxit: int, epsilon: float) -> GlmFit:
     coef = np.full(D.shape[1], np.nan)
     coef[keep] = beta
     se = np.full(D.shape[1], np.nan)
+    cov = np.full((D.shape[1], D.shape[1]), np.nan)
     if R is not None:
         try:
             Rinv = np.linalg.inv(R)
             se[keep] = np.sqrt(np.sum(Rinv ** 2, axis=1))
+            cov[np.ix_(keep, keep)] = Rinv @ Rinv.T  # R: chol2inv(qr.R)
         except np.linalg.LinAlgError:
             pass
     rank = int(keep.sum())
     dev = _binom_dev(yy, mu)
     eps10 = 10 * _DBL_EPS
     boundary = bool(np.any(mu > 1 - eps10) or np.any(mu < eps10))
-    return GlmFit(coef, se, dev, dev + 2 * rank, rank, conv, it, mu, ~keep, boundary)
+    return GlmFit(coef, se, dev, dev + 2 * rank, rank, conv, it, mu, ~keep, boundary, cov)
 
 
 @dataclass

@@ -8,6 +8,7 @@ from scipy import stats as sps
 
 from dlrc_lib.core.errors import DlrcError
 
+
 class IccResult(NamedTuple):
     """One ICC with its F test and 95 % interval, as a row of ``psych::ICC(x)$results``."""
 

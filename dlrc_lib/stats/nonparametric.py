@@ -1,13 +1,13 @@
 """Mann-Whitney U p-values for thousands of features at once (R ``wilcox.test(exact=FALSE, correct=TRUE)``)."""
 from __future__ import annotations
 
-
 import numpy as np
 import pandas as pd
 from scipy import stats as sps
 
 from dlrc_lib.core.errors import DlrcError
 from dlrc_lib.stats._base import _binary
+
 
 def mann_whitney_pvalues(X, y):
     """Two-sided Mann-Whitney U p-value per column of ``X`` (patients x features).

@@ -11,6 +11,7 @@ from scipy import stats as sps
 from dlrc_lib.core.errors import DlrcError
 from dlrc_lib.stats._base import _binary, _midranks, _numeric
 
+
 class AucCI(NamedTuple):
     """AUC with its DeLong confidence interval (``pROC::ci.auc(method="delong")``)."""
 

@@ -11,7 +11,12 @@ import pandas as pd
 
 from dlrc_lib.core.errors import DlrcError
 from dlrc_lib.study.manifest import read_manifest, split_cohorts
-from dlrc_lib.study.schema import CLINICAL_REQUIRED, COHORTS, MANIFEST_LEVELS, path_columns
+from dlrc_lib.study.schema import (
+    CLINICAL_REQUIRED,
+    COHORTS,
+    MANIFEST_LEVELS,
+    path_columns,
+)
 
 
 @dataclass(frozen=True)

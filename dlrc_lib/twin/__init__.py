@@ -9,7 +9,11 @@
 ``dlrc synth`` calls :func:`cli_synth`.
 """
 from dlrc_lib.twin.writer import (
-    GENERATOR_VERSION, build_clinical_table, cli_synth, generate_study, study_fingerprint,
+    GENERATOR_VERSION,
+    build_clinical_table,
+    cli_synth,
+    generate_study,
+    study_fingerprint,
 )
 
 __all__ = ["GENERATOR_VERSION", "build_clinical_table", "cli_synth", "generate_study", "study_fingerprint"]

@@ -30,10 +30,9 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from dlrc_lib.core.io import atomic_write_text, dumps
 from dlrc_lib.core.errors import DlrcError
-from dlrc_lib.study.schema import c_lnm_from_short_axis
-from dlrc_lib.study.schema import COHORTS, SEQUENCES
+from dlrc_lib.core.io import atomic_write_text, dumps
+from dlrc_lib.study.schema import COHORTS, SEQUENCES, c_lnm_from_short_axis
 from dlrc_lib.twin.anatomy import render_patient, scanner_grid
 from dlrc_lib.twin.clinical import solve_clinical
 from dlrc_lib.twin.nodes import add_nodes

@@ -8,10 +8,22 @@ DL models of the paper (Table 3).
 - :mod:`.models` - DL scores, Table 3, ROC curves, best-model rule
 """
 from dlrc_lib.features.deep.extract import (
-    Case, ExtractionLog, extract_cases, extract_for_model, extract_raters, extract_study, study_cases,
+    Case,
+    ExtractionLog,
+    extract_cases,
+    extract_for_model,
+    extract_raters,
+    extract_study,
+    study_cases,
 )
 from dlrc_lib.features.deep.networks import (
-    ARCHS, MODEL_NAMES, N_FEATURES, build_extractor, inflate, parse_model_name, resolve_weights,
+    ARCHS,
+    MODEL_NAMES,
+    N_FEATURES,
+    build_extractor,
+    inflate,
+    parse_model_name,
+    resolve_weights,
 )
 
 __all__ = [

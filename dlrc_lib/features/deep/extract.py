@@ -24,13 +24,24 @@ import pandas as pd
 import torch
 
 from dlrc_lib.core.errors import DlrcError
-from dlrc_lib.study.schema import MASK_ROLES, SEQUENCES, deep_feature_name
 from dlrc_lib.features.deep.networks import (
-    N_FEATURES, DEPTH_KERNEL, Extractor, WeightsInfo, build_extractor, parse_model_name, resolve_weights,
+    DEPTH_KERNEL,
+    N_FEATURES,
+    Extractor,
+    WeightsInfo,
+    build_extractor,
+    parse_model_name,
+    resolve_weights,
 )
-from dlrc_lib.features.deep.preprocess import PREPROCESS_VERSION, crop_2d, crop_3d, read_case, to_network_input
+from dlrc_lib.features.deep.preprocess import (
+    PREPROCESS_VERSION,
+    crop_2d,
+    crop_3d,
+    read_case,
+    to_network_input,
+)
 from dlrc_lib.features.deep.store import VectorStore
-
+from dlrc_lib.study.schema import MASK_ROLES, SEQUENCES, deep_feature_name
 
 EXTRACTOR_VERSION = "1"  # bump when the networks' construction changes
 RATERS = tuple(r.code for r in MASK_ROLES)  # reader 1, reader 2, reader-1 repeat
