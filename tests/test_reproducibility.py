@@ -81,8 +81,9 @@ def test_counts_excluded_and_long_format():
     long = R.icc_long(t)
     assert set(long["comparison"]) == {"inter-observer", "intra-observer"}
     assert len(long) == 6  # NaN ICCs left out
-    R.plot_icc(t, 0.75).draw()
-    R.plot_icc_histogram(t, 0.75).draw()
+    for fig in (R.plot_icc(t, 0.75), R.plot_icc_histogram(t, 0.75)):
+        fig.canvas.draw()
+        assert fig.axes
 
 
 def test_reproducibility_end_to_end(tmp_path):

@@ -1,4 +1,4 @@
-"""ROC curves: the points of an empirical curve, and one figure style for every ROC panel
+"""ROC curves: the points of an empirical curve, and one display for every ROC figure
 (Fig. 4 and the deep models' curves)."""
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 
 from dlrc_lib import stats
+from dlrc_lib.core import figures as F
 from dlrc_lib.core.errors import DlrcError
 from dlrc_lib.study.schema import COHORTS, PANEL_LABELS
 
@@ -71,22 +72,36 @@ class RocDisplay:
             df["model"] = pd.Categorical(df["model"], models)
         return cls(curves_df, labels_df, models, title, legend_title, colours)
 
-    def plot(self):
-        """A plotnine figure: the curves, the chance diagonal, each panel's AUC text."""
-        import plotnine as p9
-
-        colour_scale = (p9.scale_colour_manual(values=dict(self.colours), name=self.legend_title)
-                        if self.colours else p9.labs(colour=self.legend_title))
-        return (
-            p9.ggplot(self.curves, p9.aes("fpr", "tpr", colour="model"))
-            + p9.geom_abline(intercept=0, slope=1, linetype="dashed", colour="grey")
-            + p9.geom_path(size=0.7)
-            + p9.geom_text(p9.aes(x="x", y="y", label="label", colour="model"), data=self.labels,
-                           ha="right", size=7, show_legend=False)
-            + p9.facet_wrap("~cohort", nrow=1)
-            + colour_scale
-            + p9.coord_equal()
-            + p9.labs(x="1 - Specificity", y="Sensitivity", title=self.title)
-            + p9.theme_bw()
-            + p9.theme(figure_size=(12, 4.6), legend_position="bottom")
-        )
+    def plot(self, axes=None):
+        """Draw one panel per cohort (``axes``: matplotlib axes, one per panel; a new figure
+        otherwise): the curves, the chance diagonal, each panel's AUC text. Returns the figure."""
+        panels = list(self.curves["cohort"].cat.categories)
+        if axes is None:
+            fig, grid = F.subplots(1, len(panels), size=(4 * len(panels), 4.6))
+            axes = grid[0]
+        else:
+            fig = axes[0].figure
+        colours = dict(self.colours) if self.colours else {m: F.MODEL_COLOURS[i % len(F.MODEL_COLOURS)]
+                                                           for i, m in enumerate(self.models)}
+        for ax, panel in zip(axes, panels):
+            ax.plot([0, 1], [0, 1], linestyle="--", color="grey", linewidth=0.8)
+            for model in self.models:
+                c = self.curves[(self.curves["cohort"] == panel) & (self.curves["model"] == model)]
+                if len(c):
+                    ax.plot(c["fpr"], c["tpr"], color=colours[model], linewidth=1.3, label=model)
+            lab = self.labels[self.labels["cohort"] == panel]
+            for r in lab.itertuples():
+                ax.text(r.x, r.y, r.label, ha="right", va="bottom", fontsize=7, color=colours[r.model])
+            ax.set_xlim(0, 1)
+            ax.set_ylim(0, 1)
+            ax.set_aspect("equal")
+            ax.set_title(panel, loc="left")
+            ax.set_xlabel("1 - Specificity")
+            ax.set_ylabel("Sensitivity")
+        handles, names = axes[0].get_legend_handles_labels()
+        fig.legend(handles, names, title=self.legend_title, loc="lower center", ncol=min(len(names), 6),
+                   bbox_to_anchor=(0.5, -0.02))
+        if self.title:
+            fig.suptitle(self.title)
+        fig.tight_layout(rect=(0, 0.08, 1, 1))
+        return fig

@@ -20,6 +20,7 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
+from dlrc_lib.core import figures as F
 from dlrc_lib.core.errors import DlrcError
 from dlrc_lib.features.radiomics import (
     RadiomicsResult,
@@ -126,40 +127,46 @@ def icc_long(icc: pd.DataFrame) -> pd.DataFrame:
 
 
 def plot_icc(icc: pd.DataFrame, threshold: float):
-    """Violin + box plot of the inter- and intra-observer ICCs per image type and sequence,
-    with the threshold as a dashed line (a plotnine object)."""
-    import plotnine as p9
-
+    """Violin + box plots of the inter- and intra-observer ICCs per image type, one panel
+    per sequence, with the threshold as a dashed line. Returns the figure."""
     d = icc_long(icc)
     d["icc"] = d["icc"].clip(lower=-1.0)
-    return (
-        p9.ggplot(d, p9.aes("image_type", "icc", fill="comparison"))
-        + p9.geom_violin(scale="width", position=p9.position_dodge(0.8), width=0.75, size=0.2)
-        + p9.geom_boxplot(width=0.12, position=p9.position_dodge(0.8), outlier_size=0.3, size=0.3,
-                          show_legend=False)
-        + p9.geom_hline(yintercept=threshold, linetype="dashed", color="#b2182b")
-        + p9.facet_wrap("~sequence", ncol=1)
-        + p9.labs(x="image type", y="ICC", fill="",
-                  title=f"Feature reproducibility (dashed: keep threshold {threshold})")
-        + p9.theme_bw()
-        + p9.theme(figure_size=(9, 8), legend_position="top", axis_text_x=p9.element_text(rotation=20))
-    )
+    sequences = list(dict.fromkeys(d["sequence"]))
+    comparisons = list(dict.fromkeys(d["comparison"]))
+    fig, axes = F.subplots(len(sequences), 1, size=(9, 2.7 * len(sequences) + 0.6))
+    for ax, seq in zip(axes[:, 0], sequences):
+        sub = d[d["sequence"] == seq]
+        types = list(dict.fromkeys(sub["image_type"]))
+        for k, comp in enumerate(comparisons):
+            groups = [sub.loc[(sub["image_type"] == it) & (sub["comparison"] == comp), "icc"] for it in types]
+            pos = [i + (k - (len(comparisons) - 1) / 2) * 0.38 for i in range(len(types))]
+            F.violins(ax, groups, pos, [F.MODEL_COLOURS[k]] * len(types), width=0.34)
+        ax.axhline(threshold, linestyle="--", color=F.THRESHOLD_COLOUR, linewidth=0.9)
+        ax.set_xticks(range(len(types)), types, rotation=20)
+        ax.set_ylabel("ICC")
+        ax.set_title(seq)
+    handles = [__import__("matplotlib.patches", fromlist=["Patch"]).Patch(color=F.MODEL_COLOURS[k], alpha=0.65, label=c)
+               for k, c in enumerate(comparisons)]
+    fig.legend(handles=handles, loc="upper center", ncol=len(comparisons), bbox_to_anchor=(0.5, 1.0))
+    fig.suptitle(f"Feature reproducibility (dashed: keep threshold {threshold})", y=1.03)
+    axes[-1, 0].set_xlabel("image type")
+    fig.tight_layout()
+    return fig
 
 
-def plot_icc_histogram(icc: pd.DataFrame, threshold: float):
-    """Histograms of the two ICCs over all features (a plotnine object)."""
-    import plotnine as p9
-
+def plot_icc_histogram(icc: pd.DataFrame, threshold: float, ax=None):
+    """Histograms of the two ICCs over all features. Returns the figure."""
     d = icc_long(icc)
     d["icc"] = d["icc"].clip(lower=-0.2)
-    return (
-        p9.ggplot(d, p9.aes("icc", fill="comparison"))
-        + p9.geom_histogram(binwidth=0.025, boundary=0, alpha=0.6, position="identity")
-        + p9.geom_vline(xintercept=threshold, linetype="dashed", color="#b2182b")
-        + p9.labs(x="ICC (values below -0.2 shown at -0.2)", y="features", fill="")
-        + p9.theme_bw()
-        + p9.theme(figure_size=(8, 4), legend_position="top")
-    )
+    fig, ax = F.axes_or_new(ax, size=(8, 4))
+    bins = np.arange(-0.2, 1.0 + 0.025, 0.025)
+    for k, comp in enumerate(dict.fromkeys(d["comparison"])):
+        ax.hist(d.loc[d["comparison"] == comp, "icc"], bins=bins, alpha=0.6, color=F.MODEL_COLOURS[k], label=comp)
+    ax.axvline(threshold, linestyle="--", color=F.THRESHOLD_COLOUR, linewidth=0.9)
+    ax.set_xlabel("ICC (values below -0.2 shown at -0.2)")
+    ax.set_ylabel("features")
+    ax.legend(loc="upper left")
+    return fig
 
 
 @dataclass

@@ -8,16 +8,17 @@
   violin plots of the selected features by LNM status (Fig. S4) and their correlation
   heatmap (Fig. S5).
 
-Computations return DataFrames; plotting functions return plotnine objects.
+Computations return DataFrames; plotting functions draw with matplotlib (``dlrc_lib.core.figures``)
+and return the figure.
 """
 from __future__ import annotations
 
-import copy
 from typing import Optional, Sequence
 
 import numpy as np
 import pandas as pd
 
+from dlrc_lib.core import figures as F
 from dlrc_lib.study.manifest import by_patient
 
 __all__ = [
@@ -32,27 +33,6 @@ __all__ = [
     "correlation_frame",
     "plot_correlation_heatmap",
 ]
-
-
-def _redrawable(g):
-    """Make a plotnine plot safe to render more than once.
-
-    plotnine 0.15 keeps facet state from one ``draw()`` to the next, so a faceted plot that
-    was saved (drawn) and is then displayed by Jupyter fails with an IndexError. Drawing a
-    deep copy each time avoids it.
-    """
-    import plotnine as p9
-
-    class _Plot(p9.ggplot):
-        def draw(self, *args, **kwargs):  # noqa: D401 - plotnine API
-            fresh = copy.deepcopy(self)
-            fresh.__class__ = p9.ggplot
-            return fresh.draw(*args, **kwargs)
-
-    g.__class__ = _Plot
-    return g
-
-
 
 
 def _standardised(X: pd.DataFrame) -> np.ndarray:
@@ -113,23 +93,32 @@ def _pca_frame(before: pd.DataFrame, after: pd.DataFrame, study: pd.DataFrame, c
     return df
 
 
-def plot_pca(frame: pd.DataFrame, color: str = "centre", title: Optional[str] = None):
-    """Scatter of PC1 vs PC2, one panel before and one after ComBat, coloured by ``color``."""
-    import plotnine as p9
+def plot_pca(frame: pd.DataFrame, color: str = "centre", title: Optional[str] = None, axes=None):
+    """Scatter of PC1 vs PC2, one panel before and one after ComBat, coloured by ``color``
+    (``axes``: two matplotlib axes to draw into; a new figure otherwise). Returns the figure."""
+    import matplotlib.pyplot as plt
 
-    lab = frame.groupby("stage", observed=True)[["var1", "var2"]].first()
-    frame = frame.copy()
-    names = {s: f"{s} (PC1 {lab.loc[s, 'var1']:.1f}%, PC2 {lab.loc[s, 'var2']:.1f}%)" for s in lab.index}
-    frame["panel"] = pd.Categorical(frame["stage"].map(names), [names[s] for s in lab.index])
-    g = (
-        p9.ggplot(frame, p9.aes("PC1", "PC2", color=color))
-        + p9.geom_point(alpha=0.7, size=1.6)
-        + p9.facet_wrap("~panel", scales="free")
-        + p9.labs(x="PC1", y="PC2", color=color.capitalize(), title=title or "")
-        + p9.theme_bw()
-        + p9.theme(figure_size=(10, 4.5))
-    )
-    return _redrawable(g)
+    stages = [s for s in frame["stage"].cat.categories if (frame["stage"] == s).any()] \
+        if hasattr(frame["stage"], "cat") else list(dict.fromkeys(frame["stage"]))
+    if axes is None:
+        fig, grid = F.subplots(1, len(stages), size=(5 * len(stages), 4.5))
+        axes = grid[0]
+    else:
+        fig = axes[0].figure
+    groups = sorted(frame[color].astype(str).unique())
+    cmap = plt.get_cmap("tab10" if len(groups) <= 10 else "tab20")
+    for ax, stage in zip(axes, stages):
+        sub = frame[frame["stage"] == stage]
+        for k, g in enumerate(groups):
+            pts = sub[sub[color].astype(str) == g]
+            ax.scatter(pts["PC1"], pts["PC2"], s=9, alpha=0.7, color=cmap(k % cmap.N), label=g, linewidths=0)
+        ax.set_title(f"{stage} (PC1 {sub['var1'].iloc[0]:.1f}%, PC2 {sub['var2'].iloc[0]:.1f}%)")
+        ax.set_xlabel("PC1")
+        ax.set_ylabel("PC2")
+    axes[-1].legend(title=color.capitalize(), loc="center left", bbox_to_anchor=(1.01, 0.5), markerscale=1.5)
+    if title:
+        fig.suptitle(title)
+    return fig
 
 
 # ------------------------------------------------------------ batch predictability
@@ -227,67 +216,58 @@ def _harmonisation_summary(before, after, study, by, seed) -> pd.DataFrame:
 
 
 # ------------------------------------------------------------------------ funnel
-def plot_funnel(funnel: pd.DataFrame, title: str = "Feature selection funnel"):
+def plot_funnel(funnel: pd.DataFrame, title: str = "Feature selection funnel", ax=None):
     """Horizontal bars: features remaining after each step (log scale), labelled with counts."""
-    import plotnine as p9
-
-    df = funnel.copy()
-    df["step"] = pd.Categorical(df["step"], list(df["step"])[::-1])
-    df["label"] = df["n_features"].map(lambda v: f"{int(v):,}")
-    df["plot_n"] = df["n_features"].clip(lower=0.8)
-    return _redrawable(
-        p9.ggplot(df, p9.aes("step", "plot_n"))
-        + p9.geom_segment(p9.aes(x="step", xend="step", y=0.7, yend="plot_n"), color="#3b6ea8",
-                          size=9, lineend="butt")
-        + p9.geom_text(p9.aes(label="label"), ha="left", nudge_y=0.05, size=9)
-        + p9.scale_y_log10(expand=(0, 0, 0.25, 0))
-        + p9.coord_flip()
-        + p9.labs(x="", y="features remaining (log scale)", title=title)
-        + p9.theme_bw()
-        + p9.theme(figure_size=(7, 0.5 * len(df) + 1.2))
-    )
+    df = funnel.reset_index(drop=True)
+    fig, ax = F.axes_or_new(ax, size=(7, 0.5 * len(df) + 1.2))
+    ypos = np.arange(len(df))[::-1]
+    n = df["n_features"].clip(lower=0.8).to_numpy(dtype=float)
+    ax.barh(ypos, n - 0.7, left=0.7, color=F.BAR_COLOUR, height=0.6)
+    for yv, v, raw in zip(ypos, n, df["n_features"]):
+        ax.text(v * 1.08, yv, f"{int(raw):,}", va="center", ha="left", fontsize=9)
+    ax.set_xscale("log")
+    ax.set_xlim(0.7, max(10.0, n.max()) * 3)
+    ax.set_yticks(ypos, df["step"].tolist())
+    ax.set_xlabel("features remaining (log scale)")
+    ax.set_title(title)
+    ax.grid(axis="y", visible=False)
+    return fig
 
 
-def plot_lasso_cv(path: pd.DataFrame, lambda_min: float, lambda_1se: float):
+def plot_lasso_cv(path: pd.DataFrame, lambda_min: float, lambda_1se: float, ax=None):
     """CV binomial deviance ± 1 SE against log(lambda), with lambda.min and lambda.1se
     marked (the plot R ``plot(cv.glmnet)`` draws)."""
-    import plotnine as p9
-
-    return _redrawable(
-        p9.ggplot(path, p9.aes("log_lambda", "cvm"))
-        + p9.geom_errorbar(p9.aes(ymin="cvlo", ymax="cvup"), color="grey", width=0.0)
-        + p9.geom_point(color="#c0392b", size=1.4)
-        + p9.geom_vline(xintercept=np.log(lambda_min), linetype="dashed")
-        + p9.geom_vline(xintercept=np.log(lambda_1se), linetype="dotted")
-        + p9.labs(x="log(lambda)", y="binomial deviance (CV)",
-                  title="LASSO: cross-validated deviance (dashed lambda.min, dotted lambda.1se)")
-        + p9.theme_bw()
-        + p9.theme(figure_size=(7, 4))
-    )
+    fig, ax = F.axes_or_new(ax, size=(7, 4))
+    ax.errorbar(path["log_lambda"], path["cvm"], yerr=[path["cvm"] - path["cvlo"], path["cvup"] - path["cvm"]],
+                fmt="o", color="#c0392b", ecolor="grey", markersize=3, elinewidth=0.8)
+    ax.axvline(np.log(lambda_min), linestyle="--", color="#333333", linewidth=0.8)
+    ax.axvline(np.log(lambda_1se), linestyle=":", color="#333333", linewidth=0.8)
+    ax.set_xlabel("log(lambda)")
+    ax.set_ylabel("binomial deviance (CV)")
+    ax.set_title("LASSO: cross-validated deviance (dashed lambda.min, dotted lambda.1se)")
+    return fig
 
 
 # ---------------------------------------------------------------- Figs. S4 / S5
 def plot_feature_violins(Z: pd.DataFrame, y: pd.Series, ncol: int = 4,
                          title: str = "Selected features by LNM status"):
-    """Violin + box plots of (standardised) features by LNM(−)/LNM(+) (Fig. S4)."""
-    import plotnine as p9
-
-    long = Z.assign(LNM=pd.Series(y, index=Z.index).map({0: "LNM(-)", 1: "LNM(+)"}).to_numpy()).melt(
-        id_vars="LNM", var_name="feature", value_name="value")
-    long["LNM"] = pd.Categorical(long["LNM"], ["LNM(-)", "LNM(+)"])
-    long["feature"] = pd.Categorical(long["feature"], list(Z.columns))
+    """Violin + box plots of (standardised) features by LNM(−)/LNM(+) (Fig. S4), one panel
+    per feature."""
     n = Z.shape[1]
-    return _redrawable(
-        p9.ggplot(long, p9.aes("LNM", "value", fill="LNM"))
-        + p9.geom_violin(alpha=0.6, trim=True)
-        + p9.geom_boxplot(width=0.15, outlier_size=0.5, fill="white")
-        + p9.facet_wrap("~feature", ncol=min(ncol, n), scales="free_y")
-        + p9.scale_fill_manual(values=["#4c72b0", "#dd8452"])
-        + p9.labs(x="", y="standardised value", title=title)
-        + p9.theme_bw()
-        + p9.theme(figure_size=(3.2 * min(ncol, n), 2.8 * int(np.ceil(n / ncol)) + 0.6),
-                   legend_position="none", strip_text=p9.element_text(size=7))
-    )
+    cols = max(1, min(ncol, n))
+    rows = int(np.ceil(n / cols))
+    fig, axes = F.subplots(rows, cols, size=(3.2 * cols, 2.8 * rows + 0.6))
+    yy = pd.Series(np.asarray(y), index=Z.index)
+    for ax, feature in zip(axes.ravel(), Z.columns):
+        groups = [Z.loc[yy == 0, feature], Z.loc[yy == 1, feature]]
+        F.violins(ax, groups, [0, 1], F.LNM_COLOURS)
+        ax.set_xticks([0, 1], ["LNM(-)", "LNM(+)"])
+        ax.set_title(feature, fontsize=7)
+        ax.set_ylabel("standardised value")
+    F.hide_unused(axes, n)
+    fig.suptitle(title)
+    fig.tight_layout()
+    return fig
 
 
 def correlation_frame(X: pd.DataFrame, method: str = "spearman") -> pd.DataFrame:
@@ -298,25 +278,19 @@ def correlation_frame(X: pd.DataFrame, method: str = "spearman") -> pd.DataFrame
 
 
 def plot_correlation_heatmap(X: pd.DataFrame, method: str = "spearman",
-                             title: Optional[str] = None):
+                             title: Optional[str] = None, ax=None):
     """Heatmap of the correlations between the selected features, values printed (Fig. S5)."""
-    import plotnine as p9
-
-    long = correlation_frame(X, method)
-    order = list(X.columns)
-    long["feature_x"] = pd.Categorical(long["feature_x"], order)
-    long["feature_y"] = pd.Categorical(long["feature_y"], order[::-1])
-    long["label"] = long["r"].map(lambda v: f"{v:.2f}")
-    n = len(order)
-    return _redrawable(
-        p9.ggplot(long, p9.aes("feature_x", "feature_y", fill="r"))
-        + p9.geom_tile(color="white")
-        + p9.geom_text(p9.aes(label="label"), size=7)
-        + p9.scale_fill_gradient2(low="#3b4cc0", mid="white", high="#b40426", midpoint=0, limits=(-1, 1))
-        + p9.labs(x="", y="", fill=f"{method.capitalize()} r",
-                  title=title or f"{method.capitalize()} correlation of the selected features")
-        + p9.theme_bw()
-        + p9.theme(axis_text_x=p9.element_text(rotation=45, ha="right", size=7),
-                   axis_text_y=p9.element_text(size=7),
-                   figure_size=(max(5, 0.6 * n + 3), max(4, 0.5 * n + 2.5)))
-    )
+    C = X.corr(method=method)
+    n = C.shape[0]
+    fig, ax = F.axes_or_new(ax, size=(max(5, 0.6 * n + 3), max(4, 0.5 * n + 2.5)))
+    im = ax.imshow(C.to_numpy(dtype=float), cmap="RdBu_r", vmin=-1, vmax=1)
+    for i in range(n):
+        for j in range(n):
+            v = C.iat[i, j]
+            ax.text(j, i, "" if pd.isna(v) else f"{v:.2f}", ha="center", va="center", fontsize=7)
+    ax.set_xticks(range(n), C.columns, rotation=45, ha="right", fontsize=7)
+    ax.set_yticks(range(n), C.index, fontsize=7)
+    ax.grid(False)
+    fig.colorbar(im, ax=ax, label=f"{method.capitalize()} r", shrink=0.8)
+    ax.set_title(title or f"{method.capitalize()} correlation of the selected features")
+    return fig
