@@ -17,9 +17,9 @@ import pandas as pd
 import pytest
 
 from _tinystudy import make_study
-from dlrc_lib import featurestore as fs
-from dlrc_lib import memo as M
-from dlrc_lib.featurestore import FeatureStore
+from dlrc_lib.features import store as fs
+from dlrc_lib.core import memo as M
+from dlrc_lib.features.store import FeatureStore
 
 REPO = Path(__file__).resolve().parents[1]
 QUICK = REPO / "params" / "radiomics_quick.yaml"
@@ -101,7 +101,7 @@ def test_damaged_part_value_is_caught_by_the_checksum(tmp_path):
 
 
 def test_vector_store_damage_detected(tmp_path):
-    from dlrc_lib.deep.store import VectorStore
+    from dlrc_lib.features.deep.store import VectorStore
 
     vs = VectorStore(tmp_path, "deep-x", n_features=8)
     keys = _keys(3)
@@ -176,7 +176,7 @@ def tiny(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def clean_run(tiny, tmp_path_factory):
-    from dlrc_lib.radiomics import extract_radiomics
+    from dlrc_lib.features.radiomics import extract_radiomics
 
     cache = tmp_path_factory.mktemp("clean")
     res = extract_radiomics(tiny, QUICK, cache, n_jobs=1, progress=False)
@@ -186,7 +186,7 @@ def clean_run(tiny, tmp_path_factory):
 def test_damaged_feature_cache_recomputed_byte_identical(tiny, clean_run, tmp_path):
     """Flip a byte of the compacted part of a filled cache: one warning, every case
     recomputed, features identical to the clean run's to the last bit."""
-    from dlrc_lib.radiomics import extract_radiomics
+    from dlrc_lib.features.radiomics import extract_radiomics
 
     cache, clean = clean_run
     work = tmp_path / "cache"
@@ -211,7 +211,7 @@ def test_damaged_feature_cache_recomputed_byte_identical(tiny, clean_run, tmp_pa
 _RUNNER = textwrap.dedent(
     """
     import sys, pandas as pd
-    from dlrc_lib.radiomics import extract_radiomics
+    from dlrc_lib.features.radiomics import extract_radiomics
     study = pd.read_pickle(sys.argv[1])
     res = extract_radiomics(study, sys.argv[2], sys.argv[3], n_jobs=1, progress=False)
     res.features.to_pickle(sys.argv[4])
@@ -248,7 +248,7 @@ def _enospc(*args, **kwargs):
 def test_full_disk_leaves_no_partial_file(tmp_path, monkeypatch):
     import pyarrow.parquet as pq
 
-    from dlrc_lib.artifacts import atomic_write_text
+    from dlrc_lib.core.io import atomic_write_text
 
     store, _ = _fill(tmp_path, n=2, compact=False)
     files = lambda: sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*")  # noqa: E731
@@ -302,7 +302,7 @@ def test_full_disk_leaves_no_partial_file(tmp_path, monkeypatch):
 
 
 def test_full_disk_is_one_line_from_the_cli(tmp_path, monkeypatch, capsys):
-    from dlrc_lib import cli
+    from dlrc_lib.reporting import cli
 
     def run(args):
         raise OSError(errno.ENOSPC, "No space left on device", str(tmp_path / "reports" / "x.csv"))

@@ -13,10 +13,10 @@ import pandas as pd
 import pytest
 import SimpleITK as sitk
 
-from dlrc_lib.config import Params
-from dlrc_lib.errors import DlrcError
-from dlrc_lib.study import load_validated_study, validate_manifest
-from dlrc_lib.validation import (ValidationCache, attach_digests, byte_problems, check_patient_files,
+from dlrc_lib.core.config import Params
+from dlrc_lib.core.errors import DlrcError
+from dlrc_lib.study.validate import load_validated_study, validate_manifest
+from dlrc_lib.study.validate import (ValidationCache, attach_digests, byte_problems, check_patient_files,
                                  last_digests, verify_digests)
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -51,7 +51,7 @@ def test_clean_pair_passes_and_is_hashed(tmp_path):
     ip, mp = _pair(tmp_path)
     problems, digests = check_patient_files(("P1", str(tmp_path), [("image_CET1", str(ip)), ("mask_CET1", str(mp))], 1))
     assert problems == []
-    from dlrc_lib.featurestore import file_digest
+    from dlrc_lib.core.digest import file_digest
 
     assert digests == {"image_CET1": file_digest(ip), "mask_CET1": file_digest(mp)}
 
@@ -233,7 +233,7 @@ def _params(tmp: Path, **study) -> Params:
 
 @pytest.fixture(scope="module")
 def pristine(tmp_path_factory) -> Path:
-    from dlrc_lib.synth import generate_study
+    from dlrc_lib.twin import generate_study
 
     out = tmp_path_factory.mktemp("twin")
     return generate_study(_params(out), out, progress=False)
@@ -276,7 +276,7 @@ def test_cache_warm_is_fast_and_sees_changes(study, tmp_path):
 
 
 def test_digests_recorded_and_checked_at_extraction(study, tmp_path):
-    from dlrc_lib.radiomics import study_cases
+    from dlrc_lib.features.radiomics import study_cases
 
     p = _params(tmp_path)
     table = load_validated_study(study, p)
@@ -294,7 +294,7 @@ def test_digests_recorded_and_checked_at_extraction(study, tmp_path):
     with pytest.raises(DlrcError, match=rf"patient {table.at[1, 'patient_id']}, mask_CET1, file .*changed since validation"):
         study_cases(table, ["CET1"])
     with pytest.raises(DlrcError, match="changed since validation"):
-        from dlrc_lib.deep.extract import study_cases as deep_cases
+        from dlrc_lib.features.deep.extract import study_cases as deep_cases
 
         deep_cases(table, ["CET1"])
     Path(table.at[2, "image_T2FS"]).unlink()
@@ -305,7 +305,7 @@ def test_digests_recorded_and_checked_at_extraction(study, tmp_path):
 
 
 def test_cli_validate_lists_every_damage_at_once(study, tmp_path, capsys):
-    from dlrc_lib.cli import main
+    from dlrc_lib.reporting.cli import main
 
     df = pd.read_csv(study)
     a = study.parent / df.at[0, "image_CET1"]
