@@ -13,7 +13,7 @@ from dlrc_lib.model import dlrc as M
 from dlrc_lib.core.io import dumps
 from dlrc_lib.reporting.cli import main as cli_main
 from dlrc_lib.core.errors import DlrcError
-from dlrc_lib.model.export import build_model_document, known_batches, load_model
+from dlrc_lib.model.export import build_model_document, known_batches, load_model, write_model
 from dlrc_lib.model.predict import read_new_patients, scanner_status, score_from_scores
 from model_synthetic import make_study
 
@@ -43,9 +43,10 @@ def test_document_is_plain_json(fitted, tmp_path):
     _, _, _, doc = fitted
     assert doc["harmonisation"]["known_batches"] == ["S1", "S2"]
     assert doc["clinical"] == {"c_lnm": "lnsd_mm >= 10 (largest pelvic node short axis on CE-T1WI, mm)"}
-    path = tmp_path / "m.json"
-    path.write_text(dumps(doc))
-    assert load_model(path) == doc
+    path = write_model(doc, tmp_path / "m.json")
+    loaded = load_model(path)
+    assert loaded.pop("integrity")["sha256"] == json.loads(path.read_text())["integrity"]["sha256"]
+    assert loaded == doc
     assert known_batches({"a": {"batches": ["X", "Y"]}, "b": [{"batches": ["Z"]}]}) == ["X", "Y", "Z"]
 
 
@@ -54,7 +55,8 @@ def test_document_is_plain_json(fitted, tmp_path):
     ("{not json", "not a JSON model file"),
     ('{"format": "other"}', "not a DLRC model file"),
     ('{"format": "dlrc-model", "format_version": 99}', "format version 99 is not supported"),
-    ('{"format": "dlrc-model", "format_version": 1}', "model file lacks sequences"),
+    ('{"format": "dlrc-model", "format_version": 1}', "format version 1 is not supported"),
+    ('{"format": "dlrc-model", "format_version": 2}', "model file lacks sequences"),
 ])
 def test_load_model_refuses(tmp_path, content, message):
     path = tmp_path / "model.json"
@@ -118,8 +120,7 @@ def test_scanner_policy(fitted, tmp_path):
 
 def test_cli_refuses_unseen_scanner_in_one_line(fitted, tmp_path, capsys):
     *_, doc = fitted
-    model = tmp_path / "model.json"
-    model.write_text(dumps(doc))
+    model = write_model(doc, tmp_path / "model.json")
     manifest = _manifest(tmp_path, ["S1", "S7"])
     out = tmp_path / "pred.csv"
     rc = cli_main(["predict", "--model", str(model), "--manifest", str(manifest), "--out", str(out)])
@@ -200,3 +201,44 @@ def test_deep_weights_as_fitted(fitted):
     assert deep_params_of(d).weights == "random" and _deep_seed(d) == 5
     d["deep"]["weights"] = {"spec": "auto", "source": "file", "path": "/w/resnet.pth", "identity": "sha"}
     assert deep_params_of(d).weights == "/w/resnet.pth"
+
+
+@pytest.mark.parametrize("damage, message", [
+    ("coefficient", "changed after export"),
+    ("cutoff", "changed after export"),
+    ("drop_key", "model file lacks nomogram"),
+    ("drop_seal", "lacks its integrity digest"),
+    ("resealed_string_coef", "dlrc.coef has no finite number for Rad_score"),
+    ("resealed_code", "dlrc.coef has no finite number for"),
+])
+def test_tampered_model_is_refused(fitted, tmp_path, damage, message, capsys):
+    """A model file edited after export is refused with one line; nothing in it is executed."""
+    from dlrc_lib.model.export import document_digest
+    from dlrc_lib.reporting.cli import main
+
+    _, _, _, doc = fitted
+    path = write_model(doc, tmp_path / "m.json")
+    d = json.loads(path.read_text())
+    if damage == "coefficient":
+        d["dlrc"]["coef"]["Rad_score"] += 0.5
+    elif damage == "cutoff":
+        d["cutoffs"]["dlrc"] = 0.01
+    elif damage == "drop_key":
+        del d["nomogram"]
+    elif damage == "drop_seal":
+        del d["integrity"]
+    else:  # a forged file with a matching digest: still checked for what it holds
+        d["dlrc"]["coef"]["Rad_score"] = ("__import__('os').system('touch pwned')" if damage == "resealed_code"
+                                          else "1.5")
+        if damage == "resealed_code":
+            d["dlrc"]["coef"]["(Intercept)"] = "exec"
+        d["integrity"]["sha256"] = document_digest(d)
+    path.write_text(json.dumps(d))
+    with pytest.raises(DlrcError, match=message):
+        load_model(path)
+    manifest = tmp_path / "new.csv"
+    manifest.write_text("patient_id,scanner\nP1,S1\n")
+    rc = main(["predict", "--model", str(path), "--manifest", str(manifest), "--out", str(tmp_path / "o.csv")])
+    err = capsys.readouterr().err
+    assert rc == 2 and err.count("\n") == 1 and message.split(" for")[0] in err
+    assert not (tmp_path / "o.csv").exists() and not Path("pwned").exists()

@@ -20,7 +20,7 @@ from dlrc_lib.core.errors import DlrcError
 from dlrc_lib.core.io import atomic_write_text, dumps
 
 FORMAT = "dlrc-model"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: the document carries the SHA-256 of its content ("integrity")
 MODEL_FILE = "dlrc_model.json"
 
 # The clinical inputs the exported model can derive from a manifest row.
@@ -110,11 +110,34 @@ def build_model_document(
     return doc
 
 
+INTEGRITY_KEY = "integrity"
+
+
+def document_digest(doc: Mapping) -> str:
+    """SHA-256 of the document's canonical JSON (:func:`dlrc_lib.core.io.dumps`), without
+    its own ``integrity`` entry."""
+    import hashlib
+
+    body = {k: v for k, v in doc.items() if k != INTEGRITY_KEY}
+    return hashlib.sha256(dumps(body).encode("utf-8")).hexdigest()
+
+
 def write_model(doc: Mapping, path: str | Path) -> Path:
-    """Write the document atomically to ``path`` (a run's ``model/dlrc_model.json``); return the path."""
+    """Write the document atomically to ``path`` (a run's ``model/dlrc_model.json``), with the
+    SHA-256 of its content under ``integrity``; return the path."""
     path = Path(path)
-    atomic_write_text(path, dumps(doc))
+    body = {k: v for k, v in doc.items() if k != INTEGRITY_KEY}
+    sealed = {**body, INTEGRITY_KEY: {"sha256": document_digest(body),
+                                      "covers": "this document without its 'integrity' entry, as canonical JSON "
+                                                "(sorted keys, indent 2)"}}
+    atomic_write_text(path, dumps(sealed))
     return path
+
+
+def _number(value: Any) -> bool:
+    import math
+
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
 REQUIRED = ("format", "format_version", "sequences", "radiomics", "deep", "harmonisation",
@@ -138,12 +161,31 @@ def load_model(path: str | Path) -> dict:
     missing = [k for k in REQUIRED if k not in doc]
     if missing:
         raise DlrcError(f"{path}: model file lacks {', '.join(missing)}")
+    seal = doc.get(INTEGRITY_KEY)
+    if not isinstance(seal, dict) or not isinstance(seal.get("sha256"), str):
+        raise DlrcError(f"{path}: model file lacks its integrity digest ({INTEGRITY_KEY}.sha256); export it again")
+    if document_digest(doc) != seal["sha256"]:
+        raise DlrcError(f"{path}: model file was changed after export (its content no longer matches the SHA-256 "
+                        f"recorded in {INTEGRITY_KEY}.sha256); restore the exported file or export the model again")
+    for section in ("radiomics", "deep", "harmonisation", "dlrc", "cutoffs", "nomogram"):
+        if not isinstance(doc[section], dict):
+            raise DlrcError(f"{path}: model file's {section} is not a JSON object")
     for key in ("state", "settings_text"):
         if key not in doc["radiomics"]:
             raise DlrcError(f"{path}: model file lacks radiomics.{key}")
     for key in ("model", "state", "preprocessing"):
         if key not in doc["deep"]:
             raise DlrcError(f"{path}: model file lacks deep.{key}")
+    if not isinstance(doc["sequences"], list) or not all(isinstance(q, str) for q in doc["sequences"]):
+        raise DlrcError(f"{path}: model file's sequences must be a list of names")
+    terms, coef = doc["dlrc"].get("terms"), doc["dlrc"].get("coef")
+    if not isinstance(terms, list) or not isinstance(coef, dict):
+        raise DlrcError(f"{path}: model file lacks dlrc.terms or dlrc.coef")
+    bad = [t for t in ["(Intercept)"] + [str(t) for t in terms] if not _number(coef.get(t))]
+    if bad:
+        raise DlrcError(f"{path}: model file's dlrc.coef has no finite number for {', '.join(bad)}")
+    if not _number(doc["cutoffs"].get("dlrc")):
+        raise DlrcError(f"{path}: model file's cutoffs.dlrc is not a finite number")
     return doc
 
 
