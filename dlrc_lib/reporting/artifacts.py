@@ -17,6 +17,8 @@ half-written table, figure or frame behind.
 """
 from __future__ import annotations
 
+import html as _html
+
 import json
 import os
 import tempfile
@@ -63,7 +65,7 @@ class Artifacts:
         atomic_write_text(self.path("tables", f"{name}.md"), md)
         html = shown.to_html(index=False, escape=True, classes="dlrc-table", border=0)
         if caption:
-            html = html.replace(">\n  <thead>", f">\n  <caption>{caption}</caption>\n  <thead>", 1)
+            html = html.replace(">\n  <thead>", f">\n  <caption>{_html.escape(caption)}</caption>\n  <thead>", 1)
         atomic_write_text(self.path("tables", f"{name}.html"), html)
         return df
 
