@@ -603,6 +603,19 @@ def verify_digests(study, columns: Optional[Iterable[str]] = None) -> None:
         raise DlrcError("; ".join(bad[:20]) + more)
 
 
+def _header_counts(path: Path) -> dict[str, int]:
+    """How often each column name appears in the CSV header (stripped)."""
+    import csv
+    from collections import Counter
+
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as fh:
+            header = next(csv.reader(fh), [])
+    except (OSError, UnicodeDecodeError, csv.Error):
+        return {}
+    return dict(Counter(h.strip() for h in header))
+
+
 def _missing(v: Any) -> bool:
     return v is None or (isinstance(v, float) and np.isnan(v)) or (isinstance(v, str) and v.strip() == "") or v is pd.NA
 
@@ -642,6 +655,9 @@ def validate_manifest(manifest_path: str | Path, params=None, *, check_images: b
     if raw.empty:
         err(None, str(path), "manifest has no patients")
         return problems
+    for col, n in _header_counts(path).items():
+        if n > 1:  # pandas would keep the first and rename the others silently
+            err(None, f"column {col}", f"appears {n} times in the manifest's header")
     required = list(CLINICAL_REQUIRED) + path_columns("image") + path_columns("mask")
     for col in required:
         if col not in raw:
