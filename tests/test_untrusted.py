@@ -106,3 +106,24 @@ def test_validate_never_reaches_a_shell(tmp_path, monkeypatch, capsys):
     table = load_validated_study(manifest, p)
     assert table["patient_id"].tolist()[:4] == EVIL
     assert os.path.basename(table.at[0, "image_CET1"]) == f"{EVIL[0]}.nii.gz"
+
+
+def test_no_file_is_unpickled_or_evaluated():
+    """Parameter files, manifests, model files and caches are read as data: no pickle, no
+    unsafe YAML, no eval/exec, no shell, weights loaded with weights_only."""
+    import re
+
+    forbidden = {
+        r"\bimport pickle\b|\bpickle\.loads?\(|\bread_pickle\(|allow_pickle=True": "pickle",
+        r"\byaml\.(load|full_load|unsafe_load)\(": "unsafe YAML",
+        r"(?<![\w.])(eval|exec)\(": "eval/exec",
+        r"shell=True|os\.system\(|os\.popen\(": "a shell",
+        r"torch\.load\((?![^)]*weights_only=True)": "torch.load without weights_only",
+    }
+    hits = []
+    for path in sorted((ROOT / "dlrc_lib").rglob("*.py")):
+        for n, line in enumerate(path.read_text().splitlines(), 1):
+            for pattern, what in forbidden.items():
+                if re.search(pattern, line):
+                    hits.append(f"{path.relative_to(ROOT)}:{n}: {what}")
+    assert hits == []

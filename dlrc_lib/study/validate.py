@@ -449,7 +449,7 @@ def job_key(job: tuple) -> str:
     stamps = []
     for col, value in entries:
         p = Path(value) if Path(value).is_absolute() else Path(base) / value
-        stamps.append([col, value, str(p.resolve()), _stamp(p)])
+        stamps.append([col, value, os.path.abspath(p), _stamp(p)])
     text = json.dumps([VALIDATOR_VERSION, pid, label, stamps], sort_keys=True, default=str)
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
@@ -668,8 +668,9 @@ def validate_manifest(manifest_path: str | Path, params=None, *, check_images: b
     for pid, n in ids.value_counts().items():
         if n > 1:
             err(pid, "patient_id", f"duplicate patient ID ({n} rows)")
+    records = raw.to_dict("records")  # plain dicts: a row lookup per cell in pandas is slow
     for i, pid in enumerate(ids):
-        row = raw.iloc[i]
+        row = records[i]
         for col in CLINICAL_REQUIRED:
             if col in raw and _missing(row[col]):
                 err(pid, col, "missing required value")
@@ -736,7 +737,7 @@ def validate_manifest(manifest_path: str | Path, params=None, *, check_images: b
         for i, pid in enumerate(ids):
             entries = []
             for col in cols:
-                v = raw.iloc[i][col]
+                v = records[i][col]
                 if _missing(v):
                     if not col.startswith(("mask_r2_", "mask_rep_")):
                         err(pid, col, "missing file path")
