@@ -26,7 +26,7 @@ def test_tables_escape_manifest_text(tmp_path):
     art = Artifacts(tmp_path)
     df = pd.DataFrame({"patient_id": EVIL, "centre": EVIL[::-1], "value": [1.0, 2.0, 3.0, 4.0]})
     art.table("t", df, caption=f"Patients of centre {EVIL[0]}")
-    html = (tmp_path / "tables" / "t.html").read_text()
+    html = (tmp_path / "tables" / "t.html").read_text(encoding="utf-8")
     assert _clean(html) and "&lt;img src=x onerror=alert(1)&gt;" in html
     assert pd.read_csv(tmp_path / "tables" / "t.csv")["patient_id"].tolist() == EVIL
 
@@ -50,7 +50,7 @@ def test_notebook_html_escapes_outputs(tmp_path):
     src = tmp_path / "nb.ipynb"
     nbformat.write(nb, str(src))
     export_html(src, tmp_path / "nb.html")
-    html = (tmp_path / "nb.html").read_text()
+    html = (tmp_path / "nb.html").read_text(encoding="utf-8")
     assert _clean(html.split("</head>", 1)[1])
     assert "&lt;img src=x onerror=alert(1)&gt;" in html
 
@@ -66,7 +66,7 @@ def test_index_page_escapes_manifest_path(tmp_path):
     Artifacts(run)
     (run / "run.json").write_text('{"status": "failed", "failure": "patient <img src=x onerror=alert(1)>: bad", '
                                   '"warnings": {"02_icc": ["<script>alert(2)</script>"]}}')
-    page = write_index(run, params).read_text()
+    page = write_index(run, params).read_text(encoding="utf-8")
     assert _clean(page) and "&lt;img src=x onerror=alert(1)&gt;.csv" in page
 
 
@@ -122,7 +122,7 @@ def test_no_file_is_unpickled_or_evaluated():
     }
     hits = []
     for path in sorted((ROOT / "dlrc_lib").rglob("*.py")):
-        for n, line in enumerate(path.read_text().splitlines(), 1):
+        for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
             for pattern, what in forbidden.items():
                 if re.search(pattern, line):
                     hits.append(f"{path.relative_to(ROOT)}:{n}: {what}")
