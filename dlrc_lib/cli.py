@@ -40,6 +40,12 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     return cli_predict(args)
 
 
+def _cmd_snapshot(args: argparse.Namespace) -> int:
+    from .reporting.snapshot import cli_snapshot
+
+    return cli_snapshot(args)
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="dlrc",
@@ -79,6 +85,13 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--cache-dir", default=None,
                     help="feature store to read/write (default: the one the model was trained with)")
     pr.set_defaults(func=_cmd_predict)
+
+    sn = sub.add_parser("snapshot", help="copy a finished run's verdict, tables and figures into a small "
+                        "folder to commit (no patient-level data)")
+    sn.add_argument("run_dir", help="finished run folder, e.g. reports/paper")
+    sn.add_argument("out_dir", help="snapshot folder, e.g. docs/reference-run (replaced as a whole)")
+    sn.add_argument("--max-mb", type=float, default=15.0, help="refuse a snapshot larger than this (MB)")
+    sn.set_defaults(func=_cmd_snapshot)
     return p
 
 
