@@ -63,7 +63,71 @@ def test_report_page_links_everything(quick_run):
         assert f.with_suffix(".pdf").exists()
     for t in tables:
         assert f"tables/{t.stem}.csv" in page
-    assert "Paper vs reproduction" in page
+    # the verdict first (after the warnings), then the paper's tables, then the notebooks
+    order = [page.index(s) for s in ("Verdict: the paper's claims", "class='claims'", "Table 1.", "Table 5.",
+                                     "<h2>Notebooks</h2>")]
+    assert order == sorted(order)
+    assert page.index("class='warn'") < order[0]
+
+
+def test_claims_of_the_quick_run(quick_run):
+    """>= 15 claims, each with a verdict; inputs of the twin never counted as reproduced; with
+    random network weights every deep-learning claim is not testable here."""
+    import pandas as pd
+
+    from dlrc_lib.reporting.claims import INPUT, NOT_TESTABLE, VERDICTS, load_claims, run_view
+
+    out, _ = quick_run
+    claims = pd.read_csv(out / "claims.csv", keep_default_na=False)
+    assert len(claims) >= 15 and claims["verdict"].isin(VERDICTS).all()
+    assert (claims["verdict"] == INPUT).sum() >= 8
+    assert claims.loc[claims["verdict"] == INPUT, "counted"].astype(str).eq("False").all()
+    assert claims["verdict"].isin(["holds", "fails"]).sum() >= 15
+    if run_view(out).weights_problem:
+        deep = {c["id"] for c in load_claims(ROOT / "params" / "claims.yaml")[1] if c.get("deep")}
+        rows = claims[claims["id"].isin(deep)]
+        assert len(rows) == len(deep) and (rows["verdict"] == NOT_TESTABLE).all()
+        assert rows["reason"].str.contains("random network weights").all()
+
+
+def test_snapshot_of_the_quick_run(quick_run, tmp_path):
+    """`dlrc snapshot`: every table and figure the index lists is in the snapshot, or left out
+    as patient-level (and then it is); < 15 MB; no patient identifier in any copied file."""
+    import re
+
+    import pandas as pd
+
+    from dlrc_lib.cli import main as cli_main
+
+    out, _ = quick_run
+    snap = tmp_path / "reference-run"
+    assert cli_main(["snapshot", str(out), str(snap)]) == 0
+    meta = json.loads((snap / "snapshot.json").read_text())
+    page = (out / "index.html").read_text()
+    tables = re.findall(r"<li class='table' data-name='([^']+)'>", page)
+    figures = re.findall(r"<figure class='figure' data-name='([^']+)'>", page)
+    assert len(tables) > 20 and len(figures) > 10
+    for name in tables:
+        if f"tables/{name}" in meta["left_out"]:
+            cols = pd.read_csv(out / "tables" / f"{name}.csv", nrows=0).columns
+            assert "patient_id" in cols or "patient" in cols, name
+            assert not (snap / "tables" / f"{name}.csv").exists()
+        else:
+            assert (snap / "tables" / f"{name}.csv").read_bytes() == (out / "tables" / f"{name}.csv").read_bytes()
+    for name in figures:
+        assert (snap / "figures" / f"{name}.png").exists() or f"figures/{name}" in meta["left_out"], name
+    for name in ("claims.csv", "run.json", "README.md", "index.html"):
+        assert (snap / name).exists()
+    files = [p for p in snap.rglob("*") if p.is_file()]
+    assert sum(p.stat().st_size for p in files) < 15e6
+    assert not any(p.suffix in (".parquet", ".ipynb") for p in files)
+    ids = set(pd.read_csv(out / "study_manifest.csv", dtype=str)["patient_id"])
+    text = "\n".join(p.read_text(errors="replace") for p in files if p.suffix in (".csv", ".md", ".json", ".html"))
+    assert not ids & set(re.findall(r"[A-Za-z0-9_]+", text))
+    readme = (snap / "README.md").read_text()
+    assert "## Verdict" in readme and "Table 2." in readme
+    for name in re.findall(r"\]\((figures/[^)]+|tables/[^)]+)\)", readme):
+        assert (snap / name).exists(), name
 
 
 def test_paper_comparison_is_filled(quick_run):
