@@ -89,7 +89,8 @@ def test_missing_values_are_not_testable_with_the_reason(tmp_path):
     assert not df.loc["auc.DLRC.internal", "counted"]
 
 
-@pytest.mark.parametrize("weights,fallback,words", [("random", True, "fell back"), ("random", False, "asked for")])
+@pytest.mark.parametrize("weights,fallback,words", [("random", True, "ImageNet weights not available"),
+                                                     ("random", False, "deep.weights asked for them")])
 def test_random_weights_make_every_deep_claim_not_testable(tmp_path, weights, fallback, words):
     df = by_id(C.evaluate_claims(make_run(tmp_path, weights=weights, fallback=fallback)))
     _, claims = C.load_claims(CLAIMS)
@@ -100,8 +101,8 @@ def test_random_weights_make_every_deep_claim_not_testable(tmp_path, weights, fa
         assert "random network weights" in df.loc[cid, "reason"] and words in df.loc[cid, "reason"]
     others = df.drop(index=list(deep))
     assert (others["verdict"] == C.HOLDS).all()
-    assert "randomly initialised" in df.loc["auc.DLRC.train", "reason"]
-    assert "randomly initialised" not in df.loc["auc.radiomics.train", "reason"]
+    assert "random-weight networks" in df.loc["auc.DLRC.train", "reason"]
+    assert "random-weight networks" not in df.loc["auc.radiomics.train", "reason"]
 
 
 def test_random_weights_found_in_the_warnings_when_results_lack_them(tmp_path):

@@ -154,13 +154,13 @@ def _weights_problem(results: dict[str, dict], run: dict) -> str | None:
     if deep is None:
         return "the deep-learning notebook (04) has no results in this run"
     weights = deep.get("weights") or {}
-    random_models = sorted(m for m, w in weights.items() if (w or {}).get("source") == "random")
+    random_models = [m for m, w in weights.items() if (w or {}).get("source") == "random"]
     if random_models:
         fallback = any((weights[m] or {}).get("random_fallback") for m in random_models)
-        why = ("ImageNet weights were not available, so the run fell back to"
-               if fallback else "deep.weights asked for")
-        return (f"random network weights: {why} seeded random initialisation of {', '.join(random_models)}; "
-                f"the paper's networks were pre-trained, so its deep-learning findings cannot be checked here")
+        archs = sorted({m.partition("_")[0] for m in random_models}, key=lambda a: int(a[6:]) if a[6:].isdigit() else 0)
+        why = "ImageNet weights not available" if fallback else "deep.weights asked for them"
+        return (f"random network weights ({'/'.join(archs)}: {why}); the paper's deep-learning "
+                f"findings are about pre-trained networks")
     for msgs in (run.get("warnings") or {}).values():
         for msg in msgs:
             if "RANDOM WEIGHTS" in str(msg):
@@ -606,7 +606,7 @@ def evaluate_claim(c: dict, view: RunView) -> dict:
         how = _twin_how(view.settings, c)
         scale = ((view.run.get("params") or {}).get("study") or {}).get("scale")
         row["verdict"] = INPUT
-        row["reason"] = ("the synthetic twin is built from this number" + (f": {how}" if how else "")
+        row["reason"] = ("the twin is built from this number" + (f": {how}" if how else "")
                          + (f"; this twin is at scale {scale:g}" if isinstance(scale, (int, float)) and scale != 1 else ""))
     elif _is_calibrated(c, view):
         row["verdict"] = CALIBRATED
@@ -621,7 +621,7 @@ def evaluate_claim(c: dict, view: RunView) -> dict:
         row["verdict"] = HOLDS if outcome.holds else FAILS
         row["reason"] = outcome.reason
         if c.get("uses_dl_score") and view.weights_problem and view.weights_problem.startswith("random"):
-            row["reason"] += "; note: DLRC's DL_score comes from randomly initialised networks here"
+            row["reason"] += "; note: DLRC's DL_score comes from random-weight networks here"
     row["counted"] = row["verdict"] in (HOLDS, FAILS)
     return row
 

@@ -30,7 +30,7 @@ th{background:#f3f3f3}
 table.claims td.v{font-weight:600;white-space:nowrap} table.claims tr.g td{background:#eef1f5;font-weight:600;padding-top:.5rem}
 .v-holds{background:#e3f5e1} .v-fails{background:#fbe0e0} .v-not{background:#eeeeee;color:#555}
 .v-input{background:#e6eefb;color:#344} .v-calibrated{background:#f6efd9;color:#554}
-table.claims td.reason{color:#555;font-size:.76rem;max-width:430px}
+table.claims td.reason{color:#555;font-size:.76rem;max-width:460px} table.claims details ul{margin:.2rem 0;font-size:.78rem}
 section.paper{margin:1.2rem 0} .pair{display:flex;flex-wrap:wrap;gap:1rem;align-items:flex-start}
 .ptable{overflow-x:auto;max-width:100%} table.side{font-size:.74rem} table.side td,table.side th{text-align:center;white-space:nowrap;padding:.15rem .35rem}
 table.side td.lab{text-align:left} table.side tr.head td{background:#f6f6f6;font-weight:600}
@@ -78,15 +78,30 @@ def claims_html(claims: pd.DataFrame) -> str:
         f"<p>{e(verdict_summary(claims))} <a href='claims.csv'>claims.csv</a></p>",
         "<table class='claims'><tr><th>claim</th><th>source</th><th>paper</th><th>this run</th>"
         "<th>verdict</th><th>why</th></tr>"]
-    group = None
-    for r in claims.itertuples(index=False):
-        if r.group != group:
-            group = r.group
-            parts.append(f"<tr class='g'><td colspan='6'>{e(str(group))}</td></tr>")
-        cls = _VERDICT_CLASS.get(r.verdict, "")
-        parts.append(f"<tr id='{e(str(r.id))}'><td>{e(str(r.claim))}</td><td>{e(str(r.source))}</td>"
-                     f"<td>{e(str(r.published))}</td><td>{e(str(r.reproduced))}</td>"
-                     f"<td class='v {cls}'>{e(str(r.verdict))}</td><td class='reason'>{e(str(r.reason))}</td></tr>")
+    for group, rows in claims.groupby("group", sort=False):
+        parts.append(f"<tr class='g'><td colspan='6'>{e(str(group))}</td></tr>")
+        # claims of a group not testable for one and the same reason: one folded row
+        untestable = rows[rows["verdict"] == C.NOT_TESTABLE]
+        counts = untestable["reason"].value_counts()
+        fold = set(counts[counts >= 3].index)
+        shown: set[str] = set()
+        for r in rows.itertuples(index=False):
+            if r.verdict == C.NOT_TESTABLE and r.reason in fold:
+                if r.reason in shown:
+                    continue
+                shown.add(r.reason)
+                sub = untestable[untestable["reason"] == r.reason]
+                items = "".join(f"<li id='{e(str(x.id))}'>{e(str(x.claim))} <span class='meta'>(paper: "
+                                f"{e(str(x.published))}; here: {e(str(x.reproduced))})</span></li>"
+                                for x in sub.itertuples(index=False))
+                parts.append(f"<tr><td colspan='4'><details><summary>{len(sub)} claims: "
+                             f"{e(str(r.claim))} …</summary><ul>{items}</ul></details></td>"
+                             f"<td class='v v-not'>{e(C.NOT_TESTABLE)}</td><td class='reason'>{e(str(r.reason))}</td></tr>")
+                continue
+            cls = _VERDICT_CLASS.get(r.verdict, "")
+            parts.append(f"<tr id='{e(str(r.id))}'><td>{e(str(r.claim))}</td><td>{e(str(r.source))}</td>"
+                         f"<td>{e(str(r.published))}</td><td>{e(str(r.reproduced))}</td>"
+                         f"<td class='v {cls}'>{e(str(r.verdict))}</td><td class='reason'>{e(str(r.reason))}</td></tr>")
     parts.append("</table>")
     return "\n".join(parts)
 
