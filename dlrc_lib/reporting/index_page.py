@@ -35,7 +35,7 @@ section.paper{margin:1.2rem 0} .pair{display:flex;flex-wrap:wrap;gap:1rem;align-
 .ptable{overflow-x:auto;max-width:100%} table.side{font-size:.74rem} table.side td,table.side th{text-align:center;white-space:nowrap;padding:.15rem .35rem}
 table.side td.lab{text-align:left} table.side tr.head td{background:#f6f6f6;font-weight:600}
 table.side th.sub{font-weight:400;color:#666;font-size:.7rem} table.side td.pub{color:#555;border-left:1px solid #e4e4e4}
-table.side td.rep.out{background:#fbe0e0;font-weight:700;color:#a40000} table.side td.input{color:#8a96a8;font-style:italic}
+table.side td.rep.out{background:#fbe0e0;font-weight:700;color:#a40000} table.side td.input{color:#8a96a8;font-style:italic} table.side td.calibrated{color:#9a8a50;font-style:italic}
 figure{display:inline-block;margin:.3rem;max-width:560px;vertical-align:top} figure img{max-width:100%}
 figure.side{max-width:520px;flex:1 1 380px} figcaption{font-size:.78rem;color:#555}
 ul.cols{columns:3;font-size:.85rem}
@@ -147,7 +147,8 @@ def render_index(run_dir: str | Path, claims: pd.DataFrame, view: C.RunView, *, 
     parts.append("<h2>The paper's tables beside this run</h2>")
     parts.append("<p class='meta'>Each cell: the paper's value, then this run's. <span class='v-fails'>Red</span>: "
                  "AUC outside the paper's 95 % CI, or p on the other side of 0.05. <i>Grey italics</i>: a number "
-                 "the synthetic twin was built from (input, not a reproduction). Percentages of each column; "
+                 "the synthetic twin was built from (input) or tuned towards (calibrated): not a reproduction. "
+                 "Percentages of each column; "
                  "counts [LNM−, LNM+].")
     if comparison is not None:
         parts.append(" The complete list of compared numbers: "

@@ -13,7 +13,7 @@ import html
 from dataclasses import dataclass, field
 from typing import Any
 
-from .claims import INPUT, RunView, as_number, Missing, published_roles
+from .claims import CALIBRATED, INPUT, Missing, RunView, as_number, published_roles
 
 COHORT_LABELS = {"train": "Training", "internal": "Internal validation", "external": "External validation"}
 DL_MODELS = ("ResNet50_3D", "ResNet101_3D", "ResNet152_3D", "ResNet50_2D", "ResNet101_2D", "ResNet152_2D")
@@ -114,6 +114,8 @@ class _Builder:
         mark, note = "", ""
         if self.roles.get(pkey) == INPUT:
             mark, note = "input", "input of the synthetic twin: matches by construction, not reproduced"
+        elif self.roles.get(pkey) == CALIBRATED:
+            mark, note = "calibrated", "the synthetic twin was tuned towards this number: not a reproduction"
         elif produced and kind == "auc" and isinstance(pv, list) and isinstance(rv, list) and len(rv) == 3:
             try:
                 est = as_number(rv[0])
@@ -296,8 +298,8 @@ def to_markdown(t: SideTable, figure_href: dict[str, str] | None = None) -> str:
             rep = c.reproduced
             if c.mark == "out" and rep:
                 rep = f"**{rep}** ⚠"
-            elif c.mark == "input" and rep:
-                rep = f"_{rep}_ (input)"
+            elif c.mark in ("input", "calibrated") and rep:
+                rep = f"_{rep}_ ({c.mark})"
             cells += [c.published, rep]
         lines.append("| " + " | ".join(_md_escape(x) for x in cells) + " |")
     lines.append("")
