@@ -33,7 +33,7 @@ table.claims td.v{font-weight:600;white-space:nowrap} table.claims tr.g td{backg
 table.claims td.reason{color:#555;font-size:.76rem;max-width:460px} table.claims details ul{margin:.2rem 0;font-size:.78rem}
 section.paper{margin:1.2rem 0} .pair{display:flex;flex-wrap:wrap;gap:1rem;align-items:flex-start}
 .ptable{overflow-x:auto;max-width:100%} table.side{font-size:.74rem} table.side td,table.side th{text-align:center;white-space:nowrap;padding:.15rem .35rem}
-table.side td.lab{text-align:left} table.side tr.head td{background:#f6f6f6;font-weight:600}
+table.side td.lab{text-align:left} table.side.t-table1{font-size:.64rem} table.side.t-table1 td,table.side.t-table1 th{padding:.1rem .2rem} table.side tr.head td{background:#f6f6f6;font-weight:600}
 table.side th.sub{font-weight:400;color:#666;font-size:.7rem} table.side td.pub{color:#555;border-left:1px solid #e4e4e4}
 table.side td.rep.out{background:#fbe0e0;font-weight:700;color:#a40000} table.side td.input{color:#8a96a8;font-style:italic} table.side td.calibrated{color:#9a8a50;font-style:italic}
 figure{display:inline-block;margin:.3rem;max-width:560px;vertical-align:top} figure img{max-width:100%}

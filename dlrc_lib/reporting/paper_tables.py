@@ -45,6 +45,7 @@ class SideTable:
     rows: list[Row] = field(default_factory=list)
     figures: list[str] = field(default_factory=list)
     note: str = ""
+    supergroups: list[tuple[str, int]] = field(default_factory=list)  # (label, number of groups)
 
 
 # ----------------------------------------------------------------------------- cells
@@ -134,10 +135,9 @@ class _Builder:
 
 # ----------------------------------------------------------------------------- the tables
 def table1(b: _Builder) -> SideTable:
-    groups = []
-    for c in COHORT_LABELS.values():
-        groups += [f"{c} LNM(−)", f"{c} LNM(+)", f"{c} p"]
-    t = SideTable("table1", "Table 1. Clinical characteristics by LNM status", groups, figures=["fig1_flow"])
+    groups = ["LNM(−)", "LNM(+)", "p"] * len(COHORT_LABELS)
+    t = SideTable("table1", "Table 1. Clinical characteristics by LNM status", groups, figures=["fig1_flow"],
+                  supergroups=[(c, 3) for c in COHORT_LABELS.values()])
     blank = Cell("", "")
     cells = []
     for c in COHORT_LABELS:
@@ -261,7 +261,11 @@ def to_html(t: SideTable, figure_href: dict[str, str] | None = None) -> str:
     parts = [f"<section class='paper' id='{e(t.key)}'><h3>{e(t.title)}</h3>"]
     if t.note:
         parts.append(f"<p class='meta'>{e(t.note)}</p>")
-    parts.append("<div class='pair'><div class='ptable'><table class='side'><thead><tr><th rowspan='2'></th>")
+    parts.append(f"<div class='pair'><div class='ptable'><table class='side t-{e(t.key)}'><thead>")
+    if t.supergroups:
+        parts.append("<tr><th></th>" + "".join(f"<th colspan='{2 * n}'>{e(label)}</th>" for label, n in t.supergroups)
+                     + "</tr>")
+    parts.append("<tr><th rowspan='2'></th>")
     parts += [f"<th colspan='2'>{e(g)}</th>" for g in t.groups]
     parts.append("</tr><tr>" + "<th class='sub'>paper</th><th class='sub'>here</th>" * len(t.groups) + "</tr></thead><tbody>")
     for r in t.rows:
@@ -287,7 +291,13 @@ def _md_escape(s: str) -> str:
 
 
 def to_markdown(t: SideTable, figure_href: dict[str, str] | None = None) -> str:
-    head = ["", *[f"{g}: {side}" for g in t.groups for side in ("paper", "here")]]
+    names = list(t.groups)
+    if t.supergroups:
+        names, i = [], 0
+        for label, n in t.supergroups:
+            names += [f"{label} {g}" for g in t.groups[i:i + n]]
+            i += n
+    head = ["", *[f"{g}: {side}" for g in names for side in ("paper", "here")]]
     lines = [f"### {t.title}", ""]
     if t.note:
         lines += [t.note, ""]
