@@ -11,8 +11,8 @@ import pytest
 import yaml
 from claimsdata import decision_curves, make_run
 
-from dlrc_lib.errors import DlrcError
-from dlrc_lib.report import compare_with_paper, load_published
+from dlrc_lib.core.errors import DlrcError
+from dlrc_lib.reporting.report import compare_with_paper, load_published
 from dlrc_lib.reporting import claims as C
 from dlrc_lib.reporting.index_page import render_index, write_index
 
@@ -183,7 +183,7 @@ def test_page_opens_with_warnings_then_verdict_and_escapes_text(tmp_path):
 
 
 def test_write_index_writes_claims_and_comparison(tmp_path, monkeypatch):
-    from dlrc_lib.config import Params
+    from dlrc_lib.core.config import Params
 
     monkeypatch.chdir(ROOT)
     run = make_run(tmp_path, source="twin", change={"table2.train.radiomics.auc": [0.60, 0.55, 0.65]})

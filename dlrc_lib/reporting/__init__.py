@@ -1,1 +1,2 @@
-"""Reporting: what a finished run says about the paper (claims, the report page, snapshots)."""
+"""Runs and what people see: run artifacts, the claims' verdict, the report page, snapshots, the notebook
+runner, widgets, the command line."""

@@ -34,13 +34,13 @@ from typing import Any, Callable
 import pandas as pd
 import yaml
 
-from ..artifacts import atomic_write_text
-from ..errors import DlrcError
+from dlrc_lib.core.errors import DlrcError
+from dlrc_lib.core.io import atomic_write_text
+from dlrc_lib.study.schema import COHORTS, split_feature_name
 
 HOLDS, FAILS, NOT_TESTABLE, INPUT, CALIBRATED = "holds", "fails", "not testable here", "input", "calibrated"
 VERDICTS = (HOLDS, FAILS, NOT_TESTABLE, INPUT, CALIBRATED)
 COLUMNS = ["id", "group", "claim", "source", "rule", "published", "reproduced", "verdict", "reason", "counted"]
-COHORTS = ("train", "internal", "external")
 _MISSING = object()
 
 
@@ -344,7 +344,7 @@ def _transform(value: Any, how: str | None) -> Any:
     if how == "dimension":  # ResNet152_2D -> 2D
         return s.rpartition("_")[2]
     if how == "sequence":  # CET1_wavelet.HLH_... -> CET1
-        return s.partition("_")[0]
+        return split_feature_name(s)[0]
     raise DlrcError(f"claims: unknown transform {how!r} (dimension | sequence)")
 
 
@@ -451,10 +451,8 @@ def rule_count_near(c: dict, view: RunView) -> Outcome:
 
 def feature_family(name: str) -> str:
     """Image-type family of a radiomics feature name (``CET1_wavelet-HLH_glcm_X`` -> wavelet)."""
-    parts = str(name).replace(".", "-").split("_")
-    image_type = parts[1] if len(parts) > 2 else parts[0]
-    family = image_type.split("-")[0].lower()
-    return {"logarithm": "logarithm", "log": "log"}.get(family, family)
+    _, rest = split_feature_name(str(name).replace(".", "-"))
+    return rest.split("_")[0].split("-")[0].lower()
 
 
 def rule_feature_mix(c: dict, view: RunView) -> Outcome:

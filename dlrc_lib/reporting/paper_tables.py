@@ -13,10 +13,9 @@ import html
 from dataclasses import dataclass, field
 from typing import Any
 
-from .claims import CALIBRATED, INPUT, Missing, RunView, as_number, published_roles
+from dlrc_lib.reporting.claims import CALIBRATED, INPUT, Missing, RunView, as_number, published_roles
+from dlrc_lib.study.schema import COHORT_LABELS, LEVEL_LABELS
 
-COHORT_LABELS = {"train": "Training", "internal": "Internal validation", "external": "External validation"}
-DL_MODELS = ("ResNet50_3D", "ResNet101_3D", "ResNet152_3D", "ResNet50_2D", "ResNet101_2D", "ResNet152_2D")
 METRICS = ("acc", "sen", "spe", "ppv", "npv")
 TABLE1_VARIABLES = (("parity", "Parity"), ("menopause", "Menopause"), ("family_history", "Family history"),
                     ("figo_stage", "Clinical FIGO stage"), ("c_lnm", "c_LNM"), ("histology", "Histology"))
@@ -164,7 +163,7 @@ def table1(b: _Builder) -> SideTable:
             for c in COHORT_LABELS:
                 key = f"{prefix}{level}.{c}"
                 cells += [b.cell(key, key, "count", 0), b.cell(key, key, "count", 1), blank]
-            t.rows.append(Row("  " + level.replace(">=", "≥ "), cells))
+            t.rows.append(Row("  " + LEVEL_LABELS.get(level, level), cells))
     return t
 
 
@@ -202,7 +201,8 @@ def table3(b: _Builder) -> SideTable:
                   figures=["fig_dl_roc"])
     for c, label in COHORT_LABELS.items():
         t.rows.append(Row(label, [Cell("", "")] * 6, heading=True))
-        t.rows += _perf_rows(b, "table3", c, [(m, m, m) for m in DL_MODELS])
+        models = dict.fromkeys(k.split(".")[2] for k in b.view.published if k.startswith(f"table3.{c}."))
+        t.rows += _perf_rows(b, "table3", c, [(m, m, m) for m in models])
     return t
 
 

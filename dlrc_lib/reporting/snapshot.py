@@ -25,11 +25,11 @@ from pathlib import Path
 
 import pandas as pd
 
-from ..artifacts import atomic_write_text, dumps
-from ..errors import DlrcError
-from . import claims as C
-from .index_page import PATIENT_FIGURES, patient_level_tables, render_index, verdict_summary
-from .paper_tables import paper_tables, to_markdown
+from dlrc_lib.core.errors import DlrcError
+from dlrc_lib.core.io import atomic_write_text, dumps
+from dlrc_lib.reporting import claims as C
+from dlrc_lib.reporting.index_page import PATIENT_FIGURES, patient_level_tables, render_index, verdict_summary
+from dlrc_lib.reporting.paper_tables import paper_tables, to_markdown
 
 MAX_MB = 15.0
 

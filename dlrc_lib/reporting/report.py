@@ -1,0 +1,111 @@
+"""The paper-vs-reproduction comparison built from the notebooks' ``reproduced`` results,
+and the run's ``index.html`` (drawn by :mod:`dlrc_lib.reporting.index_page`)."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import yaml
+
+from dlrc_lib.core.config import Params
+
+# Sections of published_values.yaml that hold the paper's reported numbers.
+COMPARED_SECTIONS = ("table1", "table2", "table3", "table4", "table5", "calibration_hosmer_lemeshow_p")
+
+
+def flatten_published(values: dict, prefix: str = "") -> dict[str, Any]:
+    """Dotted path -> leaf (a number, a string such as "<0.001", None, or a list of numbers)."""
+    out: dict[str, Any] = {}
+    for key, value in values.items():
+        path = f"{prefix}{key}"
+        if isinstance(value, dict):
+            out.update(flatten_published(value, path + "."))
+        else:
+            out[path] = value
+    return out
+
+
+def load_published(path: str | Path) -> dict[str, Any]:
+    data = yaml.safe_load(Path(path).read_text())
+    flat = flatten_published({k: data[k] for k in COMPARED_SECTIONS if k in data})
+    return flat
+
+
+def collect_reproduced(run_dir: Path) -> dict[str, Any]:
+    reproduced: dict[str, Any] = {}
+    for path in sorted((run_dir / "results").glob("*.json")):
+        reproduced.update(json.loads(path.read_text()).get("reproduced", {}))
+    return reproduced
+
+
+def _as_number(v: Any) -> float | None:
+    if isinstance(v, bool) or v is None:
+        return None
+    if isinstance(v, (int, float)):
+        return float(v)
+    if isinstance(v, str) and v.strip().startswith("<"):
+        try:
+            return float(v.strip()[1:])
+        except ValueError:
+            return None
+    return None
+
+
+def _fmt(v: Any) -> str:
+    if v is None:
+        return "—"
+    if isinstance(v, list):
+        return "[" + ", ".join(_fmt(x) for x in v) + "]"
+    if isinstance(v, float):
+        return f"{v:.3f}".rstrip("0").rstrip(".") if abs(v) < 1000 else f"{v:.0f}"
+    return str(v)
+
+
+def _difference(pub: Any, rep: Any) -> Any:
+    if isinstance(pub, list) and isinstance(rep, list) and len(pub) == len(rep):
+        diffs = [_difference(p, r) for p, r in zip(pub, rep)]
+        return diffs
+    p, r = _as_number(pub), _as_number(rep)
+    if p is None or r is None:
+        return None
+    if isinstance(pub, str) and pub.strip().startswith("<"):
+        return 0.0 if r < p else r - p
+    return round(r - p, 4)
+
+
+def compare_with_paper(published: dict[str, Any], reproduced: dict[str, Any],
+                       roles: dict[str, str] | None = None) -> pd.DataFrame:
+    """One row per published number: published, reproduced (or "not produced"), difference,
+    for AUCs whether the reproduced estimate lies inside the paper's 95 % CI, and its role:
+    ``input`` (the synthetic twin is built from it) or ``calibrated`` (the twin was tuned
+    towards it) -- such rows are never counted as reproduced (``counted``)."""
+    rows = []
+    roles = roles or {}
+    for key, pub in published.items():
+        rep = reproduced.get(key)
+        produced = key in reproduced
+        role = roles.get(key, "")
+        in_ci = None
+        if key.endswith(".auc") and isinstance(pub, list) and len(pub) == 3 and produced:
+            est = rep[0] if isinstance(rep, list) else _as_number(rep)
+            in_ci = bool(est is not None and pub[1] <= est <= pub[2])
+        rows.append({
+            "quantity": key,
+            "published": _fmt(pub),
+            "reproduced": _fmt(rep) if produced else "not produced",
+            "difference": _fmt(_difference(pub, rep)) if produced else "",
+            "auc_in_paper_ci": "" if in_ci is None else ("yes" if in_ci else "no"),
+            "role": role,
+            "counted": bool(produced and not role),
+        })
+    return pd.DataFrame(rows)
+
+
+def write_index(run_dir: str | Path, params: Params) -> Path:
+    """The run's page: the claims' verdict, the paper's tables beside this run's, the notebooks
+    (:mod:`dlrc_lib.reporting.index_page`)."""
+    from dlrc_lib.reporting.index_page import write_index as _write_index
+
+    return _write_index(run_dir, params)
