@@ -193,5 +193,7 @@ def test_write_index_writes_claims_and_comparison(tmp_path, monkeypatch):
     assert not claims[claims["verdict"] == C.INPUT]["counted"].any()
     cmp = pd.read_csv(run / "tables" / "paper_vs_reproduction.csv", keep_default_na=False)
     assert not cmp[cmp["role"] == C.INPUT]["counted"].any() and (cmp["role"] == C.INPUT).sum() > 100
+    n_inputs = int((cmp["role"] == C.INPUT).sum())
+    assert f"{n_inputs} are inputs of the twin and 0 calibrated (not counted)" in page
     # the out-of-CI AUC is marked in the side-by-side Table 2
     assert "<td class='rep out' title='outside the paper&#x27;s 95 % CI'>0.600 (0.550–0.650)</td>" in page

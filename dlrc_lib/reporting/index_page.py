@@ -153,6 +153,14 @@ def render_index(run_dir: str | Path, claims: pd.DataFrame, view: C.RunView, *, 
     if comparison is not None:
         parts.append(" The complete list of compared numbers: "
                      "<a href='tables/paper_vs_reproduction.csv'>paper_vs_reproduction.csv</a>.")
+        if {"counted", "role", "auc_in_paper_ci"} <= set(comparison.columns):
+            counted = comparison[comparison["counted"].astype(bool)]
+            roles = comparison["role"].value_counts()
+            aucs = counted[counted["auc_in_paper_ci"] != ""]
+            parts.append(e(f" Of {len(comparison)} published numbers, {int(roles.get(C.INPUT, 0))} are inputs of the "
+                           f"twin and {int(roles.get(C.CALIBRATED, 0))} calibrated (not counted); {len(counted)} others "
+                           f"were reproduced by this run, among them {int((aucs['auc_in_paper_ci'] == 'yes').sum())} "
+                           f"of {len(aucs)} AUCs inside the paper's 95 % CI."))
     parts.append("</p>")
     for t in paper_tables(view):
         parts.append(to_html(t, figures))
