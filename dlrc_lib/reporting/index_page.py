@@ -46,7 +46,7 @@ _VERDICT_CLASS = {C.HOLDS: "v-holds", C.FAILS: "v-fails", C.NOT_TESTABLE: "v-not
 
 # Figures that show individual patients' images: kept out of snapshots (dlrc snapshot).
 PATIENT_FIGURES = ("figS1_segmentations", "fig_dl_inputs")
-PATIENT_COLUMNS = ("patient_id", "patient", "patients")
+PATIENT_COLUMNS = ("patient_id", "patient")  # identifier columns ("patients" is a count)
 
 
 def patient_level_tables(run_dir: Path) -> list[str]:
