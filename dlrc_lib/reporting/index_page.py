@@ -37,7 +37,7 @@ table.side td.lab{text-align:left} table.side.t-table1{font-size:.64rem} table.s
 table.side th.sub{font-weight:400;color:#666;font-size:.7rem} table.side td.pub{color:#555;border-left:1px solid #e4e4e4}
 table.side td.rep.out{background:#fbe0e0;font-weight:700;color:#a40000} table.side td.input{color:#8a96a8;font-style:italic} table.side td.calibrated{color:#9a8a50;font-style:italic}
 figure{display:inline-block;margin:.3rem;max-width:560px;vertical-align:top} figure img{max-width:100%}
-figure.side{max-width:520px;flex:1 1 380px} figcaption{font-size:.78rem;color:#555}
+figure.side{max-width:640px;flex:1 1 420px} figcaption{font-size:.78rem;color:#555}
 ul.cols{columns:3;font-size:.85rem}
 """
 
