@@ -121,6 +121,8 @@ def write_index(run_dir: str | Path, params: Params) -> Path:
     parts.append(f"<p class='meta'>{study}; status <b>{e(str(run.get('status', '?')))}</b>; "
                  f"commit {e(str(run.get('git_commit')))}; wall time {run.get('wall_seconds', '?')} s; "
                  f"<a href='run.json'>run.json</a></p>")
+    if (run_dir / "checklist.html").exists():
+        parts.append("<p><a href='checklist.html'>Reporting checklist</a> (CLEAR, METRICS, RQS) filled from this run</p>")
     if run.get("failure"):
         parts.append(f"<div class='fail'>{e(run['failure'])}</div>")
     for nb, msgs in (run.get("warnings") or {}).items():
