@@ -2,13 +2,10 @@
 changes the answers, and nothing is claimed without the run's own evidence."""
 from __future__ import annotations
 
-import json
 import re
 from pathlib import Path
 
 import pandas as pd
-import pytest
-import yaml
 
 from dlrc_lib.artifacts import dumps
 from dlrc_lib.config import Params

@@ -261,8 +261,8 @@ def _split(f: RunFacts) -> Answer:
         how = (f"patients of centre(s) {', '.join(st.internal_centres)} split {st.train_fraction:.0%} training / "
                f"rest internal validation, stratified by LNM, seeded (seed {f.params.seed}); all other centres "
                f"form the external cohort")
-    return Answer("yes", f"patient-level split: {how}. {_cohorts_text(f)}. Feature selection, scaling and "
-                         f"model fitting use the training cohort only",
+    return Answer("yes", f"patient-level split: {how}. {_cohorts_text(f)}. Feature selection, standardisation and "
+                         f"model fitting use the training cohort only (harmonisation: CLEAR 32)",
                   f.ev("tables/study_cohorts", "tables/table1_lnm_rate", "study_manifest.csv"))
 
 
@@ -281,6 +281,15 @@ def _testing(f: RunFacts) -> Answer:
     else:
         parts.append("no external cohort: no patient from another institution")
     return Answer("yes" if external else "partly", "; ".join(parts), ev)
+
+
+def _funnel_text(funnel: list) -> str:
+    steps = []
+    for row in funnel:
+        if isinstance(row, dict):
+            rule = row.get("rule")
+            steps.append(f"{row.get('step', '?')}{f' ({rule})' if rule else ''}: {row.get('n_features', '?')}")
+    return " -> ".join(steps)
 
 
 def _metric_text(f: RunFacts) -> str:
@@ -474,13 +483,8 @@ def clear_rules() -> dict[int, Rule]:
         funnel = f.result("03", "funnel")
         if not funnel:
             return Answer("no", "no feature selection in this run (notebook 03 did not run)")
-        sel = f.params.selection
-        steps = " -> ".join(f"{row.get('step', '?')} {row.get('n_features', row.get('n', ''))}".strip()
-                            for row in funnel if isinstance(row, dict))
-        return Answer("yes", f"on the training cohort only: {steps} (Mann-Whitney p < {sel.mw_p}, Spearman |rho| > "
-                             f"{sel.spearman_r} pruned, LASSO {sel.lasso_folds}-fold CV with the {sel.lasso_rule} rule"
-                             f"{f', at most {sel.max_features_lasso} LASSO survivors' if sel.max_features_lasso else ''}"
-                             f", backward stepwise AIC)",
+        return Answer("yes", f"radiomics, on the training cohort only: {_funnel_text(funnel)}; the deep features of "
+                             f"each model go through the same steps",
                       f.ev("tables/radiomics_selection_funnel", "figures/radiomics_selection_funnel",
                            "figures/radiomics_lasso_cv", "tables/dl_selection_funnel"))
     r[33] = reduction
@@ -498,9 +502,10 @@ def clear_rules() -> dict[int, Rule]:
 
     def tuning(f: RunFacts) -> Answer:
         sel = f.params.selection
-        text = (f"LASSO penalty by {sel.lasso_folds}-fold stratified cross-validation in the training cohort "
-                f"({sel.lasso_rule} rule, seed {f.params.seed}); ResNets not trained: frozen, used as feature "
-                f"extractors (no augmentation, no fine-tuning)")
+        lasso = next((row.get("rule") for row in f.result("03", "funnel") or [] if row.get("step") == "LASSO"), None)
+        text = (f"LASSO penalty by stratified cross-validation in the training cohort ("
+                f"{lasso or f'{sel.lasso_rule} rule, {sel.lasso_folds}-fold CV'}; seed {f.params.seed}); ResNets not "
+                f"trained: frozen, used as feature extractors (no augmentation, no fine-tuning)")
         if f.weights_random():
             text += f"; random initialisation for {', '.join(f.weights_random())} (ImageNet weights unavailable)"
         return Answer("yes", text, f.need(("figures/radiomics_lasso_cv", "tables/dl_selection_funnel")))
@@ -508,7 +513,7 @@ def clear_rules() -> dict[int, Rule]:
 
     def confounders(f: RunFacts) -> Answer:
         return Answer("partly", f"scanner effects: {_harmonisation(f)}, checked by how well the scanner can be "
-                                f"predicted from the features; cohort differences tested in Table 1; other "
+                                f"predicted from the features; clinical characteristics per cohort in Table 1; other "
                                 f"confounders are the authors'",
                       f.need("tables/radiomics_batch_predictability", "figures/figS2_radiomics_pca_combat", "tables/table1"))
     r[36] = confounders
@@ -789,8 +794,8 @@ def rqs_rules() -> dict[int, Rule]:
 
     def reduction(f: RunFacts) -> Answer:
         if f.result("03", "funnel"):
-            return Answer("yes", "feature reduction (ICC, Mann-Whitney, Spearman, LASSO, stepwise AIC) on the "
-                                 "training cohort", f.ev("tables/radiomics_selection_funnel"), 3)
+            return Answer("yes", "feature reduction on the training cohort: " + _funnel_text(f.result("03", "funnel")),
+                          f.ev("tables/radiomics_selection_funnel"), 3)
         return Answer("no", "no feature reduction in this run", [], -3)
     r[5] = reduction
 
