@@ -180,10 +180,14 @@ def import_weights(src_dir: str | Path, archs: Iterable[str] = dn.ARCHS,
         src = src_dir / name
         target = dn.imagenet_checkpoint_path(arch)
         if not src.is_file():
+            skipped = False
             for other, (o_arch, tag) in others.items():
                 if o_arch == arch and (src_dir / other).is_file():
+                    skipped = True
                     say(f"  {arch}: skipped {other}: torchvision's {tag} weights; a run uses "
                         f"{dn.WEIGHTS_TAG} ({name})")
+            if not skipped:
+                say(f"  {arch}: no {name} in {src_dir}")
             continue
         found_any = True
         try:
