@@ -677,7 +677,8 @@ def metrics_rules() -> dict[int, Rule]:
         v = f.packages.get("pyradiomics")
         if not v:
             return Answer("no", "PyRadiomics version not recorded")
-        return Answer("yes", f"PyRadiomics {v} (the IBSI-referenced open-source extractor), version recorded in run.json",
+        return Answer("yes", f"PyRadiomics {v}, an open-source extractor (its deviations from the IBSI definitions are "
+                             f"documented by PyRadiomics); the version is recorded in run.json",
                       f.ev("run.json"))
     r[12] = software
 
@@ -825,7 +826,7 @@ def rqs_rules() -> dict[int, Rule]:
         oc = f.result("06", "optimism_corrected") or {}
         if oc.get("B"):
             pts += 1
-            text += f"; bootstrap optimism-corrected AUC ({oc['B']} refits)"
+            text += f"; bootstrap optimism-corrected AUC ({_refits(oc)})"
             ev += f.ev("tables/calibration_optimism_summary")
         return Answer("yes", text, ev, pts)
     r[9] = discrimination
@@ -838,7 +839,7 @@ def rqs_rules() -> dict[int, Rule]:
         ev = f.ev("tables/calibration_hosmer_lemeshow", "figures/fig5_calibration")
         if oc.get("B"):
             pts += 1
-            text += f"; bootstrap optimism-corrected calibration ({oc['B']} refits)"
+            text += f"; bootstrap optimism-corrected calibration ({_refits(oc)})"
             ev += f.ev("figures/fig5s_calibration_optimism")
         return Answer("yes", text, ev, pts)
     r[10] = calibration
@@ -884,6 +885,11 @@ def rqs_rules() -> dict[int, Rule]:
         return Answer("partly", "; ".join(parts) + "; publishing is the authors' step", code.evidence, pts)
     r[16] = open_science
     return r
+
+
+def _refits(oc: dict) -> str:
+    failed = oc.get("failed") or 0
+    return f"{oc['B']} refits" + (f", {failed} of them not converged and left out" if failed else "")
 
 
 RULES: dict[str, Callable[[], dict[int, Rule]]] = {"CLEAR": clear_rules, "METRICS": metrics_rules, "RQS": rqs_rules}
