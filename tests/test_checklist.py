@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from dlrc_lib.artifacts import dumps
-from dlrc_lib.config import Params
+from dlrc_lib.core.config import Params
+from dlrc_lib.core.io import dumps
 from dlrc_lib.reporting import checklist as C
 
 REPO = Path(__file__).resolve().parents[1]
@@ -167,7 +167,7 @@ def test_missing_evidence_is_never_claimed(tmp_path):
 
 
 def test_pages_are_written_deterministically_and_linked(tmp_path):
-    from dlrc_lib.report import write_index
+    from dlrc_lib.reporting.report import write_index
 
     run = make_run(tmp_path)
     page = C.write_checklist(run, Params(run_name="t"))

@@ -7,10 +7,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from dlrc_lib import cli
-from dlrc_lib.deep import networks as dn
-from dlrc_lib.deep import weights as dw
-from dlrc_lib.errors import DlrcError
+from dlrc_lib.core.errors import DlrcError
+from dlrc_lib.features.deep import networks as dn
+from dlrc_lib.features.deep import weights as dw
+from dlrc_lib.reporting import cli
 
 
 @pytest.fixture(autouse=True)

@@ -33,8 +33,9 @@ from typing import Any, Callable, Optional
 import pandas as pd
 import yaml
 
-from ..artifacts import atomic_write_text
-from ..config import Params
+from dlrc_lib.core.config import Params
+from dlrc_lib.core.io import atomic_write_text
+from dlrc_lib.study.schema import COHORTS
 
 STATUSES = ("yes", "partly", "no", "authors", "n/a")
 CHECKLIST_FILES = {
@@ -143,7 +144,7 @@ class RunFacts:
         if self.study is None or "cohort" not in self.study:
             return {}
         vc = self.study["cohort"].astype(str).value_counts()
-        return {c: int(vc.get(c, 0)) for c in ("train", "internal", "external")}
+        return {c: int(vc.get(c, 0)) for c in COHORTS}
 
     def lnm_counts(self, cohort: str) -> tuple[int, int]:
         s = self.study
@@ -183,7 +184,7 @@ class RunFacts:
             return ""
         sub = s[s[cols].notna().any(axis=1)]
         vc = sub["cohort"].astype(str).value_counts()
-        return ", ".join(f"{c} {int(vc[c])}" for c in ("train", "internal", "external") if c in vc)
+        return ", ".join(f"{c} {int(vc[c])}" for c in COHORTS if c in vc)
 
     def weights_random(self) -> list[str]:
         weights = self.result("04", "weights") or {}
@@ -242,7 +243,7 @@ def _harmonisation(f: RunFacts) -> str:
 def _cohorts_text(f: RunFacts) -> str:
     cc = f.cohort_counts()
     parts = []
-    for c in ("train", "internal", "external"):
+    for c in COHORTS:
         if cc.get(c):
             neg, pos = f.lnm_counts(c)
             centres = f.centres(c)
@@ -323,11 +324,14 @@ def clear_rules() -> dict[int, Rule]:
     r[15] = _split
 
     def protocol(f: RunFacts) -> Answer:
-        ev = f.need(("tables/study_acquisition", "tables/tableS1"), "tables/tableS1_scanners", "tables/study_centres_scanners")
+        ev = f.need(("tables/study_acquisition", "tables/tableS1_scanners"), "tables/study_centres_scanners")
         n_sc = f.study["scanner"].nunique() if f.study is not None and "scanner" in f.study else 0
-        return Answer("partly", f"{n_sc} scanners; per scanner the patients, voxel spacing and grid of each sequence "
-                                f"(as read from the images); sequences {', '.join(f.params.radiomics.sequences)}; the "
-                                f"acquisition protocol itself (contrast timing, patient preparation) is the authors'", ev)
+        text = (f"{n_sc} scanners; per scanner the patients, voxel spacing and grid of each sequence (as read from "
+                f"the images)")
+        if f.ev("tables/tableS1_scanners"):
+            text += "; Table S1: each scanner's acquisition parameters as given with the study"
+        return Answer("partly", f"{text}; sequences {', '.join(f.params.radiomics.sequences)}; the rest of the "
+                                f"acquisition protocol (contrast timing, patient preparation) is the authors'", ev)
     r[16] = protocol
 
     def non_radiomic(f: RunFacts) -> Answer:
@@ -462,7 +466,7 @@ def clear_rules() -> dict[int, Rule]:
 
     def imbalance(f: RunFacts) -> Answer:
         parts = []
-        for c in ("train", "internal", "external"):
+        for c in COHORTS:
             neg, pos = f.lnm_counts(c)
             if neg + pos:
                 parts.append(f"{c} {pos}/{neg + pos} LNM+ ({100 * pos / (neg + pos):.0f} %)")
@@ -476,7 +480,8 @@ def clear_rules() -> dict[int, Rule]:
     def scaling(f: RunFacts) -> Answer:
         return Answer("yes", f"{_harmonisation(f)}; then each feature standardised with the training cohort's "
                              f"mean and SD (the same values applied to the validation cohorts)",
-                      f.need(("tables/radiomics_batch_predictability", "figures/figS2_radiomics_pca_combat"), "run.json"))
+                      f.need(("tables/radiomics_batch_predictability", "figures/figS2_radiomics_pca_combat"),
+                             "figures/figS3_dl_pca_combat", "run.json"))
     r[32] = scaling
 
     def reduction(f: RunFacts) -> Answer:
@@ -515,7 +520,8 @@ def clear_rules() -> dict[int, Rule]:
         return Answer("partly", f"scanner effects: {_harmonisation(f)}, checked by how well the scanner can be "
                                 f"predicted from the features; clinical characteristics per cohort in Table 1; other "
                                 f"confounders are the authors'",
-                      f.need("tables/radiomics_batch_predictability", "figures/figS2_radiomics_pca_combat", "tables/table1"))
+                      f.need("tables/radiomics_batch_predictability", "figures/figS2_radiomics_pca_combat",
+                             "figures/figS3_dl_pca_combat", "tables/table1"))
     r[36] = confounders
 
     def selection(f: RunFacts) -> Answer:
@@ -582,7 +588,8 @@ def clear_rules() -> dict[int, Rule]:
         return Answer("yes", "reproducible features per class and sequence, selected features with coefficients, "
                              "their distributions by LNM and correlations",
                       f.need("tables/tableS2_radiomics_features", "tables/icc_kept_counts", "tables/dl_selected_features",
-                           "figures/figS4_radiomics_violin", "figures/figS5_radiomics_heatmap"))
+                             "figures/figS4_radiomics_violin", "figures/figS5_radiomics_heatmap",
+                             "figures/figS6_dl_violin", "figures/figS7_dl_heatmap"))
     r[46] = feature_stats
 
     def performance(f: RunFacts) -> Answer:
