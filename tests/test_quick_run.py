@@ -140,6 +140,24 @@ def test_paper_comparison_is_filled(quick_run):
         assert produced.str.startswith(prefix).any(), f"no {prefix} number reproduced"
 
 
+def test_checklist_is_filled_from_the_run(quick_run):
+    import pandas as pd
+
+    out, _ = quick_run
+    assert "href='checklist.html'" in (out / "index.html").read_text()
+    df = pd.read_csv(out / "checklist.csv", dtype=str, keep_default_na=False)
+    clear = df[df["checklist"] == "CLEAR"].set_index("number")
+    assert len(clear) == 58
+    for row in df.itertuples():
+        for ev in filter(None, row.evidence.split("; ")):
+            assert (out / ev).exists(), (row.checklist, row.number, ev)
+        if row.status in ("yes", "partly"):
+            assert row.evidence, (row.checklist, row.number)
+    # the quick twin has an ICC subset, internal and external cohorts, ComBat and an exported model
+    for n in ("31", "32", "33", "38", "44", "45", "47", "48", "57"):
+        assert clear.loc[n, "status"] == "yes", (n, clear.loc[n, "answer"])
+
+
 def test_rerun_is_byte_identical(quick_run, quick_params, tmp_path):
     out, _ = quick_run
     again = tmp_path / "again"
@@ -152,6 +170,7 @@ def test_rerun_is_byte_identical(quick_run, quick_params, tmp_path):
     assert len(tables) > 20
     for table in tables:
         assert (again / "tables" / table.name).read_bytes() == table.read_bytes(), table.name
+    assert (again / "checklist.csv").read_bytes() == (out / "checklist.csv").read_bytes()
     # results too, apart from the run provenance (seconds, cache hits), which differs by design
     for res in sorted((out / "results").glob("*.json")):
         first, second = (json.loads(p.read_text()) for p in (res, again / "results" / res.name))

@@ -134,6 +134,8 @@ def render_index(run_dir: str | Path, claims: pd.DataFrame, view: C.RunView, *, 
                  f"commit {e(str(run.get('git_commit')))}{' (uncommitted changes)' if run.get('git_dirty') else ''}; "
                  f"finished {e(str(run.get('finished', '?')))}; wall time {e(str(run.get('wall_seconds', '?')))} s; "
                  f"<a href='run.json'>run.json</a></p>")
+    if (run_dir / "checklist.html").exists():
+        parts.append("<p><a href='checklist.html'>Reporting checklist</a> (CLEAR, METRICS, RQS) filled from this run</p>")
     if run.get("failure"):
         parts.append(f"<div class='fail'>{e(str(run['failure']))}</div>")
     for nb, msgs in (run.get("warnings") or {}).items():

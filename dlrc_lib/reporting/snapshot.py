@@ -140,6 +140,9 @@ def make_snapshot(run_dir: str | Path, out_dir: str | Path, max_mb: float = MAX_
                 md_tables.append(t)
         for f in figures:
             shutil.copyfile(run_dir / "figures" / f"{f}.png", tmp / "figures" / f"{f}.png")
+        for name in ("checklist.html", "checklist.csv"):  # the reporting checklist, when the run has one
+            if (run_dir / name).is_file():
+                shutil.copyfile(run_dir / name, tmp / name)
         page = render_index(run_dir, claims, view, notebooks=False, exclude=excluded,
                             comparison=pd.DataFrame() if "paper_vs_reproduction" in tables else None)
         # the page's links point into the snapshot: no html copies of tables, no PDFs there
