@@ -36,6 +36,15 @@ LEVELS = {
     "histology": ("SCC", "AC", "ASC", "Other"),
 }
 PATH_PREFIXES = ("image_", "mask_", "mask_r2_", "mask_rep_")
+#: Optional: reader 2's independent reading of the largest node (Supplementary Method S1);
+#: ``lnsd_mm``, ``lnld_mm``, ``node_necrosis`` hold the final (consensus) reading.
+READER2_COLUMNS = ("lnsd_mm_r2", "lnld_mm_r2", "node_necrosis_r2")
+#: Optional acquisition columns (Supplementary Table S1); an absent one reads "not given".
+ACQUISITION_TEXT = ("scanner_vendor", "scanner_model")
+ACQUISITION_NUMERIC = ("field_strength_t",) + tuple(
+    f"{what}_{seq}" for what in ("tr_ms", "te_ms", "slice_thickness_mm") for seq in SEQUENCES)
+ACQUISITION_INPLANE = tuple(f"inplane_mm_{seq}" for seq in SEQUENCES)  # "0.94x0.94" or "0.94"
+ACQUISITION_COLUMNS = ACQUISITION_TEXT + ACQUISITION_NUMERIC + ACQUISITION_INPLANE + ("dwi_b_values",)
 C_LNM_SHORT_AXIS_MM = 10.0  # the paper's c_LNM: largest pelvic node's short axis >= 10 mm on MRI
 
 

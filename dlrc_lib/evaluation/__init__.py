@@ -1,0 +1,1 @@
+"""Evaluation: how models, readers and the study's acquisitions are described and compared."""
