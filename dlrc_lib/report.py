@@ -35,6 +35,13 @@ def load_published(path: str | Path) -> dict[str, Any]:
     return flat
 
 
+def load_discrepancies(path: str | Path) -> dict[str, dict[str, Any]]:
+    """``discrepancies`` of published_values.yaml: dotted path -> {"text": the paper's other
+    value of that number, "note": what differs where}."""
+    data = yaml.safe_load(Path(path).read_text()) or {}
+    return {str(k): dict(v) for k, v in (data.get("discrepancies") or {}).items()}
+
+
 def collect_reproduced(run_dir: Path) -> dict[str, Any]:
     reproduced: dict[str, Any] = {}
     for path in sorted((run_dir / "results").glob("*.json")):
@@ -77,9 +84,15 @@ def _difference(pub: Any, rep: Any) -> Any:
     return round(r - p, 4)
 
 
-def compare_with_paper(published: dict[str, Any], reproduced: dict[str, Any]) -> pd.DataFrame:
+def compare_with_paper(published: dict[str, Any], reproduced: dict[str, Any],
+                       discrepancies: dict[str, dict[str, Any]] | None = None) -> pd.DataFrame:
     """One row per published number: published, reproduced (or "not produced"), difference,
-    and for AUCs whether the reproduced estimate lies inside the paper's 95 % CI."""
+    and for AUCs whether the reproduced estimate lies inside the paper's 95 % CI.
+
+    A number the paper states twice, differently (``discrepancies``, see
+    :func:`load_discrepancies`), shows both values ("0.524 (table) / 0.542 (text)"), the
+    difference to each, and the note saying so; the other rows' note is empty."""
+    discrepancies = discrepancies or {}
     rows = []
     for key, pub in published.items():
         rep = reproduced.get(key)
@@ -88,13 +101,22 @@ def compare_with_paper(published: dict[str, Any], reproduced: dict[str, Any]) ->
         if key.endswith(".auc") and isinstance(pub, list) and len(pub) == 3 and produced:
             est = rep[0] if isinstance(rep, list) else _as_number(rep)
             in_ci = bool(est is not None and pub[1] <= est <= pub[2])
-        rows.append({
+        row = {
             "quantity": key,
             "published": _fmt(pub),
             "reproduced": _fmt(rep) if produced else "not produced",
             "difference": _fmt(_difference(pub, rep)) if produced else "",
             "auc_in_paper_ci": "" if in_ci is None else ("yes" if in_ci else "no"),
-        })
+            "note": "",
+        }
+        other = discrepancies.get(key)
+        if other is not None:
+            row["published"] = f"{_fmt(pub)} (table) / {_fmt(other.get('text'))} (text)"
+            if produced:
+                row["difference"] = (f"{_fmt(_difference(pub, rep))} (table) / "
+                                     f"{_fmt(_difference(other.get('text'), rep))} (text)")
+            row["note"] = str(other.get("note", "the paper states this number twice, differently"))
+        rows.append(row)
     return pd.DataFrame(rows)
 
 
@@ -136,13 +158,18 @@ def write_index(run_dir: str | Path, params: Params) -> Path:
 
     parts.append("<h2>Paper vs reproduction</h2>")
     published = load_published(params.published_values)
-    table = compare_with_paper(published, collect_reproduced(run_dir))
+    discrepancies = load_discrepancies(params.published_values)
+    table = compare_with_paper(published, collect_reproduced(run_dir), discrepancies)
     n_prod = int((table["reproduced"] != "not produced").sum())
     aucs = table[table["auc_in_paper_ci"] != ""]
     parts.append(f"<p>{n_prod} of {len(table)} published numbers reproduced by this run; "
                  f"{int((aucs['auc_in_paper_ci'] == 'yes').sum())} of {len(aucs)} reproduced AUCs lie inside "
                  f"the paper's 95 % CI. Counts are [LNM−, LNM+]; AUC as [estimate, lower, upper]; "
                  f"rates in percent.</p>")
+    for key, other in discrepancies.items():
+        if key in published:
+            parts.append(f"<p class='warn'><b>The paper is inconsistent</b> about {e(key)}: "
+                         f"{e(str(other.get('note', '')))} Both values are shown below.</p>")
     atomic_write_text(run_dir / "tables" / "paper_vs_reproduction.csv", table.to_csv(index=False))
     parts.append("<table><tr>" + "".join(f"<th>{e(c)}</th>" for c in table.columns) + "</tr>")
     for row in table.itertuples(index=False):

@@ -45,6 +45,11 @@ ACQUISITION_NUMERIC = ("field_strength_t",) + tuple(
     f"{what}_{seq}" for what in ("tr_ms", "te_ms", "slice_thickness_mm") for seq in SEQUENCES)
 ACQUISITION_INPLANE = tuple(f"inplane_mm_{seq}" for seq in SEQUENCES)  # "0.94x0.94" or "0.94"
 ACQUISITION_COLUMNS = ACQUISITION_TEXT + ACQUISITION_NUMERIC + ACQUISITION_INPLANE + ("dwi_b_values",)
+#: Optional: reader 1's own reading, when the final reading (``lnsd_mm`` ...) is a consensus
+#: that differs from it; without them the final reading counts as reader 1's.
+READER1_COLUMNS = ("lnsd_mm_r1", "lnld_mm_r1", "node_necrosis_r1")
+_NODE_OPTIONAL_DIAMETERS = ("lnsd_mm_r1", "lnld_mm_r1", "lnsd_mm_r2", "lnld_mm_r2")
+_NODE_OPTIONAL_FLAGS = ("node_necrosis_r1", "node_necrosis_r2")
 C_LNM_SHORT_AXIS_MM = 10.0  # the paper's c_LNM: largest pelvic node's short axis >= 10 mm on MRI
 
 
@@ -63,6 +68,32 @@ def path_columns(kind: str = "all") -> list[str]:
     if kind in ("icc", "all"):
         cols += [f"mask_r2_{s}" for s in SEQUENCES] + [f"mask_rep_{s}" for s in SEQUENCES]
     return cols
+
+
+def parse_inplane(value) -> tuple[float, float]:
+    """``"0.94x0.94"`` (or ``"0.94 x 0.94"``, ``"0.94"``) -> (0.94, 0.94); ValueError otherwise."""
+    parts = [p.strip() for p in str(value).lower().replace("×", "x").split("x")]
+    if len(parts) not in (1, 2) or not all(parts):
+        raise ValueError(f"expected 'ROWxCOL' in mm, e.g. 0.94x0.94, got {value!r}")
+    nums = tuple(float(p) for p in parts)
+    if any(not np.isfinite(v) or v <= 0 for v in nums):
+        raise ValueError(f"in-plane resolution must be positive, got {value!r}")
+    return (nums[0], nums[-1])
+
+
+def parse_b_values(value) -> tuple[int, ...]:
+    """``"0, 800"`` (commas, semicolons or spaces) -> (0, 800); ValueError otherwise."""
+    text = str(value).replace(";", ",").replace(" ", ",")
+    parts = [p for p in text.split(",") if p.strip()]
+    if not parts:
+        raise ValueError(f"no b-value in {value!r}")
+    out = []
+    for p in parts:
+        v = float(p)
+        if not np.isfinite(v) or v < 0 or v != int(v):
+            raise ValueError(f"b-values must be non-negative integers (s/mm²), got {value!r}")
+        out.append(int(v))
+    return tuple(sorted(set(out)))
 
 
 def split_cohorts(df: pd.DataFrame, *, internal_centres: Iterable[str] = ("A",),
@@ -117,9 +148,12 @@ def load_study(manifest_path: str | Path, params=None) -> pd.DataFrame:
     for col in ("lnm", "parity", "node_necrosis"):
         if col in df:
             df[col] = pd.to_numeric(df[col], errors="coerce").astype("Int64")
-    for col in ("age", "age_at_menopause", "lnsd_mm", "lnld_mm"):
+    for col in ("age", "age_at_menopause", "lnsd_mm", "lnld_mm", *_NODE_OPTIONAL_DIAMETERS, *ACQUISITION_NUMERIC):
         if col in df:
             df[col] = pd.to_numeric(df[col], errors="coerce").astype(float)
+    for col in _NODE_OPTIONAL_FLAGS:
+        if col in df:
+            df[col] = pd.to_numeric(df[col], errors="coerce").astype("Int64")
     if "cohort" not in df or df["cohort"].isna().all():
         if params is None:
             from .config import Params
@@ -282,6 +316,13 @@ def validate_manifest(manifest_path: str | Path, params=None, *, check_images: b
     for col in required:
         if col not in raw:
             err(None, f"column {col}", "required column missing from the manifest")
+    for group in (READER1_COLUMNS, READER2_COLUMNS):
+        given = [c for c in group if c in raw]
+        if given and len(given) < len(group):
+            for col in group:
+                if col not in raw:
+                    err(None, f"column {col}", f"optional reader columns come as a set ({', '.join(group)}); "
+                                               f"this one is missing")
     ids = raw["patient_id"].astype(str).str.strip() if "patient_id" in raw else pd.Series(
         [f"row {i + 2}" for i in range(len(raw))])
     ids = ids.where(~raw.get("patient_id", pd.Series([None] * len(raw))).isna(), [f"row {i + 2}" for i in range(len(raw))])
@@ -315,6 +356,7 @@ def validate_manifest(manifest_path: str | Path, params=None, *, check_images: b
                 err(pid, "lnsd_mm", f"short axis {s:g} mm exceeds long axis {lg:g} mm")
         except (TypeError, ValueError):
             pass
+        _check_optional(raw, row, pid, err)
         if "menopause" in raw and "age_at_menopause" in raw:
             post, am = row["menopause"], row["age_at_menopause"]
             if post == "Yes" and _missing(am):
@@ -365,6 +407,49 @@ def validate_manifest(manifest_path: str | Path, params=None, *, check_images: b
             jobs.append((pid, str(base), entries, label))
         problems += _run_jobs(_check_patient_files, jobs, n_jobs if n_jobs is not None else st.n_jobs, progress)
     return problems
+
+
+def _check_optional(raw: pd.DataFrame, row: pd.Series, pid: str, err) -> None:
+    """The optional reader-1/reader-2 node columns and acquisition columns of one row."""
+    for group in (READER1_COLUMNS, READER2_COLUMNS):
+        if not all(c in raw for c in group):
+            continue  # an incomplete set is reported once, study-wide
+        given = [c for c in group if not _missing(row[c])]
+        if not given:
+            continue  # this patient was not read by that reader
+        if len(given) < len(group):
+            absent = [c for c in group if c not in given]
+            err(pid, absent[0], f"missing value while {', '.join(given)} given (a reader's reading comes whole)")
+            continue
+        sd_col, ld_col, nec_col = group
+        if str(row[nec_col]).strip() not in ("0", "1", "0.0", "1.0"):
+            err(pid, nec_col, f"must be 0 or 1, got {str(row[nec_col]).strip()!r}")
+        vals = {}
+        for col in (sd_col, ld_col):
+            try:
+                vals[col] = float(row[col])
+            except (TypeError, ValueError):
+                err(pid, col, f"not a number: {row[col]!r}")
+                continue
+            if not np.isfinite(vals[col]) or vals[col] < 0:
+                err(pid, col, f"must be a non-negative number, got {row[col]!r}")
+        if len(vals) == 2 and vals[sd_col] > vals[ld_col]:
+            err(pid, sd_col, f"short axis {vals[sd_col]:g} mm exceeds long axis {vals[ld_col]:g} mm")
+    for col in ACQUISITION_NUMERIC:
+        if col in raw and not _missing(row[col]):
+            try:
+                v = float(row[col])
+            except (TypeError, ValueError):
+                err(pid, col, f"not a number: {row[col]!r}")
+                continue
+            if not np.isfinite(v) or v <= 0:
+                err(pid, col, f"must be a positive number, got {row[col]!r}")
+    for col in ACQUISITION_INPLANE + ("dwi_b_values",):
+        if col in raw and not _missing(row[col]):
+            try:
+                (parse_b_values if col == "dwi_b_values" else parse_inplane)(row[col])
+            except ValueError as exc:
+                err(pid, col, str(exc))
 
 
 def _run_jobs(func, jobs: list, n_jobs: int, progress: bool) -> list[Problem]:

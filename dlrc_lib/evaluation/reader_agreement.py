@@ -22,9 +22,8 @@ import pandas as pd
 
 from .. import stats
 from ..errors import DlrcError
-from ..study import C_LNM_SHORT_AXIS_MM, COHORTS, READER2_COLUMNS
+from ..study import C_LNM_SHORT_AXIS_MM, COHORTS, READER1_COLUMNS, READER2_COLUMNS
 
-READER1_COLUMNS = ("lnsd_mm_r1", "lnld_mm_r1", "node_necrosis_r1")
 FINAL_COLUMNS = ("lnsd_mm", "lnld_mm", "node_necrosis")
 CONSENSUS_RULE = (
     "Readers 1 and 2 measured every patient independently. Where their c_LNM call (largest "

@@ -15,7 +15,7 @@ from typing import Iterable
 import numpy as np
 import pandas as pd
 
-from ..study import SEQUENCES
+from ..study import SEQUENCES, parse_b_values, parse_inplane
 
 NOT_GIVEN = "not given"
 NOT_APPLICABLE = "—"
@@ -31,32 +31,6 @@ def _present(values: Iterable) -> list:
 
 def _number(v: float) -> str:
     return f"{float(v):g}"
-
-
-def parse_inplane(value) -> tuple[float, float]:
-    """``"0.94x0.94"`` (or ``"0.94 x 0.94"``, ``"0.94"``) -> (0.94, 0.94); ValueError otherwise."""
-    parts = [p.strip() for p in str(value).lower().replace("×", "x").split("x")]
-    if len(parts) not in (1, 2) or not all(parts):
-        raise ValueError(f"expected 'ROWxCOL' in mm, e.g. 0.94x0.94, got {value!r}")
-    nums = tuple(float(p) for p in parts)
-    if any(not np.isfinite(v) or v <= 0 for v in nums):
-        raise ValueError(f"in-plane resolution must be positive, got {value!r}")
-    return (nums[0], nums[-1])
-
-
-def parse_b_values(value) -> tuple[int, ...]:
-    """``"0, 800"`` (commas, semicolons or spaces) -> (0, 800); ValueError otherwise."""
-    text = str(value).replace(";", ",").replace(" ", ",")
-    parts = [p for p in text.split(",") if p.strip()]
-    if not parts:
-        raise ValueError(f"no b-value in {value!r}")
-    out = []
-    for p in parts:
-        v = float(p)
-        if not np.isfinite(v) or v < 0 or v != int(v):
-            raise ValueError(f"b-values must be non-negative integers (s/mm²), got {value!r}")
-        out.append(int(v))
-    return tuple(sorted(set(out)))
 
 
 def _numeric_cell(values: list) -> str:
