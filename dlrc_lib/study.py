@@ -11,6 +11,9 @@ lnm, age, parity, menopause, age_at_menopause, family_history, figo_stage, histo
 lnsd_mm, lnld_mm, node_necrosis, c_lnm`` (= ``lnsd_mm >= 10``), and absolute paths
 ``image_<SEQ>``, ``mask_<SEQ>`` (reader 1), ``mask_r2_<SEQ>`` (reader 2) and
 ``mask_rep_<SEQ>`` (reader 1 repeat; the last two only for the re-segmented subset).
+Optional: reader 2's (and reader 1's own) node reading (:data:`READER2_COLUMNS`,
+:data:`READER1_COLUMNS`) and the acquisition columns of Table S1 (:data:`ACQUISITION_COLUMNS`),
+all described in ``docs/manifest.md``.
 """
 from __future__ import annotations
 
@@ -409,6 +412,13 @@ def validate_manifest(manifest_path: str | Path, params=None, *, check_images: b
     return problems
 
 
+def _shown(value: Any) -> str:
+    """A manifest value as the user wrote it (numbers read by pandas without a trailing .0)."""
+    if isinstance(value, (float, np.floating)) and float(value).is_integer():
+        return str(int(value))
+    return str(value).strip()
+
+
 def _check_optional(raw: pd.DataFrame, row: pd.Series, pid: str, err) -> None:
     """The optional reader-1/reader-2 node columns and acquisition columns of one row."""
     for group in (READER1_COLUMNS, READER2_COLUMNS):
@@ -423,16 +433,16 @@ def _check_optional(raw: pd.DataFrame, row: pd.Series, pid: str, err) -> None:
             continue
         sd_col, ld_col, nec_col = group
         if str(row[nec_col]).strip() not in ("0", "1", "0.0", "1.0"):
-            err(pid, nec_col, f"must be 0 or 1, got {str(row[nec_col]).strip()!r}")
+            err(pid, nec_col, f"must be 0 or 1, got {_shown(row[nec_col])!r}")
         vals = {}
         for col in (sd_col, ld_col):
             try:
                 vals[col] = float(row[col])
             except (TypeError, ValueError):
-                err(pid, col, f"not a number: {row[col]!r}")
+                err(pid, col, f"not a number: {_shown(row[col])!r}")
                 continue
             if not np.isfinite(vals[col]) or vals[col] < 0:
-                err(pid, col, f"must be a non-negative number, got {row[col]!r}")
+                err(pid, col, f"must be a non-negative number, got {_shown(row[col])!r}")
         if len(vals) == 2 and vals[sd_col] > vals[ld_col]:
             err(pid, sd_col, f"short axis {vals[sd_col]:g} mm exceeds long axis {vals[ld_col]:g} mm")
     for col in ACQUISITION_NUMERIC:
@@ -440,10 +450,10 @@ def _check_optional(raw: pd.DataFrame, row: pd.Series, pid: str, err) -> None:
             try:
                 v = float(row[col])
             except (TypeError, ValueError):
-                err(pid, col, f"not a number: {row[col]!r}")
+                err(pid, col, f"not a number: {_shown(row[col])!r}")
                 continue
             if not np.isfinite(v) or v <= 0:
-                err(pid, col, f"must be a positive number, got {row[col]!r}")
+                err(pid, col, f"must be a positive number, got {_shown(row[col])!r}")
     for col in ACQUISITION_INPLANE + ("dwi_b_values",):
         if col in raw and not _missing(row[col]):
             try:
