@@ -33,12 +33,12 @@ def _number(v: float) -> str:
     return f"{float(v):g}"
 
 
-def _numeric_cell(values: list) -> str:
+def _numeric_cell(values: list, fmt=_number) -> str:
     if not values:
         return NOT_GIVEN
     v = np.asarray([float(x) for x in values])
     lo, hi = float(v.min()), float(v.max())
-    return _number(lo) if lo == hi else f"{_number(lo)}–{_number(hi)}"
+    return fmt(lo) if lo == hi else f"{fmt(lo)}–{fmt(hi)}"
 
 
 def _text_cell(values: list) -> str:
@@ -78,7 +78,7 @@ def scanner_table(study: pd.DataFrame) -> pd.DataFrame:
             "Centre": str(centre), "Scanner": str(scanner),
             "Vendor": _text_cell(_column(grp, "scanner_vendor")),
             "Model": _text_cell(_column(grp, "scanner_model")),
-            "Field strength (T)": _numeric_cell(_column(grp, "field_strength_t")),
+            "Field strength (T)": _numeric_cell(_column(grp, "field_strength_t"), "{:.1f}".format),
             "Patients": int(len(grp)),
         }
         for seq in SEQUENCES:
