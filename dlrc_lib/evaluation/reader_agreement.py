@@ -110,7 +110,9 @@ def agreement_table(calls: pd.DataFrame, *, form: str = "ICC(2,1)", level: float
                    calls["c_lnm_r2"].to_numpy(int), level),
         _kappa_row("SRA call", calls["sra_r1"].to_numpy(int), calls["sra_r2"].to_numpy(int), level),
     ]
-    return pd.DataFrame(rows)
+    out = pd.DataFrame(rows)
+    out["discordant"] = out["discordant"].astype("Int64")  # a count; none for the diameters
+    return out
 
 
 def consensus_table(calls: pd.DataFrame) -> pd.DataFrame:
