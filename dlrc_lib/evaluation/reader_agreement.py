@@ -30,7 +30,7 @@ CONSENSUS_RULE = (
     "node's short axis >= {c:g} mm) or SRA call differed, a senior radiologist re-read the node "
     "and the consensus reading was final; where both calls agreed, reader 1's measurements were "
     "kept. Every analysis (c_LNM, SRA, Tables 1, 2 and 5) uses the final reading."
-)
+).format(c=C_LNM_SHORT_AXIS_MM)
 
 __all__ = ["READER1_COLUMNS", "FINAL_COLUMNS", "CONSENSUS_RULE", "has_second_reader", "reader_calls",
            "agreement_table", "consensus_table"]
