@@ -77,5 +77,5 @@ def test_paper_inconsistency_shows_both_values(tmp_path, monkeypatch):
     assert not_run.loc[key, "difference"] == ""
     monkeypatch.chdir(ROOT)
     Artifacts(tmp_path, notebook="05_dlrc").reproduce({key: 0.6})
-    page = write_index(tmp_path, Params()).read_text()
+    page = write_index(tmp_path, Params()).read_text(encoding="utf-8")
     assert "The paper is inconsistent" in page and "0.524 (table) / 0.542 (text)" in page
