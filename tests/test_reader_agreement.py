@@ -6,8 +6,8 @@ import pandas as pd
 import pytest
 
 from dlrc_lib import stats as S
-from dlrc_lib.config import Params
-from dlrc_lib.errors import DlrcError
+from dlrc_lib.core.config import Params
+from dlrc_lib.core.errors import DlrcError
 from dlrc_lib.evaluation import reader_agreement as RA
 
 SRA = Params().sra

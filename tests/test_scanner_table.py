@@ -7,12 +7,13 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from dlrc_lib.config import Params
+from dlrc_lib.core.config import Params
 from dlrc_lib.evaluation.scanner_table import NOT_GIVEN, scanner_table
-from dlrc_lib.study import ACQUISITION_COLUMNS, load_study, parse_b_values, parse_inplane
-from dlrc_lib.synth import generate_study
-from dlrc_lib.synth.anatomy import scanner_grid
-from dlrc_lib.synth.scanners import SCANNER_BY_NAME, SCANNERS
+from dlrc_lib.study.manifest import load_study
+from dlrc_lib.study.schema import ACQUISITION_COLUMNS, parse_b_values, parse_inplane
+from dlrc_lib.twin import generate_study
+from dlrc_lib.twin.anatomy import scanner_grid
+from dlrc_lib.twin.scanners import SCANNER_BY_NAME, SCANNERS
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from dlrc_lib import stats as S
-from dlrc_lib.errors import DlrcError
+from dlrc_lib.core.errors import DlrcError
 
 
 def _pairs(table):

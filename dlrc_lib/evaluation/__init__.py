@@ -1,1 +1,1 @@
-"""Evaluation: how models, readers and the study's acquisitions are described and compared."""
+"""How models are judged: performance at a cut-off and ROC (:mod:`.performance`, :mod:`.roc`), calibration, decision curves, SRA and Table 1."""

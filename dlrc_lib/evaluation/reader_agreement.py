@@ -20,9 +20,9 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from .. import stats
-from ..errors import DlrcError
-from ..study import C_LNM_SHORT_AXIS_MM, COHORTS, READER1_COLUMNS, READER2_COLUMNS
+from dlrc_lib import stats
+from dlrc_lib.core.errors import DlrcError
+from dlrc_lib.study.schema import C_LNM_SHORT_AXIS_MM, COHORTS, READER1_COLUMNS, READER2_COLUMNS
 
 FINAL_COLUMNS = ("lnsd_mm", "lnld_mm", "node_necrosis")
 CONSENSUS_RULE = (
@@ -44,7 +44,7 @@ def has_second_reader(study: pd.DataFrame) -> bool:
 
 
 def _sra(sd, ld, nec, sra_params) -> np.ndarray:
-    from ..sra import sra_predict
+    from dlrc_lib.evaluation.sra import sra_predict
 
     frame = pd.DataFrame({"lnsd_mm": sd, "lnld_mm": ld, "node_necrosis": nec})
     return sra_predict(frame, sra_params).to_numpy()

@@ -15,13 +15,12 @@ from typing import Iterable
 import numpy as np
 import pandas as pd
 
-from ..study import SEQUENCES, parse_b_values, parse_inplane
+from dlrc_lib.study.schema import SEQUENCE_LABELS, SEQUENCES, parse_b_values, parse_inplane
 
 NOT_GIVEN = "not given"
 NOT_APPLICABLE = "—"
-SEQUENCE_NAMES = {"CET1": "CE-T1WI", "DWI": "DWI", "T2FS": "FS-T2WI"}
 
-__all__ = ["NOT_GIVEN", "SEQUENCE_NAMES", "scanner_table", "parse_inplane", "parse_b_values"]
+__all__ = ["NOT_GIVEN", "NOT_APPLICABLE", "scanner_table"]
 
 
 def _present(values: Iterable) -> list:
@@ -83,7 +82,7 @@ def scanner_table(study: pd.DataFrame) -> pd.DataFrame:
         }
         for seq in SEQUENCES:
             rows.append({
-                **head, "Sequence": SEQUENCE_NAMES[seq],
+                **head, "Sequence": SEQUENCE_LABELS[seq],
                 "TR (ms)": _numeric_cell(_column(grp, f"tr_ms_{seq}")),
                 "TE (ms)": _numeric_cell(_column(grp, f"te_ms_{seq}")),
                 "Slice thickness (mm)": _numeric_cell(_column(grp, f"slice_thickness_mm_{seq}")),

@@ -1,0 +1,1 @@
+"""Runs and what people see: run artifacts, the report page, the notebook runner, widgets, the command line."""
