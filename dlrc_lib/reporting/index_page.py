@@ -108,10 +108,11 @@ def claims_html(claims: pd.DataFrame) -> str:
 
 def write_comparison_csv(run_dir: Path, view: C.RunView, published_file: Path) -> pd.DataFrame:
     """The long paper-vs-reproduction list (``tables/paper_vs_reproduction.csv``), inputs marked."""
-    from dlrc_lib.reporting.report import compare_with_paper, load_published
+    from dlrc_lib.reporting.report import compare_with_paper, load_discrepancies, load_published
 
     published = load_published(published_file)
-    table = compare_with_paper(published, view.reproduced, roles=C.published_roles(view, published))
+    table = compare_with_paper(published, view.reproduced, roles=C.published_roles(view, published),
+                               discrepancies=load_discrepancies(published_file))
     atomic_write_text(run_dir / "tables" / "paper_vs_reproduction.csv", table.to_csv(index=False))
     return table
 
@@ -141,6 +142,10 @@ def render_index(run_dir: str | Path, claims: pd.DataFrame, view: C.RunView, *, 
     for nb, msgs in (run.get("warnings") or {}).items():
         for msg in msgs:
             parts.append(f"<div class='warn'><b>{e(str(nb))}</b>: {e(str(msg))}</div>")
+    if comparison is not None and "note" in comparison:
+        for r in comparison[comparison["note"].astype(str) != ""].itertuples():
+            parts.append(f"<div class='warn'><b>The paper is inconsistent</b> about {e(str(r.quantity))}: "
+                         f"{e(str(r.published))}. {e(str(r.note))}</div>")
 
     parts.append("<h2>Verdict: the paper's claims on this run</h2>")
     parts.append(claims_html(claims))

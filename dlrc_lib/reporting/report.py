@@ -33,6 +33,13 @@ def load_published(path: str | Path) -> dict[str, Any]:
     return flat
 
 
+def load_discrepancies(path: str | Path) -> dict[str, dict[str, Any]]:
+    """``discrepancies`` of published_values.yaml: dotted path -> {"text": the paper's other
+    value of that number, "note": what differs where}."""
+    data = yaml.safe_load(Path(path).read_text()) or {}
+    return {str(k): dict(v) for k, v in (data.get("discrepancies") or {}).items()}
+
+
 def collect_reproduced(run_dir: Path) -> dict[str, Any]:
     reproduced: dict[str, Any] = {}
     for path in sorted((run_dir / "results").glob("*.json")):
@@ -76,11 +83,17 @@ def _difference(pub: Any, rep: Any) -> Any:
 
 
 def compare_with_paper(published: dict[str, Any], reproduced: dict[str, Any],
-                       roles: dict[str, str] | None = None) -> pd.DataFrame:
+                       roles: dict[str, str] | None = None,
+                       discrepancies: dict[str, dict[str, Any]] | None = None) -> pd.DataFrame:
     """One row per published number: published, reproduced (or "not produced"), difference,
     for AUCs whether the reproduced estimate lies inside the paper's 95 % CI, and its role:
     ``input`` (the synthetic twin is built from it) or ``calibrated`` (the twin was tuned
-    towards it) -- such rows are never counted as reproduced (``counted``)."""
+    towards it) -- such rows are never counted as reproduced (``counted``).
+
+    A number the paper states twice, differently (``discrepancies``, see
+    :func:`load_discrepancies`), shows both values ("0.524 (table) / 0.542 (text)"), the
+    difference to each, and the note saying so; the other rows' note is empty."""
+    discrepancies = discrepancies or {}
     rows = []
     roles = roles or {}
     for key, pub in published.items():
@@ -91,7 +104,7 @@ def compare_with_paper(published: dict[str, Any], reproduced: dict[str, Any],
         if key.endswith(".auc") and isinstance(pub, list) and len(pub) == 3 and produced:
             est = rep[0] if isinstance(rep, list) else _as_number(rep)
             in_ci = bool(est is not None and pub[1] <= est <= pub[2])
-        rows.append({
+        row = {
             "quantity": key,
             "published": _fmt(pub),
             "reproduced": _fmt(rep) if produced else "not produced",
@@ -99,7 +112,16 @@ def compare_with_paper(published: dict[str, Any], reproduced: dict[str, Any],
             "auc_in_paper_ci": "" if in_ci is None else ("yes" if in_ci else "no"),
             "role": role,
             "counted": bool(produced and not role),
-        })
+            "note": "",
+        }
+        other = discrepancies.get(key)
+        if other is not None:
+            row["published"] = f"{_fmt(pub)} (table) / {_fmt(other.get('text'))} (text)"
+            if produced:
+                row["difference"] = (f"{_fmt(_difference(pub, rep))} (table) / "
+                                     f"{_fmt(_difference(other.get('text'), rep))} (text)")
+            row["note"] = str(other.get("note", "the paper states this number twice, differently"))
+        rows.append(row)
     return pd.DataFrame(rows)
 
 
