@@ -66,16 +66,17 @@ def test_paper_inconsistency_shows_both_values(tmp_path, monkeypatch):
     assert disc[key]["text"] == 0.542 and "0.524" in disc[key]["note"]
     published = load_published(ROOT / "params" / "published_values.yaml")
     assert published[key] == 0.524
-    t = compare_with_paper(published, {key: 0.6}, disc).set_index("quantity")
+    t = compare_with_paper(published, {key: 0.6}, discrepancies=disc).set_index("quantity")
     assert t.loc[key, "published"] == "0.524 (table) / 0.542 (text)"
     assert t.loc[key, "difference"] == "0.076 (table) / 0.058 (text)"
     assert "0.542" in t.loc[key, "note"]
     other = t.drop(index=key)
     assert (other["note"] == "").all() and not other["published"].str.contains("text").any()
-    not_run = compare_with_paper(published, {}, disc).set_index("quantity")
+    not_run = compare_with_paper(published, {}, discrepancies=disc).set_index("quantity")
     assert not_run.loc[key, "published"] == "0.524 (table) / 0.542 (text)"
     assert not_run.loc[key, "difference"] == ""
     monkeypatch.chdir(ROOT)
     Artifacts(tmp_path, notebook="05_dlrc").reproduce({key: 0.6})
+    (tmp_path / "run.json").write_text('{"run_name": "t", "status": "ok", "params": {"study": {"source": "twin"}}}')
     page = write_index(tmp_path, Params()).read_text(encoding="utf-8")
     assert "The paper is inconsistent" in page and "0.524 (table) / 0.542 (text)" in page
