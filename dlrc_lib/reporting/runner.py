@@ -31,7 +31,7 @@ from dlrc_lib.twin.prepare import prepare_study
 # Packages whose versions matter for the numbers (recorded in run.json).
 TRACKED_PACKAGES = (
     "numpy", "scipy", "pandas", "scikit-learn", "statsmodels", "pyradiomics", "SimpleITK",
-    "torch", "torchvision", "neuroCombat", "plotnine", "matplotlib", "papermill", "pyarrow",
+    "torch", "torchvision", "neuroCombat", "matplotlib", "papermill", "pyarrow",
 )
 
 RUN_NOTEBOOK_KEYS = ("run_dir", "params_file", "study_manifest")

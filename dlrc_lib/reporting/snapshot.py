@@ -34,6 +34,12 @@ from dlrc_lib.reporting.paper_tables import paper_tables, to_markdown
 MAX_MB = 15.0
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def _sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
@@ -127,6 +133,7 @@ def make_snapshot(run_dir: str | Path, out_dir: str | Path, max_mb: float = MAX_
 
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=out_dir.parent, prefix=f".{out_dir.name}.tmp"))
+    os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp's 0700 would hide the committed folder from others
     try:
         (tmp / "tables").mkdir()
         (tmp / "figures").mkdir()
