@@ -28,7 +28,7 @@ from typing import Any, Iterable
 import pandas as pd
 
 from dlrc_lib.core.errors import DlrcError
-from dlrc_lib.core.io import atomic_write_text, dumps, jsonable
+from dlrc_lib.core.io import atomic_write_text, dumps, jsonable, public_mode
 
 
 class Artifacts:
@@ -80,7 +80,8 @@ class Artifacts:
     # ---------------------------------------------------------------- figures
     def figure(self, name: str, fig: Any, width: float | None = None,
                height: float | None = None, dpi: int = 150) -> Any:
-        """Save a plotnine ggplot or a matplotlib Figure as PNG and PDF.
+        """Save a matplotlib Figure (every figure of the package is one, see
+        :mod:`dlrc_lib.core.figures`) as PNG and PDF.
 
         Returns a :class:`SavedFigure`, which a notebook displays as the saved PNG (so the
         executed notebook and its HTML show exactly the file in ``figures/``).
@@ -90,19 +91,16 @@ class Artifacts:
         matplotlib.use("Agg", force=False)
         import matplotlib.pyplot as plt
 
-        if hasattr(fig, "draw") and hasattr(fig, "save") and not hasattr(fig, "savefig"):
-            # plotnine: render to a matplotlib figure once, save both formats from it
-            if width and height:
-                fig = fig + __import__("plotnine").theme(figure_size=(width, height))
-            mfig = fig.draw()
-        else:
-            mfig = fig
-            if width and height:
-                mfig.set_size_inches(width, height)
+        if not hasattr(fig, "savefig"):
+            raise DlrcError(f"figure {name}: expected a matplotlib Figure, got {type(fig).__name__}")
+        mfig = fig
+        if width and height:
+            mfig.set_size_inches(width, height)
         for ext in ("png", "pdf"):
             target = self.path("figures", f"{name}.{ext}")
             fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=f".{ext}")
             os.close(fd)
+            public_mode(tmp)
             try:
                 # fixed metadata so the same inputs give the same bytes
                 meta = {"CreationDate": None} if ext == "pdf" else {"Software": None}
@@ -182,6 +180,7 @@ class Artifacts:
         target = self.path("data", f"{name}.parquet")
         fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
         os.close(fd)
+        public_mode(tmp)
         try:
             df.to_parquet(tmp, index=True)
             os.replace(tmp, target)
