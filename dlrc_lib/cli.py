@@ -40,6 +40,12 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     return cli_predict(args)
 
 
+def _cmd_lab(args: argparse.Namespace) -> int:
+    from .reporting.lab import cli_lab
+
+    return cli_lab(args)
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="dlrc",
@@ -79,6 +85,11 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--cache-dir", default=None,
                     help="feature store to read/write (default: the one the model was trained with)")
     pr.set_defaults(func=_cmd_predict)
+
+    lab = sub.add_parser("lab", help="start JupyterLab at the repository root on a finished run")
+    lab.add_argument("--run", help="run folder the notebooks read (default: the last finished run in reports/)")
+    lab.add_argument("lab_args", nargs=argparse.REMAINDER, help="further arguments for jupyter lab")
+    lab.set_defaults(func=_cmd_lab)
     return p
 
 

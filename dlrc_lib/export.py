@@ -110,10 +110,9 @@ def build_model_document(
 
 
 def export_model(art: Artifacts, doc: Mapping, name: str = MODEL_FILE) -> Path:
-    """Write the document atomically to ``<run>/model/<name>``; return the path."""
-    path = art.path("model", name)
-    atomic_write_text(path, dumps(doc))
-    return path
+    """Write the document atomically to ``<run>/model/<name>``; return the path (kept in
+    memory only when ``art`` does not write: a notebook explored interactively)."""
+    return art.write_text("model", name, dumps(doc))
 
 
 REQUIRED = ("format", "format_version", "sequences", "radiomics", "deep", "harmonisation",

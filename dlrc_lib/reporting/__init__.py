@@ -1,0 +1,1 @@
+"""Reporting layer: run folders, notebook set-up, report page, runner, widgets, command line."""
