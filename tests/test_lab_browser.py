@@ -18,7 +18,6 @@ import re
 import shutil
 import socket
 import subprocess
-import sys
 import time
 import urllib.request
 from pathlib import Path
@@ -57,7 +56,7 @@ def _free_port() -> int:
 def lab(finished_quick_run, tmp_path_factory):
     """JupyterLab from this venv on a copy of the notebooks, reading the quick run."""
     _need_browser()
-    from dlrc_lib.reporting.lab import lab_environment
+    from dlrc_lib.reporting.lab import lab_command, lab_environment
 
     run_dir = finished_quick_run
     base = tmp_path_factory.mktemp("lab")
@@ -79,10 +78,9 @@ def lab(finished_quick_run, tmp_path_factory):
                MPLBACKEND="Agg")
     port = _free_port()
     log = open(base / "lab.log", "w")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "jupyterlab", "--no-browser", f"--port={port}", "--ServerApp.ip=127.0.0.1",
-         f"--IdentityProvider.token={TOKEN}", f"--ServerApp.root_dir={base}",
-         "--LabApp.expose_app_in_browser=True", "--ServerApp.open_browser=False"],
+    proc = subprocess.Popen(  # the command `dlrc lab` runs, on the copy
+        lab_command(base, ["--no-browser", f"--port={port}", "--ServerApp.ip=127.0.0.1",
+                           f"--IdentityProvider.token={TOKEN}", "--LabApp.expose_app_in_browser=True"]),
         cwd=base, env=env, stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     deadline = time.time() + 120
@@ -154,7 +152,7 @@ def open_and_run_all(driver, url: str, notebook: str, timeout: float = 400) -> N
     menu = [e for e in driver.find_elements(By.CSS_SELECTOR, ".lm-MenuBar-itemLabel") if e.text == "Run"]
     assert menu, "no Run menu"
     menu[0].click()
-    item = _wait(lambda: driver.find_elements(By.CSS_SELECTOR, 'li.lm-Menu-item[data-command="notebook:run-all-cells"]'),
+    item = _wait(lambda: driver.find_elements(By.CSS_SELECTOR, 'li.lm-Menu-item[data-command="runmenu:run-all"]'),
                  20, "Run All Cells menu item")
     item[0].click()
     state_js = """
@@ -197,10 +195,10 @@ def press(driver, css: str, key: str, times: int, handle: int = 0) -> None:
 
 
 def text_of(driver, css: str) -> str:
-    from selenium.webdriver.common.by import By
-
-    els = driver.find_elements(By.CSS_SELECTOR, css)
-    return els[0].text if els else ""
+    """The text of the first element matching ``css`` (read in one step: outputs are replaced
+    while the kernel answers)."""
+    return driver.execute_script("const e = document.querySelector(arguments[0]);"
+                                 "return e ? e.textContent.trim() : '';", css)
 
 
 def shoot(driver, css: str, path: Path) -> None:
@@ -252,8 +250,9 @@ def test_05_calculator_and_cutoff_explorer(lab, browser, shots):
     def expected_risk(p):
         return f"{100 * nom.risk_from_total(nom.points_for(p)['total']):.1f} %"
 
-    _wait(lambda: text_of(browser, risk_css) != before, 30, "the risk to change")
-    assert text_of(browser, risk_css) == expected_risk(patient)
+    assert expected_risk(patient) != before
+    _wait(lambda: text_of(browser, risk_css) == expected_risk(patient), 60,
+          f"the risk the library computes ({expected_risk(patient)}; shown: {text_of(browser, risk_css)})")
     assert text_of(browser, f".dlrc-calc-out [data-field=points_{score}]") == \
         f"{nom.points_for(patient)[score]:.1f}"
     shoot(browser, ".dlrc-calculator", shots / "05_calculator_after.png")
@@ -265,10 +264,10 @@ def test_05_calculator_and_cutoff_explorer(lab, browser, shots):
     assert float(start) == cut
     shoot(browser, ".dlrc-cutoff-explorer", shots / "05_cutoff_explorer_before.png")
     press(browser, ".dlrc-threshold", Keys.ARROW_RIGHT, 4)
-    _wait(lambda: browser.execute_script(f"return document.querySelector('{thr_css}').dataset.value") != start,
-          30, "the threshold to change")
-    thr = float(browser.execute_script(f"return document.querySelector('{thr_css}').dataset.value"))
-    assert thr == pytest.approx(cut + 4 * W.THRESHOLD_STEP, abs=1e-9)
+    target = cut + 4 * W.THRESHOLD_STEP
+    thr = _wait(lambda: (lambda v: v if abs(v - target) < 1e-9 else None)(
+        float(browser.execute_script(f"return document.querySelector('{thr_css}').dataset.value"))),
+        60, "the threshold four steps up")
     want = W.for_people(W.cutoff_table(predictions, "dlrc", thr))
     shown = table_rows(browser, ".dlrc-cutoff")
     assert [r["cohort"] for r in shown] == list(want["cohort"])
@@ -296,9 +295,9 @@ def test_06_calibration_explorer(lab, browser, shots):
     _wait(lambda: text_of(browser, g_css), 60, "calibration explorer")
     start = int(text_of(browser, g_css))
     press(browser, ".dlrc-hl-groups", Keys.ARROW_LEFT, 3)
-    _wait(lambda: text_of(browser, g_css) != str(start), 60, "the number of groups to change")
-    g = int(text_of(browser, g_css))
-    assert g == start - 3
+    # each key press is one change the kernel answers; wait for the last one
+    _wait(lambda: text_of(browser, g_css) == str(start - 3), 90, f"{start - 3} risk groups")
+    g = start - 3
     want = W.calibration_summary(predictions, models, g)
     shown = table_rows(browser, ".dlrc-hl")
     assert len(shown) == len(want)
@@ -319,10 +318,10 @@ def test_07_decision_curve_explorer(lab, browser, shots):
     _wait(lambda: text_of(browser, hi_css), 60, "decision-curve explorer")
     start = text_of(browser, hi_css)
     press(browser, ".dlrc-dca-range", Keys.ARROW_LEFT, 10, handle=1)  # the upper end, 10 steps down
-    _wait(lambda: text_of(browser, hi_css) != start, 60, "the range to change")
+    target = f"{float(start.rstrip('%')) - 10:.0f}%"
+    _wait(lambda: text_of(browser, hi_css) == target, 120, f"the range to end at {target}")
     lo = float(text_of(browser, ".dlrc-dca-out .dlrc-dca-lo").rstrip("%")) / 100
-    hi = float(text_of(browser, hi_css).rstrip("%")) / 100
-    assert hi == pytest.approx(float(start.rstrip("%")) / 100 - 0.10, abs=1e-9)
+    hi = float(target.rstrip("%")) / 100
     want = W.decision_curve_window(curves, lo, hi)
     shown = table_rows(browser, ".dlrc-dca")
     assert len(shown) == len(want)

@@ -44,7 +44,10 @@ def choose_run(run: str | None, root: Path) -> Path:
 
 
 def lab_command(root: Path, extra: list[str]) -> list[str]:
-    return [sys.executable, "-m", "jupyterlab", f"--ServerApp.root_dir={root}", *extra]
+    """``python -m jupyterlab`` of this environment at ``root`` (``--allow-root`` for root, as in
+    containers and CI, where jupyter refuses to start otherwise)."""
+    as_root = ["--allow-root"] if hasattr(os, "geteuid") and os.geteuid() == 0 else []
+    return [sys.executable, "-m", "jupyterlab", f"--ServerApp.root_dir={root}", *as_root, *extra]
 
 
 def cli_lab(args: argparse.Namespace) -> int:
