@@ -458,14 +458,18 @@ def decision_curve_explorer(curves: pd.DataFrame, default_range: tuple[float, fl
                      f"<b class='dlrc-dca-hi'>{b:.0%}</b>: net benefit at both ends, and how much of the "
                      f"range each strategy shown has the highest net benefit.</div>"
                      + _html_table(table, "dlrc-dca"))
-        t = curves["threshold"].to_numpy(float)
-        part = curves[(t >= a - 1e-9) & (t <= b + 1e-9) & curves["model"].isin(chosen + ["Treat all", "Treat none"])]
         cohorts = list(dict.fromkeys(curves["cohort"]))
         fig, axes = plt.subplots(1, len(cohorts), figsize=(4.2 * len(cohorts), 3.2), squeeze=False)
         for coh, ax in zip(cohorts, axes[0]):
-            sub = part[part["cohort"] == coh]
-            hidden = [m for m in ("Treat all", "Treat none") if m not in chosen]
-            plot_decision_curve(sub[~sub["model"].isin(hidden)] if hidden else sub, coh, ax=ax)
+            # whole curves (the y-axis scale follows the cohort's prevalence), zoomed to the range
+            sub = curves[(curves["cohort"] == coh) & curves["model"].isin(chosen + ["Treat all", "Treat none"])]
+            plot_decision_curve(sub, coh, ax=ax)
+            for line in list(ax.get_lines()):
+                if line.get_label() in ("All", "None") and \
+                        {"All": "Treat all", "None": "Treat none"}[line.get_label()] not in chosen:
+                    line.remove()
+            if ax.get_legend() is not None:
+                ax.legend(loc="upper right", fontsize=7, frameon=False)
             ax.set_xlim(a, b)
         fig.tight_layout()
         img.value = _png(fig)
