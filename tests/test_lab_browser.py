@@ -222,8 +222,8 @@ def table_rows(driver, css: str) -> list[dict[str, str]]:
 def test_05_calculator_and_cutoff_explorer(lab, browser, shots):
     from selenium.webdriver.common.keys import Keys
 
-    from dlrc_lib import widgets as W
-    from dlrc_lib.nomogram import Nomogram
+    from dlrc_lib.reporting import widgets as W
+    from dlrc_lib.model.nomogram import Nomogram
 
     url, _, run_dir = lab
     open_and_run_all(browser, url, "05_dlrc")
@@ -283,8 +283,8 @@ def test_05_calculator_and_cutoff_explorer(lab, browser, shots):
 def test_06_calibration_explorer(lab, browser, shots):
     from selenium.webdriver.common.keys import Keys
 
-    from dlrc_lib import widgets as W
-    from dlrc_lib.calibration import model_columns
+    from dlrc_lib.reporting import widgets as W
+    from dlrc_lib.evaluation.calibration import model_columns
 
     url, _, run_dir = lab
     open_and_run_all(browser, url, "06_calibration")
@@ -309,7 +309,7 @@ def test_06_calibration_explorer(lab, browser, shots):
 def test_07_decision_curve_explorer(lab, browser, shots):
     from selenium.webdriver.common.keys import Keys
 
-    from dlrc_lib import widgets as W
+    from dlrc_lib.reporting import widgets as W
 
     url, _, run_dir = lab
     open_and_run_all(browser, url, "07_decision_curve")

@@ -10,8 +10,8 @@ import nbformat
 import pandas as pd
 import pytest
 
-from dlrc_lib.artifacts import Artifacts
-from dlrc_lib.errors import DlrcError
+from dlrc_lib.reporting.artifacts import Artifacts
+from dlrc_lib.core.errors import DlrcError
 from dlrc_lib.reporting import paths as P
 
 PARAMS_CELL = '''run_dir: str = "reports/quick"  # run
@@ -141,8 +141,8 @@ def test_runner_values_are_used_as_given(checkout, monkeypatch):
 
 
 def test_runner_injects_resolved_paths(tmp_path):
-    from dlrc_lib.config import Params
-    from dlrc_lib.runner import notebook_inputs
+    from dlrc_lib.core.config import Params
+    from dlrc_lib.reporting.runner import notebook_inputs
 
     inputs = notebook_inputs(Params(), tmp_path / "p.yaml", tmp_path / "run", tmp_path / "m.csv", root=tmp_path)
     assert inputs["write_artifacts"] is True
@@ -162,7 +162,7 @@ def test_last_finished_run(checkout):
 
 
 def test_lab_without_a_run_says_one_line(tmp_path, monkeypatch, capsys):
-    from dlrc_lib.cli import main
+    from dlrc_lib.reporting.cli import main
     from dlrc_lib.reporting import lab
 
     monkeypatch.setattr(lab, "project_root", lambda: tmp_path)

@@ -5,11 +5,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-pytest.importorskip("dlrc_lib.stats", reason="needs the statistics core")
 
-from dlrc_lib import model as M
-from dlrc_lib import widgets as W
-from dlrc_lib.nomogram import Nomogram
+from dlrc_lib.model import dlrc as M
+from dlrc_lib.reporting import widgets as W
+from dlrc_lib.model.nomogram import Nomogram
 from model_synthetic import make_study
 
 
@@ -141,7 +140,7 @@ def test_snapped_range_contains_the_cut():
 
 
 def test_decision_curve_window(fitted):
-    from dlrc_lib.decision_curve import decision_curves
+    from dlrc_lib.evaluation.decision_curve import decision_curves
 
     _, pred, _, _ = fitted
     models = {"Radiomics": "prob_radiomics", "DL": "prob_dl", "DLRC": "prob_dlrc"}
@@ -159,7 +158,7 @@ def test_decision_curve_window(fitted):
 
 def test_decision_curve_widget_follows_the_range(fitted):
     pytest.importorskip("ipywidgets")
-    from dlrc_lib.decision_curve import decision_curves
+    from dlrc_lib.evaluation.decision_curve import decision_curves
 
     _, pred, _, _ = fitted
     curves = decision_curves(pred, {"DLRC": "prob_dlrc"}, np.round(np.arange(0, 100) / 100, 10))
@@ -172,7 +171,7 @@ def test_decision_curve_widget_follows_the_range(fitted):
 
 def test_calibration_explorer(fitted):
     pytest.importorskip("ipywidgets")
-    from dlrc_lib.calibration import calibration_table
+    from dlrc_lib.evaluation.calibration import calibration_table
 
     _, pred, _, _ = fitted
     models = {"DLRC": "prob_dlrc"}

@@ -1,1 +1,1 @@
-"""Reporting layer: run folders, notebook set-up, report page, runner, widgets, command line."""
+"""Runs and what people see: run artifacts, the report page, the notebook runner, widgets, the command line."""

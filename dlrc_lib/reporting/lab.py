@@ -13,8 +13,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from ..errors import DlrcError
-from .paths import ENV_PARAMS_FILE, ENV_RUN, ENV_RUNNER, last_finished_run, project_root
+from dlrc_lib.core.errors import DlrcError
+from dlrc_lib.reporting.paths import ENV_PARAMS_FILE, ENV_RUN, ENV_RUNNER, last_finished_run, project_root
 
 
 def lab_environment(run: Path, root: Path) -> dict[str, str]:

@@ -26,7 +26,7 @@ import os
 from pathlib import Path
 from typing import Any, Mapping, MutableMapping
 
-from ..errors import DlrcError
+from dlrc_lib.core.errors import DlrcError
 
 
 class MissingInput(DlrcError, FileNotFoundError):
@@ -116,7 +116,7 @@ def run_parameters(run_dir: Path) -> tuple[dict[str, Any], dict]:
     if not run_json.is_file():
         return {}, {}
     record = json.loads(run_json.read_text())
-    from ..config import Params, flatten
+    from dlrc_lib.core.config import Params, flatten
 
     try:
         flat = flatten(Params.model_validate(record.get("params", {})))
@@ -185,7 +185,7 @@ def open_run(namespace: MutableMapping[str, Any], notebook: str, root: Path | No
     run the notebook reads. Creates no folder; raises :class:`DlrcError` naming the absolute
     path and the producing command when the study manifest or the run folder is missing.
     """
-    from ..artifacts import Artifacts
+    from dlrc_lib.reporting.artifacts import Artifacts
 
     root = Path(root) if root else project_root()
     interactive = os.environ.get(ENV_RUNNER) != "1"
@@ -213,7 +213,7 @@ def open_run(namespace: MutableMapping[str, Any], notebook: str, root: Path | No
         namespace["run_dir"] = str(run_dir)
     values = resolve_parameters({k: namespace[k] for k in namespace if k in PATH_KEYS}, root, params_file)
     namespace.update(values)
-    from .display import use_people_numbers
+    from dlrc_lib.reporting.display import use_people_numbers
 
     use_people_numbers()
     write = bool(namespace.get("write_artifacts", not interactive))
