@@ -148,7 +148,7 @@ def test_decision_curve_window(fitted):
     win = W.decision_curve_window(curves, 0.1, 0.4, ["DLRC", "Treat all", "Treat none"])
     assert set(win["strategy"]) == {"DLRC", "Treat all", "Treat none"}
     for cohort, part in win.groupby("cohort"):
-        assert part["highest in (% of range)"].sum() == pytest.approx(100.0)
+        assert part["highest in (% of range)"].sum() >= 100.0 - 1e-9  # ties count for each
     want = curves[(curves["cohort"] == "train") & (curves["model"] == "DLRC") & np.isclose(curves["threshold"], 0.4)]
     got = win[(win["cohort"] == "Training") & (win["strategy"] == "DLRC")]["net benefit at 40%"].iloc[0]
     assert got == pytest.approx(float(want["net_benefit"].iloc[0]))

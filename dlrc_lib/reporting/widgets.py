@@ -216,7 +216,8 @@ def snapped_range(cut: float, step: float = THRESHOLD_STEP) -> tuple[float, floa
 def decision_curve_window(curves: pd.DataFrame, low: float, high: float,
                           models: Sequence[str] | None = None) -> pd.DataFrame:
     """Per cohort and strategy, over thresholds in [low, high]: net benefit at both ends and
-    the share of the range in which the strategy has the highest net benefit of those shown.
+    the share of the range in which the strategy has the highest net benefit of those shown
+    (ties count for each tied strategy).
 
     ``curves``: :func:`dlrc_lib.decision_curve.decision_curves`; ``models``: the strategies
     compared (default all, including Treat all / Treat none).
@@ -230,13 +231,15 @@ def decision_curve_window(curves: pd.DataFrame, low: float, high: float,
         sub = part[part["cohort"] == cohort]
         wide = sub.pivot_table(index="threshold", columns="model", values="net_benefit", sort=False)
         wide = wide[[m for m in dict.fromkeys(sub["model"])]]
-        best = wide.to_numpy().argmax(axis=1) if len(wide) else np.array([], int)
+        values = wide.to_numpy(float)
+        # best or tied for best (treat-none and a model calling nobody positive tie at 0)
+        best = np.isclose(values, values.max(axis=1, keepdims=True), rtol=0, atol=1e-12)
         lo_t, hi_t = float(wide.index.min()), float(wide.index.max())
         for j, m in enumerate(wide.columns):
             rows.append({"cohort": COHORT_LABELS.get(cohort, cohort), "strategy": m,
                          f"net benefit at {lo_t:.0%}": float(wide.loc[lo_t, m]),
                          f"net benefit at {hi_t:.0%}": float(wide.loc[hi_t, m]),
-                         "highest in (% of range)": round(100.0 * float((best == j).mean()), 1)})
+                         "highest in (% of range)": round(100.0 * float(best[:, j].mean()), 1)})
     return pd.DataFrame(rows)
 
 
@@ -456,7 +459,7 @@ def decision_curve_explorer(curves: pd.DataFrame, default_range: tuple[float, fl
         table = decision_curve_window(curves, a, b, chosen)
         out.value = (TABLE_CSS + f"<div class='dlrc-note'>Thresholds <b class='dlrc-dca-lo'>{a:.0%}</b> to "
                      f"<b class='dlrc-dca-hi'>{b:.0%}</b>: net benefit at both ends, and how much of the "
-                     f"range each strategy shown has the highest net benefit.</div>"
+                     f"range each strategy shown has the highest net benefit (ties count for each).</div>"
                      + _html_table(table, "dlrc-dca"))
         cohorts = list(dict.fromkeys(curves["cohort"]))
         fig, axes = plt.subplots(1, len(cohorts), figsize=(4.2 * len(cohorts), 3.2), squeeze=False)
