@@ -86,16 +86,20 @@ def build_parser() -> argparse.ArgumentParser:
                     help="feature store to read/write (default: the one the model was trained with)")
     pr.set_defaults(func=_cmd_predict)
 
-    lab = sub.add_parser("lab", help="start JupyterLab at the repository root on a finished run")
+    lab = sub.add_parser("lab", help="start JupyterLab at the repository root on a finished run",
+                         epilog="Other arguments go to jupyter lab, e.g. dlrc lab --no-browser --port 8890")
     lab.add_argument("--run", help="run folder the notebooks read (default: the last finished run in reports/)")
-    lab.add_argument("lab_args", nargs=argparse.REMAINDER, help="further arguments for jupyter lab")
     lab.set_defaults(func=_cmd_lab)
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
+    if extra and args.verb != "lab":
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    if args.verb == "lab":  # the rest goes to jupyter lab (e.g. --no-browser --port 8890)
+        args.lab_args = [a for a in extra if a != "--"]
     func: Callable[[argparse.Namespace], int] = args.func
     try:
         return int(func(args) or 0)
