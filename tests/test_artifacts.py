@@ -69,3 +69,19 @@ def test_atomic_write_leaves_no_partial_file(tmp_path, monkeypatch):
 
 def test_dumps_sorted():
     assert dumps({"b": 1, "a": [np.int64(2)]}).index('"a"') < dumps({"b": 1, "a": [2]}).index('"b"')
+
+
+def test_written_files_are_readable_by_others(tmp_path):
+    """Atomic writes go through mkstemp (0600); the files they leave follow the umask instead."""
+    import os
+    import stat
+
+    old = os.umask(0o022)
+    try:
+        art = Artifacts(tmp_path, notebook="nb")
+        art.table("t", pd.DataFrame({"a": [1]}))
+        art.save_frame("f", pd.DataFrame({"a": [1]}))
+        for f in (tmp_path / "tables" / "t.csv", tmp_path / "data" / "f.parquet"):
+            assert stat.S_IMODE(f.stat().st_mode) == 0o644, f
+    finally:
+        os.umask(old)

@@ -41,7 +41,71 @@ def test_report_page_links_everything(quick_run):
         assert f.with_suffix(".pdf").exists()
     for t in tables:
         assert f"tables/{t.stem}.csv" in page
-    assert "Paper vs reproduction" in page
+    # the verdict first (after the warnings), then the paper's tables, then the notebooks
+    order = [page.index(s) for s in ("Verdict: the paper's claims", "class='claims'", "Table 1.", "Table 5.",
+                                     "<h2>Notebooks</h2>")]
+    assert order == sorted(order)
+    assert page.index("class='warn'") < order[0]
+
+
+def test_claims_of_the_quick_run(quick_run):
+    """>= 15 claims, each with a verdict; inputs of the twin never counted as reproduced; with
+    random network weights every deep-learning claim is not testable here."""
+    import pandas as pd
+
+    from dlrc_lib.reporting.claims import INPUT, NOT_TESTABLE, VERDICTS, load_claims, run_view
+
+    out, _ = quick_run
+    claims = pd.read_csv(out / "claims.csv", keep_default_na=False)
+    assert len(claims) >= 15 and claims["verdict"].isin(VERDICTS).all()
+    assert (claims["verdict"] == INPUT).sum() >= 8
+    assert claims.loc[claims["verdict"] == INPUT, "counted"].astype(str).eq("False").all()
+    assert claims["verdict"].isin(["holds", "fails"]).sum() >= 15
+    if run_view(out).weights_problem:
+        deep = {c["id"] for c in load_claims(ROOT / "params" / "claims.yaml")[1] if c.get("deep")}
+        rows = claims[claims["id"].isin(deep)]
+        assert len(rows) == len(deep) and (rows["verdict"] == NOT_TESTABLE).all()
+        assert rows["reason"].str.contains("random network weights").all()
+
+
+def test_snapshot_of_the_quick_run(quick_run, tmp_path):
+    """`dlrc snapshot`: every table and figure the index lists is in the snapshot, or left out
+    as patient-level (and then it is); < 15 MB; no patient identifier in any copied file."""
+    import re
+
+    import pandas as pd
+
+    from dlrc_lib.reporting.cli import main as cli_main
+
+    out, _ = quick_run
+    snap = tmp_path / "reference-run"
+    assert cli_main(["snapshot", str(out), str(snap)]) == 0
+    meta = json.loads((snap / "snapshot.json").read_text())
+    page = (out / "index.html").read_text()
+    tables = re.findall(r"<li class='table' data-name='([^']+)'>", page)
+    figures = re.findall(r"<figure class='figure' data-name='([^']+)'>", page)
+    assert len(tables) > 20 and len(figures) > 10
+    for name in tables:
+        if f"tables/{name}" in meta["left_out"]:
+            cols = pd.read_csv(out / "tables" / f"{name}.csv", nrows=0).columns
+            assert "patient_id" in cols or "patient" in cols, name
+            assert not (snap / "tables" / f"{name}.csv").exists()
+        else:
+            assert (snap / "tables" / f"{name}.csv").read_bytes() == (out / "tables" / f"{name}.csv").read_bytes()
+    for name in figures:
+        assert (snap / "figures" / f"{name}.png").exists() or f"figures/{name}" in meta["left_out"], name
+    for name in ("claims.csv", "run.json", "README.md", "index.html"):
+        assert (snap / name).exists()
+    files = [p for p in snap.rglob("*") if p.is_file()]
+    assert sum(p.stat().st_size for p in files) < 15e6
+    assert not any(p.suffix in (".parquet", ".ipynb") for p in files)
+    ids = set(pd.read_csv(out / "study_manifest.csv", dtype=str)["patient_id"])
+    text = "\n".join(p.read_text(errors="replace") for p in files if p.suffix in (".csv", ".md", ".json", ".html"))
+    assert not ids & set(re.findall(r"[A-Za-z0-9_]+", text))
+    readme = (snap / "README.md").read_text()
+    assert "## Verdict" in readme and "Table 2." in readme
+    for name in re.findall(r"\]\((figures/[^)]+|tables/[^)]+)\)", readme):
+        assert (snap / name).exists(), name
 
 
 def test_paper_comparison_is_filled(quick_run):
@@ -52,6 +116,24 @@ def test_paper_comparison_is_filled(quick_run):
     produced = cmp[cmp["reproduced"] != "not produced"]["quantity"]
     for prefix in ("table1.", "table2.", "table3.", "table4.", "table5.", "calibration_hosmer_lemeshow_p."):
         assert produced.str.startswith(prefix).any(), f"no {prefix} number reproduced"
+
+
+def test_checklist_is_filled_from_the_run(quick_run):
+    import pandas as pd
+
+    out, _ = quick_run
+    assert "href='checklist.html'" in (out / "index.html").read_text()
+    df = pd.read_csv(out / "checklist.csv", dtype=str, keep_default_na=False)
+    clear = df[df["checklist"] == "CLEAR"].set_index("number")
+    assert len(clear) == 58
+    for row in df.itertuples():
+        for ev in filter(None, row.evidence.split("; ")):
+            assert (out / ev).exists(), (row.checklist, row.number, ev)
+        if row.status in ("yes", "partly"):
+            assert row.evidence, (row.checklist, row.number)
+    # the quick twin has an ICC subset, internal and external cohorts, ComBat and an exported model
+    for n in ("31", "32", "33", "38", "44", "45", "47", "48", "57"):
+        assert clear.loc[n, "status"] == "yes", (n, clear.loc[n, "answer"])
 
 
 def test_rerun_is_byte_identical(quick_run, quick_params, tmp_path):
@@ -66,6 +148,7 @@ def test_rerun_is_byte_identical(quick_run, quick_params, tmp_path):
     assert len(tables) > 20
     for table in tables:
         assert (again / "tables" / table.name).read_bytes() == table.read_bytes(), table.name
+    assert (again / "checklist.csv").read_bytes() == (out / "checklist.csv").read_bytes()
     # results too, apart from the run provenance (seconds, cache hits), which differs by design
     for res in sorted((out / "results").glob("*.json")):
         first, second = (json.loads(p.read_text()) for p in (res, again / "results" / res.name))
@@ -101,3 +184,20 @@ def test_predict_round_trip_from_images(quick_run, quick_params, tmp_path):
     got = pd.read_csv(result, dtype={"patient_id": str}).set_index("patient_id")
     diff = (got["prob_dlrc"] - pred.loc[got.index, "prob_dlrc"]).abs()
     assert diff.max() < 1e-6, diff.sort_values().tail()
+
+
+def test_supplementary_material_drawn(quick_run):
+    """Figs. S3, S6, S7 (best deep model), the full Table S1 and the reader-agreement table."""
+    import pandas as pd
+
+    out, _ = quick_run
+    for fig in ("figS3_dl_pca_combat", "figS6_dl_violin", "figS7_dl_heatmap"):
+        assert (out / "figures" / f"{fig}.png").stat().st_size > 10_000, fig
+    s1 = pd.read_csv(out / "tables" / "tableS1_scanners.csv")
+    assert len(s1) == 3 * s1["Scanner"].nunique() and not (s1 == "not given").any().any()
+    agreement = pd.read_csv(out / "tables" / "methodS1_reader_agreement.csv").set_index("measure")
+    assert agreement.loc["LNSD (mm)", "statistic"] == "ICC(2,1)"
+    assert agreement.loc["SRA call", "statistic"] == "Cohen's kappa"
+    assert (out / "tables" / "methodS1_consensus.csv").exists()
+    cmp = pd.read_csv(out / "tables" / "paper_vs_reproduction.csv", keep_default_na=False).set_index("quantity")
+    assert cmp.loc["table4.radiomics_vs_ResNet152_2D.train", "published"] == "0.524 (table) / 0.542 (text)"

@@ -5,9 +5,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from dlrc_lib.reporting.artifacts import Artifacts
 from dlrc_lib.core.config import Params
-from dlrc_lib.reporting.report import compare_with_paper, flatten_published, load_published, write_index
+from dlrc_lib.reporting.artifacts import Artifacts
+from dlrc_lib.reporting.report import compare_with_paper, flatten_published, load_discrepancies, load_published, write_index
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -56,3 +56,27 @@ def test_index_page_links_artifacts(tmp_path, monkeypatch):
         assert (tmp_path / "tables" / f"demo.{ext}").exists()
     for ext in ("png", "pdf"):
         assert (tmp_path / "figures" / f"demo_fig.{ext}").exists()
+
+
+def test_paper_inconsistency_shows_both_values(tmp_path, monkeypatch):
+    """Table 4 prints 0.524 for radiomics vs ResNet152_2D in training, the text 0.542: the
+    comparison shows both, the difference to each, and says so on the page."""
+    disc = load_discrepancies(ROOT / "params" / "published_values.yaml")
+    key = "table4.radiomics_vs_ResNet152_2D.train"
+    assert disc[key]["text"] == 0.542 and "0.524" in disc[key]["note"]
+    published = load_published(ROOT / "params" / "published_values.yaml")
+    assert published[key] == 0.524
+    t = compare_with_paper(published, {key: 0.6}, discrepancies=disc).set_index("quantity")
+    assert t.loc[key, "published"] == "0.524 (table) / 0.542 (text)"
+    assert t.loc[key, "difference"] == "0.076 (table) / 0.058 (text)"
+    assert "0.542" in t.loc[key, "note"]
+    other = t.drop(index=key)
+    assert (other["note"] == "").all() and not other["published"].str.contains("text").any()
+    not_run = compare_with_paper(published, {}, discrepancies=disc).set_index("quantity")
+    assert not_run.loc[key, "published"] == "0.524 (table) / 0.542 (text)"
+    assert not_run.loc[key, "difference"] == ""
+    monkeypatch.chdir(ROOT)
+    Artifacts(tmp_path, notebook="05_dlrc").reproduce({key: 0.6})
+    (tmp_path / "run.json").write_text('{"run_name": "t", "status": "ok", "params": {"study": {"source": "twin"}}}')
+    page = write_index(tmp_path, Params()).read_text(encoding="utf-8")
+    assert "The paper is inconsistent" in page and "0.524 (table) / 0.542 (text)" in page

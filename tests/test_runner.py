@@ -43,6 +43,16 @@ def test_run_injects_params_and_records_provenance(project):
     assert run["seed"] == 20240601 and "numpy" in run["packages"]
     assert (out / "html/00_a.html").exists() and (out / "index.html").exists()
     assert (out / "notebooks/00_a.ipynb").exists()
+    # the reporting checklist is written and linked; with almost nothing run, almost nothing is claimed
+    assert "href='checklist.html'" in (out / "index.html").read_text()
+    import pandas as pd
+
+    checklist = pd.read_csv(out / "checklist.csv", dtype=str, keep_default_na=False)
+    assert len(checklist[checklist["checklist"] == "CLEAR"]) == 58
+    claimed = checklist[checklist["status"].isin(["yes", "partly"])]
+    for row in claimed.itertuples():  # only what run.json itself shows: data source, settings, code
+        assert set(row.evidence.split("; ")) <= {"run.json", "notebooks"}, row
+    assert "31" not in set(claimed[claimed["checklist"] == "CLEAR"]["number"])
 
 
 def test_failing_notebook_stops_run_and_names_cell(project, capsys):

@@ -292,3 +292,46 @@ def test_reported_c_lnm_is_kept(study):
     assert (load_study(study)["c_lnm"] == df["c_lnm"]).all()
     df.drop(columns=["c_lnm"]).to_csv(study, index=False)
     assert (load_study(study)["c_lnm"] == (df["lnsd_mm"] >= 10).astype(int)).all()
+
+
+def test_optional_reader_and_acquisition_columns_validated(study):
+    """Reader-2 node columns and acquisition columns are optional; when given, bad values are
+    reported one line each, and an incomplete reader set is refused."""
+    df = pd.read_csv(study, dtype=str, keep_default_na=False)
+    assert {"lnsd_mm_r2", "scanner_model", "dwi_b_values", "inplane_mm_DWI"} <= set(df.columns)
+    ids = df["patient_id"].tolist()
+    df.loc[0, "lnsd_mm_r2"] = "abc"
+    df.loc[1, "node_necrosis_r2"] = "2"
+    df.loc[2, "lnsd_mm_r2"], df.loc[2, "lnld_mm_r2"] = "12", "9"
+    df.loc[3, "lnld_mm_r2"] = ""  # half a reading
+    df.loc[4, ["lnsd_mm_r2", "lnld_mm_r2", "node_necrosis_r2"]] = ""  # not read by reader 2: fine
+    df.loc[5, "inplane_mm_CET1"] = "0.9x"
+    df.loc[6, "dwi_b_values"] = "0, 800.5"
+    df.loc[7, "tr_ms_DWI"] = "-1"
+    df.to_csv(study, index=False)
+    lines = _lines(validate_manifest(study, _params(), check_images=False))
+    expected = [
+        f"error: patient {ids[0]}, lnsd_mm_r2: not a number: 'abc'",
+        f"error: patient {ids[1]}, node_necrosis_r2: must be 0 or 1, got '2'",
+        f"error: patient {ids[2]}, lnsd_mm_r2: short axis 12 mm exceeds long axis 9 mm",
+        f"error: patient {ids[3]}, lnld_mm_r2: missing value while lnsd_mm_r2, node_necrosis_r2 given",
+        f"error: patient {ids[5]}, inplane_mm_CET1: expected 'ROWxCOL' in mm",
+        f"error: patient {ids[6]}, dwi_b_values: b-values must be non-negative integers",
+        f"error: patient {ids[7]}, tr_ms_DWI: must be a positive number, got '-1'",
+    ]
+    for want in expected:
+        assert any(line.startswith(want) for line in lines), (want, "\n".join(lines))
+    assert not any(f"patient {ids[4]}," in line for line in lines)
+    assert len(lines) == len(expected)
+    loaded = load_study(study)
+    assert np.isnan(loaded.loc[4, "lnsd_mm_r2"]) and loaded["lnld_mm_r2"].dtype == float
+    # an incomplete set of reader-2 columns is one study-wide error per missing column
+    pd.read_csv(study, dtype=str, keep_default_na=False).drop(columns=["lnld_mm_r2"]).to_csv(study, index=False)
+    lines = _lines(validate_manifest(study, _params(), check_images=False))
+    assert any(line.startswith("error: column lnld_mm_r2: optional reader columns come as a set") for line in lines)
+    # without any optional column the manifest is still valid
+    df = pd.read_csv(study, dtype=str, keep_default_na=False)
+    from dlrc_lib.study.schema import ACQUISITION_COLUMNS
+
+    df.drop(columns=[c for c in df.columns if c.endswith("_r2") and not c.startswith("mask")] + list(ACQUISITION_COLUMNS)).to_csv(study, index=False)
+    assert [p for p in validate_manifest(study, _params(), check_images=False) if p.severity == "error"] == []

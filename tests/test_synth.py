@@ -287,3 +287,27 @@ def test_smallest_tumours_are_analysable_with_the_paper_settings(full_study):
                                                        interpolator=sitk.sitkBSpline, label=1, padDistance=5)
                 bbox, _ = imageoperations.checkMask(im, mk, label=1, **check)
                 assert bbox is not None, (row["patient_id"], row["tumour_diameter_mm"], scanner.name, seq)
+
+
+def test_second_reader_disagrees_realistically_and_leaves_reader1(full_study):
+    """Reader 2 (Method S1): a realistic, not perfect, agreement with reader 1, whose reading
+    (the final one, reproducing the paper's SRA counts) stays as it was."""
+    from dlrc_lib import stats
+    from dlrc_lib.twin.nodes import add_second_reader
+
+    df = full_study
+    assert df[["lnsd_mm_r2", "lnld_mm_r2", "node_necrosis_r2"]].notna().all().all()
+    assert (df["lnsd_mm_r2"] <= df["lnld_mm_r2"]).all() and (df["lnsd_mm_r2"] > 0).all()
+    assert (df["lnsd_mm_r2"] != df["lnsd_mm"]).mean() > 0.5
+    icc = stats.icc(df[["lnsd_mm", "lnsd_mm_r2"]].to_numpy()).icc
+    assert 0.90 < icc < 0.99
+    s1 = sra_positive(df["lnsd_mm"], df["lnld_mm"], df["node_necrosis"]).astype(int)
+    s2 = sra_positive(df["lnsd_mm_r2"], df["lnld_mm_r2"], df["node_necrosis_r2"]).astype(int)
+    k_sra = stats.cohen_kappa(s1, s2).kappa
+    k_c = stats.cohen_kappa(df["c_lnm"], (df["lnsd_mm_r2"] >= 10).astype(int)).kappa
+    assert 0.6 < k_sra < 0.9 and 0.65 < k_c < 0.95
+    # reader 1's columns untouched by adding reader 2 (own random stream)
+    base = df.drop(columns=["lnsd_mm_r2", "lnld_mm_r2", "node_necrosis_r2"])
+    again = add_second_reader(base, seed=1)
+    pd.testing.assert_frame_equal(again[base.columns], base)
+    assert not np.array_equal(again["lnsd_mm_r2"], df["lnsd_mm_r2"])  # the seed matters

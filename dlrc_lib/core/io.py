@@ -15,10 +15,25 @@ from typing import Any
 import numpy as np
 
 
+_UMASK = os.umask(0)
+os.umask(_UMASK)
+
+
+def public_mode(fd_or_path) -> None:
+    """Give a temporary file (``mkstemp`` makes it 0600) the mode a plain ``open`` would:
+    0666 less the process umask, so a report stays readable by the people it is for."""
+    mode = 0o666 & ~_UMASK
+    if isinstance(fd_or_path, int):
+        os.fchmod(fd_or_path, mode)
+    else:
+        os.chmod(fd_or_path, mode)
+
+
 def atomic_write_bytes(path: Path, data: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        public_mode(fd)
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
         os.replace(tmp, path)

@@ -1,1 +1,2 @@
-"""Runs and what people see: run artifacts, the report page, the notebook runner, widgets, the command line."""
+"""Runs and what people see: run artifacts, the claims' verdict, the report page, snapshots, the notebook
+runner, widgets, the command line."""

@@ -26,7 +26,7 @@ from typing import Any, Iterable
 import pandas as pd
 
 from dlrc_lib.core.errors import DlrcError
-from dlrc_lib.core.io import atomic_write_text, dumps, jsonable
+from dlrc_lib.core.io import atomic_write_text, dumps, jsonable, public_mode
 
 
 class Artifacts:
@@ -106,7 +106,8 @@ class Artifacts:
     # ---------------------------------------------------------------- figures
     def figure(self, name: str, fig: Any, width: float | None = None,
                height: float | None = None, dpi: int = 150) -> Any:
-        """Save a plotnine ggplot or a matplotlib Figure as PNG and PDF.
+        """Save a matplotlib Figure (every figure of the package is one, see
+        :mod:`dlrc_lib.core.figures`) as PNG and PDF.
 
         Returns a :class:`SavedFigure`, which a notebook displays as the saved PNG (so the
         executed notebook and its HTML show exactly the file in ``figures/``).
@@ -116,15 +117,11 @@ class Artifacts:
         matplotlib.use("Agg", force=False)
         import matplotlib.pyplot as plt
 
-        if hasattr(fig, "draw") and hasattr(fig, "save") and not hasattr(fig, "savefig"):
-            # plotnine: render to a matplotlib figure once, save both formats from it
-            if width and height:
-                fig = fig + __import__("plotnine").theme(figure_size=(width, height))
-            mfig = fig.draw()
-        else:
-            mfig = fig
-            if width and height:
-                mfig.set_size_inches(width, height)
+        if not hasattr(fig, "savefig"):
+            raise DlrcError(f"figure {name}: expected a matplotlib Figure, got {type(fig).__name__}")
+        mfig = fig
+        if width and height:
+            mfig.set_size_inches(width, height)
         if not self.write:  # shown from memory, nothing saved
             import io
 
@@ -137,6 +134,7 @@ class Artifacts:
             target.parent.mkdir(parents=True, exist_ok=True)
             fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=f".{ext}")
             os.close(fd)
+            public_mode(tmp)
             try:
                 # fixed metadata so the same inputs give the same bytes
                 meta = {"CreationDate": None} if ext == "pdf" else {"Software": None}
@@ -226,6 +224,7 @@ class Artifacts:
         target.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
         os.close(fd)
+        public_mode(tmp)
         try:
             df.to_parquet(tmp, index=True)
             os.replace(tmp, target)

@@ -46,6 +46,16 @@ def _cmd_lab(args: argparse.Namespace) -> int:
     return cli_lab(args)
 
 
+def _cmd_snapshot(args: argparse.Namespace) -> int:
+    from dlrc_lib.reporting.snapshot import cli_snapshot
+
+    return cli_snapshot(args)
+def _cmd_weights(args: argparse.Namespace) -> int:
+    from dlrc_lib.features.deep.weights import cli_weights
+
+    return cli_weights(args)
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="dlrc",
@@ -90,6 +100,21 @@ def build_parser() -> argparse.ArgumentParser:
                          epilog="Other arguments go to jupyter lab, e.g. dlrc lab --no-browser --port 8890")
     lab.add_argument("--run", help="run folder the notebooks read (default: the last finished run in reports/)")
     lab.set_defaults(func=_cmd_lab)
+    sn = sub.add_parser("snapshot", help="copy a finished run's verdict, tables and figures into a small "
+                        "folder to commit (no patient-level data)")
+    sn.add_argument("run_dir", help="finished run folder, e.g. reports/paper")
+    sn.add_argument("out_dir", help="snapshot folder, e.g. docs/reference-run (replaced as a whole)")
+    sn.add_argument("--max-mb", type=float, default=15.0, help="refuse a snapshot larger than this (MB)")
+    sn.set_defaults(func=_cmd_snapshot)
+    w = sub.add_parser("weights", help="ImageNet weights of the ResNets: import them offline, show what a run uses")
+    wsub = w.add_subparsers(dest="weights_verb", metavar="import|status", required=True)
+    wi = wsub.add_parser("import", help="verify torchvision's checkpoint files in DIR and copy them into "
+                         "torchvision's cache ($TORCH_HOME/hub/checkpoints)")
+    wi.add_argument("dir", metavar="DIR", help="folder holding resnet50-0676ba61.pth, resnet101-63fe2227.pth, "
+                    "resnet152-394f9c45.pth (any of them)")
+    ws = wsub.add_parser("status", help="list the checkpoint files present and the weights a run would use")
+    ws.add_argument("--params", default=None, help="parameter file whose deep.weights to resolve (default: auto)")
+    w.set_defaults(func=_cmd_weights)
     return p
 
 

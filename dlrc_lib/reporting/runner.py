@@ -3,7 +3,8 @@
 Each notebook receives, in its ``parameters`` cell, the values of the parameter file that
 it declares (flattened as ``<section>_<key>``), plus ``run_dir``, ``params_file`` and
 ``study_manifest`` (the resolved manifest of the study). Outputs go to ``reports/<run>/``:
-executed notebooks, their HTML copies, tables, figures, results, ``run.json`` and
+executed notebooks, their HTML copies, tables, figures, results, ``run.json``, the
+reporting checklist (``checklist.html``/``.csv``, :mod:`dlrc_lib.reporting.checklist`) and
 ``index.html``. A failing notebook stops the run; the notebook, the cell and the traceback
 are shown, and what earlier notebooks wrote stays as it is.
 """
@@ -31,7 +32,7 @@ from dlrc_lib.reporting.paths import ENV_PARAMS_FILE, ENV_RUNNER, project_root, 
 # Packages whose versions matter for the numbers (recorded in run.json).
 TRACKED_PACKAGES = (
     "numpy", "scipy", "pandas", "scikit-learn", "statsmodels", "pyradiomics", "SimpleITK",
-    "torch", "torchvision", "neuroCombat", "plotnine", "matplotlib", "papermill", "pyarrow",
+    "torch", "torchvision", "neuroCombat", "matplotlib", "papermill", "pyarrow",
 )
 
 # Names a notebook may declare beyond the schema's: set by the runner (write_artifacts: the
@@ -277,8 +278,10 @@ def run(params_path: str | Path, only: Iterable[str] | None = None, out: str | P
         "warnings": collect_warnings(run_dir),
     }
     atomic_write_text(run_json, dumps(provenance))
+    from dlrc_lib.reporting.checklist import write_checklist
     from dlrc_lib.reporting.report import write_index
 
+    write_checklist(run_dir, params)
     write_index(run_dir, params)
     say(f"dlrc run: {status} in {time.perf_counter() - t0:.1f} s; report: {run_dir / 'index.html'}")
     return 0 if status == "ok" else 1

@@ -24,15 +24,17 @@ compare_categorical        compareGroups: ``fisher.test`` if any expected < 5, e
 compare_continuous         compareGroups (two groups): ``t.test(var.equal=TRUE)`` (Student) or
                            ``kruskal.test``; normality by ``shapiro.test``
 quantile7                  ``quantile(x, type=7)``
+cohen_kappa                ``psych::cohen.kappa`` (unweighted kappa, its variance and bounds)
 =========================  ==============================================================
 
 The functions live in one module per family (:mod:`.roc`, :mod:`.classification`,
-:mod:`.calibration`, :mod:`.icc`, :mod:`.nonparametric`, :mod:`.glm`, :mod:`.contingency`);
+:mod:`.calibration`, :mod:`.icc`, :mod:`.nonparametric`, :mod:`.glm`, :mod:`.contingency`, :mod:`.agreement`);
 this package re-exports them as its public interface.
 """
 from __future__ import annotations
 
 from dlrc_lib.stats._base import format_p, quantile7
+from dlrc_lib.stats.agreement import KappaResult, cohen_kappa
 from dlrc_lib.stats.calibration import (
                                         CalibrationResult,
                                         HosmerLemeshow,
@@ -75,5 +77,5 @@ __all__ = [
     "classification_metrics", "metrics_from_counts", "wilson_ci", "hosmer_lemeshow",
     "calibration_curve", "net_benefit", "icc", "icc_many", "mann_whitney_pvalues",
     "logistic_glm", "backward_aic", "compare_categorical", "compare_continuous",
-    "fisher_exact", "chisq_test", "quantile7", "format_p",
+    "fisher_exact", "chisq_test", "quantile7", "format_p", "KappaResult", "cohen_kappa",
 ]

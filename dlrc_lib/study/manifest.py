@@ -11,6 +11,9 @@ lnm, age, parity, menopause, age_at_menopause, family_history, figo_stage, histo
 lnsd_mm, lnld_mm, node_necrosis, c_lnm`` (= ``lnsd_mm >= 10``), and absolute paths
 ``image_<SEQ>``, ``mask_<SEQ>`` (reader 1), ``mask_r2_<SEQ>`` (reader 2) and
 ``mask_rep_<SEQ>`` (reader 1 repeat; the last two only for the re-segmented subset).
+Optional: reader 2's (and reader 1's own) node reading (``READER2_COLUMNS``,
+``READER1_COLUMNS``) and the acquisition columns of Table S1 (``ACQUISITION_COLUMNS``), all
+in :mod:`dlrc_lib.study.schema` and described in ``docs/manifest.md``.
 """
 from __future__ import annotations
 
@@ -21,7 +24,13 @@ import numpy as np
 import pandas as pd
 
 from dlrc_lib.core.errors import DlrcError
-from dlrc_lib.study.schema import PATH_PREFIXES, c_lnm_from_short_axis
+from dlrc_lib.study.schema import (
+    ACQUISITION_NUMERIC,
+    NODE_OPTIONAL_DIAMETERS,
+    NODE_OPTIONAL_FLAGS,
+    PATH_PREFIXES,
+    c_lnm_from_short_axis,
+)
 
 
 def split_cohorts(df: pd.DataFrame, *, internal_centres: Iterable[str] = ("A",),
@@ -76,9 +85,12 @@ def load_study(manifest_path: str | Path, params=None) -> pd.DataFrame:
     for col in ("lnm", "parity", "node_necrosis"):
         if col in df:
             df[col] = pd.to_numeric(df[col], errors="coerce").astype("Int64")
-    for col in ("age", "age_at_menopause", "lnsd_mm", "lnld_mm"):
+    for col in ("age", "age_at_menopause", "lnsd_mm", "lnld_mm", *NODE_OPTIONAL_DIAMETERS, *ACQUISITION_NUMERIC):
         if col in df:
             df[col] = pd.to_numeric(df[col], errors="coerce").astype(float)
+    for col in NODE_OPTIONAL_FLAGS:
+        if col in df:
+            df[col] = pd.to_numeric(df[col], errors="coerce").astype("Int64")
     if "cohort" not in df or df["cohort"].isna().all():
         if params is None:
             from dlrc_lib.core.config import Params

@@ -113,6 +113,22 @@ LEVEL_LABELS = {">=5": "≥ 5", "1-2": "1–2", "3-4": "3–4"}
 CLINICAL_REQUIRED = ("patient_id", "centre", "scanner", "lnm", "age", "parity", "menopause",
                      "family_history", "figo_stage", "histology", "lnsd_mm", "lnld_mm", "node_necrosis")
 
+# ------------------------------------------------------ optional manifest columns
+#: Optional: reader 2's independent reading of the largest node (Supplementary Method S1);
+#: ``lnsd_mm``, ``lnld_mm``, ``node_necrosis`` hold the final (consensus) reading.
+READER2_COLUMNS = ("lnsd_mm_r2", "lnld_mm_r2", "node_necrosis_r2")
+#: Optional acquisition columns (Supplementary Table S1); an absent one reads "not given".
+ACQUISITION_TEXT = ("scanner_vendor", "scanner_model")
+ACQUISITION_NUMERIC = ("field_strength_t",) + tuple(
+    f"{what}_{seq}" for what in ("tr_ms", "te_ms", "slice_thickness_mm") for seq in SEQUENCES)
+ACQUISITION_INPLANE = tuple(f"inplane_mm_{seq}" for seq in SEQUENCES)  # "0.94x0.94" or "0.94"
+ACQUISITION_COLUMNS = ACQUISITION_TEXT + ACQUISITION_NUMERIC + ACQUISITION_INPLANE + ("dwi_b_values",)
+#: Optional: reader 1's own reading, when the final reading (``lnsd_mm`` ...) is a consensus
+#: that differs from it; without them the final reading counts as reader 1's.
+READER1_COLUMNS = ("lnsd_mm_r1", "lnld_mm_r1", "node_necrosis_r1")
+NODE_OPTIONAL_DIAMETERS = ("lnsd_mm_r1", "lnld_mm_r1", "lnsd_mm_r2", "lnld_mm_r2")
+NODE_OPTIONAL_FLAGS = ("node_necrosis_r1", "node_necrosis_r2")
+
 
 def _parity_one(count: Any) -> Any:
     if count is None or count is pd.NA:
@@ -193,3 +209,30 @@ def split_feature_name(feature: str) -> tuple[str, str]:
     if not m or m["seq"] not in SEQUENCES:
         return "", feature
     return m["seq"], m["name"]
+
+
+# ------------------------------------------------ acquisition value formats
+def parse_inplane(value) -> tuple[float, float]:
+    """``"0.94x0.94"`` (or ``"0.94 x 0.94"``, ``"0.94"``) -> (0.94, 0.94); ValueError otherwise."""
+    parts = [p.strip() for p in str(value).lower().replace("×", "x").split("x")]
+    if len(parts) not in (1, 2) or not all(parts):
+        raise ValueError(f"expected 'ROWxCOL' in mm, e.g. 0.94x0.94, got {value!r}")
+    nums = tuple(float(p) for p in parts)
+    if any(not np.isfinite(v) or v <= 0 for v in nums):
+        raise ValueError(f"in-plane resolution must be positive, got {value!r}")
+    return (nums[0], nums[-1])
+
+
+def parse_b_values(value) -> tuple[int, ...]:
+    """``"0, 800"`` (commas, semicolons or spaces) -> (0, 800); ValueError otherwise."""
+    text = str(value).replace(";", ",").replace(" ", ",")
+    parts = [p for p in text.split(",") if p.strip()]
+    if not parts:
+        raise ValueError(f"no b-value in {value!r}")
+    out = []
+    for p in parts:
+        v = float(p)
+        if not np.isfinite(v) or v < 0 or v != int(v):
+            raise ValueError(f"b-values must be non-negative integers (s/mm²), got {value!r}")
+        out.append(int(v))
+    return tuple(sorted(set(out)))

@@ -12,9 +12,15 @@ import pandas as pd
 from dlrc_lib.core.errors import DlrcError
 from dlrc_lib.study.manifest import read_manifest, split_cohorts
 from dlrc_lib.study.schema import (
+    ACQUISITION_INPLANE,
+    ACQUISITION_NUMERIC,
     CLINICAL_REQUIRED,
     COHORTS,
     MANIFEST_LEVELS,
+    READER1_COLUMNS,
+    READER2_COLUMNS,
+    parse_b_values,
+    parse_inplane,
     path_columns,
 )
 
@@ -152,6 +158,13 @@ def validate_manifest(manifest_path: str | Path, params=None, *, check_images: b
     for col in required:
         if col not in raw:
             err(None, f"column {col}", "required column missing from the manifest")
+    for group in (READER1_COLUMNS, READER2_COLUMNS):
+        given = [c for c in group if c in raw]
+        if given and len(given) < len(group):
+            for col in group:
+                if col not in raw:
+                    err(None, f"column {col}", f"optional reader columns come as a set ({', '.join(group)}); "
+                                               f"this one is missing")
     ids = raw["patient_id"].astype(str).str.strip() if "patient_id" in raw else pd.Series(
         [f"row {i + 2}" for i in range(len(raw))])
     ids = ids.where(~raw.get("patient_id", pd.Series([None] * len(raw))).isna(), [f"row {i + 2}" for i in range(len(raw))])
@@ -185,6 +198,7 @@ def validate_manifest(manifest_path: str | Path, params=None, *, check_images: b
                 err(pid, "lnsd_mm", f"short axis {s:g} mm exceeds long axis {lg:g} mm")
         except (TypeError, ValueError):
             pass
+        _check_optional(raw, row, pid, err)
         if "menopause" in raw and "age_at_menopause" in raw:
             post, am = row["menopause"], row["age_at_menopause"]
             if post == "Yes" and _missing(am):
@@ -235,6 +249,56 @@ def validate_manifest(manifest_path: str | Path, params=None, *, check_images: b
             jobs.append((pid, str(base), entries, label))
         problems += _run_jobs(_check_patient_files, jobs, n_jobs if n_jobs is not None else st.n_jobs, progress)
     return problems
+
+
+def _shown(value: Any) -> str:
+    """A manifest value as the user wrote it (numbers read by pandas without a trailing .0)."""
+    if isinstance(value, (float, np.floating)) and float(value).is_integer():
+        return str(int(value))
+    return str(value).strip()
+
+
+def _check_optional(raw: pd.DataFrame, row: pd.Series, pid: str, err) -> None:
+    """The optional reader-1/reader-2 node columns and acquisition columns of one row."""
+    for group in (READER1_COLUMNS, READER2_COLUMNS):
+        if not all(c in raw for c in group):
+            continue  # an incomplete set is reported once, study-wide
+        given = [c for c in group if not _missing(row[c])]
+        if not given:
+            continue  # this patient was not read by that reader
+        if len(given) < len(group):
+            absent = [c for c in group if c not in given]
+            err(pid, absent[0], f"missing value while {', '.join(given)} given (a reader's reading comes whole)")
+            continue
+        sd_col, ld_col, nec_col = group
+        if str(row[nec_col]).strip() not in ("0", "1", "0.0", "1.0"):
+            err(pid, nec_col, f"must be 0 or 1, got {_shown(row[nec_col])!r}")
+        vals = {}
+        for col in (sd_col, ld_col):
+            try:
+                vals[col] = float(row[col])
+            except (TypeError, ValueError):
+                err(pid, col, f"not a number: {_shown(row[col])!r}")
+                continue
+            if not np.isfinite(vals[col]) or vals[col] < 0:
+                err(pid, col, f"must be a non-negative number, got {_shown(row[col])!r}")
+        if len(vals) == 2 and vals[sd_col] > vals[ld_col]:
+            err(pid, sd_col, f"short axis {vals[sd_col]:g} mm exceeds long axis {vals[ld_col]:g} mm")
+    for col in ACQUISITION_NUMERIC:
+        if col in raw and not _missing(row[col]):
+            try:
+                v = float(row[col])
+            except (TypeError, ValueError):
+                err(pid, col, f"not a number: {_shown(row[col])!r}")
+                continue
+            if not np.isfinite(v) or v <= 0:
+                err(pid, col, f"must be a positive number, got {_shown(row[col])!r}")
+    for col in ACQUISITION_INPLANE + ("dwi_b_values",):
+        if col in raw and not _missing(row[col]):
+            try:
+                (parse_b_values if col == "dwi_b_values" else parse_inplane)(row[col])
+            except ValueError as exc:
+                err(pid, col, str(exc))
 
 
 def _run_jobs(func, jobs: list, n_jobs: int, progress: bool) -> list[Problem]:

@@ -6,6 +6,12 @@ scale/offset, noise level, bias-field strength and DWI b-value. The values are i
 but span what multi-centre pelvic MRI shows (1.5 T vs 3 T, b = 800 or 1000 s/mm^2, DWI on
 a coarser grid than CE-T1WI); ``scanner_effect`` in the parameters multiplies how far each
 scanner's intensities depart from the average one.
+
+Each scanner also carries the protocol a Table S1 lists: vendor and model (common pelvic
+MRI systems of the right field strength; the paper's own list is in its supplement, not in
+the text), and per sequence the repetition and echo times (CE-T1WI a 3D fat-suppressed
+gradient echo, DWI a single-shot echo-planar sequence, FS-T2WI a turbo spin echo). They
+describe the simulated scanners; the image simulation does not depend on them.
 """
 from __future__ import annotations
 
@@ -39,6 +45,10 @@ class Scanner:
     noise: float = 0.02  # noise SD relative to the signal range (Rician magnitude)
     bias: float = 0.15  # amplitude of the smooth multiplicative bias field (log scale)
     contrast: tuple[float, float, float] = (1.0, 1.0, 1.0)  # tissue-contrast gamma per sequence
+    vendor: str = ""  # manufacturer (Table S1)
+    model: str = ""  # system name (Table S1)
+    tr_ms: tuple[float, float, float] = (0.0, 0.0, 0.0)  # repetition time per sequence (CET1, DWI, T2FS)
+    te_ms: tuple[float, float, float] = (0.0, 0.0, 0.0)  # echo time per sequence (CET1, DWI, T2FS)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -46,29 +56,41 @@ class Scanner:
 
 SCANNERS: tuple[Scanner, ...] = (
     Scanner("A1", "A", 3.0, 0.34, (240, 240, 84), (0.8, 0.8), 1000, 0.0, False, (0, 0, 0),
-            (1100, 820, 950), (0, 0, 0), 0.015, 0.10, (1.00, 1.00, 1.00)),
+            (1100, 820, 950), (0, 0, 0), 0.015, 0.10, (1.00, 1.00, 1.00),
+            "Siemens", "MAGNETOM Skyra", (3.9, 4800, 4000), (1.4, 62, 95)),
     Scanner("A2", "A", 3.0, 0.28, (250, 250, 90), (0.72, 0.75), 800, 4.0, False, (2, -5, 6),
-            (1500, 1400, 1250), (20, 0, 10), 0.018, 0.14, (1.08, 0.95, 1.05)),
+            (1500, 1400, 1250), (20, 0, 10), 0.018, 0.14, (1.08, 0.95, 1.05),
+            "GE", "Discovery MR750", (4.2, 5000, 4200), (1.6, 66, 102)),
     Scanner("A3", "A", 1.5, 0.22, (260, 260, 96), (0.72, 0.7), 800, 0.0, True, (-3, 4, -8),
-            (700, 520, 640), (0, 5, 0), 0.035, 0.20, (0.92, 1.05, 0.95)),
+            (700, 520, 640), (0, 5, 0), 0.035, 0.20, (0.92, 1.05, 0.95),
+            "Siemens", "MAGNETOM Aera", (5.1, 5600, 3800), (2.2, 74, 98)),
     Scanner("A4", "A", 1.5, 0.16, (270, 270, 90), (0.8, 0.75), 1000, -3.0, False, (0, 0, 12),
-            (880, 610, 760), (40, 0, 20), 0.03, 0.22, (0.95, 1.10, 1.00)),
+            (880, 610, 760), (40, 0, 20), 0.03, 0.22, (0.95, 1.10, 1.00),
+            "Philips", "Achieva", (5.6, 4400, 3600), (2.4, 70, 90)),
     Scanner("B1", "B", 3.0, 0.45, (230, 230, 80), (0.87, 0.8), 1000, 0.0, False, (5, 3, -4),
-            (1800, 1200, 1600), (0, 10, 0), 0.012, 0.12, (1.10, 0.90, 1.10)),
+            (1800, 1200, 1600), (0, 10, 0), 0.012, 0.12, (1.10, 0.90, 1.10),
+            "Philips", "Ingenia", (4.0, 4600, 4500), (1.5, 64, 100)),
     Scanner("B2", "B", 1.5, 0.35, (260, 260, 96), (0.72, 0.75), 800, 6.0, True, (0, 0, 0),
-            (600, 700, 520), (10, 0, 5), 0.04, 0.25, (0.90, 1.00, 0.92)),
+            (600, 700, 520), (10, 0, 5), 0.04, 0.25, (0.90, 1.00, 0.92),
+            "GE", "Signa HDxt", (6.2, 6000, 3500), (2.1, 80, 104)),
     Scanner("B3", "B", 3.0, 0.20, (245, 245, 88), (0.8, 0.8), 800, 0.0, False, (-4, 6, 3),
-            (1250, 950, 1350), (0, 0, 0), 0.02, 0.18, (1.05, 1.08, 0.98)),
+            (1250, 950, 1350), (0, 0, 0), 0.02, 0.18, (1.05, 1.08, 0.98),
+            "United Imaging", "uMR 780", (4.4, 4200, 3900), (1.9, 60, 92)),
     Scanner("C1", "C", 3.0, 0.6, (240, 240, 80), (0.87, 0.8), 1000, -5.0, False, (0, -2, 0),
-            (2100, 1650, 1900), (50, 20, 30), 0.016, 0.15, (1.12, 1.05, 1.08)),
+            (2100, 1650, 1900), (50, 20, 30), 0.016, 0.15, (1.12, 1.05, 1.08),
+            "Siemens", "MAGNETOM Prisma", (3.7, 4300, 4400), (1.3, 58, 96)),
     Scanner("C2", "C", 1.5, 0.4, (270, 270, 100), (0.72, 0.7), 800, 0.0, True, (3, 0, -6),
-            (520, 450, 480), (0, 0, 0), 0.045, 0.28, (0.88, 0.92, 0.90)),
+            (520, 450, 480), (0, 0, 0), 0.045, 0.28, (0.88, 0.92, 0.90),
+            "GE", "Optima MR360", (6.5, 5800, 3300), (2.3, 78, 106)),
     Scanner("D1", "D", 3.0, 0.55, (235, 235, 84), (0.8, 0.8), 800, 3.0, False, (0, 4, 4),
-            (1350, 1050, 1150), (0, 0, 15), 0.02, 0.16, (1.02, 0.97, 1.03)),
+            (1350, 1050, 1150), (0, 0, 15), 0.02, 0.16, (1.02, 0.97, 1.03),
+            "GE", "Signa Pioneer", (4.1, 4700, 4100), (1.7, 63, 99)),
     Scanner("D2", "D", 1.5, 0.45, (255, 255, 92), (0.72, 0.75), 1000, 0.0, False, (-2, 0, 0),
-            (760, 560, 700), (15, 0, 0), 0.038, 0.24, (0.94, 1.06, 0.97)),
+            (760, 560, 700), (15, 0, 0), 0.038, 0.24, (0.94, 1.06, 0.97),
+            "Siemens", "MAGNETOM Avanto", (5.3, 5400, 3700), (2.3, 76, 94)),
     Scanner("E1", "E", 3.0, 1.0, (250, 250, 88), (0.87, 0.8), 1000, 8.0, True, (0, 0, -10),
-            (1650, 1500, 1450), (0, 30, 0), 0.022, 0.20, (1.06, 1.12, 1.02)),
+            (1650, 1500, 1450), (0, 30, 0), 0.022, 0.20, (1.06, 1.12, 1.02),
+            "Philips", "Ingenia CX", (3.8, 4500, 4300), (1.4, 61, 97)),
 )
 
 SCANNER_BY_NAME: dict[str, Scanner] = {s.name: s for s in SCANNERS}

@@ -32,17 +32,19 @@ import yaml
 
 from dlrc_lib.core.errors import DlrcError
 from dlrc_lib.core.io import atomic_write_text, dumps
-from dlrc_lib.study.schema import COHORTS, SEQUENCES, c_lnm_from_short_axis
+from dlrc_lib.study.schema import ACQUISITION_COLUMNS, COHORTS, READER2_COLUMNS, SEQUENCES, c_lnm_from_short_axis
 from dlrc_lib.twin.anatomy import render_patient, scanner_grid
 from dlrc_lib.twin.clinical import solve_clinical
-from dlrc_lib.twin.nodes import add_nodes
+from dlrc_lib.twin.nodes import add_nodes, add_second_reader
 from dlrc_lib.twin.scanners import SCANNER_BY_NAME, SCANNERS, assign_centres
 
-GENERATOR_VERSION = "1.2.0"
+# 1.3.0: reader 2's node measurements (lnsd_mm_r2, lnld_mm_r2, node_necrosis_r2) and the
+# scanners' acquisition columns (Table S1) in the manifest; images and reader 1 unchanged
+GENERATOR_VERSION = "1.3.0"
 COHORT_ORDER = {c: i for i, c in enumerate(COHORTS)}
 CLINICAL_COLUMNS = ["patient_id", "centre", "scanner", "cohort", "lnm", "age", "parity", "menopause",
                     "age_at_menopause", "family_history", "figo_stage", "histology", "lnsd_mm",
-                    "lnld_mm", "node_necrosis", "c_lnm", "tumour_diameter_mm"]
+                    "lnld_mm", "node_necrosis", "c_lnm", "tumour_diameter_mm", *READER2_COLUMNS]
 # FIGO 2018 substage -> greatest tumour diameter range (mm)
 FIGO_DIAMETER = {"IB1": (8.0, 20.0), "IB2": (20.5, 40.0), "IB3": (40.5, 60.0),
                  "IIA1": (12.0, 40.0), "IIA2": (40.5, 60.0)}
@@ -77,6 +79,7 @@ def build_clinical_table(params, published: dict | None = None) -> pd.DataFrame:
         diam.append(round(lo + (hi - lo) * u, 1))
     df["tumour_diameter_mm"] = diam
     df["c_lnm"] = c_lnm_from_short_axis(df["lnsd_mm"])
+    df = add_second_reader(df, seed=seed)
     return df[CLINICAL_COLUMNS]
 
 
@@ -124,7 +127,11 @@ noise and bias field.
 Any result obtained on these data says how the *analysis pipeline* behaves, not how the
 published model performs on patients.
 
-- `manifest.csv` - one row per patient: {n} patients, paths relative to this folder.
+- `manifest.csv` - one row per patient: {n} patients, paths relative to this folder; besides
+  the clinical columns and reader 1's node measurements (`lnsd_mm`, `lnld_mm`,
+  `node_necrosis`, the final reading), reader 2's independent ones (`*_r2`) and the
+  simulated scanners' acquisition parameters (vendor, model, field strength, TR/TE, slice
+  thickness, in-plane resolution, DWI b-values).
 - `study.json` - generator version, seed and every parameter used.
 - `patients/<id>/` - `<SEQ>.nii.gz` images, `<SEQ>_mask.nii.gz` reader-1 masks and, for the
   {n_icc} re-segmented patients, `<SEQ>_mask_r2.nii.gz` (reader 2) and `<SEQ>_mask_rep.nii.gz`
@@ -146,6 +153,27 @@ def _write_nifti(arr: np.ndarray, grid, path: Path, compression: int) -> None:
     finally:
         if tmp.exists():
             tmp.unlink()
+
+
+def acquisition_frame(scanners: pd.Series, shape: tuple[int, int, int],
+                      fov_scale: tuple[float, float, float] = (1.0, 1.0, 1.0)) -> pd.DataFrame:
+    """The manifest's acquisition columns (Supplementary Table S1) of each patient, from the
+    scanner table: vendor, model, field strength, TR/TE per sequence, and the slice thickness
+    and in-plane resolution of the grid the images are written on (contiguous slices)."""
+    rows = []
+    for name in scanners:
+        sc = SCANNER_BY_NAME[name]
+        rec: dict[str, Any] = {"scanner_vendor": sc.vendor, "scanner_model": sc.model,
+                               "field_strength_t": sc.field_t}
+        for i, seq in enumerate(SEQUENCES):
+            rec[f"tr_ms_{seq}"], rec[f"te_ms_{seq}"] = sc.tr_ms[i], sc.te_ms[i]
+        for seq in SEQUENCES:
+            sx, sy, sz = scanner_grid(sc, seq, shape, fov_scale).spacing
+            rec[f"slice_thickness_mm_{seq}"] = round(sz, 2)
+            rec[f"inplane_mm_{seq}"] = f"{round(sx, 2):g}x{round(sy, 2):g}"
+        rec["dwi_b_values"] = f"0, {sc.b_value}"
+        rows.append(rec)
+    return pd.DataFrame(rows, index=scanners.index, columns=list(ACQUISITION_COLUMNS))
 
 
 def patient_files(pid: str, with_icc: bool) -> dict[str, str]:
@@ -196,11 +224,12 @@ def generate_study(params, out: str | Path | None = None, *, clinical_only: bool
     df = build_clinical_table(params)
     st = params.study
     fp = study_fingerprint(params, clinical_only)
+    shape = tuple(int(v) for v in st.volume_shape)
+    fov_scale = tuple(float(v) for v in st.fov_scale)
+    df = pd.concat([df, acquisition_frame(df["scanner"], shape, fov_scale)], axis=1)
     if not clinical_only:
         icc = set(icc_subset(df, st.icc_cases, params.seed))
         stamp = hashlib.sha256(json.dumps(fp, sort_keys=True).encode()).hexdigest()
-        shape = tuple(int(v) for v in st.volume_shape)
-        fov_scale = tuple(float(v) for v in st.fov_scale)
         jobs = [(str(out), i, row, shape, st.signal, st.scanner_effect, int(params.seed),
                  row["patient_id"] in icc, st.compression_level, stamp, fov_scale)
                 for i, row in enumerate(df.to_dict("records"))]

@@ -17,7 +17,9 @@ ImageNet classifier), i.e. one feature vector per image or volume.
   checkpoint files (``resnet50-0676ba61.pth`` ...) or ``resnet50.pth`` etc.
 
 Nothing is ever downloaded when ``DLRC_OFFLINE`` is set (the test suite sets it), and the
-cache is checked before anything that could download is called.
+cache is checked before anything that could download is called. ``dlrc weights import DIR``
+copies torchvision's files into the cache on machines without network access
+(:mod:`dlrc_lib.features.deep.weights`).
 
 **Inflation (I3D).** The 3D extractor is the 2D network with every ``k x k`` convolution
 turned into a ``3 x k x k`` convolution whose depth slices are the 2D kernel divided by 3
@@ -92,10 +94,14 @@ def _tv_weights_enum(arch: str):
     return getattr(getattr(tvm, _TV[arch][1]), WEIGHTS_TAG)
 
 
+def imagenet_file_name(arch: str) -> str:
+    """torchvision's file name of the ImageNet checkpoint of ``arch`` (``resnet50-0676ba61.pth``)."""
+    return os.path.basename(_tv_weights_enum(arch).url)
+
+
 def imagenet_checkpoint_path(arch: str) -> Path:
     """Where torchvision keeps (or would keep) the ImageNet checkpoint of ``arch``."""
-    url = _tv_weights_enum(arch).url
-    return Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(url)
+    return Path(torch.hub.get_dir()) / "checkpoints" / imagenet_file_name(arch)
 
 
 def offline() -> bool:
@@ -153,7 +159,9 @@ def resolve_weights(arch: str, spec: str, seed: int) -> WeightsInfo:
             f"RANDOM WEIGHTS: ImageNet weights of {arch} are not available (no {ckpt}"
             f"{' and downloads are disabled' if offline() else ' and the download failed'}); "
             f"{arch} features come from a seeded random initialisation (seed {seed}), "
-            f"not from the pre-trained network the paper used"
+            f"not from the pre-trained network the paper used; to fix it, put torchvision's "
+            f"{ckpt.name} (https://download.pytorch.org/models/{ckpt.name}) in a folder and run: "
+            f"dlrc weights import <folder>"
         )
         return WeightsInfo(arch, "random", random_info.identity, warning=msg)
     path = Path(spec)

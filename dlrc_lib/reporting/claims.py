@@ -1,0 +1,676 @@
+"""The reproduction verdict: the paper's findings checked one by one on a finished run.
+
+The claims are data (``params/claims.yaml``, next to ``published_values.yaml``): each has the
+paper's statement, where the paper makes it, a rule and the keys of its published and
+reproduced values. :func:`evaluate_claims` reads only the run folder (``run.json``,
+``results/*.json``, ``data/decision_curves.parquet``) and returns one row per claim with a
+verdict:
+
+``holds`` / ``fails``
+    the rule decided on this run's numbers;
+``not testable here``
+    the run cannot decide it, with the reason: the networks carry random weights (every
+    deep-learning claim), or the run produced no value (a cohort with one class, a notebook
+    that did not run);
+``input``
+    a number the synthetic twin was generated from (Table 1 counts, SRA confusion counts,
+    Fig. 1 exclusions): its agreement with the paper is by construction;
+``calibrated``
+    a number the twin's generator was tuned towards.
+
+Only ``holds`` and ``fails`` are counted as tested (column ``counted``).
+"""
+from __future__ import annotations
+
+import fnmatch
+import itertools
+import json
+import math
+import string
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import pandas as pd
+import yaml
+
+from dlrc_lib.core.errors import DlrcError
+from dlrc_lib.core.io import atomic_write_text
+from dlrc_lib.study.schema import COHORTS, split_feature_name
+
+HOLDS, FAILS, NOT_TESTABLE, INPUT, CALIBRATED = "holds", "fails", "not testable here", "input", "calibrated"
+VERDICTS = (HOLDS, FAILS, NOT_TESTABLE, INPUT, CALIBRATED)
+COLUMNS = ["id", "group", "claim", "source", "rule", "published", "reproduced", "verdict", "reason", "counted"]
+_MISSING = object()
+
+
+# ----------------------------------------------------------------------------- files
+def _project_root() -> Path:
+    return Path(__file__).resolve().parents[2]
+
+
+def _existing(path: str | Path, run_dir: Path | None = None) -> Path | None:
+    p = Path(path)
+    cands = [p] if p.is_absolute() else [Path.cwd() / p, _project_root() / p] + ([run_dir / p] if run_dir else [])
+    return next((c for c in cands if c.is_file()), None)
+
+
+def default_claims_file(published_file: str | Path | None = None) -> Path:
+    """``claims.yaml`` beside the published values, else the checkout's ``params/claims.yaml``."""
+    if published_file is not None:
+        sibling = Path(published_file).with_name("claims.yaml")
+        if sibling.is_file():
+            return sibling
+    return _project_root() / "params" / "claims.yaml"
+
+
+def flatten(values: dict, prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in values.items():
+        path = f"{prefix}{key}"
+        if isinstance(value, dict):
+            out.update(flatten(value, path + "."))
+        else:
+            out[path] = value
+    return out
+
+
+def load_claims(path: str | Path) -> tuple[dict, list[dict]]:
+    """The claims file's settings and its claims, each ``each`` entry expanded."""
+    path = Path(path)
+    if not path.is_file():
+        raise DlrcError(f"{path}: claims file not found")
+    doc = yaml.safe_load(path.read_text()) or {}
+    if not isinstance(doc.get("claims"), list):
+        raise DlrcError(f"{path}: no list `claims`")
+    labels = doc.get("labels", {})
+    claims, seen = [], set()
+    for i, entry in enumerate(doc["claims"]):
+        missing = [k for k in ("id", "claim", "rule") if k not in entry]
+        if missing:
+            raise DlrcError(f"{path}: claim {entry.get('id', f'#{i + 1}')}: missing {', '.join(missing)}")
+        if entry["rule"] not in RULES:
+            raise DlrcError(f"{path}: claim {entry['id']}: unknown rule {entry['rule']!r} "
+                            f"(one of {', '.join(sorted(RULES))})")
+        each = entry.get("each") or {}
+        names = list(each)
+        for combo in itertools.product(*(each[n] for n in names)):
+            subst = {}
+            for n, v in zip(names, combo):
+                subst[n] = str(v)
+                subst[f"{n}_label"] = str(labels.get(n, {}).get(v, v))
+            claim = {k: _fill(v, subst) for k, v in entry.items() if k != "each"}
+            claim["vars"] = subst
+            if claim["id"] in seen:
+                raise DlrcError(f"{path}: claim id {claim['id']} appears twice")
+            seen.add(claim["id"])
+            claims.append(claim)
+    return doc, claims
+
+
+class _Keep(dict):
+    def __missing__(self, key: str) -> str:  # leave run-level placeholders ({best_dl}) for later
+        return "{" + key + "}"
+
+
+def _fill(value: Any, subst: dict[str, str]) -> Any:
+    if isinstance(value, str):
+        return string.Formatter().vformat(value, (), _Keep(subst))
+    if isinstance(value, list):
+        return [_fill(v, subst) for v in value]
+    if isinstance(value, dict):
+        return {k: _fill(v, subst) for k, v in value.items()}
+    return value
+
+
+# ----------------------------------------------------------------------------- the run
+@dataclass
+class RunView:
+    """What a finished run folder says, as the rules need it."""
+
+    run_dir: Path
+    run: dict
+    published: dict[str, Any]
+    reproduced: dict[str, Any]
+    results: dict[str, dict]
+    settings: dict
+    study_source: str
+    best_dl: str | None
+    weights_problem: str | None
+    calibrated_towards: list[str] = field(default_factory=list)
+
+    @property
+    def twin(self) -> bool:
+        return self.study_source == "twin"
+
+    def frame(self, name: str) -> pd.DataFrame | None:
+        path = self.run_dir / "data" / f"{name}.parquet"
+        return pd.read_parquet(path) if path.is_file() else None
+
+
+def _weights_problem(results: dict[str, dict], run: dict) -> str | None:
+    """Why the deep features are not the paper's (pre-trained networks), or None."""
+    deep = results.get("04_deep_learning")
+    if deep is None:
+        return "the deep-learning notebook (04) has no results in this run"
+    weights = deep.get("weights") or {}
+    random_models = [m for m, w in weights.items() if (w or {}).get("source") == "random"]
+    if random_models:
+        fallback = any((weights[m] or {}).get("random_fallback") for m in random_models)
+        archs = sorted({m.partition("_")[0] for m in random_models}, key=lambda a: int(a[6:]) if a[6:].isdigit() else 0)
+        why = "ImageNet weights not available" if fallback else "deep.weights asked for them"
+        return (f"random network weights ({'/'.join(archs)}: {why}); the paper's deep-learning "
+                f"findings are about pre-trained networks")
+    for msgs in (run.get("warnings") or {}).values():
+        for msg in msgs:
+            if "RANDOM WEIGHTS" in str(msg):
+                return f"random network weights ({msg})"
+    return None
+
+
+def _published_file(run: dict, run_dir: Path, published_file: str | Path | None) -> Path:
+    if published_file is not None:
+        p = Path(published_file)
+        if not p.is_file():
+            raise DlrcError(f"{p}: published values file not found")
+        return p
+    name = (run.get("params") or {}).get("published_values") or "params/published_values.yaml"
+    found = _existing(name, run_dir) or _existing("params/published_values.yaml")
+    if found is None:
+        raise DlrcError(f"{run_dir / 'run.json'}: published values file {name} not found")
+    return found
+
+
+def _calibrated_towards(run: dict, run_dir: Path) -> list[str]:
+    """Claim ids / published keys the twin says it was tuned towards (``study.json``)."""
+    cands = [run_dir / "study.json"]
+    manifest = run.get("study_manifest")
+    if manifest:
+        cands.append(Path(manifest).parent / "study.json")
+    for c in cands:
+        if c.is_file():
+            try:
+                doc = json.loads(c.read_text())
+            except json.JSONDecodeError as exc:
+                raise DlrcError(f"{c}: not valid JSON ({exc})") from None
+            targets = doc.get("calibrated_towards") or []
+            if isinstance(targets, dict):
+                targets = list(targets)
+            return [str(t) for t in targets]
+    return []
+
+
+def load_run(run_dir: str | Path, published_file: str | Path | None = None, settings: dict | None = None) -> RunView:
+    run_dir = Path(run_dir)
+    run_json = run_dir / "run.json"
+    if not run_json.is_file():
+        raise DlrcError(f"{run_json}: not found; is {run_dir} a finished run folder (dlrc run)?")
+    run = json.loads(run_json.read_text())
+    results: dict[str, dict] = {}
+    reproduced: dict[str, Any] = {}
+    for path in sorted((run_dir / "results").glob("*.json")):
+        try:
+            data = json.loads(path.read_text())
+        except json.JSONDecodeError as exc:
+            raise DlrcError(f"{path}: not valid JSON ({exc})") from None
+        results[path.stem] = data
+        reproduced.update(data.get("reproduced", {}))
+    pub_path = _published_file(run, run_dir, published_file)
+    published = flatten(yaml.safe_load(pub_path.read_text()) or {})
+    source = str(((run.get("params") or {}).get("study") or {}).get("source", "manifest"))
+    best = (results.get("04_deep_learning") or {}).get("best_model") or \
+        (results.get("05_dlrc") or {}).get("best_model")
+    return RunView(run_dir=run_dir, run=run, published=published, reproduced=reproduced, results=results,
+                   settings=settings or {}, study_source=source, best_dl=best,
+                   weights_problem=_weights_problem(results, run),
+                   calibrated_towards=_calibrated_towards(run, run_dir) if source == "twin" else [])
+
+
+# ----------------------------------------------------------------------------- values
+class Missing(Exception):
+    """A value the run did not produce (the claim is then not testable here)."""
+
+
+def _run_vars(view: RunView) -> dict[str, str]:
+    out = {"paper_best_dl": str(view.settings.get("paper_best_dl", "ResNet152_2D"))}
+    if view.best_dl:
+        out["best_dl"] = view.best_dl
+    return out
+
+
+def _key(template: str, view: RunView) -> str:
+    key = string.Formatter().vformat(template, (), _Keep(_run_vars(view)))
+    if "{best_dl}" in key:
+        raise Missing("the run chose no best deep-learning model (notebook 04 has no results)")
+    return key
+
+
+def _get_path(data: Any, path: str) -> Any:
+    for part in str(path).split("."):
+        if isinstance(data, dict) and part in data:
+            data = data[part]
+        else:
+            return _MISSING
+    return data
+
+
+def resolve(ref: Any, view: RunView, side: str, claim_id: str = "") -> Any:
+    """A claim argument's value on the ``published`` or ``reproduced`` side."""
+    if isinstance(ref, list):
+        return [resolve(r, view, side, claim_id) for r in ref]
+    if isinstance(ref, dict):
+        if "value" in ref:
+            return ref["value"]
+        if "result" in ref:
+            nb = str(ref["result"])
+            if nb not in view.results:
+                raise Missing(f"notebook {nb} has no results in this run")
+            value = _get_path(view.results[nb], ref.get("path", ""))
+            if value is _MISSING:
+                raise Missing(f"results/{nb}.json has no {ref.get('path')}")
+            return value
+        raise DlrcError(f"claims: claim {claim_id}: argument {ref!r} is neither a key, {{value: ..}} nor {{result: ..}}")
+    key = _key(str(ref), view)
+    if side == "published":
+        if key not in view.published:
+            raise DlrcError(f"claims: claim {claim_id}: {key} is not a key of the published values")
+        return view.published[key]
+    if key not in view.reproduced:
+        raise Missing(f"the run produced no value for {key}")
+    value = view.reproduced[key]
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        raise Missing(f"{key} is undefined in this run (e.g. a cohort with one LNM class or 0/0)")
+    return value
+
+
+def as_number(v: Any) -> float:
+    """Numbers and p-values as printed ("<0.001" -> 0.0009999)."""
+    if isinstance(v, bool):
+        return float(v)
+    if isinstance(v, (int, float)):
+        if isinstance(v, float) and math.isnan(v):
+            raise Missing("value is undefined (NaN)")
+        return float(v)
+    if isinstance(v, str):
+        s = v.strip()
+        try:
+            if s.startswith("<"):
+                return math.nextafter(float(s[1:]), 0.0)
+            return float(s)
+        except ValueError:
+            pass
+    raise Missing(f"{v!r} is not a number")
+
+
+def fmt(v: Any) -> str:
+    if v is None:
+        return "—"
+    if isinstance(v, str):
+        return v
+    if isinstance(v, bool):
+        return "yes" if v else "no"
+    if isinstance(v, float):
+        return f"{v:.3f}".rstrip("0").rstrip(".") if abs(v) < 1000 else f"{v:.0f}"
+    if isinstance(v, list):
+        return ", ".join(fmt(x) for x in v)
+    return str(v)
+
+
+def fmt_auc(v: Any) -> str:
+    if isinstance(v, list) and len(v) == 3:
+        return f"{as_number(v[0]):.3f} ({as_number(v[1]):.3f}–{as_number(v[2]):.3f})"
+    return fmt(v)
+
+
+def fmt_p(v: Any) -> str:
+    return v if isinstance(v, str) else f"{as_number(v):.3f}"
+
+
+# ----------------------------------------------------------------------------- rules
+@dataclass
+class Outcome:
+    published: str
+    reproduced: str
+    holds: bool
+    reason: str
+
+
+def _transform(value: Any, how: str | None) -> Any:
+    if how is None:
+        return value
+    if isinstance(value, list):
+        return [_transform(v, how) for v in value]
+    s = str(value)
+    if how == "dimension":  # ResNet152_2D -> 2D
+        return s.rpartition("_")[2]
+    if how == "sequence":  # CET1_wavelet.HLH_... -> CET1
+        return split_feature_name(s)[0]
+    raise DlrcError(f"claims: unknown transform {how!r} (dimension | sequence)")
+
+
+def _equal(a: Any, b: Any) -> bool:
+    if isinstance(a, list) and isinstance(b, list):
+        return len(a) == len(b) and all(_equal(x, y) for x, y in zip(a, b))
+    try:
+        return abs(as_number(a) - as_number(b)) < 1e-9
+    except Missing:
+        return str(a) == str(b)
+
+
+def rule_equals(c: dict, view: RunView) -> Outcome:
+    pub = _transform(resolve(c["published"], view, "published", c["id"]), c.get("transform"))
+    rep = _transform(resolve(c["reproduced"], view, "reproduced", c["id"]), c.get("transform"))
+    ok = _equal(pub, rep)
+    return Outcome(fmt(pub), fmt(rep), ok, "same value as the paper" if ok else "differs from the paper")
+
+
+def rule_auc_agreement(c: dict, view: RunView) -> Outcome:
+    pub = [as_number(x) for x in resolve(c["published"], view, "published", c["id"])]
+    rep_raw = resolve(c["reproduced"], view, "reproduced", c["id"])
+    if not isinstance(rep_raw, list) or len(rep_raw) != 3:
+        raise Missing(f"no AUC with a confidence interval for {c['reproduced']}")
+    rep = [as_number(x) for x in rep_raw]
+    in_pub = pub[1] <= rep[0] <= pub[2]
+    in_rep = rep[1] <= pub[0] <= rep[2]
+    reason = (f"reproduced {rep[0]:.3f} {'inside' if in_pub else 'outside'} the paper's CI "
+              f"{pub[1]:.3f}–{pub[2]:.3f}; published {pub[0]:.3f} {'inside' if in_rep else 'outside'} "
+              f"the reproduced CI {rep[1]:.3f}–{rep[2]:.3f}")
+    return Outcome(fmt_auc(pub), fmt_auc(rep), in_pub and in_rep, reason)
+
+
+def _significant(p: Any, alpha: float) -> bool:
+    return as_number(p) < alpha
+
+
+def rule_p_side(c: dict, view: RunView) -> Outcome:
+    alpha = float(view.settings.get("alpha", 0.05))
+    pub = resolve(c["published"], view, "published", c["id"])
+    rep = resolve(c["reproduced"], view, "reproduced", c["id"])
+    pubs, reps = (pub, rep) if isinstance(pub, list) else ([pub], [rep])
+    ok, notes = True, []
+    for p, r in zip(pubs, reps):
+        same = _significant(p, alpha) == _significant(r, alpha)
+        ok &= same
+        notes.append(f"p = {fmt_p(r)} {'<' if _significant(r, alpha) else '≥'} {alpha:g} "
+                     f"({'as' if same else 'unlike'} the paper's {fmt_p(p)})")
+    if c.get("better") and all(_significant(p, alpha) for p in pubs):
+        a, b = (as_number(resolve(k, view, "reproduced", c["id"])[0]) for k in c["better"])
+        if a <= b:
+            ok = False
+        notes.append(f"AUC {a:.3f} vs {b:.3f}: DLRC {'higher' if a > b else 'not higher'}")
+    return Outcome(", ".join(fmt_p(p) for p in pubs), ", ".join(fmt_p(r) for r in reps), ok, "; ".join(notes))
+
+
+def rule_p_above(c: dict, view: RunView) -> Outcome:
+    alpha = float(view.settings.get("alpha", 0.05))
+    pub = resolve(c["published"], view, "published", c["id"])
+    rep = resolve(c["reproduced"], view, "reproduced", c["id"])
+    ok = as_number(rep) > alpha
+    return Outcome(fmt_p(pub), fmt_p(rep), ok, f"p = {fmt_p(rep)} {'>' if ok else '≤'} {alpha:g}")
+
+
+def rule_highest(c: dict, view: RunView) -> Outcome:
+    names = list(c["names"])
+
+    def side(s: str) -> tuple[str, list[float]]:
+        vals = [as_number(v[0] if isinstance(v, list) else v) for v in resolve(c[s], view, s, c["id"])]
+        return names[max(range(len(vals)), key=vals.__getitem__)], vals
+
+    pw, pv = side("published")
+    rw, rv = side("reproduced")
+    show = lambda vals: ", ".join(f"{n} {v:.3f}" for n, v in zip(names, vals))  # noqa: E731
+    ok = rw == c["expect"] and sum(v == max(rv) for v in rv) == 1
+    return Outcome(show(pv), show(rv), ok, f"highest here: {rw}" + ("" if ok else f" (the paper: {pw})"))
+
+
+def rule_auc_order(c: dict, view: RunView) -> Outcome:
+    pubs, reps, notes, ok = [], [], [], True
+    for coh in COHORTS:
+        pa, pb = (as_number(resolve(f"table3.{coh}.{m}.auc", view, "published", c["id"])[0])
+                  for m in (c["first"], c["second"]))
+        ra, rb = (as_number(resolve(f"table3.{coh}.{m}.auc", view, "reproduced", c["id"])[0])
+                  for m in (c["first"], c["second"]))
+        same = (pa > pb) == (ra > rb)
+        ok &= same
+        pubs.append(f"{coh} {pa:.3f} {'>' if pa > pb else '<'} {pb:.3f}")
+        reps.append(f"{coh} {ra:.3f} {'>' if ra > rb else '≤'} {rb:.3f}")
+        if not same:
+            notes.append(f"{coh}: order reversed")
+    reason = (f"{c['first']} vs {c['second']}: " + ("same order in every cohort" if ok else "; ".join(notes)))
+    return Outcome("; ".join(pubs), "; ".join(reps), ok, reason)
+
+
+def rule_count_near(c: dict, view: RunView) -> Outcome:
+    pub = as_number(resolve(c["published"], view, "published", c["id"]))
+    rep = as_number(resolve(c["reproduced"], view, "reproduced", c["id"]))
+    tol = float(c.get("tolerance", 0))
+    ok = abs(rep - pub) <= tol
+    return Outcome(fmt(int(pub)), fmt(int(rep)), ok, f"{int(rep)} is {'within' if ok else 'more than'} "
+                   f"{tol:g} of {int(pub)}")
+
+
+def feature_family(name: str) -> str:
+    """Image-type family of a radiomics feature name (``CET1_wavelet-HLH_glcm_X`` -> wavelet)."""
+    _, rest = split_feature_name(str(name).replace(".", "-"))
+    return rest.split("_")[0].split("-")[0].lower()
+
+
+def rule_feature_mix(c: dict, view: RunView) -> Outcome:
+    pub = dict(resolve(c["published"], view, "published", c["id"]))
+    rep = resolve(c["reproduced"], view, "reproduced", c["id"])
+    names = [r["feature"] if isinstance(r, dict) else r for r in rep]
+    counts: dict[str, int] = {}
+    for n in names:
+        counts[feature_family(n)] = counts.get(feature_family(n), 0) + 1
+    order = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))
+    dom = c.get("dominant")
+    top = order[0][1] if order else 0
+    ok = bool(order) and counts.get(dom, 0) == top and sum(v == top for v in counts.values()) == 1
+    show = lambda d: ", ".join(f"{k} {v}" for k, v in d) or "none"  # noqa: E731
+    return Outcome(show(pub.items()), show(order), ok,
+                   f"{len(names)} features selected; {dom} {'is' if ok else 'is not'} the largest group")
+
+
+def rule_contains(c: dict, view: RunView) -> Outcome:
+    pub = [str(x) for x in resolve(c["published"], view, "published", c["id"])]
+    rep = [str(x) for x in resolve(c["reproduced"], view, "reproduced", c["id"])]
+    have = {x.lower() for x in rep}
+    lacking = [x for x in pub if x.lower() not in have]
+    return Outcome(", ".join(pub), ", ".join(rep) or "none", not lacking,
+                   "all kept" if not lacking else f"not kept: {', '.join(lacking)}")
+
+
+def _diff(c: dict, view: RunView, side: str) -> tuple[float, float, float]:
+    a, b = (as_number(v) for v in resolve(c[side], view, side, c["id"]))
+    return a, b, a - b
+
+
+def rule_difference_above(c: dict, view: RunView) -> Outcome:
+    pa, pb, pd_ = _diff(c, view, "published")
+    ra, rb, rd = _diff(c, view, "reproduced")
+    m = float(c.get("minimum", 0))
+    ok = rd > m
+    return Outcome(f"{pa:.1f} vs {pb:.1f} ({pd_:+.1f})", f"{ra:.1f} vs {rb:.1f} ({rd:+.1f})", ok,
+                   f"difference {rd:+.1f} points {'>' if ok else '≤'} {m:g}")
+
+
+def rule_difference_near(c: dict, view: RunView) -> Outcome:
+    pa, pb, pd_ = _diff(c, view, "published")
+    ra, rb, rd = _diff(c, view, "reproduced")
+    tol = float(c.get("tolerance", 5))
+    ok = rd > 0 and abs(rd - pd_) <= tol
+    return Outcome(f"{pa:.1f} vs {pb:.1f} ({pd_:+.1f})", f"{ra:.1f} vs {rb:.1f} ({rd:+.1f})", ok,
+                   f"margin {rd:+.1f} points, paper {pd_:+.1f} (tolerance {tol:g})")
+
+
+def _runs(mask: pd.Series) -> str:
+    """Threshold intervals where ``mask`` (indexed by threshold) is true: ``0.05–0.40; 0.52``."""
+    out, start, prev = [], None, None
+    for t, ok in mask.items():
+        if ok and start is None:
+            start = t
+        if not ok and start is not None:
+            out.append((start, prev))
+            start = None
+        prev = t
+    if start is not None:
+        out.append((start, prev))
+    return "; ".join(f"{a:.2f}" if a == b else f"{a:.2f}–{b:.2f}" for a, b in out) or "nowhere"
+
+
+def rule_net_benefit(c: dict, view: RunView) -> Outcome:
+    curves = view.frame("decision_curves")
+    if curves is None:
+        raise Missing("the run has no decision curves (data/decision_curves.parquet)")
+    lo, hi = (float(x) for x in view.settings.get("decision_curve_range", (0.1, 0.6)))
+    cohort = c["vars"].get("cohort")
+    model = c["model"]
+    over = [_key(o, view) for o in c["over"]]
+    part = curves[curves["cohort"].astype(str) == cohort]
+    if part.empty:
+        raise Missing(f"no decision curve for the {cohort} cohort")
+    wide = part.pivot_table(index="threshold", columns="model", values="net_benefit", sort=True)
+    absent = [m for m in [model, *over] if m not in wide.columns]
+    if absent:
+        raise Missing(f"no decision curve of {', '.join(absent)}")
+    above = pd.concat([wide[model] > wide[o] + 1e-12 for o in over], axis=1).all(axis=1)
+    inside = (wide.index >= lo - 1e-9) & (wide.index <= hi + 1e-9)
+    ok = bool(above[inside].all())
+    crossings = "; ".join(f"above {o} at {_runs(wide[model] > wide[o] + 1e-12)}" for o in over)
+    below = _runs(~above[inside])
+    rep = f"above over {lo:.2f}–{hi:.2f}" if ok else f"not above at {below}"
+    return Outcome(f"highest 'over a wide range of risk thresholds' (tested: {lo:.2f}–{hi:.2f})", rep, ok,
+                   f"{model} over 0–{wide.index.max():.2f}: {crossings}")
+
+
+RULES: dict[str, Callable[[dict, RunView], Outcome]] = {
+    "equals": rule_equals, "auc_agreement": rule_auc_agreement, "p_side": rule_p_side,
+    "p_above": rule_p_above, "highest": rule_highest, "auc_order": rule_auc_order,
+    "count_near": rule_count_near, "feature_mix": rule_feature_mix, "contains": rule_contains,
+    "difference_above": rule_difference_above, "difference_near": rule_difference_near,
+    "net_benefit": rule_net_benefit,
+}
+
+
+# ----------------------------------------------------------------------------- verdicts
+def _keys_of(c: dict) -> list[str]:
+    out = []
+    for side in ("published", "reproduced"):
+        refs = c.get(side)
+        for r in refs if isinstance(refs, list) else [refs]:
+            if isinstance(r, str):
+                out.append(r)
+    return out
+
+
+def _is_calibrated(c: dict, view: RunView) -> bool:
+    if not view.twin:
+        return False
+    if c.get("twin") == "calibrated":
+        return True
+    for target in view.calibrated_towards:
+        if fnmatch.fnmatchcase(c["id"], target) or any(fnmatch.fnmatchcase(k, target) for k in _keys_of(c)):
+            return True
+    return False
+
+
+def _twin_how(settings: dict, c: dict) -> str:
+    keys = [k.replace("{paper_best_dl}", "x") for k in _keys_of(c)]
+    for group in settings.get("twin_inputs", []):
+        if any(fnmatch.fnmatchcase(k, pat) for k in keys for pat in group.get("keys", [])):
+            return group.get("how", "")
+    return ""
+
+
+def evaluate_claim(c: dict, view: RunView) -> dict:
+    row = {"id": c["id"], "group": c.get("group", ""), "claim": c["claim"], "source": c.get("source", ""),
+           "rule": c["rule"], "published": "", "reproduced": "", "verdict": "", "reason": ""}
+    outcome: Outcome | None = None
+    missing: str | None = None
+    try:
+        outcome = RULES[c["rule"]](c, view)
+    except Missing as exc:
+        missing = str(exc)
+    if outcome is not None:
+        row.update(published=outcome.published, reproduced=outcome.reproduced)
+    else:
+        try:  # show at least the paper's side
+            pub = resolve(c.get("published"), view, "published", c["id"]) if c.get("published") is not None else ""
+            row["published"] = fmt_auc(pub) if c["rule"] == "auc_agreement" else fmt(pub)
+        except Missing:
+            pass
+        row["reproduced"] = "not produced"
+    if view.twin and c.get("twin") == "input":
+        how = _twin_how(view.settings, c)
+        scale = ((view.run.get("params") or {}).get("study") or {}).get("scale")
+        row["verdict"] = INPUT
+        row["reason"] = ("the twin is built from this number" + (f": {how}" if how else "")
+                         + (f"; this twin is at scale {scale:g}" if isinstance(scale, (int, float)) and scale != 1 else ""))
+    elif _is_calibrated(c, view):
+        row["verdict"] = CALIBRATED
+        row["reason"] = "the synthetic twin's generator was tuned towards this result (study.json calibrated_towards)"
+    elif c.get("deep") and view.weights_problem:
+        row["verdict"] = NOT_TESTABLE
+        row["reason"] = view.weights_problem
+    elif outcome is None:
+        row["verdict"] = NOT_TESTABLE
+        row["reason"] = missing or "not produced"
+    else:
+        row["verdict"] = HOLDS if outcome.holds else FAILS
+        row["reason"] = outcome.reason
+        if c.get("uses_dl_score") and view.weights_problem and view.weights_problem.startswith("random"):
+            row["reason"] += "; note: DLRC's DL_score comes from random-weight networks here"
+    row["counted"] = row["verdict"] in (HOLDS, FAILS)
+    return row
+
+
+def evaluate_claims(run_dir: str | Path, claims_file: str | Path | None = None,
+                    published_file: str | Path | None = None) -> pd.DataFrame:
+    """One row per claim of ``claims.yaml`` on the finished run in ``run_dir``:
+    id, group, claim, source, rule, published, reproduced, verdict, reason, counted."""
+    run_dir = Path(run_dir)
+    pre = load_run(run_dir, published_file)
+    pub_path = _published_file(pre.run, run_dir, published_file)
+    settings, claims = load_claims(claims_file or default_claims_file(pub_path))
+    pre.settings = settings
+    rows = [evaluate_claim(c, pre) for c in claims]
+    return pd.DataFrame(rows, columns=COLUMNS)
+
+
+def write_claims(run_dir: str | Path, claims: pd.DataFrame | None = None, **kw: Any) -> Path:
+    """``reports/<run>/claims.csv`` (evaluated here unless ``claims`` is given)."""
+    run_dir = Path(run_dir)
+    claims = evaluate_claims(run_dir, **kw) if claims is None else claims
+    target = run_dir / "claims.csv"
+    atomic_write_text(target, claims.to_csv(index=False, lineterminator="\n"))
+    return target
+
+
+def summary(claims: pd.DataFrame) -> dict[str, int]:
+    counts = claims["verdict"].value_counts()
+    return {v: int(counts.get(v, 0)) for v in VERDICTS}
+
+
+# ----------------------------------------------------------------------------- published numbers
+def published_roles(view: RunView, keys) -> dict[str, str]:
+    """For each published key: ``input`` / ``calibrated`` on a twin run (never counted as
+    reproduced), else ""."""
+    out = {}
+    for k in keys:
+        role = ""
+        if view.twin:
+            if any(fnmatch.fnmatchcase(k, pat) for g in view.settings.get("twin_inputs", []) for pat in g.get("keys", [])):
+                role = INPUT
+            elif any(fnmatch.fnmatchcase(k, t) for t in view.calibrated_towards):
+                role = CALIBRATED
+        out[k] = role
+    return out
+
+
+def run_view(run_dir: str | Path, claims_file: str | Path | None = None,
+             published_file: str | Path | None = None) -> RunView:
+    """The run as the claims see it, with the claims file's settings."""
+    view = load_run(run_dir, published_file)
+    pub_path = _published_file(view.run, Path(run_dir), published_file)
+    view.settings, _ = load_claims(claims_file or default_claims_file(pub_path))
+    return view

@@ -1,0 +1,199 @@
+"""The reproduction verdict on fabricated run folders: every rule's holds / fails path, the
+not-testable paths (missing values, random network weights), inputs and calibrated values
+never counted as reproduced, HTML escaping, and mistakes in the claims file."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+from claimsdata import decision_curves, make_run
+
+from dlrc_lib.core.errors import DlrcError
+from dlrc_lib.reporting.report import compare_with_paper, load_published
+from dlrc_lib.reporting import claims as C
+from dlrc_lib.reporting.index_page import render_index, write_index
+
+ROOT = Path(__file__).resolve().parents[1]
+PUBLISHED = ROOT / "params" / "published_values.yaml"
+CLAIMS = ROOT / "params" / "claims.yaml"
+
+
+def by_id(df: pd.DataFrame) -> pd.DataFrame:
+    return df.set_index("id")
+
+
+def test_claims_file_expands_to_enough_claims():
+    settings, claims = C.load_claims(CLAIMS)
+    ids = [c["id"] for c in claims]
+    assert len(ids) == len(set(ids)) >= 15
+    assert {"auc.radiomics.train", "auc.ResNet152_3D.external", "dlrc_highest.internal", "delong.dlrc_vs_dl.external",
+            "dl.best_is_2d", "dl.2d_vs_3d.101", "calibration.hl.external", "dca.treat.train", "sra.small_nodes.external",
+            "features.radiomics_mix", "dlrc.terms_clnm_rad", "input.table1_lnm_train"} <= set(ids)
+    assert settings["alpha"] == 0.05
+
+
+def test_every_rule_holds_when_the_run_reproduces_the_paper(tmp_path):
+    """A (non-twin) run with the published numbers: every claim holds, through every rule."""
+    df = C.evaluate_claims(make_run(tmp_path))
+    assert set(df.columns) >= {"id", "claim", "source", "published", "reproduced", "verdict", "reason"}
+    bad = df[df["verdict"] != C.HOLDS]
+    assert bad.empty, bad[["id", "verdict", "reason"]].to_string()
+    assert df["counted"].all()
+    assert set(df["rule"]) == set(C.RULES)
+
+
+def test_fails_paths(tmp_path):
+    change = {
+        "table2.train.radiomics.auc": [0.60, 0.55, 0.65],          # outside the paper's CI
+        "calibration_hosmer_lemeshow_p.internal": 0.01,           # poorly calibrated
+        "table4.DLRC_vs_radiomics.internal": 0.002,               # paper: 0.312 (not significant)
+        "table2.external.DLRC.auc": [0.70, 0.65, 0.75],           # DLRC no longer the highest
+        "table3.internal.ResNet101_2D.auc": [0.80, 0.75, 0.85],   # order of 2D vs 3D flips
+        "table5.lnsd_below_10mm.train.DLRC.sen": 30.0,            # +20.8 points only
+        "table2.train.DLRC.spe": 60.0,                            # 37 points below SRA: far from 11.2
+        "table2.internal.DLRC.sen": 30.0,                         # below SRA's 33.3
+        "selected_features.radiomics_count": 12,
+        "selected_features.radiomics_top": "DWI_original_firstorder_Mean",
+    }
+    run = make_run(tmp_path, change=change, selected=["CET1_original_x_y", "DWI_original_x_y", "CET1_wavelet-HLH_x_y"],
+                   terms=("DL_score", "Rad_score"), curves=decision_curves({"external": 0.5}))
+    df = by_id(C.evaluate_claims(run))
+    for cid in ("auc.radiomics.train", "calibration.hl.internal", "delong.dlrc_vs_radiomics.internal",
+                "dlrc_highest.external", "auc.DLRC.external", "dl.2d_vs_3d.101", "sra.small_nodes.train",
+                "sra.specificity.train", "sra.sensitivity.internal", "features.radiomics_count",
+                "features.radiomics_mix", "features.radiomics_top_sequence", "dlrc.terms_clnm_rad",
+                "dca.treat.external", "dca.radiomics.external", "dca.dl.external"):
+        assert df.loc[cid, "verdict"] == C.FAILS, (cid, df.loc[cid].to_dict())
+        assert df.loc[cid, "counted"]
+    assert "outside the paper's CI" in df.loc["auc.radiomics.train", "reason"]
+    assert "not kept: c_LNM" in df.loc["dlrc.terms_clnm_rad", "reason"]
+    assert "not above at 0.50–0.60" == df.loc["dca.treat.external", "reproduced"]
+    assert "above Treat all at" in df.loc["dca.treat.external", "reason"]
+    # what was not changed still holds
+    for cid in ("auc.radiomics.internal", "calibration.hl.train", "dca.treat.train", "dl.2d_vs_3d.50"):
+        assert df.loc[cid, "verdict"] == C.HOLDS
+
+
+def test_missing_values_are_not_testable_with_the_reason(tmp_path):
+    run = make_run(tmp_path, drop=("table2.internal.DLRC.auc",), change={"calibration_hosmer_lemeshow_p.external": None})
+    (run / "data" / "decision_curves.parquet").unlink()
+    df = by_id(C.evaluate_claims(run))
+    row = df.loc["auc.DLRC.internal"]
+    assert row["verdict"] == C.NOT_TESTABLE and "table2.internal.DLRC.auc" in row["reason"]
+    assert row["published"] == "0.789 (0.721–0.857)" and row["reproduced"] == "not produced"
+    assert df.loc["calibration.hl.external", "verdict"] == C.NOT_TESTABLE
+    assert "decision_curves" in df.loc["dca.treat.train", "reason"]
+    assert not df.loc["auc.DLRC.internal", "counted"]
+
+
+@pytest.mark.parametrize("weights,fallback,words", [("random", True, "ImageNet weights not available"),
+                                                     ("random", False, "deep.weights asked for them")])
+def test_random_weights_make_every_deep_claim_not_testable(tmp_path, weights, fallback, words):
+    df = by_id(C.evaluate_claims(make_run(tmp_path, weights=weights, fallback=fallback)))
+    _, claims = C.load_claims(CLAIMS)
+    deep = {c["id"] for c in claims if c.get("deep")}
+    assert len(deep) >= 25
+    for cid in deep:
+        assert df.loc[cid, "verdict"] == C.NOT_TESTABLE, cid
+        assert "random network weights" in df.loc[cid, "reason"] and words in df.loc[cid, "reason"]
+    others = df.drop(index=list(deep))
+    assert (others["verdict"] == C.HOLDS).all()
+    assert "random-weight networks" in df.loc["auc.DLRC.train", "reason"]
+    assert "random-weight networks" not in df.loc["auc.radiomics.train", "reason"]
+
+
+def test_random_weights_found_in_the_warnings_when_results_lack_them(tmp_path):
+    run = make_run(tmp_path, warnings={"04_deep_learning": ["RANDOM WEIGHTS: ImageNet weights of ResNet50 ..."]})
+    data = json.loads((run / "results" / "04_deep_learning.json").read_text())
+    data.pop("weights")
+    (run / "results" / "04_deep_learning.json").write_text(json.dumps(data))
+    df = by_id(C.evaluate_claims(run))
+    assert df.loc["dl.best_network", "verdict"] == C.NOT_TESTABLE
+
+
+def test_twin_inputs_are_never_counted_as_reproduced(tmp_path):
+    run = make_run(tmp_path, source="twin")
+    df = C.evaluate_claims(run)
+    inputs = df[df["id"].str.startswith("input.")]
+    assert len(inputs) >= 8
+    assert (inputs["verdict"] == C.INPUT).all() and not inputs["counted"].any()
+    assert inputs["reason"].str.contains("built from").all()
+    assert not df[df["verdict"] == C.INPUT]["counted"].any()
+    # findings are still decided on a twin
+    assert (df[~df["id"].str.startswith("input.")]["verdict"] == C.HOLDS).all()
+
+    # the long comparison: every twin input is marked and not counted, although it "matches"
+    view = C.run_view(run)
+    published = load_published(PUBLISHED)
+    table = compare_with_paper(published, view.reproduced, roles=C.published_roles(view, published)).set_index("quantity")
+    for key in ("table1.n.train", "table1.categorical.parity.levels.0.train", "table2.external.SRA.sen",
+                "table5.lnsd_below_10mm.internal.SRA.spe"):
+        assert table.loc[key, "role"] == C.INPUT and not table.loc[key, "counted"]
+    assert table.loc["table2.train.DLRC.auc", "counted"] and table.loc["table2.train.DLRC.auc", "role"] == ""
+    # on a user's own study nothing is an input
+    view.study_source = "manifest"
+    assert not any(C.published_roles(view, published).values())
+
+
+def test_calibrated_targets_from_the_twin_record(tmp_path):
+    run = make_run(tmp_path, source="twin")
+    (run / "study.json").write_text(json.dumps({"calibrated_towards": ["auc.radiomics.*", "table2.*.radiomics.auc"]}))
+    df = by_id(C.evaluate_claims(run))
+    for coh in ("train", "internal", "external"):
+        assert df.loc[f"auc.radiomics.{coh}", "verdict"] == C.CALIBRATED
+        assert not df.loc[f"auc.radiomics.{coh}", "counted"]
+    assert df.loc["auc.DLRC.train", "verdict"] == C.HOLDS
+    view = C.run_view(run)
+    roles = C.published_roles(view, ["table2.train.radiomics.auc", "table2.train.DLRC.auc"])
+    assert roles == {"table2.train.radiomics.auc": C.CALIBRATED, "table2.train.DLRC.auc": ""}
+
+
+def test_claims_file_mistakes_are_one_line(tmp_path):
+    run = make_run(tmp_path / "run")
+    bad = tmp_path / "claims.yaml"
+    bad.write_text(yaml.safe_dump({"claims": [{"id": "x", "claim": "c", "rule": "nonsense"}]}))
+    with pytest.raises(DlrcError, match="claim x: unknown rule 'nonsense'"):
+        C.evaluate_claims(run, claims_file=bad)
+    bad.write_text(yaml.safe_dump({"claims": [{"id": "x", "claim": "c", "rule": "equals",
+                                               "published": "table9.nothing", "reproduced": "table9.nothing"}]}))
+    with pytest.raises(DlrcError, match="claim x: table9.nothing is not a key of the published values"):
+        C.evaluate_claims(run, claims_file=bad)
+    with pytest.raises(DlrcError, match="run.json: not found"):
+        C.evaluate_claims(tmp_path / "nowhere")
+
+
+def test_page_opens_with_warnings_then_verdict_and_escapes_text(tmp_path):
+    hostile = "<img src=x onerror=alert(1)>"
+    run = make_run(tmp_path / "run", warnings={"04_deep_learning": [f"RANDOM WEIGHTS {hostile}"]})
+    claims_file = tmp_path / "claims.yaml"
+    doc = yaml.safe_load(CLAIMS.read_text())
+    doc["claims"][0]["claim"] = f"{hostile} enrolled"
+    claims_file.write_text(yaml.safe_dump(doc, allow_unicode=True))
+    view = C.run_view(run, claims_file=claims_file)
+    df = C.evaluate_claims(run, claims_file=claims_file)
+    page = render_index(run, df, view)
+    assert hostile not in page and "&lt;img src=x onerror=alert(1)&gt;" in page
+    order = [page.index(s) for s in ("class='warn'", "Verdict", "class='claims'", "Table 1.", "Table 2.",
+                                     "Table 3.", "Table 4.", "Table 5.", "Fig. 5.", "Fig. 6.")]
+    assert order == sorted(order)
+    assert "v-not" in page  # the deep claims, coloured as not testable
+
+
+def test_write_index_writes_claims_and_comparison(tmp_path, monkeypatch):
+    from dlrc_lib.core.config import Params
+
+    monkeypatch.chdir(ROOT)
+    run = make_run(tmp_path, source="twin", change={"table2.train.radiomics.auc": [0.60, 0.55, 0.65]})
+    page = write_index(run, Params()).read_text()
+    claims = pd.read_csv(run / "claims.csv")
+    assert len(claims) >= 15 and claims["verdict"].isin(C.VERDICTS).all()
+    assert not claims[claims["verdict"] == C.INPUT]["counted"].any()
+    cmp = pd.read_csv(run / "tables" / "paper_vs_reproduction.csv", keep_default_na=False)
+    assert not cmp[cmp["role"] == C.INPUT]["counted"].any() and (cmp["role"] == C.INPUT).sum() > 100
+    n_inputs = int((cmp["role"] == C.INPUT).sum())
+    assert f"{n_inputs} are inputs of the twin and 0 calibrated (not counted)" in page
+    # the out-of-CI AUC is marked in the side-by-side Table 2
+    assert "<td class='rep out' title='outside the paper&#x27;s 95 % CI'>0.600 (0.550–0.650)</td>" in page
