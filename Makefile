@@ -1,6 +1,7 @@
 # Two commands do all set-up on a fresh machine (Python 3.11 + the package registries):
 #   make reproduce   the main job: build the synthetic twin study, run every notebook
 #   make test        the test suite
+#   make lab         JupyterLab on the last finished run (make quick makes one)
 # Both create .venv when missing and reinstall only when a requirements file changed.
 PYTHON ?= python3
 VENV   := .venv
@@ -9,7 +10,7 @@ PIP    := $(PY) -m pip
 STAMP  := $(VENV)/.dlrc-installed
 PARAMS ?= params/paper.yaml
 
-.PHONY: install reproduce quick test test-all docs bench clean-reports
+.PHONY: install reproduce quick lab test test-all docs bench clean-reports
 
 $(STAMP): requirements.txt requirements-dev.txt pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -35,6 +36,9 @@ reproduce: $(STAMP)
 
 quick: $(STAMP)
 	$(VENV)/bin/dlrc run --params params/quick.yaml
+
+lab: $(STAMP)
+	$(VENV)/bin/dlrc lab
 
 test: $(STAMP)
 	$(PY) -m pytest -q

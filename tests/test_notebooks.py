@@ -53,7 +53,9 @@ def test_parameters_cell_convention(path):
 def test_notebook_uses_artifact_helper_and_no_paths(path):
     nb = nbformat.read(str(path), as_version=4)
     src = "\n".join(c.source for c in code_cells(nb)[1:])
-    assert "Artifacts(run_dir" in src, f"{path.name}: write artifacts through dlrc_lib.reporting.artifacts.Artifacts"
+    assert f'art = open_run(globals(), "{path.stem}")' in code_cells(nb)[1].source, \
+        f"{path.name}: the first cell after the parameters sets up paths and artifacts with open_run"
+    assert "write_artifacts" in code_cells(nb)[0].source, f"{path.name}: no write_artifacts parameter"
     for bad in ("reports/", "data/twin", ".to_csv(", "savefig(", ".save("):
         assert bad not in src, f"{path.name}: '{bad}' — write through the artifact helper, no hard-coded paths"
 

@@ -15,29 +15,7 @@ ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted(p.stem for p in (ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
 
 
-@pytest.fixture(scope="module")
-def quick_params(tmp_path_factory):
-    """params/quick.yaml with its own, initially empty, feature cache."""
-    import yaml
-
-    base = tmp_path_factory.mktemp("params")
-    params = yaml.safe_load((ROOT / "params" / "quick.yaml").read_text())
-    params["cache_dir"] = str(base / "cache")
-    params["radiomics"]["settings"] = str(ROOT / params["radiomics"]["settings"])
-    path = base / "quick.yaml"
-    path.write_text(yaml.safe_dump(params))
-    return path
-
-
-@pytest.fixture(scope="module")
-def quick_run(tmp_path_factory, quick_params):
-    out = tmp_path_factory.mktemp("quick") / "run"
-    proc = subprocess.run(
-        [sys.executable, "-m", "dlrc_lib.reporting.cli", "run", "--params", str(quick_params), "--out", str(out)],
-        cwd=ROOT, capture_output=True, text=True, timeout=900,
-    )
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-6000:]
-    return out, proc
+# quick_params and quick_run are in conftest.py (shared with the browser test).
 
 
 def test_every_notebook_ran(quick_run):

@@ -41,11 +41,38 @@ class Artifacts:
     >>> art.save_frame("rad_score", scores)         # data/rad_score.parquet
     """
 
-    def __init__(self, run_dir: str | Path, notebook: str | None = None):
+    def __init__(self, run_dir: str | Path, notebook: str | None = None, write: bool = True,
+                 run: Any = None):
+        """``write=False`` (a notebook explored interactively): nothing goes to disk; tables,
+        figures, results and frames are kept in memory for this session, so the finished run
+        the notebook reads is never overwritten. Folders are created only when written to.
+        ``run``: the :class:`dlrc_lib.reporting.paths.NotebookRun` that says which command
+        produces a missing input."""
         self.run_dir = Path(run_dir)
         self.notebook = notebook
-        for sub in ("tables", "figures", "results", "data", "model"):
-            (self.run_dir / sub).mkdir(parents=True, exist_ok=True)
+        self.write = write
+        self.run = run
+        self._memory: dict[Path, Any] = {}
+
+    def _missing(self, path: Path, what: str, producer: str | None) -> Exception:
+        from dlrc_lib.reporting.paths import MissingInput, run_command
+
+        if self.run is not None:
+            return self.run.missing(path, what, producer)
+        return MissingInput(f"{Path(path).resolve()}: {what} not found; produce it with "
+                            f"`{run_command(None, producer)}`")
+
+    def _put_text(self, path: Path, text: str) -> None:
+        if self.write:
+            atomic_write_text(path, text)
+        else:
+            self._memory[path] = text
+
+    def write_text(self, kind: str, name: str, text: str) -> Path:
+        """Write ``<run>/<kind>/<name>`` atomically (in memory only when not writing)."""
+        path = self.path(kind, name)
+        self._put_text(path, text)
+        return path
 
     # ------------------------------------------------------------------ paths
     def path(self, kind: str, name: str) -> Path:
@@ -56,25 +83,26 @@ class Artifacts:
               index: bool = False, float_format: str = "{:.3f}") -> pd.DataFrame:
         """Write a table as CSV, Markdown and HTML; return it (for display)."""
         out = df.reset_index() if index else df
-        atomic_write_text(self.path("tables", f"{name}.csv"), out.to_csv(index=False))
+        self._put_text(self.path("tables", f"{name}.csv"), out.to_csv(index=False))
         shown = out.copy()
         for col in shown.columns:
             if pd.api.types.is_float_dtype(shown[col]):
                 shown[col] = shown[col].map(lambda v: "" if pd.isna(v) else float_format.format(v))
         md = (f"**{caption}**\n\n" if caption else "") + _markdown(shown) + "\n"
-        atomic_write_text(self.path("tables", f"{name}.md"), md)
+        self._put_text(self.path("tables", f"{name}.md"), md)
         html = shown.to_html(index=False, escape=True, classes="dlrc-table", border=0)
         if caption:
             html = html.replace(">\n  <thead>", f">\n  <caption>{_html.escape(caption)}</caption>\n  <thead>", 1)
-        atomic_write_text(self.path("tables", f"{name}.html"), html)
+        self._put_text(self.path("tables", f"{name}.html"), html)
         return df
 
     def table_html(self, name: str, html: str) -> str:
         """A styled HTML version of table ``name`` (written by :meth:`table` first), which
         replaces its plain HTML; returns the HTML (for display)."""
-        if not self.path("tables", f"{name}.csv").is_file():
+        csv = self.path("tables", f"{name}.csv")
+        if csv not in self._memory and not csv.is_file():
             raise DlrcError(f"table {name}: write it with Artifacts.table before its styled HTML")
-        atomic_write_text(self.path("tables", f"{name}.html"), html)
+        self._put_text(self.path("tables", f"{name}.html"), html)
         return html
 
     # ---------------------------------------------------------------- figures
@@ -96,8 +124,16 @@ class Artifacts:
         mfig = fig
         if width and height:
             mfig.set_size_inches(width, height)
+        if not self.write:  # shown from memory, nothing saved
+            import io
+
+            buf = io.BytesIO()
+            mfig.savefig(buf, format="png", dpi=dpi, bbox_inches="tight", metadata={"Software": None})
+            plt.close(mfig)
+            return SavedFigure(self.path("figures", f"{name}.png"), png_bytes=buf.getvalue())
         for ext in ("png", "pdf"):
             target = self.path("figures", f"{name}.{ext}")
+            target.parent.mkdir(parents=True, exist_ok=True)
             fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=f".{ext}")
             os.close(fd)
             public_mode(tmp)
@@ -121,9 +157,9 @@ class Artifacts:
     def results(self, **values: Any) -> dict:
         """Merge named values into ``results/<notebook>.json`` and return the whole dict."""
         path = self._results_path()
-        current = json.loads(path.read_text()) if path.exists() else {}
+        current = self._read_own_results(path)
         current.update(jsonable(values))
-        atomic_write_text(path, dumps(current))
+        self._put_text(path, dumps(current))
         return current
 
     def reproduce(self, values: dict[str, Any]) -> None:
@@ -146,38 +182,48 @@ class Artifacts:
     def _merge_into(self, key: str, values: dict[str, Any]) -> dict:
         """Merge ``values`` into the dict stored under ``key`` in this notebook's results."""
         path = self._results_path()
-        current = json.loads(path.read_text()) if path.exists() else {}
+        current = self._read_own_results(path)
         section = current.get(key, {})
         section.update(jsonable(values))
         current[key] = section
-        atomic_write_text(path, dumps(current))
+        self._put_text(path, dumps(current))
         return section
+
+    def _read_own_results(self, path: Path) -> dict:
+        """This notebook's results so far: from memory when not writing (a fresh start), else
+        the file (which the runner removed before the notebook started)."""
+        if not self.write:
+            return json.loads(self._memory[path]) if path in self._memory else {}
+        return json.loads(path.read_text()) if path.exists() else {}
 
     def warn(self, message: str) -> None:
         """A warning that must reach the report page and run.json (e.g. random weights)."""
         import warnings
 
         path = self._results_path()
-        current = json.loads(path.read_text()) if path.exists() else {}
+        current = self._read_own_results(path)
         msgs = current.get("warnings", [])
         if message not in msgs:
             msgs.append(message)
         current["warnings"] = msgs
-        atomic_write_text(path, dumps(current))
+        self._put_text(path, dumps(current))
         warnings.warn(message, stacklevel=2)
 
     def load_results(self, notebook: str) -> dict:
         path = self.path("results", f"{notebook}.json")
+        if path in self._memory:
+            return json.loads(self._memory[path])
         if not path.exists():
-            raise FileNotFoundError(
-                f"{path}: results of notebook {notebook} not found; run it first "
-                f"(dlrc run --only {notebook[:2]})"
-            )
+            raise self._missing(path, f"results of notebook {notebook}", notebook)
         return json.loads(path.read_text())
 
     # ----------------------------------------------------------------- frames
     def save_frame(self, name: str, df: pd.DataFrame) -> pd.DataFrame:
         target = self.path("data", f"{name}.parquet")
+        if not self.write:
+            self._memory[target] = df.copy()
+            return df
+        target.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
         os.close(fd)
         public_mode(tmp)
@@ -191,8 +237,14 @@ class Artifacts:
 
     def load_frame(self, name: str) -> pd.DataFrame:
         path = self.path("data", f"{name}.parquet")
+        if path in self._memory:
+            return self._memory[path].copy()
         if not path.exists():
-            raise FileNotFoundError(f"{path}: frame '{name}' not found; the notebook that writes it has not run")
+            from dlrc_lib.reporting.paths import FRAME_PRODUCERS
+
+            producer = FRAME_PRODUCERS.get(name)
+            what = f"frame '{name}'" + (f" (written by notebook {producer})" if producer else "")
+            raise self._missing(path, what, producer)
         return pd.read_parquet(path)
 
     def list(self, kind: str, pattern: str = "*") -> Iterable[Path]:
@@ -202,12 +254,13 @@ class Artifacts:
 class SavedFigure:
     """A figure written by :meth:`Artifacts.figure`; shown in notebooks as its PNG."""
 
-    def __init__(self, png: Path):
+    def __init__(self, png: Path, png_bytes: bytes | None = None):
         self.png = Path(png)
         self.pdf = self.png.with_suffix(".pdf")
+        self._bytes = png_bytes  # a figure shown but not saved (Artifacts(write=False))
 
     def _repr_png_(self) -> bytes:
-        return self.png.read_bytes()
+        return self._bytes if self._bytes is not None else self.png.read_bytes()
 
     def __repr__(self) -> str:
         return f"SavedFigure({self.png})"

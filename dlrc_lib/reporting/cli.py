@@ -41,6 +41,12 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     return cli_predict(args)
 
 
+def _cmd_lab(args: argparse.Namespace) -> int:
+    from dlrc_lib.reporting.lab import cli_lab
+
+    return cli_lab(args)
+
+
 def _cmd_snapshot(args: argparse.Namespace) -> int:
     from dlrc_lib.reporting.snapshot import cli_snapshot
 
@@ -91,6 +97,10 @@ def build_parser() -> argparse.ArgumentParser:
                     help="feature store to read/write (default: the one the model was trained with)")
     pr.set_defaults(func=_cmd_predict)
 
+    lab = sub.add_parser("lab", help="start JupyterLab at the repository root on a finished run",
+                         epilog="Other arguments go to jupyter lab, e.g. dlrc lab --no-browser --port 8890")
+    lab.add_argument("--run", help="run folder the notebooks read (default: the last finished run in reports/)")
+    lab.set_defaults(func=_cmd_lab)
     sn = sub.add_parser("snapshot", help="copy a finished run's verdict, tables and figures into a small "
                         "folder to commit (no patient-level data)")
     sn.add_argument("run_dir", help="finished run folder, e.g. reports/paper")
@@ -111,7 +121,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
+    if extra and args.verb != "lab":
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    if args.verb == "lab":  # the rest goes to jupyter lab (e.g. --no-browser --port 8890)
+        args.lab_args = [a for a in extra if a != "--"]
     func: Callable[[argparse.Namespace], int] = args.func
     try:
         return int(func(args) or 0)

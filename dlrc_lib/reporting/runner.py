@@ -28,6 +28,7 @@ from dlrc_lib.features.store import file_digest
 from dlrc_lib.study.manifest import load_study
 from dlrc_lib.study.validate import attach_digests, last_digests
 from dlrc_lib.twin.prepare import prepare_study
+from dlrc_lib.reporting.paths import ENV_PARAMS_FILE, ENV_RUNNER, project_root, resolve_parameters
 
 # Packages whose versions matter for the numbers (recorded in run.json).
 TRACKED_PACKAGES = (
@@ -35,15 +36,9 @@ TRACKED_PACKAGES = (
     "torch", "torchvision", "neuroCombat", "matplotlib", "papermill", "pyarrow",
 )
 
-RUN_NOTEBOOK_KEYS = ("run_dir", "params_file", "study_manifest")
-
-
-def project_root() -> Path:
-    """The directory that holds ``notebooks/`` (the checkout), else the working directory."""
-    here = Path(__file__).resolve().parents[1]
-    if (here / "notebooks").is_dir():
-        return here
-    return Path.cwd()
+# Names a notebook may declare beyond the schema's: set by the runner (write_artifacts: the
+# runner writes the run's tables and figures; a notebook opened interactively does not by default).
+RUN_NOTEBOOK_KEYS = ("run_dir", "params_file", "study_manifest", "write_artifacts")
 
 
 def list_notebooks(root: Path | None = None, only: Iterable[str] | None = None) -> list[Path]:
@@ -88,10 +83,14 @@ def write_analysed_study(manifest: Path, params: Params, run_dir: Path) -> Path:
     return target
 
 
-def notebook_inputs(params: Params, params_file: Path, run_dir: Path, manifest: Path) -> dict[str, Any]:
+def notebook_inputs(params: Params, params_file: Path, run_dir: Path, manifest: Path,
+                    root: Path | None = None) -> dict[str, Any]:
+    """The values injected into the notebooks' parameters cells: every path absolute, resolved
+    as a notebook opened interactively resolves it (:func:`resolve_parameters`)."""
     flat = flatten(params)
-    flat.update(run_dir=str(run_dir), params_file=str(params_file), study_manifest=str(manifest))
-    return flat
+    flat.update(run_dir=str(run_dir), params_file=str(params_file), study_manifest=str(manifest),
+                write_artifacts=True)
+    return resolve_parameters(flat, root=root, params_file=params_file)
 
 
 def _git(*args: str, cwd: Path) -> str | None:
@@ -221,11 +220,13 @@ def run(params_path: str | Path, only: Iterable[str] | None = None, out: str | P
     manifest = resolve_study(params).resolve()
     analysed = write_analysed_study(manifest, params, run_dir)
     say(f"  study: {manifest} ({time.perf_counter() - t0:.1f} s)")
-    inputs = notebook_inputs(params, params_file.resolve(), run_dir, analysed)
+    inputs = notebook_inputs(params, params_file.resolve(), run_dir, analysed, root=root)
 
     os.environ["DLRC_HEADLESS"] = "1"  # widgets fall back to static output
+    os.environ[ENV_RUNNER] = "1"  # notebooks take the injected parameters as they are
+    os.environ[ENV_PARAMS_FILE] = str(params_file)
     # Kernels import the same dlrc_lib as this process, whatever their working directory.
-    pkg_parent = str(Path(__file__).resolve().parents[1])
+    pkg_parent = str(Path(__file__).resolve().parents[2])  # the folder holding dlrc_lib/
     paths = os.environ.get("PYTHONPATH", "").split(os.pathsep)
     if pkg_parent not in paths:
         os.environ["PYTHONPATH"] = os.pathsep.join([pkg_parent] + [p for p in paths if p])

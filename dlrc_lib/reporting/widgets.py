@@ -1,24 +1,35 @@
-"""Interactive views of the DLRC model: a nomogram calculator and a cut-off explorer.
+"""Interactive views of the models: a nomogram calculator, a cut-off explorer with its ROC
+panel, a decision-curve explorer and a calibration explorer.
 
 In JupyterLab they are ipywidgets; where no widget frontend can show them (a headless
 papermill run, which the runner marks with ``DLRC_HEADLESS=1``, or ipywidgets missing)
 the same functions return static tables instead, so a report is never broken by a widget.
-The numbers behind both views come from :func:`calculator_table` and
-:func:`cutoff_table`, which the widgets only re-evaluate on every change.
+Every number a view shows comes from a plain function of this module
+(:func:`calculator_table`, :func:`cutoff_table`, :func:`roc_points`,
+:func:`decision_curve_window`, :func:`calibration_summary`), which the widgets only
+re-evaluate on every change; the browser test compares the displayed numbers with them.
 """
 from __future__ import annotations
 
+import html as _html
+import io
 from typing import Any, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
 
+from dlrc_lib.core.figures import MODEL_COLOURS
 from dlrc_lib.evaluation.performance import metrics_at_cutoff
 from dlrc_lib.model.dlrc import PROB_COLUMNS
 from dlrc_lib.model.nomogram import Nomogram
 from dlrc_lib.study.schema import COHORT_LABELS, COHORTS
 
 MODEL_LABELS = {"radiomics": "Radiomics", "dl": "Deep learning", "dlrc": "DLRC"}
+RATES = ("SEN", "SPE", "PPV", "NPV", "ACC")
+THRESHOLD_STEP = 0.005  # cut-off explorer: one slider step
+CLNM_TERM = "c_LNM"
+CLNM_TEXT = "c_LNM (largest pelvic node short axis ≥ 10 mm on MRI)"
+STYLE = {"description_width": "initial"}
 
 
 def headless() -> bool:
@@ -35,6 +46,16 @@ def headless() -> bool:
         return True
     ip = get_ipython()
     return ip is None or not hasattr(ip, "kernel")
+
+
+def model_labels(best_model: str | None = None) -> dict[str, str]:
+    """Display names per model role; the deep-learning model by its name (e.g. ResNet50_2D)."""
+    return {**MODEL_LABELS, **({"dl": str(best_model)} if best_model else {})}
+
+
+def percent(value: float, decimals: int = 1) -> str:
+    """``85.7 %``; an undefined rate (0/0) as ``n/a``."""
+    return "n/a" if value is None or not np.isfinite(value) else f"{value:.{decimals}f} %"
 
 
 # ----------------------------------------------------------------- computation
@@ -65,8 +86,34 @@ def example_patients(nom: Nomogram) -> list[dict[str, float]]:
     return grid
 
 
+def absent_term_note(nom: Nomogram, screening: pd.DataFrame | None = None,
+                     term: str = CLNM_TERM) -> str | None:
+    """Why a clinical term (c_LNM) has no axis: the screening p-value or the stepwise fit.
+
+    None when the term is in the fitted model. ``screening``: the table of
+    :func:`dlrc_lib.model.screen_clinical` (columns term, p_shown, candidate, note).
+    """
+    if term in nom.terms:
+        return None
+    text = CLNM_TEXT if term == CLNM_TERM else term
+    row = None
+    if screening is not None and "term" in screening:
+        hits = screening[screening["term"] == term]
+        row = hits.iloc[0] if len(hits) else None
+    if row is None:
+        return f"{text} is not a term of this fitted model, so it has no control here."
+    p = row.get("p_shown", row.get("p"))
+    if bool(row.get("candidate")):
+        return (f"{text} passed the clinical screening in the training cohort (p = {p}) but the backward "
+                f"stepwise selection (AIC) removed it: with the two scores in the model it did not improve "
+                f"the fit enough. It therefore has no control here.")
+    return (f"{text} is not in this fitted model: in the training cohort its screening test gave p = {p} "
+            f"({row.get('note', 'not a candidate')}), so it was never offered to the stepwise selection. "
+            f"The paper's model kept it; on this study it carried too little evidence.")
+
+
 def cutoff_table(predictions: pd.DataFrame, model: str, threshold: float) -> pd.DataFrame:
-    """Confusion counts and SEN/SPE/PPV/NPV (percent) per cohort when ``model``'s
+    """Confusion counts and SEN/SPE/PPV/NPV/ACC (percent) per cohort when ``model``'s
     probability >= ``threshold`` is called positive (``model``: radiomics, dl or dlrc)."""
     col = PROB_COLUMNS[model]
     rows = []
@@ -84,78 +131,387 @@ def cutoff_table(predictions: pd.DataFrame, model: str, threshold: float) -> pd.
     return pd.DataFrame(rows)
 
 
-def cutoff_summary(predictions: pd.DataFrame, cutoffs: Mapping[str, float]) -> pd.DataFrame:
+def for_people(table: pd.DataFrame) -> pd.DataFrame:
+    """Rates as ``85.7 %`` (``n/a`` when undefined), counts as integers."""
+    out = table.copy()
+    for k in RATES:
+        if k in out:
+            out[k] = [percent(v) for v in out[k]]
+    return out
+
+
+def cutoff_summary(predictions: pd.DataFrame, cutoffs: Mapping[str, float],
+                   best_model: str | None = None) -> pd.DataFrame:
     """The static cut-off explorer: every model at its training Youden cut-off."""
+    labels = model_labels(best_model)
     parts = []
     for model in PROB_COLUMNS:
         t = cutoff_table(predictions, model, cutoffs[model])
-        t.insert(0, "model", MODEL_LABELS[model])
+        t.insert(0, "model", labels[model])
         parts.append(t)
-    return pd.concat(parts, ignore_index=True)
+    return for_people(pd.concat(parts, ignore_index=True))
+
+
+def roc_points(predictions: pd.DataFrame, model: str, cohort: str) -> pd.DataFrame:
+    """The empirical ROC curve (fpr, tpr) of ``model`` in ``cohort``: one point per distinct
+    probability, calling positive when probability >= it, from (0, 0) to (1, 1)."""
+    sub = predictions[predictions["cohort"] == cohort]
+    y = sub["lnm"].to_numpy(int)
+    p = sub[PROB_COLUMNS[model]].to_numpy(float)
+    pos, neg = max(int(y.sum()), 1), max(int((1 - y).sum()), 1)
+    thresholds = np.r_[np.inf, np.unique(p)[::-1]]
+    tpr = [float(((p >= t) & (y == 1)).sum()) / pos for t in thresholds]
+    fpr = [float(((p >= t) & (y == 0)).sum()) / neg for t in thresholds]
+    return pd.DataFrame({"threshold": thresholds, "fpr": fpr, "tpr": tpr})
+
+
+def roc_svg(predictions: pd.DataFrame, model: str, threshold: float, size: int = 230) -> str:
+    """A small ROC panel (inline SVG): each cohort's curve of ``model`` and a dot where the
+    current ``threshold`` puts it (1 - specificity, sensitivity of :func:`cutoff_table`)."""
+    pad, inner = 30, size - 40
+    x = lambda f: pad + f * inner  # noqa: E731
+    y = lambda t: 10 + (1 - t) * inner  # noqa: E731
+    parts = [f'<svg class="dlrc-roc" xmlns="http://www.w3.org/2000/svg" width="{size + 120}" height="{size}" '
+             f'font-family="sans-serif" font-size="10">',
+             f'<rect x="{x(0)}" y="{y(1)}" width="{inner}" height="{inner}" fill="none" stroke="#999"/>',
+             f'<line x1="{x(0)}" y1="{y(0)}" x2="{x(1)}" y2="{y(1)}" stroke="#ccc" stroke-dasharray="3,3"/>']
+    for v in (0, 0.5, 1):
+        parts.append(f'<text x="{x(v)}" y="{y(0) + 12}" text-anchor="middle">{v:g}</text>')
+        parts.append(f'<text x="{x(0) - 4}" y="{y(v) + 3}" text-anchor="end">{v:g}</text>')
+    parts.append(f'<text x="{x(0.5)}" y="{size - 2}" text-anchor="middle">1 − specificity</text>')
+    parts.append(f'<text x="8" y="{y(0.5)}" text-anchor="middle" transform="rotate(-90 8 {y(0.5)})">'
+                 f'sensitivity</text>')
+    table = cutoff_table(predictions, model, threshold).set_index("cohort")
+    row_y = 16
+    for cohort in COHORTS:
+        if COHORT_LABELS[cohort] not in table.index:
+            continue
+        colour = MODEL_COLOURS[COHORTS.index(cohort) % len(MODEL_COLOURS)]
+        pts = roc_points(predictions, model, cohort)
+        path = " ".join(f"{x(f):.1f},{y(t):.1f}" for f, t in zip(pts["fpr"], pts["tpr"]))
+        parts.append(f'<polyline points="{path}" fill="none" stroke="{colour}" stroke-width="1.5"/>')
+        r = table.loc[COHORT_LABELS[cohort]]
+        fpr = r["FP"] / max(r["FP"] + r["TN"], 1)
+        tpr = r["TP"] / max(r["TP"] + r["FN"], 1)
+        parts.append(f'<circle class="dlrc-roc-point" data-cohort="{cohort}" data-fpr="{fpr:.6f}" '
+                     f'data-tpr="{tpr:.6f}" cx="{x(fpr):.1f}" cy="{y(tpr):.1f}" r="4" fill="{colour}" '
+                     f'stroke="black"/>')
+        parts.append(f'<rect x="{size + 2}" y="{row_y - 8}" width="10" height="3" fill="{colour}"/>'
+                     f'<text x="{size + 16}" y="{row_y - 4}">{COHORT_LABELS[cohort]}</text>')
+        row_y += 14
+    parts.append(f'<text x="{size + 2}" y="{row_y + 6}">dot: current</text>'
+                 f'<text x="{size + 2}" y="{row_y + 18}">threshold</text></svg>')
+    return "".join(parts)
+
+
+def snapped_range(cut: float, step: float = THRESHOLD_STEP) -> tuple[float, float]:
+    """(min, max) of a slider grid with ``step`` inside [0, 1] that passes exactly through
+    ``cut``, so the slider can start at the training cut-off itself, not a rounded value."""
+    below = int(np.floor(cut / step + 1e-9))
+    lo = cut - below * step
+    above = int(np.floor((1.0 - cut) / step + 1e-9))
+    return float(lo), float(cut + above * step)
+
+
+def decision_curve_window(curves: pd.DataFrame, low: float, high: float,
+                          models: Sequence[str] | None = None) -> pd.DataFrame:
+    """Per cohort and strategy, over thresholds in [low, high]: net benefit at both ends and
+    the share of the range in which the strategy has the highest net benefit of those shown
+    (ties count for each tied strategy).
+
+    ``curves``: :func:`dlrc_lib.decision_curve.decision_curves`; ``models``: the strategies
+    compared (default all, including Treat all / Treat none).
+    """
+    t = curves["threshold"].to_numpy(float)
+    part = curves[(t >= low - 1e-9) & (t <= high + 1e-9)]
+    if models is not None:
+        part = part[part["model"].isin(list(models))]
+    rows = []
+    for cohort in dict.fromkeys(part["cohort"]):
+        sub = part[part["cohort"] == cohort]
+        wide = sub.pivot_table(index="threshold", columns="model", values="net_benefit", sort=False)
+        wide = wide[[m for m in dict.fromkeys(sub["model"])]]
+        values = wide.to_numpy(float)
+        # best or tied for best (treat-none and a model calling nobody positive tie at 0)
+        best = np.isclose(values, values.max(axis=1, keepdims=True), rtol=0, atol=1e-12)
+        lo_t, hi_t = float(wide.index.min()), float(wide.index.max())
+        for j, m in enumerate(wide.columns):
+            rows.append({"cohort": COHORT_LABELS.get(cohort, cohort), "strategy": m,
+                         f"net benefit at {lo_t:.0%}": float(wide.loc[lo_t, m]),
+                         f"net benefit at {hi_t:.0%}": float(wide.loc[hi_t, m]),
+                         "highest in (% of range)": round(100.0 * float(best[:, j].mean()), 1)})
+    return pd.DataFrame(rows)
+
+
+def calibration_summary(predictions: pd.DataFrame, models: Mapping[str, str], groups: int) -> pd.DataFrame:
+    """Hosmer-Lemeshow statistic and p per model and cohort for ``groups`` risk groups."""
+    from dlrc_lib.evaluation.calibration import calibration_table
+
+    tab = calibration_table(predictions, dict(models), groups=groups)
+    out = pd.DataFrame({"model": tab["model"], "cohort": tab["cohort"].map(COHORT_LABELS),
+                        "groups": groups, "HL chi-square": tab["hl_statistic"].round(2),
+                        "df": tab["hl_df"], "p": tab["hl_p_text"]})
+    return out
+
+
+# ---------------------------------------------------------------- HTML helpers
+def _html_table(df: pd.DataFrame, css: str, row_key: str | None = None) -> str:
+    """A plain HTML table whose cells carry ``data-field`` (and rows ``data-key``) so that a
+    reader (and the browser test) can find each number."""
+    head = "".join(f"<th>{_html.escape(str(c))}</th>" for c in df.columns)
+    body = []
+    for _, r in df.iterrows():
+        key = f' data-key="{_html.escape(str(r[row_key]))}"' if row_key else ""
+        cells = []
+        for c in df.columns:
+            v = r[c]
+            text = v if isinstance(v, str) else _num(v)
+            cells.append(f'<td data-field="{_html.escape(str(c))}">{_html.escape(str(text))}</td>')
+        body.append(f"<tr{key}>{''.join(cells)}</tr>")
+    return (f'<table class="{css}" style="border-collapse:collapse"><thead><tr>{head}</tr></thead>'
+            f"<tbody>{''.join(body)}</tbody></table>")
+
+
+def _num(v: Any) -> str:
+    from dlrc_lib.reporting.display import people_number
+
+    if isinstance(v, (int, np.integer)):
+        return str(int(v))
+    return people_number(float(v))
+
+
+TABLE_CSS = ("<style>.dlrc-w table td,.dlrc-w table th{padding:2px 8px;text-align:right;"
+             "border-bottom:1px solid #ddd}.dlrc-w table td:first-child,.dlrc-w table th:first-child"
+             "{text-align:left}.dlrc-w .dlrc-note{color:#444;max-width:760px}</style>")
+
+
+def _png(fig: Any) -> bytes:
+    import matplotlib.pyplot as plt
+
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=90, bbox_inches="tight")
+    plt.close(fig)
+    return buf.getvalue()
 
 
 # --------------------------------------------------------------------- widgets
-def nomogram_calculator(nom: Nomogram, force_static: bool | None = None) -> Any:
-    """c_LNM as a toggle, each score as a slider over its drawn range -> points and risk.
+def nomogram_calculator(nom: Nomogram, screening: pd.DataFrame | None = None,
+                        force_static: bool | None = None) -> Any:
+    """One control per fitted term (binary terms a toggle, scores a slider over their drawn
+    range) -> each term's points, the total points and the risk. When c_LNM is not in the
+    fitted model, a note says so and why (its screening p-value, from ``screening``).
 
     Headless: a table of :func:`example_patients` with their points and risk.
     """
+    note = absent_term_note(nom, screening)
     if force_static or (force_static is None and headless()):
-        return calculator_table(nom, example_patients(nom))
+        tab = calculator_table(nom, example_patients(nom))
+        if note:
+            from IPython.display import Markdown, display
+
+            display(Markdown(f"*{note}*"))
+        return tab
     import ipywidgets as w
 
     controls: dict[str, Any] = {}
     for t in nom.terms:
         label = nom.labels.get(t, t)
         if t in nom.binary:
-            controls[t] = w.ToggleButtons(options=[(nom.binary[t][0], 0.0), (nom.binary[t][1], 1.0)],
-                                          value=0.0, description=label)
+            c = w.ToggleButtons(options=[(nom.binary[t][0], 0.0), (nom.binary[t][1], 1.0)], value=0.0,
+                                description=f"{label}:", style=STYLE)
         else:
             lo, hi = nom.ranges[t]
-            controls[t] = w.FloatSlider(value=round((lo + hi) / 2, 3), min=lo, max=hi,
-                                        step=(hi - lo) / 200, description=label,
-                                        continuous_update=True, readout_format=".2f")
+            c = w.FloatSlider(value=round((lo + hi) / 2, 3), min=lo, max=hi, step=(hi - lo) / 200,
+                              description=f"{label} (value):", continuous_update=True, readout_format=".2f",
+                              style=STYLE, layout=w.Layout(width="520px"))
+        c.add_class(f"dlrc-term-{t}")
+        controls[t] = c
+    intro = ("<div class='dlrc-note'>Set a patient's values: the sliders and toggles are the model's "
+             "<b>inputs</b>; the table gives the <b>points</b> each input earns on the nomogram (Fig. 3), "
+             "their total and the predicted risk.</div>")
+    if note:
+        intro += f"<div class='dlrc-note dlrc-absent'><i>{_html.escape(note)}</i></div>"
+    head = w.HTML(TABLE_CSS + intro)
     out = w.HTML()
+    out.add_class("dlrc-calc-out")
 
     def update(*_: Any) -> None:
         patient = {t: float(c.value) for t, c in controls.items()}
         tab = calculator_table(nom, [patient]).iloc[0]
-        cells = "".join(f"<tr><td>{nom.labels.get(t, t)}</td><td>{tab[f'points_{t}']:.1f}</td></tr>"
-                        for t in nom.terms)
-        out.value = (f"<table>{cells}<tr><th>Total points</th><th>{tab['total_points']:.1f}</th></tr>"
-                     f"<tr><th>{nom.risk_label}</th><th>{100 * tab['risk']:.1f} %</th></tr></table>")
+        cells = []
+        for t in nom.terms:
+            v = patient[t]
+            shown = nom.binary[t][int(v)] if t in nom.binary else f"{v:.2f}"
+            cells.append(f"<tr><td>{_html.escape(nom.labels.get(t, t))}</td><td>{shown}</td>"
+                         f"<td data-field='points_{t}'>{tab[f'points_{t}']:.1f}</td></tr>")
+        out.value = (f"<table class='dlrc-calc'><thead><tr><th>Term</th><th>Input value</th><th>Points</th>"
+                     f"</tr></thead><tbody>{''.join(cells)}"
+                     f"<tr><th>Total points</th><td></td><th data-field='total_points'>"
+                     f"{tab['total_points']:.1f}</th></tr>"
+                     f"<tr><th>{_html.escape(nom.risk_label)}</th><td></td><th data-field='risk'>"
+                     f"{100 * tab['risk']:.1f} %</th></tr></tbody></table>")
 
     for c in controls.values():
         c.observe(update, names="value")
     update()
-    return w.VBox([*controls.values(), out])
+    box = w.VBox([head, *controls.values(), out])
+    box.add_class("dlrc-w")
+    box.add_class("dlrc-calculator")
+    return box
 
 
 def cutoff_explorer(predictions: pd.DataFrame, cutoffs: Mapping[str, float],
-                    force_static: bool | None = None) -> Any:
-    """Slide a probability threshold and pick a model -> per-cohort confusion counts and
-    SEN/SPE/PPV/NPV; starts at the model's training Youden cut-off.
+                    best_model: str | None = None, force_static: bool | None = None) -> Any:
+    """Pick a model and slide its probability threshold -> per-cohort confusion counts and
+    SEN/SPE/PPV/NPV/ACC, and a small ROC panel with the current threshold on each cohort's
+    curve. The slider starts exactly at the model's training Youden cut-off (its grid passes
+    through it); "Training cut-off" returns there.
 
     Headless: :func:`cutoff_summary` (every model at its training cut-off).
     """
     if force_static or (force_static is None and headless()):
-        return cutoff_summary(predictions, cutoffs)
+        return cutoff_summary(predictions, cutoffs, best_model)
     import ipywidgets as w
 
-    model = w.Dropdown(options=[(MODEL_LABELS[m], m) for m in PROB_COLUMNS], value="dlrc",
-                       description="Model")
-    thr = w.FloatSlider(value=round(float(cutoffs["dlrc"]), 3), min=0.0, max=1.0, step=0.005,
-                        description="Threshold", readout_format=".3f")
+    labels = model_labels(best_model)
+    model = w.Dropdown(options=[(labels[m], m) for m in PROB_COLUMNS], value="dlrc", description="Model:",
+                       style=STYLE)
+    reset = w.Button(description="Training cut-off", tooltip="back to the model's training Youden cut-off")
+    lo, hi = snapped_range(float(cutoffs["dlrc"]))
+    thr = w.FloatSlider(value=float(cutoffs["dlrc"]), min=lo, max=hi, step=THRESHOLD_STEP,
+                        description="Threshold:", readout=False, continuous_update=False, style=STYLE,
+                        layout=w.Layout(width="520px"))
+    thr.add_class("dlrc-threshold")
     out = w.HTML()
+    out.add_class("dlrc-cutoff-out")
+    roc = w.HTML()
+    roc.add_class("dlrc-roc-out")
 
-    def on_model(change: Any) -> None:
-        thr.value = round(float(cutoffs[change["new"]]), 3)
+    def to_cutoff(m: str) -> None:
+        cut = float(cutoffs[m])
+        lo, hi = snapped_range(cut)
+        with thr.hold_trait_notifications():
+            thr.min, thr.max = min(lo, thr.min), max(hi, thr.max)  # never clamp on the way
+            thr.value = cut
+            thr.min, thr.max = lo, hi
+        update()
 
     def update(*_: Any) -> None:
-        out.value = cutoff_table(predictions, model.value, thr.value).to_html(index=False)
+        m, t = model.value, float(thr.value)
+        tab = cutoff_table(predictions, m, t)
+        shown = for_people(tab.drop(columns="threshold"))
+        at_cut = abs(t - float(cutoffs[m])) < 1e-12
+        out.value = (TABLE_CSS + f"<div class='dlrc-note'>Positive when the <b>{_html.escape(labels[m])}</b> "
+                     f"probability ≥ <b class='dlrc-thr' data-value='{t!r}'>{t:.4f}</b> "
+                     + ("(the training cut-off: Youden index in the training cohort)" if at_cut else
+                        f"(training cut-off {float(cutoffs[m]):.4f})")
+                     + "</div>" + _html_table(shown, "dlrc-cutoff", row_key="cohort"))
+        roc.value = roc_svg(predictions, m, t)
 
-    model.observe(on_model, names="value")
-    model.observe(update, names="value")
+    model.observe(lambda ch: to_cutoff(ch["new"]), names="value")
+    reset.on_click(lambda _: to_cutoff(model.value))
     thr.observe(update, names="value")
     update()
-    return w.VBox([model, thr, out])
+    box = w.VBox([w.HBox([model, reset]), thr, w.HBox([out, roc])])
+    box.add_class("dlrc-w")
+    box.add_class("dlrc-cutoff-explorer")
+    return box
+
+
+def decision_curve_explorer(curves: pd.DataFrame, default_range: tuple[float, float] = (0.05, 0.6),
+                            force_static: bool | None = None) -> Any:
+    """Choose a threshold range and the strategies to compare -> the decision curves of the
+    three cohorts over that range and :func:`decision_curve_window` (net benefit at both
+    ends, share of the range in which each strategy is best).
+
+    Headless: :func:`decision_curve_window` over ``default_range`` with every strategy.
+    """
+    grid = np.sort(curves["threshold"].unique())
+    lo, hi = (float(grid[np.abs(grid - v).argmin()]) for v in default_range)
+    strategies = list(dict.fromkeys(curves["model"]))
+    if force_static or (force_static is None and headless()):
+        return decision_curve_window(curves, lo, hi)
+    import ipywidgets as w
+
+    from dlrc_lib.evaluation.decision_curve import plot_decision_curve
+
+    step = float(np.round(np.diff(grid).min(), 10)) if len(grid) > 1 else 0.01
+    rng = w.FloatRangeSlider(value=(lo, hi), min=float(grid[0]), max=float(grid[-1]), step=step,
+                             description="Threshold range:", readout_format=".2f", continuous_update=False,
+                             style=STYLE, layout=w.Layout(width="560px"))
+    rng.add_class("dlrc-dca-range")
+    boxes = {m: w.Checkbox(value=True, description=m, indent=False, layout=w.Layout(width="auto"))
+             for m in strategies}
+    for i, b in enumerate(boxes.values()):
+        b.add_class(f"dlrc-dca-model-{i}")
+    img = w.Image(format="png")
+    out = w.HTML()
+    out.add_class("dlrc-dca-out")
+
+    def update(*_: Any) -> None:
+        import matplotlib
+
+        matplotlib.use("Agg", force=False)
+        import matplotlib.pyplot as plt
+
+        a, b = (float(v) for v in rng.value)
+        chosen = [m for m, c in boxes.items() if c.value]
+        table = decision_curve_window(curves, a, b, chosen)
+        out.value = (TABLE_CSS + f"<div class='dlrc-note'>Thresholds <b class='dlrc-dca-lo'>{a:.0%}</b> to "
+                     f"<b class='dlrc-dca-hi'>{b:.0%}</b>: net benefit at both ends, and how much of the "
+                     f"range each strategy shown has the highest net benefit (ties count for each).</div>"
+                     + _html_table(table, "dlrc-dca"))
+        cohorts = list(dict.fromkeys(curves["cohort"]))
+        fig, axes = plt.subplots(1, len(cohorts), figsize=(4.2 * len(cohorts), 3.2), squeeze=False)
+        for coh, ax in zip(cohorts, axes[0]):
+            # whole curves (the y-axis scale follows the cohort's prevalence), zoomed to the range
+            sub = curves[(curves["cohort"] == coh) & curves["model"].isin(chosen + ["Treat all", "Treat none"])]
+            plot_decision_curve(sub, coh, ax=ax)
+            for line in list(ax.get_lines()):
+                if line.get_label() in ("All", "None") and \
+                        {"All": "Treat all", "None": "Treat none"}[line.get_label()] not in chosen:
+                    line.remove()
+            if ax.get_legend() is not None:
+                ax.legend(loc="upper right", fontsize=7, frameon=False)
+            ax.set_xlim(a, b)
+        fig.tight_layout()
+        img.value = _png(fig)
+
+    rng.observe(update, names="value")
+    for c in boxes.values():
+        c.observe(update, names="value")
+    update()
+    box = w.VBox([rng, w.HBox([w.HTML("Compare:"), *boxes.values()]), img, out])
+    box.add_class("dlrc-w")
+    box.add_class("dlrc-dca-explorer")
+    return box
+
+
+def calibration_explorer(predictions: pd.DataFrame, models: Mapping[str, str], groups: int = 10,
+                         force_static: bool | None = None) -> Any:
+    """Change the number of risk groups of the Hosmer-Lemeshow test -> its statistic and
+    p-value per model and cohort: how much the test's verdict depends on that choice.
+
+    Headless: :func:`calibration_summary` at ``groups``.
+    """
+    if force_static or (force_static is None and headless()):
+        return calibration_summary(predictions, models, groups)
+    import ipywidgets as w
+
+    g = w.IntSlider(value=groups, min=3, max=15, step=1, description="Risk groups:", continuous_update=False,
+                    style=STYLE)
+    g.add_class("dlrc-hl-groups")
+    out = w.HTML()
+    out.add_class("dlrc-hl-out")
+
+    def update(*_: Any) -> None:
+        out.value = (TABLE_CSS + f"<div class='dlrc-note'>Hosmer-Lemeshow test with <b class='dlrc-hl-g'>"
+                     f"{g.value}</b> risk groups (the paper: 10).</div>"
+                     + _html_table(calibration_summary(predictions, models, g.value), "dlrc-hl"))
+
+    g.observe(update, names="value")
+    update()
+    box = w.VBox([g, out])
+    box.add_class("dlrc-w")
+    box.add_class("dlrc-calibration-explorer")
+    return box

@@ -1,0 +1,244 @@
+"""Where a notebook's inputs are, the same under ``dlrc run`` and in JupyterLab.
+
+Every notebook calls :func:`open_run` in its first code cell after the ``parameters`` cell::
+
+    from dlrc_lib.reporting.paths import open_run
+    art = open_run(globals(), "05_dlrc")
+
+and the runner builds the values it injects with :func:`resolve_parameters`, so both resolve
+relative parameter paths the same way: against the repository root (the folder holding
+``notebooks/``), or against the parameter file's folder when the path exists only there. The
+working directory of the kernel does not matter.
+
+Under ``dlrc run`` (``DLRC_RUNNER=1`` in the kernel's environment) the injected values are
+used as given. Opened interactively (JupyterLab), a notebook reads a finished run: the run
+named by ``DLRC_RUN`` (set by ``dlrc lab``) or by its ``run_dir`` parameter. Parameters still at
+the notebook's committed defaults take the values that run used (from its ``run.json``), so
+the notebook recomputes what the report shows; a value edited in the parameters cell is kept
+and reported. Nothing is written unless ``write_artifacts = True`` (the runner's setting), and
+a missing input names the absolute path it looked for and the command that produces it.
+"""
+from __future__ import annotations
+
+import ast
+import json
+import os
+from pathlib import Path
+from typing import Any, Mapping, MutableMapping
+
+from dlrc_lib.core.errors import DlrcError
+
+
+class MissingInput(DlrcError, FileNotFoundError):
+    """An input of a notebook that an earlier step has not produced (absolute path + command)."""
+
+# Parameters (flattened names) that are paths.
+PATH_KEYS = ("run_dir", "cache_dir", "study_manifest", "params_file", "radiomics_settings",
+             "published_values", "study_twin_dir")
+# Inputs a notebook reads from another one's output, by frame name -> the notebook writing it.
+FRAME_PRODUCERS = {
+    "icc": "02_icc",
+    "rad_score": "03_radiomics",
+    "dl_scores": "04_deep_learning",
+    "predictions": "05_dlrc",
+    "decision_curves": "07_decision_curve",
+    "decision_curve_bands": "07_decision_curve",
+}
+DEFAULT_PARAMS_FILE = "params/quick.yaml"
+ENV_RUNNER = "DLRC_RUNNER"  # set by dlrc run for its kernels
+ENV_PARAMS_FILE = "DLRC_PARAMS_FILE"  # the runner's parameter file (for messages)
+ENV_RUN = "DLRC_RUN"  # the run dlrc lab opened the notebooks against
+
+
+def project_root() -> Path:
+    """The folder that holds ``notebooks/`` and ``dlrc_lib/`` (the checkout); else the
+    working directory (an installed package used from a study folder)."""
+    here = Path(__file__).resolve().parents[2]
+    if (here / "notebooks").is_dir():
+        return here
+    return Path.cwd()
+
+
+def resolve_path(value: str | os.PathLike | None, root: Path | None = None,
+                 params_file: str | os.PathLike | None = None) -> str | None:
+    """An absolute path for a parameter value.
+
+    Absolute paths stay as they are. A relative path resolves against the repository root,
+    unless it exists only next to the parameter file, where it resolves against that folder.
+    """
+    if value is None or str(value) == "":
+        return value  # type: ignore[return-value]
+    path = Path(os.path.expanduser(str(value)))
+    if path.is_absolute():
+        return str(path)
+    root = Path(root) if root else project_root()
+    at_root = root / path
+    if params_file and not at_root.exists():
+        beside = Path(params_file).resolve().parent / path
+        if beside.exists():
+            return str(beside)
+    return str(at_root)
+
+
+def resolve_parameters(values: Mapping[str, Any], root: Path | None = None,
+                       params_file: str | os.PathLike | None = None) -> dict[str, Any]:
+    """``values`` with every path parameter (:data:`PATH_KEYS`) made absolute."""
+    params_file = params_file or values.get("params_file") or None
+    if params_file:
+        params_file = resolve_path(params_file, root)
+    out = dict(values)
+    for key in PATH_KEYS:
+        if key in out and isinstance(out[key], str):
+            out[key] = resolve_path(out[key], root, params_file)
+    return out
+
+
+def committed_defaults(notebook: str, root: Path | None = None) -> dict[str, Any]:
+    """The literals of the ``parameters`` cell of ``notebooks/<notebook>.ipynb`` as committed."""
+    path = (Path(root) if root else project_root()) / "notebooks" / f"{notebook}.ipynb"
+    if not path.is_file():
+        return {}
+    nb = json.loads(path.read_text())
+    for cell in nb.get("cells", []):
+        if cell.get("cell_type") == "code" and "parameters" in cell.get("metadata", {}).get("tags", []):
+            source = "".join(cell["source"]) if isinstance(cell["source"], list) else cell["source"]
+            values = {}
+            for stmt in ast.parse(source).body:
+                if isinstance(stmt, ast.AnnAssign) and isinstance(stmt.target, ast.Name) and stmt.value:
+                    values[stmt.target.id] = ast.literal_eval(stmt.value)
+            return values
+    return {}
+
+
+def run_parameters(run_dir: Path) -> tuple[dict[str, Any], dict]:
+    """The flattened parameters a finished run used (``run.json``), and the run record."""
+    run_json = Path(run_dir) / "run.json"
+    if not run_json.is_file():
+        return {}, {}
+    record = json.loads(run_json.read_text())
+    from dlrc_lib.core.config import Params, flatten
+
+    try:
+        flat = flatten(Params.model_validate(record.get("params", {})))
+    except ValueError:
+        flat = {}
+    flat["run_dir"] = str(run_dir)
+    analysed = Path(run_dir) / "study_manifest.csv"
+    if analysed.is_file():
+        flat["study_manifest"] = str(analysed)
+    elif record.get("analysed_manifest"):
+        flat["study_manifest"] = record["analysed_manifest"]
+    if record.get("params_file"):
+        flat["params_file"] = record["params_file"]
+    return flat, record
+
+
+def last_finished_run(root: Path | None = None) -> Path | None:
+    """The run under ``reports/`` that finished last with status ok, if any."""
+    root = Path(root) if root else project_root()
+    best: tuple[str, Path] | None = None
+    for run_json in (root / "reports").glob("*/run.json"):
+        try:
+            record = json.loads(run_json.read_text())
+        except (OSError, json.JSONDecodeError):
+            continue
+        if record.get("status") != "ok":
+            continue
+        key = (record.get("finished") or "", run_json.parent)
+        if best is None or key > best:
+            best = key
+    return best[1] if best else None
+
+
+def run_command(params_file: str | None, notebook: str | None = None) -> str:
+    """The command that produces a run (or one notebook's outputs in it)."""
+    params = params_file or DEFAULT_PARAMS_FILE
+    try:
+        shown = str(Path(params).resolve().relative_to(project_root()))
+    except ValueError:
+        shown = str(params)
+    only = f" --only {notebook[:2]}" if notebook else ""
+    return f"dlrc run --params {shown}{only}"
+
+
+class NotebookRun:
+    """What :func:`open_run` decided: the run folder, where values came from, the command."""
+
+    def __init__(self, notebook: str, run_dir: Path, params_file: str | None, interactive: bool,
+                 write: bool, from_run: list[str], edited: dict[str, tuple[Any, Any]]):
+        self.notebook, self.run_dir, self.params_file = notebook, run_dir, params_file
+        self.interactive, self.write, self.from_run, self.edited = interactive, write, from_run, edited
+
+    def command(self, notebook: str | None = None) -> str:
+        return run_command(self.params_file, notebook)
+
+    def missing(self, path: Path, what: str, producer: str | None = None) -> MissingInput:
+        """The error for an input that is not there: absolute path and the command to make it."""
+        return MissingInput(f"{Path(path).resolve()}: {what} not found; produce it with `{self.command(producer)}`")
+
+
+def open_run(namespace: MutableMapping[str, Any], notebook: str, root: Path | None = None):
+    """Set a notebook up after its parameters cell; return its :class:`Artifacts`.
+
+    Updates ``namespace`` (the notebook's ``globals()``) in place: path parameters absolute,
+    and, interactively, parameters at their committed defaults replaced by the values of the
+    run the notebook reads. Creates no folder; raises :class:`DlrcError` naming the absolute
+    path and the producing command when the study manifest or the run folder is missing.
+    """
+    from dlrc_lib.reporting.artifacts import Artifacts
+
+    root = Path(root) if root else project_root()
+    interactive = os.environ.get(ENV_RUNNER) != "1"
+    params_file = os.environ.get(ENV_PARAMS_FILE) if not interactive else None
+    declared = committed_defaults(notebook, root)
+    from_run: list[str] = []
+    edited: dict[str, tuple[Any, Any]] = {}
+    if interactive:
+        at_default = {k for k, v in declared.items() if k in namespace and namespace[k] == v}
+        run_dir = namespace.get("run_dir")
+        if os.environ.get(ENV_RUN) and "run_dir" in at_default:
+            run_dir = os.environ[ENV_RUN]
+        run_dir = Path(resolve_path(run_dir, root))
+        recorded, record = run_parameters(run_dir)
+        params_file = recorded.get("params_file")
+        for key in declared:
+            if key not in namespace or key in ("write_artifacts", "run_dir") or key not in recorded:
+                continue
+            if key in at_default:
+                if namespace[key] != recorded[key]:
+                    namespace[key] = recorded[key]
+                    from_run.append(key)
+            elif namespace[key] != recorded[key] and key != "run_dir":
+                edited[key] = (namespace[key], recorded[key])
+        namespace["run_dir"] = str(run_dir)
+    values = resolve_parameters({k: namespace[k] for k in namespace if k in PATH_KEYS}, root, params_file)
+    namespace.update(values)
+    from dlrc_lib.reporting.display import use_people_numbers
+
+    use_people_numbers()
+    write = bool(namespace.get("write_artifacts", not interactive))
+    info = NotebookRun(notebook, Path(namespace["run_dir"]), params_file, interactive, write, from_run, edited)
+
+    if interactive and not info.run_dir.is_dir():
+        raise info.missing(info.run_dir, "run folder")
+    if "study_manifest" in declared and not Path(namespace["study_manifest"]).is_file():
+        raise info.missing(Path(namespace["study_manifest"]), "study manifest")
+    if interactive:
+        _say(info)
+    return Artifacts(info.run_dir, notebook=notebook, write=write, run=info)
+
+
+def _say(info: NotebookRun) -> None:
+    where = info.run_dir
+    try:
+        where = info.run_dir.relative_to(project_root())
+    except ValueError:
+        pass
+    lines = [f"reading run {where}" + (f" (parameters of its run.json: {', '.join(info.from_run)})"
+                                        if info.from_run else "")]
+    for key, (mine, theirs) in info.edited.items():
+        lines.append(f"  {key} = {mine!r} (the run used {theirs!r}): results will differ from the report")
+    lines.append("  write_artifacts = True: this notebook's tables, figures and results in the run are replaced"
+                 if info.write else
+                 "  write_artifacts = False: nothing is written; set it True in the parameters cell to update the run")
+    print("\n".join(lines))
