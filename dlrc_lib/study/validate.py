@@ -648,81 +648,117 @@ def validate_manifest(manifest_path: str | Path, params=None, *, check_images: b
     from dlrc_lib.core.config import Params
 
     params = params or Params()
-    st = params.study
-    label = int(st.mask_label)
     path = Path(manifest_path)
     try:
         raw = read_manifest(path)
     except DlrcError as exc:
         return [Problem("error", None, str(path), str(exc).split(": ", 1)[-1])]
-    problems: list[Problem] = []
-    err = lambda pid, where, msg: problems.append(Problem("error", pid, where, msg))  # noqa: E731
-    warn = lambda pid, where, msg: problems.append(Problem("warning", pid, where, msg))  # noqa: E731
+    report = _Report()
     if raw.empty:
-        err(None, str(path), "manifest has no patients")
-        return problems
+        report.err(None, str(path), "manifest has no patients")
+        return report.problems
+    _check_columns(path, raw, report)
+    ids = _patient_ids(raw)
+    for pid, n in ids.value_counts().items():
+        if n > 1:
+            report.err(pid, "patient_id", f"duplicate patient ID ({n} rows)")
+    records = raw.to_dict("records")  # plain dicts: a row lookup per cell in pandas is slow
+    for pid, row in zip(ids, records):
+        _check_row(raw, row, pid, report)
+    _check_study_wide(raw, params, report)
+    if check_images:
+        jobs = _file_jobs(path, raw, ids, records, int(params.study.mask_label), report)
+        report.problems += check_study_files(path, jobs, cache_dir=params.cache_dir if cache else None,
+                                             n_jobs=n_jobs if n_jobs is not None else params.study.n_jobs,
+                                             progress=progress).problems
+    return report.problems
+
+
+class _Report:
+    """The problems found so far, and the two ways to add one."""
+
+    def __init__(self) -> None:
+        self.problems: list[Problem] = []
+
+    def err(self, pid: Optional[str], where: str, msg: str) -> None:
+        self.problems.append(Problem("error", pid, where, msg))
+
+    def warn(self, pid: Optional[str], where: str, msg: str) -> None:
+        self.problems.append(Problem("warning", pid, where, msg))
+
+
+def _check_columns(path: Path, raw: pd.DataFrame, report: _Report) -> None:
+    """Columns named twice, required columns missing, optional reader columns incomplete."""
     for col, n in _header_counts(path).items():
         if n > 1:  # pandas would keep the first and rename the others silently
-            err(None, f"column {col}", f"appears {n} times in the manifest's header")
+            report.err(None, f"column {col}", f"appears {n} times in the manifest's header")
     required = list(CLINICAL_REQUIRED) + path_columns("image") + path_columns("mask")
     for col in required:
         if col not in raw:
-            err(None, f"column {col}", "required column missing from the manifest")
+            report.err(None, f"column {col}", "required column missing from the manifest")
     for group in (READER1_COLUMNS, READER2_COLUMNS):
         given = [c for c in group if c in raw]
         if given and len(given) < len(group):
             for col in group:
                 if col not in raw:
-                    err(None, f"column {col}", f"optional reader columns come as a set ({', '.join(group)}); "
-                                               f"this one is missing")
-    ids = raw["patient_id"].astype(str).str.strip() if "patient_id" in raw else pd.Series(
-        [f"row {i + 2}" for i in range(len(raw))])
-    ids = ids.where(~raw.get("patient_id", pd.Series([None] * len(raw))).isna(), [f"row {i + 2}" for i in range(len(raw))])
-    for pid, n in ids.value_counts().items():
-        if n > 1:
-            err(pid, "patient_id", f"duplicate patient ID ({n} rows)")
-    records = raw.to_dict("records")  # plain dicts: a row lookup per cell in pandas is slow
-    for i, pid in enumerate(ids):
-        row = records[i]
-        for col in CLINICAL_REQUIRED:
-            if col in raw and _missing(row[col]):
-                err(pid, col, "missing required value")
-        if "lnm" in raw and not _missing(row["lnm"]) and str(row["lnm"]).strip() not in ("0", "1", "0.0", "1.0"):
-            err(pid, "lnm", f"LNM must be 0 or 1, got {str(row['lnm']).strip()!r}")
-        if "node_necrosis" in raw and not _missing(row["node_necrosis"]) and str(row["node_necrosis"]).strip() not in ("0", "1", "0.0", "1.0"):
-            err(pid, "node_necrosis", f"must be 0 or 1, got {str(row['node_necrosis']).strip()!r}")
-        for col, levels in MANIFEST_LEVELS.items():
-            if col in raw and not _missing(row[col]) and str(row[col]).strip() not in levels:
-                err(pid, col, f"unknown level {str(row[col]).strip()!r} (expected one of {', '.join(levels)})")
-        for col in ("age", "parity", "lnsd_mm", "lnld_mm", "age_at_menopause"):
-            if col in raw and not _missing(row[col]):
-                try:
-                    v = float(row[col])
-                except (TypeError, ValueError):
-                    err(pid, col, f"not a number: {row[col]!r}")
-                    continue
-                if v < 0 or (col == "parity" and v != int(v)):
-                    err(pid, col, f"must be a non-negative {'integer' if col == 'parity' else 'number'}, got {row[col]!r}")
-        try:
-            s, lg = float(row.get("lnsd_mm")), float(row.get("lnld_mm"))
-            if s > lg:
-                err(pid, "lnsd_mm", f"short axis {s:g} mm exceeds long axis {lg:g} mm")
-        except (TypeError, ValueError):
-            pass
-        _check_optional(raw, row, pid, err)
-        if "menopause" in raw and "age_at_menopause" in raw:
-            post, am = row["menopause"], row["age_at_menopause"]
-            if post == "Yes" and _missing(am):
-                warn(pid, "age_at_menopause", "missing for a postmenopausal patient")
-            if post == "No" and not _missing(am):
-                warn(pid, "age_at_menopause", "given for a premenopausal patient")
-        if "cohort" in raw and not raw["cohort"].isna().all():
-            c = row["cohort"]
-            if _missing(c):
-                err(pid, "cohort", "missing cohort (leave the whole column empty to split by the parameters)")
-            elif str(c).strip() not in COHORTS:
-                err(pid, "cohort", f"unknown level {c!r} (expected one of {', '.join(COHORTS)})")
-    # study-wide: cohorts with one class, batches too small to harmonise
+                    report.err(None, f"column {col}", f"optional reader columns come as a set ({', '.join(group)}); "
+                                                      f"this one is missing")
+
+
+def _patient_ids(raw: pd.DataFrame) -> pd.Series:
+    """Each row's patient ID, or ``row N`` (its line in the CSV) where it has none."""
+    rows = pd.Series([f"row {i + 2}" for i in range(len(raw))])
+    if "patient_id" not in raw:
+        return rows
+    ids = raw["patient_id"].astype(str).str.strip()
+    return ids.where(~raw["patient_id"].isna(), rows)
+
+
+def _check_row(raw: pd.DataFrame, row: dict, pid: str, report: _Report) -> None:
+    """One patient's clinical values: present, of the right type, level and range."""
+    err, warn = report.err, report.warn
+    for col in CLINICAL_REQUIRED:
+        if col in raw and _missing(row[col]):
+            err(pid, col, "missing required value")
+    for col, what in (("lnm", "LNM must be 0 or 1"), ("node_necrosis", "must be 0 or 1")):
+        if col in raw and not _missing(row[col]) and str(row[col]).strip() not in ("0", "1", "0.0", "1.0"):
+            err(pid, col, f"{what}, got {str(row[col]).strip()!r}")
+    for col, levels in MANIFEST_LEVELS.items():
+        if col in raw and not _missing(row[col]) and str(row[col]).strip() not in levels:
+            err(pid, col, f"unknown level {str(row[col]).strip()!r} (expected one of {', '.join(levels)})")
+    for col in ("age", "parity", "lnsd_mm", "lnld_mm", "age_at_menopause"):
+        if col in raw and not _missing(row[col]):
+            try:
+                v = float(row[col])
+            except (TypeError, ValueError):
+                err(pid, col, f"not a number: {row[col]!r}")
+                continue
+            if v < 0 or (col == "parity" and v != int(v)):
+                err(pid, col, f"must be a non-negative {'integer' if col == 'parity' else 'number'}, got {row[col]!r}")
+    try:
+        s, lg = float(row.get("lnsd_mm")), float(row.get("lnld_mm"))
+        if s > lg:
+            err(pid, "lnsd_mm", f"short axis {s:g} mm exceeds long axis {lg:g} mm")
+    except (TypeError, ValueError):
+        pass
+    _check_optional(raw, row, pid, err)
+    if "menopause" in raw and "age_at_menopause" in raw:
+        post, am = row["menopause"], row["age_at_menopause"]
+        if post == "Yes" and _missing(am):
+            warn(pid, "age_at_menopause", "missing for a postmenopausal patient")
+        if post == "No" and not _missing(am):
+            warn(pid, "age_at_menopause", "given for a premenopausal patient")
+    if "cohort" in raw and not raw["cohort"].isna().all():
+        c = row["cohort"]
+        if _missing(c):
+            err(pid, "cohort", "missing cohort (leave the whole column empty to split by the parameters)")
+        elif str(c).strip() not in COHORTS:
+            err(pid, "cohort", f"unknown level {c!r} (expected one of {', '.join(COHORTS)})")
+
+
+def _check_study_wide(raw: pd.DataFrame, params, report: _Report) -> None:
+    """Cohorts with a single LNM class; scanners or centres too small to harmonise."""
+    st = params.study
     if {"lnm", "centre"} <= set(raw.columns):
         df = raw.copy()
         df["lnm"] = pd.to_numeric(df["lnm"], errors="coerce")
@@ -732,9 +768,10 @@ def validate_manifest(manifest_path: str | Path, params=None, *, check_images: b
         for cohort in COHORTS:
             y = df.loc[df["cohort"] == cohort, "lnm"].dropna()
             if len(y) == 0:
-                warn(None, "cohort", f"no patients in the {cohort} cohort")
+                report.warn(None, "cohort", f"no patients in the {cohort} cohort")
             elif y.nunique() < 2:
-                err(None, "cohort", f"the {cohort} cohort has a single LNM class ({int(y.iloc[0])}: {len(y)} patients)")
+                report.err(None, "cohort", f"the {cohort} cohort has a single LNM class ({int(y.iloc[0])}: "
+                                           f"{len(y)} patients)")
     batch = params.harmonisation.batch if params.harmonisation.mode != "none" else None
     for col in ("scanner", "centre"):
         if col not in raw:
@@ -743,25 +780,26 @@ def validate_manifest(manifest_path: str | Path, params=None, *, check_images: b
             if n < st.min_batch_size:
                 msg = (f"{col} {name} has {n} patient(s), fewer than min_batch_size={st.min_batch_size}: "
                        f"too small to harmonise")
-                (err if col == batch else warn)(None, col, msg)
-    if check_images:
-        base = path.resolve().parent
-        cols = [c for c in path_columns("image") + path_columns("mask") + path_columns("icc") if c in raw]
-        jobs = []
-        for i, pid in enumerate(ids):
-            entries = []
-            for col in cols:
-                v = records[i][col]
-                if _missing(v):
-                    if not col.startswith(("mask_r2_", "mask_rep_")):
-                        err(pid, col, "missing file path")
-                    continue
-                entries.append((col, str(v).strip()))
-            jobs.append((pid, str(base), entries, label))
-        problems += check_study_files(path, jobs, cache_dir=params.cache_dir if cache else None,
-                                      n_jobs=n_jobs if n_jobs is not None else st.n_jobs,
-                                      progress=progress).problems
-    return problems
+                (report.err if col == batch else report.warn)(None, col, msg)
+
+
+def _file_jobs(path: Path, raw: pd.DataFrame, ids: pd.Series, records: list[dict], label: int,
+               report: _Report) -> list[tuple]:
+    """Per patient, the image and mask files to check; a required path left empty is reported."""
+    base = path.resolve().parent
+    cols = [c for c in path_columns("image") + path_columns("mask") + path_columns("icc") if c in raw]
+    jobs = []
+    for pid, row in zip(ids, records):
+        entries = []
+        for col in cols:
+            v = row[col]
+            if _missing(v):
+                if not col.startswith(("mask_r2_", "mask_rep_")):
+                    report.err(pid, col, "missing file path")
+                continue
+            entries.append((col, str(v).strip()))
+        jobs.append((pid, str(base), entries, label))
+    return jobs
 
 
 def _shown(value: Any) -> str:
