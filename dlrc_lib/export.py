@@ -185,7 +185,7 @@ def document_from_run(art: Artifacts, *, best_model: str, fit: Any, nomogram: An
         deep_preprocessing={k: params[f"deep_{k}"] for k in deep_keys if f"deep_{k}" in params},
         deep_weights=(res04.get("weights") or {}).get(best_model),
         deep_state=states[best_model],
-        best_model_rule=params.get("deep_best_model_rule", "train_auc"),
+        best_model_rule=params.get("deep_best_model_rule", "train_and_external_auc"),
         harmonisation={"mode": params.get("harmonisation_mode", "all"), "batch": batch_col,
                        "parametric": params.get("harmonisation_parametric", True),
                        "small_batch": params.get("harmonisation_small_batch", "error"),
