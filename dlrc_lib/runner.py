@@ -31,6 +31,7 @@ TRACKED_PACKAGES = (
 )
 
 RUN_NOTEBOOK_KEYS = ("run_dir", "params_file", "study_manifest")
+SWEEP_NOTEBOOK = "09"  # 09_sensitivity: runs when the parameters name a sweep grid
 
 
 def project_root() -> Path:
@@ -216,6 +217,12 @@ def run(params_path: str | Path, only: Iterable[str] | None = None, out: str | P
     params = load_params(params_file)
     root = Path(root) if root else project_root()
     notebooks = list_notebooks(root, only)
+    # notebook 09 reads a sweep: it runs only when the parameters name a sweep grid
+    sweep_nbs = [nb for nb in notebooks if nb.name[:2] == SWEEP_NOTEBOOK]
+    if sweep_nbs and not params.sweep.grid:
+        if only and len(sweep_nbs) == len(notebooks):
+            raise DlrcError(f"{params_file}: notebook {SWEEP_NOTEBOOK} needs a sweep grid (key 'sweep.grid')")
+        notebooks = [nb for nb in notebooks if nb not in sweep_nbs]
     run_dir = Path(out) if out else Path("reports") / params.run_name
     run_dir = run_dir.resolve()
     (run_dir / "notebooks").mkdir(parents=True, exist_ok=True)
@@ -228,6 +235,8 @@ def run(params_path: str | Path, only: Iterable[str] | None = None, out: str | P
     analysed = write_analysed_study(manifest, params, run_dir)
     say(f"  study: {manifest} ({time.perf_counter() - t0:.1f} s)")
     inputs = notebook_inputs(params, params_file.resolve(), run_dir, analysed)
+    sweep_dir = Path(params.sweep.out).resolve() if params.sweep.out else run_dir / "sweep"
+    inputs["sweep_out"] = str(sweep_dir)
 
     os.environ["DLRC_HEADLESS"] = "1"  # widgets fall back to static output
     # Kernels import the same dlrc_lib as this process, whatever their working directory.
@@ -245,6 +254,11 @@ def run(params_path: str | Path, only: Iterable[str] | None = None, out: str | P
         out_nb = run_dir / "notebooks" / nb.name
         # a notebook's results (and its warnings) describe its latest execution only
         (run_dir / "results" / f"{nb.stem}.json").unlink(missing_ok=True)
+        if nb.name[:2] == SWEEP_NOTEBOOK:
+            # the sweep's variants first (finished ones are reused); a failed variant is in its table
+            from .reporting.sweep import run_sweep
+
+            run_sweep(params_file, params.sweep.grid, out=sweep_dir, jobs=params.sweep.jobs, quiet=quiet)
         try:
             echo = None if quiet else ConsoleEcho()
             try:

@@ -1,0 +1,1 @@
+"""Reporting: what a finished run says about the paper (claims, the report page, snapshots)."""
