@@ -429,6 +429,18 @@ def _stop_leftover(vdir: Path) -> None:
 
 _RUNNING: dict[int, subprocess.Popen] = {}
 _LOCK = threading.Lock()
+_STOPPING = threading.Event()  # set when the sweep is interrupted: unfinished variants leave no record
+
+
+def _die_with_parent() -> None:
+    """In the child before exec (Linux): end the variant's process when the sweep dies, even
+    by SIGKILL, so that no orphan keeps computing a variant nobody will record."""
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except Exception:  # noqa: BLE001 - not Linux: the next sweep ends leftovers by their pid file
+        pass
 
 
 def subprocess_executor(threads: int = 1) -> Executor:
@@ -442,18 +454,17 @@ def subprocess_executor(threads: int = 1) -> Executor:
         env["PYTHONPATH"] = os.pathsep.join([pkg_parent] + [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p])
         for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
             env[var] = str(threads)
-        log = open(vdir / "sweep.log", "w")
-        try:
+        with open(vdir / "sweep.log", "w") as log:
             proc = subprocess.Popen(cmd, cwd=str(Path.cwd()), stdout=log, stderr=subprocess.STDOUT,
-                                    env=env, start_new_session=True)
+                                    env=env, start_new_session=True, preexec_fn=_die_with_parent)
             atomic_write_text(vdir / ".pid", f"{proc.pid}\n")
             with _LOCK:
                 _RUNNING[proc.pid] = proc
-            rc = proc.wait()
-        finally:
-            log.close()
-            with _LOCK:
-                _RUNNING.pop(getattr(locals().get("proc"), "pid", -1), None)
+            try:
+                rc = proc.wait()
+            finally:
+                with _LOCK:
+                    _RUNNING.pop(proc.pid, None)
         (vdir / ".pid").unlink(missing_ok=True)
         if rc == 0:
             return True, None
@@ -493,7 +504,7 @@ def _copy_base(base_dir: Path, vdir: Path) -> None:
         shutil.rmtree(vdir)
     vdir.mkdir(parents=True)
     for item in base_dir.iterdir():
-        if item.name in ("index.html",):
+        if item.name in ("index.html", "base.json"):
             continue
         if item.is_dir():
             shutil.copytree(item, vdir / item.name)
@@ -553,6 +564,7 @@ def run_sweep(params_path: str | Path, grid_path: str | Path, out: str | Path | 
         if other and other != os.getpid() and _alive(other):
             raise DlrcError(f"{out}: another sweep is running there (pid {other})")
     atomic_write_text(lock, f"{os.getpid()}\n")
+    _STOPPING.clear()
     try:
         return _run_sweep(base, params_path, grid, out, jobs, retry_failed, say, executor, root,
                           extract, run_notebooks, t_start)
@@ -640,10 +652,14 @@ def _run_sweep(base: Params, params_path: Path, grid: Grid, out: Path, jobs: int
         _copy_base(base_dir, vdir)
         pfile = vdir / "params.yaml"
         _write_params(pfile, vp)
+        if _STOPPING.is_set():
+            return
         try:
             ok, error = execute(vdir, pfile, only, root)
         except Exception as exc:  # noqa: BLE001 - recorded, the other variants go on
             ok, error = False, f"{type(exc).__name__}: {exc}".splitlines()[0]
+        if _STOPPING.is_set():
+            return  # interrupted, not failed: the next call runs it again
         rec: dict[str, Any] = {"variant": v.name, "overrides": v.overrides, "choices": v.choices,
                                "fingerprint": fp, "notebooks": only, "status": "ok" if ok else "failed",
                                "error": error, "seconds": round(time.perf_counter() - t0, 2)}
@@ -677,6 +693,7 @@ def _run_sweep(base: Params, params_path: Path, grid: Grid, out: Path, jobs: int
                 for f in futures:
                     f.result()
             except BaseException:
+                _STOPPING.set()
                 for f in futures:
                     f.cancel()
                 _stop_running()
