@@ -9,7 +9,7 @@ PIP    := $(PY) -m pip
 STAMP  := $(VENV)/.dlrc-installed
 PARAMS ?= params/paper.yaml
 
-.PHONY: install reproduce quick test test-all bench clean-reports
+.PHONY: install reproduce quick test test-all docs bench clean-reports
 
 $(STAMP): requirements.txt requirements-dev.txt pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -41,6 +41,10 @@ test: $(STAMP)
 
 test-all: $(STAMP)
 	$(PY) -m pytest -q -m ''
+
+# The API reference, generated from the docstrings (not committed).
+docs: $(STAMP)
+	$(VENV)/bin/pdoc -o docs/api -d numpy dlrc_lib
 
 clean-reports:
 	rm -rf reports/paper reports/quick

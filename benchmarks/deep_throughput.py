@@ -3,7 +3,7 @@
 For each model, in one process and on the same batch shapes:
 
 - *bare*: the network's forward pass alone on ready-made tensors (after one warm-up batch);
-- *end-to-end*: one :func:`dlrc_lib.deep.extract.extract_cases` call for all the models on
+- *end-to-end*: one :func:`dlrc_lib.features.deep.extract.extract_cases` call for all the models on
   a cold feature store, as a run does it (hashing the files, reading and cropping each
   volume once in the prefetch thread for all models of its dimension, the forward passes,
   writing every case to the store, compaction, reading the features back).
@@ -32,10 +32,10 @@ import numpy as np
 import torch
 import yaml
 
-from dlrc_lib import featurestore as fs
-from dlrc_lib.config import DeepParams
-from dlrc_lib.deep import extract as dx
-from dlrc_lib.deep.networks import build_extractor, parse_model_name
+from dlrc_lib.features import store as fs
+from dlrc_lib.core.config import DeepParams
+from dlrc_lib.features.deep import extract as dx
+from dlrc_lib.features.deep.networks import build_extractor, parse_model_name
 
 
 def synthetic_cases(root: Path, n: int, shape=(12, 64, 64), spacing=(0.8, 0.8, 4.0), seed: int = 0):
@@ -63,7 +63,7 @@ def synthetic_cases(root: Path, n: int, shape=(12, 64, 64), spacing=(0.8, 0.8, 4
 
 
 def manifest_cases(manifest: str, n: int):
-    from dlrc_lib.study import load_study
+    from dlrc_lib.study.manifest import load_study
 
     study = load_study(manifest).head(n)
     return dx.study_cases(study)

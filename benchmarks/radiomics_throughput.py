@@ -38,8 +38,9 @@ def bench_study(params_file: Path, n_cases: int, sequences: list[str]):
     """A twin study with paper-size volumes and enough patients for ``n_cases`` cases."""
     import math
 
-    from dlrc_lib.config import load_params
-    from dlrc_lib.study import load_study, prepare_study
+    from dlrc_lib.core.config import load_params
+    from dlrc_lib.study.manifest import load_study
+    from dlrc_lib.twin.prepare import prepare_study
 
     n_patients = max(1, math.ceil(n_cases / len(sequences)))
     scale = min(1.0, max(0.01, (n_patients + 6) / 1095))  # a little slack for small centres
@@ -85,7 +86,7 @@ def run_cli(cases, settings: Path, jobs: int, workdir: Path) -> tuple[float, flo
 def run_dlrc(study, cases, settings: Path, jobs: int, cache: Path):
     import pandas as pd
 
-    from dlrc_lib.radiomics import extract_radiomics
+    from dlrc_lib.features.radiomics import extract_radiomics
 
     keep = {(p, s) for p, s, _, _ in cases}
     seqs = list(dict.fromkeys(s for _, s, _, _ in cases))

@@ -2,7 +2,7 @@
 
     python benchmarks/twin_signal.py data/twin/paper/manifest.csv --n-jobs 2 [--out signal.json]
 
-Computes quick numpy features of every reader-1 mask (dlrc_lib.synth.signal_check) and prints
+Computes quick numpy features of every reader-1 mask (dlrc_lib.twin.signal_check) and prints
 the cross-validated AUCs: LNM from features standardised within scanner (target 0.65-0.85),
 LNM from raw features, and centre/scanner from raw features (target > 0.9). The LNM effect
 sizes and the scanner effect are the ``study.signal`` and ``study.scanner_effect`` parameters.
@@ -17,8 +17,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from dlrc_lib.study import load_study  # noqa: E402
-from dlrc_lib.synth.signal_check import signal_check, study_features  # noqa: E402
+from dlrc_lib.study.manifest import load_study  # noqa: E402
+from dlrc_lib.twin.signal_check import signal_check, study_features  # noqa: E402
 
 
 def main() -> int:

@@ -6,7 +6,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from dlrc_lib.artifacts import Artifacts, atomic_write_text, dumps
+from dlrc_lib.reporting.artifacts import Artifacts
+from dlrc_lib.core.io import atomic_write_text, dumps
 
 
 def test_tables_are_deterministic(tmp_path):

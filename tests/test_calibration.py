@@ -8,11 +8,11 @@ import pandas as pd
 import pytest
 from scipy.special import expit
 
-from dlrc_lib.calibration import (
-    _cal_error, _error_summary, calibration_table, figure5, grouped_calibration, lowess_curve,
-    model_columns, optimism_calibration, plot_optimism_calibration, refit_logistic, resolve_terms,
+from dlrc_lib.evaluation.calibration import (
+    _cal_error, _error_summary, calibration_table, figure5, grouped_calibration, lowess_curve, model_columns,
+    optimism_calibration, plot_optimism_calibration, refit_logistic, resolve_terms,
 )
-from dlrc_lib.errors import DlrcError
+from dlrc_lib.core.errors import DlrcError
 from tests.eval_data import make_predictions
 
 def _r_data():

@@ -6,9 +6,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from dlrc_lib.combat import CombatEstimates, apply_combat, estimate_batch, fit_combat, harmonise
-from dlrc_lib.config import HarmonisationParams
-from dlrc_lib.errors import DlrcError
+from dlrc_lib.scores.combat import CombatEstimates, apply_combat, estimate_batch, fit_combat, harmonise
+from dlrc_lib.core.config import HarmonisationParams
+from dlrc_lib.core.errors import DlrcError
 
 from featuredata import make_features, make_study
 

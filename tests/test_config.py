@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from dlrc_lib.config import Params, ParamsError, flatten, load_params, section_from_flat
+from dlrc_lib.core.config import Params, ParamsError, flatten, load_params, section_from_flat
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -73,7 +73,7 @@ def test_flatten_and_rebuild_round_trip():
 
 def test_cli_bad_yaml_one_line(monkeypatch):
     proc = subprocess.run(
-        [sys.executable, "-m", "dlrc_lib.cli", "run", "--params", "params/bad.yaml"],
+        [sys.executable, "-m", "dlrc_lib.reporting.cli", "run", "--params", "params/bad.yaml"],
         cwd=ROOT, capture_output=True, text=True,
     )
     assert proc.returncode == 2
@@ -83,7 +83,7 @@ def test_cli_bad_yaml_one_line(monkeypatch):
 
 
 def test_cli_help_lists_verbs():
-    proc = subprocess.run([sys.executable, "-m", "dlrc_lib.cli", "--help"], cwd=ROOT,
+    proc = subprocess.run([sys.executable, "-m", "dlrc_lib.reporting.cli", "--help"], cwd=ROOT,
                           capture_output=True, text=True)
     assert proc.returncode == 0
     for verb in ("run", "synth", "validate", "extract", "predict"):

@@ -8,9 +8,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from dlrc_lib.calibration import model_columns
-from dlrc_lib.config import DecisionCurveParams
-from dlrc_lib.decision_curve import (
+from dlrc_lib.evaluation.calibration import model_columns
+from dlrc_lib.core.config import DecisionCurveParams
+from dlrc_lib.evaluation.decision_curve import (
     TREAT_ALL, TREAT_NONE, best_ranges, bootstrap_bands, decision_curves, figure6, interventions_avoided,
     net_benefit_at, threshold_grid,
 )

@@ -10,12 +10,12 @@ import pytest
 import SimpleITK as sitk
 import torch
 
-from dlrc_lib.artifacts import Artifacts
-from dlrc_lib.config import DeepParams
-from dlrc_lib.deep import extract as dx
-from dlrc_lib.deep import networks as dn
-from dlrc_lib.deep import preprocess as dp
-from dlrc_lib.errors import DlrcError
+from dlrc_lib.reporting.artifacts import Artifacts
+from dlrc_lib.core.config import DeepParams
+from dlrc_lib.features.deep import extract as dx
+from dlrc_lib.features.deep import networks as dn
+from dlrc_lib.features.deep import preprocess as dp
+from dlrc_lib.core.errors import DlrcError
 
 REPO = Path(__file__).resolve().parents[1]
 SEQS = ("CET1", "DWI", "T2FS")
@@ -292,7 +292,7 @@ def _scores_frame(n: int = 90, seed: int = 3) -> tuple[pd.DataFrame, pd.DataFram
 
 
 def test_table3_rows_reproduce_keys_and_best_model_rules():
-    from dlrc_lib.deep import models as dm
+    from dlrc_lib.scores import deep_models as dm
 
     study, scores = _scores_frame()
     perf = dm.table3(scores, study)
@@ -321,14 +321,15 @@ def test_table3_rows_reproduce_keys_and_best_model_rules():
 
 
 def test_roc_plot_and_icc_filter():
-    from dlrc_lib.deep import models as dm
+    from dlrc_lib.scores import deep_models as dm
 
     study, scores = _scores_frame()
-    roc = dm.roc_frame(scores)
+    display = dm.roc_display(scores)
+    roc = display.curves
     assert set(roc["model"]) == set(dn.MODEL_NAMES) and roc["cohort"].nunique() == 3
     assert roc.groupby(["cohort", "model"], observed=True)["tpr"].max().eq(1).all()
-    fig = dm.roc_plot(scores)
-    assert fig.__class__.__name__ == "ggplot"
+    fig = display.plot()
+    assert fig.__class__.__name__ == "Figure" and len([a for a in fig.axes if a.get_visible()]) == 3
     rng = np.random.default_rng(0)
     truth = rng.normal(0, 1, (8, 4))
     r1 = pd.DataFrame(truth, index=[f"P{i}" for i in range(8)], columns=["CET1_F0", "CET1_F1", "DWI_F0", "DWI_F1"])
@@ -343,7 +344,7 @@ def test_roc_plot_and_icc_filter():
 
 
 def test_table3_keeps_a_model_without_score():
-    from dlrc_lib.deep import models as dm
+    from dlrc_lib.scores import deep_models as dm
 
     study, scores = _scores_frame()
     scores["ResNet152_3D"] = np.nan
@@ -357,7 +358,7 @@ def test_table3_keeps_a_model_without_score():
 
 
 def test_extract_for_model_uses_the_stored_weights(tmp_path):
-    from dlrc_lib.deep import models as dm
+    from dlrc_lib.scores import deep_models as dm
 
     study = make_study(tmp_path / "study", n=2, icc=0)
     params = tiny_params(weights="auto", models=["ResNet50_2D"])
@@ -428,7 +429,7 @@ def test_extract_cli_fills_every_case_notebook_04_reads(tmp_path, monkeypatch):
     then builds no network."""
     from types import SimpleNamespace
 
-    from dlrc_lib.extract import extract_deep_cli
+    from dlrc_lib.features.extract import extract_deep_cli
 
     study = make_study(tmp_path / "study", n=3, icc=1)
     params = SimpleNamespace(deep=tiny_params(), cache_dir=str(tmp_path / "cache"), seed=1,

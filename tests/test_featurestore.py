@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from dlrc_lib.featurestore import FeatureStore, file_digest
+from dlrc_lib.features.store import FeatureStore, file_digest
 
 
 def _feats(rng, n=5, prefix="f"):
@@ -145,7 +145,7 @@ _WRITER = textwrap.dedent(
     """
     import sys, time
     import numpy as np
-    from dlrc_lib.featurestore import FeatureStore
+    from dlrc_lib.features.store import FeatureStore
     store = FeatureStore(sys.argv[1], "radiomics")
     rng = np.random.default_rng(0)
     for i in range(100000):

@@ -1,4 +1,4 @@
-"""The cache of fitted score pipelines and diagnostics (dlrc_lib.memo)."""
+"""The cache of fitted score pipelines and diagnostics (dlrc_lib.core.memo)."""
 import dataclasses
 import json
 
@@ -6,10 +6,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from dlrc_lib import diagnostics as D
-from dlrc_lib import memo as M
-from dlrc_lib.config import HarmonisationParams, SelectionParams
-from dlrc_lib.pipeline import EmptySelectionError, fit_feature_score
+from dlrc_lib.scores import diagnostics as D
+from dlrc_lib.core import memo as M
+from dlrc_lib.core.config import HarmonisationParams, SelectionParams
+from dlrc_lib.scores.pipeline import EmptySelectionError, fit_feature_score
 
 from featuredata import make_features, make_study
 
@@ -61,7 +61,7 @@ def test_cached_fit_is_identical_and_not_refitted(data, tmp_path, monkeypatch):
     assert (first.hits, first.misses) == (0, 1)
     assert_same(plain, cold)
 
-    import dlrc_lib.pipeline as P
+    import dlrc_lib.scores.pipeline as P
 
     def boom(*a, **k):
         raise AssertionError("refitted although the inputs are unchanged")
@@ -162,7 +162,7 @@ def test_diagnostics_are_cached(data, tmp_path):
 def test_no_caching_when_the_code_on_disk_is_newer_than_the_running_code(data, tmp_path, monkeypatch):
     study, X = data
     monkeypatch.setattr(M, "_LOADED_AT", 0.0)  # every module file "changed" after the start
-    assert M.code_fingerprint(["dlrc_lib.pipeline"]) is None
+    assert M.code_fingerprint(["dlrc_lib.scores.pipeline"]) is None
     m = M.Memo(tmp_path, "feature_score")
     _fit(X, study, tmp_path, memo=m)
     assert m.misses == 1 and not (tmp_path / "memo" / "feature_score").exists()

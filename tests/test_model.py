@@ -5,10 +5,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-pytest.importorskip("dlrc_lib.stats", reason="needs the statistics core")
+from dlrc_lib.study.schema import CLINICAL
 
-from dlrc_lib import model as M
-from dlrc_lib.errors import DlrcError
+
+from dlrc_lib.model import dlrc as M
+from dlrc_lib.core.errors import DlrcError
 from model_synthetic import make_study
 
 
@@ -62,7 +63,7 @@ def test_stepwise_fit_matches_r_stepaic(study):
 
 def test_screening_excludes_figo_with_reason(study):
     scr = M.screen_clinical(study, 0.05, ["figo_stage"]).set_index("variable")
-    assert list(scr.index) == list(M.CLINICAL_VARIABLES)
+    assert list(scr.index) == list(CLINICAL)
     assert scr.loc["c_lnm", "candidate"] and scr.loc["c_lnm", "p"] < 0.05
     assert scr.loc["figo_stage", "p"] < 0.05 and not scr.loc["figo_stage", "candidate"]
     assert "excluded" in scr.loc["figo_stage", "note"]
@@ -78,10 +79,6 @@ def test_screening_excludes_figo_with_reason(study):
 def test_screening_rejects_unknown_exclusion(study):
     with pytest.raises(DlrcError, match="unknown clinical variable"):
         M.screen_clinical(study, 0.05, ["figo"])
-
-
-def test_parity_groups():
-    assert [M.parity_group(v) for v in (0, 1, 2, 3, 4, 5, 9)] == ["0", "1-2", "1-2", "3-4", "3-4", ">=5", ">=5"]
 
 
 def test_missing_values_named(study):
@@ -158,11 +155,12 @@ def test_format_p():
 
 def test_roc_plot_draws(fitted):
     _, pred = fitted
-    curves, labels = M.roc_data(pred, "ResNet152_2D")
+    d = M.roc_display(pred, "ResNet152_2D")
+    curves, labels = d.curves, d.labels
     assert len(labels) == 9 and labels["label"].str.contains(r"\d\.\d{3} \(\d\.\d{3}-\d\.\d{3}\)").all()
     for (cohort, model), c in curves.groupby(["cohort", "model"], observed=True):
         assert c["fpr"].iloc[0] == 0 and c["tpr"].iloc[-1] == 1 and c["fpr"].is_monotonic_increasing
-    fig = M.roc_plot(pred, "ResNet152_2D").draw()
+    fig = d.plot()
     assert len(fig.axes) >= 3
     import matplotlib.pyplot as plt
     plt.close(fig)

@@ -8,10 +8,9 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pytest
 
-pytest.importorskip("dlrc_lib.stats", reason="needs the statistics core")
 
-from dlrc_lib import model as M
-from dlrc_lib.nomogram import Nomogram, pretty
+from dlrc_lib.model import dlrc as M
+from dlrc_lib.model.nomogram import Nomogram, pretty
 from model_synthetic import make_study
 
 # A reader's precision on a printed axis: risk ticks are at most 0.1 apart and read by

@@ -8,8 +8,8 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from dlrc_lib.config import Params, flatten
-from dlrc_lib.runner import RUN_NOTEBOOK_KEYS
+from dlrc_lib.core.config import Params, flatten
+from dlrc_lib.reporting.runner import RUN_NOTEBOOK_KEYS
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
@@ -53,7 +53,7 @@ def test_parameters_cell_convention(path):
 def test_notebook_uses_artifact_helper_and_no_paths(path):
     nb = nbformat.read(str(path), as_version=4)
     src = "\n".join(c.source for c in code_cells(nb)[1:])
-    assert "Artifacts(run_dir" in src, f"{path.name}: write artifacts through dlrc_lib.artifacts.Artifacts"
+    assert "Artifacts(run_dir" in src, f"{path.name}: write artifacts through dlrc_lib.reporting.artifacts.Artifacts"
     for bad in ("reports/", "data/twin", ".to_csv(", "savefig(", ".save("):
         assert bad not in src, f"{path.name}: '{bad}' — write through the artifact helper, no hard-coded paths"
 

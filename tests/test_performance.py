@@ -4,8 +4,8 @@ import pytest
 
 from featuredata import make_study
 
-stats = pytest.importorskip("dlrc_lib.stats")
-from dlrc_lib.performance import evaluate_score, format_table, reproduce_values  # noqa: E402
+from dlrc_lib import stats
+from dlrc_lib.evaluation.performance import evaluate_score, format_table, reproduce_values  # noqa: E402
 
 
 @pytest.fixture(scope="module")

@@ -4,13 +4,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from dlrc_lib.config import HarmonisationParams, SelectionParams
-from dlrc_lib.errors import DlrcError
+from dlrc_lib.core.config import HarmonisationParams, SelectionParams
+from dlrc_lib.core.errors import DlrcError
 
 from featuredata import make_features, make_study
 
-pytest.importorskip("dlrc_lib.stats")
-from dlrc_lib.pipeline import EmptySelectionError, apply_feature_score, fit_feature_score  # noqa: E402
+from dlrc_lib.scores.pipeline import EmptySelectionError, apply_feature_score, fit_feature_score  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -103,7 +102,7 @@ def test_lost_reasons_are_carried():
     res = fit_feature_score(X, study, harmonisation=HarmonisationParams(mode="all"),
                             selection=SelectionParams(), seed=3, lost=lost)
     assert res.excluded.set_index("patient_id").loc["P0003", "reason"] == "no features: CET1: mask too small"
-    from dlrc_lib.pipeline import selected_table
+    from dlrc_lib.scores.pipeline import selected_table
 
     t = selected_table(res)
     assert list(t.columns) == ["Feature", "Coefficient", "SE", "OR (95% CI)", "p"]

@@ -8,14 +8,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-pytest.importorskip("dlrc_lib.stats", reason="needs the statistics core")
 
-from dlrc_lib import model as M
-from dlrc_lib.artifacts import dumps
-from dlrc_lib.cli import main as cli_main
-from dlrc_lib.errors import DlrcError
-from dlrc_lib.export import build_model_document, known_batches, load_model
-from dlrc_lib.predict import read_new_patients, scanner_status, score_from_scores
+from dlrc_lib.model import dlrc as M
+from dlrc_lib.core.io import dumps
+from dlrc_lib.reporting.cli import main as cli_main
+from dlrc_lib.core.errors import DlrcError
+from dlrc_lib.model.export import build_model_document, known_batches, load_model
+from dlrc_lib.model.predict import read_new_patients, scanner_status, score_from_scores
 from model_synthetic import make_study
 
 SEQS = ("CET1", "DWI", "T2FS")
@@ -133,7 +132,7 @@ def test_deep_settings_restored_from_document(fitted):
     *_, doc = fitted
     d = json.loads(json.dumps(doc))
     d["deep"]["preprocessing"] = {"input_size": 64, "margin": 0.2, "weights": "random", "unknown_key": 1}
-    from dlrc_lib.predict import deep_params_of
+    from dlrc_lib.model.predict import deep_params_of
 
     p = deep_params_of(d)
     assert p.models == ["ResNet152_2D"] and p.input_size == 64 and p.margin == 0.2 and p.weights == "random"
@@ -153,9 +152,9 @@ def test_scoring_from_features_reproduces_the_fit(fitted):
     """Features -> stored ComBat, standardisation and coefficients -> the fitted scores and
     DLRC probabilities again (the image-free half of the round trip); an unseen scanner is
     refused or harmonised from its own data, per the policy."""
-    pipeline = pytest.importorskip("dlrc_lib.pipeline")
-    from dlrc_lib.config import HarmonisationParams, SelectionParams
-    from dlrc_lib.predict import score_patients
+    import dlrc_lib.scores.pipeline as pipeline
+    from dlrc_lib.core.config import HarmonisationParams, SelectionParams
+    from dlrc_lib.model.predict import score_patients
 
     study, *_ = fitted
     table = study.reset_index()
@@ -194,7 +193,7 @@ def test_scoring_from_features_reproduces_the_fit(fitted):
 
 def test_deep_weights_as_fitted(fitted):
     *_, doc = fitted
-    from dlrc_lib.predict import _deep_seed, deep_params_of
+    from dlrc_lib.model.predict import _deep_seed, deep_params_of
 
     d = json.loads(json.dumps(doc))
     d["deep"]["preprocessing"] = {"weights": "auto"}

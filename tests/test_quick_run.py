@@ -34,7 +34,7 @@ def quick_params(tmp_path_factory):
 def quick_run(tmp_path_factory, quick_params):
     out = tmp_path_factory.mktemp("quick") / "run"
     proc = subprocess.run(
-        [sys.executable, "-m", "dlrc_lib.cli", "run", "--params", str(quick_params), "--out", str(out)],
+        [sys.executable, "-m", "dlrc_lib.reporting.cli", "run", "--params", str(quick_params), "--out", str(out)],
         cwd=ROOT, capture_output=True, text=True, timeout=900,
     )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-6000:]
@@ -81,7 +81,7 @@ def test_rerun_is_byte_identical(quick_run, quick_params, tmp_path):
     out, _ = quick_run
     again = tmp_path / "again"
     proc = subprocess.run(
-        [sys.executable, "-m", "dlrc_lib.cli", "run", "--params", str(quick_params), "--out", str(again)],
+        [sys.executable, "-m", "dlrc_lib.reporting.cli", "run", "--params", str(quick_params), "--out", str(again)],
         cwd=ROOT, capture_output=True, text=True, timeout=900,
     )
     assert proc.returncode == 0, proc.stderr[-4000:]
@@ -105,9 +105,9 @@ def test_predict_round_trip_from_images(quick_run, quick_params, tmp_path):
     scaling and coefficients)."""
     import pandas as pd
 
-    from dlrc_lib.cli import main as cli_main
-    from dlrc_lib.config import load_params
-    from dlrc_lib.study import load_study
+    from dlrc_lib.reporting.cli import main as cli_main
+    from dlrc_lib.core.config import load_params
+    from dlrc_lib.study.manifest import load_study
 
     out, _ = quick_run
     params = load_params(quick_params)

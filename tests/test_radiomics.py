@@ -17,9 +17,9 @@ import SimpleITK as sitk
 import yaml
 
 from _tinystudy import make_study, write_mask
-from dlrc_lib import radiomics as rad
-from dlrc_lib.errors import DlrcError
-from dlrc_lib.featurestore import FeatureStore
+from dlrc_lib.features import radiomics as rad
+from dlrc_lib.core.errors import DlrcError
+from dlrc_lib.features.store import FeatureStore
 
 REPO = Path(__file__).resolve().parents[1]
 QUICK = REPO / "params" / "radiomics_quick.yaml"
@@ -244,7 +244,7 @@ def test_unreachable_dask_scheduler_is_a_clear_error(study, tmp_path):
 _RUNNER = textwrap.dedent(
     """
     import sys, pandas as pd
-    from dlrc_lib.radiomics import extract_radiomics
+    from dlrc_lib.features.radiomics import extract_radiomics
     study = pd.read_pickle(sys.argv[1])
     extract_radiomics(study, sys.argv[2], sys.argv[3], n_jobs=2, progress=False)
     print("finished", flush=True)

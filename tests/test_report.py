@@ -5,9 +5,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from dlrc_lib.artifacts import Artifacts
-from dlrc_lib.config import Params
-from dlrc_lib.report import compare_with_paper, flatten_published, load_published, write_index
+from dlrc_lib.reporting.artifacts import Artifacts
+from dlrc_lib.core.config import Params
+from dlrc_lib.reporting.report import compare_with_paper, flatten_published, load_published, write_index
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -9,9 +9,9 @@ import pandas as pd
 import pytest
 
 from _tinystudy import make_study
-from dlrc_lib import reproducibility as R
-from dlrc_lib.config import Params
-from dlrc_lib.errors import DlrcError
+from dlrc_lib.features import reproducibility as R
+from dlrc_lib.core.config import Params
+from dlrc_lib.core.errors import DlrcError
 from dlrc_lib.stats import icc
 
 REPO = Path(__file__).resolve().parents[1]
@@ -81,8 +81,9 @@ def test_counts_excluded_and_long_format():
     long = R.icc_long(t)
     assert set(long["comparison"]) == {"inter-observer", "intra-observer"}
     assert len(long) == 6  # NaN ICCs left out
-    R.plot_icc(t, 0.75).draw()
-    R.plot_icc_histogram(t, 0.75).draw()
+    for fig in (R.plot_icc(t, 0.75), R.plot_icc_histogram(t, 0.75)):
+        fig.canvas.draw()
+        assert fig.axes
 
 
 def test_reproducibility_end_to_end(tmp_path):
@@ -105,7 +106,7 @@ def test_icc_subset_requires_columns():
 
 
 def test_extract_cli_radiomics_part_reports_failures(tmp_path):
-    from dlrc_lib.extract import extract_radiomics_cli
+    from dlrc_lib.features.extract import extract_radiomics_cli
 
     st = make_study(tmp_path / "s", n=2)
     st.at[1, "mask_DWI"] = str(tmp_path / "missing.nii.gz")

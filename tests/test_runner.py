@@ -6,8 +6,8 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from dlrc_lib import runner
-from dlrc_lib.errors import DlrcError
+from dlrc_lib.reporting import runner
+from dlrc_lib.core.errors import DlrcError
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -32,7 +32,7 @@ def project(tmp_path, monkeypatch):
 def test_run_injects_params_and_records_provenance(project):
     make_nb(project / "notebooks/00_a.ipynb",
             'run_dir: str = "x"  # run directory\nselection_mw_p: float = 0.5  # threshold',
-            "from dlrc_lib.artifacts import Artifacts\n"
+            "from dlrc_lib.reporting.artifacts import Artifacts\n"
             "Artifacts(run_dir, notebook='00_a').results(mw=selection_mw_p)")
     out = project / "out"
     rc = runner.run(ROOT / "params/quick.yaml", out=out, root=project, quiet=True)
@@ -80,7 +80,7 @@ def test_only_selects_notebooks(project):
 def test_console_echo_shows_progress_bars_only():
     import io
 
-    from dlrc_lib.progress import ConsoleEcho
+    from dlrc_lib.core.progress import ConsoleEcho
 
     out = io.StringIO()
     echo = ConsoleEcho(out, prefix="> ", interval_s=3600)
@@ -98,7 +98,7 @@ def test_console_echo_shows_progress_bars_only():
 
 
 def test_console_echo_never_fails_the_notebook():
-    from dlrc_lib.progress import ConsoleEcho
+    from dlrc_lib.core.progress import ConsoleEcho
 
     class Broken:
         def write(self, s):

@@ -2,13 +2,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from dlrc_lib.config import SelectionParams
-from dlrc_lib.selection import lasso_cv, spearman_prune
+from dlrc_lib.core.config import SelectionParams
+from dlrc_lib.scores.selection import lasso_cv, spearman_prune
 
 from featuredata import make_features, make_study
 
-stats = pytest.importorskip("dlrc_lib.stats")
-from dlrc_lib.selection import select_features  # noqa: E402
+from dlrc_lib import stats
+from dlrc_lib.scores.selection import select_features  # noqa: E402
 
 
 def _lasso_data():

@@ -1,15 +1,18 @@
 """SRA rule, Table 5 / Table 2 SRA values and the McNemar test."""
 from pathlib import Path
+from typing import Iterable
 
 import numpy as np
 import pandas as pd
 import pytest
 import yaml
 
-from dlrc_lib.config import SraParams
-from dlrc_lib.errors import DlrcError
-from dlrc_lib.sra import (
-    counts_table, diagnostic_table, format_table5, mcnemar_table, mcnemar_test, sra_predict,
+from dlrc_lib import stats
+from dlrc_lib.core.config import SraParams
+from dlrc_lib.study.schema import COHORTS
+from dlrc_lib.core.errors import DlrcError
+from dlrc_lib.evaluation.sra import (
+    diagnostic_table, metrics_row, format_table5, mcnemar_table, mcnemar_test, sra_predict,
     table2_sra_reproduce, table5_reproduce,
 )
 from tests.eval_data import make_predictions
@@ -55,6 +58,23 @@ def test_rule_refuses_bad_input(rows, message):
 def test_rule_missing_column():
     with pytest.raises(DlrcError, match="missing column"):
         sra_predict(pd.DataFrame({"lnsd_mm": [1.0]}), SraParams())
+
+
+def counts_table(  # the published counts as the long table of diagnostic_table
+        implied: dict, models: Iterable[str] = ("DLRC", "SRA")) -> pd.DataFrame:
+    """The long table of :func:`diagnostic_table` from ``[TP, FN, TN, FP]`` counts.
+
+    ``implied`` is shaped like ``published_values.yaml``'s ``implied_confusion`` block:
+    ``{model: {cohort: {subgroup: [TP, FN, TN, FP]}}}``.
+    """
+    rows = []
+    for model in models:
+        for coh in COHORTS:
+            for sub, vals in implied[model][coh].items():
+                m = stats.metrics_from_counts(*vals)
+                rows.append({"subgroup": sub, "cohort": coh, "model": model, "n": int(sum(vals)),
+                             **metrics_row(m)})
+    return pd.DataFrame(rows)
 
 
 def test_table5_from_published_counts_gives_printed_values():
@@ -139,8 +159,8 @@ def test_mcnemar_table_per_cohort():
 def test_sra_on_clinical_twin_equals_paper():
     """The twin's node columns give the paper's SRA rows of Tables 2 and 5 exactly (what
     ``dlrc synth --clinical-only`` writes, at paper scale)."""
-    from dlrc_lib.config import Params
-    from dlrc_lib.synth import build_clinical_table
+    from dlrc_lib.core.config import Params
+    from dlrc_lib.twin import build_clinical_table
 
     params = Params()
     df = build_clinical_table(params).set_index("patient_id")

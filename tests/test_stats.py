@@ -11,7 +11,7 @@ import yaml
 from hypothesis import given, settings, strategies as st
 
 from dlrc_lib import stats as S
-from dlrc_lib.errors import DlrcError
+from dlrc_lib.core.errors import DlrcError
 
 PUBLISHED = yaml.safe_load(open("params/published_values.yaml"))
 

@@ -9,11 +9,14 @@ import pandas as pd
 import pytest
 import SimpleITK as sitk
 
-from dlrc_lib.cli import main
-from dlrc_lib.config import Params
-from dlrc_lib.errors import DlrcError
-from dlrc_lib.study import SEQUENCES, load_study, prepare_study, split_cohorts, validate_manifest
-from dlrc_lib.synth import generate_study
+from dlrc_lib.reporting.cli import main
+from dlrc_lib.core.config import Params
+from dlrc_lib.core.errors import DlrcError
+from dlrc_lib.study.schema import SEQUENCES
+from dlrc_lib.study.manifest import load_study, split_cohorts
+from dlrc_lib.twin.prepare import prepare_study
+from dlrc_lib.study.validate import validate_manifest
+from dlrc_lib.twin import generate_study
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -173,7 +176,7 @@ def test_nrrd_and_dicom_series(study):
             sl.SetMetaData(tag, value)
         writer.SetFileName(str(folder / f"{k:03d}.dcm"))
         writer.Execute(sl)
-    from dlrc_lib.study import read_image
+    from dlrc_lib.study.validate import read_image
 
     img = read_image(folder)
     assert img.GetSize() == src.GetSize()
@@ -234,8 +237,9 @@ def test_missing_manifest_is_one_problem(tmp_path):
 
 
 def test_views(study):
-    from dlrc_lib.study import (acquisition_summary, cohort_counts, example_patients, plot_sequences,
-                                published_counts, study_counts)
+    from dlrc_lib.study.views import (
+        acquisition_summary, cohort_counts, example_patients, plot_sequences, published_counts, study_counts,
+    )
 
     df = load_study(study)
     c = cohort_counts(df)
@@ -266,7 +270,7 @@ def test_small_centre_is_an_error_when_it_is_the_harmonisation_batch(study):
 
 def test_every_notebook_sees_the_runs_cohorts(study, tmp_path):
     """A manifest without cohorts is split once, by the runner, with the run's parameters."""
-    from dlrc_lib.runner import write_analysed_study
+    from dlrc_lib.reporting.runner import write_analysed_study
 
     df = pd.read_csv(study).drop(columns=["cohort"])
     df.to_csv(study, index=False)

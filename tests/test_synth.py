@@ -8,11 +8,13 @@ import pandas as pd
 import pytest
 import yaml
 
-from dlrc_lib.config import Params
-from dlrc_lib.study import SEQUENCES, load_study
-from dlrc_lib.synth import build_clinical_table, generate_study
-from dlrc_lib.synth.clinical import apportion, parity_level
-from dlrc_lib.synth.nodes import sra_positive
+from dlrc_lib.core.config import Params
+from dlrc_lib.study.schema import SEQUENCES
+from dlrc_lib.study.manifest import load_study
+from dlrc_lib.twin import build_clinical_table, generate_study
+from dlrc_lib.study.schema import parity_group
+from dlrc_lib.twin.clinical import apportion
+from dlrc_lib.twin.nodes import sra_positive
 
 ROOT = Path(__file__).resolve().parents[1]
 PUBLISHED = yaml.safe_load((ROOT / "params" / "published_values.yaml").read_text())
@@ -32,7 +34,7 @@ def full_study(tmp_path_factory) -> pd.DataFrame:
 
 def _level(df: pd.DataFrame, var: str) -> pd.Series:
     if var == "parity":
-        return df["parity"].map(parity_level)
+        return parity_group(df["parity"])
     if var == "c_lnm":
         return df["c_lnm"].map({0: "No", 1: "Yes"})
     return df[var]
@@ -156,8 +158,8 @@ def test_determinism_manifest_and_voxels(tiny_twin, tmp_path):
 
 
 def test_single_patient_regenerates_identically(tiny_twin):
-    from dlrc_lib.synth.anatomy import render_patient
-    from dlrc_lib.synth.scanners import SCANNER_BY_NAME
+    from dlrc_lib.twin.anatomy import render_patient
+    from dlrc_lib.twin.scanners import SCANNER_BY_NAME
 
     p = _tiny()
     df = load_study(tiny_twin)
@@ -200,7 +202,7 @@ def test_geometry_and_masks(tiny_twin):
 
 
 def test_tumour_greatest_diameter_matches_target():
-    from dlrc_lib.synth.anatomy import patient_model
+    from dlrc_lib.twin.anatomy import patient_model
 
     p = _params()
     df = build_clinical_table(_params(scale=0.05))
@@ -211,7 +213,7 @@ def test_tumour_greatest_diameter_matches_target():
 
 
 def test_lnm_shifts_latent_traits():
-    from dlrc_lib.synth.anatomy import latent_properties
+    from dlrc_lib.twin.anatomy import latent_properties
 
     p = _params()
     rng = np.random.default_rng(0)
@@ -223,7 +225,7 @@ def test_lnm_shifts_latent_traits():
 
 
 def test_interrupted_generation_is_not_complete_and_resumes(tmp_path, monkeypatch):
-    from dlrc_lib.synth import writer
+    from dlrc_lib.twin import writer
 
     out = tmp_path / "twin"
     real = writer._generate_one
@@ -258,8 +260,8 @@ def test_smallest_tumours_are_analysable_with_the_paper_settings(full_study):
     import SimpleITK as sitk
     from radiomics import imageoperations
 
-    from dlrc_lib.synth.anatomy import render_patient
-    from dlrc_lib.synth.scanners import SCANNERS
+    from dlrc_lib.twin.anatomy import render_patient
+    from dlrc_lib.twin.scanners import SCANNERS
 
     logging.getLogger("radiomics").setLevel(logging.ERROR)
     settings = yaml.safe_load((ROOT / "params" / "radiomics.yaml").read_text())["setting"]

@@ -5,11 +5,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-pytest.importorskip("dlrc_lib.stats", reason="needs the statistics core")
 
-from dlrc_lib import model as M
-from dlrc_lib import widgets as W
-from dlrc_lib.nomogram import Nomogram
+from dlrc_lib.model import dlrc as M
+from dlrc_lib.reporting import widgets as W
+from dlrc_lib.model.nomogram import Nomogram
 from model_synthetic import make_study
 
 

@@ -1,1 +1,1 @@
-"""Reporting: what a finished run says about the paper (claims, the report page, snapshots)."""
+"""Runs and what people see: run artifacts, the report page, the notebook runner, widgets, the command line."""

@@ -52,9 +52,9 @@ from typing import Any, Callable, Iterable, Optional
 import pandas as pd
 import yaml
 
-from ..artifacts import atomic_write_text, dumps
-from ..config import Params, ParamsError, Section, load_params
-from ..errors import DlrcError
+from dlrc_lib.core.config import Params, ParamsError, Section, load_params
+from dlrc_lib.core.errors import DlrcError
+from dlrc_lib.core.io import atomic_write_text, dumps
 
 GRID_KEYS = ("factors", "vary_alone", "variants", "last_notebook", "description")
 # keys a sweep cannot vary: the study itself and bookkeeping
@@ -280,7 +280,7 @@ def _flat_name(key: str) -> str:
 def notebook_plan(grid: Grid, root: Path) -> tuple[list[Path], int]:
     """The notebooks of a variant run and the index of the first one any variant changes:
     the notebooks before it are shared by every variant and run once."""
-    from ..runner import list_notebooks, notebook_parameters
+    from .runner import list_notebooks, notebook_parameters
 
     notebooks = [nb for nb in list_notebooks(root) if nb.name[:2] < SWEEP_NOTEBOOK]
     if grid.last_notebook:
@@ -415,7 +415,7 @@ def _stop_leftover(vdir: Path) -> None:
             cmd = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
         except OSError:
             cmd = ""
-        if "dlrc_lib.cli" in cmd and str(vdir) in cmd:
+        if "dlrc_lib" in cmd and str(vdir) in cmd:
             try:
                 os.killpg(pid, signal.SIGTERM)
             except OSError:
@@ -444,10 +444,10 @@ def _die_with_parent() -> None:
 
 
 def subprocess_executor(threads: int = 1) -> Executor:
-    """Run a variant's notebooks with ``python -m dlrc_lib.cli run`` in its own process group."""
+    """Run a variant's notebooks with ``python -m dlrc_lib.reporting.cli run`` in its own process group."""
 
     def execute(vdir: Path, params_file: Path, only: list[str], root: Path) -> tuple[bool, Optional[str]]:
-        cmd = [sys.executable, "-m", "dlrc_lib.cli", "run", "--params", str(params_file),
+        cmd = [sys.executable, "-m", "dlrc_lib.reporting.cli", "run", "--params", str(params_file),
                "--out", str(vdir), "--only", *only]
         env = dict(os.environ)
         pkg_parent = str(Path(__file__).resolve().parents[2])
@@ -514,7 +514,7 @@ def _copy_base(base_dir: Path, vdir: Path) -> None:
 
 def _ensure_features(params: Params, label: str, say: Callable[[str], None]) -> None:
     """Extract what the feature cache lacks for these parameters (cached cases are reused)."""
-    from ..extract import _study, extract_deep_cli, extract_radiomics_cli
+    from dlrc_lib.features.extract import _study, extract_deep_cli, extract_radiomics_cli
 
     t0 = time.perf_counter()
     manifest, study = _study(params)
@@ -541,7 +541,7 @@ def run_sweep(params_path: str | Path, grid_path: str | Path, out: str | Path | 
     (by default a failed variant is finished: its error is in the table). ``executor`` runs
     one variant's notebooks (default: a ``dlrc run`` subprocess).
     """
-    from ..runner import project_root, run as run_notebooks
+    from .runner import project_root, run as run_notebooks
 
     t_start = time.perf_counter()
     say = (lambda *_: None) if quiet else (lambda msg: print(msg, flush=True))

@@ -1,0 +1,1 @@
+"""Infrastructure every layer may use: errors, parameters, atomic writes, the memo cache, progress bars."""

@@ -1,0 +1,326 @@
+"""Parameter sets: one pydantic schema for every ``params/*.yaml``.
+
+A parameter file is validated completely before anything runs. Unknown keys, wrong types
+and missing files are refused with a one-line message that names the key and the file
+(:class:`ParamsError`). Each section below belongs to one part of the pipeline; the
+notebooks receive the values flattened as ``<section>_<key>`` (see :func:`flatten`), so
+``selection: {mw_p: 0.01}`` arrives in a notebook's ``parameters`` cell as
+``selection_mw_p = 0.01``.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal, Optional
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PositiveFloat,
+    ValidationError,
+    model_validator,
+)
+
+from dlrc_lib.core.io import read_yaml_mapping
+
+
+class ParamsError(ValueError):
+    """A parameter file that cannot be used; the message is meant to be shown as is."""
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+# --------------------------------------------------------------------------- study
+class SignalParams(Section):
+    """How LNM status shows in the twin's tumours (effect sizes in SD units of a latent trait).
+
+    Each LNM-positive tumour's latent property is shifted by the given number of standard
+    deviations relative to LNM-negative ones; 0 switches an effect off.
+    """
+
+    heterogeneity: float = 0.7  # texture amplitude inside the tumour (all sequences)
+    enhancement: float = 0.45  # CE-T1WI enhancement, peripheral more than central
+    diffusion: float = 0.5  # diffusion restriction (lower ADC -> brighter DWI)
+    irregularity: float = 0.5  # lobulated, irregular 3D boundary
+    texture_scale_mm: float = 3.0  # correlation length of the tumour texture (mm)
+    reader_disagreement: float = 1.0  # multiplies reader-2 / repeat boundary perturbations
+
+
+class StudyParams(Section):
+    """Which study the run analyses: the synthetic twin or a user's manifest."""
+
+    source: Literal["twin", "manifest"] = "twin"
+    manifest: Optional[str] = None  # CSV manifest (source: manifest); paths relative to it
+    twin_dir: str = "data/twin/{run_name}"  # where the twin study is generated
+    scale: float = Field(1.0, gt=0, le=1)  # fraction of the paper's 1,095 patients
+    volume_shape: tuple[int, int, int] = (128, 128, 20)  # x, y, z voxels of the CE-T1WI grid
+    # multiplies every scanner's field of view (x, y, z): below 1 a small-FOV acquisition around
+    # the cervix, so that small volumes keep a realistic voxel size and small tumours their voxels
+    fov_scale: tuple[PositiveFloat, PositiveFloat, PositiveFloat] = (1.0, 1.0, 1.0)
+    n_jobs: int = 0  # processes for generation/validation (0: all cores)
+    signal: SignalParams = Field(default_factory=SignalParams)  # LNM effect sizes
+    scanner_effect: float = Field(1.0, ge=0)  # multiplies the per-scanner intensity effects
+    icc_cases: int = Field(30, ge=0)  # patients with reader-2 and repeat masks
+    internal_centres: list[str] = Field(default_factory=lambda: ["A"])  # split train/internal
+    train_fraction: float = Field(0.7, gt=0, lt=1)  # used when the manifest has no cohort
+    exclusions: dict[str, int] = Field(default_factory=dict)  # Fig. 1 flow: reason -> count
+    min_batch_size: int = Field(2, ge=1)  # smallest scanner/centre that can be harmonised
+    mask_label: int = Field(1, ge=1)  # voxel value of the tumour in mask files
+    compression_level: int = Field(1, ge=0, le=9)  # gzip level of the twin's NIfTI files
+
+
+# ------------------------------------------------------------------------ radiomics
+class RadiomicsParams(Section):
+    """PyRadiomics extraction (settings in a separate pyradiomics YAML file)."""
+
+    settings: str = "params/radiomics.yaml"  # PyRadiomics parameter file (image types, classes, preprocessing)
+    sequences: list[str] = Field(default_factory=lambda: ["CET1", "DWI", "T2FS"])  # sequences extracted
+    n_jobs: int = Field(0, ge=0)  # local worker processes (0: all cores)
+    dask_scheduler: Optional[str] = None  # e.g. "tcp://10.0.0.5:8786": run the cases on that Dask cluster
+    progress: bool = True  # progress bar (patients/s, time left)
+
+
+class IccParams(Section):
+    """Feature reproducibility from the re-segmented cases."""
+
+    form: Literal["ICC(2,1)", "ICC(3,1)"] = "ICC(2,1)"  # psych::ICC form (two-way random/mixed, single rater)
+    threshold: float = Field(0.75, ge=0, le=1)  # keep features with ICC > threshold (inter and intra)
+    min_cases: int = Field(5, ge=2)  # fewest re-segmented cases an ICC is computed from
+
+
+class HarmonisationParams(Section):
+    """ComBat harmonisation of features across scanners."""
+
+    # all cohorts fitted together | fitted on the training cohort, applied to the others | off.
+    # The paper does not say what ComBat was fitted on; the default keeps validation patients
+    # out of the fit (scanners absent from training are brought to the training reference from
+    # their own unlabelled images).
+    mode: Literal["all", "train_reference", "none"] = "train_reference"
+    batch: Literal["scanner", "centre"] = "scanner"  # the batch ComBat removes (never the outcome)
+    parametric: bool = True  # parametric empirical Bayes priors (neuroCombat default)
+    # A batch with a single patient has no estimable scale: refuse it (error) or leave
+    # that patient's features unharmonised (skip, recorded as a warning).
+    small_batch: Literal["error", "skip"] = "error"
+
+
+class SelectionParams(Section):
+    """Training-cohort feature selection -> score (shared by radiomics and deep features)."""
+
+    mw_p: float = Field(0.01, gt=0, le=1)  # Mann-Whitney U p-value threshold
+    spearman_r: float = Field(0.8, gt=0, le=1)  # prune pairs with |rho| above this
+    lasso_folds: int = Field(10, ge=2)  # stratified CV folds for LASSO
+    lasso_rule: Literal["1se", "min"] = "1se"
+    max_features_lasso: Optional[int] = None  # cap on LASSO survivors before stepwise AIC
+    # stepAIC direction: backward (the paper's) | both (dropped terms may re-enter)
+    stepwise_direction: Literal["backward", "both"] = "backward"
+
+
+# ----------------------------------------------------------------------------- deep
+class DeepParams(Section):
+    """Frozen ResNet feature extractors (see dlrc_lib.features.deep) and the choice of the best DL model."""
+
+    models: list[str] = Field(
+        default_factory=lambda: [
+            "ResNet50_3D", "ResNet101_3D", "ResNet152_3D",
+            "ResNet50_2D", "ResNet101_2D", "ResNet152_2D",
+        ]
+    )  # <arch>_<2D|3D>, arch in ResNet50/101/152
+    weights: str = "auto"  # auto | imagenet | random | <state_dict file or folder>
+    device: str = "auto"  # auto (CUDA when present) | cpu | cuda
+    input_size: int = Field(224, ge=32)  # 2D network input (pixels)
+    margin: float = Field(0.1, ge=0)  # crop margin around the tumour box (fraction of its size, each side)
+    # 3D crop (depth, height, width): depth ~ the 5-10 slices a tumour spans at 4-5 mm (no
+    # invented slices), in-plane half the 2D input; with depth stride 1 a volume costs ~4x a
+    # 224-px 2D image, the 3D models are ~80 % of a ~70 min CPU extraction at paper scale.
+    shape_3d: tuple[int, int, int] = (8, 112, 112)
+    batch_size: int = Field(16, ge=1)  # images (or volumes) per forward pass
+    workers: int = Field(1, ge=0)  # preprocessing threads overlapping inference (0: inline)
+    clip_percentiles: tuple[float, float] = (0.5, 99.5)  # intensity clipping within the crop
+    # train_and_external_auc: the paper's (it uses the external cohort to choose, so that cohort
+    # no longer validates the choice); train_auc and internal_auc leave the external cohort alone
+    best_model_rule: Literal["train_auc", "internal_auc", "train_and_external_auc"] = "train_and_external_auc"
+
+    @model_validator(mode="after")
+    def _check(self) -> "DeepParams":
+        for name in self.models:
+            arch, _, dim = name.partition("_")
+            if arch not in ("ResNet50", "ResNet101", "ResNet152") or dim not in ("2D", "3D"):
+                raise ValueError(f"unknown model {name!r} (ResNet50|ResNet101|ResNet152 _ 2D|3D)")
+        lo, hi = self.clip_percentiles
+        if not 0 <= lo < hi <= 100:
+            raise ValueError("clip_percentiles must satisfy 0 <= low < high <= 100")
+        if min(self.shape_3d) < 1 or min(self.shape_3d[1:]) < 32:
+            raise ValueError("shape_3d needs depth >= 1 and height, width >= 32")
+        return self
+
+
+# ---------------------------------------------------------------------------- model
+class DlrcParams(Section):
+    """The fused deep-learning + radiomics + clinical model."""
+
+    clinical_p: float = Field(0.05, gt=0, le=1)  # univariate screening threshold (Table 1 tests, training)
+    # The paper excluded clinical FIGO stage although significant: clinical staging is less
+    # accurate than the pathological staging it stands for.
+    exclude_clinical: list[str] = Field(default_factory=lambda: ["figo_stage"])  # never candidates
+    # `dlrc predict` with a scanner the model never saw: refuse (with the scanner and patients
+    # named) or harmonise (ComBat estimates from the new patients' own images, >= 2 per scanner).
+    scanner_policy: Literal["refuse", "harmonise"] = "refuse"  # default of --scanner-policy
+
+
+class CalibrationParams(Section):
+    """Hosmer-Lemeshow test, calibration plots and the bootstrap optimism correction."""
+
+    groups: int = Field(10, ge=3)  # Hosmer-Lemeshow / calibration-plot risk groups (deciles)
+    bootstrap: int = Field(200, ge=0)  # optimism-corrected calibration (rms calibrate B)
+
+
+class DecisionCurveParams(Section):
+    """Decision curve analysis (net benefit over threshold probabilities, as R dcurves)."""
+
+    threshold_max: float = Field(0.99, gt=0, lt=1)  # last threshold probability
+    threshold_step: float = Field(0.01, gt=0, lt=1)  # grid step from 0
+    bootstrap: int = Field(200, ge=0)  # bands for the DLRC curve
+    band_level: float = Field(0.95, gt=0, lt=1)  # coverage of the bootstrap band
+    per_patients: int = Field(100, ge=1)  # net interventions avoided per this many patients
+
+
+class SraParams(Section):
+    """Standardised radiological assessment of the largest pelvic node, and Table 5."""
+
+    short_axis_mm: float = Field(10.0, gt=0)  # positive when the short axis reaches this
+    borderline_mm: float = Field(8.0, gt=0)  # ... or reaches this with a round node
+    ratio: float = Field(0.8, gt=0, le=1)  # short/long ratio above which a node counts as round
+    subgroup_mm: float = Field(10.0, gt=0)  # Table 5 splits patients at this short axis
+    mcnemar_method: Literal["auto", "exact", "chisq"] = "auto"  # DLRC vs SRA paired test
+    mcnemar_exact_below: int = Field(25, ge=1)  # auto: exact binomial when discordant pairs < this
+
+
+class SweepParams(Section):
+    """Exploratory re-analysis: ``dlrc sweep`` / notebook 09 (see dlrc_lib.reporting.sweep)."""
+
+    grid: Optional[str] = None  # sweep grid YAML; when set, `dlrc run` runs the sweep and notebook 09
+    jobs: int = Field(0, ge=0)  # variants run at once (0: all cores)
+    out: Optional[str] = None  # sweep folder (default <run dir>/sweep)
+
+
+# ---------------------------------------------------------------------------- whole
+class Params(Section):
+    """A complete parameter set (``params/<name>.yaml``)."""
+
+    run_name: str = "paper"  # reports/<run_name>/
+    seed: int = 20240601  # every random step derives from it
+    cache_dir: str = ".dlrc_cache"  # feature store and other caches
+    published_values: str = "params/published_values.yaml"
+    study: StudyParams = Field(default_factory=StudyParams)
+    radiomics: RadiomicsParams = Field(default_factory=RadiomicsParams)
+    icc: IccParams = Field(default_factory=IccParams)
+    harmonisation: HarmonisationParams = Field(default_factory=HarmonisationParams)
+    selection: SelectionParams = Field(default_factory=SelectionParams)
+    deep: DeepParams = Field(default_factory=DeepParams)
+    dlrc: DlrcParams = Field(default_factory=DlrcParams)
+    calibration: CalibrationParams = Field(default_factory=CalibrationParams)
+    decision_curve: DecisionCurveParams = Field(default_factory=DecisionCurveParams)
+    sra: SraParams = Field(default_factory=SraParams)
+    sweep: SweepParams = Field(default_factory=SweepParams)
+
+    # Set by load_params: the file the values came from (not a YAML key).
+    _source: Optional[Path] = None
+
+    @model_validator(mode="after")
+    def _manifest_needed(self) -> "Params":
+        if self.study.source == "manifest" and not self.study.manifest:
+            raise ValueError("study.manifest is required when study.source is 'manifest'")
+        return self
+
+    @property
+    def twin_dir(self) -> Path:
+        return Path(self.study.twin_dir.format(run_name=self.run_name))
+
+
+# Keys whose values are paths that must exist (checked relative to the working directory).
+_FILE_KEYS = ("published_values", "radiomics.settings", "study.manifest", "sweep.grid")
+
+
+def _loc(err: dict) -> str:
+    return ".".join(str(p) for p in err["loc"]) or "(top level)"
+
+
+def load_params(path: str | Path, overrides: dict[str, Any] | None = None) -> Params:
+    """Read and validate a parameter file; raise :class:`ParamsError` with one clear line."""
+    path = Path(path)
+    raw = read_yaml_mapping(path, "parameter", ParamsError)
+    for key, value in (overrides or {}).items():
+        _set_dotted(raw, key, value)
+    try:
+        params = Params.model_validate(raw)
+    except ValidationError as exc:
+        msgs = []
+        for err in exc.errors():
+            if err["type"] == "extra_forbidden":
+                msgs.append(f"unknown key '{_loc(err)}'")
+            else:
+                msgs.append(f"key '{_loc(err)}': {err['msg']}")
+        raise ParamsError(f"{path}: " + "; ".join(msgs)) from None
+    for key in _FILE_KEYS:
+        value = get_dotted(params, key)
+        if value and not Path(value).exists():
+            raise ParamsError(f"{path}: key '{key}': file not found: {value}")
+    params._source = path
+    return params
+
+
+def get_dotted(params: BaseModel, key: str) -> Any:
+    obj: Any = params
+    for part in key.split("."):
+        obj = getattr(obj, part)
+    return obj
+
+
+def _set_dotted(raw: dict, key: str, value: Any) -> None:
+    parts = key.split(".")
+    for part in parts[:-1]:
+        raw = raw.setdefault(part, {})
+    raw[parts[-1]] = value
+
+
+def flatten(params: Params) -> dict[str, Any]:
+    """``{section}_{key}`` -> value, plus the top-level scalars, JSON-friendly."""
+    flat: dict[str, Any] = {}
+    for name, value in params.model_dump(mode="json").items():
+        if isinstance(value, dict) and name in Params.model_fields and issubclass(
+            Params.model_fields[name].annotation, Section  # type: ignore[arg-type]
+        ):
+            for key, sub in value.items():
+                flat[f"{name}_{key}"] = sub
+        else:
+            flat[name] = value
+    flat["study_twin_dir"] = str(params.twin_dir)
+    return flat
+
+
+def section_from_flat(section: str, namespace: dict[str, Any]) -> Section:
+    """Rebuild a section model from the flat ``<section>_<key>`` names in ``namespace``.
+
+    A notebook calls ``section_from_flat("selection", globals())`` after its parameters
+    cell; keys it did not declare take the schema defaults.
+    """
+    cls = Params.model_fields[section].annotation
+    prefix = section + "_"
+    values = {k[len(prefix):]: v for k, v in namespace.items() if k.startswith(prefix)}
+    values = {k: v for k, v in values.items() if k in cls.model_fields}  # type: ignore[union-attr]
+    return cls.model_validate(values)  # type: ignore[union-attr]
+
+
+def params_from_flat(namespace: dict[str, Any]) -> Params:
+    """The typed parameter set of a notebook: every section rebuilt from the flat
+    ``<section>_<key>`` names of its parameters cell (:func:`section_from_flat`) and the
+    top-level scalars it declares; what it does not declare takes the schema defaults."""
+    values: dict[str, Any] = {}
+    for name, field in Params.model_fields.items():
+        if isinstance(field.annotation, type) and issubclass(field.annotation, Section):
+            values[name] = section_from_flat(name, namespace)
+        elif name in namespace:
+            values[name] = namespace[name]
+    return Params.model_validate(values)

@@ -1,0 +1,1 @@
+"""Features from images: PyRadiomics (:mod:`.radiomics`), reproducibility/ICC (:mod:`.reproducibility`), the feature store (:mod:`.store`), the six ResNets (:mod:`.deep`) and ``dlrc extract`` (:mod:`.extract`)."""

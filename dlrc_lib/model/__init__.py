@@ -1,0 +1,1 @@
+"""The DLRC model: fit (:mod:`.dlrc`), nomogram, export to JSON and ``dlrc predict``."""

@@ -1,0 +1,491 @@
+"""The DLRC model: clinical screening, the fused logistic model, Tables 2 and 4, Fig. 4.
+
+The paper builds its headline model in two steps (section "Model construction"):
+
+1. every clinical variable of Table 1 is tested between LNM-negative and LNM-positive
+   patients of the training cohort with the Table 1 tests; variables with p < 0.05 are
+   candidates, minus those the parameters exclude (the paper dropped clinical FIGO stage as
+   less accurate than pathological staging);
+2. the radiomics score, the best deep-learning model's score and the candidates enter a
+   logistic regression reduced by backward stepwise AIC (R ``MASS::stepAIC``). The paper's
+   final terms were c_LNM, DL_score and Rad_score.
+
+:class:`DlrcModel` is the fitted logistic model (scikit-learn style, state in ``*_``
+attributes). :func:`performance_table` (Table 2) and :func:`delong_table` (Table 4) evaluate
+the radiomics, deep-learning and DLRC probabilities at the training Youden cut-off, as the
+paper did; :func:`roc_display` draws Fig. 4.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Iterable, Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+
+from dlrc_lib import stats
+from dlrc_lib.core.errors import DlrcError
+from dlrc_lib.evaluation.cohort_table import compute_table1
+from dlrc_lib.evaluation.performance import metrics_at_cutoff
+from dlrc_lib.evaluation.roc import RocDisplay
+from dlrc_lib.study.schema import (
+    CLINICAL,
+    COHORT_LABELS,
+    COHORTS,
+    LEVELS,
+    clinical_levels,
+)
+
+# Model names as the paper (and published_values.yaml) spell them.
+RADIOMICS = "radiomics"
+DLRC = "DLRC"
+SRA = "SRA"
+
+# Probability columns of the ``predictions`` frame, per model role.
+PROB_COLUMNS = {"radiomics": "prob_radiomics", "dl": "prob_dl", "dlrc": "prob_dlrc"}
+
+
+def format_p(p: float) -> float | str:
+    """A p-value as the paper prints it: rounded to 3 decimals, or "<0.001"."""
+    if p is None or not np.isfinite(p):
+        return float("nan")
+    return stats.format_p(float(p))
+
+
+def _require(frame: pd.DataFrame, columns: Iterable[str], what: str) -> None:
+    missing = [c for c in columns if c not in frame.columns]
+    if missing:
+        raise DlrcError(f"{what}: missing column(s) {', '.join(missing)}")
+
+
+# -------------------------------------------------------------------- screening
+def screen_clinical(study: pd.DataFrame, clinical_p: float = 0.05,
+                    exclude: Sequence[str] = ("figo_stage",)) -> pd.DataFrame:
+    """Univariate screening of the clinical variables on the training cohort.
+
+    Categorical variables: ``stats.compare_categorical`` on the level x LNM counts
+    (R compareGroups' chi-square / Fisher rule); continuous variables:
+    ``stats.compare_continuous`` (t-test or Kruskal-Wallis after a normality check);
+    age at menopause among postmenopausal patients only, as in Table 1.
+
+    Returns one row per variable: ``variable, term, test, p, p_shown, candidate, note``.
+    A variable is a candidate when p < ``clinical_p``, it is not in ``exclude`` and it can
+    enter a model.
+    """
+    unknown = [v for v in exclude if v not in CLINICAL]
+    if unknown:
+        raise DlrcError(f"dlrc.exclude_clinical: unknown clinical variable(s) {', '.join(unknown)}; "
+                        f"known: {', '.join(CLINICAL)}")
+    _require(study, ["cohort", "lnm"], "study")
+    train = study[study["cohort"] == "train"]
+    if train.empty:
+        raise DlrcError("study: no patient in the training cohort")
+    table1_input = train if "patient_id" in train.columns else train.rename_axis("patient_id").reset_index()
+    tests = compute_table1(table1_input).tests.set_index(["variable", "cohort"])
+    rows = []
+    for var, spec in CLINICAL.items():
+        term, encoding = spec.term, spec.encoding
+        p, test = float(tests.loc[(var, "train"), "p"]), str(tests.loc[(var, "train"), "method"])
+        significant = bool(p < clinical_p)
+        if not significant:
+            note, cand = f"p >= {clinical_p:g}", False
+        elif var in exclude:
+            note, cand = "excluded by the parameters (dlrc.exclude_clinical)", False
+        elif encoding is None:
+            note, cand = spec.note, False
+        else:
+            note, cand = f"p < {clinical_p:g}: candidate", True
+        rows.append({"variable": var, "term": term, "test": str(test), "p": float(p),
+                     "p_shown": format_p(p), "candidate": cand, "note": note})
+    return pd.DataFrame(rows)
+
+
+# ----------------------------------------------------------------------- design
+def design_matrix(frame: pd.DataFrame, clinical: Sequence[str] = (),
+                  scores: Sequence[str] = ("Rad_score", "DL_score")) -> pd.DataFrame:
+    """Model columns for the scores and the clinical candidates (index kept).
+
+    Binary variables become one 0/1 column named by their term (``c_lnm`` -> ``c_LNM``,
+    ``menopause`` -> ``menopause`` = 1 for "Yes"); multi-level ones one 0/1 column per
+    non-reference level (``histology[AC]``); continuous ones enter as they are.
+    """
+    _require(frame, list(scores) + list(clinical), "model data")
+    cols: dict[str, pd.Series] = {s: frame[s].astype(float) for s in scores}
+    for var in clinical:
+        spec = CLINICAL[var]
+        term, encoding = spec.term, spec.encoding
+        if encoding == "numeric":
+            cols[term] = frame[var].astype(float)
+        elif encoding == "binary":
+            lev = clinical_levels(frame, var)
+            cols[term] = (lev == LEVELS[var][1]).astype(float).where(lev.notna())
+        elif encoding == "dummies":
+            lev = clinical_levels(frame, var)
+            for level in LEVELS[var][1:]:
+                cols[f"{term}[{level}]"] = (lev == level).astype(float).where(lev.notna())
+        else:
+            raise DlrcError(f"clinical variable '{var}' cannot enter the model: {spec.note}")
+    X = pd.DataFrame(cols, index=frame.index)
+    bad = X.isna().any(axis=1)
+    if bad.any():
+        first = X.index[bad][:5]
+        what = {p: ", ".join(X.columns[X.loc[p].isna()]) for p in first}
+        raise DlrcError("model data: missing values for " +
+                        "; ".join(f"patient {p} ({c})" for p, c in what.items()) +
+                        (f" and {int(bad.sum()) - len(first)} more" if bad.sum() > len(first) else ""))
+    return X
+
+
+def expit(x: Any) -> Any:
+    return 1.0 / (1.0 + np.exp(-np.asarray(x, dtype=float)))
+
+
+# ------------------------------------------------------------------------ model
+class DlrcModel:
+    """Logistic regression reduced by backward stepwise AIC, as R
+    ``MASS::stepAIC(glm(lnm ~ ., family = binomial), direction = "backward")``.
+
+    ``fit(X, y)`` keeps the columns ``stats.backward_aic`` retains and refits the maximum
+    likelihood logistic model on them (R ``glm``). Fitted attributes: ``candidates_``
+    (columns offered), ``terms_`` (columns kept), ``coef_`` (Series: ``(Intercept)`` then
+    the terms), ``cov_`` (their covariance matrix), ``aic_``, ``step_path_`` (the
+    elimination steps with their AIC) and ``warnings_`` (e.g. separation).
+    """
+
+    def __init__(self, stepwise: bool = True):
+        self.stepwise = stepwise
+
+    def fit(self, X: pd.DataFrame, y: Any) -> "DlrcModel":
+        y = np.asarray(y, dtype=int)
+        if len(np.unique(y)) != 2:
+            raise DlrcError("training cohort: LNM must have both classes to fit the model")
+        self.candidates_ = list(X.columns)
+        self.step_path_ = pd.DataFrame(columns=["step", "removed", "AIC"])
+        self.warnings_: list[str] = []
+        if self.stepwise:
+            step = stats.backward_aic(X, y)
+            terms = list(step.selected)
+            self.step_path_ = step.path.copy()
+            self.warnings_ = list(step.warnings)
+        else:
+            terms = list(X.columns)
+        if not terms:
+            raise DlrcError("backward AIC kept no term: the scores and clinical candidates carry "
+                            "no information on LNM in the training cohort")
+        self.terms_ = [t for t in self.candidates_ if t in set(terms)]
+        # R glm(family = binomial) run to full convergence (glm.control(epsilon = 1e-14, maxit = 100)):
+        # the default epsilon = 1e-8 stops while the coefficients still move in the 6th decimal
+        fit = stats.logistic_glm(X[self.terms_].to_numpy(float), y, epsilon=1e-14, maxit=100)
+        if not fit.converged:
+            self.warnings_.append("the logistic model did not converge (R glm.fit's iteration limit)")
+        if fit.boundary_fitted and not any("separation" in w for w in self.warnings_):
+            self.warnings_.append("fitted probabilities numerically 0 or 1 occurred (separation)")
+        names = ["(Intercept)"] + self.terms_
+        self.coef_ = pd.Series(np.asarray(fit.coef, float), index=names)
+        self.cov_ = pd.DataFrame(np.asarray(fit.cov, float), index=names, columns=names)
+        self.aic_ = float(fit.aic)
+        self.n_ = int(len(y))
+        self.events_ = int(y.sum())
+        return self
+
+    # -------------------------------------------------------------- prediction
+    def linear_predictor(self, X: pd.DataFrame) -> pd.Series:
+        _require(X, self.terms_, "model data")
+        lp = self.coef_["(Intercept)"] + X[self.terms_].to_numpy(float) @ self.coef_[self.terms_].to_numpy()
+        return pd.Series(lp, index=X.index, name="lp")
+
+    def predict_proba(self, X: pd.DataFrame) -> pd.Series:
+        """Probability of LNM per patient (Series aligned with ``X``)."""
+        return pd.Series(expit(self.linear_predictor(X)), index=X.index, name="prob_dlrc")
+
+    # ---------------------------------------------------------------- reporting
+    def coef_table(self, level: float = 0.95) -> pd.DataFrame:
+        """Coefficients with Wald CIs and odds ratios (R ``summary(glm)``,
+        ``confint.default``, ``exp``)."""
+        from scipy import stats as sps
+
+        with np.errstate(over="ignore"):  # a separating model's odds ratios are inf
+            se = np.sqrt(np.diag(self.cov_.to_numpy()))
+            beta = self.coef_.to_numpy()
+            z = beta / se
+            q = sps.norm.ppf(0.5 + level / 2)
+            lo, hi = beta - q * se, beta + q * se
+            p = 2 * sps.norm.sf(np.abs(z))
+            out = pd.DataFrame({
+                "term": self.coef_.index, "coef": beta, "se": se, "z": z, "p": p,
+                "p_shown": [format_p(v) for v in p],
+                "coef_lower": lo, "coef_upper": hi,
+                "OR": np.exp(beta), "OR_lower": np.exp(lo), "OR_upper": np.exp(hi),
+            })
+            out.loc[out["term"] == "(Intercept)", ["OR", "OR_lower", "OR_upper"]] = np.nan
+        return out
+
+    def to_dict(self) -> dict:
+        return {"terms": list(self.terms_), "candidates": list(self.candidates_),
+                "coef": {k: float(v) for k, v in self.coef_.items()},
+                "cov": self.cov_.to_numpy().tolist(), "aic": self.aic_,
+                "n": self.n_, "events": self.events_}
+
+    @classmethod
+    def from_dict(cls, d: Mapping) -> "DlrcModel":
+        m = cls()
+        m.terms_ = list(d["terms"])
+        m.candidates_ = list(d.get("candidates", d["terms"]))
+        names = ["(Intercept)"] + m.terms_
+        m.coef_ = pd.Series([float(d["coef"][k]) for k in names], index=names)
+        cov = d.get("cov")
+        m.cov_ = pd.DataFrame(np.asarray(cov, float) if cov is not None else np.full((len(names),) * 2, np.nan),
+                              index=names, columns=names)
+        m.aic_ = float(d.get("aic", np.nan))
+        m.n_ = int(d.get("n", 0))
+        m.events_ = int(d.get("events", 0))
+        return m
+
+
+@dataclass
+class DlrcFit:
+    """Everything the notebook shows about the fitted DLRC model."""
+
+    screening: pd.DataFrame  # clinical screening table
+    clinical: list[str]  # clinical candidates offered to the stepwise selection
+    model: DlrcModel
+    design: pd.DataFrame  # all patients x candidate columns
+    prob: pd.Series  # DLRC probability of every patient
+
+
+def fit_dlrc(data: pd.DataFrame, study: pd.DataFrame, clinical_p: float = 0.05,
+             exclude: Sequence[str] = ("figo_stage",)) -> DlrcFit:
+    """Screen the clinical variables, then fit the DLRC model on the training cohort.
+
+    ``data``: index patient_id with ``cohort``, ``lnm``, ``Rad_score``, ``DL_score``;
+    ``study``: the study table (index patient_id) for the clinical columns.
+    """
+    _require(data, ["cohort", "lnm", "Rad_score", "DL_score"], "scores")
+    screening = screen_clinical(study, clinical_p, exclude)
+    clinical = screening.loc[screening["candidate"], "variable"].tolist()
+    missing = data.index.difference(study.index)
+    if len(missing):
+        raise DlrcError(f"study: patient {missing[0]} has scores but no clinical row"
+                        + (f" ({len(missing)} such patients)" if len(missing) > 1 else ""))
+    merged = data.join(study[[c for c in clinical if c not in data.columns]])
+    X = design_matrix(merged, clinical)
+    train = (data["cohort"] == "train").to_numpy()
+    model = DlrcModel().fit(X.loc[train], data.loc[train, "lnm"].astype(int))
+    return DlrcFit(screening=screening, clinical=clinical, model=model, design=X,
+                   prob=model.predict_proba(X))
+
+
+# ---------------------------------------------------------------- predictions
+def predictions_frame(study: pd.DataFrame, rad_score: pd.Series, dl_score: pd.Series,
+                      prob_dlrc: pd.Series) -> pd.DataFrame:
+    """The ``predictions`` hand-over frame (index patient_id).
+
+    The radiomics and deep-learning probabilities are the logistic transforms of their
+    scores (each score is the linear predictor of its own logistic model).
+    """
+    _require(study, ["cohort", "lnm", "c_lnm", "lnsd_mm", "lnld_mm", "node_necrosis"], "study")
+    idx = prob_dlrc.index
+    out = study.loc[idx, ["cohort", "lnm", "c_lnm", "lnsd_mm", "lnld_mm", "node_necrosis"]].copy()
+    out["Rad_score"] = rad_score.loc[idx].astype(float)
+    out["DL_score"] = dl_score.loc[idx].astype(float)
+    out["prob_radiomics"] = expit(out["Rad_score"])
+    out["prob_dl"] = expit(out["DL_score"])
+    out["prob_dlrc"] = prob_dlrc.astype(float)
+    out.index.name = "patient_id"
+    return out
+
+
+def youden_cutoffs(predictions: pd.DataFrame) -> dict[str, float]:
+    """Training Youden cut-off on each model's probability (pROC ``coords(.., "best")``)."""
+    st = stats
+    train = predictions[predictions["cohort"] == "train"]
+    return {role: float(st.youden_threshold(train["lnm"].to_numpy(int), train[col].to_numpy(float)))
+            for role, col in PROB_COLUMNS.items()}
+
+
+def _model_roles(best_dl: str) -> list[tuple[str, str]]:
+    return [(RADIOMICS, "radiomics"), (best_dl, "dl"), (DLRC, "dlrc")]
+
+
+def performance_table(predictions: pd.DataFrame, cutoffs: Mapping[str, float], best_dl: str,
+                      sra: pd.Series | None = None,
+                      study: pd.DataFrame | None = None) -> tuple[pd.DataFrame, dict]:
+    """Table 2: AUC (DeLong 95 % CI) and ACC/SEN/SPE/PPV/NPV at the training cut-off.
+
+    Rows per cohort: radiomics, the best DL model, DLRC and (when ``sra`` is given: a 0/1
+    Series of the SRA rule's calls, index patient_id) SRA, which has no AUC. SRA needs no
+    score, so with ``study`` (index patient_id; cohort, lnm) it is evaluated on every patient
+    of the cohort, as in the paper, not only those with both scores. A patient is
+    positive when its probability is >= the cut-off. Returns the table and the
+    ``table2.<cohort>.<model>.<metric>`` values for the reproduction page (AUC as
+    [est, lo, hi], the rest in percent).
+    """
+    st = stats
+    rows, rep = [], {}
+    for cohort in COHORTS:
+        sub = predictions[predictions["cohort"] == cohort]
+        if sub.empty:
+            continue
+        y = sub["lnm"].to_numpy(int)
+        entries: list[tuple[str, np.ndarray | None, np.ndarray]] = []
+        for name, role in _model_roles(best_dl):
+            prob = sub[PROB_COLUMNS[role]].to_numpy(float)
+            entries.append((name, prob, prob >= cutoffs[role]))
+        sra_y = y
+        if sra is not None:
+            ids = sub.index if study is None else study.index[study["cohort"] == cohort]
+            calls = sra.reindex(ids)
+            if calls.isna().any():
+                raise DlrcError(f"SRA: no call for patient {calls.index[calls.isna()][0]}")
+            if study is not None:
+                sra_y = study.loc[ids, "lnm"].to_numpy(int)
+            entries.append((SRA, None, calls.to_numpy(int).astype(bool)))
+        for name, prob, called in entries:
+            yy = sra_y if name == SRA else y
+            row: dict[str, Any] = {"cohort": cohort, "model": name, "n": len(yy)}
+            if prob is not None and len(np.unique(y)) == 2:
+                auc = st.auc_ci(y, prob)
+                est = [float(auc.auc), float(auc.lower), float(auc.upper)]
+                row.update(auc=est[0], auc_lower=est[1], auc_upper=est[2])
+                rep[f"table2.{cohort}.{name}.auc"] = [round(v, 3) for v in est]
+            else:
+                row.update(auc=np.nan, auc_lower=np.nan, auc_upper=np.nan)
+            m = metrics_at_cutoff(yy, called)
+            for k in ("tp", "fn", "tn", "fp"):
+                row[k.upper()] = m[k]
+            for k in ("acc", "sen", "spe", "ppv", "npv"):
+                row[k.upper()] = m[k]
+                rep[f"table2.{cohort}.{name}.{k}"] = None if not np.isfinite(m[k]) else round(m[k], 1)
+            rows.append(row)
+    table = pd.DataFrame(rows)
+    table["AUC (95% CI)"] = [
+        "/" if not np.isfinite(r.auc) else f"{r.auc:.3f} ({r.auc_lower:.3f}-{r.auc_upper:.3f})"
+        for r in table.itertuples()]
+    return table, rep
+
+
+def delong_table(predictions: pd.DataFrame, best_dl: str) -> tuple[pd.DataFrame, dict]:
+    """Table 4: paired DeLong p-values (R pROC ``roc.test(method = "delong", paired = TRUE)``).
+
+    Pairs: DLRC vs radiomics, DLRC vs the best DL model, radiomics vs the best DL model; one
+    column per cohort. Returns the table (p-values as printed: 3 decimals or "<0.001") and
+    ``table4.<pair>.<cohort>`` values.
+    """
+    st = stats
+    pairs = [(f"DLRC_vs_radiomics", "dlrc", "radiomics"),
+             (f"DLRC_vs_{best_dl}", "dlrc", "dl"),
+             (f"radiomics_vs_{best_dl}", "radiomics", "dl")]
+    rows, rep = [], {}
+    for pair, a, b in pairs:
+        row: dict[str, Any] = {"comparison": pair.replace("_vs_", " vs ")}
+        for cohort in COHORTS:
+            sub = predictions[predictions["cohort"] == cohort]
+            if sub.empty:
+                continue
+            y = sub["lnm"].to_numpy(int)
+            z, p, why = float("nan"), float("nan"), "one LNM class only"
+            if len(np.unique(y)) == 2:
+                res = st.delong_test(y, sub[PROB_COLUMNS[a]].to_numpy(float),
+                                     sub[PROB_COLUMNS[b]].to_numpy(float))
+                z, p = float(res.statistic), float(res.pvalue)
+                why = res.undefined or ("" if np.isfinite(p) else "undefined")
+            row[f"{cohort}_z"] = z
+            row[f"{cohort}_p"] = p
+            row[f"{cohort}_note"] = "" if np.isfinite(p) else why
+            row[COHORT_LABELS[cohort]] = format_p(p)
+            rep[f"table4.{pair}.{cohort}"] = format_p(p)
+        rows.append(row)
+    return pd.DataFrame(rows), rep
+
+
+def table2_display(table: pd.DataFrame) -> pd.DataFrame:
+    """Table 2 laid out as in the paper (percentages with one decimal)."""
+    out = pd.DataFrame({
+        "Cohort": table["cohort"].map(COHORT_LABELS),
+        "Model/SRA": table["model"].map(lambda m: "Radiomics" if m == RADIOMICS else m),
+        "AUC (95% CI)": table["AUC (95% CI)"],
+    })
+    for k in ("ACC", "SEN", "SPE", "PPV", "NPV"):
+        out[k] = table[k].map(lambda v: "0/0" if not np.isfinite(v) else f"{v:.1f}%")
+    return out
+
+
+def table4_display(table: pd.DataFrame) -> pd.DataFrame:
+    cols = ["comparison"] + [COHORT_LABELS[c] for c in COHORTS if COHORT_LABELS[c] in table.columns]
+    out = table[cols].copy()
+    for c in cols[1:]:
+        out[c] = out[c].map(lambda v: "< 0.001" if v == "<0.001" else
+                            "undefined" if not np.isfinite(v) else f"{v:.3f}")
+    return out.rename(columns={"comparison": "Model comparison"})
+
+
+# ------------------------------------------------------------------------ Fig. 4
+def roc_display(predictions: pd.DataFrame, best_dl: str) -> RocDisplay:
+    """Fig. 4: ROC curves of radiomics, the best DL model and DLRC, one panel per cohort
+    (a-c), each panel's text giving AUC (95 % CI, DeLong)."""
+    return RocDisplay.from_scores(
+        predictions, {RADIOMICS: PROB_COLUMNS["radiomics"], best_dl: PROB_COLUMNS["dl"], DLRC: PROB_COLUMNS["dlrc"]},
+        ci=True, title="ROC curves; panel text: AUC (95% CI, DeLong)",
+        colours={RADIOMICS: "#1b9e77", best_dl: "#7570b3", DLRC: "#d95f02"})
+
+
+# ------------------------------------------------------------------- run inputs
+@dataclass
+class ScoreInputs:
+    """Rad_score and the chosen DL_score of every patient scored by both pipelines."""
+
+    scores: pd.DataFrame  # index patient_id: cohort, lnm, Rad_score, DL_score
+    best_model: str  # the deep-learning model chosen by notebook 04
+    lost: pd.DataFrame  # patient_id, reason: patients without one of the two scores
+
+
+def load_score_inputs(art: Any, study: pd.DataFrame) -> ScoreInputs:
+    """Read ``rad_score`` (notebook 03), ``dl_scores`` and ``best_model`` (notebook 04)
+    from the run; patients missing from either are listed with the reason, never dropped
+    silently."""
+    rad = art.load_frame("rad_score")
+    dls = art.load_frame("dl_scores")
+    best = art.load_results("04_deep_learning").get("best_model")
+    if not best:
+        raise DlrcError("results/04_deep_learning.json: no 'best_model'; run notebook 04 first")
+    if best not in dls.columns:
+        raise DlrcError(f"data/dl_scores.parquet: no column for the best model '{best}'")
+    _require(rad, ["Rad_score"], "data/rad_score.parquet")
+    ids = study.index if study.index.name == "patient_id" else pd.Index(study["patient_id"].astype(str))
+    rows = []
+    for pid in ids:
+        why = [w for w, frame, col in (("no Rad_score (radiomics)", rad, "Rad_score"),
+                                        (f"no DL_score ({best})", dls, best))
+               if pid not in frame.index or pd.isna(frame.at[pid, col])]
+        if why:
+            rows.append({"patient_id": pid, "reason": "; ".join(why)})
+    lost = pd.DataFrame(rows, columns=["patient_id", "reason"])
+    gone = set(lost["patient_id"])
+    keep = [p for p in ids if p not in gone]
+    st = study.set_index("patient_id") if study.index.name != "patient_id" else study
+    scores = pd.DataFrame({"cohort": st.loc[keep, "cohort"], "lnm": st.loc[keep, "lnm"].astype(int),
+                           "Rad_score": rad.loc[keep, "Rad_score"].astype(float),
+                           "DL_score": dls.loc[keep, best].astype(float)})
+    scores.index.name = "patient_id"
+    return ScoreInputs(scores=scores, best_model=str(best), lost=lost)
+
+
+def nomogram_for(fit: DlrcFit, scores: pd.DataFrame):
+    """The Fig. 3 nomogram of a fitted DLRC model (term ranges from the training cohort)."""
+    from dlrc_lib.model.nomogram import Nomogram
+
+    train = fit.design.loc[scores.index[scores["cohort"] == "train"], fit.model.terms_]
+    return Nomogram.from_model(fit.model.coef_, train)
+
+
+PAPER_BEST_DL = "ResNet152_2D"
+
+
+def best_model_note(best_dl: str) -> str | None:
+    """A note for the report when the chosen DL model is not the paper's (its Table 2 and
+    Table 4 values are then recorded under its own name, with no published counterpart)."""
+    if best_dl == PAPER_BEST_DL:
+        return None
+    return (f"The best deep-learning model of this run is {best_dl}, not the paper's {PAPER_BEST_DL}: "
+            f"its Table 2 rows and Table 4 comparisons are recorded as table2.<cohort>.{best_dl}.* and "
+            f"table4.*_{best_dl}.*, which the paper does not report.")

@@ -1,0 +1,191 @@
+"""The fitted DLRC pipeline as one JSON document (``reports/<run>/model/dlrc_model.json``).
+
+Everything needed to score a new patient from images and clinical values, and nothing
+executable (no pickle): the radiomics extraction settings (the PyRadiomics parameter file's
+text), the deep-learning model's name, preprocessing and weights identity, and for both
+feature sets the fitted score pipeline state (selected features, ComBat estimates per known
+scanner, standardisation, score coefficients) exactly as :mod:`dlrc_lib.scores.pipeline` stored it;
+then the DLRC logistic model, the training Youden cut-off and the nomogram scale.
+``dlrc predict`` (:mod:`dlrc_lib.model.predict`) reads it back with :func:`load_model`.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Iterable, Mapping
+
+from dlrc_lib import __version__
+from dlrc_lib.core.config import Params
+from dlrc_lib.core.errors import DlrcError
+from dlrc_lib.core.io import atomic_write_text, dumps
+
+FORMAT = "dlrc-model"
+FORMAT_VERSION = 1
+MODEL_FILE = "dlrc_model.json"
+
+# The clinical inputs the exported model can derive from a manifest row.
+CLINICAL_RULES = {"c_lnm": "lnsd_mm >= 10 (largest pelvic node short axis on CE-T1WI, mm)"}
+
+
+def known_batches(state: Any) -> list[str]:
+    """Batch labels (scanners or centres) with fitted ComBat estimates in a score state:
+    every ``batches`` list found in the state's harmonisation part."""
+    found: set[str] = set()
+
+    def walk(obj: Any, key: str = "") -> None:
+        if isinstance(obj, Mapping):
+            for k, v in obj.items():
+                walk(v, str(k))
+        elif isinstance(obj, list):
+            if key == "batches":
+                found.update(str(b) for b in obj if not isinstance(b, (list, dict)))
+            for v in obj:
+                if isinstance(v, (dict, list)):
+                    walk(v, key)
+
+    walk(state)
+    return sorted(found)
+
+
+def build_model_document(
+    *,
+    run_name: str,
+    seed: int,
+    sequences: Iterable[str],
+    radiomics_settings_file: str,
+    radiomics_settings_text: str,
+    radiomics_state: Mapping,
+    deep_model: str,
+    deep_preprocessing: Mapping,
+    deep_weights: Any,
+    deep_state: Mapping,
+    best_model_rule: str,
+    harmonisation: Mapping,
+    dlrc: Mapping,
+    clinical: Iterable[str],
+    cutoffs: Mapping[str, float],
+    nomogram: Mapping,
+    training_batches: Iterable[str] = (),
+    extra: Mapping | None = None,
+) -> dict:
+    """Assemble the model document (a JSON-able dict); see the module docstring."""
+    clinical = list(clinical)
+    unknown = [c for c in clinical if c not in CLINICAL_RULES]
+    if unknown:
+        raise DlrcError(f"model export: no rule to derive clinical input(s) {', '.join(unknown)} "
+                        f"for new patients (known: {', '.join(CLINICAL_RULES)})")
+    batches = sorted(set(known_batches(radiomics_state)) | set(known_batches(deep_state))
+                     | {str(b) for b in training_batches})
+    doc = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "dlrc_version": __version__,
+        "run": {"run_name": run_name, "seed": int(seed)},
+        "sequences": list(sequences),
+        "radiomics": {
+            "settings_file": str(radiomics_settings_file),
+            "settings_text": radiomics_settings_text,
+            "score": "Rad_score",
+            "state": dict(radiomics_state),
+        },
+        "deep": {
+            "model": deep_model,
+            "best_model_rule": best_model_rule,
+            "preprocessing": dict(deep_preprocessing),
+            "weights": deep_weights,
+            "score": "DL_score",
+            "state": dict(deep_state),
+        },
+        "harmonisation": {**dict(harmonisation), "known_batches": batches},
+        "clinical": {c: CLINICAL_RULES[c] for c in clinical},
+        "dlrc": dict(dlrc),
+        "probability": {"radiomics": "1 / (1 + exp(-Rad_score))", "dl": "1 / (1 + exp(-DL_score))",
+                        "dlrc": "1 / (1 + exp(-(intercept + sum(coef * term))))"},
+        "cutoffs": {k: float(v) for k, v in cutoffs.items()},
+        "decision": "LNM predicted when prob_dlrc >= cutoffs.dlrc (training Youden cut-off)",
+        "nomogram": dict(nomogram),
+    }
+    if extra:
+        doc["extra"] = dict(extra)
+    return doc
+
+
+def write_model(doc: Mapping, path: str | Path) -> Path:
+    """Write the document atomically to ``path`` (a run's ``model/dlrc_model.json``); return the path."""
+    path = Path(path)
+    atomic_write_text(path, dumps(doc))
+    return path
+
+
+REQUIRED = ("format", "format_version", "sequences", "radiomics", "deep", "harmonisation",
+            "dlrc", "cutoffs", "nomogram")
+
+
+def load_model(path: str | Path) -> dict:
+    """Read and check a model document; :class:`DlrcError` naming the file and problem."""
+    path = Path(path)
+    if not path.is_file():
+        raise DlrcError(f"{path}: model file not found")
+    try:
+        doc = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise DlrcError(f"{path}: not a JSON model file ({exc})") from None
+    if not isinstance(doc, dict) or doc.get("format") != FORMAT:
+        raise DlrcError(f"{path}: not a DLRC model file (format is not '{FORMAT}')")
+    if doc.get("format_version") != FORMAT_VERSION:
+        raise DlrcError(f"{path}: model format version {doc.get('format_version')} is not supported "
+                        f"(this dlrc reads version {FORMAT_VERSION})")
+    missing = [k for k in REQUIRED if k not in doc]
+    if missing:
+        raise DlrcError(f"{path}: model file lacks {', '.join(missing)}")
+    for key in ("state", "settings_text"):
+        if key not in doc["radiomics"]:
+            raise DlrcError(f"{path}: model file lacks radiomics.{key}")
+    for key in ("model", "state", "preprocessing"):
+        if key not in doc["deep"]:
+            raise DlrcError(f"{path}: model file lacks deep.{key}")
+    return doc
+
+
+def document_from_run(results03: Mapping[str, Any], results04: Mapping[str, Any], *, best_model: str,
+                      fit: Any, nomogram: Any, cutoffs: Mapping[str, float], study: Any, params: Params) -> dict:
+    """The model document of a run: the score states saved by notebooks 03 and 04
+    (``results03``: ``results/03_radiomics.json``, key ``state``; ``results04``:
+    ``results/04_deep_learning.json``, keys ``states`` (per model) and ``weights`` (per model:
+    the weights identity)), the radiomics settings file's text, and the DLRC fit of notebook 05.
+
+    ``params``: the run's parameters (:func:`dlrc_lib.core.config.params_from_flat` of the
+    notebook's parameters).
+    """
+    if "state" not in results03:
+        raise DlrcError("results/03_radiomics.json: no 'state' (the fitted radiomics score "
+                        "pipeline); rerun notebook 03")
+    states = results04.get("states") or {}
+    if best_model not in states:
+        raise DlrcError(f"results/04_deep_learning.json: no 'states' entry for {best_model}; "
+                        "rerun notebook 04")
+    settings = Path(params.radiomics.settings)
+    if not settings.is_file():
+        raise DlrcError(f"{settings}: radiomics settings file not found")
+    harm = params.harmonisation
+    # the scanners ComBat was fitted on: all of them in mode "all", training's otherwise
+    fitted = study if harm.mode == "all" else study[study["cohort"] == "train"]
+    cohort_batches = fitted[harm.batch].astype(str).unique()
+    deep = params.deep.model_dump(mode="json")
+    doc = build_model_document(
+        run_name=params.run_name, seed=params.seed,
+        sequences=list(params.radiomics.sequences),
+        radiomics_settings_file=settings.name, radiomics_settings_text=settings.read_text(),
+        radiomics_state=results03["state"],
+        deep_model=best_model,
+        deep_preprocessing={k: v for k, v in deep.items() if k != "models"},
+        deep_weights=(results04.get("weights") or {}).get(best_model),
+        deep_state=states[best_model],
+        best_model_rule=params.deep.best_model_rule,
+        harmonisation={"mode": harm.mode, "batch": harm.batch, "parametric": harm.parametric,
+                       "small_batch": harm.small_batch, "scanner_policy": params.dlrc.scanner_policy},
+        dlrc=fit.model.to_dict(), clinical=fit.clinical, cutoffs=cutoffs,
+        nomogram=nomogram.to_dict(), training_batches=cohort_batches,
+    )
+    doc["run"]["cache_dir"] = params.cache_dir
+    return doc

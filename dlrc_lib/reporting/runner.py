@@ -1,0 +1,297 @@
+"""``dlrc run``: execute the report notebooks in order with papermill.
+
+Each notebook receives, in its ``parameters`` cell, the values of the parameter file that
+it declares (flattened as ``<section>_<key>``), plus ``run_dir``, ``params_file`` and
+``study_manifest`` (the resolved manifest of the study). Outputs go to ``reports/<run>/``:
+executed notebooks, their HTML copies, tables, figures, results, ``run.json`` and
+``index.html``. A failing notebook stops the run; the notebook, the cell and the traceback
+are shown, and what earlier notebooks wrote stays as it is.
+"""
+from __future__ import annotations
+
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Iterable
+
+from dlrc_lib.core.config import Params, flatten, load_params
+from dlrc_lib.core.errors import DlrcError
+from dlrc_lib.core.io import atomic_write_text, dumps
+from dlrc_lib.core.progress import ConsoleEcho
+from dlrc_lib.features.store import file_digest
+from dlrc_lib.study.manifest import load_study
+from dlrc_lib.twin.prepare import prepare_study
+
+# Packages whose versions matter for the numbers (recorded in run.json).
+TRACKED_PACKAGES = (
+    "numpy", "scipy", "pandas", "scikit-learn", "statsmodels", "pyradiomics", "SimpleITK",
+    "torch", "torchvision", "neuroCombat", "plotnine", "matplotlib", "papermill", "pyarrow",
+)
+
+RUN_NOTEBOOK_KEYS = ("run_dir", "params_file", "study_manifest")
+SWEEP_NOTEBOOK = "09"  # 09_sensitivity: runs when the parameters name a sweep grid
+
+
+def project_root() -> Path:
+    """The directory that holds ``notebooks/`` (the checkout), else the working directory."""
+    here = Path(__file__).resolve().parents[1]
+    if (here / "notebooks").is_dir():
+        return here
+    return Path.cwd()
+
+
+def list_notebooks(root: Path | None = None, only: Iterable[str] | None = None) -> list[Path]:
+    root = root or project_root()
+    notebooks = sorted((root / "notebooks").glob("[0-9][0-9]_*.ipynb"))
+    if only:
+        wanted = {str(o).zfill(2)[:2] for o in only}
+        unknown = wanted - {nb.name[:2] for nb in notebooks}
+        if unknown:
+            raise DlrcError(f"--only: no notebook numbered {', '.join(sorted(unknown))} in {root / 'notebooks'}")
+        notebooks = [nb for nb in notebooks if nb.name[:2] in wanted]
+    return notebooks
+
+
+def notebook_parameters(path: Path) -> dict[str, dict[str, Any]]:
+    """Names declared in a notebook's ``parameters`` cell (papermill's own parser)."""
+    import papermill as pm
+
+    return pm.inspect_notebook(str(path))
+
+
+def resolve_study(params: Params) -> Path:
+    """The study manifest for this run (the twin is generated here when missing)."""
+    return Path(prepare_study(params))
+
+
+def write_analysed_study(manifest: Path, params: Params, run_dir: Path) -> Path:
+    """The patient table every notebook of this run reads: ``<run>/study_manifest.csv``.
+
+    Written once by the runner from the validated manifest, with the run's parameters: file
+    paths made absolute, cohorts assigned where the manifest has none (``study.internal_centres``,
+    ``study.train_fraction``, ``seed``) and c_LNM derived where it is not given. All notebooks then
+    analyse the same patients in the same cohorts, and the run folder records which.
+    """
+    if not manifest.is_file():
+        return manifest
+    study = load_study(manifest, params)
+    target = run_dir / "study_manifest.csv"
+    atomic_write_text(target, study.to_csv(index=False, lineterminator="\n"))
+    return target
+
+
+def notebook_inputs(params: Params, params_file: Path, run_dir: Path, manifest: Path) -> dict[str, Any]:
+    flat = flatten(params)
+    flat.update(run_dir=str(run_dir), params_file=str(params_file), study_manifest=str(manifest))
+    return flat
+
+
+def _git(*args: str, cwd: Path) -> str | None:
+    try:
+        out = subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return out.stdout.strip() if out.returncode == 0 else None
+
+
+def package_versions() -> dict[str, str | None]:
+    from importlib import metadata
+
+    versions: dict[str, str | None] = {"python": platform.python_version()}
+    for name in TRACKED_PACKAGES:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = None
+    return versions
+
+
+def input_hashes(params_file: Path, params: Params, manifest: Path) -> dict[str, str]:
+    """sha256 of the parameter files, the manifest and (combined) every image/mask it lists."""
+    import hashlib
+
+    def digest(path: Path) -> str:
+        h = hashlib.sha256()
+        with open(path, "rb") as fh:
+            for block in iter(lambda: fh.read(1 << 20), b""):
+                h.update(block)
+        return h.hexdigest()
+
+    hashes = {str(params_file): digest(params_file)}
+    for extra in (params.radiomics.settings, params.published_values):
+        if Path(extra).is_file():
+            hashes[str(extra)] = digest(Path(extra))
+    if manifest.is_file():
+        hashes[str(manifest)] = digest(manifest)
+        study = load_study(manifest)
+        cols = [c for c in study.columns if c.startswith(("image_", "mask_"))]
+        combined = hashlib.sha256()
+        for path in sorted({str(p) for c in cols for p in study[c].dropna() if str(p)}):
+            combined.update(path.encode() + b"\0" + file_digest(path).encode())
+        hashes["images_and_masks (combined)"] = combined.hexdigest()
+    return hashes
+
+
+def _error_summary(exc: Exception, nb: Path) -> str:
+    """Name the notebook and the failing cell and show the traceback."""
+    import re
+
+    ename = getattr(exc, "ename", type(exc).__name__)
+    evalue = getattr(exc, "evalue", str(exc))
+    cell = getattr(exc, "exec_count", None)
+    tb = getattr(exc, "traceback", None)
+    tb_text = "\n".join(tb) if isinstance(tb, list) else str(tb or "")
+    tb_text = re.sub(r"\x1b\[[0-9;]*m", "", tb_text)  # strip ANSI colours
+    where = f"cell [{cell}]" if cell is not None else "a cell"
+    return f"notebook {nb.name} failed in {where}: {ename}: {evalue}\n{tb_text}"
+
+
+def execute_notebook(nb: Path, out_nb: Path, inputs: dict[str, Any], root: Path,
+                     echo: Any = None) -> None:
+    """Run one notebook with papermill; ``echo`` (e.g. :class:`dlrc_lib.core.progress.ConsoleEcho`)
+    receives the kernel's stderr, where the progress bars of long cells go."""
+    import papermill as pm
+
+    declared = notebook_parameters(nb)
+    unknown = [n for n in declared if n not in inputs]
+    if unknown:
+        raise DlrcError(
+            f"notebook {nb.name}: parameters {', '.join(unknown)} are not keys of the parameter schema"
+        )
+    values = {name: inputs[name] for name in declared}
+    pm.execute_notebook(
+        str(nb), str(out_nb), parameters=values, cwd=str(root), kernel_name="python3",
+        progress_bar=False, log_output=False, request_save_on_cell_execute=False, stderr_file=echo,
+        # the kernel is local and private to this run: keep ipykernel's TCP notice off the console
+        extra_arguments=["--IPKernelApp.log_level=ERROR"],
+    )
+
+
+def export_html(executed: Path, html: Path) -> None:
+    import nbformat
+    from nbconvert import HTMLExporter
+
+    body, _ = HTMLExporter().from_notebook_node(nbformat.read(str(executed), as_version=4))
+    atomic_write_text(html, body)
+
+
+def _notebook_provenance(run_dir: Path, stem: str) -> dict:
+    path = run_dir / "results" / f"{stem}.json"
+    return json.loads(path.read_text()).get("provenance", {}) if path.exists() else {}
+
+
+def collect_warnings(run_dir: Path) -> dict[str, list[str]]:
+    warnings: dict[str, list[str]] = {}
+    for path in sorted((run_dir / "results").glob("*.json")):
+        data = json.loads(path.read_text())
+        if data.get("warnings"):
+            warnings[path.stem] = list(data["warnings"])
+    return warnings
+
+
+def run(params_path: str | Path, only: Iterable[str] | None = None, out: str | Path | None = None,
+        quiet: bool = False, root: Path | None = None) -> int:
+    """Execute the notebooks; return 0 on success, 1 when a notebook failed.
+
+    ``root`` is the directory holding ``notebooks/`` and the working directory of the
+    kernels (default: the checkout).
+    """
+    params_file = Path(params_path)
+    params = load_params(params_file)
+    root = Path(root) if root else project_root()
+    notebooks = list_notebooks(root, only)
+    # notebook 09 reads a sweep: it runs only when the parameters name a sweep grid
+    sweep_nbs = [nb for nb in notebooks if nb.name[:2] == SWEEP_NOTEBOOK]
+    if sweep_nbs and not params.sweep.grid:
+        if only and len(sweep_nbs) == len(notebooks):
+            raise DlrcError(f"{params_file}: notebook {SWEEP_NOTEBOOK} needs a sweep grid (key 'sweep.grid')")
+        notebooks = [nb for nb in notebooks if nb not in sweep_nbs]
+    run_dir = Path(out) if out else Path("reports") / params.run_name
+    run_dir = run_dir.resolve()
+    (run_dir / "notebooks").mkdir(parents=True, exist_ok=True)
+    (run_dir / "html").mkdir(parents=True, exist_ok=True)
+    say = (lambda *_: None) if quiet else (lambda msg: print(msg, flush=True))
+
+    t0 = time.perf_counter()
+    say(f"dlrc run: {params_file} -> {run_dir}")
+    manifest = resolve_study(params).resolve()
+    analysed = write_analysed_study(manifest, params, run_dir)
+    say(f"  study: {manifest} ({time.perf_counter() - t0:.1f} s)")
+    inputs = notebook_inputs(params, params_file.resolve(), run_dir, analysed)
+    sweep_dir = Path(params.sweep.out).resolve() if params.sweep.out else run_dir / "sweep"
+    inputs["sweep_out"] = str(sweep_dir)
+
+    os.environ["DLRC_HEADLESS"] = "1"  # widgets fall back to static output
+    # Kernels import the same dlrc_lib as this process, whatever their working directory.
+    pkg_parent = str(Path(__file__).resolve().parents[1])
+    paths = os.environ.get("PYTHONPATH", "").split(os.pathsep)
+    if pkg_parent not in paths:
+        os.environ["PYTHONPATH"] = os.pathsep.join([pkg_parent] + [p for p in paths if p])
+    run_json = run_dir / "run.json"
+    previous = json.loads(run_json.read_text()) if run_json.exists() else {}
+    timings: dict[str, Any] = dict(previous.get("notebooks", {})) if only else {}
+    status, failure = "ok", None
+    for i, nb in enumerate(notebooks, 1):
+        start = time.perf_counter()
+        say(f"  [{i}/{len(notebooks)}] {nb.stem} ...")
+        out_nb = run_dir / "notebooks" / nb.name
+        # a notebook's results (and its warnings) describe its latest execution only
+        (run_dir / "results" / f"{nb.stem}.json").unlink(missing_ok=True)
+        if nb.name[:2] == SWEEP_NOTEBOOK:
+            # the sweep's variants first (finished ones are reused); a failed variant is in its table
+            from .sweep import run_sweep
+
+            run_sweep(params_file, params.sweep.grid, out=sweep_dir, jobs=params.sweep.jobs, quiet=quiet)
+        try:
+            echo = None if quiet else ConsoleEcho()
+            try:
+                execute_notebook(nb, out_nb, inputs, root, echo=echo)
+            finally:
+                if echo is not None:
+                    echo.close()
+            export_html(out_nb, run_dir / "html" / f"{nb.stem}.html")
+        except DlrcError:
+            raise
+        except Exception as exc:  # papermill's execution error carries the cell and traceback
+            failure = _error_summary(exc, nb)
+            timings[nb.stem] = {"seconds": round(time.perf_counter() - start, 2), "status": "failed"}
+            status = "failed"
+            print(f"dlrc run: error: {failure}", file=sys.stderr)
+            break
+        secs = time.perf_counter() - start
+        timings[nb.stem] = {"seconds": round(secs, 2), "status": "ok"}
+        prov = _notebook_provenance(run_dir, nb.stem)
+        if prov:
+            timings[nb.stem]["provenance"] = prov
+        say(f"  [{i}/{len(notebooks)}] {nb.stem} done in {secs:.1f} s (elapsed {time.perf_counter() - t0:.1f} s)")
+
+    provenance = {
+        "run_name": params.run_name,
+        "status": status,
+        "failure": failure,
+        "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "params_file": str(params_file),
+        "params": params.model_dump(mode="json"),
+        "seed": params.seed,
+        "study_manifest": str(manifest),
+        "analysed_manifest": str(analysed),
+        "git_commit": _git("rev-parse", "HEAD", cwd=root),
+        "git_dirty": bool(_git("status", "--porcelain", "--untracked-files=no", cwd=root)),
+        "packages": package_versions(),
+        "platform": platform.platform(),
+        "input_hashes": input_hashes(params_file, params, manifest),
+        "notebooks": timings,
+        "wall_seconds": round(time.perf_counter() - t0, 2),
+        "warnings": collect_warnings(run_dir),
+    }
+    atomic_write_text(run_json, dumps(provenance))
+    from dlrc_lib.reporting.report import write_index
+
+    write_index(run_dir, params)
+    say(f"dlrc run: {status} in {time.perf_counter() - t0:.1f} s; report: {run_dir / 'index.html'}")
+    return 0 if status == "ok" else 1

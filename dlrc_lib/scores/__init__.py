@@ -1,0 +1,1 @@
+"""From features to a score: ComBat (:mod:`.combat`), selection (:mod:`.selection`), the feature->score pipeline (:mod:`.pipeline`), harmonisation diagnostics and the deep models' comparison (:mod:`.deep_models`)."""

@@ -1,0 +1,514 @@
+"""Training-cohort feature selection that turns thousands of features into one score.
+
+The paper's four steps (radiomics and each deep-learning feature set alike), all on the
+training cohort only:
+
+1. **Univariate filter** — Mann–Whitney U test of each feature between LNM(+) and LNM(−),
+   keep ``p < mw_p`` (R ``wilcox.test(exact=FALSE, correct=TRUE)`` via
+   :func:`dlrc_lib.stats.mann_whitney_pvalues`).
+2. **Redundancy filter** — Spearman correlation between the survivors; of every pair with
+   ``|rho| > spearman_r`` keep the feature with the smaller Mann–Whitney p (greedy in order
+   of p, so a feature is kept when it is not too correlated with any better one).
+3. **LASSO** — L1-penalised logistic regression on the standardised survivors over a
+   glmnet-style lambda path, stratified k-fold cross-validation of the binomial deviance,
+   and the one-standard-error rule (the largest lambda whose CV deviance is within one SE of
+   the minimum), as R ``cv.glmnet(x, y, family="binomial", type.measure="deviance")`` and
+   ``coef(fit, s="lambda.1se")``. The folds are seeded.
+4. **Backward stepwise AIC** — unpenalised logistic regression on the LASSO survivors, backward
+   elimination (``selection.stepwise_direction: both`` also tries adding dropped terms back) on AIC (R ``MASS::stepAIC(glm(...), direction="backward")`` via
+   :func:`dlrc_lib.stats.backward_aic`).
+
+The score is the final logistic model's linear predictor. The standardisation (training
+mean and SD, as R ``scale()``) and the coefficients are applied unchanged to other cohorts.
+Each step records how many features survive (the selection funnel); a step that leaves no
+feature produces an explanation instead of a crash.
+"""
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass, field
+from typing import Any, Optional, Sequence
+
+import numpy as np
+import pandas as pd
+from scipy.stats import rankdata
+
+__all__ = [
+    "SelectionResult",
+    "LassoCVResult",
+    "select_features",
+    "mann_whitney_filter",
+    "spearman_prune",
+    "lasso_cv",
+    "fit_logistic",
+    "standardise",
+]
+
+
+# ------------------------------------------------------------------------ utilities
+def standardise(X: pd.DataFrame, mean: pd.Series, sd: pd.Series) -> pd.DataFrame:
+    """``(X - mean) / sd`` column-wise with the given (training) mean and SD."""
+    cols = list(mean.index)
+    return (X[cols] - mean) / sd
+
+
+def _usable(X: pd.DataFrame) -> tuple[list[str], list[str], list[str]]:
+    vals = X.to_numpy(dtype=float)
+    finite = np.isfinite(vals).all(axis=0)
+    with np.errstate(invalid="ignore"):
+        const = np.nanstd(np.where(np.isfinite(vals), vals, np.nan), axis=0) == 0
+    cols = list(X.columns)
+    nonfinite = [c for c, f in zip(cols, finite) if not f]
+    constant = [c for c, f, k in zip(cols, finite, const) if f and k]
+    ok = [c for c, f, k in zip(cols, finite, const) if f and not k]
+    return ok, nonfinite, constant
+
+
+# ------------------------------------------------------------------- step 1: MW filter
+def mann_whitney_filter(X: pd.DataFrame, y: pd.Series, threshold: float) -> pd.DataFrame:
+    """Mann–Whitney p per feature (sorted by p); column ``keep`` = ``p < threshold``."""
+    from dlrc_lib import stats
+
+    p = np.asarray(stats.mann_whitney_pvalues(X.to_numpy(dtype=float), np.asarray(y, dtype=int)),
+                   dtype=float)
+    out = pd.DataFrame({"feature": list(X.columns), "p": p})
+    out["order"] = np.arange(len(out))
+    out = out.sort_values(["p", "order"], kind="mergesort").drop(columns="order")
+    out["keep"] = out["p"] < threshold
+    return out.reset_index(drop=True)
+
+
+# ---------------------------------------------------------------- step 2: Spearman
+def spearman_matrix(X: pd.DataFrame) -> pd.DataFrame:
+    """Spearman correlation between columns (average ranks for ties), as R ``cor(method="spearman")``."""
+    R = np.apply_along_axis(rankdata, 0, X.to_numpy(dtype=float))
+    C = np.corrcoef(R, rowvar=False) if R.shape[1] > 1 else np.ones((1, 1))
+    return pd.DataFrame(np.atleast_2d(C), index=X.columns, columns=X.columns)
+
+
+def spearman_prune(X: pd.DataFrame, order: Sequence[str], threshold: float) -> tuple[list[str], pd.DataFrame]:
+    """Greedy redundancy pruning.
+
+    ``order``: features from best (smallest p) to worst. A feature is kept unless its
+    ``|rho|`` with an already kept (better) feature exceeds ``threshold``. Returns the kept
+    features (in ``order``) and a table of the dropped ones with the feature that
+    displaced each and their rho.
+    """
+    order = list(order)
+    if not order:
+        return [], pd.DataFrame(columns=["feature", "dropped_for", "rho"])
+    C = spearman_matrix(X[order]).to_numpy()
+    kept: list[int] = []
+    dropped = []
+    for i in range(len(order)):
+        if kept:
+            r = C[i, kept]
+            j = int(np.argmax(np.abs(r)))
+            if abs(r[j]) > threshold:
+                dropped.append((order[i], order[kept[j]], float(r[j])))
+                continue
+        kept.append(i)
+    return [order[i] for i in kept], pd.DataFrame(dropped, columns=["feature", "dropped_for", "rho"])
+
+
+# -------------------------------------------------------------------- step 3: LASSO
+@dataclass
+class LassoCVResult:
+    """Cross-validated LASSO path (``cv.glmnet`` fields)."""
+
+    lambdas: np.ndarray  # decreasing
+    cvm: np.ndarray  # mean CV binomial deviance per lambda
+    cvsd: np.ndarray  # its standard error
+    nzero: np.ndarray  # non-zero coefficients per lambda (full-data fit)
+    lambda_min: float
+    lambda_1se: float
+    rule: str
+    coef: pd.Series  # coefficients at the chosen lambda (standardised-feature scale)
+    intercept: float
+    foldid: np.ndarray
+    converged: bool = True
+
+    @property
+    def chosen_lambda(self) -> float:
+        return self.lambda_1se if self.rule == "1se" else self.lambda_min
+
+    def path_frame(self) -> pd.DataFrame:
+        return pd.DataFrame({
+            "lambda": self.lambdas, "log_lambda": np.log(self.lambdas), "cvm": self.cvm,
+            "cvlo": self.cvm - self.cvsd, "cvup": self.cvm + self.cvsd, "nzero": self.nzero,
+        })
+
+
+def _lambda_path(X: np.ndarray, y: np.ndarray, nlambda: int, ratio: Optional[float]) -> np.ndarray:
+    n, p = X.shape
+    sd = X.std(axis=0)
+    Z = (X - X.mean(axis=0)) / np.where(sd > 0, sd, 1)
+    lmax = np.max(np.abs(Z.T @ (y - y.mean()))) / n
+    if ratio is None:
+        ratio = 0.01 if n < p else 1e-4
+    return np.exp(np.linspace(np.log(lmax), np.log(lmax * ratio), nlambda))
+
+
+def _penalised_objective(Z, y, b0, beta, lam):
+    eta = b0 + Z @ beta
+    loglik = np.sum(y * eta - np.logaddexp(0.0, eta))
+    return -loglik / len(y) + lam * np.abs(beta).sum()
+
+
+# Coordinate-descent tolerance of each weighted-lasso subproblem (sklearn: duality gap relative to
+# ||y||^2). Tighter values stall on correlated features (thousands of sweeps per call) without
+# moving the solution: coefficients still agree with cv.glmnet to 1e-5 (tests/test_selection.py).
+CD_TOL = 1e-6
+
+
+def _sigmoid(eta: np.ndarray) -> np.ndarray:
+    return 1.0 / (1.0 + np.exp(-eta))
+
+
+def _irls_lasso(Z: np.ndarray, y: np.ndarray, b0: float, beta: np.ndarray, lam: float, tol: float,
+                max_iter: int) -> tuple[float, np.ndarray, bool]:
+    """One lambda of the L1 logistic fit on the columns ``Z`` (warm start ``b0``, ``beta``):
+    proximal Newton, i.e. IRLS whose weighted-lasso subproblems are solved by coordinate
+    descent (:func:`sklearn.linear_model.enet_path`), with step halving if the penalised
+    objective would rise. Returns (b0, beta, converged)."""
+    import sklearn
+    from sklearn.exceptions import ConvergenceWarning
+    from sklearn.linear_model import enet_path
+
+    if Z.shape[1] == 0:  # no feature can enter: the intercept-only model
+        ybar = float(np.clip(y.mean(), 1e-12, 1 - 1e-12))
+        return float(np.log(ybar / (1 - ybar))), beta, True
+    obj = _penalised_objective(Z, y, b0, beta, lam)
+    for _ in range(100):
+        eta = b0 + Z @ beta
+        prob = np.clip(_sigmoid(eta), 1e-5, 1 - 1e-5)
+        w = prob * (1 - prob)
+        z = eta + (y - prob) / w
+        sw = w.sum()
+        zbar = (w @ z) / sw
+        xbar = (w @ Z) / sw
+        rw = np.sqrt(w)
+        Xw = np.asfortranarray(rw[:, None] * (Z - xbar))
+        yw = rw * (z - zbar)
+        # the inner coordinate descent may stop short of CD_TOL on a Newton step; the outer
+        # loop decides convergence (reported as LassoCVResult.converged), so sklearn's
+        # per-call warning is noise in the report
+        with sklearn.config_context(skip_parameter_validation=True), warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            _, coefs, _ = enet_path(Xw, yw, l1_ratio=1.0, alphas=[lam], precompute=Xw.T @ Xw, Xy=Xw.T @ yw,
+                                    coef_init=beta.copy(), check_input=False, tol=CD_TOL,
+                                    max_iter=max_iter)
+        new_beta = coefs[:, 0]
+        new_b0 = zbar - xbar @ new_beta
+        step = 1.0
+        while True:  # step halving keeps the penalised objective monotone
+            cb = beta + step * (new_beta - beta)
+            c0 = b0 + step * (new_b0 - b0)
+            new_obj = _penalised_objective(Z, y, c0, cb, lam)
+            if new_obj <= obj + 1e-14:
+                break
+            step /= 2
+            if step < 1e-4:
+                # no descent along the Newton direction: the clipped-weight quadratic model has
+                # nothing left to give (a (quasi-)separated fit); keep the current solution
+                return float(b0), beta, True
+        change = max(np.max(np.abs(cb - beta), initial=0.0), abs(c0 - b0))
+        beta, b0 = cb, c0
+        done = abs(obj - new_obj) <= tol * (abs(new_obj) + tol) and change < 1e-6
+        obj = new_obj
+        if done:
+            return float(b0), beta, True
+    return float(b0), beta, False
+
+
+def _fit_path(X: np.ndarray, y: np.ndarray, lambdas: np.ndarray, tol: float, max_iter: int,
+              early_stop: bool = False):
+    """L1 logistic fits along ``lambdas`` with glmnet's algorithm.
+
+    Objective (glmnet, binomial): ``-loglik/n + lambda * |beta|_1`` with the features
+    standardised by their 1/n SD inside the fit and the coefficients returned on the scale
+    of ``X``; the intercept is unpenalised. Each lambda is solved by proximal Newton
+    (iteratively reweighted least squares whose weighted-lasso subproblems are solved by
+    coordinate descent, :func:`sklearn.linear_model.enet_path`), warm-started from the previous
+    lambda, with step halving if the penalised objective would rise.
+    ``early_stop``: end the path as glmnet does when it computes its own lambda sequence
+    (from the 5th lambda on, once the fraction of deviance explained grows by less than
+    1e-5 or exceeds 0.999); the path then has fewer lambdas.
+    Returns (betas (nlambda x p), intercepts, converged).
+    """
+    n, p = X.shape
+    mu = X.mean(axis=0)
+    sd = X.std(axis=0)
+    live = sd > 0
+    Z = (X[:, live] - mu[live]) / sd[live]
+    q = Z.shape[1]
+    betas = np.zeros((len(lambdas), p))
+    b0s = np.zeros(len(lambdas))
+    ybar = float(np.clip(y.mean(), 1e-12, 1 - 1e-12))
+    b0, beta = float(np.log(ybar / (1 - ybar))), np.zeros(q)
+    converged = True
+    null_dev = -2.0 * np.sum(y * np.log(ybar) + (1 - y) * np.log(1 - ybar))
+    prev_ratio = 0.0
+    prev_lam = float(lambdas[0]) if len(lambdas) else 0.0
+    grad = Z.T @ (y - _sigmoid(b0 + Z @ beta)) / n  # score at the current solution
+    for k, lam in enumerate(lambdas):
+        # sequential strong rule (Tibshirani et al. 2012, as glmnet): only features whose score
+        # at the previous solution reaches 2*lam - prev_lam (or already in the model) enter the
+        # fit; the KKT conditions are then checked on all the others and any violator is added
+        # and the fit repeated, so the solution is the full problem's.
+        strong = (np.abs(grad) >= 2.0 * lam - prev_lam) | (beta != 0)
+        while True:
+            S = np.flatnonzero(strong)
+            b0, beta_s, ok = _irls_lasso(Z[:, S], y, b0, beta[S], lam, tol, max_iter)
+            converged = converged and ok
+            beta = np.zeros(q)
+            beta[S] = beta_s
+            grad = Z.T @ (y - _sigmoid(b0 + Z @ beta)) / n
+            violators = ~strong & (np.abs(grad) > lam * (1.0 + 1e-9))
+            if not violators.any():
+                break
+            strong |= violators
+        prev_lam = float(lam)
+        betas[k, live] = beta / sd[live]
+        b0s[k] = b0 - np.sum(beta * mu[live] / sd[live])
+        if early_stop and null_dev > 0:
+            eta = b0 + Z @ beta
+            ratio = 1.0 - 2.0 * np.sum(np.logaddexp(0.0, eta) - y * eta) / null_dev
+            if k >= 4 and (ratio - prev_ratio < 1e-5 or ratio > 0.999):
+                return betas[: k + 1], b0s[: k + 1], converged
+            prev_ratio = ratio
+    return betas, b0s, converged
+
+
+def _binomial_deviance(y: np.ndarray, eta: np.ndarray) -> np.ndarray:
+    """Per-observation deviance, probabilities clipped to [1e-5, 1-1e-5] as glmnet does."""
+    p = 1.0 / (1.0 + np.exp(-eta))
+    p = np.clip(p, 1e-5, 1 - 1e-5)
+    return -2.0 * (y[:, None] * np.log(p) + (1 - y[:, None]) * np.log(1 - p))
+
+
+def lasso_cv(X: pd.DataFrame, y: Sequence[int], *, folds: int = 10, rule: str = "1se",
+             seed: int = 0, foldid: Optional[Sequence[int]] = None, nlambda: int = 100,
+             lambda_min_ratio: Optional[float] = None, tol: float = 1e-10,
+             max_iter: int = 20000) -> LassoCVResult:
+    """Cross-validated L1 logistic regression, emulating R ``cv.glmnet``.
+
+    ``cv.glmnet(as.matrix(X), y, family="binomial", type.measure="deviance",
+    foldid=foldid, nlambda=100)``: the lambda path runs log-linearly from the smallest
+    lambda that zeroes every coefficient down to ``lambda_min_ratio`` times it (0.01 when
+    n < p, else 1e-4); each fold is fitted on the full path; the CV error is the
+    per-fold mean deviance averaged with fold-size weights, its SE
+    ``sqrt(weighted var / (folds - 1))``; ``lambda.min`` minimises it and ``lambda.1se``
+    is the largest lambda within one SE of that minimum. Folds: stratified by outcome
+    and seeded (``foldid`` overrides, 1-based as in R).
+    """
+    from sklearn.model_selection import StratifiedKFold
+
+    Xv = X.to_numpy(dtype=float)
+    yv = np.asarray(y, dtype=float)
+    n = len(yv)
+    lambdas = _lambda_path(Xv, yv, nlambda, lambda_min_ratio)
+    if foldid is None:
+        n_min = int(min(yv.sum(), n - yv.sum()))
+        k = max(2, min(folds, n_min))
+        foldid = np.zeros(n, dtype=int)
+        skf = StratifiedKFold(n_splits=k, shuffle=True, random_state=seed)
+        for f, (_, test) in enumerate(skf.split(Xv, yv)):
+            foldid[test] = f + 1
+    foldid = np.asarray(foldid, dtype=int)
+    betas, b0, conv = _fit_path(Xv, yv, lambdas, tol, max_iter, early_stop=True)
+    lambdas = lambdas[: len(b0)]
+    ids = np.unique(foldid)
+    cvraw = np.zeros((len(ids), len(lambdas)))
+    N = np.zeros(len(ids))
+    for i, f in enumerate(ids):
+        test = foldid == f
+        # each fold runs the full fit's lambdas with glmnet's path stopping rules; lambdas past
+        # where a fold's path stopped get its last fit (glmnet's buildPredmat)
+        bf, b0f, c = _fit_path(Xv[~test], yv[~test], lambdas, tol, max_iter, early_stop=True)
+        conv = conv and c
+        if len(b0f) < len(lambdas):
+            pad = len(lambdas) - len(b0f)
+            bf = np.vstack([bf, np.repeat(bf[-1:], pad, axis=0)])
+            b0f = np.concatenate([b0f, np.repeat(b0f[-1:], pad)])
+        eta = Xv[test] @ bf.T + b0f
+        cvraw[i] = _binomial_deviance(yv[test], eta).mean(axis=0)
+        N[i] = test.sum()
+    w = N / N.sum()
+    cvm = w @ cvraw
+    cvsd = np.sqrt((w @ (cvraw - cvm) ** 2) / (len(ids) - 1))
+    idmin = cvm <= cvm.min()
+    lambda_min = float(np.max(lambdas[idmin]))
+    imin = int(np.flatnonzero(lambdas == lambda_min)[0])
+    semin = cvm[imin] + cvsd[imin]
+    lambda_1se = float(np.max(lambdas[cvm <= semin]))
+    chosen = lambda_1se if rule == "1se" else lambda_min
+    k = int(np.flatnonzero(lambdas == chosen)[0])
+    return LassoCVResult(
+        lambdas=lambdas, cvm=cvm, cvsd=cvsd, nzero=(betas != 0).sum(axis=1),
+        lambda_min=lambda_min, lambda_1se=lambda_1se, rule=rule,
+        coef=pd.Series(betas[k], index=list(X.columns)), intercept=float(b0[k]),
+        foldid=foldid, converged=conv,
+    )
+
+
+# --------------------------------------------------------------- step 4: final model
+def fit_logistic(X: pd.DataFrame, y: Sequence[int]) -> pd.DataFrame:
+    """Unpenalised logistic regression (R ``glm(family=binomial)`` via
+    :func:`dlrc_lib.stats.logistic_glm`); one row per term with coef, se, z, p, OR and its
+    Wald 95 % CI (R ``summary(fit)$coefficients`` and ``exp(confint.default(fit))``)."""
+    from scipy.stats import norm
+
+    from dlrc_lib import stats
+
+    fit = stats.logistic_glm(X.to_numpy(dtype=float), np.asarray(y, dtype=int))
+    coef = np.asarray(fit.coef, dtype=float)
+    se = np.asarray(fit.se, dtype=float)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        z = coef / se
+    q = norm.ppf(0.975)
+    with np.errstate(over="ignore"):
+        return pd.DataFrame({
+            "term": ["(Intercept)"] + list(X.columns), "coef": coef, "se": se, "z": z,
+            "p": 2 * norm.sf(np.abs(z)), "OR": np.exp(coef),
+            "OR_lower": np.exp(coef - q * se), "OR_upper": np.exp(coef + q * se),
+        })
+
+
+# ------------------------------------------------------------------------ the chain
+@dataclass
+class SelectionResult:
+    """Everything the selection produced; ``explanation`` is set when a step left nothing."""
+
+    funnel: pd.DataFrame  # step, n_features, rule
+    mann_whitney: pd.DataFrame  # feature, p, keep (all usable features)
+    spearman_dropped: pd.DataFrame
+    lasso: Optional[LassoCVResult]
+    coefficients: pd.DataFrame  # final model: term, coef, se, z, p, OR, CI
+    mean: pd.Series  # training means of the features entering LASSO
+    sd: pd.Series  # training SDs (ddof=1) of those features
+    selected: list[str] = field(default_factory=list)
+    explanation: Optional[str] = None
+    empty_step: Optional[str] = None
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return self.explanation is None
+
+    @property
+    def intercept(self) -> float:
+        return float(self.coefficients.loc[self.coefficients["term"] == "(Intercept)", "coef"].iloc[0])
+
+    @property
+    def coef(self) -> pd.Series:
+        c = self.coefficients[self.coefficients["term"] != "(Intercept)"]
+        return pd.Series(c["coef"].to_numpy(), index=c["term"].to_list())
+
+    def linear_predictor(self, X: pd.DataFrame) -> pd.Series:
+        """Score = intercept + standardised features @ coefficients (training scaling)."""
+        if not self.ok:
+            raise ValueError(self.explanation)
+        coef = self.coef
+        Z = standardise(X, self.mean[coef.index], self.sd[coef.index])
+        return pd.Series(self.intercept + Z.to_numpy() @ coef.to_numpy(), index=X.index, name="score")
+
+
+def _funnel_row(step: str, n: int, rule: str) -> dict[str, Any]:
+    return {"step": step, "n_features": int(n), "rule": rule}
+
+
+def select_features(X: pd.DataFrame, y: Sequence[int], params, *, seed: int = 0,
+                    funnel_prefix: Optional[list[dict]] = None,
+                    record_usable: bool = True) -> SelectionResult:
+    """Run the four selection steps on a training matrix (patients x features) and labels.
+
+    ``params``: a :class:`dlrc_lib.core.config.SelectionParams`. ``funnel_prefix`` rows (e.g. the
+    ICC filter) are put before this function's own funnel rows; ``record_usable=False``
+    leaves out the "usable features" row when the caller already screened them.
+    """
+    y = pd.Series(np.asarray(y, dtype=int), index=X.index)
+    rows = list(funnel_prefix or [])
+    notes: list[str] = []
+    empty_coef = pd.DataFrame(columns=["term", "coef", "se", "z", "p", "OR", "OR_lower", "OR_upper"])
+    empty_series = pd.Series(dtype=float)
+
+    def stop(step: str, why: str, mw=None, sp=None, lasso=None, mean=empty_series, sd=empty_series):
+        return SelectionResult(
+            funnel=pd.DataFrame(rows), mann_whitney=mw if mw is not None else pd.DataFrame(columns=["feature", "p", "keep"]),
+            spearman_dropped=sp if sp is not None else pd.DataFrame(columns=["feature", "dropped_for", "rho"]),
+            lasso=lasso, coefficients=empty_coef, mean=mean, sd=sd, selected=[], explanation=why,
+            empty_step=step, notes=notes,
+        )
+
+    n_pos, n_neg = int(y.sum()), int((1 - y).sum())
+    if n_pos < 2 or n_neg < 2:
+        return stop("input", f"the training cohort has {n_pos} LNM(+) and {n_neg} LNM(-) patients; "
+                             "selection needs at least 2 of each")
+    usable, nonfinite, constant = _usable(X)
+    if record_usable:
+        rows.append(_funnel_row("Usable (finite, non-constant)", len(usable),
+                                f"{len(nonfinite)} with missing values, {len(constant)} constant in training"))
+    if nonfinite:
+        notes.append(f"{len(nonfinite)} feature(s) with missing/non-finite values in the training "
+                     f"cohort were not used, e.g. {', '.join(nonfinite[:3])}")
+    if not usable:
+        return stop("usable", "no feature is finite and non-constant in the training cohort")
+
+    mw = mann_whitney_filter(X[usable], y, params.mw_p)
+    passed = mw.loc[mw["keep"], "feature"].tolist()
+    rows.append(_funnel_row("Mann-Whitney U", len(passed), f"p < {params.mw_p:g}"))
+    if not passed:
+        best = mw.iloc[0]
+        return stop("mann_whitney",
+                    f"no feature passed Mann-Whitney p < {params.mw_p:g} in the training cohort "
+                    f"(smallest p = {best['p']:.3g}, {best['feature']}; {len(usable)} features tested, "
+                    f"{n_pos} LNM(+) / {n_neg} LNM(-))", mw=mw)
+
+    kept, dropped = spearman_prune(X[passed], passed, params.spearman_r)
+    rows.append(_funnel_row("Spearman pruning", len(kept), f"|rho| <= {params.spearman_r:g}"))
+
+    mean = X[kept].mean()
+    sd = X[kept].std(ddof=1)
+    Z = standardise(X, mean, sd)
+    lasso = lasso_cv(Z, y.to_numpy(), folds=params.lasso_folds, rule=params.lasso_rule, seed=seed)
+    if not lasso.converged:
+        notes.append("the LASSO solver reached its iteration limit on some lambda values")
+    nz = lasso.coef[lasso.coef != 0]
+    nz = nz.reindex(nz.abs().sort_values(ascending=False, kind="mergesort").index)
+    if params.max_features_lasso is not None and len(nz) > params.max_features_lasso:
+        notes.append(f"LASSO kept {len(nz)} features; the {params.max_features_lasso} with the "
+                     "largest |coefficient| go on to stepwise AIC (selection.max_features_lasso)")
+        nz = nz.iloc[: params.max_features_lasso]
+    lasso_kept = [c for c in kept if c in nz.index]
+    rule_txt = f"{lasso.rule} rule, {int(len(np.unique(lasso.foldid)))}-fold CV, lambda = {lasso.chosen_lambda:.4g}"
+    rows.append(_funnel_row("LASSO", len(lasso_kept), rule_txt))
+    if not lasso_kept:
+        i = int(np.flatnonzero(lasso.lambdas == lasso.lambda_min)[0])
+        return stop("lasso",
+                    f"LASSO ({rule_txt}) kept no feature: the cross-validated deviance of the "
+                    f"{len(kept)} candidates (best {lasso.cvm[i]:.4f} at lambda.min = {lasso.lambda_min:.4g}, "
+                    f"{int(lasso.nzero[i])} features) is within one standard error of the intercept-only "
+                    f"model ({lasso.cvm[0]:.4f}), so the 1-SE rule prefers no feature",
+                    mw=mw, sp=dropped, lasso=lasso, mean=mean, sd=sd)
+
+    from dlrc_lib import stats
+
+    direction = getattr(params, "stepwise_direction", "backward")
+    if direction == "backward":
+        step = stats.backward_aic(Z[lasso_kept], y.to_numpy())
+    else:
+        step = stats.backward_aic(Z[lasso_kept], y.to_numpy(), direction=direction)
+    kept_aic = list(step.selected)
+    notes.extend(f"stepwise AIC: {w}" for w in step.warnings)
+    step_name = "Backward stepwise AIC" if direction == "backward" else f"Stepwise AIC ({direction})"
+    rows.append(_funnel_row(step_name, len(kept_aic), f"MASS::stepAIC, direction = {direction}"))
+    if not kept_aic:
+        return stop("aic", f"{direction} stepwise AIC removed all {len(lasso_kept)} LASSO features: the "
+                           "intercept-only logistic model has the lowest AIC", mw=mw, sp=dropped,
+                    lasso=lasso, mean=mean, sd=sd)
+    coefs = fit_logistic(Z[kept_aic], y.to_numpy())
+    return SelectionResult(
+        funnel=pd.DataFrame(rows), mann_whitney=mw, spearman_dropped=dropped, lasso=lasso,
+        coefficients=coefs, mean=mean, sd=sd, selected=list(kept_aic), notes=notes,
+    )

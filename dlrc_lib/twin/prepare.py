@@ -1,0 +1,43 @@
+"""The study a run analyses: the synthetic twin (generated when missing or stale) or the
+user's manifest, validated before anything is extracted."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from dlrc_lib.core.io import atomic_write_text, dumps
+from dlrc_lib.study.validate import raise_for_problems, validate_manifest
+from dlrc_lib.twin.writer import generate_study, study_fingerprint
+
+
+def prepare_study(params) -> Path:
+    """The run's manifest, validated; the twin is (re)generated when missing or stale.
+
+    Twin: ``study.json`` in ``params.twin_dir`` must record the same generator version, seed
+    and parameters, else the study is generated again; a generated study is validated once
+    and the result recorded in ``study.json``. Manifest: validated on every call. Raises
+    :class:`DlrcError` listing every error.
+    """
+
+    if params.study.source == "manifest":
+        manifest = Path(params.study.manifest or "")
+        raise_for_problems(manifest, validate_manifest(manifest, params, progress=True))
+        return manifest
+
+    out = params.twin_dir
+    manifest, meta_path = out / "manifest.csv", out / "study.json"
+    want = study_fingerprint(params)
+    meta = None
+    if meta_path.is_file() and manifest.is_file():
+        try:
+            meta = json.loads(meta_path.read_text())
+        except ValueError:
+            meta = None
+    if meta is None or any(meta.get(k) != v for k, v in json.loads(dumps(want)).items()):
+        generate_study(params, out)
+        meta = json.loads(meta_path.read_text())
+    if not meta.get("validated"):
+        raise_for_problems(manifest, validate_manifest(manifest, params, progress=True))
+        meta["validated"] = True
+        atomic_write_text(meta_path, dumps(meta))
+    return manifest
