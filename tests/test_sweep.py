@@ -285,48 +285,77 @@ def test_runner_skips_notebook_09_without_a_grid(tmp_path):
 
 
 # ----------------------------------------------------------- real sweeps (quick twin)
-def _quick_cache_params(tmp_path: Path) -> Path:
-    """params/quick.yaml as is: its twin and feature cache (data/twin/quick, .dlrc_cache) are the
-    quick run's; a cold checkout extracts them first (minutes)."""
-    return QUICK
+# They use params/quick.yaml's twin and feature cache (data/twin/quick, .dlrc_cache: the quick
+# run's); on a checkout without them the sweep extracts them first (several minutes).
+SWEEP_CMD = [sys.executable, "-m", "dlrc_lib.cli", "sweep", "--params", str(QUICK), "--grid",
+             str(ROOT / "params" / "sweep_quick.yaml"), "--jobs", "2"]
 
 
-@pytest.mark.slow
-def test_quick_sweep_runs_resumes_and_survives_a_kill(tmp_path):
-    out = tmp_path / "sweep"
-    cmd = [sys.executable, "-m", "dlrc_lib.cli", "sweep", "--params", str(QUICK), "--grid",
-           str(ROOT / "params" / "sweep_quick.yaml"), "--out", str(out), "--jobs", "2"]
+@pytest.fixture(scope="module")
+def quick_sweep(tmp_path_factory):
+    """`dlrc sweep` on the quick twin, killed (SIGKILL) once two variants have finished, then
+    called again to completion."""
+    out = tmp_path_factory.mktemp("sweep") / "sweep"
+    cmd = SWEEP_CMD + ["--out", str(out)]
     env = dict(os.environ, PYTHONPATH=str(ROOT))
-    # kill the sweep once two variants have finished, then call it again
-    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            text=True, start_new_session=True)
-    deadline = time.time() + 1500
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
+    deadline = time.time() + 2400
     while time.time() < deadline and proc.poll() is None:
-        finished = list(out.glob("variants/*/variant.json"))
-        if len(finished) >= 2:
+        if len(list(out.glob("variants/*/variant.json"))) >= 2:
             os.killpg(proc.pid, signal.SIGKILL)
             break
         time.sleep(2)
     proc.wait()
     first = {p.parent.name for p in out.glob("variants/*/variant.json")}
+    done = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=3600)
+    return out, first, done
+
+
+@pytest.mark.slow
+def test_quick_sweep_completes_after_a_kill(quick_sweep):
+    out, first, done = quick_sweep
     assert len(first) >= 2
-    done = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=1800)
     assert done.returncode in (0, 1), done.stdout[-3000:] + done.stderr[-3000:]
+    assert f"{len(first)} variant(s) already finished" in done.stdout
     table = pd.read_csv(out / "sweep.csv")
     assert len(table) >= 6 and (table["status"] != "pending").all()
-    assert f"{len(first)} variant(s) already finished" in done.stdout
     ok = table[table["status"] == "ok"]
     assert len(ok) >= 5
     assert ok["dlrc_external_auc"].between(0, 1).all()
     assert (ok["dlrc_external_auc_lo"] <= ok["dlrc_external_auc"]).all()
     assert ok["dlrc_terms"].notna().all() and ok["n_features_radiomics"].notna().all()
-    # choices really differ between variants: the tables are not all the same
-    assert ok["radiomics_train_auc"].nunique() > 1
-    assert (out / "specification_curve.png").exists()
+    # the choices change the analysis: not every variant has the same radiomics model
+    assert ok["radiomics_train_auc"].round(6).nunique() > 1
+    assert (out / "specification_curve.png").stat().st_size > 1000
     for name in ok["variant"]:
         vdir = out / "variants" / name
         assert (vdir / "index.html").exists() and (vdir / "tables" / "table2_performance.csv").exists()
+        assert not (vdir / ".pid").exists()
+
+
+@pytest.mark.slow
+def test_second_quick_sweep_recomputes_nothing_and_notebook_09_reads_it(quick_sweep, tmp_path):
+    out, _, _ = quick_sweep
     before = (out / "sweep.csv").read_bytes()
-    again = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
-    assert f"{len(table)} variant(s) already finished" in again.stdout
+    n = len(pd.read_csv(out / "sweep.csv"))
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    t0 = time.perf_counter()
+    again = subprocess.run(SWEEP_CMD + ["--out", str(out)], cwd=ROOT, env=env, capture_output=True,
+                           text=True, timeout=900)
+    assert f"{n} variant(s) already finished" in again.stdout, again.stdout + again.stderr
     assert (out / "sweep.csv").read_bytes() == before
+    # dlrc run with a sweep grid runs notebook 09 on the finished sweep
+    p = yaml.safe_load(QUICK.read_text())
+    p["sweep"] = {"grid": "params/sweep_quick.yaml", "out": str(out), "jobs": 2}
+    pfile = tmp_path / "quick_sweep.yaml"
+    pfile.write_text(yaml.safe_dump(p))
+    run_dir = tmp_path / "run"
+    proc = subprocess.run([sys.executable, "-m", "dlrc_lib.cli", "run", "--params", str(pfile), "--only", "09",
+                           "--out", str(run_dir)], cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert (run_dir / "figures" / "sensitivity_specification_curve.png").exists()
+    effects = pd.read_csv(run_dir / "tables" / "sensitivity_main_effects.csv")
+    assert set(effects["key"]) == {"harmonisation.mode", "selection.lasso_rule", "selection.stepwise_direction"}
+    res = json.loads((run_dir / "results" / "09_sensitivity.json").read_text())
+    assert res["variants"] == n and res["largest_effect"]["key"] in effects["key"].tolist()
