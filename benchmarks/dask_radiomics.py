@@ -40,8 +40,9 @@ def _noop() -> None:
 
 
 def _study(params_file: str, n_cases: int):
-    from dlrc_lib.config import load_params
-    from dlrc_lib.study import load_study, prepare_study
+    from dlrc_lib.core.config import load_params
+    from dlrc_lib.study.manifest import load_study
+    from dlrc_lib.twin.prepare import prepare_study
 
     params = load_params(params_file)
     study = load_study(prepare_study(params), params)
@@ -54,7 +55,7 @@ def _study(params_file: str, n_cases: int):
 
 
 def _extract(params, study, seqs, cache: Path, **kw):
-    from dlrc_lib.radiomics import extract_radiomics
+    from dlrc_lib.features.radiomics import extract_radiomics
 
     ru0 = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
@@ -70,7 +71,7 @@ def _extract(params, study, seqs, cache: Path, **kw):
 def _dask_run(params, study, seqs, cache: Path, workers: int, raw: bool):
     from dask.distributed import Client, LocalCluster
 
-    import dlrc_lib.radiomics as R
+    import dlrc_lib.features.radiomics as R
 
     cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None)
     client = Client(cluster)

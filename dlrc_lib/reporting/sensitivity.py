@@ -15,7 +15,10 @@ from typing import Any, Optional, Sequence
 import numpy as np
 import pandas as pd
 
-COHORT_LABELS = {"train": "training", "internal": "internal validation", "external": "external validation"}
+from dlrc_lib.core import figures as F
+from dlrc_lib.study.schema import COHORT_LABELS as _LABELS
+
+COHORT_LABELS = {c: label.lower() for c, label in _LABELS.items()}
 ROLE_LABELS = {"radiomics": "radiomics", "dl": "best DL", "dlrc": "DLRC"}
 PUBLISHED_MODEL = {"radiomics": "radiomics", "dl": "ResNet152_2D", "dlrc": "DLRC"}
 
@@ -59,11 +62,6 @@ def specification_curve(table: pd.DataFrame, keys: Sequence[str], *, base_choice
                         role: str = "dlrc", title: Optional[str] = None):
     """A matplotlib figure: AUC with CI per finished variant (sorted), the paper's value and CI
     as a band, and beneath it a dot matrix of each variant's choices."""
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
-
     base_choices = base_choices or {}
     col = f"{role}_{cohort}_auc"
     ok = table[(table["status"] == "ok") & table[col].notna()].copy()
@@ -71,8 +69,10 @@ def specification_curve(table: pd.DataFrame, keys: Sequence[str], *, base_choice
     x = np.arange(len(ok))
     rows: list[tuple[str, str]] = [(k, lv) for k in keys for lv in _levels(table, k, base_choices.get(k))]
     height_dots = max(1.2, 0.28 * len(rows))
-    fig, (ax, ax2) = plt.subplots(2, 1, figsize=(max(6.0, 0.32 * len(ok) + 3.5), 3.2 + height_dots),
-                                  sharex=True, gridspec_kw={"height_ratios": [3.2, height_dots], "hspace": 0.05})
+    fig, axes = F.subplots(2, 1, size=(max(6.0, 0.32 * len(ok) + 3.5), 3.2 + height_dots), sharex=True,
+                           gridspec_kw={"height_ratios": [3.2, height_dots], "hspace": 0.05})
+    ax, ax2 = axes[0, 0], axes[1, 0]
+    ax2.grid(False)
     if published is not None:
         est, lo, hi = published
         ax.axhspan(lo, hi, color="#f4c27a", alpha=0.35, lw=0, label=f"paper: {est:.3f} ({lo:.3f}-{hi:.3f})")
@@ -81,10 +81,10 @@ def specification_curve(table: pd.DataFrame, keys: Sequence[str], *, base_choice
     is_base = ok["variant"].eq("base").to_numpy()
     lo_err = (ok[col] - ok[f"{role}_{cohort}_auc_lo"]).to_numpy(float)
     hi_err = (ok[f"{role}_{cohort}_auc_hi"] - ok[col]).to_numpy(float)
-    ax.errorbar(x, ok[col], yerr=[lo_err, hi_err], fmt="none", ecolor="#4a6fa5", elinewidth=1, alpha=0.8)
-    ax.scatter(x[~is_base], ok.loc[~is_base, col], s=18, color="#1f3b66", zorder=3, label="variant")
+    ax.errorbar(x, ok[col], yerr=[lo_err, hi_err], fmt="none", ecolor=F.BAR_COLOUR, elinewidth=1, alpha=0.8)
+    ax.scatter(x[~is_base], ok.loc[~is_base, col], s=18, color=F.BAR_COLOUR, zorder=3, label="variant")
     if is_base.any():
-        ax.scatter(x[is_base], ok.loc[is_base, col], s=40, color="#c0392b", zorder=4, marker="D",
+        ax.scatter(x[is_base], ok.loc[is_base, col], s=40, color=F.THRESHOLD_COLOUR, zorder=4, marker="D",
                    label="defaults (params file)")
     ax.set_ylabel(f"{ROLE_LABELS[role]} AUC, {COHORT_LABELS[cohort]}\n(95 % CI)")
     ax.legend(loc="lower right", fontsize=8, frameon=False)
@@ -93,7 +93,7 @@ def specification_curve(table: pd.DataFrame, keys: Sequence[str], *, base_choice
                  + (f" ({n_failed} failed, not shown)" if n_failed else ""), fontsize=10)
     for i, (k, lv) in enumerate(rows):
         used = ok[k].astype(str).eq(lv).to_numpy()
-        ax2.scatter(x[used], np.full(used.sum(), i), s=14, color="#1f3b66")
+        ax2.scatter(x[used], np.full(used.sum(), i), s=14, color=F.BAR_COLOUR)
         ax2.scatter(x[~used], np.full((~used).sum(), i), s=6, color="0.85")
     ax2.set_yticks(range(len(rows)))
     ax2.set_yticklabels([f"{k} = {lv}" + (" *" if _same(lv, base_choices.get(k)) else "") for k, lv in rows],

@@ -55,6 +55,7 @@ import yaml
 from dlrc_lib.core.config import Params, ParamsError, Section, load_params
 from dlrc_lib.core.errors import DlrcError
 from dlrc_lib.core.io import atomic_write_text, dumps
+from dlrc_lib.study.schema import COHORTS
 
 GRID_KEYS = ("factors", "vary_alone", "variants", "last_notebook", "description")
 # keys a sweep cannot vary: the study itself and bookkeeping
@@ -64,7 +65,6 @@ FORBIDDEN_KEYS = ("run_name", "cache_dir", "published_values")
 EXTRACTION_PREFIXES = ("radiomics.settings", "radiomics.sequences", "deep.models", "deep.weights",
                        "deep.input_size", "deep.margin", "deep.shape_3d", "deep.clip_percentiles")
 SWEEP_NOTEBOOK = "09"  # the sensitivity notebook itself never runs inside a variant
-COHORTS = ("train", "internal", "external")
 ROLES = ("radiomics", "dl", "dlrc")
 FINISHED = ("ok", "failed")
 MAX_VARIANTS = 2000
@@ -724,7 +724,7 @@ def _finish(out: Path, grid: Grid, records: dict, ran: list[str], skipped: list[
 
         if (table["status"] == "ok").any():
             fig = specification_curve(table, grid.keys, base_choices=grid.base_choices)
-            fig.savefig(out / "specification_curve.png", dpi=120, bbox_inches="tight")
+            fig.savefig(out / "specification_curve.png", dpi=120, bbox_inches="tight", metadata={"Software": None})
             import matplotlib.pyplot as plt
 
             plt.close(fig)

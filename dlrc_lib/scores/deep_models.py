@@ -31,8 +31,8 @@ RULES = {
                               "so that cohort no longer validates the choice: information leaks)",
 }
 
-RULE_COHORTS = {"train_auc": ["train"], "internal_auc": ["internal"],
-                "train_and_external_auc": ["train", "external"]}
+_TRAIN, _INTERNAL, _EXTERNAL = COHORTS
+RULE_COHORTS = {"train_auc": [_TRAIN], "internal_auc": [_INTERNAL], "train_and_external_auc": [_TRAIN, _EXTERNAL]}
 
 
 def _indexed(study: pd.DataFrame) -> pd.DataFrame:
