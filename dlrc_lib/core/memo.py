@@ -95,7 +95,7 @@ def digest(*parts: Any) -> str:
 
 
 def code_fingerprint(modules: Iterable[str]) -> Optional[str]:
-    """Digest of the source of the named ``dlrc_lib`` modules (and of this one), of the
+    """Digest of the source of the named ``dlrc_lib`` modules or packages (and of this one), of the
     Python version and of the versions of the numerical libraries, so a changed
     implementation never reuses an old result. ``None`` when a module's file changed after
     this process started (the running code is not the code on disk): do not cache then."""
@@ -103,10 +103,14 @@ def code_fingerprint(modules: Iterable[str]) -> Optional[str]:
 
     h = hashlib.sha256(f"memo format {FORMAT}; python {sys.version}".encode())
     for name in sorted(set(modules) | {__name__}):
-        path = Path(importlib.import_module(name).__file__)
-        if path.stat().st_mtime > _LOADED_AT:
-            return None
-        h.update(name.encode() + b"\0" + path.read_bytes())
+        module = importlib.import_module(name)
+        path = Path(module.__file__)
+        # a package stands for every module in it (e.g. dlrc_lib.stats and its families)
+        files = sorted(path.parent.rglob("*.py")) if hasattr(module, "__path__") else [path]
+        for f in files:
+            if f.stat().st_mtime > _LOADED_AT:
+                return None
+            h.update(f"{name}:{f.relative_to(path.parent)}".encode() + b"\0" + f.read_bytes())
     for pkg in ("numpy", "scipy", "pandas", "pyarrow", "scikit-learn", "neuroCombat", "statsmodels"):
         try:
             h.update(f"{pkg}={version(pkg)}".encode())

@@ -120,8 +120,15 @@ def reproduce_values(perf: pd.DataFrame, table: str = "table2", model: str = "ra
     return out
 
 
-def format_table(perf: pd.DataFrame, digits_auc: int = 3, digits_pct: int = 1) -> pd.DataFrame:
-    """The paper's layout: Cohort, (Model,) AUC (95 % CI), ACC, SEN, SPE, PPV, NPV as text."""
+def format_table(perf: pd.DataFrame, digits_auc: int = 3, digits_pct: int = 1, *, model_column: str = "Model",
+                 auc_missing: str = "", dash: str = "–") -> pd.DataFrame:
+    """The paper's layout of a performance table: Cohort, (Model,) AUC (95 % CI), ACC, SEN,
+    SPE, PPV, NPV as text; the one formatter of Tables 2 and 3.
+
+    ``perf``: rows with ``label`` (the cohort as printed), optionally ``model``, ``auc``,
+    ``auc_lower``, ``auc_upper`` and the percentages ``acc`` ... ``npv`` (NaN when 0/0, printed
+    ``0/0``); a row without an AUC (SRA) prints ``auc_missing``.
+    """
     def pct(v: float) -> str:
         return "0/0" if pd.isna(v) else f"{v:.{digits_pct}f}%"
 
@@ -129,10 +136,10 @@ def format_table(perf: pd.DataFrame, digits_auc: int = 3, digits_pct: int = 1) -
     for _, r in perf.iterrows():
         row = {"Cohort": r["label"]}
         if "model" in perf.columns:
-            row["Model"] = r["model"]
+            row[model_column] = r["model"]
         row["AUC (95% CI)"] = (
-            "" if pd.isna(r["auc"]) else
-            f"{r['auc']:.{digits_auc}f} ({r['auc_lower']:.{digits_auc}f}–{r['auc_upper']:.{digits_auc}f})"
+            auc_missing if pd.isna(r["auc"]) else
+            f"{r['auc']:.{digits_auc}f} ({r['auc_lower']:.{digits_auc}f}{dash}{r['auc_upper']:.{digits_auc}f})"
         )
         for k in _METRICS:
             row[k.upper()] = pct(r[k])

@@ -99,9 +99,8 @@ class RocDisplay:
             ax.set_xlabel("1 - Specificity")
             ax.set_ylabel("Sensitivity")
         handles, names = axes[0].get_legend_handles_labels()
-        fig.legend(handles, names, title=self.legend_title, loc="lower center", ncol=min(len(names), 6),
-                   bbox_to_anchor=(0.5, -0.02))
+        fig.legend(handles, names, title=self.legend_title, loc="center left", bbox_to_anchor=(0.99, 0.5))
         if self.title:
             fig.suptitle(self.title)
-        fig.tight_layout(rect=(0, 0.08, 1, 1))
+        fig.tight_layout()
         return fig

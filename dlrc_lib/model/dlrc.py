@@ -26,7 +26,7 @@ import pandas as pd
 from dlrc_lib import stats
 from dlrc_lib.core.errors import DlrcError
 from dlrc_lib.evaluation.cohort_table import compute_table1
-from dlrc_lib.evaluation.performance import metrics_at_cutoff
+from dlrc_lib.evaluation.performance import format_table, metrics_at_cutoff
 from dlrc_lib.evaluation.roc import RocDisplay
 from dlrc_lib.study.schema import (
     CLINICAL,
@@ -399,15 +399,11 @@ def delong_table(predictions: pd.DataFrame, best_dl: str) -> tuple[pd.DataFrame,
 
 
 def table2_display(table: pd.DataFrame) -> pd.DataFrame:
-    """Table 2 laid out as in the paper (percentages with one decimal)."""
-    out = pd.DataFrame({
-        "Cohort": table["cohort"].map(COHORT_LABELS),
-        "Model/SRA": table["model"].map(lambda m: "Radiomics" if m == RADIOMICS else m),
-        "AUC (95% CI)": table["AUC (95% CI)"],
-    })
-    for k in ("ACC", "SEN", "SPE", "PPV", "NPV"):
-        out[k] = table[k].map(lambda v: "0/0" if not np.isfinite(v) else f"{v:.1f}%")
-    return out
+    """Table 2 laid out as in the paper (percentages with one decimal; SRA has no AUC)."""
+    perf = table.rename(columns={k: k.lower() for k in ("ACC", "SEN", "SPE", "PPV", "NPV")}).assign(
+        label=table["cohort"].map(COHORT_LABELS),
+        model=table["model"].map(lambda m: "Radiomics" if m == RADIOMICS else m))
+    return format_table(perf, model_column="Model/SRA", auc_missing="/", dash="-")
 
 
 def table4_display(table: pd.DataFrame) -> pd.DataFrame:

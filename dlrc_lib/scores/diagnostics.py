@@ -287,7 +287,8 @@ def plot_correlation_heatmap(X: pd.DataFrame, method: str = "spearman",
     for i in range(n):
         for j in range(n):
             v = C.iat[i, j]
-            ax.text(j, i, "" if pd.isna(v) else f"{v:.2f}", ha="center", va="center", fontsize=7)
+            ax.text(j, i, "" if pd.isna(v) else f"{v:.2f}", ha="center", va="center", fontsize=7,
+                    color="white" if not pd.isna(v) and abs(v) > 0.6 else "black")
     ax.set_xticks(range(n), C.columns, rotation=45, ha="right", fontsize=7)
     ax.set_yticks(range(n), C.index, fontsize=7)
     ax.grid(False)
