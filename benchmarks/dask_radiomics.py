@@ -10,7 +10,8 @@ into an empty feature store:
 3. Dask as dlrc runs it: the local pool's worker set-up (one ITK thread, quiet logging) run on
    every worker first (``client.run``).
 
-Reported: wall and CPU seconds, the ITK threads each worker uses before the set-up, and the
+Reported: wall seconds, the CPU seconds of the worker processes (steadier than wall times
+when other jobs share the cores), the ITK threads each worker uses before the set-up, and the
 ratio Dask / local (target <= 1.10). Other processes sharing the cores distort the wall
 times: state the load next to any number.
 
@@ -33,6 +34,11 @@ def _itk_threads() -> int:
     import SimpleITK as sitk
 
     return int(sitk.ProcessObject.GetGlobalDefaultNumberOfThreads())
+
+
+def _cpu_self() -> float:
+    ru = resource.getrusage(resource.RUSAGE_SELF)
+    return ru.ru_utime + ru.ru_stime
 
 
 def _noop() -> None:
@@ -80,10 +86,13 @@ def _dask_run(params, study, seqs, cache: Path, workers: int, raw: bool):
         real_init = R._worker_init
         if raw:
             R._worker_init = _noop  # the workers keep their start-up state
+        cpu0 = sum(client.run(_cpu_self).values())
         try:
             out = _extract(params, study, seqs, cache, dask_scheduler=cluster.scheduler_address)
         finally:
             R._worker_init = real_init
+        # the workers are not this process's children: their own CPU seconds, summed
+        out["children_cpu_s"] = round(sum(client.run(_cpu_self).values()) - cpu0, 1)
         out["itk_threads_per_worker_at_start"] = itk
         out["itk_threads_per_worker_during"] = sorted(client.run(_itk_threads).values())
         return out
