@@ -230,6 +230,19 @@ def test_changed_base_parameters_rerun_the_variants(tmp_path, no_base_notebooks)
     assert sorted(fake.calls) == ["base", "lasso_rule=min"]
 
 
+def test_execution_settings_do_not_rerun_finished_variants(tmp_path, no_base_notebooks):
+    grid = _grid(tmp_path, {"factors": {"selection.lasso_rule": ["1se", "min"]}})
+    _run(tmp_path, grid, FakeNotebooks())
+    p = yaml.safe_load(QUICK.read_text())
+    p["sweep"] = {"grid": str(grid), "jobs": 2}
+    p["radiomics"]["n_jobs"] = 1
+    other = tmp_path / "quick_jobs.yaml"
+    other.write_text(yaml.safe_dump(p))
+    fake = FakeNotebooks()
+    SW.run_sweep(other, grid, out=tmp_path / "sweep", jobs=1, executor=fake, quiet=True, extract=False)
+    assert fake.calls == []
+
+
 def test_a_running_sweep_is_not_started_twice(tmp_path, no_base_notebooks):
     out = tmp_path / "sweep"
     out.mkdir()

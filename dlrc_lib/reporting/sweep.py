@@ -266,8 +266,22 @@ def variant_params(params_path: str | Path, variant: Variant) -> Params:
     return load_params(params_path, overrides=overrides)
 
 
+# how a run executes, not what it computes: a change must not rerun finished variants
+_EXECUTION_ONLY = {"sweep": None, "radiomics": ("n_jobs", "dask_scheduler", "progress"),
+                   "study": ("n_jobs",), "deep": ("workers", "batch_size")}
+
+
 def fingerprint(params: Params, notebooks: list[str]) -> str:
-    doc = {"params": params.model_dump(mode="json"), "notebooks": notebooks}
+    """What a variant's numbers depend on: its parameters (less the execution settings) and
+    the notebooks it runs."""
+    dump = params.model_dump(mode="json")
+    for section, keys in _EXECUTION_ONLY.items():
+        if keys is None:
+            dump.pop(section, None)
+        else:
+            for k in keys:
+                dump.get(section, {}).pop(k, None)
+    doc = {"params": dump, "notebooks": notebooks}
     return hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()[:16]
 
 
