@@ -14,7 +14,7 @@ from dlrc_lib.reporting.runner import RUN_NOTEBOOK_KEYS
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
 EXPECTED = ["00_study", "01_cohort_table", "02_icc", "03_radiomics", "04_deep_learning",
-            "05_dlrc", "06_calibration", "07_decision_curve", "08_sra_subgroup"]
+            "05_dlrc", "06_calibration", "07_decision_curve", "08_sra_subgroup", "09_sensitivity"]
 VALID_NAMES = set(flatten(Params())) | set(RUN_NOTEBOOK_KEYS)
 
 

@@ -161,7 +161,8 @@ def test_scoring_from_features_reproduces_the_fit(fitted):
     table = study.reset_index()
     sel = SelectionParams(mw_p=0.05, lasso_folds=5)
     fits = {name: pipeline.fit_feature_score(_features(study, name, seed), table,
-                                             harmonisation=HarmonisationParams(), selection=sel, seed=1)
+                                             harmonisation=HarmonisationParams(mode="all"), selection=sel,
+                                             seed=1)
             for name, seed in (("Rad_score", 11), ("DL_score", 12))}
     scores = study[["cohort", "lnm"]].assign(Rad_score=fits["Rad_score"].score.loc[study.index],
                                              DL_score=fits["DL_score"].score.loc[study.index])

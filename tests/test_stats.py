@@ -456,6 +456,27 @@ def test_backward_aic_matches_stepaic():
     assert list(res) == res.selected and not res.separation
 
 
+def test_stepwise_both_directions_ends_at_a_local_aic_minimum():
+    X, y = _step_data()
+    both = S.backward_aic(X, y, direction="both")
+    # from the full model no dropped term lowers the AIC again: same model as backward
+    assert both.selected == ["X1", "X2", "X4", "X5"] and "added" in both.path.columns
+    rng = np.random.default_rng(7)
+    Z = pd.DataFrame(rng.normal(size=(90, 5)), columns=list("abcde"))
+    yy = (rng.random(90) < 1 / (1 + np.exp(-(Z["a"] - 0.5 * Z["b"])))).astype(int)
+    res = S.backward_aic(Z, yy, direction="both")
+
+    def aic(cols):
+        return S.logistic_glm(Z[cols], yy).aic if cols else S.logistic_glm(np.ones((90, 0)), yy).aic
+
+    # no single drop or addition improves on the chosen model
+    for c in Z.columns:
+        other = [k for k in res.selected if k != c] if c in res.selected else res.selected + [c]
+        assert aic(other) >= res.aic - 1e-7
+    with pytest.raises(DlrcError, match="direction"):
+        S.backward_aic(Z, yy, direction="forward")
+
+
 def test_backward_aic_under_perfect_separation():
     xs = [-2.1, -1.3, -0.7, -0.2, 0.4, 0.9, 1.5, 2.2]
     z = [0.5, -0.3, 0.8, 0.1, -0.6, 0.2, 0.9, -0.4]

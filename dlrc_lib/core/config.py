@@ -93,7 +93,11 @@ class IccParams(Section):
 class HarmonisationParams(Section):
     """ComBat harmonisation of features across scanners."""
 
-    mode: Literal["all", "train_reference", "none"] = "all"  # all cohorts together | fit on training | off
+    # all cohorts fitted together | fitted on the training cohort, applied to the others | off.
+    # The paper does not say what ComBat was fitted on; the default keeps validation patients
+    # out of the fit (scanners absent from training are brought to the training reference from
+    # their own unlabelled images).
+    mode: Literal["all", "train_reference", "none"] = "train_reference"
     batch: Literal["scanner", "centre"] = "scanner"  # the batch ComBat removes (never the outcome)
     parametric: bool = True  # parametric empirical Bayes priors (neuroCombat default)
     # A batch with a single patient has no estimable scale: refuse it (error) or leave
@@ -109,6 +113,8 @@ class SelectionParams(Section):
     lasso_folds: int = Field(10, ge=2)  # stratified CV folds for LASSO
     lasso_rule: Literal["1se", "min"] = "1se"
     max_features_lasso: Optional[int] = None  # cap on LASSO survivors before stepwise AIC
+    # stepAIC direction: backward (the paper's) | both (dropped terms may re-enter)
+    stepwise_direction: Literal["backward", "both"] = "backward"
 
 
 # ----------------------------------------------------------------------------- deep
@@ -132,7 +138,9 @@ class DeepParams(Section):
     batch_size: int = Field(16, ge=1)  # images (or volumes) per forward pass
     workers: int = Field(1, ge=0)  # preprocessing threads overlapping inference (0: inline)
     clip_percentiles: tuple[float, float] = (0.5, 99.5)  # intensity clipping within the crop
-    best_model_rule: Literal["train_auc", "train_and_external_auc"] = "train_auc"  # external one leaks
+    # train_and_external_auc: the paper's (it uses the external cohort to choose, so that cohort
+    # no longer validates the choice); train_auc and internal_auc leave the external cohort alone
+    best_model_rule: Literal["train_auc", "internal_auc", "train_and_external_auc"] = "train_and_external_auc"
 
     @model_validator(mode="after")
     def _check(self) -> "DeepParams":
@@ -189,6 +197,14 @@ class SraParams(Section):
     mcnemar_exact_below: int = Field(25, ge=1)  # auto: exact binomial when discordant pairs < this
 
 
+class SweepParams(Section):
+    """Exploratory re-analysis: ``dlrc sweep`` / notebook 09 (see dlrc_lib.reporting.sweep)."""
+
+    grid: Optional[str] = None  # sweep grid YAML; when set, `dlrc run` runs the sweep and notebook 09
+    jobs: int = Field(0, ge=0)  # variants run at once (0: all cores)
+    out: Optional[str] = None  # sweep folder (default <run dir>/sweep)
+
+
 # ---------------------------------------------------------------------------- whole
 class Params(Section):
     """A complete parameter set (``params/<name>.yaml``)."""
@@ -207,6 +223,7 @@ class Params(Section):
     calibration: CalibrationParams = Field(default_factory=CalibrationParams)
     decision_curve: DecisionCurveParams = Field(default_factory=DecisionCurveParams)
     sra: SraParams = Field(default_factory=SraParams)
+    sweep: SweepParams = Field(default_factory=SweepParams)
 
     # Set by load_params: the file the values came from (not a YAML key).
     _source: Optional[Path] = None
@@ -223,7 +240,7 @@ class Params(Section):
 
 
 # Keys whose values are paths that must exist (checked relative to the working directory).
-_FILE_KEYS = ("published_values", "radiomics.settings", "study.manifest")
+_FILE_KEYS = ("published_values", "radiomics.settings", "study.manifest", "sweep.grid")
 
 
 def _loc(err: dict) -> str:

@@ -483,6 +483,11 @@ def _run_dask(jobs: list[tuple[str, str, str]], address: str,
         raise DlrcError(f"radiomics.dask_scheduler {address}: cannot connect ({_first_line(exc)})") from None
     try:
         n = max(1, sum(w.get("nthreads", 1) for w in client.scheduler_info()["workers"].values()))
+        # Dask workers are not the local pool's processes: without this each case's SimpleITK
+        # filters use as many threads as the machine has cores, inside every worker process
+        # (2 workers x 2 ITK threads on 2 cores), and PyRadiomics logs every step. The local
+        # pool's initializer sets both; run it on every connected worker once.
+        client.run(_worker_init)
         futures = client.map(extract_case, *zip(*jobs), pure=False) if jobs else []
         index = {f.key: i for i, f in enumerate(futures)}
         for fut in as_completed(futures):

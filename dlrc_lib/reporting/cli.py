@@ -51,10 +51,18 @@ def _cmd_snapshot(args: argparse.Namespace) -> int:
     from dlrc_lib.reporting.snapshot import cli_snapshot
 
     return cli_snapshot(args)
+
+
 def _cmd_weights(args: argparse.Namespace) -> int:
     from dlrc_lib.features.deep.weights import cli_weights
 
     return cli_weights(args)
+
+
+def _cmd_sweep(args: argparse.Namespace) -> int:
+    from dlrc_lib.reporting.sweep import cli_sweep
+
+    return cli_sweep(args)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -86,6 +94,14 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--params", default="params/paper.yaml", help="parameter file (YAML)")
     e.add_argument("--what", nargs="+", default=["radiomics", "deep"], choices=["radiomics", "deep"])
     e.set_defaults(func=_cmd_extract)
+
+    sw = sub.add_parser("sweep", help="re-run the analysis over a grid of analytic choices (sensitivity)")
+    sw.add_argument("--params", default="params/paper.yaml", help="base parameter file (YAML)")
+    sw.add_argument("--grid", required=True, help="sweep grid (YAML): parameter keys and the values to try")
+    sw.add_argument("--out", help="sweep folder (default reports/<run_name>/sweep)")
+    sw.add_argument("--jobs", type=int, default=0, help="variants at once (default: all cores)")
+    sw.add_argument("--retry-failed", action="store_true", help="run variants that failed before again")
+    sw.set_defaults(func=_cmd_sweep)
 
     pr = sub.add_parser("predict", help="score new patients with an exported DLRC model")
     pr.add_argument("--model", required=True, help="model JSON from reports/<run>/model/")

@@ -39,6 +39,7 @@ TRACKED_PACKAGES = (
 # Names a notebook may declare beyond the schema's: set by the runner (write_artifacts: the
 # runner writes the run's tables and figures; a notebook opened interactively does not by default).
 RUN_NOTEBOOK_KEYS = ("run_dir", "params_file", "study_manifest", "write_artifacts")
+SWEEP_NOTEBOOK = "09"  # 09_sensitivity: runs when the parameters name a sweep grid
 
 
 def list_notebooks(root: Path | None = None, only: Iterable[str] | None = None) -> list[Path]:
@@ -209,6 +210,12 @@ def run(params_path: str | Path, only: Iterable[str] | None = None, out: str | P
     params = load_params(params_file)
     root = Path(root) if root else project_root()
     notebooks = list_notebooks(root, only)
+    # notebook 09 reads a sweep: it runs only when the parameters name a sweep grid
+    sweep_nbs = [nb for nb in notebooks if nb.name[:2] == SWEEP_NOTEBOOK]
+    if sweep_nbs and not params.sweep.grid:
+        if only and len(sweep_nbs) == len(notebooks):
+            raise DlrcError(f"{params_file}: notebook {SWEEP_NOTEBOOK} needs a sweep grid (key 'sweep.grid')")
+        notebooks = [nb for nb in notebooks if nb not in sweep_nbs]
     run_dir = Path(out) if out else Path("reports") / params.run_name
     run_dir = run_dir.resolve()
     (run_dir / "notebooks").mkdir(parents=True, exist_ok=True)
@@ -221,6 +228,8 @@ def run(params_path: str | Path, only: Iterable[str] | None = None, out: str | P
     analysed = write_analysed_study(manifest, params, run_dir)
     say(f"  study: {manifest} ({time.perf_counter() - t0:.1f} s)")
     inputs = notebook_inputs(params, params_file.resolve(), run_dir, analysed, root=root)
+    sweep_dir = Path(params.sweep.out).resolve() if params.sweep.out else run_dir / "sweep"
+    inputs["sweep_out"] = str(sweep_dir)
 
     os.environ["DLRC_HEADLESS"] = "1"  # widgets fall back to static output
     os.environ[ENV_RUNNER] = "1"  # notebooks take the injected parameters as they are
@@ -240,6 +249,11 @@ def run(params_path: str | Path, only: Iterable[str] | None = None, out: str | P
         out_nb = run_dir / "notebooks" / nb.name
         # a notebook's results (and its warnings) describe its latest execution only
         (run_dir / "results" / f"{nb.stem}.json").unlink(missing_ok=True)
+        if nb.name[:2] == SWEEP_NOTEBOOK:
+            # the sweep's variants first (finished ones are reused); a failed variant is in its table
+            from dlrc_lib.reporting.sweep import run_sweep
+
+            run_sweep(params_file, params.sweep.grid, out=sweep_dir, jobs=params.sweep.jobs, quiet=quiet)
         try:
             echo = None if quiet else ConsoleEcho()
             try:

@@ -24,8 +24,9 @@ This module fits ComBat with ``neuroCombat`` (the Python port of R ``sva::ComBat
   mean and pooled variance and gets its own empirical-Bayes location/scale, exactly the
   computation ComBat does for each batch of a joint fit;
 * :func:`harmonise` implements the three modes of ``HarmonisationParams``: ``all`` (every
-  cohort fitted together, label-free, as the paper did), ``train_reference`` (fitted on the
-  training cohort, other scanners harmonised towards it) and ``none``.
+  cohort fitted together, label-free), ``train_reference`` (fitted on the training cohort,
+  other scanners harmonised towards it; the default, as the paper does not say what ComBat was
+  fitted on) and ``none``.
 
 The outcome is never a ComBat covariate: the design holds only the batch, so harmonisation
 cannot leak the label into the features.
@@ -366,7 +367,7 @@ def harmonise(features: pd.DataFrame, study: pd.DataFrame, params) -> Harmonisat
     (``params.batch``: scanner or centre). Modes:
 
     * ``all``: ComBat fitted on every patient of ``features`` (all cohorts together, no
-      labels used), as in the paper;
+      labels used);
     * ``train_reference``: fitted on the training cohort only; validation patients from a
       training scanner get that scanner's training estimates, scanners unseen in training
       are harmonised towards the training reference from their own unlabelled data;

@@ -24,10 +24,15 @@ from dlrc_lib.study.schema import COHORT_LABELS, COHORTS
 
 RULES = {
     "train_auc": "highest AUC in the training cohort",
+    "internal_auc": "highest AUC in the internal-validation cohort (that cohort then no longer "
+                    "validates the choice; the external cohort stays untouched)",
     "train_and_external_auc": "highest mean of the training and external-validation AUCs "
                               "(the paper's choice; it uses the external cohort to pick the model, "
                               "so that cohort no longer validates the choice: information leaks)",
 }
+
+_TRAIN, _INTERNAL, _EXTERNAL = COHORTS
+RULE_COHORTS = {"train_auc": [_TRAIN], "internal_auc": [_INTERNAL], "train_and_external_auc": [_TRAIN, _EXTERNAL]}
 
 
 def _indexed(study: pd.DataFrame) -> pd.DataFrame:
@@ -227,7 +232,8 @@ def reproduce_table3(perf: pd.DataFrame) -> dict[str, Any]:
 def choose_best(perf: pd.DataFrame, rule: str = "train_auc") -> tuple[str, pd.DataFrame]:
     """The best DL model under ``rule`` (see :data:`RULES`) and the ranking behind it.
 
-    ``train_auc`` uses only the training cohort. ``train_and_external_auc`` mirrors the
+    ``train_auc`` uses only the training cohort, ``internal_auc`` only the internal
+    validation cohort. ``train_and_external_auc`` mirrors the
     paper (best in training and external validation) and leaks: once the external cohort
     has chosen the model, it is no longer an independent test of it.
     Ties are broken by the paper's model order.
@@ -236,7 +242,7 @@ def choose_best(perf: pd.DataFrame, rule: str = "train_auc") -> tuple[str, pd.Da
         raise DlrcError(f"deep.best_model_rule: {rule!r} is not one of {', '.join(RULES)}")
     wide = perf.pivot(index="model", columns="cohort", values="auc")
     wide = wide.reindex(ordered(list(wide.index)))
-    cols = ["train"] if rule == "train_auc" else ["train", "external"]
+    cols = RULE_COHORTS[rule]
     missing = [c for c in cols if c not in wide.columns]
     if missing:
         raise DlrcError(f"deep.best_model_rule {rule}: no {', '.join(missing)} cohort AUC")

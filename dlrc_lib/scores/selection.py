@@ -15,7 +15,7 @@ training cohort only:
    the minimum), as R ``cv.glmnet(x, y, family="binomial", type.measure="deviance")`` and
    ``coef(fit, s="lambda.1se")``. The folds are seeded.
 4. **Backward stepwise AIC** — unpenalised logistic regression on the LASSO survivors, backward
-   elimination on AIC (R ``MASS::stepAIC(glm(...), direction="backward")`` via
+   elimination (``selection.stepwise_direction: both`` also tries adding dropped terms back) on AIC (R ``MASS::stepAIC(glm(...), direction="backward")`` via
    :func:`dlrc_lib.stats.backward_aic`).
 
 The score is the final logistic model's linear predictor. The standardisation (training
@@ -494,12 +494,17 @@ def select_features(X: pd.DataFrame, y: Sequence[int], params, *, seed: int = 0,
 
     from dlrc_lib import stats
 
-    step = stats.backward_aic(Z[lasso_kept], y.to_numpy())
+    direction = getattr(params, "stepwise_direction", "backward")
+    if direction == "backward":
+        step = stats.backward_aic(Z[lasso_kept], y.to_numpy())
+    else:
+        step = stats.backward_aic(Z[lasso_kept], y.to_numpy(), direction=direction)
     kept_aic = list(step.selected)
     notes.extend(f"stepwise AIC: {w}" for w in step.warnings)
-    rows.append(_funnel_row("Backward stepwise AIC", len(kept_aic), "MASS::stepAIC, direction = backward"))
+    step_name = "Backward stepwise AIC" if direction == "backward" else f"Stepwise AIC ({direction})"
+    rows.append(_funnel_row(step_name, len(kept_aic), f"MASS::stepAIC, direction = {direction}"))
     if not kept_aic:
-        return stop("aic", f"backward stepwise AIC removed all {len(lasso_kept)} LASSO features: the "
+        return stop("aic", f"{direction} stepwise AIC removed all {len(lasso_kept)} LASSO features: the "
                            "intercept-only logistic model has the lowest AIC", mw=mw, sp=dropped,
                     lasso=lasso, mean=mean, sd=sd)
     coefs = fit_logistic(Z[kept_aic], y.to_numpy())

@@ -174,9 +174,13 @@ class StepAicResult:
         return len(self.selected)
 
 
-def backward_aic(X, y, *, k: float = 2.0) -> StepAicResult:
+def backward_aic(X, y, *, k: float = 2.0, direction: str = "backward") -> StepAicResult:
     """Backward stepwise logistic regression on AIC, identical in its choices to
     ``MASS::stepAIC(glm(y ~ ., family=binomial, data=X), direction="backward")``.
+
+    ``direction="both"`` is ``stepAIC(..., direction="both")`` from the full model: each step
+    also considers adding back every term dropped earlier (R lists the drops before the
+    additions, so on equal AIC a drop wins).
 
     Each step refits the model without each remaining term (``drop1``) and removes the
     term whose removal gives the lowest AIC; it stops when keeping all terms ("<none>")
@@ -193,32 +197,42 @@ def backward_aic(X, y, *, k: float = 2.0) -> StepAicResult:
         if A.ndim == 1:
             A = A[:, None]
         names = [f"x{i + 1}" for i in range(A.shape[1])]
+    if direction not in ("backward", "both"):
+        raise DlrcError(f"stepwise AIC: direction {direction!r} is not backward or both")
     yy = _binary(y)
     if not np.isfinite(A).all():
         bad = [names[j] for j in np.flatnonzero(~np.isfinite(A).all(axis=0))]
         raise DlrcError(f"columns {', '.join(bad[:5])}: missing or infinite values; stepwise "
                         "AIC needs complete data (R stops with 'number of rows in use has changed')")
     with _single_thread_blas():
-        return _backward_aic(A, yy, names, k)
+        return _backward_aic(A, yy, names, k, both=direction == "both")
 
 
-def _backward_aic(A: np.ndarray, yy: np.ndarray, names: list[str], k: float) -> StepAicResult:
+def _backward_aic(A: np.ndarray, yy: np.ndarray, names: list[str], k: float,
+                  both: bool = False) -> StepAicResult:
     def glm(cols):
         return _logistic_glm(A[:, cols], yy, maxit=25, epsilon=1e-8)
 
     current = list(range(A.shape[1]))
     fit = glm(current)
     aic = fit.deviance + k * fit.rank
-    path = [{"step": 0, "removed": "", "aic": aic}]
+    path = [{"step": 0, "removed": "", "aic": aic, **({"added": ""} if both else {})}]
     warns: list[str] = []
     step = 0
-    while current:
+    while current or (both and A.shape[1]):
         cands = []
         for pos, j in enumerate(current):
             sub = [c for c in current if c != j]
             f2 = glm(sub)
             cands.append((pos, j, f2, fit.rank - f2.rank, f2.deviance + k * f2.rank))
         zero_df = [c for c in cands if c[3] == 0]
+        if both:  # add1 rows after the drop1 rows, in the order of the full model's terms
+            for j in range(A.shape[1]):
+                if j not in current:
+                    f2 = glm(sorted(current + [j]))
+                    cands.append((-1, j, f2, f2.rank - fit.rank, f2.deviance + k * f2.rank))
+        if not cands:
+            break
         if zero_df:
             chosen = zero_df[-1]
         else:
@@ -227,13 +241,19 @@ def _backward_aic(A: np.ndarray, yy: np.ndarray, names: list[str], k: float) -> 
             if o == 0:
                 break
             chosen = cands[o - 1]
-        _, j, f2, _, new_aic = chosen
+        pos, j, f2, _, new_aic = chosen
         if new_aic >= aic + 1e-7 and not zero_df:
             break
-        current = [c for c in current if c != j]
+        if pos < 0:
+            current = sorted(current + [j])
+        else:
+            current = [c for c in current if c != j]
         fit, aic = f2, new_aic
         step += 1
-        path.append({"step": step, "removed": names[j], "aic": aic})
+        row = {"step": step, "removed": names[j] if pos >= 0 else "", "aic": aic}
+        if both:
+            row["added"] = names[j] if pos < 0 else ""
+        path.append(row)
     if not fit.converged:
         warns.append("glm.fit: algorithm did not converge")
     if fit.boundary_fitted:

@@ -17,7 +17,6 @@ from typing import Any, Iterable, Mapping
 import numpy as np
 import pandas as pd
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from dlrc_lib.features import store as fs
 

@@ -1,0 +1,755 @@
+"""``dlrc sweep``: run the analysis under many parameter sets and collect what changes.
+
+The paper fixes many analytic choices it never justifies, or never states (what ComBat is
+fitted on, the LASSO lambda rule, the thresholds of the selection funnel, how the best deep
+model is chosen, ...). A *sweep* re-runs the notebooks after feature extraction under every
+combination of the choices named in a small grid file and tabulates, per variant, the AUCs
+with their CIs, the selected features, the DLRC terms and which of the paper's claims hold.
+Notebook ``09_sensitivity`` draws the specification curve from it.
+
+Grid file (YAML)::
+
+    factors:                  # full factorial
+      harmonisation.mode: [train_reference, all, none]
+      selection.lasso_rule: [1se, min]
+    vary_alone:               # each value alone, every other choice at the base parameters
+      selection.mw_p: [0.05]
+    variants:                 # named variants: overrides of the base parameters
+      paper_combat: {harmonisation.mode: all}
+    last_notebook: "08"       # optional: stop each variant after this notebook
+
+Keys are dotted parameter keys of ``params/*.yaml``; every value is validated with the
+parameter schema before anything runs (a bad key or value is refused with one line naming
+it). Study keys (``study.*``) and bookkeeping keys cannot be swept: a sweep analyses one study.
+
+Execution (:func:`run_sweep`): the features are extracted once for the base parameters (and
+for each distinct extraction setting a variant asks for), the notebooks that no variant
+changes run once (``<out>/base``), and each variant copies that folder and runs the remaining
+notebooks with papermill in its own process (``<out>/variants/<name>``, a complete report
+folder). Variants run in parallel; one that fails is recorded with its error and the others
+go on. ``<out>/variants/<name>/variant.json`` marks a finished variant: a second call skips
+it (when its parameters are unchanged), so an interrupted sweep resumes where it stopped.
+``<out>/sweep.csv`` has one row per variant.
+"""
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+import pandas as pd
+import yaml
+
+from dlrc_lib.core.config import Params, ParamsError, Section, load_params
+from dlrc_lib.core.errors import DlrcError
+from dlrc_lib.core.io import atomic_write_text, dumps
+from dlrc_lib.study.schema import COHORTS
+
+GRID_KEYS = ("factors", "vary_alone", "variants", "last_notebook", "description")
+# keys a sweep cannot vary: the study itself and bookkeeping
+FORBIDDEN_PREFIXES = ("study.", "sweep.")
+FORBIDDEN_KEYS = ("run_name", "cache_dir", "published_values")
+# keys whose change means other features (the sweep extracts what the cache lacks first)
+EXTRACTION_PREFIXES = ("radiomics.settings", "radiomics.sequences", "deep.models", "deep.weights",
+                       "deep.input_size", "deep.margin", "deep.shape_3d", "deep.clip_percentiles")
+SWEEP_NOTEBOOK = "09"  # the sensitivity notebook itself never runs inside a variant
+ROLES = ("radiomics", "dl", "dlrc")
+FINISHED = ("ok", "failed")
+MAX_VARIANTS = 2000
+
+
+# ------------------------------------------------------------------------------ grid
+@dataclass
+class Variant:
+    name: str
+    overrides: dict[str, Any]  # dotted key -> value, relative to the base parameters
+    choices: dict[str, Any] = field(default_factory=dict)  # every swept key -> value used
+
+
+@dataclass
+class Grid:
+    path: Path
+    keys: list[str]  # every swept key, in grid order
+    variants: list[Variant]
+    last_notebook: Optional[str] = None
+    description: str = ""
+    base_choices: dict[str, Any] = field(default_factory=dict)  # the base parameters' values
+
+
+def _schema_field(key: str):
+    """The pydantic field of a dotted key, or None when the key is not in the schema."""
+    model: Any = Params
+    info = None
+    for part in key.split("."):
+        if not (isinstance(model, type) and issubclass(model, Section)) or part not in model.model_fields:
+            return None
+        info = model.model_fields[part]
+        model = info.annotation
+    return info
+
+
+def _key_problem(key: Any) -> Optional[str]:
+    if not isinstance(key, str) or not key:
+        return f"key {key!r} is not a dotted parameter key (e.g. selection.lasso_rule)"
+    if key in FORBIDDEN_KEYS or key.startswith(FORBIDDEN_PREFIXES):
+        return f"key '{key}' cannot be swept (a sweep analyses one study with one run name and cache)"
+    info = _schema_field(key)
+    if info is None:
+        return f"unknown parameter key '{key}'"
+    ann = info.annotation
+    if isinstance(ann, type) and issubclass(ann, Section):
+        return f"key '{key}' is a section; name one of its keys (e.g. {key}.{next(iter(ann.model_fields))})"
+    return None
+
+
+def _get(raw: dict, key: str) -> Any:
+    obj: Any = raw
+    for part in key.split("."):
+        obj = obj[part]
+    return obj
+
+
+def _fmt_value(v: Any) -> str:
+    if isinstance(v, (list, tuple)):
+        return "x".join(_fmt_value(x) for x in v)
+    if v is None:
+        return "none"
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    return str(v)
+
+
+def _cell(v: Any) -> Any:
+    """A choice as it appears in sweep.csv (lists joined with x)."""
+    return _fmt_value(v) if isinstance(v, (list, tuple)) else v
+
+
+def _safe(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._=+-]+", "_", text).strip("_") or "variant"
+
+
+def _short_names(keys: list[str]) -> dict[str, str]:
+    """Variant names use a key's last part (lasso_rule), the section too where that is ambiguous."""
+    last = [k.split(".")[-1] for k in keys]
+    return {k: (s if last.count(s) == 1 and s not in ("threshold", "form", "batch") else _flat_name(k))
+            for k, s in zip(keys, last)}
+
+
+def parse_grid(grid_path: str | Path, params_path: str | Path) -> Grid:
+    """Read and validate a sweep grid against the base parameter file.
+
+    Raises :class:`ParamsError` with one line naming the grid file, the key and the value.
+    """
+    grid_path = Path(grid_path)
+    base = load_params(params_path)
+    if not grid_path.is_file():
+        raise ParamsError(f"{grid_path}: sweep grid not found")
+    try:
+        raw = yaml.safe_load(grid_path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        what = getattr(exc, "problem", None) or type(exc).__name__
+        raise ParamsError(f"{grid_path}: not valid YAML{where}: {what}") from None
+    if not isinstance(raw, dict):
+        raise ParamsError(f"{grid_path}: expected a mapping with factors, vary_alone or variants")
+    unknown = [k for k in raw if k not in GRID_KEYS]
+    if unknown:
+        raise ParamsError(f"{grid_path}: unknown grid key '{unknown[0]}' (expected one of {', '.join(GRID_KEYS)})")
+    factors = raw.get("factors") or {}
+    alone = raw.get("vary_alone") or {}
+    named = raw.get("variants") or {}
+    for section, value in (("factors", factors), ("vary_alone", alone), ("variants", named)):
+        if not isinstance(value, dict):
+            raise ParamsError(f"{grid_path}: '{section}' must be a mapping")
+    if not (factors or alone or named):
+        raise ParamsError(f"{grid_path}: no factors, vary_alone or variants: nothing to sweep")
+
+    base_raw = yaml.safe_load(Path(params_path).read_text()) or {}
+
+    def check_value(where: str, key: str, value: Any) -> None:
+        problem = _key_problem(key)
+        if problem:
+            raise ParamsError(f"{grid_path}: {where}: {problem}")
+        try:
+            load_params(params_path, overrides={key: value})
+        except ParamsError as exc:
+            msg = str(exc).split(": ", 1)[-1]
+            raise ParamsError(f"{grid_path}: {where}: {key} = {value!r} is not allowed ({msg})") from None
+
+    for section, mapping in (("factors", factors), ("vary_alone", alone)):
+        for key, values in mapping.items():
+            if not isinstance(values, list) or not values:
+                problem = _key_problem(key)
+                if problem:
+                    raise ParamsError(f"{grid_path}: {section}: {problem}")
+                raise ParamsError(f"{grid_path}: {section}: {key} needs a non-empty list of values")
+            for v in values:
+                check_value(section, key, v)
+            if len({json.dumps(v, sort_keys=True, default=str) for v in values}) < len(values):
+                raise ParamsError(f"{grid_path}: {section}: {key} lists a value twice")
+    for name, overrides in named.items():
+        if not isinstance(overrides, dict):
+            raise ParamsError(f"{grid_path}: variants: {name} must map parameter keys to values")
+        if _safe(str(name)) != str(name):
+            raise ParamsError(f"{grid_path}: variants: name {name!r} may use only letters, digits and . _ = + -")
+        for key, v in overrides.items():
+            check_value(f"variants: {name}", key, v)
+        try:
+            load_params(params_path, overrides=dict(overrides))
+        except ParamsError as exc:
+            raise ParamsError(f"{grid_path}: variants: {name}: {str(exc).split(': ', 1)[-1]}") from None
+
+    keys = list(dict.fromkeys([*factors, *alone, *(k for o in named.values() for k in o)]))
+    base_values = {k: _base_value(base, k) for k in keys}
+
+    variants: list[Variant] = []
+    seen: dict[str, str] = {}
+    short = _short_names(keys)
+
+    def add(name: Optional[str], overrides: dict[str, Any]) -> None:
+        overrides = {k: v for k, v in overrides.items() if not _same(v, base_values[k])}
+        choices = {k: overrides.get(k, base_values[k]) for k in keys}
+        ident = json.dumps(choices, sort_keys=True, default=str)
+        if ident in seen:
+            return
+        if name is None:
+            name = "__".join(f"{short[k]}={_fmt_value(v)}" for k, v in overrides.items()) or "base"
+            name = _safe(name)
+        if name in {v.name for v in variants}:
+            raise ParamsError(f"{grid_path}: two variants are named {name!r}")
+        seen[ident] = name
+        variants.append(Variant(name, overrides, choices))
+
+    fkeys = list(factors)
+    for combo in itertools.product(*(factors[k] for k in fkeys)):
+        add(None, dict(zip(fkeys, combo)))
+    for key, values in alone.items():
+        for v in values:
+            add(None, {key: v})
+    for name, overrides in named.items():
+        add(str(name), dict(overrides))
+    if len(variants) > MAX_VARIANTS:
+        raise ParamsError(f"{grid_path}: {len(variants)} variants; at most {MAX_VARIANTS}")
+    last = raw.get("last_notebook")
+    if last is not None:
+        last = str(last).zfill(2)[:2]
+        if not last.isdigit():
+            raise ParamsError(f"{grid_path}: last_notebook {raw['last_notebook']!r} is not a notebook number")
+    return Grid(grid_path, keys, variants, last, str(raw.get("description") or ""), base_values)
+
+
+def _same(a: Any, b: Any) -> bool:
+    return json.dumps(a, sort_keys=True, default=str) == json.dumps(b, sort_keys=True, default=str)
+
+
+def _base_value(params: Params, key: str) -> Any:
+    return _get(params.model_dump(mode="json"), key)
+
+
+def variant_params(params_path: str | Path, variant: Variant) -> Params:
+    """The base parameters with the variant's overrides (no nested sweep)."""
+    overrides = dict(variant.overrides)
+    overrides["sweep.grid"] = None
+    return load_params(params_path, overrides=overrides)
+
+
+# how a run executes, not what it computes: a change must not rerun finished variants
+_EXECUTION_ONLY = {"sweep": None, "radiomics": ("n_jobs", "dask_scheduler", "progress"),
+                   "study": ("n_jobs",), "deep": ("workers", "batch_size")}
+
+
+def fingerprint(params: Params, notebooks: list[str]) -> str:
+    """What a variant's numbers depend on: its parameters (less the execution settings) and
+    the notebooks it runs."""
+    dump = params.model_dump(mode="json")
+    for section, keys in _EXECUTION_ONLY.items():
+        if keys is None:
+            dump.pop(section, None)
+        else:
+            for k in keys:
+                dump.get(section, {}).pop(k, None)
+    doc = {"params": dump, "notebooks": notebooks}
+    return hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()[:16]
+
+
+# -------------------------------------------------------------------------- planning
+def _flat_name(key: str) -> str:
+    section, _, rest = key.partition(".")
+    return f"{section}_{rest}" if rest else section
+
+
+def notebook_plan(grid: Grid, root: Path) -> tuple[list[Path], int]:
+    """The notebooks of a variant run and the index of the first one any variant changes:
+    the notebooks before it are shared by every variant and run once."""
+    from dlrc_lib.reporting.runner import list_notebooks, notebook_parameters
+
+    notebooks = [nb for nb in list_notebooks(root) if nb.name[:2] < SWEEP_NOTEBOOK]
+    if grid.last_notebook:
+        notebooks = [nb for nb in notebooks if nb.name[:2] <= grid.last_notebook]
+        if not notebooks:
+            raise DlrcError(f"{grid.path}: last_notebook {grid.last_notebook}: no notebook to run")
+    declared = [set(notebook_parameters(nb)) for nb in notebooks]
+    first: dict[str, int] = {}
+    for v in grid.variants:
+        names = {_flat_name(k) for k in v.overrides}
+        hits = [i for i, d in enumerate(declared) if names & d]
+        # a key no notebook declares changes nothing: the variant is the base itself
+        first[v.name] = min(hits) if hits else len(notebooks)
+    return notebooks, min(min(first.values()), len(notebooks) - 1)
+
+
+def _extraction_keys(variant: Variant) -> list[str]:
+    return [k for k in variant.overrides if k.startswith(EXTRACTION_PREFIXES)]
+
+
+# --------------------------------------------------------------------------- results
+def collect_variant(run_dir: Path) -> dict[str, Any]:
+    """The numbers of one finished variant folder: AUC (CI) per model and cohort, selected
+    features, best DL model and DLRC terms."""
+    out: dict[str, Any] = {}
+    table = run_dir / "tables" / "table2_performance.csv"
+    res = {}
+    for nb in ("03_radiomics", "04_deep_learning", "05_dlrc"):
+        p = run_dir / "results" / f"{nb}.json"
+        res[nb] = json.loads(p.read_text()) if p.exists() else {}
+    best = res["05_dlrc"].get("best_model") or res["04_deep_learning"].get("best_model")
+    out["best_dl_model"] = best
+    state03 = res["03_radiomics"].get("state") or {}
+    out["n_features_radiomics"] = len(state03.get("features") or []) if state03 else None
+    state04 = (res["04_deep_learning"].get("states") or {}).get(best) or {}
+    out["n_features_dl"] = len(state04.get("features") or []) if state04 else None
+    terms = res["05_dlrc"].get("dlrc_terms")
+    out["dlrc_terms"] = "; ".join(terms) if isinstance(terms, list) else None
+    if table.exists():
+        perf = pd.read_csv(table)
+        for role, model in (("radiomics", "radiomics"), ("dl", best), ("dlrc", "DLRC")):
+            for cohort in COHORTS:
+                row = perf[(perf["model"] == model) & (perf["cohort"] == cohort)]
+                vals = row[["auc", "auc_lower", "auc_upper"]].iloc[0].tolist() if len(row) else [None] * 3
+                for suffix, v in zip(("auc", "auc_lo", "auc_hi"), vals):
+                    out[f"{role}_{cohort}_{suffix}"] = None if v is None or pd.isna(v) else float(v)
+    return out
+
+
+def claims_of(run_dir: Path) -> dict[str, Any]:
+    """Which of the paper's claims hold in a variant (``dlrc_lib.reporting.claims``).
+
+    Returns the ``claims_*`` columns: the ids of the claims that hold and of those that fail.
+    """
+    from dlrc_lib.reporting.claims import evaluate_claims
+
+    try:
+        table = evaluate_claims(run_dir)
+    except Exception as exc:  # noqa: BLE001 - a claim that cannot be evaluated must not lose the variant
+        return {"claims_holding": None, "claims_failing": None,
+                "claims_status": f"not evaluated: {type(exc).__name__}: {exc}".splitlines()[0]}
+    ids = table["id"].astype(str) if "id" in table.columns else table.index.astype(str)
+    verdict = table["verdict"].astype(str)
+    return {"claims_holding": ";".join(ids[verdict == "holds"]),
+            "claims_failing": ";".join(ids[verdict == "fails"]),
+            "claims_status": "evaluated"}
+
+
+def metric_columns() -> list[str]:
+    return [f"{r}_{c}_{s}" for r in ROLES for c in COHORTS for s in ("auc", "auc_lo", "auc_hi")]
+
+
+def sweep_table(grid: Grid, records: dict[str, dict]) -> pd.DataFrame:
+    """One row per variant (grid order): status, choices, numbers, claims."""
+    rows = []
+    for v in grid.variants:
+        rec = records.get(v.name) or {}
+        row: dict[str, Any] = {"variant": v.name, "status": rec.get("status", "pending")}
+        row.update({k: _cell(val) for k, val in v.choices.items()})
+        metrics = rec.get("metrics") or {}
+        for col in ["best_dl_model", "n_features_radiomics", "n_features_dl", "dlrc_terms", *metric_columns()]:
+            row[col] = metrics.get(col)
+        claims = rec.get("claims") or {}
+        for col in ("claims_holding", "claims_failing", "claims_status"):
+            row[col] = claims.get(col)
+        row["error"] = rec.get("error")
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def write_table(out: Path, grid: Grid, records: dict[str, dict]) -> pd.DataFrame:
+    table = sweep_table(grid, records)
+    atomic_write_text(out / "sweep.csv", table.to_csv(index=False, lineterminator="\n"))
+    return table
+
+
+# ------------------------------------------------------------------------- execution
+@dataclass
+class SweepResult:
+    out: Path
+    table: pd.DataFrame
+    ran: list[str]
+    skipped: list[str]
+    failed: list[str]
+    seconds: float
+
+
+Executor = Callable[[Path, Path, list[str], Path], tuple[bool, Optional[str]]]
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except (OSError, ValueError):
+        return False
+    return True
+
+
+def _stop_leftover(vdir: Path) -> None:
+    """A variant process left by an interrupted sweep (its pid recorded in ``.pid``) is ended."""
+    pidfile = vdir / ".pid"
+    if not pidfile.exists():
+        return
+    try:
+        pid = int(pidfile.read_text().strip())
+    except ValueError:
+        pid = 0
+    if pid > 0 and _alive(pid):
+        try:
+            cmd = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            cmd = ""
+        if "dlrc_lib" in cmd and str(vdir) in cmd:
+            try:
+                os.killpg(pid, signal.SIGTERM)
+            except OSError:
+                pass
+            for _ in range(50):
+                if not _alive(pid):
+                    break
+                time.sleep(0.1)
+    pidfile.unlink(missing_ok=True)
+
+
+_RUNNING: dict[int, subprocess.Popen] = {}
+_LOCK = threading.Lock()
+_STOPPING = threading.Event()  # set when the sweep is interrupted: unfinished variants leave no record
+
+
+def _die_with_parent() -> None:
+    """In the child before exec (Linux): end the variant's process when the sweep dies, even
+    by SIGKILL, so that no orphan keeps computing a variant nobody will record."""
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except Exception:  # noqa: BLE001 - not Linux: the next sweep ends leftovers by their pid file
+        pass
+
+
+def subprocess_executor(threads: int = 1) -> Executor:
+    """Run a variant's notebooks with ``python -m dlrc_lib.reporting.cli run`` in its own process group."""
+
+    def execute(vdir: Path, params_file: Path, only: list[str], root: Path) -> tuple[bool, Optional[str]]:
+        cmd = [sys.executable, "-m", "dlrc_lib.reporting.cli", "run", "--params", str(params_file),
+               "--out", str(vdir), "--only", *only]
+        env = dict(os.environ)
+        pkg_parent = str(Path(__file__).resolve().parents[2])
+        env["PYTHONPATH"] = os.pathsep.join([pkg_parent] + [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p])
+        for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+            env[var] = str(threads)
+        with open(vdir / "sweep.log", "w") as log:
+            proc = subprocess.Popen(cmd, cwd=str(Path.cwd()), stdout=log, stderr=subprocess.STDOUT,
+                                    env=env, start_new_session=True, preexec_fn=_die_with_parent)
+            atomic_write_text(vdir / ".pid", f"{proc.pid}\n")
+            with _LOCK:
+                _RUNNING[proc.pid] = proc
+            try:
+                rc = proc.wait()
+            finally:
+                with _LOCK:
+                    _RUNNING.pop(proc.pid, None)
+        (vdir / ".pid").unlink(missing_ok=True)
+        if rc == 0:
+            return True, None
+        text = (vdir / "sweep.log").read_text(errors="replace")
+        errors = [ln for ln in text.splitlines() if ln.startswith("dlrc run: error:")]
+        msg = errors[0][len("dlrc run: error: "):] if errors else f"exit status {rc}"
+        if not errors:
+            tail = [ln for ln in text.splitlines() if ln.strip()]
+            msg += f": {tail[-1]}" if tail else ""
+        return False, msg
+
+    return execute
+
+
+def _stop_running() -> None:
+    with _LOCK:
+        procs = list(_RUNNING.values())
+    for proc in procs:
+        try:
+            os.killpg(proc.pid, signal.SIGTERM)
+        except OSError:
+            pass
+
+
+def _read_record(vdir: Path) -> Optional[dict]:
+    path = vdir / "variant.json"
+    if not path.exists():
+        return None
+    try:
+        return json.loads(path.read_text())
+    except ValueError:
+        return None
+
+
+def _copy_base(base_dir: Path, vdir: Path) -> None:
+    if vdir.exists():
+        shutil.rmtree(vdir)
+    vdir.mkdir(parents=True)
+    for item in base_dir.iterdir():
+        if item.name in ("index.html", "base.json"):
+            continue
+        if item.is_dir():
+            shutil.copytree(item, vdir / item.name)
+        else:
+            shutil.copy2(item, vdir / item.name)
+
+
+def _ensure_features(params: Params, label: str, say: Callable[[str], None]) -> None:
+    """Extract what the feature cache lacks for these parameters (cached cases are reused)."""
+    from dlrc_lib.features.extract import _study, extract_deep_cli, extract_radiomics_cli
+
+    t0 = time.perf_counter()
+    manifest, study = _study(params)
+    say(f"  features for {label}: {len(study)} patients, cache {params.cache_dir}")
+    import io
+
+    buf = io.StringIO()
+    extract_radiomics_cli(params, study, out=buf)
+    if any(nb for nb in params.deep.models):
+        extract_deep_cli(params, study, out=buf)
+    for line in buf.getvalue().splitlines():
+        if line.startswith(("cache:", "deep features", "radiomics (")):
+            say(f"    {line}")
+    say(f"  features for {label} ready in {time.perf_counter() - t0:.1f} s")
+
+
+def run_sweep(params_path: str | Path, grid_path: str | Path, out: str | Path | None = None,
+              jobs: int = 0, *, retry_failed: bool = False, quiet: bool = False,
+              executor: Optional[Executor] = None, root: Optional[Path] = None,
+              extract: bool = True) -> SweepResult:
+    """Run every variant of the grid that has not finished yet; write ``sweep.csv``.
+
+    ``jobs``: variants at once (0: all cores). ``retry_failed``: run failed variants again
+    (by default a failed variant is finished: its error is in the table). ``executor`` runs
+    one variant's notebooks (default: a ``dlrc run`` subprocess).
+    """
+    from dlrc_lib.reporting.runner import project_root, run as run_notebooks
+
+    t_start = time.perf_counter()
+    say = (lambda *_: None) if quiet else (lambda msg: print(msg, flush=True))
+    params_path = Path(params_path)
+    base = load_params(params_path)
+    grid = parse_grid(grid_path, params_path)
+    root = Path(root) if root else project_root()
+    out = Path(out) if out else Path("reports") / base.run_name / "sweep"
+    out = out.resolve()
+    (out / "variants").mkdir(parents=True, exist_ok=True)
+    jobs = jobs or os.cpu_count() or 1
+    jobs = max(1, min(jobs, len(grid.variants)))
+
+    lock = out / ".sweep.pid"
+    if lock.exists():
+        try:
+            other = int(lock.read_text().strip())
+        except ValueError:
+            other = 0
+        if other and other != os.getpid() and _alive(other):
+            raise DlrcError(f"{out}: another sweep is running there (pid {other})")
+    atomic_write_text(lock, f"{os.getpid()}\n")
+    _STOPPING.clear()
+    try:
+        return _run_sweep(base, params_path, grid, out, jobs, retry_failed, say, executor, root,
+                          extract, run_notebooks, t_start)
+    finally:
+        _stop_running()
+        lock.unlink(missing_ok=True)
+
+
+def _run_sweep(base: Params, params_path: Path, grid: Grid, out: Path, jobs: int, retry_failed: bool,
+               say, executor, root: Path, extract: bool, run_notebooks, t_start: float) -> SweepResult:
+    notebooks, k_min = notebook_plan(grid, root)
+    stems = [nb.stem for nb in notebooks]
+    only = [s[:2] for s in stems[k_min:]]
+    say(f"dlrc sweep: {params_path} x {grid.path}: {len(grid.variants)} variants over "
+        f"{', '.join(grid.keys)} -> {out}")
+
+    # which variants still have to run
+    records: dict[str, dict] = {}
+    todo: list[tuple[Variant, Params, str]] = []
+    skipped: list[str] = []
+    for v in grid.variants:
+        vp = variant_params(params_path, v)
+        fp = fingerprint(vp, stems[k_min:])
+        vdir = out / "variants" / v.name
+        rec = _read_record(vdir)
+        if rec and rec.get("fingerprint") == fp and rec.get("status") in FINISHED and not (
+                retry_failed and rec.get("status") == "failed"):
+            records[v.name] = rec
+            skipped.append(v.name)
+            continue
+        todo.append((v, vp, fp))
+    if skipped:
+        say(f"  {len(skipped)} variant(s) already finished (not rerun)")
+    write_table(out, grid, records)
+    if not todo:
+        return _finish(out, grid, records, [], skipped, t_start, say)
+
+    # features: the base parameters', then each extraction setting a variant changes
+    if extract:
+        _ensure_features(base, "the base parameters", say)
+        groups: dict[str, tuple[Params, list[str]]] = {}
+        for v, vp, _ in todo:
+            keys = _extraction_keys(v)
+            if keys:
+                ident = json.dumps({k: v.overrides[k] for k in keys}, sort_keys=True, default=str)
+                groups.setdefault(ident, (vp, []))[1].append(v.name)
+        for ident, (vp, names) in groups.items():
+            say(f"  variant(s) {', '.join(names)} change extraction settings {ident}: extracting the "
+                "features the cache lacks before the variants start (as long as a cold `dlrc extract` "
+                "for what is missing; cached cases are reused)")
+            _ensure_features(vp, ", ".join(names), say)
+
+    # notebooks no variant changes run once, into <out>/base
+    base_dir = out / "base"
+    base_stems = stems[:k_min]
+    base_fp = fingerprint(variant_params(params_path, Variant("base", {})), base_stems)
+    base_rec = json.loads((base_dir / "base.json").read_text()) if (base_dir / "base.json").exists() else {}
+    if base_stems and base_rec.get("fingerprint") != base_fp:
+        if base_dir.exists():
+            shutil.rmtree(base_dir)
+        base_file = out / "base_params.yaml"
+        _write_params(base_file, variant_params(params_path, Variant("base", {})))
+        say(f"  notebooks every variant shares ({', '.join(s[:2] for s in base_stems)}) -> {base_dir}")
+        rc = run_notebooks(base_file, only=[s[:2] for s in base_stems], out=base_dir, quiet=True, root=root)
+        if rc != 0:
+            run = json.loads((base_dir / "run.json").read_text())
+            raise DlrcError(f"sweep: the shared notebooks failed: {(run.get('failure') or '').splitlines()[0]}")
+        atomic_write_text(base_dir / "base.json", dumps({"fingerprint": base_fp, "notebooks": base_stems}))
+    elif not base_stems:
+        base_dir.mkdir(parents=True, exist_ok=True)
+
+    threads = max(1, (os.cpu_count() or 1) // jobs)
+    execute = executor or subprocess_executor(threads)
+    say(f"  running {len(todo)} variant(s), {jobs} at a time (notebooks {stems[k_min][:2]}-{stems[-1][:2]})")
+    done_lock = threading.Lock()
+    counter = {"n": 0}
+    ran: list[str] = []
+    failed: list[str] = []
+
+    def one(item: tuple[Variant, Params, str]) -> None:
+        v, vp, fp = item
+        vdir = out / "variants" / v.name
+        t0 = time.perf_counter()
+        _stop_leftover(vdir)
+        _copy_base(base_dir, vdir)
+        pfile = vdir / "params.yaml"
+        _write_params(pfile, vp)
+        if _STOPPING.is_set():
+            return
+        try:
+            ok, error = execute(vdir, pfile, only, root)
+        except Exception as exc:  # noqa: BLE001 - recorded, the other variants go on
+            ok, error = False, f"{type(exc).__name__}: {exc}".splitlines()[0]
+        if _STOPPING.is_set():
+            return  # interrupted, not failed: the next call runs it again
+        rec: dict[str, Any] = {"variant": v.name, "overrides": v.overrides, "choices": v.choices,
+                               "fingerprint": fp, "notebooks": only, "status": "ok" if ok else "failed",
+                               "error": error, "seconds": round(time.perf_counter() - t0, 2)}
+        if ok:
+            try:
+                rec["metrics"] = collect_variant(vdir)
+                rec["claims"] = claims_of(vdir)
+            except Exception as exc:  # noqa: BLE001
+                rec.update(status="failed", error=f"results unreadable: {type(exc).__name__}: {exc}".splitlines()[0])
+        atomic_write_text(vdir / "variant.json", dumps(rec))
+        with done_lock:
+            records[v.name] = rec
+            (ran if rec["status"] == "ok" else failed).append(v.name)
+            counter["n"] += 1
+            write_table(out, grid, records)
+            status = "ok" if rec["status"] == "ok" else f"FAILED: {rec['error']}"
+            say(f"  [{counter['n']}/{len(todo)}] {v.name}: {status} ({rec['seconds']:.1f} s)")
+
+    previous = signal.getsignal(signal.SIGTERM)
+    in_main = threading.current_thread() is threading.main_thread()
+
+    def on_term(signum, frame):  # noqa: ARG001
+        raise KeyboardInterrupt
+
+    if in_main:
+        signal.signal(signal.SIGTERM, on_term)
+    try:
+        with ThreadPoolExecutor(max_workers=jobs) as pool:
+            futures = [pool.submit(one, item) for item in todo]
+            try:
+                for f in futures:
+                    f.result()
+            except BaseException:
+                _STOPPING.set()
+                for f in futures:
+                    f.cancel()
+                _stop_running()
+                raise
+    finally:
+        if in_main:
+            signal.signal(signal.SIGTERM, previous)
+    return _finish(out, grid, records, ran, skipped, t_start, say, failed)
+
+
+def _write_params(path: Path, params: Params) -> None:
+    atomic_write_text(path, yaml.safe_dump(params.model_dump(mode="json"), sort_keys=False))
+
+
+def _finish(out: Path, grid: Grid, records: dict, ran: list[str], skipped: list[str], t_start: float,
+            say, failed: Optional[list[str]] = None) -> SweepResult:
+    table = write_table(out, grid, records)
+    failed = failed if failed is not None else [n for n, r in records.items() if r.get("status") == "failed"]
+    base_choices = next((v.choices for v in grid.variants if not v.overrides), None)
+    summary = {
+        "grid": str(grid.path), "keys": grid.keys, "variants": [v.name for v in grid.variants],
+        "base_choices": {k: _cell(v) for k, v in (base_choices or grid.base_choices).items()},
+        "seconds_per_variant": {n: r.get("seconds") for n, r in records.items()},
+    }
+    atomic_write_text(out / "sweep.json", dumps(summary))
+    try:
+        from dlrc_lib.reporting.sensitivity import specification_curve
+
+        if (table["status"] == "ok").any():
+            fig = specification_curve(table, grid.keys, base_choices=grid.base_choices)
+            fig.savefig(out / "specification_curve.png", dpi=120, bbox_inches="tight", metadata={"Software": None})
+            import matplotlib.pyplot as plt
+
+            plt.close(fig)
+    except Exception as exc:  # noqa: BLE001 - the table is the result; the figure is a view of it
+        say(f"  specification curve not drawn: {type(exc).__name__}: {exc}")
+    secs = time.perf_counter() - t_start
+    n_ok = int((table["status"] == "ok").sum())
+    n_failed = int((table["status"] == "failed").sum())
+    say(f"dlrc sweep: {n_ok} ok, {n_failed} failed, {len(skipped)} reused, in {secs:.1f} s; {out / 'sweep.csv'}")
+    return SweepResult(out, table, ran, skipped, sorted(set(failed)), secs)
+
+
+def cli_sweep(args) -> int:
+    """``dlrc sweep --params P --grid G [--out DIR] [--jobs N] [--retry-failed]``."""
+    res = run_sweep(args.params, args.grid, out=args.out, jobs=args.jobs, retry_failed=args.retry_failed)
+    return 1 if (res.table["status"] != "ok").any() else 0

@@ -1,0 +1,374 @@
+"""dlrc sweep: grid parsing (bad keys and values refused with one line), resumption, a failing
+variant, the tables of notebook 09, and (slow) real sweeps on the quick twin's cache."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+
+from dlrc_lib.core.config import ParamsError
+from dlrc_lib.reporting.cli import main
+from dlrc_lib.reporting import sensitivity as S
+from dlrc_lib.reporting import sweep as SW
+
+ROOT = Path(__file__).resolve().parents[1]
+QUICK = ROOT / "params" / "quick.yaml"
+
+
+def _grid(tmp_path: Path, doc: dict | str, name: str = "grid.yaml") -> Path:
+    path = tmp_path / name
+    path.write_text(doc if isinstance(doc, str) else yaml.safe_dump(doc, sort_keys=False))
+    return path
+
+
+@pytest.fixture(autouse=True)
+def _cwd(monkeypatch):
+    monkeypatch.chdir(ROOT)  # parameter files name paths relative to the checkout
+
+
+# --------------------------------------------------------------------------- parsing
+def test_quick_and_paper_grids_parse():
+    quick = SW.parse_grid(ROOT / "params" / "sweep_quick.yaml", QUICK)
+    assert len(quick.variants) >= 6
+    assert quick.variants[0].name == "base" and quick.variants[0].overrides == {}
+    paper = SW.parse_grid(ROOT / "params" / "sweep_paper.yaml", ROOT / "params" / "paper.yaml")
+    # the issue's default grid: every choice it names is swept
+    for key in ("harmonisation.mode", "selection.lasso_rule", "selection.mw_p", "selection.spearman_r",
+                "deep.best_model_rule", "selection.stepwise_direction", "icc.threshold"):
+        assert key in paper.keys
+    modes = {v.choices["harmonisation.mode"] for v in paper.variants}
+    assert modes == {"all", "train_reference", "none"}
+    assert {v.choices["deep.best_model_rule"] for v in paper.variants} == {
+        "train_auc", "internal_auc", "train_and_external_auc"}
+    names = [v.name for v in paper.variants]
+    assert len(names) == len(set(names))
+
+
+def test_factorial_vary_alone_and_named_variants_dedupe(tmp_path):
+    g = _grid(tmp_path, {
+        "factors": {"harmonisation.mode": ["train_reference", "all"], "selection.lasso_rule": ["1se", "min"]},
+        "vary_alone": {"selection.mw_p": [0.01, 0.05]},  # 0.01 is the base: already in the factorial
+        "variants": {"combat_all_min": {"harmonisation.mode": "all", "selection.lasso_rule": "min"},
+                     "strict": {"selection.spearman_r": 0.7}},
+    })
+    grid = SW.parse_grid(g, QUICK)
+    names = [v.name for v in grid.variants]
+    assert names == ["base", "lasso_rule=min", "mode=all", "mode=all__lasso_rule=min", "mw_p=0.05", "strict"]
+    strict = grid.variants[-1]
+    assert strict.choices == {"harmonisation.mode": "train_reference", "selection.lasso_rule": "1se",
+                              "selection.mw_p": 0.01, "selection.spearman_r": 0.7}
+    vp = SW.variant_params(QUICK, strict)
+    assert vp.selection.spearman_r == 0.7 and vp.sweep.grid is None
+
+
+@pytest.mark.parametrize("doc, expected", [
+    ({"factors": {"selection.lasso_rul": ["1se"]}}, "unknown parameter key 'selection.lasso_rul'"),
+    ({"factors": {"selection.lasso_rule": ["1se", "max"]}}, "selection.lasso_rule = 'max' is not allowed"),
+    ({"factors": {"selection.mw_p": [0.01, 2]}}, "selection.mw_p = 2 is not allowed"),
+    ({"factors": {"harmonisation": ["all"]}}, "key 'harmonisation' is a section"),
+    ({"factors": {"study.scale": [0.1]}}, "key 'study.scale' cannot be swept"),
+    ({"factors": {"run_name": ["x"]}}, "key 'run_name' cannot be swept"),
+    ({"factors": {"selection.lasso_rule": "min"}}, "selection.lasso_rule needs a non-empty list"),
+    ({"factors": {"selection.lasso_rule": ["min", "min"]}}, "selection.lasso_rule lists a value twice"),
+    ({"factor": {"selection.lasso_rule": ["min"]}}, "unknown grid key 'factor'"),
+    ({"variants": {"a b": {"selection.lasso_rule": "min"}}}, "name 'a b' may use only"),
+    ({"variants": {"v1": {"deep.best_model_rule": "external_auc"}}}, "variants: v1: deep.best_model_rule"),
+    ({}, "nothing to sweep"),
+    ("factors: [", "not valid YAML"),
+])
+def test_bad_grids_are_refused_with_one_line(tmp_path, doc, expected):
+    g = _grid(tmp_path, doc)
+    with pytest.raises(ParamsError) as err:
+        SW.parse_grid(g, QUICK)
+    msg = str(err.value)
+    assert expected in msg and str(g) in msg and "\n" not in msg
+
+
+def test_cli_refuses_a_bad_grid_in_one_line(tmp_path, capsys):
+    g = _grid(tmp_path, {"factors": {"selection.lasso_rule": ["1se", "max"]}})
+    assert main(["sweep", "--params", str(QUICK), "--grid", str(g), "--out", str(tmp_path / "s")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "selection.lasso_rule = 'max'" in err and err.startswith("dlrc sweep: error:")
+    assert not (tmp_path / "s").exists()
+
+
+def test_missing_grid_file_in_params_is_refused(tmp_path):
+    p = yaml.safe_load(QUICK.read_text())
+    p["sweep"] = {"grid": "params/no_such_grid.yaml"}
+    f = tmp_path / "p.yaml"
+    f.write_text(yaml.safe_dump(p))
+    with pytest.raises(ParamsError, match="sweep.grid"):
+        from dlrc_lib.core.config import load_params
+
+        load_params(f)
+
+
+# ---------------------------------------------------------------- orchestration
+class FakeNotebooks:
+    """Stands in for `dlrc run --only ...` of a variant: writes the files a real run writes
+    (Table 2 with AUC and CI, the selected features, the DLRC terms), with AUCs that depend on
+    the variant's parameters, or fails for one parameter value."""
+
+    def __init__(self, fail_when=None, interrupt_after=None):
+        self.calls: list[str] = []
+        self.fail_when = fail_when or {}
+        self.interrupt_after = interrupt_after
+
+    def __call__(self, vdir: Path, params_file: Path, only: list[str], root: Path):
+        params = yaml.safe_load(params_file.read_text())
+        if self.interrupt_after is not None and len(self.calls) >= self.interrupt_after:
+            raise KeyboardInterrupt
+        self.calls.append(vdir.name)
+        for key, value in self.fail_when.items():
+            section, k = key.split(".")
+            if params[section][k] == value:
+                return False, f"notebook 03_radiomics.ipynb failed in cell [7]: EmptySelectionError: {key} = {value}"
+        shift = {"train_reference": 0.0, "all": 0.02, "none": -0.05}[params["harmonisation"]["mode"]]
+        shift += 0.01 if params["selection"]["lasso_rule"] == "min" else 0.0
+        rows = []
+        for i, cohort in enumerate(("train", "internal", "external")):
+            for j, model in enumerate(("radiomics", "ResNet50_2D", "DLRC")):
+                auc = 0.6 + 0.05 * j - 0.02 * i + shift
+                rows.append({"cohort": cohort, "model": model, "n": 20, "auc": auc,
+                             "auc_lower": auc - 0.1, "auc_upper": auc + 0.1})
+        (vdir / "tables").mkdir(exist_ok=True)
+        pd.DataFrame(rows).to_csv(vdir / "tables" / "table2_performance.csv", index=False)
+        res = vdir / "results"
+        res.mkdir(exist_ok=True)
+        (res / "03_radiomics.json").write_text(json.dumps({"state": {"features": ["a", "b"]}}))
+        (res / "04_deep_learning.json").write_text(json.dumps(
+            {"best_model": "ResNet50_2D", "states": {"ResNet50_2D": {"features": ["f1"]}}}))
+        (res / "05_dlrc.json").write_text(json.dumps({"best_model": "ResNet50_2D",
+                                                      "dlrc_terms": ["Rad_score", "c_lnm"]}))
+        return True, None
+
+
+def _small_grid(tmp_path):
+    return _grid(tmp_path, {"factors": {"harmonisation.mode": ["train_reference", "all", "none"],
+                                        "selection.lasso_rule": ["1se", "min"]}})
+
+
+def _run(tmp_path, grid, executor, **kw):
+    return SW.run_sweep(QUICK, grid, out=tmp_path / "sweep", jobs=2, executor=executor, quiet=True,
+                        extract=False, **kw)
+
+
+@pytest.fixture
+def no_base_notebooks(monkeypatch):
+    """The notebooks every variant shares (00-02) are the quick run's; here nothing is shared."""
+    def plan(grid, root):
+        notebooks = sorted((ROOT / "notebooks").glob("0[3-8]_*.ipynb"))
+        return notebooks, 0
+    monkeypatch.setattr(SW, "notebook_plan", plan)
+
+
+def test_sweep_table_resumption_and_a_failing_variant(tmp_path, no_base_notebooks):
+    grid = _small_grid(tmp_path)
+    fake = FakeNotebooks(fail_when={"harmonisation.mode": "none"})
+    res = _run(tmp_path, grid, fake)
+    table = pd.read_csv(tmp_path / "sweep" / "sweep.csv")
+    assert len(table) == 6 and sorted(fake.calls) == sorted(table["variant"])
+    failed = table[table["status"] == "failed"]
+    assert sorted(failed["variant"]) == ["mode=none", "mode=none__lasso_rule=min"]
+    assert failed["error"].str.contains("EmptySelectionError").all()
+    ok = table[table["status"] == "ok"].set_index("variant")
+    assert ok.loc["mode=all__lasso_rule=min", "dlrc_external_auc"] == pytest.approx(0.6 + 0.1 - 0.04 + 0.03)
+    assert ok.loc["base", "dlrc_external_auc_lo"] == pytest.approx(0.56 + 0.1 - 0.1 - 0.0)
+    assert (ok["n_features_radiomics"] == 2).all() and (ok["dlrc_terms"] == "Rad_score; c_lnm").all()
+    assert (ok["best_dl_model"] == "ResNet50_2D").all()
+    assert set(res.failed) == set(failed["variant"])
+    assert (tmp_path / "sweep" / "specification_curve.png").stat().st_size > 1000
+    first = (tmp_path / "sweep" / "sweep.csv").read_bytes()
+
+    # a second call recomputes nothing (failed variants are finished too) and writes the same table
+    again = FakeNotebooks()
+    res2 = _run(tmp_path, grid, again)
+    assert again.calls == [] and len(res2.skipped) == 6
+    assert (tmp_path / "sweep" / "sweep.csv").read_bytes() == first
+    # failed variants run again on request
+    retry = FakeNotebooks()
+    _run(tmp_path, grid, retry, retry_failed=True)
+    assert sorted(retry.calls) == ["mode=none", "mode=none__lasso_rule=min"]
+    assert (pd.read_csv(tmp_path / "sweep" / "sweep.csv")["status"] == "ok").all()
+
+
+def test_interrupted_sweep_resumes_without_rerunning_finished_variants(tmp_path, no_base_notebooks):
+    grid = _small_grid(tmp_path)
+    stop = FakeNotebooks(interrupt_after=3)
+    with pytest.raises(KeyboardInterrupt):
+        SW.run_sweep(QUICK, grid, out=tmp_path / "sweep", jobs=1, executor=stop, quiet=True, extract=False)
+    done = list(stop.calls)
+    assert len(done) == 3
+    partial = pd.read_csv(tmp_path / "sweep" / "sweep.csv")
+    assert (partial["status"] == "ok").sum() == 3 and (partial["status"] == "pending").sum() == 3
+    assert not (tmp_path / "sweep" / ".sweep.pid").exists()
+    rest = FakeNotebooks()
+    res = _run(tmp_path, grid, rest)
+    assert sorted(rest.calls + done) == sorted(v.name for v in SW.parse_grid(grid, QUICK).variants)
+    assert set(rest.calls).isdisjoint(done) and sorted(res.skipped) == sorted(done)
+    assert (pd.read_csv(tmp_path / "sweep" / "sweep.csv")["status"] == "ok").all()
+
+
+def test_changed_base_parameters_rerun_the_variants(tmp_path, no_base_notebooks):
+    grid = _grid(tmp_path, {"factors": {"selection.lasso_rule": ["1se", "min"]}})
+    _run(tmp_path, grid, FakeNotebooks())
+    p = yaml.safe_load(QUICK.read_text())
+    p["selection"]["spearman_r"] = 0.7
+    other = tmp_path / "quick2.yaml"
+    other.write_text(yaml.safe_dump(p))
+    fake = FakeNotebooks()
+    SW.run_sweep(other, grid, out=tmp_path / "sweep", jobs=1, executor=fake, quiet=True, extract=False)
+    assert sorted(fake.calls) == ["base", "lasso_rule=min"]
+
+
+def test_execution_settings_do_not_rerun_finished_variants(tmp_path, no_base_notebooks):
+    grid = _grid(tmp_path, {"factors": {"selection.lasso_rule": ["1se", "min"]}})
+    _run(tmp_path, grid, FakeNotebooks())
+    p = yaml.safe_load(QUICK.read_text())
+    p["sweep"] = {"grid": str(grid), "jobs": 2}
+    p["radiomics"]["n_jobs"] = 1
+    other = tmp_path / "quick_jobs.yaml"
+    other.write_text(yaml.safe_dump(p))
+    fake = FakeNotebooks()
+    SW.run_sweep(other, grid, out=tmp_path / "sweep", jobs=1, executor=fake, quiet=True, extract=False)
+    assert fake.calls == []
+
+
+def test_a_running_sweep_is_not_started_twice(tmp_path, no_base_notebooks):
+    out = tmp_path / "sweep"
+    out.mkdir()
+    sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    try:
+        (out / ".sweep.pid").write_text(f"{sleeper.pid}\n")
+        with pytest.raises(Exception, match="another sweep is running"):
+            _run(tmp_path, _small_grid(tmp_path), FakeNotebooks())
+    finally:
+        sleeper.kill()
+        sleeper.wait()
+
+
+# ------------------------------------------------------------------- notebook 09's tables
+def _table(rows):
+    return pd.DataFrame(rows)
+
+
+def test_main_effects_compare_variants_that_differ_in_one_choice_only():
+    keys = ["a", "b"]
+    rows = []
+    for a in ("x", "y"):
+        for b in ("p", "q", "r"):
+            auc = 0.7 + (0.05 if a == "y" else 0) + {"p": 0, "q": -0.1, "r": 0.02}[b]
+            rows.append({"variant": f"{a}{b}", "status": "ok", "a": a, "b": b, "dlrc_external_auc": auc})
+    rows.append({"variant": "broken", "status": "failed", "a": "y", "b": "q", "dlrc_external_auc": np.nan})
+    eff = S.main_effects(_table(rows), keys, {"a": "x", "b": "p"})
+    got = {(r.key, r.level): (r.mean_change, r.pairs) for r in eff.itertuples()}
+    assert got[("b", "q")][0] == pytest.approx(-0.1) and got[("b", "q")][1] == 2
+    assert got[("a", "y")][0] == pytest.approx(0.05) and got[("a", "y")][1] == 3
+    assert got[("b", "r")][0] == pytest.approx(0.02)
+    assert list(eff["level"])[0] == "q"  # largest absolute change first
+
+
+def test_claim_frequencies_count_holds_and_fails():
+    t = _table([
+        {"variant": "v1", "status": "ok", "claims_holding": "c1;c2", "claims_failing": "c3"},
+        {"variant": "v2", "status": "ok", "claims_holding": "c1", "claims_failing": "c2;c3"},
+        {"variant": "v3", "status": "failed", "claims_holding": None, "claims_failing": None},
+    ])
+    f = S.claim_frequencies(t).set_index("claim")
+    assert f.loc["c1", "holds"] == 2 and f.loc["c1", "share_holding"] == 1.0
+    assert f.loc["c2", "tested"] == 2 and f.loc["c2", "share_holding"] == 0.5
+    assert f.loc["c3", "fails"] == 2 and f.loc["c3", "share_holding"] == 0.0
+
+
+def test_runner_skips_notebook_09_without_a_grid(tmp_path):
+    from dlrc_lib.core.errors import DlrcError
+    from dlrc_lib.reporting.runner import run
+
+    with pytest.raises(DlrcError, match="sweep.grid"):
+        run(QUICK, only=["09"], out=tmp_path / "r", quiet=True)
+
+
+# ----------------------------------------------------------- real sweeps (quick twin)
+# They use params/quick.yaml's twin and feature cache (data/twin/quick, .dlrc_cache: the quick
+# run's); on a checkout without them the sweep extracts them first (several minutes).
+SWEEP_CMD = [sys.executable, "-m", "dlrc_lib.reporting.cli", "sweep", "--params", str(QUICK), "--grid",
+             str(ROOT / "params" / "sweep_quick.yaml"), "--jobs", "2"]
+
+
+@pytest.fixture(scope="module")
+def quick_sweep(tmp_path_factory):
+    """`dlrc sweep` on the quick twin, killed (SIGKILL) once two variants have finished, then
+    called again to completion."""
+    out = tmp_path_factory.mktemp("sweep") / "sweep"
+    cmd = SWEEP_CMD + ["--out", str(out)]
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
+    deadline = time.time() + 2400
+    while time.time() < deadline and proc.poll() is None:
+        if len(list(out.glob("variants/*/variant.json"))) >= 2:
+            os.killpg(proc.pid, signal.SIGKILL)
+            break
+        time.sleep(2)
+    proc.wait()
+    first = {p.parent.name for p in out.glob("variants/*/variant.json")}
+    done = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=3600)
+    return out, first, done
+
+
+@pytest.mark.slow
+def test_quick_sweep_completes_after_a_kill(quick_sweep):
+    out, first, done = quick_sweep
+    assert len(first) >= 2
+    assert done.returncode in (0, 1), done.stdout[-3000:] + done.stderr[-3000:]
+    assert f"{len(first)} variant(s) already finished" in done.stdout
+    table = pd.read_csv(out / "sweep.csv")
+    assert len(table) >= 6 and (table["status"] != "pending").all()
+    ok = table[table["status"] == "ok"]
+    assert len(ok) >= 5
+    assert ok["dlrc_external_auc"].between(0, 1).all()
+    assert (ok["dlrc_external_auc_lo"] <= ok["dlrc_external_auc"]).all()
+    assert ok["dlrc_terms"].notna().all() and ok["n_features_radiomics"].notna().all()
+    # the choices change the analysis: not every variant has the same radiomics model
+    assert ok["radiomics_train_auc"].round(6).nunique() > 1
+    assert (out / "specification_curve.png").stat().st_size > 1000
+    for name in ok["variant"]:
+        vdir = out / "variants" / name
+        assert (vdir / "index.html").exists() and (vdir / "tables" / "table2_performance.csv").exists()
+        assert not (vdir / ".pid").exists()
+
+
+@pytest.mark.slow
+def test_second_quick_sweep_recomputes_nothing_and_notebook_09_reads_it(quick_sweep, tmp_path):
+    out, _, _ = quick_sweep
+    before = (out / "sweep.csv").read_bytes()
+    n = len(pd.read_csv(out / "sweep.csv"))
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    t0 = time.perf_counter()
+    again = subprocess.run(SWEEP_CMD + ["--out", str(out)], cwd=ROOT, env=env, capture_output=True,
+                           text=True, timeout=900)
+    assert f"{n} variant(s) already finished" in again.stdout, again.stdout + again.stderr
+    assert (out / "sweep.csv").read_bytes() == before
+    # dlrc run with a sweep grid runs notebook 09 on the finished sweep
+    p = yaml.safe_load(QUICK.read_text())
+    p["sweep"] = {"grid": "params/sweep_quick.yaml", "out": str(out), "jobs": 2}
+    pfile = tmp_path / "quick_sweep.yaml"
+    pfile.write_text(yaml.safe_dump(p))
+    run_dir = tmp_path / "run"
+    proc = subprocess.run([sys.executable, "-m", "dlrc_lib.reporting.cli", "run", "--params", str(pfile), "--only", "09",
+                           "--out", str(run_dir)], cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert (run_dir / "figures" / "sensitivity_specification_curve.png").exists()
+    effects = pd.read_csv(run_dir / "tables" / "sensitivity_main_effects.csv")
+    assert set(effects["key"]) == {"harmonisation.mode", "selection.lasso_rule", "selection.stepwise_direction"}
+    res = json.loads((run_dir / "results" / "09_sensitivity.json").read_text())
+    assert res["variants"] == n and res["largest_effect"]["key"] in effects["key"].tolist()
