@@ -33,7 +33,7 @@ class MissingInput(DlrcError, FileNotFoundError):
     """An input of a notebook that an earlier step has not produced (absolute path + command)."""
 
 # Parameters (flattened names) that are paths.
-PATH_KEYS = ("run_dir", "cache_dir", "study_manifest", "params_file", "radiomics_settings",
+PATH_KEYS = ("run_dir", "cache_dir", "study_manifest", "params_file", "radiomics_settings", "sweep_out",
              "published_values", "study_twin_dir")
 # Inputs a notebook reads from another one's output, by frame name -> the notebook writing it.
 FRAME_PRODUCERS = {
