@@ -209,15 +209,8 @@ def run(params_path: str | Path, only: Iterable[str] | None = None, out: str | P
     params_file = Path(params_path)
     params = load_params(params_file)
     root = Path(root) if root else project_root()
-    notebooks = list_notebooks(root, only)
-    # notebook 09 reads a sweep: it runs only when the parameters name a sweep grid
-    sweep_nbs = [nb for nb in notebooks if nb.name[:2] == SWEEP_NOTEBOOK]
-    if sweep_nbs and not params.sweep.grid:
-        if only and len(sweep_nbs) == len(notebooks):
-            raise DlrcError(f"{params_file}: notebook {SWEEP_NOTEBOOK} needs a sweep grid (key 'sweep.grid')")
-        notebooks = [nb for nb in notebooks if nb not in sweep_nbs]
-    run_dir = Path(out) if out else Path("reports") / params.run_name
-    run_dir = run_dir.resolve()
+    notebooks = _selected_notebooks(params, params_file, root, only)
+    run_dir = (Path(out) if out else Path("reports") / params.run_name).resolve()
     (run_dir / "notebooks").mkdir(parents=True, exist_ok=True)
     (run_dir / "html").mkdir(parents=True, exist_ok=True)
     say = (lambda *_: None) if quiet else (lambda msg: print(msg, flush=True))
@@ -230,15 +223,8 @@ def run(params_path: str | Path, only: Iterable[str] | None = None, out: str | P
     inputs = notebook_inputs(params, params_file.resolve(), run_dir, analysed, root=root)
     sweep_dir = Path(params.sweep.out).resolve() if params.sweep.out else run_dir / "sweep"
     inputs["sweep_out"] = str(sweep_dir)
+    _kernel_environment(params_file)
 
-    os.environ["DLRC_HEADLESS"] = "1"  # widgets fall back to static output
-    os.environ[ENV_RUNNER] = "1"  # notebooks take the injected parameters as they are
-    os.environ[ENV_PARAMS_FILE] = str(params_file)
-    # Kernels import the same dlrc_lib as this process, whatever their working directory.
-    pkg_parent = str(Path(__file__).resolve().parents[2])  # the folder holding dlrc_lib/
-    paths = os.environ.get("PYTHONPATH", "").split(os.pathsep)
-    if pkg_parent not in paths:
-        os.environ["PYTHONPATH"] = os.pathsep.join([pkg_parent] + [p for p in paths if p])
     run_json = run_dir / "run.json"
     previous = json.loads(run_json.read_text()) if run_json.exists() else {}
     timings: dict[str, Any] = dict(previous.get("notebooks", {})) if only else {}
@@ -246,38 +232,83 @@ def run(params_path: str | Path, only: Iterable[str] | None = None, out: str | P
     for i, nb in enumerate(notebooks, 1):
         start = time.perf_counter()
         say(f"  [{i}/{len(notebooks)}] {nb.stem} ...")
-        out_nb = run_dir / "notebooks" / nb.name
-        # a notebook's results (and its warnings) describe its latest execution only
-        (run_dir / "results" / f"{nb.stem}.json").unlink(missing_ok=True)
         if nb.name[:2] == SWEEP_NOTEBOOK:
             # the sweep's variants first (finished ones are reused); a failed variant is in its table
             from dlrc_lib.reporting.sweep import run_sweep
 
             run_sweep(params_file, params.sweep.grid, out=sweep_dir, jobs=params.sweep.jobs, quiet=quiet)
-        try:
-            echo = None if quiet else ConsoleEcho()
-            try:
-                execute_notebook(nb, out_nb, inputs, root, echo=echo)
-            finally:
-                if echo is not None:
-                    echo.close()
-            export_html(out_nb, run_dir / "html" / f"{nb.stem}.html")
-        except DlrcError:
-            raise
-        except Exception as exc:  # papermill's execution error carries the cell and traceback
-            failure = _error_summary(exc, nb)
-            timings[nb.stem] = {"seconds": round(time.perf_counter() - start, 2), "status": "failed"}
+        failure = _run_one(nb, run_dir, inputs, root, quiet)
+        secs = time.perf_counter() - start
+        if failure is not None:
+            timings[nb.stem] = {"seconds": round(secs, 2), "status": "failed"}
             status = "failed"
             print(f"dlrc run: error: {failure}", file=sys.stderr)
             break
-        secs = time.perf_counter() - start
         timings[nb.stem] = {"seconds": round(secs, 2), "status": "ok"}
         prov = _notebook_provenance(run_dir, nb.stem)
         if prov:
             timings[nb.stem]["provenance"] = prov
         say(f"  [{i}/{len(notebooks)}] {nb.stem} done in {secs:.1f} s (elapsed {time.perf_counter() - t0:.1f} s)")
 
-    provenance = {
+    atomic_write_text(run_json, dumps(_provenance(params, params_file, root, manifest, analysed, run_dir,
+                                                  status, failure, timings, time.perf_counter() - t0)))
+    from dlrc_lib.reporting.checklist import write_checklist
+    from dlrc_lib.reporting.report import write_index
+
+    write_checklist(run_dir, params)
+    write_index(run_dir, params)
+    say(f"dlrc run: {status} in {time.perf_counter() - t0:.1f} s; report: {run_dir / 'index.html'}")
+    return 0 if status == "ok" else 1
+
+
+def _selected_notebooks(params: Params, params_file: Path, root: Path, only: Iterable[str] | None) -> list[Path]:
+    """The notebooks to run, in order; notebook 09 reads a sweep, so it runs only when the
+    parameters name a sweep grid."""
+    notebooks = list_notebooks(root, only)
+    sweep_nbs = [nb for nb in notebooks if nb.name[:2] == SWEEP_NOTEBOOK]
+    if sweep_nbs and not params.sweep.grid:
+        if only and len(sweep_nbs) == len(notebooks):
+            raise DlrcError(f"{params_file}: notebook {SWEEP_NOTEBOOK} needs a sweep grid (key 'sweep.grid')")
+        notebooks = [nb for nb in notebooks if nb not in sweep_nbs]
+    return notebooks
+
+
+def _kernel_environment(params_file: Path) -> None:
+    """What the kernels inherit: headless widgets, the runner's marker, the parameter file,
+    and the same dlrc_lib as this process, whatever their working directory."""
+    os.environ["DLRC_HEADLESS"] = "1"  # widgets fall back to static output
+    os.environ[ENV_RUNNER] = "1"  # notebooks take the injected parameters as they are
+    os.environ[ENV_PARAMS_FILE] = str(params_file)
+    pkg_parent = str(Path(__file__).resolve().parents[2])  # the folder holding dlrc_lib/
+    paths = os.environ.get("PYTHONPATH", "").split(os.pathsep)
+    if pkg_parent not in paths:
+        os.environ["PYTHONPATH"] = os.pathsep.join([pkg_parent] + [p for p in paths if p])
+
+
+def _run_one(nb: Path, run_dir: Path, inputs: dict[str, Any], root: Path, quiet: bool) -> str | None:
+    """Execute one notebook into the run folder and export its HTML; the failure's summary, or None."""
+    out_nb = run_dir / "notebooks" / nb.name
+    # a notebook's results (and its warnings) describe its latest execution only
+    (run_dir / "results" / f"{nb.stem}.json").unlink(missing_ok=True)
+    try:
+        echo = None if quiet else ConsoleEcho()
+        try:
+            execute_notebook(nb, out_nb, inputs, root, echo=echo)
+        finally:
+            if echo is not None:
+                echo.close()
+        export_html(out_nb, run_dir / "html" / f"{nb.stem}.html")
+    except DlrcError:
+        raise
+    except Exception as exc:  # papermill's execution error carries the cell and traceback
+        return _error_summary(exc, nb)
+    return None
+
+
+def _provenance(params: Params, params_file: Path, root: Path, manifest: Path, analysed: Path, run_dir: Path,
+                status: str, failure: str | None, timings: dict[str, Any], seconds: float) -> dict[str, Any]:
+    """``run.json``: what ran, on what, with which code and packages, how long, what it warned."""
+    return {
         "run_name": params.run_name,
         "status": status,
         "failure": failure,
@@ -293,14 +324,6 @@ def run(params_path: str | Path, only: Iterable[str] | None = None, out: str | P
         "platform": platform.platform(),
         "input_hashes": input_hashes(params_file, params, manifest),
         "notebooks": timings,
-        "wall_seconds": round(time.perf_counter() - t0, 2),
+        "wall_seconds": round(seconds, 2),
         "warnings": collect_warnings(run_dir),
     }
-    atomic_write_text(run_json, dumps(provenance))
-    from dlrc_lib.reporting.checklist import write_checklist
-    from dlrc_lib.reporting.report import write_index
-
-    write_checklist(run_dir, params)
-    write_index(run_dir, params)
-    say(f"dlrc run: {status} in {time.perf_counter() - t0:.1f} s; report: {run_dir / 'index.html'}")
-    return 0 if status == "ok" else 1
