@@ -63,7 +63,7 @@ def test_index_page_escapes_manifest_path(tmp_path):
     params = Params.model_validate({"published_values": str(ROOT / "params" / "published_values.yaml"),
                                     "study": {"source": "manifest", "manifest": str(manifest)}})
     run = tmp_path / "run"
-    Artifacts(run)
+    run.mkdir()  # Artifacts creates no folder of its own
     (run / "run.json").write_text('{"status": "failed", "failure": "patient <img src=x onerror=alert(1)>: bad", '
                                   '"warnings": {"02_icc": ["<script>alert(2)</script>"]}}')
     page = write_index(run, params).read_text(encoding="utf-8")
