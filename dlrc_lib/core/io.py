@@ -79,7 +79,7 @@ def read_yaml_mapping(path: str | os.PathLike, what: str, error: type[Exception]
     if not p.is_file():
         raise error(f"{p}: {what} file not found")
     try:
-        raw = yaml.safe_load(p.read_text()) or {}
+        raw = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
     except yaml.YAMLError as exc:
         raise error(f"{p}: not valid YAML ({exc.__class__.__name__}: {exc})") from None
     if not isinstance(raw, dict):

@@ -76,14 +76,14 @@ class RunFacts:
         self.dir = Path(run_dir)
         self.root = root or project_root()
         rj = self.dir / "run.json"
-        self.run: dict = json.loads(rj.read_text()) if rj.exists() else {}
+        self.run: dict = json.loads(rj.read_text(encoding="utf-8")) if rj.exists() else {}
         if params is None:
             params = Params.model_validate(self.run.get("params") or {})
         self.params = params
         self.results: dict[str, dict] = {}
         for path in sorted((self.dir / "results").glob("*.json")):
             try:
-                self.results[path.stem] = json.loads(path.read_text())
+                self.results[path.stem] = json.loads(path.read_text(encoding="utf-8"))
             except json.JSONDecodeError:
                 continue
         sm = self.dir / "study_manifest.csv"
@@ -97,7 +97,7 @@ class RunFacts:
         for cand in (Path(name), self.root / name):
             if cand.is_file():
                 try:
-                    return yaml.safe_load(cand.read_text()) or {}
+                    return yaml.safe_load(cand.read_text(encoding="utf-8")) or {}
                 except yaml.YAMLError:
                     return None
         return None

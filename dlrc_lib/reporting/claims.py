@@ -80,7 +80,7 @@ def load_claims(path: str | Path) -> tuple[dict, list[dict]]:
     path = Path(path)
     if not path.is_file():
         raise DlrcError(f"{path}: claims file not found")
-    doc = yaml.safe_load(path.read_text()) or {}
+    doc = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
     if not isinstance(doc.get("claims"), list):
         raise DlrcError(f"{path}: no list `claims`")
     labels = doc.get("labels", {})
@@ -190,7 +190,7 @@ def _calibrated_towards(run: dict, run_dir: Path) -> list[str]:
     for c in cands:
         if c.is_file():
             try:
-                doc = json.loads(c.read_text())
+                doc = json.loads(c.read_text(encoding="utf-8"))
             except json.JSONDecodeError as exc:
                 raise DlrcError(f"{c}: not valid JSON ({exc})") from None
             targets = doc.get("calibrated_towards") or []
@@ -205,18 +205,18 @@ def load_run(run_dir: str | Path, published_file: str | Path | None = None, sett
     run_json = run_dir / "run.json"
     if not run_json.is_file():
         raise DlrcError(f"{run_json}: not found; is {run_dir} a finished run folder (dlrc run)?")
-    run = json.loads(run_json.read_text())
+    run = json.loads(run_json.read_text(encoding="utf-8"))
     results: dict[str, dict] = {}
     reproduced: dict[str, Any] = {}
     for path in sorted((run_dir / "results").glob("*.json")):
         try:
-            data = json.loads(path.read_text())
+            data = json.loads(path.read_text(encoding="utf-8"))
         except json.JSONDecodeError as exc:
             raise DlrcError(f"{path}: not valid JSON ({exc})") from None
         results[path.stem] = data
         reproduced.update(data.get("reproduced", {}))
     pub_path = _published_file(run, run_dir, published_file)
-    published = flatten(yaml.safe_load(pub_path.read_text()) or {})
+    published = flatten(yaml.safe_load(pub_path.read_text(encoding="utf-8")) or {})
     source = str(((run.get("params") or {}).get("study") or {}).get("source", "manifest"))
     best = (results.get("04_deep_learning") or {}).get("best_model") or \
         (results.get("05_dlrc") or {}).get("best_model")

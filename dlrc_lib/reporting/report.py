@@ -28,7 +28,7 @@ def flatten_published(values: dict, prefix: str = "") -> dict[str, Any]:
 
 
 def load_published(path: str | Path) -> dict[str, Any]:
-    data = yaml.safe_load(Path(path).read_text())
+    data = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
     flat = flatten_published({k: data[k] for k in COMPARED_SECTIONS if k in data})
     return flat
 
@@ -36,14 +36,14 @@ def load_published(path: str | Path) -> dict[str, Any]:
 def load_discrepancies(path: str | Path) -> dict[str, dict[str, Any]]:
     """``discrepancies`` of published_values.yaml: dotted path -> {"text": the paper's other
     value of that number, "note": what differs where}."""
-    data = yaml.safe_load(Path(path).read_text()) or {}
+    data = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
     return {str(k): dict(v) for k, v in (data.get("discrepancies") or {}).items()}
 
 
 def collect_reproduced(run_dir: Path) -> dict[str, Any]:
     reproduced: dict[str, Any] = {}
     for path in sorted((run_dir / "results").glob("*.json")):
-        reproduced.update(json.loads(path.read_text()).get("reproduced", {}))
+        reproduced.update(json.loads(path.read_text(encoding="utf-8")).get("reproduced", {}))
     return reproduced
 
 

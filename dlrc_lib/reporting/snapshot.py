@@ -195,7 +195,7 @@ def make_snapshot(run_dir: str | Path, out_dir: str | Path, max_mb: float = MAX_
 def cli_snapshot(args) -> int:
     """``dlrc snapshot RUN_DIR OUT_DIR [--max-mb 15]``."""
     out = make_snapshot(args.run_dir, args.out_dir, max_mb=args.max_mb)
-    meta = json.loads((out / "snapshot.json").read_text())
+    meta = json.loads((out / "snapshot.json").read_text(encoding="utf-8"))
     v = meta["verdicts"]
     print(f"dlrc snapshot: {len(meta['files'])} files, {meta['total_bytes'] / 1e6:.1f} MB -> {out} "
           f"(claims: {v[C.HOLDS]} hold, {v[C.FAILS]} fail, {v[C.NOT_TESTABLE]} not testable here, "
