@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from dlrc_lib.reporting import claims as C
+from dlrc_lib.reporting.report import flatten_published
 
 ROOT = Path(__file__).resolve().parents[1]
 PUBLISHED = ROOT / "params" / "published_values.yaml"
@@ -38,7 +38,7 @@ def make_run(path: Path, *, source: str = "manifest", weights: str = "imagenet",
              warnings: dict | None = None) -> Path:
     """A finished run whose reproduced values equal the published ones (every finding holds),
     changed by ``change`` / ``drop``."""
-    flat = C.flatten(yaml.safe_load(PUBLISHED.read_text()))
+    flat = flatten_published(yaml.safe_load(PUBLISHED.read_text(encoding="utf-8")))
     reproduced = {k: v for k, v in flat.items()
                   if k.split(".")[0] in ("study", "table1", "table2", "table3", "table4", "table5",
                                           "calibration_hosmer_lemeshow_p", "selected_features")}

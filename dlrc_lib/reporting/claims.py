@@ -34,6 +34,7 @@ from typing import Any, Callable
 import pandas as pd
 import yaml
 
+from dlrc_lib.reporting.report import flatten_published
 from dlrc_lib.core.errors import DlrcError
 from dlrc_lib.core.io import atomic_write_text
 from dlrc_lib.study.schema import COHORTS, split_feature_name
@@ -62,17 +63,6 @@ def default_claims_file(published_file: str | Path | None = None) -> Path:
         if sibling.is_file():
             return sibling
     return _project_root() / "params" / "claims.yaml"
-
-
-def flatten(values: dict, prefix: str = "") -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for key, value in values.items():
-        path = f"{prefix}{key}"
-        if isinstance(value, dict):
-            out.update(flatten(value, path + "."))
-        else:
-            out[path] = value
-    return out
 
 
 def load_claims(path: str | Path) -> tuple[dict, list[dict]]:
@@ -216,7 +206,7 @@ def load_run(run_dir: str | Path, published_file: str | Path | None = None, sett
         results[path.stem] = data
         reproduced.update(data.get("reproduced", {}))
     pub_path = _published_file(run, run_dir, published_file)
-    published = flatten(yaml.safe_load(pub_path.read_text(encoding="utf-8")) or {})
+    published = flatten_published(yaml.safe_load(pub_path.read_text(encoding="utf-8")) or {})
     source = str(((run.get("params") or {}).get("study") or {}).get("source", "manifest"))
     best = (results.get("04_deep_learning") or {}).get("best_model") or \
         (results.get("05_dlrc") or {}).get("best_model")

@@ -85,16 +85,6 @@ class VectorStore(fs.FeatureStore):
     def _shard_ok(self, shard: Path) -> bool:
         return self._table(shard) is not None
 
-    def _present(self) -> dict[str, Path]:
-        where: dict[str, Path] = {}
-        for part in self._part_paths():
-            for k in self._part_keys(part):
-                where[k] = part
-        for shard in self._shard_paths():
-            if self._shard_ok(shard):
-                where[shard.stem] = shard
-        return where
-
     def get_array(self, keys: Iterable[str]) -> tuple[list[str], np.ndarray]:
         """Keys present (in the given order, without repeats) and their vectors as an
         ``(n, n_features)`` float32 array (read with Arrow, no per-row Python objects)."""
