@@ -9,7 +9,7 @@ import pytest
 from scipy.special import expit
 
 from dlrc_lib.evaluation.calibration import (
-    _cal_error, _error_summary, calibration_table, figure5, grouped_calibration, lowess_curve, model_columns,
+    CalibrationDisplay, _cal_error, _error_summary, calibration_table, grouped_calibration, lowess_curve, model_columns,
     optimism_calibration, plot_optimism_calibration, refit_logistic, resolve_terms,
 )
 from dlrc_lib.core.errors import DlrcError
@@ -113,10 +113,26 @@ def test_hosmer_lemeshow_table_equals_stats_core():
 def test_figure5_three_panels_and_groups():
     df = make_predictions(scale=0.3, seed=2)
     models = model_columns("ResNet152_2D")
-    fig = figure5(df, models)
+    disp = CalibrationDisplay.from_predictions(df, models)
+    fig = disp.plot()
     assert [ax.get_title(loc="left")[0] for ax in fig.axes] == ["a", "b", "c"]
     g = grouped_calibration(df, models)
     assert {"model", "cohort", "group", "predicted", "observed"} <= set(g.columns)
+    # the display holds what it draws: the same groups as the table, the calibration statistics
+    # of calibration_table, and every patient of hist_model's histogram
+    cols = ["model", "cohort", "group", "n", "predicted", "observed", "lower", "upper"]
+    pd.testing.assert_frame_equal(disp.groups[cols].reset_index(drop=True), g[cols].reset_index(drop=True))
+    tab = calibration_table(df, models).set_index(["model", "cohort"])
+    for _, r in disp.summary.iterrows():
+        assert r["slope"] == tab.loc[(r["model"], r["cohort"]), "slope"]
+    h = disp.histogram.groupby("cohort")[["events", "non_events"]].sum()
+    assert (h.sum(axis=1) == df.groupby("cohort").size().loc[h.index]).all()
+    # one cohort drawn on an axis the caller owns
+    import matplotlib.pyplot as plt
+    _, ax = plt.subplots()
+    one = CalibrationDisplay.from_predictions(df, models, cohorts=["external"])
+    assert one.plot(axes=ax) is ax.figure and ax.get_title(loc="left") == "External validation"
+    plt.close("all")
 
 
 def test_bad_probabilities_are_refused():

@@ -8,10 +8,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from dlrc_lib.core.errors import DlrcError
 from dlrc_lib.evaluation.calibration import model_columns
 from dlrc_lib.core.config import DecisionCurveParams
 from dlrc_lib.evaluation.decision_curve import (
-    TREAT_ALL, TREAT_NONE, best_ranges, bootstrap_bands, decision_curves, figure6, interventions_avoided,
+    TREAT_ALL, TREAT_NONE, DecisionCurveDisplay, best_ranges, bootstrap_bands, decision_curves, interventions_avoided,
     net_benefit_at, threshold_grid,
 )
 from tests.eval_data import make_predictions
@@ -65,13 +66,17 @@ def test_figure6_panels_and_summaries():
     t = threshold_grid(DecisionCurveParams())
     curves = decision_curves(df, model_columns("ResNet152_2D"), t)
     bands = bootstrap_bands(df, "prob_dlrc", t, B=10, seed=1, progress=False)
-    fig = figure6(curves, bands=bands)
+    fig = DecisionCurveDisplay.from_curves(curves, bands=bands).plot()
     axes = fig.axes
     assert [ax.get_title(loc="left")[0] for ax in axes] == ["a", "b", "c"]
     prev = df[df.cohort == "train"]["lnm"].mean()
     assert axes[0].get_ylim() == pytest.approx((-0.1 * prev, prev))  # as dcurves' plot.dca
-    fig2 = figure6(curves, bands=bands, kind="interventions_avoided")
+    fig2 = DecisionCurveDisplay.from_curves(curves, bands=bands, kind="interventions_avoided").plot()
     assert fig2.axes[0].get_ylim() == (0, 100)
+    only = DecisionCurveDisplay.from_curves(curves, models=["DLRC"])
+    assert set(only.curves["model"]) == {"DLRC", TREAT_ALL, TREAT_NONE}
+    with pytest.raises(DlrcError, match="kind must be"):
+        DecisionCurveDisplay.from_curves(curves, kind="net benefit")
     br = best_ranges(curves)
     assert list(br.cohort) == ["train", "internal", "external"]
     at = net_benefit_at(curves)

@@ -7,7 +7,7 @@ groups of predicted risk; observed vs expected events) and calibration plots. Th
 * tabulates the Hosmer-Lemeshow test and calibration intercept, slope and Brier score of
   every model in every cohort (:func:`calibration_table`, from
   :func:`dlrc_lib.stats.hosmer_lemeshow` and :func:`dlrc_lib.stats.calibration_curve`);
-* draws Fig. 5 (:func:`plot_calibration`, :func:`figure5`): grouped observed vs predicted
+* draws Fig. 5 (:class:`CalibrationDisplay`): grouped observed vs predicted
   with 95 % CIs, a lowess smooth (R ``lowess(p, y, iter=0)``, as rms ``val.prob``), the
   ideal line and a histogram of the predictions;
 * corrects the training cohort's apparent calibration for optimism by the bootstrap, as rms
@@ -135,63 +135,105 @@ def lowess_curve(y, prob, frac: float = 2 / 3) -> pd.DataFrame:
 
 
 # ------------------------------------------------------------------------------ figure
-def plot_calibration(predictions: pd.DataFrame, models: dict[str, str], cohort: str, *, groups: int = 10,
-                     ax=None, title: str | None = None, hist_model: str = "DLRC"):
-    """One panel of Fig. 5: grouped observed vs predicted (95 % CI bars), lowess, ideal
-    line, and a histogram of ``hist_model``'s predictions (events up, non-events down)
-    along the bottom; intercept, slope and Brier score in the legend."""
-    import matplotlib.pyplot as plt
+@dataclass
+class CalibrationDisplay:
+    """Calibration curves of several models, one panel per cohort (Fig. 5).
 
-    if ax is None:
-        _, ax = plt.subplots(figsize=(5, 5))
-    part = predictions[predictions["cohort"] == cohort]
-    if part.empty:
-        raise DlrcError(f"predictions: no patients in cohort {cohort}")
-    check_probabilities(part, models.values())
-    y = part["lnm"].to_numpy(dtype=int)
-    ax.plot([0, 1], [0, 1], ls="--", color="grey", lw=1, label="Ideal")
-    for i, (label, col) in enumerate(models.items()):
-        colour = MODEL_COLOURS[i % len(MODEL_COLOURS)]
-        p = part[col].to_numpy(dtype=float)
-        cc = stats.calibration_curve(y, p, groups=groups)
-        tab = _groups_frame(cc)
-        yerr = np.vstack([np.clip(tab["observed"] - tab["lower"], 0, None),
-                          np.clip(tab["upper"] - tab["observed"], 0, None)])
-        ax.errorbar(tab["predicted"], tab["observed"], yerr=yerr, fmt="o", ms=4, color=colour,
-                    capsize=2, lw=0.8, alpha=0.9)
-        lw = lowess_curve(y, p)
-        ax.plot(lw["x"], lw["fitted"], color=colour, lw=1.6,
-                label=f"{label} (int {cc.intercept:.2f}, slope {cc.slope:.2f}, Brier {cc.brier:.3f})")
-    if hist_model in models:
-        p = part[models[hist_model]].to_numpy(dtype=float)
+    Compute with :meth:`from_predictions`, draw with :meth:`plot`. ``groups``: model, cohort,
+    group, n, predicted, observed, lower, upper (Wilson 95 % CI); ``smooth``: model, cohort,
+    x, fitted (R ``lowess(p, y, iter = 0)``); ``summary``: model, cohort, intercept, slope,
+    brier; ``histogram``: cohort, left, right, events, non_events (``hist_model``'s
+    predictions in 50 bins).
+    """
+
+    groups: pd.DataFrame
+    smooth: pd.DataFrame
+    summary: pd.DataFrame
+    histogram: pd.DataFrame
+    models: list[str]
+    cohorts: list[str]
+    hist_model: str | None = None
+
+    @classmethod
+    def from_predictions(cls, predictions: pd.DataFrame, models: dict[str, str], *, groups: int = 10,
+                         hist_model: str = "DLRC", cohorts: Iterable[str] | None = None) -> "CalibrationDisplay":
+        """``predictions``: ``cohort``, ``lnm`` and the probability columns; ``models``:
+        display name -> column. Refuses probabilities outside [0, 1] or missing, naming the
+        patients."""
+        cohorts = list(cohorts) if cohorts is not None else _cohorts(predictions)
+        check_probabilities(predictions, models.values())
+        grp, smo, summ, hist = [], [], [], []
         bins = np.linspace(0, 1, 51)
-        h1, _ = np.histogram(p[y == 1], bins=bins)
-        h0, _ = np.histogram(p[y == 0], bins=bins)
-        scale = 0.08 / max(1, h1.max(initial=0), h0.max(initial=0))
-        base = -0.02
-        ax.bar(bins[:-1], h1 * scale, width=np.diff(bins), bottom=base, align="edge", color="black", lw=0)
-        ax.bar(bins[:-1], -h0 * scale, width=np.diff(bins), bottom=base, align="edge", color="grey", lw=0)
-        ax.axhline(base, color="black", lw=0.4)
-    ax.set_xlim(-0.02, 1.02)
-    ax.set_ylim(-0.12, 1.05)
-    ax.set_xlabel("Predicted probability of LNM")
-    ax.set_ylabel("Observed proportion of LNM")
-    ax.set_title(title or COHORT_LABELS.get(cohort, cohort), loc="left")
-    ax.legend(loc="upper left", fontsize=7, frameon=False)
-    return ax
+        for coh in cohorts:
+            part = predictions[predictions["cohort"] == coh]
+            if part.empty:
+                raise DlrcError(f"predictions: no patients in cohort {coh}")
+            y = part["lnm"].to_numpy(dtype=int)
+            for label, col in models.items():
+                p = part[col].to_numpy(dtype=float)
+                cc = stats.calibration_curve(y, p, groups=groups)
+                grp.append(_groups_frame(cc).assign(model=label, cohort=coh))
+                smo.append(lowess_curve(y, p).assign(model=label, cohort=coh))
+                summ.append({"model": label, "cohort": coh, "intercept": float(cc.intercept),
+                             "slope": float(cc.slope), "brier": float(cc.brier)})
+            if hist_model in models:
+                p = part[models[hist_model]].to_numpy(dtype=float)
+                hist.append(pd.DataFrame({"cohort": coh, "left": bins[:-1], "right": bins[1:],
+                                          "events": np.histogram(p[y == 1], bins=bins)[0],
+                                          "non_events": np.histogram(p[y == 0], bins=bins)[0]}))
+        return cls(pd.concat(grp, ignore_index=True), pd.concat(smo, ignore_index=True), pd.DataFrame(summ),
+                   pd.concat(hist, ignore_index=True) if hist else pd.DataFrame(
+                       columns=["cohort", "left", "right", "events", "non_events"]),
+                   list(models), cohorts, hist_model if hist_model in models else None)
 
+    def plot(self, axes=None, titles: Iterable[str] | None = None):
+        """Draw one panel per cohort (``axes``: one matplotlib axis per cohort, else a new
+        figure): grouped observed vs predicted with CI bars, the lowess smooth, the ideal
+        line, ``hist_model``'s predictions along the bottom (events up, non-events down);
+        intercept, slope and Brier score in the legend. Returns the figure."""
+        from dlrc_lib.core import figures as F
 
-def figure5(predictions: pd.DataFrame, models: dict[str, str], *, groups: int = 10):
-    """Fig. 5: panels a-c = training, internal validation, external validation."""
-    import matplotlib.pyplot as plt
+        if axes is None:
+            fig, grid = F.subplots(1, len(self.cohorts), size=(5.2 * len(self.cohorts), 5.4))
+            axes = grid[0]
+        else:
+            axes = list(np.atleast_1d(axes))
+            fig = axes[0].figure
+        titles = list(titles) if titles is not None else [
+            f"{PANEL_LETTERS[i]}  {COHORT_LABELS.get(c, c)}" if len(self.cohorts) > 1 else COHORT_LABELS.get(c, c)
+            for i, c in enumerate(self.cohorts)]
+        for ax, coh, title in zip(axes, self.cohorts, titles):
+            self._panel(ax, coh, title)
+        fig.tight_layout()
+        return fig
 
-    cohorts = _cohorts(predictions)
-    fig, axes = plt.subplots(1, len(cohorts), figsize=(5.2 * len(cohorts), 5.4), squeeze=False)
-    for i, (coh, ax) in enumerate(zip(cohorts, axes[0])):
-        plot_calibration(predictions, models, coh, groups=groups, ax=ax,
-                         title=f"{PANEL_LETTERS[i]}  {COHORT_LABELS[coh]}")
-    fig.tight_layout()
-    return fig
+    def _panel(self, ax, cohort: str, title: str) -> None:
+        ax.plot([0, 1], [0, 1], ls="--", color="grey", lw=1, label="Ideal")
+        for i, label in enumerate(self.models):
+            colour = MODEL_COLOURS[i % len(MODEL_COLOURS)]
+            tab = self.groups[(self.groups["cohort"] == cohort) & (self.groups["model"] == label)]
+            yerr = np.vstack([np.clip(tab["observed"] - tab["lower"], 0, None),
+                              np.clip(tab["upper"] - tab["observed"], 0, None)])
+            ax.errorbar(tab["predicted"], tab["observed"], yerr=yerr, fmt="o", ms=4, color=colour,
+                        capsize=2, lw=0.8, alpha=0.9)
+            lw = self.smooth[(self.smooth["cohort"] == cohort) & (self.smooth["model"] == label)]
+            st = self.summary[(self.summary["cohort"] == cohort) & (self.summary["model"] == label)].iloc[0]
+            ax.plot(lw["x"], lw["fitted"], color=colour, lw=1.6,
+                    label=f"{label} (int {st['intercept']:.2f}, slope {st['slope']:.2f}, Brier {st['brier']:.3f})")
+        h = self.histogram[self.histogram["cohort"] == cohort]
+        if len(h):
+            scale = 0.08 / max(1, int(h["events"].max()), int(h["non_events"].max()))
+            base = -0.02
+            width = (h["right"] - h["left"]).to_numpy()
+            ax.bar(h["left"], h["events"] * scale, width=width, bottom=base, align="edge", color="black", lw=0)
+            ax.bar(h["left"], -h["non_events"] * scale, width=width, bottom=base, align="edge", color="grey", lw=0)
+            ax.axhline(base, color="black", lw=0.4)
+        ax.set_xlim(-0.02, 1.02)
+        ax.set_ylim(-0.12, 1.05)
+        ax.set_xlabel("Predicted probability of LNM")
+        ax.set_ylabel("Observed proportion of LNM")
+        ax.set_title(title, loc="left")
+        ax.legend(loc="upper left", fontsize=7, frameon=False)
 
 
 # ------------------------------------------------------- bootstrap optimism correction

@@ -16,6 +16,8 @@ within the cohort) and the net reduction in interventions per 100 patients,
 from __future__ import annotations
 
 import warnings
+from dataclasses import dataclass, field
+from typing import Iterable
 
 import numpy as np
 import pandas as pd
@@ -150,58 +152,92 @@ def net_benefit_at(curves: pd.DataFrame, at=(0.1, 0.2, 0.3, 0.4, 0.5)) -> pd.Dat
     return wide.reset_index()
 
 
-def plot_decision_curve(curves: pd.DataFrame, cohort: str, *, bands: pd.DataFrame | None = None,
-                        band_model: str = "DLRC", kind: str = "net_benefit", per: int = 100,
-                        ax=None, title: str | None = None):
-    """One panel of Fig. 6 (``kind="net_benefit"``) or of the interventions-avoided figure
-    (``kind="interventions_avoided"``; treat-all/none omitted and y from 0 to ``per`` as
-    ``plot.dca``)."""
-    import matplotlib.pyplot as plt
+@dataclass
+class DecisionCurveDisplay:
+    """Decision curves, one panel per cohort (Fig. 6, or its interventions-avoided companion).
 
-    if ax is None:
-        _, ax = plt.subplots(figsize=(5, 4))
-    part = curves[curves["cohort"] == cohort]
-    if part.empty:
-        raise DlrcError(f"decision curves: no rows for cohort {cohort}")
-    models = [m for m in dict.fromkeys(part["model"]) if m not in (TREAT_ALL, TREAT_NONE)]
-    if bands is not None:
-        bp = bands[bands["cohort"] == cohort]
-        lo, hi = ("nb_lower", "nb_upper") if kind == "net_benefit" else ("ia_lower", "ia_upper")
-        colour = MODEL_COLOURS[models.index(band_model) % len(MODEL_COLOURS)] if band_model in models else "grey"
-        ax.fill_between(bp["threshold"], bp[lo], bp[hi], color=colour, alpha=0.18, lw=0,
-                        label=f"{band_model} bootstrap 95% band")
-    for i, m in enumerate(models):
-        d = part[part["model"] == m]
-        ax.plot(d["threshold"], d[kind], color=MODEL_COLOURS[i % len(MODEL_COLOURS)], lw=1.6, label=m)
-    if kind == "net_benefit":
-        for m, style in ((TREAT_ALL, dict(color="black", lw=1)), (TREAT_NONE, dict(color="black", lw=1, ls="--"))):
+    Build with :meth:`from_curves` from :func:`decision_curves` (and optionally
+    :func:`bootstrap_bands`), draw with :meth:`plot`. ``kind``: ``"net_benefit"`` (Fig. 6,
+    with treat-all and treat-none; y from -10 % to 100 % of the prevalence as ``plot.dca``) or
+    ``"interventions_avoided"`` (y from 0 to ``per``).
+    """
+
+    curves: pd.DataFrame
+    bands: pd.DataFrame | None = None
+    kind: str = "net_benefit"
+    per: int = 100
+    band_model: str = "DLRC"
+    cohorts: list[str] = field(default_factory=list)
+
+    @classmethod
+    def from_curves(cls, curves: pd.DataFrame, *, bands: pd.DataFrame | None = None, kind: str = "net_benefit",
+                    per: int = 100, band_model: str = "DLRC",
+                    models: Iterable[str] | None = None) -> "DecisionCurveDisplay":
+        """``models``: the strategies to show (default all; treat-all/none always kept)."""
+        if kind not in ("net_benefit", "interventions_avoided"):
+            raise DlrcError(f"decision curves: kind must be net_benefit or interventions_avoided, not {kind!r}")
+        if models is not None:
+            keep = set(models) | {TREAT_ALL, TREAT_NONE}
+            curves = curves[curves["model"].isin(keep)]
+        if curves.empty:
+            raise DlrcError("decision curves: no rows to draw")
+        return cls(curves, bands, kind, per, band_model, _cohorts(curves))
+
+    def plot(self, axes=None, titles: Iterable[str] | None = None):
+        """Draw one panel per cohort (``axes``: one matplotlib axis per cohort, else a new
+        figure). Returns the figure."""
+        from dlrc_lib.core import figures as F
+
+        if axes is None:
+            fig, grid = F.subplots(1, len(self.cohorts), size=(5.2 * len(self.cohorts), 4.4))
+            axes = grid[0]
+        else:
+            axes = list(np.atleast_1d(axes))
+            fig = axes[0].figure
+        titles = list(titles) if titles is not None else [
+            f"{PANEL_LETTERS[i]}  {COHORT_LABELS.get(c, c)}" if len(self.cohorts) > 1 else COHORT_LABELS.get(c, c)
+            for i, c in enumerate(self.cohorts)]
+        for ax, coh, title in zip(axes, self.cohorts, titles):
+            self._panel(ax, coh, title)
+        fig.tight_layout()
+        return fig
+
+    def _panel(self, ax, cohort: str, title: str) -> None:
+        import matplotlib.pyplot as plt
+
+        kind = self.kind
+        part = self.curves[self.curves["cohort"] == cohort]
+        models = [m for m in dict.fromkeys(part["model"]) if m not in (TREAT_ALL, TREAT_NONE)]
+        if self.bands is not None:
+            bp = self.bands[self.bands["cohort"] == cohort]
+            lo, hi = ("nb_lower", "nb_upper") if kind == "net_benefit" else ("ia_lower", "ia_upper")
+            colour = (MODEL_COLOURS[models.index(self.band_model) % len(MODEL_COLOURS)]
+                      if self.band_model in models else "grey")
+            ax.fill_between(bp["threshold"], bp[lo], bp[hi], color=colour, alpha=0.18, lw=0,
+                            label=f"{self.band_model} bootstrap 95% band")
+        for i, m in enumerate(models):
             d = part[part["model"] == m]
-            ax.plot(d["threshold"], d["net_benefit"], label="All" if m == TREAT_ALL else "None", **style)
-        prevalence = float(part.loc[part["model"] == TREAT_ALL, "net_benefit"].iloc[0])
-        top = prevalence if prevalence > 0 else 0.05
-        ax.set_ylim(-0.1 * top, top)
-        ax.set_ylabel("Net benefit")
-    else:
-        ax.set_ylim(0, per)
-        ax.set_ylabel(f"Net reduction in interventions\nper {per} patients")
-    ax.set_xlim(0, 1)
-    ax.set_xlabel("Threshold probability")
-    ax.xaxis.set_major_formatter(plt.FuncFormatter(lambda v, _: f"{v:.0%}"))
-    ax.set_title(title or COHORT_LABELS.get(cohort, cohort), loc="left")
-    ax.legend(loc="upper right", fontsize=7, frameon=False)
-    return ax
+            ax.plot(d["threshold"], d[kind], color=MODEL_COLOURS[i % len(MODEL_COLOURS)], lw=1.6, label=m)
+        if kind == "net_benefit":
+            for m, style in ((TREAT_ALL, dict(color="black", lw=1)), (TREAT_NONE, dict(color="black", lw=1, ls="--"))):
+                d = part[part["model"] == m]
+                if len(d):
+                    ax.plot(d["threshold"], d["net_benefit"], label="All" if m == TREAT_ALL else "None", **style)
+            prevalence = _prevalence(self.curves, cohort)
+            top = prevalence if prevalence > 0 else 0.05
+            ax.set_ylim(-0.1 * top, top)
+            ax.set_ylabel("Net benefit")
+        else:
+            ax.set_ylim(0, self.per)
+            ax.set_ylabel(f"Net reduction in interventions\nper {self.per} patients")
+        ax.set_xlim(0, 1)
+        ax.set_xlabel("Threshold probability")
+        ax.xaxis.set_major_formatter(plt.FuncFormatter(lambda v, _: f"{v:.0%}"))
+        ax.set_title(title, loc="left")
+        ax.legend(loc="upper right", fontsize=7, frameon=False)
 
 
-def figure6(curves: pd.DataFrame, *, bands: pd.DataFrame | None = None, kind: str = "net_benefit",
-            per: int = 100, band_model: str = "DLRC"):
-    """Fig. 6 (or its interventions-avoided companion): panels a-c = training, internal,
-    external validation."""
-    import matplotlib.pyplot as plt
-
-    cohorts = _cohorts(curves)
-    fig, axes = plt.subplots(1, len(cohorts), figsize=(5.2 * len(cohorts), 4.4), squeeze=False)
-    for i, (coh, ax) in enumerate(zip(cohorts, axes[0])):
-        plot_decision_curve(curves, coh, bands=bands, kind=kind, per=per, ax=ax, band_model=band_model,
-                            title=f"{PANEL_LETTERS[i]}  {COHORT_LABELS[coh]}")
-    fig.tight_layout()
-    return fig
+def _prevalence(curves: pd.DataFrame, cohort: str) -> float:
+    """The cohort's prevalence: treat-all's net benefit at threshold 0."""
+    d = curves[(curves["cohort"] == cohort) & (curves["model"] == TREAT_ALL)].sort_values("threshold")
+    return float(d["net_benefit"].iloc[0]) if len(d) else 0.0

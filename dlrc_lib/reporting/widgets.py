@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 
 from dlrc_lib.core.figures import MODEL_COLOURS
+from dlrc_lib.study.schema import COHORT_LABELS
 from dlrc_lib.evaluation.performance import metrics_at_cutoff
 from dlrc_lib.model.dlrc import PROB_COLUMNS
 from dlrc_lib.model.nomogram import Nomogram
@@ -433,7 +434,7 @@ def decision_curve_explorer(curves: pd.DataFrame, default_range: tuple[float, fl
         return decision_curve_window(curves, lo, hi)
     import ipywidgets as w
 
-    from dlrc_lib.evaluation.decision_curve import plot_decision_curve
+    from dlrc_lib.evaluation.decision_curve import DecisionCurveDisplay
 
     step = float(np.round(np.diff(grid).min(), 10)) if len(grid) > 1 else 0.01
     rng = w.FloatRangeSlider(value=(lo, hi), min=float(grid[0]), max=float(grid[-1]), step=step,
@@ -463,10 +464,10 @@ def decision_curve_explorer(curves: pd.DataFrame, default_range: tuple[float, fl
                      + _html_table(table, "dlrc-dca"))
         cohorts = list(dict.fromkeys(curves["cohort"]))
         fig, axes = plt.subplots(1, len(cohorts), figsize=(4.2 * len(cohorts), 3.2), squeeze=False)
-        for coh, ax in zip(cohorts, axes[0]):
-            # whole curves (the y-axis scale follows the cohort's prevalence), zoomed to the range
-            sub = curves[(curves["cohort"] == coh) & curves["model"].isin(chosen + ["Treat all", "Treat none"])]
-            plot_decision_curve(sub, coh, ax=ax)
+        # whole curves (the y-axis scale follows the cohort's prevalence), zoomed to the range
+        DecisionCurveDisplay.from_curves(curves, models=chosen).plot(
+            axes=axes[0], titles=[COHORT_LABELS.get(c, c) for c in cohorts])
+        for ax in axes[0]:
             for line in list(ax.get_lines()):
                 if line.get_label() in ("All", "None") and \
                         {"All": "Treat all", "None": "Treat none"}[line.get_label()] not in chosen:
