@@ -135,6 +135,28 @@ def lowess_curve(y, prob, frac: float = 2 / 3) -> pd.DataFrame:
 
 
 # ------------------------------------------------------------------------------ figure
+def draw_cohort_panels(panel, cohorts: list[str], axes=None, titles: Iterable[str] | None = None, *,
+                       height: float = 4.4, width: float = 5.2):
+    """Call ``panel(ax, cohort, title)`` for each cohort, on the caller's ``axes`` (one per
+    cohort) or on a new figure in the package's style; default titles "a  Training", ...
+    (no letter for a single panel). Returns the figure."""
+    from dlrc_lib.core import figures as F
+
+    if axes is None:
+        fig, grid = F.subplots(1, len(cohorts), size=(width * len(cohorts), height))
+        axes = grid[0]
+    else:
+        axes = list(np.atleast_1d(axes))
+        fig = axes[0].figure
+    titles = list(titles) if titles is not None else [
+        f"{PANEL_LETTERS[i]}  {COHORT_LABELS.get(c, c)}" if len(cohorts) > 1 else COHORT_LABELS.get(c, c)
+        for i, c in enumerate(cohorts)]
+    for ax, coh, title in zip(axes, cohorts, titles):
+        panel(ax, coh, title)
+    fig.tight_layout()
+    return fig
+
+
 @dataclass
 class CalibrationDisplay:
     """Calibration curves of several models, one panel per cohort (Fig. 5).
@@ -191,21 +213,7 @@ class CalibrationDisplay:
         figure): grouped observed vs predicted with CI bars, the lowess smooth, the ideal
         line, ``hist_model``'s predictions along the bottom (events up, non-events down);
         intercept, slope and Brier score in the legend. Returns the figure."""
-        from dlrc_lib.core import figures as F
-
-        if axes is None:
-            fig, grid = F.subplots(1, len(self.cohorts), size=(5.2 * len(self.cohorts), 5.4))
-            axes = grid[0]
-        else:
-            axes = list(np.atleast_1d(axes))
-            fig = axes[0].figure
-        titles = list(titles) if titles is not None else [
-            f"{PANEL_LETTERS[i]}  {COHORT_LABELS.get(c, c)}" if len(self.cohorts) > 1 else COHORT_LABELS.get(c, c)
-            for i, c in enumerate(self.cohorts)]
-        for ax, coh, title in zip(axes, self.cohorts, titles):
-            self._panel(ax, coh, title)
-        fig.tight_layout()
-        return fig
+        return draw_cohort_panels(self._panel, self.cohorts, axes, titles, height=5.4)
 
     def _panel(self, ax, cohort: str, title: str) -> None:
         ax.plot([0, 1], [0, 1], ls="--", color="grey", lw=1, label="Ideal")

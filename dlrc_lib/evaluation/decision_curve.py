@@ -26,9 +26,9 @@ from dlrc_lib import stats
 from dlrc_lib.core.errors import DlrcError
 from dlrc_lib.evaluation.calibration import (
     MODEL_COLOURS,
-    PANEL_LETTERS,
     _cohorts,
     check_probabilities,
+    draw_cohort_panels,
 )
 from dlrc_lib.evaluation.sra import COHORT_LABELS
 
@@ -186,21 +186,7 @@ class DecisionCurveDisplay:
     def plot(self, axes=None, titles: Iterable[str] | None = None):
         """Draw one panel per cohort (``axes``: one matplotlib axis per cohort, else a new
         figure). Returns the figure."""
-        from dlrc_lib.core import figures as F
-
-        if axes is None:
-            fig, grid = F.subplots(1, len(self.cohorts), size=(5.2 * len(self.cohorts), 4.4))
-            axes = grid[0]
-        else:
-            axes = list(np.atleast_1d(axes))
-            fig = axes[0].figure
-        titles = list(titles) if titles is not None else [
-            f"{PANEL_LETTERS[i]}  {COHORT_LABELS.get(c, c)}" if len(self.cohorts) > 1 else COHORT_LABELS.get(c, c)
-            for i, c in enumerate(self.cohorts)]
-        for ax, coh, title in zip(axes, self.cohorts, titles):
-            self._panel(ax, coh, title)
-        fig.tight_layout()
-        return fig
+        return draw_cohort_panels(self._panel, self.cohorts, axes, titles, height=4.4)
 
     def _panel(self, ax, cohort: str, title: str) -> None:
         import matplotlib.pyplot as plt

@@ -162,7 +162,8 @@ CD_TOL = 1e-6
 
 
 def _sigmoid(eta: np.ndarray) -> np.ndarray:
-    return 1.0 / (1.0 + np.exp(-eta))
+    with np.errstate(over="ignore"):  # exp(-eta) = inf for eta < -709 gives the correct limit 0
+        return 1.0 / (1.0 + np.exp(-eta))
 
 
 def _irls_lasso(Z: np.ndarray, y: np.ndarray, b0: float, beta: np.ndarray, lam: float, tol: float,
