@@ -619,87 +619,125 @@ def extract_radiomics(
     settings = load_settings(settings_file)
     check_dependencies(settings)
     s_text = settings_json(settings)
-    version = pyradiomics_version()
     store = FeatureStore(Path(cache_dir) / "features", NAMESPACE)
     cases = study_cases(study, sequences, masks)
-
-    keys, failed_reason, failed_file = _case_keys(cases, s_text, version)
+    keys, failed_reason, failed_file = _case_keys(cases, s_text, pyradiomics_version())
     cases["key"] = keys
-    present_keys = [k for k in keys if k is not None]
-    missing = set(store.missing(present_keys))
-    todo = [i for i, k in enumerate(keys) if k is not None and k in missing]
-    # the same image/mask bytes (e.g. duplicate rows) are computed once
-    first_of_key: dict[str, int] = {}
-    jobs_idx: list[int] = []
-    # patient by patient, so that the bar advances (and a kill loses little) as patients finish
-    rank = {p: r for r, p in enumerate(dict.fromkeys(cases["patient_id"]))}
-    for i in sorted(todo, key=lambda t: (rank[cases.at[t, "patient_id"]], t)):
-        if keys[i] not in first_of_key:
-            first_of_key[keys[i]] = i  # type: ignore[index]
-            jobs_idx.append(i)
-    status = ["cached" if (k is not None and k not in missing) else "failed" if k is None else "pending"
-              for k in keys]
-    seconds = [0.0] * len(keys)
-    cpu_seconds = [0.0] * len(keys)
-    incomplete: dict[int, list[str]] = {}
-
-    n_workers = 1
-    bar = None
-    patients_left: dict[str, int] = {}
-    for i in jobs_idx:
-        pid = cases.at[i, "patient_id"]
-        patients_left[pid] = patients_left.get(pid, 0) + 1
-    if progress and jobs_idx:
-        from dlrc_lib.core.progress import progress_bar
-
-        bar = progress_bar(total=len(patients_left), unit="patient", desc="radiomics", smoothing=0.1,
-                   bar_format="{l_bar}{bar}| {n_fmt}/{total_fmt} patients [{elapsed}<{remaining}, {rate_fmt}{postfix}]")
-
-    n_computed = 0
-
-    def on_done(j: int, res: dict) -> None:
-        nonlocal n_computed
-        i = jobs_idx[j]
-        seconds[i] = float(res.get("seconds", 0.0))
-        cpu_seconds[i] = float(res.get("cpu_seconds", 0.0))
-        if res["ok"]:
-            lost = missing_groups(res["features"].keys(), settings)
-            if lost:
-                incomplete[i] = lost
-                status[i] = "failed"
-                failed_reason[i] = ("PyRadiomics produced no features for " + ", ".join(lost[:6])
-                                    + (f" and {len(lost) - 6} more" if len(lost) > 6 else ""))
-            else:
-                store.put(keys[i], res["features"], {"diagnostics": res["diagnostics"],  # type: ignore[arg-type]
-                                                      "seconds": round(seconds[i], 3)})
-                status[i] = "computed"
-                n_computed += 1
-        else:
-            status[i] = "failed"
-            failed_reason[i] = res["reason"]
-            failed_file[i] = res.get("file", cases.at[i, "image"])
-        pid = cases.at[i, "patient_id"]
-        patients_left[pid] -= 1
-        if bar is not None:
-            if patients_left[pid] == 0:
-                bar.update(1)
-            bar.set_postfix_str(f"{n_computed} cases done, {sum(s == 'failed' for s in status)} failed",
-                                refresh=False)
-
-    jobs = [(cases.at[i, "image"], cases.at[i, "mask_file"], s_text) for i in jobs_idx]
+    plan = _plan(cases, keys, store)
+    collect = _Collector(cases, keys, store, settings, plan, failed_reason, failed_file, progress)
+    jobs = [(cases.at[i, "image"], cases.at[i, "mask_file"], s_text) for i in plan.jobs]
     try:
         if dask_scheduler:
-            n_workers = _run_dask(jobs, dask_scheduler, on_done, dask_timeout_s)
+            n_workers = _run_dask(jobs, dask_scheduler, collect, dask_timeout_s)
         else:
             n_workers = _n_workers(n_jobs)
-            _run_local(jobs, min(n_workers, max(1, len(jobs))), on_done)
+            _run_local(jobs, min(n_workers, max(1, len(jobs))), collect)
     finally:
-        if bar is not None:
-            bar.close()
+        collect.close()
         store.compact()
 
-    _share_outcomes(todo, keys, first_of_key, status, failed_reason, failed_file)
-    computed_or_incomplete = [i for i in jobs_idx if status[i] == "computed" or i in incomplete]
+    _share_outcomes(plan.todo, keys, plan.first_of_key, plan.status, failed_reason, failed_file)
+    _refuse_all_incomplete(collect.incomplete, plan, settings_file)
+    cases["status"] = plan.status
+    cases["seconds"] = np.round(collect.seconds, 3)
+    cases["cpu_seconds"] = np.round(collect.cpu_seconds, 3)
+    failures = _failures_table(cases, failed_reason, failed_file, plan.rank)
+    by_mask, diagnostics = _features_by_mask(cases, store, failures, masks, sequences)
+    return RadiomicsResult(features=by_mask.get("reader1", pd.DataFrame()), by_mask=by_mask,
+                           diagnostics=diagnostics, failures=failures, cases=cases,
+                           wall_seconds=time.perf_counter() - t_start, settings_file=str(settings_file),
+                           n_workers=n_workers)
+
+
+@dataclass
+class _Plan:
+    """What :func:`extract_radiomics` computes: ``todo`` = the cases not in the store,
+    ``jobs`` = one case per distinct key among them (patient by patient, so that the bar
+    advances and a kill loses little as patients finish), ``status`` per case."""
+
+    todo: list[int]
+    jobs: list[int]
+    first_of_key: dict[str, int]
+    status: list[str]
+    rank: dict[str, int]
+
+
+def _plan(cases: pd.DataFrame, keys: list, store: FeatureStore) -> _Plan:
+    missing = set(store.missing([k for k in keys if k is not None]))
+    todo = [i for i, k in enumerate(keys) if k is not None and k in missing]
+    rank = {p: r for r, p in enumerate(dict.fromkeys(cases["patient_id"]))}
+    first_of_key: dict[str, int] = {}  # the same image/mask bytes (e.g. duplicate rows) are computed once
+    jobs: list[int] = []
+    for i in sorted(todo, key=lambda t: (rank[cases.at[t, "patient_id"]], t)):
+        if keys[i] not in first_of_key:
+            first_of_key[keys[i]] = i
+            jobs.append(i)
+    status = ["cached" if (k is not None and k not in missing) else "failed" if k is None else "pending"
+              for k in keys]
+    return _Plan(todo, jobs, first_of_key, status, rank)
+
+
+class _Collector:
+    """Called with each finished job: stores a complete result, records a failure (or a result
+    missing a configured image type / feature class), and advances the patients' bar."""
+
+    def __init__(self, cases: pd.DataFrame, keys: list, store: FeatureStore, settings: Mapping, plan: _Plan,
+                 failed_reason: dict[int, str], failed_file: dict[int, str], progress: bool):
+        self.cases, self.keys, self.store, self.settings, self.plan = cases, keys, store, settings, plan
+        self.failed_reason, self.failed_file = failed_reason, failed_file
+        self.seconds = [0.0] * len(keys)
+        self.cpu_seconds = [0.0] * len(keys)
+        self.incomplete: dict[int, list[str]] = {}
+        self.n_computed = 0
+        self.patients_left: dict[str, int] = {}
+        for i in plan.jobs:
+            pid = cases.at[i, "patient_id"]
+            self.patients_left[pid] = self.patients_left.get(pid, 0) + 1
+        self.bar = None
+        if progress and plan.jobs:
+            from dlrc_lib.core.progress import progress_bar
+
+            self.bar = progress_bar(
+                total=len(self.patients_left), unit="patient", desc="radiomics", smoothing=0.1,
+                bar_format="{l_bar}{bar}| {n_fmt}/{total_fmt} patients [{elapsed}<{remaining}, {rate_fmt}{postfix}]")
+
+    def __call__(self, j: int, res: dict) -> None:
+        i = self.plan.jobs[j]
+        status = self.plan.status
+        self.seconds[i] = float(res.get("seconds", 0.0))
+        self.cpu_seconds[i] = float(res.get("cpu_seconds", 0.0))
+        if res["ok"]:
+            lost = missing_groups(res["features"].keys(), self.settings)
+            if lost:
+                self.incomplete[i] = lost
+                status[i] = "failed"
+                self.failed_reason[i] = ("PyRadiomics produced no features for " + ", ".join(lost[:6])
+                                         + (f" and {len(lost) - 6} more" if len(lost) > 6 else ""))
+            else:
+                self.store.put(self.keys[i], res["features"], {"diagnostics": res["diagnostics"],
+                                                               "seconds": round(self.seconds[i], 3)})
+                status[i] = "computed"
+                self.n_computed += 1
+        else:
+            status[i] = "failed"
+            self.failed_reason[i] = res["reason"]
+            self.failed_file[i] = res.get("file", self.cases.at[i, "image"])
+        pid = self.cases.at[i, "patient_id"]
+        self.patients_left[pid] -= 1
+        if self.bar is not None:
+            if self.patients_left[pid] == 0:
+                self.bar.update(1)
+            self.bar.set_postfix_str(f"{self.n_computed} cases done, {sum(s == 'failed' for s in status)} failed",
+                                     refresh=False)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+def _refuse_all_incomplete(incomplete: dict[int, list[str]], plan: _Plan, settings_file) -> None:
+    """Every computed case lacks a configured group: the environment or settings are wrong."""
+    computed_or_incomplete = [i for i in plan.jobs if plan.status[i] == "computed" or i in incomplete]
     if incomplete and len(incomplete) == len(computed_or_incomplete):
         groups = sorted({g for v in incomplete.values() for g in v})
         raise DlrcError(
@@ -707,17 +745,6 @@ def extract_radiomics(
             f"{' ...' if len(groups) > 8 else ''} (settings {settings_file}). PyRadiomics drops a "
             "filter with only a log warning when a dependency is missing or the image is too small "
             "for it; fix the environment or the settings")
-
-    cases["status"] = status
-    cases["seconds"] = np.round(seconds, 3)
-    cases["cpu_seconds"] = np.round(cpu_seconds, 3)
-    failures = _failures_table(cases, failed_reason, failed_file, rank)
-
-    by_mask, diagnostics = _features_by_mask(cases, store, failures, masks, sequences)
-    features = by_mask.get("reader1", pd.DataFrame())
-    return RadiomicsResult(features=features, by_mask=by_mask, diagnostics=diagnostics,
-                           failures=failures, cases=cases, wall_seconds=time.perf_counter() - t_start,
-                           settings_file=str(settings_file), n_workers=n_workers)
 
 
 def feature_groups(columns: Iterable[str]) -> pd.DataFrame:
