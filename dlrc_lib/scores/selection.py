@@ -419,6 +419,32 @@ def _funnel_row(step: str, n: int, rule: str) -> dict[str, Any]:
     return {"step": step, "n_features": int(n), "rule": rule}
 
 
+def _lasso_step(Z: pd.DataFrame, y: pd.Series, kept: list[str], params, seed: int,
+                notes: list[str]) -> tuple[LassoCVResult, list[str], str]:
+    """LASSO with cross-validated lambda on the standardised candidates; the survivors (at
+    most ``max_features_lasso``, by |coefficient|) in ``kept``'s order and the funnel text."""
+    lasso = lasso_cv(Z, y.to_numpy(), folds=params.lasso_folds, rule=params.lasso_rule, seed=seed)
+    if not lasso.converged:
+        notes.append("the LASSO solver reached its iteration limit on some lambda values")
+    nz = lasso.coef[lasso.coef != 0]
+    nz = nz.reindex(nz.abs().sort_values(ascending=False, kind="mergesort").index)
+    if params.max_features_lasso is not None and len(nz) > params.max_features_lasso:
+        notes.append(f"LASSO kept {len(nz)} features; the {params.max_features_lasso} with the "
+                     "largest |coefficient| go on to stepwise AIC (selection.max_features_lasso)")
+        nz = nz.iloc[: params.max_features_lasso]
+    rule_txt = f"{lasso.rule} rule, {int(len(np.unique(lasso.foldid)))}-fold CV, lambda = {lasso.chosen_lambda:.4g}"
+    return lasso, [c for c in kept if c in nz.index], rule_txt
+
+
+def _stepwise_step(Z: pd.DataFrame, y: pd.Series, direction: str, notes: list[str]) -> list[str]:
+    """``MASS::stepAIC`` on the LASSO survivors; its warnings go to ``notes``."""
+    from dlrc_lib import stats
+
+    step = stats.backward_aic(Z, y.to_numpy(), direction=direction)
+    notes.extend(f"stepwise AIC: {w}" for w in step.warnings)
+    return list(step.selected)
+
+
 def select_features(X: pd.DataFrame, y: Sequence[int], params, *, seed: int = 0,
                     funnel_prefix: Optional[list[dict]] = None,
                     record_usable: bool = True) -> SelectionResult:
@@ -472,17 +498,7 @@ def select_features(X: pd.DataFrame, y: Sequence[int], params, *, seed: int = 0,
     mean = X[kept].mean()
     sd = X[kept].std(ddof=1)
     Z = standardise(X, mean, sd)
-    lasso = lasso_cv(Z, y.to_numpy(), folds=params.lasso_folds, rule=params.lasso_rule, seed=seed)
-    if not lasso.converged:
-        notes.append("the LASSO solver reached its iteration limit on some lambda values")
-    nz = lasso.coef[lasso.coef != 0]
-    nz = nz.reindex(nz.abs().sort_values(ascending=False, kind="mergesort").index)
-    if params.max_features_lasso is not None and len(nz) > params.max_features_lasso:
-        notes.append(f"LASSO kept {len(nz)} features; the {params.max_features_lasso} with the "
-                     "largest |coefficient| go on to stepwise AIC (selection.max_features_lasso)")
-        nz = nz.iloc[: params.max_features_lasso]
-    lasso_kept = [c for c in kept if c in nz.index]
-    rule_txt = f"{lasso.rule} rule, {int(len(np.unique(lasso.foldid)))}-fold CV, lambda = {lasso.chosen_lambda:.4g}"
+    lasso, lasso_kept, rule_txt = _lasso_step(Z, y, kept, params, seed, notes)
     rows.append(_funnel_row("LASSO", len(lasso_kept), rule_txt))
     if not lasso_kept:
         i = int(np.flatnonzero(lasso.lambdas == lasso.lambda_min)[0])
@@ -493,15 +509,8 @@ def select_features(X: pd.DataFrame, y: Sequence[int], params, *, seed: int = 0,
                     f"model ({lasso.cvm[0]:.4f}), so the 1-SE rule prefers no feature",
                     mw=mw, sp=dropped, lasso=lasso, mean=mean, sd=sd)
 
-    from dlrc_lib import stats
-
     direction = getattr(params, "stepwise_direction", "backward")
-    if direction == "backward":
-        step = stats.backward_aic(Z[lasso_kept], y.to_numpy())
-    else:
-        step = stats.backward_aic(Z[lasso_kept], y.to_numpy(), direction=direction)
-    kept_aic = list(step.selected)
-    notes.extend(f"stepwise AIC: {w}" for w in step.warnings)
+    kept_aic = _stepwise_step(Z[lasso_kept], y, direction, notes)
     step_name = "Backward stepwise AIC" if direction == "backward" else f"Stepwise AIC ({direction})"
     rows.append(_funnel_row(step_name, len(kept_aic), f"MASS::stepAIC, direction = {direction}"))
     if not kept_aic:
