@@ -283,8 +283,7 @@ def _fit_path(X: np.ndarray, y: np.ndarray, lambdas: np.ndarray, tol: float, max
 
 def _binomial_deviance(y: np.ndarray, eta: np.ndarray) -> np.ndarray:
     """Per-observation deviance, probabilities clipped to [1e-5, 1-1e-5] as glmnet does."""
-    p = 1.0 / (1.0 + np.exp(-eta))
-    p = np.clip(p, 1e-5, 1 - 1e-5)
+    p = np.clip(_sigmoid(eta), 1e-5, 1 - 1e-5)
     return -2.0 * (y[:, None] * np.log(p) + (1 - y[:, None]) * np.log(1 - p))
 
 
