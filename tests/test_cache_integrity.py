@@ -317,7 +317,6 @@ def test_full_disk_is_one_line_from_the_cli(tmp_path, monkeypatch, capsys):
     def run(args):
         raise OSError(errno.ENOSPC, "No space left on device", str(tmp_path / "reports" / "x.csv"))
 
-    monkeypatch.setattr(cli, "_cmd_extract", run)
     parser = cli.build_parser()
     monkeypatch.setattr(cli, "build_parser", lambda: parser)
     for action in parser._subparsers._group_actions[0].choices.values():

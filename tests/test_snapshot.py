@@ -44,7 +44,7 @@ def test_snapshot_contents(run, tmp_path):
     assert set(meta["left_out"]) == {"tables/radiomics_failures", "figures/figS1_segmentations"}
     assert meta["verdicts"]["input"] >= 8 and meta["verdicts"]["not testable here"] >= 25
     assert (out / "claims.csv").read_bytes() == (run / "claims.csv").read_bytes()
-    page = (out / "index.html").read_text()
+    page = (out / "index.html").read_text(encoding="utf-8")
     assert "radiomics_failures" not in page and "html/" not in page and "figS1_segmentations" not in page
     readme = (out / "README.md").read_text()
     assert "## Verdict" in readme and "random network weights" in readme and "(tables/table2.md)" in readme

@@ -181,6 +181,16 @@ def test_zero_spacing_nrrd(tmp_path):
 
 # --------------------------------------------------------------------- DICOM
 def _dicom_series(folder: Path, img, uid: str = "1.2.826.0.1.3680043.2.1125.1", skip=(), twice=()) -> None:
+    import locale
+
+    saved = locale.setlocale(locale.LC_ALL)
+    try:
+        _write_dicom_series(folder, img, uid, skip, twice)
+    finally:  # GDCM's writer leaves LC_CTYPE at "C": later tests would read UTF-8 files as ASCII
+        locale.setlocale(locale.LC_ALL, saved)
+
+
+def _write_dicom_series(folder: Path, img, uid: str, skip, twice) -> None:
     writer = sitk.ImageFileWriter()
     writer.KeepOriginalImageUIDOn()
     direction = img.GetDirection()

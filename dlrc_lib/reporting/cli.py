@@ -11,58 +11,23 @@ from dlrc_lib.core.config import ParamsError
 from dlrc_lib.core.errors import DlrcError
 
 
-def _cmd_run(args: argparse.Namespace) -> int:
+def _verb(module: str, function: str) -> Callable[[argparse.Namespace], int]:
+    """A verb's handler: ``module.function(args)``, imported only when the verb runs (so that
+    ``dlrc --help`` and the other verbs do not import torch, PyRadiomics or papermill)."""
+
+    def handler(args: argparse.Namespace) -> int:
+        import importlib
+
+        return getattr(importlib.import_module(module), function)(args)
+
+    handler.__name__ = f"{module}.{function}"
+    return handler
+
+
+def _run_verb(args: argparse.Namespace) -> int:
     from dlrc_lib.reporting.runner import run
 
     return run(args.params, only=args.only, out=args.out)
-
-
-def _cmd_synth(args: argparse.Namespace) -> int:
-    from dlrc_lib.twin import cli_synth
-
-    return cli_synth(args)
-
-
-def _cmd_validate(args: argparse.Namespace) -> int:
-    from dlrc_lib.study.validate import cli_validate
-
-    return cli_validate(args)
-
-
-def _cmd_extract(args: argparse.Namespace) -> int:
-    from dlrc_lib.features.extract import cli_extract
-
-    return cli_extract(args)
-
-
-def _cmd_predict(args: argparse.Namespace) -> int:
-    from dlrc_lib.model.predict import cli_predict
-
-    return cli_predict(args)
-
-
-def _cmd_lab(args: argparse.Namespace) -> int:
-    from dlrc_lib.reporting.lab import cli_lab
-
-    return cli_lab(args)
-
-
-def _cmd_snapshot(args: argparse.Namespace) -> int:
-    from dlrc_lib.reporting.snapshot import cli_snapshot
-
-    return cli_snapshot(args)
-
-
-def _cmd_weights(args: argparse.Namespace) -> int:
-    from dlrc_lib.features.deep.weights import cli_weights
-
-    return cli_weights(args)
-
-
-def _cmd_sweep(args: argparse.Namespace) -> int:
-    from dlrc_lib.reporting.sweep import cli_sweep
-
-    return cli_sweep(args)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -77,23 +42,23 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--params", default="params/paper.yaml", help="parameter file (YAML)")
     r.add_argument("--only", nargs="+", metavar="NN", help="run only these notebooks (e.g. 03 05)")
     r.add_argument("--out", help="run directory (default reports/<run_name>)")
-    r.set_defaults(func=_cmd_run)
+    r.set_defaults(func=_run_verb)
 
     s = sub.add_parser("synth", help="generate the synthetic twin study (manifest, images, masks)")
     s.add_argument("--params", default="params/paper.yaml", help="parameter file (YAML)")
     s.add_argument("--out", help="output directory (default: study.twin_dir)")
     s.add_argument("--clinical-only", action="store_true", help="write only the clinical/node columns")
-    s.set_defaults(func=_cmd_synth)
+    s.set_defaults(func=_verb("dlrc_lib.twin", "cli_synth"))
 
     v = sub.add_parser("validate", help="check a study manifest and its images; list every problem")
     v.add_argument("manifest", help="study manifest (CSV)")
     v.add_argument("--params", default=None, help="parameter file (for labels and thresholds)")
-    v.set_defaults(func=_cmd_validate)
+    v.set_defaults(func=_verb("dlrc_lib.study.validate", "cli_validate"))
 
     e = sub.add_parser("extract", help="extract radiomics and deep features into the feature store")
     e.add_argument("--params", default="params/paper.yaml", help="parameter file (YAML)")
     e.add_argument("--what", nargs="+", default=["radiomics", "deep"], choices=["radiomics", "deep"])
-    e.set_defaults(func=_cmd_extract)
+    e.set_defaults(func=_verb("dlrc_lib.features.extract", "cli_extract"))
 
     sw = sub.add_parser("sweep", help="re-run the analysis over a grid of analytic choices (sensitivity)")
     sw.add_argument("--params", default="params/paper.yaml", help="base parameter file (YAML)")
@@ -101,7 +66,7 @@ def build_parser() -> argparse.ArgumentParser:
     sw.add_argument("--out", help="sweep folder (default reports/<run_name>/sweep)")
     sw.add_argument("--jobs", type=int, default=0, help="variants at once (default: all cores)")
     sw.add_argument("--retry-failed", action="store_true", help="run variants that failed before again")
-    sw.set_defaults(func=_cmd_sweep)
+    sw.set_defaults(func=_verb("dlrc_lib.reporting.sweep", "cli_sweep"))
 
     pr = sub.add_parser("predict", help="score new patients with an exported DLRC model")
     pr.add_argument("--model", required=True, help="model JSON from reports/<run>/model/")
@@ -111,18 +76,18 @@ def build_parser() -> argparse.ArgumentParser:
                     help="what to do with scanners the model never saw (default: the model's)")
     pr.add_argument("--cache-dir", default=None,
                     help="feature store to read/write (default: the one the model was trained with)")
-    pr.set_defaults(func=_cmd_predict)
+    pr.set_defaults(func=_verb("dlrc_lib.model.predict", "cli_predict"))
 
     lab = sub.add_parser("lab", help="start JupyterLab at the repository root on a finished run",
                          epilog="Other arguments go to jupyter lab, e.g. dlrc lab --no-browser --port 8890")
     lab.add_argument("--run", help="run folder the notebooks read (default: the last finished run in reports/)")
-    lab.set_defaults(func=_cmd_lab)
+    lab.set_defaults(func=_verb("dlrc_lib.reporting.lab", "cli_lab"))
     sn = sub.add_parser("snapshot", help="copy a finished run's verdict, tables and figures into a small "
                         "folder to commit (no patient-level data)")
     sn.add_argument("run_dir", help="finished run folder, e.g. reports/paper")
     sn.add_argument("out_dir", help="snapshot folder, e.g. docs/reference-run (replaced as a whole)")
     sn.add_argument("--max-mb", type=float, default=15.0, help="refuse a snapshot larger than this (MB)")
-    sn.set_defaults(func=_cmd_snapshot)
+    sn.set_defaults(func=_verb("dlrc_lib.reporting.snapshot", "cli_snapshot"))
     w = sub.add_parser("weights", help="ImageNet weights of the ResNets: import them offline, show what a run uses")
     wsub = w.add_subparsers(dest="weights_verb", metavar="import|status", required=True)
     wi = wsub.add_parser("import", help="verify torchvision's checkpoint files in DIR and copy them into "
@@ -131,7 +96,7 @@ def build_parser() -> argparse.ArgumentParser:
                     "resnet152-394f9c45.pth (any of them)")
     ws = wsub.add_parser("status", help="list the checkpoint files present and the weights a run would use")
     ws.add_argument("--params", default=None, help="parameter file whose deep.weights to resolve (default: auto)")
-    w.set_defaults(func=_cmd_weights)
+    w.set_defaults(func=_verb("dlrc_lib.features.deep.weights", "cli_weights"))
     return p
 
 
