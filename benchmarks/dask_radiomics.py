@@ -7,8 +7,12 @@ into an empty feature store:
 1. the local pool (``radiomics.n_jobs = N``);
 2. Dask with the workers left as they start (``--raw``): SimpleITK's filters then use as
    many threads as the machine has cores inside every worker, and PyRadiomics logs;
-3. Dask as dlrc runs it: the local pool's worker set-up (one ITK thread, quiet logging) run on
-   every worker first (``client.run``).
+3. (``--raw``) Dask with only the local pool's set-up (one ITK thread, quiet logging);
+4. Dask as dlrc runs it: that set-up plus the worker's statistical profiler stopped
+   (``client.run(_dask_worker_init)``).
+
+Every worker imports PyRadiomics and dlrc_lib before the clock starts (a cluster's one-off
+start cost, which the local pool's forked workers inherit for free).
 
 Reported: wall seconds, the CPU seconds of the worker processes (steadier than wall times
 when other jobs share the cores), the ITK threads each worker uses before the set-up, and the
@@ -74,7 +78,19 @@ def _extract(params, study, seqs, cache: Path, **kw):
     return {"wall_s": round(wall, 1), "cases": n, "children_cpu_s": round(cpu, 1)}
 
 
-def _dask_run(params, study, seqs, cache: Path, workers: int, raw: bool):
+def _itk_only(dask_worker=None) -> None:
+    from dlrc_lib.features.radiomics import _worker_init
+
+    _worker_init()
+
+
+def _warm(dask_worker=None) -> None:
+    import dlrc_lib.features.radiomics  # noqa: F401  (what every worker imports for its first case)
+    import radiomics.featureextractor  # noqa: F401
+
+
+def _dask_run(params, study, seqs, cache: Path, workers: int, setup: str):
+    """``setup``: raw (workers as started), itk (the pool's set-up only), dlrc (what dlrc runs)."""
     from dask.distributed import Client, LocalCluster
 
     import dlrc_lib.features.radiomics as R
@@ -83,14 +99,14 @@ def _dask_run(params, study, seqs, cache: Path, workers: int, raw: bool):
     client = Client(cluster)
     try:
         itk = sorted(client.run(_itk_threads).values())
-        real_init = R._worker_init
-        if raw:
-            R._worker_init = _noop  # the workers keep their start-up state
+        client.run(_warm)  # imports are a one-off start cost of a cluster, not of each extraction
+        real_init = R._dask_worker_init
+        R._dask_worker_init = {"raw": _noop, "itk": _itk_only, "dlrc": real_init}[setup]
         cpu0 = sum(client.run(_cpu_self).values())
         try:
             out = _extract(params, study, seqs, cache, dask_scheduler=cluster.scheduler_address)
         finally:
-            R._worker_init = real_init
+            R._dask_worker_init = real_init
         # the workers are not this process's children: their own CPU seconds, summed
         out["children_cpu_s"] = round(sum(client.run(_cpu_self).values()) - cpu0, 1)
         out["itk_threads_per_worker_at_start"] = itk
@@ -106,7 +122,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--params", default="params/quick.yaml")
     ap.add_argument("--cases", type=int, default=60)
     ap.add_argument("--workers", type=int, default=2)
-    ap.add_argument("--raw", action="store_true", help="also time Dask without the worker set-up")
+    ap.add_argument("--raw", action="store_true",
+                    help="also time Dask without the worker set-up, and with the ITK/logging part only")
     ap.add_argument("--json", help="write the numbers here")
     args = ap.parse_args(argv)
     params, study, seqs = _study(args.params, args.cases)
@@ -118,13 +135,15 @@ def main(argv: list[str] | None = None) -> int:
         rows["local"] = _extract(params, study, seqs, tmp / "local", n_jobs=args.workers)
         print("local pool:", json.dumps(rows["local"]))
         if args.raw:
-            rows["dask_raw"] = _dask_run(params, study, seqs, tmp / "raw", args.workers, raw=True)
+            rows["dask_raw"] = _dask_run(params, study, seqs, tmp / "raw", args.workers, "raw")
             print("dask, workers as started:", json.dumps(rows["dask_raw"]))
-        rows["dask"] = _dask_run(params, study, seqs, tmp / "dask", args.workers, raw=False)
-        print("dask, dlrc's worker set-up:", json.dumps(rows["dask"]))
+            rows["dask_itk"] = _dask_run(params, study, seqs, tmp / "itk", args.workers, "itk")
+            print("dask, ITK threads + logging set up, profiler on:", json.dumps(rows["dask_itk"]))
+        rows["dask"] = _dask_run(params, study, seqs, tmp / "dask", args.workers, "dlrc")
+        print("dask, dlrc's worker set-up (profiler off):", json.dumps(rows["dask"]))
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    for name in ("dask_raw", "dask"):
+    for name in ("dask_raw", "dask_itk", "dask"):
         if name in rows:
             rows[name]["ratio_to_local"] = round(rows[name]["wall_s"] / rows["local"]["wall_s"], 2)
             print(f"{name}: {rows[name]['wall_s']} s = {rows[name]['ratio_to_local']} x local "

@@ -311,3 +311,73 @@ def test_second_reader_disagrees_realistically_and_leaves_reader1(full_study):
     again = add_second_reader(base, seed=1)
     pd.testing.assert_frame_equal(again[base.columns], base)
     assert not np.array_equal(again["lnsd_mm_r2"], df["lnsd_mm_r2"])  # the seed matters
+
+
+def test_study_json_says_what_the_twin_was_built_from_and_calibrated_towards(tmp_path):
+    """study.json lists the published numbers the twin is built from and those its knobs were
+    tuned towards; every pattern names a real published value or claim (test_claims checks
+    that the verdict reads them: ``calibrated``, never ``holds``)."""
+    import fnmatch
+    import json
+
+    from dlrc_lib.reporting.claims import load_claims
+    from dlrc_lib.reporting.report import flatten_published
+    from dlrc_lib.twin.writer import BUILT_FROM, CALIBRATED_TOWARDS
+
+    generate_study(_params(scale=0.05), tmp_path, clinical_only=True, progress=False)
+    doc = json.loads((tmp_path / "study.json").read_text(encoding="utf-8"))
+    assert doc["built_from"] == BUILT_FROM and doc["calibrated_towards"] == CALIBRATED_TOWARDS
+    published = list(flatten_published(PUBLISHED))
+    _, claims = load_claims(ROOT / "params" / "claims.yaml")
+    ids = [c["id"] for c in claims]
+    for pattern in [*BUILT_FROM, *CALIBRATED_TOWARDS]:
+        assert any(fnmatch.fnmatchcase(k, pattern) for k in published + ids), f"{pattern} matches nothing"
+    # nothing is both an input and a calibration target
+    for pattern in CALIBRATED_TOWARDS:
+        assert not any(fnmatch.fnmatchcase(k, b) for b in BUILT_FROM for k in published
+                       if fnmatch.fnmatchcase(k, pattern)), pattern
+    # the calibration targets cover the radiomics and DLRC AUCs of every cohort, and HL
+    for cohort in ("train", "internal", "external"):
+        for key in (f"table2.{cohort}.radiomics.auc", f"table2.{cohort}.DLRC.auc",
+                    f"calibration_hosmer_lemeshow_p.{cohort}"):
+            assert any(fnmatch.fnmatchcase(key, p) for p in CALIBRATED_TOWARDS), key
+
+
+def test_size_within_stage_knob():
+    """0: a tumour's diameter within its FIGO substage's range does not depend on LNM; the
+    default makes LNM(+) tumours larger within the range (Table 1's counts are the same)."""
+    from dlrc_lib.twin.writer import FIGO_DIAMETER
+
+    def rel_position(s: float) -> pd.DataFrame:
+        p = _params(scale=1.0, signal={"size_within_stage": s})
+        df = build_clinical_table(p)
+        lo = df["figo_stage"].map(lambda k: FIGO_DIAMETER[k][0])
+        hi = df["figo_stage"].map(lambda k: FIGO_DIAMETER[k][1])
+        df["u"] = (df["tumour_diameter_mm"] - lo) / (hi - lo)
+        return df
+
+    off, on = rel_position(0.0), rel_position(1.0)
+    gap_off = off.loc[off.lnm == 1, "u"].mean() - off.loc[off.lnm == 0, "u"].mean()
+    gap_on = on.loc[on.lnm == 1, "u"].mean() - on.loc[on.lnm == 0, "u"].mean()
+    assert abs(gap_off) < 0.04 and gap_on > 0.07
+    pd.testing.assert_series_equal(off["figo_stage"], on["figo_stage"])  # the clinical table is untouched
+
+
+def test_lnm_independent_variation_only_changes_the_tumour():
+    """coarse_texture and patient_variation act inside the tumour only (after the scanner's
+    blur, within three voxels of reader 1's outline); everything else in the image is the same."""
+    from scipy import ndimage
+
+    from dlrc_lib.twin.anatomy import render_patient
+    from dlrc_lib.twin.scanners import SCANNERS
+
+    df = build_clinical_table(_params(scale=0.05))
+    row = df.iloc[3].to_dict()
+    plain = _params().study.signal.model_copy(update={"coarse_texture": 0.0, "patient_variation": 0.0})
+    varied = plain.model_copy(update={"coarse_texture": 0.2, "patient_variation": 0.2})
+    a = render_patient(row, SCANNERS[0], (48, 48, 10), plain, 1.0, 7, 3, False)
+    b = render_patient(row, SCANNERS[0], (48, 48, 10), varied, 1.0, 7, 3, False)
+    for seq in SEQUENCES:
+        diff = a[seq]["image"] != b[seq]["image"]
+        near = ndimage.distance_transform_edt(~a[seq]["masks"]["r1"].astype(bool)) <= 3
+        assert diff.any() and not (diff & ~near).any(), seq

@@ -46,6 +46,14 @@ class SignalParams(Section):
     irregularity: float = 0.5  # lobulated, irregular 3D boundary
     texture_scale_mm: float = 3.0  # correlation length of the tumour texture (mm)
     reader_disagreement: float = 1.0  # multiplies reader-2 / repeat boundary perturbations
+    # LNM-independent differences between tumours, which every real cohort has: they dilute the
+    # LNM signal in features that mix them with it (0 switches them off)
+    coarse_texture: float = Field(0.0, ge=0)  # amplitude of a coarse tumour texture (as heterogeneity's 0.09)
+    coarse_scale_mm: float = Field(10.0, gt=0)  # its correlation length (mm)
+    patient_variation: float = Field(0.0, ge=0)  # SD of the log signal level (CE-T1WI, FS-T2WI) and log ADC
+    # how much larger LNM(+) tumours are within their FIGO substage's size range (0: size follows
+    # the substage alone, which Table 1 ties to LNM; 1: generator 1.3's Beta(2.6, 1.8) vs Beta(2.0, 2.2))
+    size_within_stage: float = Field(1.0, ge=0, le=2.5)
 
 
 class StudyParams(Section):

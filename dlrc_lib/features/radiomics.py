@@ -434,6 +434,22 @@ def _worker_init() -> None:
     sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(1)
 
 
+def _dask_worker_init(dask_worker=None) -> None:
+    """:func:`_worker_init` on a Dask worker, plus: stop the worker's statistical profiler.
+
+    Every 10 ms a Dask worker's event loop samples the stack of the thread running the task
+    (``distributed.worker.profile``, for the dashboard). PyRadiomics' cases are long,
+    GIL-holding Python calls, so each sample also takes the GIL from the task and hands it
+    back: measurable CPU and wall time on every case, for a profile nobody reads here.
+    """
+    _worker_init()
+    if dask_worker is not None:
+        for name in ("profile", "profile-cycle"):
+            pc = dask_worker.periodic_callbacks.pop(name, None)
+            if pc is not None:
+                pc.stop()
+
+
 def _run_local(jobs: list[tuple[str, str, str]], n_workers: int,
                on_done: Callable[[int, dict], None]) -> None:
     if n_workers <= 1:
@@ -485,9 +501,9 @@ def _run_dask(jobs: list[tuple[str, str, str]], address: str,
         n = max(1, sum(w.get("nthreads", 1) for w in client.scheduler_info()["workers"].values()))
         # Dask workers are not the local pool's processes: without this each case's SimpleITK
         # filters use as many threads as the machine has cores, inside every worker process
-        # (2 workers x 2 ITK threads on 2 cores), and PyRadiomics logs every step. The local
-        # pool's initializer sets both; run it on every connected worker once.
-        client.run(_worker_init)
+        # (2 workers x 2 ITK threads on 2 cores), PyRadiomics logs every step and the worker's
+        # profiler interrupts the case every 10 ms. Set them up as the pool's workers, once.
+        client.run(_dask_worker_init)
         futures = client.map(extract_case, *zip(*jobs), pure=False) if jobs else []
         index = {f.key: i for i, f in enumerate(futures)}
         for fut in as_completed(futures):

@@ -187,6 +187,8 @@ class PatientModel:
     texture: tuple  # (k vectors (m,3), phases (m,), weights (m,))
     tissue_texture: tuple
     bias_coef: np.ndarray
+    coarse_texture: tuple  # LNM-independent coarse tumour texture (same layout as ``texture``)
+    nuisance: np.ndarray  # 4 standard normals: coarse-texture amplitude, CE-T1/FS-T2 level, ADC
 
 
 def latent_properties(lnm: int, signal, rng: np.random.Generator) -> dict:
@@ -229,8 +231,18 @@ def patient_model(row: Mapping, signal, seed: int, index: int) -> PatientModel:
     kt /= np.linalg.norm(kt, axis=1, keepdims=True)
     kt *= (rng.uniform(0.5, 1.5, 12) / 12.0)[:, None]
     tissue_texture = (kt, rng.uniform(0, 2 * np.pi, 12), rng.normal(0, 1, 12) * np.sqrt(2.0 / 12))
-    return PatientModel(centre, body, fat, bladder, rng.normal(0, 8), float(rng.choice([-1.0, 1.0])),
-                        tum, lat, readers, texture, tissue_texture, rng.normal(0, 1, 6))
+    tilt = rng.normal(0, 8)
+    side = float(rng.choice([-1.0, 1.0]))
+    bias_coef = rng.normal(0, 1, 6)
+    # LNM-independent variation between tumours (drawn last, so the draws above are unchanged):
+    # a coarse texture (correlation length ``coarse_scale_mm``) and the tumour's own signal level
+    mc = 16
+    kc = rng.normal(size=(mc, 3))
+    kc /= np.linalg.norm(kc, axis=1, keepdims=True)
+    kc *= (rng.uniform(0.6, 1.6, mc) / float(getattr(signal, "coarse_scale_mm", 10.0)))[:, None]
+    coarse = (kc, rng.uniform(0, 2 * np.pi, mc), rng.normal(0, 1, mc) * np.sqrt(2.0 / mc))
+    return PatientModel(centre, body, fat, bladder, tilt, side, tum, lat, readers, texture, tissue_texture,
+                        bias_coef, coarse, rng.normal(size=4))
 
 
 def _ell(p: np.ndarray, c, ax) -> np.ndarray:
@@ -357,6 +369,10 @@ def render_patient(row: Mapping, scanner: Scanner, shape: tuple[int, int, int], 
         if inside.any():
             tex = _waves(pts[inside], pm.texture)
             het = 0.09 * np.exp(0.3 * lat["heterogeneity"])
+            # LNM-independent: coarse texture and the tumour's own signal level on each sequence
+            cst = float(getattr(signal, "coarse_texture", 0.0)) * np.exp(0.3 * pm.nuisance[0])
+            ctex = _waves(pts[inside], pm.coarse_texture) if cst > 0 else 0.0
+            var = float(getattr(signal, "patient_variation", 0.0))
             rad_in = np.zeros(rho.shape, dtype=np.float32)
             rad_in[cand] = rad_c
             rel = np.clip(rho[inside] / rad_in[inside], 0, 1)
@@ -364,11 +380,13 @@ def render_patient(row: Mapping, scanner: Scanner, shape: tuple[int, int, int], 
             if seq == "CET1":
                 enh = 1.0 + 0.06 * lat["enhancement"]
                 rim = 0.10 + 0.06 * lat["enhancement"]
-                val = t[0] * enh * (1.0 + rim * (rel - 0.6)) * (1.0 + het * tex)
+                val = (t[0] * enh * np.exp(var * pm.nuisance[1]) * (1.0 + rim * (rel - 0.6))
+                       * (1.0 + het * tex + cst * ctex))
             elif seq == "T2FS":
-                val = t[1] * (1.0 + 0.8 * het * tex)
+                val = t[1] * np.exp(var * pm.nuisance[2]) * (1.0 + 0.8 * (het * tex + cst * ctex))
             else:
-                adc = t[3] * np.exp(-0.1 * lat["diffusion"]) * (1.0 - 0.5 * het * tex)
+                adc = (t[3] * np.exp(-0.1 * lat["diffusion"] + var * pm.nuisance[3])
+                       * (1.0 - 0.5 * (het * tex + cst * ctex)))
                 val = DWI_GAIN * t[2] * np.exp(-scanner.b_value * 1e-3 * adc)
             sig[inside] = val
         sig = ndimage.gaussian_filter(sig, sigma=(0.35, 0.6, 0.6), mode="nearest")

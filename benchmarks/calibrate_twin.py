@@ -1,0 +1,130 @@
+"""Calibrate the synthetic twin: run a cheap surrogate of the radiomics + DLRC pipeline for
+several settings of the generator's knobs and tabulate what the pipeline finds.
+
+    python benchmarks/calibrate_twin.py benchmarks/calibration/grid.yaml --out benchmarks/calibration/results.csv
+
+For each named setting of ``grid.yaml`` (dotted parameter keys over ``params/paper.yaml``,
+e.g. ``study.signal.heterogeneity: 0.4``) it
+
+1. generates the paper-scale twin with those knobs (into ``--work/<name>``; regenerated only
+   when the generator or the knobs changed),
+2. extracts the reader-1 radiomics features with ``calibration/radiomics_surrogate.yaml``
+   (original + wavelet images: about a fifth of the paper-scale extraction's cost),
+3. runs the package's own radiomics pipeline on them (ComBat, Mann-Whitney, Spearman, LASSO,
+   backward AIC: ``fit_feature_score`` with the run's parameters), and
+4. fits the DLRC model (clinical screening + Rad_score + a DL_score) and reports its AUCs,
+   Hosmer-Lemeshow p-values and calibration slopes.
+
+The DL_score of the surrogate is a seeded standard-normal draw, not a network: with the
+random-initialised weights that are all this machine can load, the deep-learning claims are
+not testable and the twin is not tuned to them (see the report's weight note).
+
+Nothing here reads the paper's results: the targets are applied by a person reading the
+table (docs/twin_calibration.md lists them, the chosen setting and the full-pipeline checks).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from dlrc_lib.core.config import load_params  # noqa: E402
+from dlrc_lib.evaluation.performance import evaluate_score  # noqa: E402
+from dlrc_lib.features.radiomics import extract_radiomics, feature_groups  # noqa: E402
+from dlrc_lib.model.dlrc import fit_dlrc  # noqa: E402
+from dlrc_lib.scores.pipeline import fit_feature_score  # noqa: E402
+from dlrc_lib.stats.calibration import calibration_curve, hosmer_lemeshow  # noqa: E402
+from dlrc_lib.stats.roc import auc as roc_auc  # noqa: E402
+from dlrc_lib.study.manifest import load_study  # noqa: E402
+from dlrc_lib.study.schema import COHORTS  # noqa: E402
+from dlrc_lib.twin.prepare import prepare_study  # noqa: E402
+
+SURROGATE = ROOT / "benchmarks" / "calibration" / "radiomics_surrogate.yaml"
+
+
+def evaluate_setting(name: str, overrides: dict, work: Path, settings: Path, n_jobs: int,
+                     params_path: Path) -> dict:
+    t0 = time.perf_counter()
+    over = dict(overrides)
+    over["study.twin_dir"] = str(work / name)
+    over["run_name"] = f"calibration-{name}"
+    params = load_params(params_path, over)
+    manifest = prepare_study(params)
+    t_gen = time.perf_counter() - t0
+    study = load_study(manifest)
+    rad = extract_radiomics(study, str(settings), str(work / "cache"), sequences=params.radiomics.sequences,
+                            masks=("reader1",), n_jobs=n_jobs, progress=True)
+    t_ext = time.perf_counter() - t0 - t_gen
+    fit = fit_feature_score(rad.features, study, keep=None, harmonisation=params.harmonisation,
+                            selection=params.selection, seed=params.seed, lost=rad.lost)
+    perf = evaluate_score(fit.score, study, cutoff_from="train", model="Radiomics").set_index("cohort")
+    sel = list(fit.selected["feature"])
+    groups = feature_groups(sel)
+    row: dict = {"setting": name, **{k: v for k, v in overrides.items()}}
+    for c in COHORTS:
+        row[f"rad_auc_{c}"] = round(float(perf.loc[c, "auc"]), 3)
+    row["rad_drop_train_external"] = round(row["rad_auc_train"] - row["rad_auc_external"], 3)
+    funnel = fit.funnel.set_index(fit.funnel.columns[0]).iloc[:, 0].to_dict()
+    row["funnel"] = " > ".join(str(v) for v in funnel.values())
+    row["n_selected"] = len(sel)
+    row["selected_image_types"] = ", ".join(f"{k}:{v}" for k, v in groups["image_type"].value_counts().items())
+    # DLRC: clinical screening + Rad_score + a noise DL_score (random weights carry no tuned signal)
+    st = study.set_index("patient_id", drop=False).rename_axis("patient_id")
+    scores = st.loc[fit.score.dropna().index, ["cohort", "lnm"]].copy()
+    scores["Rad_score"] = fit.score.dropna()
+    scores["DL_score"] = np.random.default_rng(params.seed).normal(size=len(scores))
+    d = fit_dlrc(scores, st)
+    row["dlrc_terms"] = " + ".join(d.model.terms_)
+    for c in COHORTS:
+        m = (scores["cohort"] == c).to_numpy()
+        y = scores.loc[m, "lnm"].astype(int).to_numpy()
+        p = d.prob.loc[scores.index[m]].to_numpy()
+        row[f"dlrc_auc_{c}"] = round(float(roc_auc(y, p)), 3)
+        row[f"dlrc_hl_p_{c}"] = round(float(hosmer_lemeshow(y, p).pvalue), 3)
+        row[f"dlrc_slope_{c}"] = round(float(calibration_curve(y, p).slope), 3)
+        cl = st.loc[scores.index[m], "c_lnm"].astype(int).to_numpy()
+        row[f"c_lnm_auc_{c}"] = round(float(roc_auc(y, cl)), 3)
+    row["seconds_generate"] = round(t_gen, 1)
+    row["seconds_extract"] = round(t_ext, 1)
+    row["seconds_total"] = round(time.perf_counter() - t0, 1)
+    return row
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("grid", help="YAML: {setting name: {dotted key: value}}")
+    ap.add_argument("--params", default=str(ROOT / "params" / "paper.yaml"))
+    ap.add_argument("--work", default="/tmp/dlrc-calibration", help="scratch folder (twins and cache)")
+    ap.add_argument("--settings", default=str(SURROGATE), help="PyRadiomics settings of the surrogate")
+    ap.add_argument("--only", nargs="*", help="run only these settings")
+    ap.add_argument("--n-jobs", type=int, default=0)
+    ap.add_argument("--out", help="CSV of results (rows are appended/replaced by setting name)")
+    args = ap.parse_args()
+    grid = yaml.safe_load(Path(args.grid).read_text(encoding="utf-8")) or {}
+    work = Path(args.work)
+    work.mkdir(parents=True, exist_ok=True)
+    out = Path(args.out) if args.out else None
+    for name, overrides in grid.items():
+        if args.only and name not in args.only:
+            continue
+        row = evaluate_setting(name, overrides or {}, work, Path(args.settings), args.n_jobs, Path(args.params))
+        print(json.dumps(row, indent=1, default=str), flush=True)
+        if out:
+            old = pd.read_csv(out) if out.is_file() else pd.DataFrame()
+            if len(old):
+                old = old[old["setting"] != name]
+            pd.concat([old, pd.DataFrame([row])], ignore_index=True).to_csv(out, index=False)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
