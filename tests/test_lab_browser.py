@@ -239,18 +239,28 @@ def test_05_calculator_and_cutoff_explorer(lab, browser, shots):
     before = text_of(browser, risk_css)
     score = next(t for t in nom.terms if t not in nom.binary)
     lo, hi = nom.ranges[score]
-    press(browser, f".dlrc-term-{score}", Keys.ARROW_RIGHT, 10)
     patient = {t: 0.0 for t in nom.binary}
     for t in nom.terms:
         if t not in nom.binary:
             a, b = nom.ranges[t]
             patient[t] = round((a + b) / 2, 3)
-    patient[score] = round((lo + hi) / 2, 3) + 10 * (hi - lo) / 200
+    mid = patient[score]
 
     def expected_risk(p):
         return f"{100 * nom.risk_from_total(nom.points_for(p)['total']):.1f} %"
 
-    assert expected_risk(patient) != before
+    assert expected_risk(patient) == before
+    # ten slider steps (of 200 over the range) to the right; on a small run the model can be
+    # nearly separated and its risk saturated at 0 or 100 % there, so go further (or left) until
+    # the library's risk changes
+    for key, sign, steps in ((Keys.ARROW_RIGHT, 1, 10), (Keys.ARROW_LEFT, -1, 10), (Keys.ARROW_RIGHT, 1, 40),
+                             (Keys.ARROW_LEFT, -1, 40), (Keys.ARROW_RIGHT, 1, 90), (Keys.ARROW_LEFT, -1, 90)):
+        patient[score] = mid + sign * steps * (hi - lo) / 200
+        if expected_risk(patient) != before:
+            break
+    else:
+        pytest.fail(f"the nomogram's risk is {before} wherever {score} is")
+    press(browser, f".dlrc-term-{score}", key, steps)
     _wait(lambda: text_of(browser, risk_css) == expected_risk(patient), 60,
           f"the risk the library computes ({expected_risk(patient)}; shown: {text_of(browser, risk_css)})")
     assert text_of(browser, f".dlrc-calc-out [data-field=points_{score}]") == \

@@ -596,12 +596,12 @@ def evaluate_claim(c: dict, view: RunView) -> dict:
         row["verdict"] = INPUT
         row["reason"] = ("the twin is built from this number" + (f": {how}" if how else "")
                          + (f"; this twin is at scale {scale:g}" if isinstance(scale, (int, float)) and scale != 1 else ""))
-    elif _is_calibrated(c, view):
-        row["verdict"] = CALIBRATED
-        row["reason"] = "the synthetic twin's generator was tuned towards this result (study.json calibrated_towards)"
     elif c.get("deep") and view.weights_problem:
         row["verdict"] = NOT_TESTABLE
         row["reason"] = view.weights_problem
+    elif _is_calibrated(c, view):
+        row["verdict"] = CALIBRATED
+        row["reason"] = "the synthetic twin's generator was tuned towards this result (study.json calibrated_towards)"
     elif outcome is None:
         row["verdict"] = NOT_TESTABLE
         row["reason"] = missing or "not produced"
