@@ -36,24 +36,24 @@ class Section(BaseModel):
 class SignalParams(Section):
     """How LNM status shows in the twin's tumours (effect sizes in SD units of a latent trait).
 
-    The defaults (generator 1.4) are the setting ``cal_a`` of benchmarks/calibrate_twin.py,
+    The defaults (generator 1.4) are the setting ``cal_c`` of benchmarks/calibrate_twin.py,
     chosen as described in docs/twin_calibration.md.
 
     Each LNM-positive tumour's latent property is shifted by the given number of standard
     deviations relative to LNM-negative ones; 0 switches an effect off.
     """
 
-    heterogeneity: float = 0.9  # texture amplitude inside the tumour (all sequences)
-    enhancement: float = 0.6  # CE-T1WI enhancement, peripheral more than central
-    diffusion: float = 0.7  # diffusion restriction (lower ADC -> brighter DWI)
-    irregularity: float = 0.5  # lobulated, irregular 3D boundary
+    heterogeneity: float = 1.15  # texture amplitude inside the tumour (all sequences)
+    enhancement: float = 0.8  # CE-T1WI enhancement, peripheral more than central
+    diffusion: float = 0.9  # diffusion restriction (lower ADC -> brighter DWI)
+    irregularity: float = 0.55  # lobulated, irregular 3D boundary
     texture_scale_mm: float = 3.0  # correlation length of the tumour texture (mm)
     reader_disagreement: float = 1.0  # multiplies reader-2 / repeat boundary perturbations
     # LNM-independent differences between tumours, which every real cohort has: they dilute the
     # LNM signal in features that mix them with it (0 switches them off)
-    coarse_texture: float = Field(0.12, ge=0)  # amplitude of a coarse tumour texture (as heterogeneity's 0.09)
+    coarse_texture: float = Field(0.18, ge=0)  # amplitude of a coarse tumour texture (as heterogeneity's 0.09)
     coarse_scale_mm: float = Field(10.0, gt=0)  # its correlation length (mm)
-    patient_variation: float = Field(0.12, ge=0)  # SD of the log signal level (CE-T1WI, FS-T2WI) and log ADC
+    patient_variation: float = Field(0.18, ge=0)  # SD of the log signal level (CE-T1WI, FS-T2WI) and log ADC
     # how much larger LNM(+) tumours are within their FIGO substage's size range (0: size follows
     # the substage alone, which Table 1 ties to LNM; 1: generator 1.3's Beta(2.6, 1.8) vs Beta(2.0, 2.2))
     size_within_stage: float = Field(0.5, ge=0, le=2.5)
