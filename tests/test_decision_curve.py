@@ -13,6 +13,7 @@ from dlrc_lib.evaluation.calibration import model_columns
 from dlrc_lib.core.config import DecisionCurveParams
 from dlrc_lib.evaluation.decision_curve import (
     TREAT_ALL, TREAT_NONE, DecisionCurveDisplay, best_ranges, bootstrap_bands, decision_curves, interventions_avoided,
+    true_runs,
     net_benefit_at, threshold_grid,
 )
 from tests.eval_data import make_predictions
@@ -81,3 +82,11 @@ def test_figure6_panels_and_summaries():
     assert list(br.cohort) == ["train", "internal", "external"]
     at = net_benefit_at(curves)
     assert "pt=0.30" in at.columns and len(at) == 15
+
+
+def test_true_runs_finds_each_interval_including_a_trailing_one_and_single_points():
+    idx = [0.01, 0.02, 0.03, 0.04, 0.05, 0.06, 0.07]
+    mask = pd.Series([True, True, False, True, False, True, True], index=idx)
+    assert true_runs(mask) == [(0.01, 0.02), (0.04, 0.04), (0.06, 0.07)]
+    assert true_runs(pd.Series(False, index=idx)) == []
+    assert true_runs(pd.Series(True, index=idx)) == [(0.01, 0.07)]

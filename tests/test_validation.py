@@ -92,6 +92,30 @@ def test_uncompressed_nifti_cut_short(tmp_path):
     assert any("truncated: holds" in ln for ln in lines), lines
 
 
+def _nifti2(end: str, data: np.ndarray, pixdim=(1.0, 1.0, 2.0)) -> bytes:
+    """A NIfTI-2 single file (540-byte header, data at 544) written by hand: SimpleITK writes NIfTI-1."""
+    hdr = bytearray(544)
+    struct.pack_into(end + "i", hdr, 0, 540)
+    hdr[4:12] = b"n+2\0\r\n\x1a\n"
+    struct.pack_into(end + "hh", hdr, 12, 16, 32)  # datatype FLOAT32, bitpix
+    struct.pack_into(end + "8q", hdr, 16, 3, *data.shape, 1, 1, 1, 1)
+    struct.pack_into(end + "8d", hdr, 104, 1.0, *pixdim, 1, 1, 1, 1)
+    struct.pack_into(end + "q", hdr, 168, 544)
+    return bytes(hdr) + data.astype(end + "f4").tobytes(order="F")
+
+
+@pytest.mark.parametrize("end", ["<", ">"])
+def test_nifti2_header_read_in_both_byte_orders(tmp_path, end):
+    vol = np.arange(24, dtype=np.float32).reshape(4, 3, 2)
+    path = tmp_path / "img.nii"
+    assert byte_problems(path, _nifti2(end, vol)) == []
+    assert any("truncated: holds 92 bytes of voxel data, its header promises 96" in ln
+               for ln in byte_problems(path, _nifti2(end, vol)[:-4]))
+    vol[1, 1, 1] = np.nan
+    assert byte_problems(path, _nifti2(end, vol)) == ["1 non-finite voxel(s) (NaN)"]
+    assert any("pixdim" in ln for ln in byte_problems(path, _nifti2(end, vol * 0, pixdim=(1.0, 0.0, 2.0))))
+
+
 @pytest.mark.parametrize("cut", ["middle", "last8"])
 def test_nrrd_gzip_truncated(tmp_path, cut):
     ip, mp = _pair(tmp_path, ext=".nrrd")

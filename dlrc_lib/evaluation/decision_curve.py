@@ -118,6 +118,23 @@ def bootstrap_bands(predictions: pd.DataFrame, column: str, thresholds, *, B: in
     return pd.concat(frames, ignore_index=True)
 
 
+def true_runs(mask: pd.Series) -> list[tuple]:
+    """The intervals ``(first, last)`` of consecutive index values (thresholds) where ``mask``
+    is true, in index order: a mask true at 0.05-0.40 and at 0.52 gives
+    ``[(0.05, 0.40), (0.52, 0.52)]``."""
+    runs, start, prev = [], None, None
+    for t, ok in mask.items():
+        if ok and start is None:
+            start = t
+        if not ok and start is not None:
+            runs.append((start, prev))
+            start = None
+        prev = t
+    if start is not None:
+        runs.append((start, prev))
+    return runs
+
+
 def best_ranges(curves: pd.DataFrame, model: str = "DLRC") -> pd.DataFrame:
     """Per cohort, the threshold intervals where ``model`` has the highest net benefit of
     all curves (ties with treat-none at 0 excluded) — the paper's "wide range"."""
@@ -128,16 +145,7 @@ def best_ranges(curves: pd.DataFrame, model: str = "DLRC") -> pd.DataFrame:
             raise DlrcError(f"decision curves: no model {model!r}")
         others = wide.drop(columns=[model]).max(axis=1)
         best = (wide[model] > others + 1e-12) & (wide[model] > 0)
-        runs, start, prev = [], None, None
-        for thr, ok in best.items():
-            if ok and start is None:
-                start = thr
-            if not ok and start is not None:
-                runs.append((start, prev))
-                start = None
-            prev = thr
-        if start is not None:
-            runs.append((start, prev))
+        runs = true_runs(best)
         rows.append({"cohort": coh, "model": model,
                      "ranges": "; ".join(f"{lo:.2f}-{hi:.2f}" for lo, hi in runs) or "none",
                      "n_thresholds_best": int(best.sum())})

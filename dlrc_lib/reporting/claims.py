@@ -37,6 +37,7 @@ import yaml
 from dlrc_lib.reporting.report import flatten_published
 from dlrc_lib.core.errors import DlrcError
 from dlrc_lib.core.io import atomic_write_text
+from dlrc_lib.evaluation.decision_curve import true_runs
 from dlrc_lib.study.schema import COHORTS, split_feature_name
 
 HOLDS, FAILS, NOT_TESTABLE, INPUT, CALIBRATED = "holds", "fails", "not testable here", "input", "calibrated"
@@ -495,16 +496,7 @@ def rule_difference_near(c: dict, view: RunView) -> Outcome:
 
 def _runs(mask: pd.Series) -> str:
     """Threshold intervals where ``mask`` (indexed by threshold) is true: ``0.05–0.40; 0.52``."""
-    out, start, prev = [], None, None
-    for t, ok in mask.items():
-        if ok and start is None:
-            start = t
-        if not ok and start is not None:
-            out.append((start, prev))
-            start = None
-        prev = t
-    if start is not None:
-        out.append((start, prev))
+    out = true_runs(mask)
     return "; ".join(f"{a:.2f}" if a == b else f"{a:.2f}–{b:.2f}" for a, b in out) or "nowhere"
 
 

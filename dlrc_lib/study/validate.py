@@ -100,36 +100,35 @@ def _gunzip(data: bytes) -> bytes:
         raise ValueError(f"damaged gzip stream ({exc})") from None
 
 
-def _nifti_expected(header: bytes) -> Optional[tuple[int, int, tuple[float, ...]]]:
-    """(vox_offset, data bytes, spatial pixdim) promised by a NIfTI-1/2 header, or None."""
+# Where a NIfTI header keeps what the check needs: header size -> field -> (struct format, byte offset)
+_NIFTI_LAYOUT = {
+    348: {"dims": ("8h", 40), "datatype": ("h", 70), "bitpix": ("h", 72), "pixdim": ("8f", 76), "offset": ("f", 108)},
+    540: {"dims": ("8q", 16), "datatype": ("h", 12), "bitpix": ("h", 14), "pixdim": ("8d", 104), "offset": ("q", 168)},
+}
+
+
+def _nifti_expected(header: bytes) -> Optional[tuple[int, int, tuple[float, ...], Optional[str]]]:
+    """(vox_offset, data bytes, spatial pixdim, float dtype or None) promised by a NIfTI-1/2
+    header, or None when the bytes are no NIfTI header."""
     if len(header) < 348:
         return None
     for end in ("<", ">"):
-        n = struct.unpack(end + "i", header[:4])[0]
-        if n == 348:
-            dims = struct.unpack(end + "8h", header[40:56])
-            bitpix = struct.unpack(end + "h", header[72:74])[0]
-            pixdim = struct.unpack(end + "8f", header[76:108])
-            offset = int(struct.unpack(end + "f", header[108:112])[0])
-            nd = dims[0]
-            break
-        if n == 540 and len(header) >= 540:
-            dims = struct.unpack(end + "8q", header[16:80])
-            bitpix = struct.unpack(end + "h", header[14:16])[0]
-            pixdim = struct.unpack(end + "8d", header[104:168])
-            offset = int(struct.unpack(end + "q", header[168:176])[0])
-            nd = dims[0]
+        size = struct.unpack(end + "i", header[:4])[0]
+        if size in _NIFTI_LAYOUT and len(header) >= size:
             break
     else:
         return None
+    field = {name: struct.unpack_from(end + fmt, header, at) for name, (fmt, at) in _NIFTI_LAYOUT[size].items()}
+    dims, pixdim = field["dims"], field["pixdim"]
+    bitpix, datatype, offset = field["bitpix"][0], field["datatype"][0], int(field["offset"][0])
+    nd = dims[0]
     if not 1 <= nd <= 7 or bitpix <= 0 or bitpix % 8:
         return None
     n_vox = 1
     for d in dims[1:nd + 1]:
         n_vox *= max(int(d), 1)
-    datatype = struct.unpack(end + "h", header[70:72] if n == 348 else header[12:14])[0]
     ftype = {16: "f4", 64: "f8"}.get(datatype)
-    return (max(offset, 348 if n == 348 else 540), n_vox * bitpix // 8, tuple(pixdim[1:min(nd, 3) + 1]),
+    return (max(offset, size), n_vox * bitpix // 8, tuple(pixdim[1:min(nd, 3) + 1]),
             (end + ftype) if ftype else None)
 
 
