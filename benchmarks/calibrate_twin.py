@@ -19,6 +19,12 @@ The DL_score of the surrogate is a seeded standard-normal draw, not a network: w
 random-initialised weights that are all this machine can load, the deep-learning claims are
 not testable and the twin is not tuned to them (see the report's weight note).
 
+The same row for a finished full-pipeline run (e.g. ``make reproduce``'s ``reports/paper``),
+to compare the surrogate with the pipeline it stands in for:
+
+    python benchmarks/calibrate_twin.py --from-run reports/paper --name full_cal_c \
+        --out benchmarks/calibration/full_runs.csv
+
 Nothing here reads the paper's results: the targets are applied by a person reading the
 table (docs/twin_calibration.md lists them, the chosen setting and the full-pipeline checks).
 """
@@ -84,24 +90,57 @@ def evaluate_setting(name: str, overrides: dict, work: Path, settings: Path, n_j
     scores["DL_score"] = np.random.default_rng(params.seed).normal(size=len(scores))
     d = fit_dlrc(scores, st)
     row["dlrc_terms"] = " + ".join(d.model.terms_)
-    for c in COHORTS:
-        m = (scores["cohort"] == c).to_numpy()
-        y = scores.loc[m, "lnm"].astype(int).to_numpy()
-        p = d.prob.loc[scores.index[m]].to_numpy()
-        row[f"dlrc_auc_{c}"] = round(float(roc_auc(y, p)), 3)
-        row[f"dlrc_hl_p_{c}"] = round(float(hosmer_lemeshow(y, p).pvalue), 3)
-        row[f"dlrc_slope_{c}"] = round(float(calibration_curve(y, p).slope), 3)
-        cl = st.loc[scores.index[m], "c_lnm"].astype(int).to_numpy()
-        row[f"c_lnm_auc_{c}"] = round(float(roc_auc(y, cl)), 3)
+    scores["c_lnm"] = st.loc[scores.index, "c_lnm"]
+    _row_from_predictions(row, scores, d.prob)
     row["seconds_generate"] = round(t_gen, 1)
     row["seconds_extract"] = round(t_ext, 1)
     row["seconds_total"] = round(time.perf_counter() - t0, 1)
     return row
 
 
+def _row_from_predictions(row: dict, scores: pd.DataFrame, prob: pd.Series) -> dict:
+    """The DLRC columns of a results row, from per-patient cohort, lnm, c_lnm and probability."""
+    for c in COHORTS:
+        m = (scores["cohort"] == c).to_numpy()
+        y = scores.loc[m, "lnm"].astype(int).to_numpy()
+        p = prob.loc[scores.index[m]].to_numpy()
+        row[f"dlrc_auc_{c}"] = round(float(roc_auc(y, p)), 3)
+        row[f"dlrc_hl_p_{c}"] = round(float(hosmer_lemeshow(y, p).pvalue), 3)
+        row[f"dlrc_slope_{c}"] = round(float(calibration_curve(y, p).slope), 3)
+        row[f"c_lnm_auc_{c}"] = round(float(roc_auc(y, scores.loc[m, "c_lnm"].astype(int).to_numpy())), 3)
+    return row
+
+
+def evaluate_run(run_dir: Path, name: str) -> dict:
+    """The results row of a finished ``dlrc run`` folder (the full pipeline: all image types
+    and classes, the run's own DL_score), computed as ``evaluate_setting`` computes it."""
+    pred = pd.read_parquet(run_dir / "data" / "predictions.parquet")
+    run = json.loads((run_dir / "run.json").read_text(encoding="utf-8"))
+    study_params = run["params"]["study"]
+    row: dict = {"setting": name, "commit": (run.get("git_commit") or "")[:7]}
+    row.update({f"study.signal.{k}": v for k, v in study_params["signal"].items()})
+    row["study.scanner_effect"] = study_params["scanner_effect"]
+    for c in COHORTS:
+        m = (pred["cohort"] == c).to_numpy()
+        row[f"rad_auc_{c}"] = round(float(roc_auc(pred.loc[m, "lnm"].astype(int).to_numpy(),
+                                                  pred.loc[m, "Rad_score"].to_numpy())), 3)
+    row["rad_drop_train_external"] = round(row["rad_auc_train"] - row["rad_auc_external"], 3)
+    funnel = pd.read_csv(run_dir / "tables" / "radiomics_selection_funnel.csv")
+    row["funnel"] = " > ".join(str(v) for v in funnel.iloc[:, 1])
+    sel = [f["feature"] for f in json.loads((run_dir / "results" / "03_radiomics.json").read_text(encoding="utf-8"))["selected"]]
+    row["n_selected"] = len(sel)
+    groups = feature_groups(sel)
+    row["selected_image_types"] = ", ".join(f"{k}:{v}" for k, v in groups["image_type"].value_counts().items())
+    dlrc = json.loads((run_dir / "results" / "05_dlrc.json").read_text(encoding="utf-8"))
+    row["dlrc_terms"] = " + ".join(dlrc["dlrc_terms"])
+    return _row_from_predictions(row, pred, pred["prob_dlrc"])
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("grid", help="YAML: {setting name: {dotted key: value}}")
+    ap.add_argument("grid", nargs="?", help="YAML: {setting name: {dotted key: value}}")
+    ap.add_argument("--from-run", help="a finished run folder: tabulate the full pipeline's result instead")
+    ap.add_argument("--name", help="the row's setting name with --from-run (default: the folder's name)")
     ap.add_argument("--params", default=str(ROOT / "params" / "paper.yaml"))
     ap.add_argument("--work", default="/tmp/dlrc-calibration", help="scratch folder (twins and cache)")
     ap.add_argument("--settings", default=str(SURROGATE), help="PyRadiomics settings of the surrogate")
@@ -109,14 +148,23 @@ def main() -> int:
     ap.add_argument("--n-jobs", type=int, default=0)
     ap.add_argument("--out", help="CSV of results (rows are appended/replaced by setting name)")
     args = ap.parse_args()
-    grid = yaml.safe_load(Path(args.grid).read_text(encoding="utf-8")) or {}
+    if args.from_run:
+        run_dir = Path(args.from_run)
+        grid = {args.name or run_dir.name: run_dir}
+    elif args.grid:
+        grid = yaml.safe_load(Path(args.grid).read_text(encoding="utf-8")) or {}
+    else:
+        ap.error("give a grid file or --from-run")
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
     out = Path(args.out) if args.out else None
     for name, overrides in grid.items():
         if args.only and name not in args.only:
             continue
-        row = evaluate_setting(name, overrides or {}, work, Path(args.settings), args.n_jobs, Path(args.params))
+        if args.from_run:
+            row = evaluate_run(overrides, name)
+        else:
+            row = evaluate_setting(name, overrides or {}, work, Path(args.settings), args.n_jobs, Path(args.params))
         print(json.dumps(row, indent=1, default=str), flush=True)
         if out:
             old = pd.read_csv(out) if out.is_file() else pd.DataFrame()

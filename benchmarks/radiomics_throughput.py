@@ -84,8 +84,6 @@ def run_cli(cases, settings: Path, jobs: int, workdir: Path) -> tuple[float, flo
 
 
 def run_dlrc(study, cases, settings: Path, jobs: int, cache: Path):
-    import pandas as pd
-
     from dlrc_lib.features.radiomics import extract_radiomics
 
     keep = {(p, s) for p, s, _, _ in cases}

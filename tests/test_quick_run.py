@@ -9,7 +9,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 # notebook 09 runs only when the parameters name a sweep grid (quick.yaml does not)

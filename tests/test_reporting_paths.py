@@ -4,13 +4,11 @@ from __future__ import annotations
 
 import json
 import os
-from pathlib import Path
 
 import nbformat
 import pandas as pd
 import pytest
 
-from dlrc_lib.reporting.artifacts import Artifacts
 from dlrc_lib.core.errors import DlrcError
 from dlrc_lib.reporting import paths as P
 

@@ -7,7 +7,6 @@ from dlrc_lib.scores.selection import lasso_cv, spearman_prune
 
 from featuredata import make_features, make_study
 
-from dlrc_lib import stats
 from dlrc_lib.scores.selection import select_features  # noqa: E402
 
 

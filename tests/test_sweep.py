@@ -353,7 +353,6 @@ def test_second_quick_sweep_recomputes_nothing_and_notebook_09_reads_it(quick_sw
     before = (out / "sweep.csv").read_bytes()
     n = len(pd.read_csv(out / "sweep.csv"))
     env = dict(os.environ, PYTHONPATH=str(ROOT))
-    t0 = time.perf_counter()
     again = subprocess.run(SWEEP_CMD + ["--out", str(out)], cwd=ROOT, env=env, capture_output=True,
                            text=True, timeout=900)
     assert f"{n} variant(s) already finished" in again.stdout, again.stdout + again.stderr

@@ -8,7 +8,6 @@ from pathlib import Path
 
 import nbformat
 import pandas as pd
-import pytest
 
 from dlrc_lib.core.config import Params
 from dlrc_lib.reporting.artifacts import Artifacts

@@ -30,7 +30,6 @@ from dlrc_lib.evaluation.calibration import (
     check_probabilities,
     draw_cohort_panels,
 )
-from dlrc_lib.evaluation.sra import COHORT_LABELS
 
 TREAT_ALL = "Treat all"
 TREAT_NONE = "Treat none"

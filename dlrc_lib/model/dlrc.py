@@ -372,7 +372,7 @@ def delong_table(predictions: pd.DataFrame, best_dl: str) -> tuple[pd.DataFrame,
     ``table4.<pair>.<cohort>`` values.
     """
     st = stats
-    pairs = [(f"DLRC_vs_radiomics", "dlrc", "radiomics"),
+    pairs = [("DLRC_vs_radiomics", "dlrc", "radiomics"),
              (f"DLRC_vs_{best_dl}", "dlrc", "dl"),
              (f"radiomics_vs_{best_dl}", "radiomics", "dl")]
     rows, rep = [], {}

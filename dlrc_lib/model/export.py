@@ -150,7 +150,7 @@ def load_model(path: str | Path) -> dict:
     if not path.is_file():
         raise DlrcError(f"{path}: model file not found")
     try:
-        doc = json.loads(path.read_text())
+        doc = json.loads(path.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise DlrcError(f"{path}: not a JSON model file ({exc})") from None
     if not isinstance(doc, dict) or doc.get("format") != FORMAT:
@@ -217,7 +217,7 @@ def document_from_run(results03: Mapping[str, Any], results04: Mapping[str, Any]
     doc = build_model_document(
         run_name=params.run_name, seed=params.seed,
         sequences=list(params.radiomics.sequences),
-        radiomics_settings_file=settings.name, radiomics_settings_text=settings.read_text(),
+        radiomics_settings_file=settings.name, radiomics_settings_text=settings.read_text(encoding="utf-8"),
         radiomics_state=results03["state"],
         deep_model=best_model,
         deep_preprocessing={k: v for k, v in deep.items() if k != "models"},

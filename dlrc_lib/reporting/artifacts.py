@@ -194,7 +194,7 @@ class Artifacts:
         the file (which the runner removed before the notebook started)."""
         if not self.write:
             return json.loads(self._memory[path]) if path in self._memory else {}
-        return json.loads(path.read_text()) if path.exists() else {}
+        return json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
 
     def warn(self, message: str) -> None:
         """A warning that must reach the report page and run.json (e.g. random weights)."""
@@ -215,7 +215,7 @@ class Artifacts:
             return json.loads(self._memory[path])
         if not path.exists():
             raise self._missing(path, f"results of notebook {notebook}", notebook)
-        return json.loads(path.read_text())
+        return json.loads(path.read_text(encoding="utf-8"))
 
     # ----------------------------------------------------------------- frames
     def save_frame(self, name: str, df: pd.DataFrame) -> pd.DataFrame:

@@ -98,7 +98,7 @@ def committed_defaults(notebook: str, root: Path | None = None) -> dict[str, Any
     path = (Path(root) if root else project_root()) / "notebooks" / f"{notebook}.ipynb"
     if not path.is_file():
         return {}
-    nb = json.loads(path.read_text())
+    nb = json.loads(path.read_text(encoding="utf-8"))
     for cell in nb.get("cells", []):
         if cell.get("cell_type") == "code" and "parameters" in cell.get("metadata", {}).get("tags", []):
             source = "".join(cell["source"]) if isinstance(cell["source"], list) else cell["source"]
@@ -115,7 +115,7 @@ def run_parameters(run_dir: Path) -> tuple[dict[str, Any], dict]:
     run_json = Path(run_dir) / "run.json"
     if not run_json.is_file():
         return {}, {}
-    record = json.loads(run_json.read_text())
+    record = json.loads(run_json.read_text(encoding="utf-8"))
     from dlrc_lib.core.config import Params, flatten
 
     try:
@@ -139,7 +139,7 @@ def last_finished_run(root: Path | None = None) -> Path | None:
     best: tuple[str, Path] | None = None
     for run_json in (root / "reports").glob("*/run.json"):
         try:
-            record = json.loads(run_json.read_text())
+            record = json.loads(run_json.read_text(encoding="utf-8"))
         except (OSError, json.JSONDecodeError):
             continue
         if record.get("status") != "ok":

@@ -187,13 +187,13 @@ def export_html(executed: Path, html: Path) -> None:
 
 def _notebook_provenance(run_dir: Path, stem: str) -> dict:
     path = run_dir / "results" / f"{stem}.json"
-    return json.loads(path.read_text()).get("provenance", {}) if path.exists() else {}
+    return json.loads(path.read_text(encoding="utf-8")).get("provenance", {}) if path.exists() else {}
 
 
 def collect_warnings(run_dir: Path) -> dict[str, list[str]]:
     warnings: dict[str, list[str]] = {}
     for path in sorted((run_dir / "results").glob("*.json")):
-        data = json.loads(path.read_text())
+        data = json.loads(path.read_text(encoding="utf-8"))
         if data.get("warnings"):
             warnings[path.stem] = list(data["warnings"])
     return warnings
@@ -226,7 +226,7 @@ def run(params_path: str | Path, only: Iterable[str] | None = None, out: str | P
     _kernel_environment(params_file)
 
     run_json = run_dir / "run.json"
-    previous = json.loads(run_json.read_text()) if run_json.exists() else {}
+    previous = json.loads(run_json.read_text(encoding="utf-8")) if run_json.exists() else {}
     timings: dict[str, Any] = dict(previous.get("notebooks", {})) if only else {}
     status, failure = "ok", None
     for i, nb in enumerate(notebooks, 1):

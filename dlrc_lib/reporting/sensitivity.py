@@ -27,7 +27,7 @@ def load_sweep(sweep_dir: str | Path) -> tuple[pd.DataFrame, dict[str, Any]]:
     """``sweep.csv`` and ``sweep.json`` of a sweep folder."""
     sweep_dir = Path(sweep_dir)
     table = pd.read_csv(sweep_dir / "sweep.csv", keep_default_na=False, na_values=[""])
-    meta = json.loads((sweep_dir / "sweep.json").read_text())
+    meta = json.loads((sweep_dir / "sweep.json").read_text(encoding="utf-8"))
     return table, meta
 
 
@@ -38,7 +38,7 @@ def published_auc(published_file: str | Path, cohort: str = "external", role: st
     path = Path(published_file)
     if not path.is_file():
         return None
-    pub = yaml.safe_load(path.read_text()) or {}
+    pub = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
     try:
         return [float(v) for v in pub["table2"][cohort][PUBLISHED_MODEL[role]]["auc"]]
     except (KeyError, TypeError):

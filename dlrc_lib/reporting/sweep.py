@@ -157,7 +157,7 @@ def parse_grid(grid_path: str | Path, params_path: str | Path) -> Grid:
     if not grid_path.is_file():
         raise ParamsError(f"{grid_path}: sweep grid not found")
     try:
-        raw = yaml.safe_load(grid_path.read_text()) or {}
+        raw = yaml.safe_load(grid_path.read_text(encoding="utf-8")) or {}
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
@@ -176,8 +176,6 @@ def parse_grid(grid_path: str | Path, params_path: str | Path) -> Grid:
             raise ParamsError(f"{grid_path}: '{section}' must be a mapping")
     if not (factors or alone or named):
         raise ParamsError(f"{grid_path}: no factors, vary_alone or variants: nothing to sweep")
-
-    base_raw = yaml.safe_load(Path(params_path).read_text()) or {}
 
     def check_value(where: str, key: str, value: Any) -> None:
         problem = _key_problem(key)
@@ -324,7 +322,7 @@ def collect_variant(run_dir: Path) -> dict[str, Any]:
     res = {}
     for nb in ("03_radiomics", "04_deep_learning", "05_dlrc"):
         p = run_dir / "results" / f"{nb}.json"
-        res[nb] = json.loads(p.read_text()) if p.exists() else {}
+        res[nb] = json.loads(p.read_text(encoding="utf-8")) if p.exists() else {}
     best = res["05_dlrc"].get("best_model") or res["04_deep_learning"].get("best_model")
     out["best_dl_model"] = best
     state03 = res["03_radiomics"].get("state") or {}
@@ -419,7 +417,7 @@ def _stop_leftover(vdir: Path) -> None:
     if not pidfile.exists():
         return
     try:
-        pid = int(pidfile.read_text().strip())
+        pid = int(pidfile.read_text(encoding="utf-8").strip())
     except ValueError:
         pid = 0
     if pid > 0 and _alive(pid):
@@ -506,7 +504,7 @@ def _read_record(vdir: Path) -> Optional[dict]:
     if not path.exists():
         return None
     try:
-        return json.loads(path.read_text())
+        return json.loads(path.read_text(encoding="utf-8"))
     except ValueError:
         return None
 
@@ -570,7 +568,7 @@ def run_sweep(params_path: str | Path, grid_path: str | Path, out: str | Path | 
     lock = out / ".sweep.pid"
     if lock.exists():
         try:
-            other = int(lock.read_text().strip())
+            other = int(lock.read_text(encoding="utf-8").strip())
         except ValueError:
             other = 0
         if other and other != os.getpid() and _alive(other):
@@ -633,7 +631,7 @@ def _run_sweep(base: Params, params_path: Path, grid: Grid, out: Path, jobs: int
     base_dir = out / "base"
     base_stems = stems[:k_min]
     base_fp = fingerprint(variant_params(params_path, Variant("base", {})), base_stems)
-    base_rec = json.loads((base_dir / "base.json").read_text()) if (base_dir / "base.json").exists() else {}
+    base_rec = json.loads((base_dir / "base.json").read_text(encoding="utf-8")) if (base_dir / "base.json").exists() else {}
     if base_stems and base_rec.get("fingerprint") != base_fp:
         if base_dir.exists():
             shutil.rmtree(base_dir)
@@ -642,7 +640,7 @@ def _run_sweep(base: Params, params_path: Path, grid: Grid, out: Path, jobs: int
         say(f"  notebooks every variant shares ({', '.join(s[:2] for s in base_stems)}) -> {base_dir}")
         rc = run_notebooks(base_file, only=[s[:2] for s in base_stems], out=base_dir, quiet=True, root=root)
         if rc != 0:
-            run = json.loads((base_dir / "run.json").read_text())
+            run = json.loads((base_dir / "run.json").read_text(encoding="utf-8"))
             raise DlrcError(f"sweep: the shared notebooks failed: {(run.get('failure') or '').splitlines()[0]}")
         atomic_write_text(base_dir / "base.json", dumps({"fingerprint": base_fp, "notebooks": base_stems}))
     elif not base_stems:

@@ -23,7 +23,7 @@ from dlrc_lib.study.schema import COHORT_LABELS
 from dlrc_lib.evaluation.performance import metrics_at_cutoff
 from dlrc_lib.model.dlrc import PROB_COLUMNS
 from dlrc_lib.model.nomogram import Nomogram
-from dlrc_lib.study.schema import COHORT_LABELS, COHORTS
+from dlrc_lib.study.schema import COHORTS
 
 MODEL_LABELS = {"radiomics": "Radiomics", "dl": "Deep learning", "dlrc": "DLRC"}
 RATES = ("SEN", "SPE", "PPV", "NPV", "ACC")

@@ -30,12 +30,12 @@ def prepare_study(params) -> Path:
     meta = None
     if meta_path.is_file() and manifest.is_file():
         try:
-            meta = json.loads(meta_path.read_text())
+            meta = json.loads(meta_path.read_text(encoding="utf-8"))
         except ValueError:
             meta = None
     if meta is None or any(meta.get(k) != v for k, v in json.loads(dumps(want)).items()):
         generate_study(params, out)
-        meta = json.loads(meta_path.read_text())
+        meta = json.loads(meta_path.read_text(encoding="utf-8"))
     # validated on every call: unchanged files come from the validation cache (cheap), and
     # the digests recorded for extraction are those of the files as they are now
     raise_for_problems(manifest, validate_manifest(manifest, params, progress=True))

@@ -82,7 +82,7 @@ def _published(params) -> dict:
     path = Path(params.published_values)
     if not path.is_file():
         raise DlrcError(f"{path}: published values file not found")
-    return yaml.safe_load(path.read_text())
+    return yaml.safe_load(path.read_text(encoding="utf-8"))
 
 
 def build_clinical_table(params, published: dict | None = None) -> pd.DataFrame:
@@ -225,7 +225,7 @@ def _generate_one(job: tuple) -> str:
     pid = row["patient_id"]
     folder = Path(out) / "patients" / pid
     done = folder / ".done"
-    if done.is_file() and done.read_text() == stamp:
+    if done.is_file() and done.read_text(encoding="utf-8") == stamp:
         return pid
     folder.mkdir(parents=True, exist_ok=True)
     done.unlink(missing_ok=True)
