@@ -59,8 +59,14 @@ def test_claims_of_the_quick_run(quick_run):
     claims = pd.read_csv(out / "claims.csv", keep_default_na=False)
     assert len(claims) >= 15 and claims["verdict"].isin(VERDICTS).all()
     assert (claims["verdict"] == INPUT).sum() >= 8
-    assert claims.loc[claims["verdict"] == INPUT, "counted"].astype(str).eq("False").all()
-    assert claims["verdict"].isin(["holds", "fails"]).sum() >= 15
+    assert claims.loc[claims["verdict"].isin([INPUT, "calibrated"]), "counted"].astype(str).eq("False").all()
+    # what a tiny twin decides varies with its draws (e.g. a DLRC of Rad_score alone makes the
+    # DeLong test against radiomics 0/0), so: every undecided claim says why, and the claims that
+    # depend neither on the networks' weights nor on the twin's calibration (DLRC vs SRA) are decided
+    undecided = claims["verdict"] == NOT_TESTABLE
+    assert claims.loc[undecided, "reason"].str.strip().str.len().gt(0).all()
+    sra = claims[claims["id"].str.startswith("sra.")]
+    assert len(sra) >= 9 and sra["verdict"].isin(["holds", "fails"]).all(), sra[["id", "verdict"]]
     if run_view(out).weights_problem:
         deep = {c["id"] for c in load_claims(ROOT / "params" / "claims.yaml")[1] if c.get("deep")}
         rows = claims[claims["id"].isin(deep)]
