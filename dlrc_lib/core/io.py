@@ -81,7 +81,10 @@ def read_yaml_mapping(path: str | os.PathLike, what: str, error: type[Exception]
     try:
         raw = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
     except yaml.YAMLError as exc:
-        raise error(f"{p}: not valid YAML ({exc.__class__.__name__}: {exc})") from None
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        problem = getattr(exc, "problem", None) or type(exc).__name__
+        raise error(f"{p}: not valid YAML{where}: {problem}") from None
     if not isinstance(raw, dict):
         raise error(f"{p}: expected a mapping of {what} keys at the top level")
     return raw

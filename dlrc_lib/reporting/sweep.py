@@ -54,7 +54,7 @@ import yaml
 
 from dlrc_lib.core.config import Params, ParamsError, Section, load_params
 from dlrc_lib.core.errors import DlrcError
-from dlrc_lib.core.io import atomic_write_text, dumps
+from dlrc_lib.core.io import atomic_write_text, dumps, read_yaml_mapping
 from dlrc_lib.study.schema import COHORTS
 
 GRID_KEYS = ("factors", "vary_alone", "variants", "last_notebook", "description")
@@ -154,17 +154,7 @@ def parse_grid(grid_path: str | Path, params_path: str | Path) -> Grid:
     """
     grid_path = Path(grid_path)
     base = load_params(params_path)
-    if not grid_path.is_file():
-        raise ParamsError(f"{grid_path}: sweep grid not found")
-    try:
-        raw = yaml.safe_load(grid_path.read_text(encoding="utf-8")) or {}
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
-        what = getattr(exc, "problem", None) or type(exc).__name__
-        raise ParamsError(f"{grid_path}: not valid YAML{where}: {what}") from None
-    if not isinstance(raw, dict):
-        raise ParamsError(f"{grid_path}: expected a mapping with factors, vary_alone or variants")
+    raw = read_yaml_mapping(grid_path, "sweep grid", ParamsError)
     unknown = [k for k in raw if k not in GRID_KEYS]
     if unknown:
         raise ParamsError(f"{grid_path}: unknown grid key '{unknown[0]}' (expected one of {', '.join(GRID_KEYS)})")
