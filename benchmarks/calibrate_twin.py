@@ -136,6 +136,16 @@ def evaluate_run(run_dir: Path, name: str) -> dict:
     return _row_from_predictions(row, pred, pred["prob_dlrc"])
 
 
+def _report(row: dict, out: Path | None) -> None:
+    """Print a results row and put it into ``out`` (replacing the row of the same setting)."""
+    print(json.dumps(row, indent=1, default=str), flush=True)
+    if out:
+        old = pd.read_csv(out) if out.is_file() else pd.DataFrame()
+        if len(old):
+            old = old[old["setting"] != row["setting"]]
+        pd.concat([old, pd.DataFrame([row])], ignore_index=True).to_csv(out, index=False)
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("grid", nargs="?", help="YAML: {setting name: {dotted key: value}}")
@@ -148,29 +158,22 @@ def main() -> int:
     ap.add_argument("--n-jobs", type=int, default=0)
     ap.add_argument("--out", help="CSV of results (rows are appended/replaced by setting name)")
     args = ap.parse_args()
+    out = Path(args.out) if args.out else None
     if args.from_run:
         run_dir = Path(args.from_run)
-        grid = {args.name or run_dir.name: run_dir}
-    elif args.grid:
-        grid = yaml.safe_load(Path(args.grid).read_text(encoding="utf-8")) or {}
-    else:
+        if not (run_dir / "data" / "predictions.parquet").is_file():
+            ap.error(f"{run_dir}: no data/predictions.parquet: not a run that finished notebook 05")
+        _report(evaluate_run(run_dir, args.name or run_dir.name), out)
+        return 0
+    if not args.grid:
         ap.error("give a grid file or --from-run")
+    grid = yaml.safe_load(Path(args.grid).read_text(encoding="utf-8")) or {}
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
-    out = Path(args.out) if args.out else None
     for name, overrides in grid.items():
         if args.only and name not in args.only:
             continue
-        if args.from_run:
-            row = evaluate_run(overrides, name)
-        else:
-            row = evaluate_setting(name, overrides or {}, work, Path(args.settings), args.n_jobs, Path(args.params))
-        print(json.dumps(row, indent=1, default=str), flush=True)
-        if out:
-            old = pd.read_csv(out) if out.is_file() else pd.DataFrame()
-            if len(old):
-                old = old[old["setting"] != name]
-            pd.concat([old, pd.DataFrame([row])], ignore_index=True).to_csv(out, index=False)
+        _report(evaluate_setting(name, overrides or {}, work, Path(args.settings), args.n_jobs, Path(args.params)), out)
     return 0
 
 
