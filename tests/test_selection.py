@@ -48,6 +48,86 @@ def test_lasso_cv_matches_cv_glmnet():
     np.testing.assert_allclose(r.coef.to_numpy(), expect, atol=1e-5)
 
 
+def _correlated_lasso_data():
+    # 40 features from 8 latent factors (pairwise |r| up to 0.89): the ill-conditioned case of
+    # radiomics and deep features, where a loosely converged solver drifts along flat directions
+    rng = np.random.default_rng(2024)
+    n, p = 120, 40
+    F = rng.normal(size=(n, 8))
+    L = rng.normal(size=(8, p))
+    X = F @ L * 0.8 + rng.normal(size=(n, p)) * 0.5
+    eta = -0.5 + 0.6 * X[:, 0] - 0.5 * X[:, 5] + 0.3 * X[:, 11]
+    eta = eta / eta.std() * 1.2
+    y = (rng.uniform(size=n) < 1 / (1 + np.exp(-eta))).astype(int)
+    foldid = np.resize(np.arange(1, 11), n)
+    rng.shuffle(foldid)
+    return pd.DataFrame(X, columns=[f"x{j}" for j in range(p)]), y, foldid
+
+
+def test_lasso_cv_matches_cv_glmnet_on_correlated_features():
+    # R 4.2, glmnet 4.1-6, converged tightly so that its answer is the exact optimum:
+    #   cv <- cv.glmnet(x, y, family="binomial", type.measure="deviance", foldid=foldid,
+    #                   thresh=1e-14, maxit=1e7)
+    #   length(cv$lambda) -> 99; cv$lambda[c(1, 99)] -> 0.23463837016 2.57515321588e-05
+    #   cv$cvm[c(1, 10)] -> 1.3616895298 1.19873560142
+    #   cv$lambda.min, cv$lambda.1se -> 0.0529583428433 0.147359734804
+    #   coef(cv, s="lambda.1se") -> (Intercept) -0.3663216203, x0 0.1255754446, others 0
+    #   coef(cv, s="lambda.min") -> (Intercept) -0.3971182284, x0 0.2765565890,
+    #                               x10 -0.0565537120, x11 0.0299839909, others 0
+    # (with the default thresh=1e-7 glmnet's own lambda.min coefficients differ from these by
+    # up to 2e-5, and the path has 100 lambdas)
+    X, y, foldid = _correlated_lasso_data()
+    r = lasso_cv(X, y, foldid=foldid)
+    assert r.converged and len(r.lambdas) == 99
+    np.testing.assert_allclose(r.lambdas[[0, 98]], [0.23463837016, 2.57515321588e-05], rtol=1e-9)
+    np.testing.assert_allclose(r.cvm[[0, 9]], [1.3616895298, 1.19873560142], atol=2e-5)
+    assert r.lambda_min == pytest.approx(0.0529583428433, rel=1e-9)
+    assert r.lambda_1se == pytest.approx(0.147359734804, rel=1e-9)
+    assert r.intercept == pytest.approx(-0.3663216203, abs=1e-8)
+    assert r.coef[r.coef != 0].to_dict() == pytest.approx({"x0": 0.1255754446}, abs=1e-8)
+    m = lasso_cv(X, y, foldid=foldid, rule="min")
+    assert m.intercept == pytest.approx(-0.3971182284, abs=1e-8)
+    assert m.coef[m.coef != 0].to_dict() == pytest.approx(
+        {"x0": 0.2765565890, "x10": -0.0565537120, "x11": 0.0299839909}, abs=1e-8)
+
+
+def _kkt_violation(X, y, b0, beta, lam):
+    """Largest violation of the L1 logistic optimality conditions on glmnet's scale."""
+    from dlrc_lib.scores.selection import _sigmoid
+
+    Z = (X - X.mean(axis=0)) / X.std(axis=0)
+    bz = beta * X.std(axis=0)
+    r = y - _sigmoid(b0 + X @ beta)
+    g = Z.T @ r / len(y)
+    act = bz != 0
+    return max(np.max(np.abs(g[act] - lam * np.sign(bz[act])), initial=0.0),
+               np.max(np.abs(g[~act]), initial=0.0) - lam, abs(r.mean()))
+
+
+@pytest.mark.parametrize("duplicate", [False, True])
+def test_lasso_path_is_optimal_at_every_lambda(duplicate, monkeypatch):
+    # p > n with correlated features: the active-set Newton solver meets the KKT conditions to
+    # rounding at every lambda. An exact duplicate column makes its Hessian singular; the
+    # coordinate-descent solver then takes over (checked to be called) and still solves it.
+    from dlrc_lib.scores import selection as S
+
+    X, y, _ = _correlated_lasso_data()
+    X = np.hstack([X.to_numpy(), np.random.default_rng(5).normal(size=(120, 100))])
+    if duplicate:
+        X = np.hstack([X, X[:, [0]]])
+    calls = []
+    cd = S._irls_lasso
+    monkeypatch.setattr(S, "_irls_lasso", lambda *a, **k: calls.append(1) or cd(*a, **k))
+    lambdas = S._lambda_path(X, y.astype(float), 60, None)
+    betas, b0s, ok = S._fit_path(X, y.astype(float), lambdas, 1e-10, 20000)
+    assert ok
+    worst = max(_kkt_violation(X, y, b0s[k], betas[k], lam) for k, lam in enumerate(lambdas))
+    if duplicate:
+        assert calls and worst < 1e-6
+    else:
+        assert not calls and worst < 1e-10
+
+
 def test_lasso_folds_are_seeded_and_stratified():
     X, y, _ = _lasso_data()
     a = lasso_cv(X, y, folds=5, seed=11)
