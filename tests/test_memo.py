@@ -100,6 +100,28 @@ def test_any_changed_input_refits(data, tmp_path, change):
     assert (m.hits, m.misses) == (0, 1)
 
 
+def test_lambda_rules_share_the_cross_validated_path(data, tmp_path, monkeypatch):
+    # the 1se and min rules refit nothing of the LASSO cross-validation (a sweep's commonest
+    # pair of variants), and what the cached path gives equals a fit without any cache
+    import dlrc_lib.scores.selection as S
+
+    study, X = data
+    calls = []
+    cv_path = S._cv_path
+    monkeypatch.setattr(S, "_cv_path", lambda *a, **k: calls.append(1) or cv_path(*a, **k))
+    one = _fit(X, study, tmp_path, selection=SelectionParams(lasso_rule="1se"))
+    other = _fit(X, study, tmp_path, selection=SelectionParams(lasso_rule="min"))
+    assert len(calls) == 1
+    assert len(list((tmp_path / "memo" / "lasso_cv").iterdir())) == 1
+    assert other.selection.lasso.rule == "min" and one.selection.lasso.rule == "1se"
+    assert other.selection.lasso.lambda_min == one.selection.lasso.lambda_min
+    assert_same(_fit(X, study, None, selection=SelectionParams(lasso_rule="min")), other)
+    # other settings of the cross-validation (here its folds) are a different path
+    before = len(calls)
+    _fit(X, study, tmp_path, selection=SelectionParams(lasso_folds=5))
+    assert len(calls) == before + 1
+
+
 def test_empty_selection_is_cached_and_raised_again(data, tmp_path):
     study, X = data
     kw = dict(selection=SelectionParams(mw_p=1e-12))

@@ -143,11 +143,14 @@ def fit_feature_score(features: pd.DataFrame, study: pd.DataFrame, *, keep: Opti
         key = digest(features, st[cols], None if keep is None else [str(k) for k in keep],
                      harmonisation, selection, seed, keep_label, lost, code)
 
+    # the cross-validated LASSO path, shared by fits that differ only in the lambda rule
+    lasso_memo = Memo(memo.root.parent.parent, "lasso_cv", max_entries=128) if memo.root is not None else None
+
     def compute() -> dict[str, Any]:
         try:
             return {"result": _fit_feature_score(features, study, keep=keep, harmonisation=harmonisation,
                                                  selection=selection, seed=seed, keep_label=keep_label,
-                                                 lost=lost), "error": None}
+                                                 lost=lost, lasso_memo=lasso_memo), "error": None}
         except EmptySelectionError as exc:
             return {"result": exc.result, "error": str(exc)}
 
@@ -162,7 +165,7 @@ _FIT_MODULES = ("dlrc_lib.scores.pipeline", "dlrc_lib.scores.selection", "dlrc_l
 
 def _fit_feature_score(features: pd.DataFrame, study: pd.DataFrame, *, keep: Optional[Sequence[str]],
                        harmonisation, selection, seed: int, keep_label: str,
-                       lost: Optional[pd.DataFrame]) -> FeatureScoreResult:
+                       lost: Optional[pd.DataFrame], lasso_memo: Optional[Memo] = None) -> FeatureScoreResult:
     study = by_patient(study)
     features = features.copy()
     features.index = features.index.astype(str)
@@ -208,7 +211,7 @@ def _fit_feature_score(features: pd.DataFrame, study: pd.DataFrame, *, keep: Opt
                      "skip): " + "; ".join(who))
     y = study.loc[train, "lnm"].astype(int)
     sel = select_features(harm.loc[train], y, selection, seed=seed, funnel_prefix=funnel,
-                          record_usable=False)
+                          record_usable=False, lasso_memo=lasso_memo)
     notes.extend(sel.notes)
     score = pd.Series(np.nan, index=study.index, name="score")
     if sel.ok:

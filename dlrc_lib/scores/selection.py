@@ -391,7 +391,7 @@ def _binomial_deviance(y: np.ndarray, eta: np.ndarray) -> np.ndarray:
 def lasso_cv(X: pd.DataFrame, y: Sequence[int], *, folds: int = 10, rule: str = "1se",
              seed: int = 0, foldid: Optional[Sequence[int]] = None, nlambda: int = 100,
              lambda_min_ratio: Optional[float] = None, tol: float = 1e-10,
-             max_iter: int = 20000) -> LassoCVResult:
+             max_iter: int = 20000, memo=None) -> LassoCVResult:
     """Cross-validated L1 logistic regression, emulating R ``cv.glmnet``.
 
     ``cv.glmnet(as.matrix(X), y, family="binomial", type.measure="deviance",
@@ -402,11 +402,44 @@ def lasso_cv(X: pd.DataFrame, y: Sequence[int], *, folds: int = 10, rule: str = 
     ``sqrt(weighted var / (folds - 1))``; ``lambda.min`` minimises it and ``lambda.1se``
     is the largest lambda within one SE of that minimum. Folds: stratified by outcome
     and seeded (``foldid`` overrides, 1-based as in R).
-    """
-    from sklearn.model_selection import StratifiedKFold
 
+    ``memo``: an optional :class:`dlrc_lib.core.memo.Memo`. The cross-validated path does not
+    depend on ``rule``, so it is cached by everything else (the data's bytes, the folds, the
+    path settings and this module's code): the 1se and min rules on the same data (e.g. two
+    variants of a sweep) fit it once.
+    """
     Xv = X.to_numpy(dtype=float)
     yv = np.asarray(y, dtype=float)
+    key = None
+    if memo is not None and memo.root is not None:
+        from dlrc_lib.core.memo import code_fingerprint, digest
+
+        key = digest(Xv, yv, folds, seed, None if foldid is None else np.asarray(foldid, dtype=int),
+                     nlambda, lambda_min_ratio, tol, max_iter, code_fingerprint([__name__]))
+    compute = lambda: _cv_path(Xv, yv, folds=folds, seed=seed, foldid=foldid, nlambda=nlambda,  # noqa: E731
+                               lambda_min_ratio=lambda_min_ratio, tol=tol, max_iter=max_iter)
+    path = memo.get_or_compute(key, compute) if memo is not None else compute()
+    lambdas, cvm, betas, b0 = path["lambdas"], path["cvm"], path["betas"], path["b0"]
+    idmin = cvm <= cvm.min()
+    lambda_min = float(np.max(lambdas[idmin]))
+    imin = int(np.flatnonzero(lambdas == lambda_min)[0])
+    semin = cvm[imin] + path["cvsd"][imin]
+    lambda_1se = float(np.max(lambdas[cvm <= semin]))
+    chosen = lambda_1se if rule == "1se" else lambda_min
+    k = int(np.flatnonzero(lambdas == chosen)[0])
+    return LassoCVResult(
+        lambdas=lambdas, cvm=cvm, cvsd=path["cvsd"], nzero=(betas != 0).sum(axis=1),
+        lambda_min=lambda_min, lambda_1se=lambda_1se, rule=rule,
+        coef=pd.Series(betas[k], index=list(X.columns)), intercept=float(b0[k]),
+        foldid=path["foldid"], converged=bool(path["converged"]),
+    )
+
+
+def _cv_path(Xv: np.ndarray, yv: np.ndarray, *, folds: int, seed: int, foldid: Optional[Sequence[int]],
+             nlambda: int, lambda_min_ratio: Optional[float], tol: float, max_iter: int) -> dict[str, Any]:
+    """The rule-independent part of :func:`lasso_cv`: the full-data path and the CV error."""
+    from sklearn.model_selection import StratifiedKFold
+
     n = len(yv)
     lambdas = _lambda_path(Xv, yv, nlambda, lambda_min_ratio)
     if foldid is None:
@@ -438,19 +471,8 @@ def lasso_cv(X: pd.DataFrame, y: Sequence[int], *, folds: int = 10, rule: str = 
     w = N / N.sum()
     cvm = w @ cvraw
     cvsd = np.sqrt((w @ (cvraw - cvm) ** 2) / (len(ids) - 1))
-    idmin = cvm <= cvm.min()
-    lambda_min = float(np.max(lambdas[idmin]))
-    imin = int(np.flatnonzero(lambdas == lambda_min)[0])
-    semin = cvm[imin] + cvsd[imin]
-    lambda_1se = float(np.max(lambdas[cvm <= semin]))
-    chosen = lambda_1se if rule == "1se" else lambda_min
-    k = int(np.flatnonzero(lambdas == chosen)[0])
-    return LassoCVResult(
-        lambdas=lambdas, cvm=cvm, cvsd=cvsd, nzero=(betas != 0).sum(axis=1),
-        lambda_min=lambda_min, lambda_1se=lambda_1se, rule=rule,
-        coef=pd.Series(betas[k], index=list(X.columns)), intercept=float(b0[k]),
-        foldid=foldid, converged=conv,
-    )
+    return {"lambdas": lambdas, "cvm": cvm, "cvsd": cvsd, "betas": betas, "b0": b0, "foldid": foldid,
+            "converged": bool(conv)}
 
 
 # --------------------------------------------------------------- step 4: final model
@@ -520,10 +542,10 @@ def _funnel_row(step: str, n: int, rule: str) -> dict[str, Any]:
 
 
 def _lasso_step(Z: pd.DataFrame, y: pd.Series, kept: list[str], params, seed: int,
-                notes: list[str]) -> tuple[LassoCVResult, list[str], str]:
+                notes: list[str], memo=None) -> tuple[LassoCVResult, list[str], str]:
     """LASSO with cross-validated lambda on the standardised candidates; the survivors (at
     most ``max_features_lasso``, by |coefficient|) in ``kept``'s order and the funnel text."""
-    lasso = lasso_cv(Z, y.to_numpy(), folds=params.lasso_folds, rule=params.lasso_rule, seed=seed)
+    lasso = lasso_cv(Z, y.to_numpy(), folds=params.lasso_folds, rule=params.lasso_rule, seed=seed, memo=memo)
     if not lasso.converged:
         notes.append("the LASSO solver reached its iteration limit on some lambda values")
     nz = lasso.coef[lasso.coef != 0]
@@ -547,12 +569,14 @@ def _stepwise_step(Z: pd.DataFrame, y: pd.Series, direction: str, notes: list[st
 
 def select_features(X: pd.DataFrame, y: Sequence[int], params, *, seed: int = 0,
                     funnel_prefix: Optional[list[dict]] = None,
-                    record_usable: bool = True) -> SelectionResult:
+                    record_usable: bool = True, lasso_memo=None) -> SelectionResult:
     """Run the four selection steps on a training matrix (patients x features) and labels.
 
     ``params``: a :class:`dlrc_lib.core.config.SelectionParams`. ``funnel_prefix`` rows (e.g. the
     ICC filter) are put before this function's own funnel rows; ``record_usable=False``
     leaves out the "usable features" row when the caller already screened them.
+    ``lasso_memo``: a :class:`dlrc_lib.core.memo.Memo` for the cross-validated LASSO path
+    (see :func:`lasso_cv`).
     """
     y = pd.Series(np.asarray(y, dtype=int), index=X.index)
     rows = list(funnel_prefix or [])
@@ -598,7 +622,7 @@ def select_features(X: pd.DataFrame, y: Sequence[int], params, *, seed: int = 0,
     mean = X[kept].mean()
     sd = X[kept].std(ddof=1)
     Z = standardise(X, mean, sd)
-    lasso, lasso_kept, rule_txt = _lasso_step(Z, y, kept, params, seed, notes)
+    lasso, lasso_kept, rule_txt = _lasso_step(Z, y, kept, params, seed, notes, memo=lasso_memo)
     rows.append(_funnel_row("LASSO", len(lasso_kept), rule_txt))
     if not lasso_kept:
         i = int(np.flatnonzero(lasso.lambdas == lasso.lambda_min)[0])
