@@ -91,6 +91,35 @@ def test_lasso_cv_matches_cv_glmnet_on_correlated_features():
         {"x0": 0.2765565890, "x10": -0.0565537120, "x11": 0.0299839909}, abs=1e-8)
 
 
+def test_fold_paths_run_every_lambda_as_in_glmnet():
+    # cv.glmnet hands its folds the full fit's lambdas, and glmnet ends a path with given
+    # lambdas only at saturation, never by the deviance rules of its own sequence. R 4.2,
+    # glmnet 4.1-6 on these data (foldid as below):
+    #   full <- glmnet(x, y, family="binomial", thresh=1e-14)
+    #   sapply(1:10, function(f) length(glmnet(x[foldid != f, ], y[foldid != f],
+    #          family="binomial", lambda=full$lambda, thresh=1e-14)$lambda)) -> 100 (all folds)
+    #   cv.glmnet(x, y, family="binomial", type.measure="deviance", foldid=foldid, thresh=1e-14):
+    #   lambda.min 0.05933023476, lambda.1se 0.1137900661, cvm[1] 1.4018550350
+    from dlrc_lib.scores import selection as S
+
+    rng = np.random.default_rng(2)
+    n, p = 80, 30
+    X = rng.normal(size=(n, p))
+    eta = 0.8 * X[:, 0] - 0.5 * X[:, 1]
+    y = (rng.uniform(size=n) < 1 / (1 + np.exp(-eta))).astype(int)
+    foldid = np.resize(np.arange(1, 11), n)
+    rng.shuffle(foldid)
+    lambdas = S._lambda_path(X, y.astype(float), 100, None)
+    assert len(S._fit_path(X, y.astype(float), lambdas, 1e-10, 20000, early_stop=True)[1]) == 100
+    for f in range(1, 11):
+        tr = foldid != f
+        assert len(S._fit_path(X[tr], y[tr].astype(float), lambdas, 1e-10, 20000)[1]) == 100
+    r = lasso_cv(pd.DataFrame(X), y, foldid=foldid)
+    assert r.lambda_min == pytest.approx(0.05933023476, rel=1e-9)
+    assert r.lambda_1se == pytest.approx(0.1137900661, rel=1e-9)
+    assert r.cvm[0] == pytest.approx(1.4018550350, abs=1e-5)
+
+
 def _kkt_violation(X, y, b0, beta, lam):
     """Largest violation of the L1 logistic optimality conditions on glmnet's scale."""
     from dlrc_lib.scores.selection import _sigmoid

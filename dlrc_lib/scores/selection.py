@@ -163,6 +163,9 @@ def _penalised_objective(Z, y, b0, beta, lam):
 CD_TOL = 1e-6
 
 
+PMIN = 1e-5  # glmnet's pmin: probabilities are clipped to [PMIN, 1 - PMIN]
+
+
 def _sigmoid(eta: np.ndarray) -> np.ndarray:
     with np.errstate(over="ignore"):  # exp(-eta) = inf for eta < -709 gives the correct limit 0
         return 1.0 / (1.0 + np.exp(-eta))
@@ -330,9 +333,13 @@ def _fit_path(X: np.ndarray, y: np.ndarray, lambdas: np.ndarray, tol: float, max
     proceed, by proximal Newton (iteratively reweighted least squares whose weighted-lasso
     subproblems are solved by coordinate descent, :func:`sklearn.linear_model.enet_path`, with
     step halving if the penalised objective would rise; :func:`_irls_lasso`).
-    ``early_stop``: end the path as glmnet does when it computes its own lambda sequence
-    (from the 5th lambda on, once the fraction of deviance explained grows by less than
-    1e-5 or exceeds 0.999); the path then has fewer lambdas.
+    The path ends early, as glmnet's ``lognet`` does, once the fitted probabilities are all
+    saturated (the mean of ``p(1-p)``, with ``p`` clipped to [1e-5, 1-1e-5], at most
+    ``(1+1e-5) 1e-5 (1-1e-5)``: complete separation), and with ``early_stop`` also by the rules
+    glmnet applies only when it computes its own lambda sequence (from the 5th lambda on, once
+    the fraction of deviance explained grows by less than 1e-5 or exceeds 0.999): the full-data
+    fit of ``cv.glmnet``, not its fold fits, which get the full fit's lambdas. The path then
+    has fewer lambdas.
     Returns (betas (nlambda x p), intercepts, converged).
     """
     n, p = X.shape
@@ -373,8 +380,11 @@ def _fit_path(X: np.ndarray, y: np.ndarray, lambdas: np.ndarray, tol: float, max
         prev_lam = float(lam)
         betas[k, live] = beta / sd[live]
         b0s[k] = b0 - np.sum(beta * mu[live] / sd[live])
+        eta = b0 + Z @ beta
+        pc = np.clip(_sigmoid(eta), PMIN, 1 - PMIN)
+        if np.mean(pc * (1 - pc)) <= (1 + PMIN) * PMIN * (1 - PMIN):
+            return betas[: k + 1], b0s[: k + 1], converged
         if early_stop and null_dev > 0:
-            eta = b0 + Z @ beta
             ratio = 1.0 - 2.0 * np.sum(np.logaddexp(0.0, eta) - y * eta) / null_dev
             if k >= 4 and (ratio - prev_ratio < 1e-5 or ratio > 0.999):
                 return betas[: k + 1], b0s[: k + 1], converged
@@ -384,7 +394,7 @@ def _fit_path(X: np.ndarray, y: np.ndarray, lambdas: np.ndarray, tol: float, max
 
 def _binomial_deviance(y: np.ndarray, eta: np.ndarray) -> np.ndarray:
     """Per-observation deviance, probabilities clipped to [1e-5, 1-1e-5] as glmnet does."""
-    p = np.clip(_sigmoid(eta), 1e-5, 1 - 1e-5)
+    p = np.clip(_sigmoid(eta), PMIN, 1 - PMIN)
     return -2.0 * (y[:, None] * np.log(p) + (1 - y[:, None]) * np.log(1 - p))
 
 
@@ -414,8 +424,10 @@ def lasso_cv(X: pd.DataFrame, y: Sequence[int], *, folds: int = 10, rule: str = 
     if memo is not None and memo.root is not None:
         from dlrc_lib.core.memo import code_fingerprint, digest
 
-        key = digest(Xv, yv, folds, seed, None if foldid is None else np.asarray(foldid, dtype=int),
-                     nlambda, lambda_min_ratio, tol, max_iter, code_fingerprint([__name__]))
+        code = code_fingerprint([__name__])  # None: this module changed on disk, do not cache
+        if code is not None:
+            key = digest(Xv, yv, folds, seed, None if foldid is None else np.asarray(foldid, dtype=int),
+                         nlambda, lambda_min_ratio, tol, max_iter, code)
     compute = lambda: _cv_path(Xv, yv, folds=folds, seed=seed, foldid=foldid, nlambda=nlambda,  # noqa: E731
                                lambda_min_ratio=lambda_min_ratio, tol=tol, max_iter=max_iter)
     path = memo.get_or_compute(key, compute) if memo is not None else compute()
@@ -457,9 +469,10 @@ def _cv_path(Xv: np.ndarray, yv: np.ndarray, *, folds: int, seed: int, foldid: O
     N = np.zeros(len(ids))
     for i, f in enumerate(ids):
         test = foldid == f
-        # each fold runs the full fit's lambdas with glmnet's path stopping rules; lambdas past
-        # where a fold's path stopped get its last fit (glmnet's buildPredmat)
-        bf, b0f, c = _fit_path(Xv[~test], yv[~test], lambdas, tol, max_iter, early_stop=True)
+        # each fold runs the full fit's lambdas; as in glmnet, given lambdas end a path only at
+        # saturation, and lambdas past where a fold's path stopped get its last fit
+        # (glmnet's buildPredmat)
+        bf, b0f, c = _fit_path(Xv[~test], yv[~test], lambdas, tol, max_iter, early_stop=False)
         conv = conv and c
         if len(b0f) < len(lambdas):
             pad = len(lambdas) - len(b0f)
