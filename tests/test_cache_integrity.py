@@ -326,3 +326,46 @@ def test_full_disk_is_one_line_from_the_cli(tmp_path, monkeypatch, capsys):
     err = capsys.readouterr().err
     assert rc == 2 and err.count("\n") == 1 and "Traceback" not in err
     assert err.startswith("dlrc extract: error: no space left on the device while writing ") and "x.csv" in err
+
+
+def _alive(pid: int) -> bool:
+    """Running (a zombie waiting for a reaper counts as ended)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs Linux /proc")
+def test_pool_workers_end_when_their_parent_is_killed(tmp_path):
+    # a killed notebook kernel must not leave its extraction workers running: they would hold
+    # the killed run's output pipes open and keep writing next to the rerun. Every process
+    # pool in dlrc_lib is a worker_pool (checked below), whose workers die with their parent.
+    import time
+
+    script = tmp_path / "parent.py"
+    script.write_text(
+        "import os, sys, time\n"
+        "from dlrc_lib.core.processes import worker_pool\n"
+        "ex = worker_pool(2)\n"
+        "pids = {ex.submit(os.getpid).result() for _ in range(4)}\n"
+        "print(*pids, flush=True)\n"
+        "time.sleep(120)\n")
+    root = Path(__file__).resolve().parents[1]
+    proc = subprocess.Popen([sys.executable, str(script)], cwd=root, stdout=subprocess.PIPE, text=True,
+                            env={**os.environ, "PYTHONPATH": str(root)})
+    workers = [int(p) for p in proc.stdout.readline().split()]
+    assert workers and all(_alive(p) for p in workers)
+    proc.kill()
+    proc.wait(timeout=30)
+    deadline = time.time() + 20
+    while time.time() < deadline and any(_alive(p) for p in workers):
+        time.sleep(0.1)
+    assert not any(_alive(p) for p in workers), "a pool worker outlived its killed parent"
+
+
+def test_every_process_pool_is_a_worker_pool():
+    root = Path(__file__).resolve().parents[1] / "dlrc_lib"
+    offenders = [str(p.relative_to(root)) for p in root.rglob("*.py")
+                 if "ProcessPoolExecutor(" in p.read_text(encoding="utf-8") and p.name != "processes.py"]
+    assert offenders == []

@@ -457,10 +457,12 @@ def _run_local(jobs: list[tuple[str, str, str]], n_workers: int,
             on_done(i, extract_case(*job))
         return
     import multiprocessing as mp
-    from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+    from concurrent.futures import FIRST_COMPLETED, wait
+
+    from dlrc_lib.core.processes import worker_pool
 
     ctx = mp.get_context("fork") if "fork" in mp.get_all_start_methods() else None
-    pool = ProcessPoolExecutor(max_workers=n_workers, mp_context=ctx, initializer=_worker_init)
+    pool = worker_pool(n_workers, mp_context=ctx, initializer=_worker_init)
     try:
         # keep a bounded number of cases in flight so that results stream back in order
         pending: dict[Any, int] = {}

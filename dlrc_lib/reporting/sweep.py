@@ -33,6 +33,7 @@ it (when its parameters are unchanged), so an interrupted sweep resumes where it
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import itertools
 import json
@@ -55,6 +56,7 @@ import yaml
 from dlrc_lib.core.config import Params, ParamsError, Section, load_params
 from dlrc_lib.core.errors import DlrcError
 from dlrc_lib.core.io import atomic_write_text, dumps, read_yaml_mapping
+from dlrc_lib.core.processes import die_with_parent
 from dlrc_lib.study.schema import COHORTS
 
 GRID_KEYS = ("factors", "vary_alone", "variants", "last_notebook", "description")
@@ -432,17 +434,6 @@ _LOCK = threading.Lock()
 _STOPPING = threading.Event()  # set when the sweep is interrupted: unfinished variants leave no record
 
 
-def _die_with_parent() -> None:
-    """In the child before exec (Linux): end the variant's process when the sweep dies, even
-    by SIGKILL, so that no orphan keeps computing a variant nobody will record."""
-    try:
-        import ctypes
-
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-    except Exception:  # noqa: BLE001 - not Linux: the next sweep ends leftovers by their pid file
-        pass
-
-
 def subprocess_executor(threads: int = 1) -> Executor:
     """Run a variant's notebooks with ``python -m dlrc_lib.reporting.cli run`` in its own process group."""
 
@@ -456,7 +447,7 @@ def subprocess_executor(threads: int = 1) -> Executor:
             env[var] = str(threads)
         with open(vdir / "sweep.log", "w") as log:
             proc = subprocess.Popen(cmd, cwd=str(Path.cwd()), stdout=log, stderr=subprocess.STDOUT,
-                                    env=env, start_new_session=True, preexec_fn=_die_with_parent)
+                                    env=env, start_new_session=True, preexec_fn=functools.partial(die_with_parent, os.getpid()))
             atomic_write_text(vdir / ".pid", f"{proc.pid}\n")
             with _LOCK:
                 _RUNNING[proc.pid] = proc

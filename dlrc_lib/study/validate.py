@@ -555,9 +555,9 @@ def _run_jobs(func, jobs: list, n_jobs: int, progress: bool) -> list:
             out.append(func(job))
             bar.update()
     else:
-        from concurrent.futures import ProcessPoolExecutor
+        from dlrc_lib.core.processes import worker_pool
 
-        with ProcessPoolExecutor(max_workers=n_jobs) as ex:
+        with worker_pool(n_jobs) as ex:
             for res in ex.map(func, jobs, chunksize=8):
                 out.append(res)
                 bar.update()

@@ -10,12 +10,12 @@ computes a handful of first-order, texture and shape features (numpy only, fast)
 """
 from __future__ import annotations
 
-from concurrent.futures import ProcessPoolExecutor
 from typing import Iterable
 
 import numpy as np
 import pandas as pd
 
+from dlrc_lib.core.processes import worker_pool
 from dlrc_lib.study.schema import SEQUENCES
 
 
@@ -73,7 +73,7 @@ def study_features(study: pd.DataFrame, n_jobs: int = 1, progress: bool = True) 
     if n_jobs == 1:
         feats = [_patient_features(r) for r in tqdm(rows, disable=not progress, desc="features")]
     else:
-        with ProcessPoolExecutor(max_workers=n_jobs) as ex:
+        with worker_pool(n_jobs) as ex:
             feats = list(tqdm(ex.map(_patient_features, rows, chunksize=8), total=len(rows),
                               disable=not progress, desc="features"))
     return pd.DataFrame(feats, index=study["patient_id"].to_numpy())

@@ -22,7 +22,6 @@ import json
 import os
 import shutil
 import time
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +30,7 @@ import pandas as pd
 import yaml
 
 from dlrc_lib.core.errors import DlrcError
+from dlrc_lib.core.processes import worker_pool
 from dlrc_lib.core.io import atomic_write_text, dumps
 from dlrc_lib.study.schema import ACQUISITION_COLUMNS, COHORTS, READER2_COLUMNS, SEQUENCES, c_lnm_from_short_axis
 from dlrc_lib.twin.anatomy import render_patient, scanner_grid
@@ -272,7 +272,7 @@ def generate_study(params, out: str | Path | None = None, *, clinical_only: bool
                 _generate_one(job)
                 bar.update()
         else:
-            with ProcessPoolExecutor(max_workers=n_jobs) as ex:
+            with worker_pool(n_jobs) as ex:
                 for _ in ex.map(_generate_one, jobs, chunksize=4):
                     bar.update()
         bar.close()
