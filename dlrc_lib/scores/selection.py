@@ -372,7 +372,9 @@ def _fit_path(X: np.ndarray, y: np.ndarray, lambdas: np.ndarray, tol: float, max
             converged = converged and ok
             beta = np.zeros(q)
             beta[S] = beta_s
-            grad = Z.T @ (y - _sigmoid(b0 + Z @ beta)) / n
+            eta = b0 + Z @ beta
+            prob = _sigmoid(eta)
+            grad = Z.T @ (y - prob) / n
             violators = ~strong & (np.abs(grad) > lam * (1.0 + 1e-9))
             if not violators.any():
                 break
@@ -380,8 +382,7 @@ def _fit_path(X: np.ndarray, y: np.ndarray, lambdas: np.ndarray, tol: float, max
         prev_lam = float(lam)
         betas[k, live] = beta / sd[live]
         b0s[k] = b0 - np.sum(beta * mu[live] / sd[live])
-        eta = b0 + Z @ beta
-        pc = np.clip(_sigmoid(eta), PMIN, 1 - PMIN)
+        pc = np.clip(prob, PMIN, 1 - PMIN)  # the solution's eta and probabilities, from the KKT check
         if np.mean(pc * (1 - pc)) <= (1 + PMIN) * PMIN * (1 - PMIN):
             return betas[: k + 1], b0s[: k + 1], converged
         if early_stop and null_dev > 0:
