@@ -8,8 +8,9 @@ into an empty feature store:
 2. Dask with the workers left as they start (``--raw``): SimpleITK's filters then use as
    many threads as the machine has cores inside every worker, and PyRadiomics logs;
 3. (``--raw``) Dask with only the local pool's set-up (one ITK thread, quiet logging);
-4. Dask as dlrc runs it: that set-up plus the worker's statistical profiler stopped
-   (``client.run(_dask_worker_init)``).
+4. Dask as dlrc runs it (``client.run(_dask_worker_init)``): that set-up, the nanny's
+   ``MALLOC_TRIM_THRESHOLD_`` undone (with it glibc maps and unmaps every block over 128 KiB:
+   ~40x the page faults) and the worker's statistical profiler stopped.
 
 Every worker imports PyRadiomics and dlrc_lib before the clock starts (a cluster's one-off
 start cost, which the local pool's forked workers inherit for free).

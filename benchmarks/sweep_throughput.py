@@ -7,11 +7,16 @@ into a fresh sweep folder. Reported per jobs value: the wall time of the variant
 mean wall seconds of one variant (its own process: papermill, kernels, notebooks 03-08), the
 CPU seconds of the variant processes, and the speed-up against one job at a time.
 
+``--dask N`` then runs the same variants once more as tasks on a local Dask cluster that the
+script starts itself (``N`` worker processes with one thread each, as ``dask worker --nworkers N
+--nthreads 1``; ``radiomics.dask_scheduler`` pointing at it), and reports its wall time as a
+ratio to the local run with ``--jobs N`` on the same cores (target <= 1.10).
+
 Other processes sharing the cores distort wall times; CPU seconds are less affected. State
 the load (``uptime``) next to any number taken from this script.
 
     python benchmarks/sweep_throughput.py --params params/quick.yaml --grid params/sweep_quick.yaml \
-        --jobs 1 2 --variants 4
+        --jobs 1 2 --variants 4 [--dask 2]
 """
 from __future__ import annotations
 
@@ -57,6 +62,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--grid", default="params/sweep_quick.yaml")
     ap.add_argument("--jobs", type=int, nargs="+", default=[1, 2])
     ap.add_argument("--variants", type=int, default=0, help="first N variants of the grid (0: all)")
+    ap.add_argument("--dask", type=int, default=0, metavar="N",
+                    help="also run the variants on a local Dask cluster of N single-thread workers")
     ap.add_argument("--keep", help="keep the sweep folders here (default: a temporary folder)")
     ap.add_argument("--json", help="write the numbers to this file")
     args = ap.parse_args(argv)
@@ -93,18 +100,64 @@ def main(argv: list[str] | None = None) -> int:
                      "wall_per_variant_s": round(wall / max(1, len(secs)), 1),
                      "cpu_s": round(cpu, 1), "load_after": round(os.getloadavg()[0], 1)})
         print(json.dumps(rows[-1]))
+    if args.dask:
+        rows.append(_dask_row(args, grid, warm, work))
+        print(json.dumps(rows[-1]))
     base = next((r for r in rows if r["jobs"] == 1), rows[0])
     for r in rows:
         r["speedup"] = round(base["wall_s"] / r["wall_s"], 2) if r["wall_s"] else None
-    print(f"{'jobs':>4} {'variants':>8} {'wall s':>8} {'s/variant':>10} {'wall/variant':>12} {'cpu s':>8} {'speed-up':>8}")
+    print(f"{'run':>8} {'variants':>8} {'wall s':>8} {'s/variant':>10} {'wall/variant':>12} {'cpu s':>8} {'speed-up':>8}")
     for r in rows:
-        print(f"{r['jobs']:>4} {r['variants']:>8} {r['wall_s']:>8} {r['mean_variant_s']:>10} "
-              f"{r['wall_per_variant_s']:>12} {r['cpu_s']:>8} {r['speedup']:>8}")
+        print(f"{r.get('executor', 'local') + str(r['jobs']):>8} {r['variants']:>8} {r['wall_s']:>8} "
+              f"{r['mean_variant_s']:>10} {r['wall_per_variant_s']:>12} {r['cpu_s']:>8} {r['speedup']:>8}")
+    local_same = next((r for r in rows if r["jobs"] == args.dask and r.get("executor") != "dask"), None)
+    if args.dask and local_same:
+        ratio = round(rows[-1]["wall_s"] / local_same["wall_s"], 2)
+        rows[-1]["ratio_to_local"] = ratio
+        print(f"dask {args.dask} workers: {rows[-1]['wall_s']} s = {ratio} x local --jobs {args.dask} "
+              f"({local_same['wall_s']} s); load now {os.getloadavg()[0]:.1f}")
     if args.json:
         Path(args.json).write_text(json.dumps(rows, indent=2) + "\n")
     if not args.keep:
         shutil.rmtree(work, ignore_errors=True)
     return 0
+
+
+def _children_cpu_of_worker() -> float:
+    ru = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return ru.ru_utime + ru.ru_stime
+
+
+def _dask_row(args, grid: Path, warm: Path, work: Path) -> dict:
+    """The variants as tasks on a local Dask cluster this function starts (and stops)."""
+    from dask.distributed import Client, LocalCluster
+
+    cluster = LocalCluster(n_workers=args.dask, threads_per_worker=1, processes=True, dashboard_address=None)
+    client = Client(cluster)
+    try:
+        p = yaml.safe_load(Path(args.params).read_text())
+        p.setdefault("radiomics", {})["dask_scheduler"] = cluster.scheduler_address
+        pfile = work / "params_dask.yaml"
+        pfile.write_text(yaml.safe_dump(p, sort_keys=False))
+        out = work / "dask"
+        if out.exists():
+            shutil.rmtree(out)
+        out.mkdir(parents=True)
+        shutil.copytree(warm / "base", out / "base")
+        cpu0 = sum(client.run(_children_cpu_of_worker).values())
+        t0 = time.perf_counter()
+        res = SW.run_sweep(pfile, grid, out=out, jobs=args.dask, quiet=True, extract=False)
+        wall = time.perf_counter() - t0
+        cpu = sum(client.run(_children_cpu_of_worker).values()) - cpu0
+    finally:
+        client.close()
+        cluster.close()
+    secs = [json.loads(q.read_text())["seconds"] for q in out.glob("variants/*/variant.json")]
+    return {"jobs": args.dask, "executor": "dask", "variants": len(secs),
+            "ok": int((res.table["status"] == "ok").sum()), "wall_s": round(wall, 1),
+            "mean_variant_s": round(sum(secs) / max(1, len(secs)), 1),
+            "wall_per_variant_s": round(wall / max(1, len(secs)), 1), "cpu_s": round(cpu, 1),
+            "load_after": round(os.getloadavg()[0], 1)}
 
 
 if __name__ == "__main__":

@@ -369,3 +369,38 @@ def test_every_process_pool_is_a_worker_pool():
     offenders = [str(p.relative_to(root)) for p in root.rglob("*.py")
                  if "ProcessPoolExecutor(" in p.read_text(encoding="utf-8") and p.name != "processes.py"]
     assert offenders == []
+
+
+_FAULTS_SCRIPT = """
+import os, resource, sys
+import numpy as np
+from dlrc_lib.core.processes import undo_malloc_tuning
+changed = undo_malloc_tuning() if sys.argv[1] == "undo" else False
+for _ in range(5):  # warm-up
+    np.ones(1 << 17)
+before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+for _ in range(200):  # 1 MiB blocks, as a radiomics case allocates and frees its volumes
+    a = np.ones(1 << 17)
+    del a
+print(changed, "MALLOC_TRIM_THRESHOLD_" in os.environ, resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
+"""
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs Linux (glibc)")
+def test_the_dask_nannys_malloc_setting_is_undone_in_a_worker():
+    # Dask's nanny starts its workers with MALLOC_TRIM_THRESHOLD_=65536, which makes glibc map
+    # and unmap every block over 128 KiB: each 1 MiB array is faulted in page by page, again and
+    # again (numpy asks for huge pages from 4 MiB on, which hides the effect for larger ones)
+    root = Path(__file__).resolve().parents[1]
+    env = {**os.environ, "PYTHONPATH": str(root), "MALLOC_TRIM_THRESHOLD_": "65536"}
+
+    def faults(mode):
+        out = subprocess.run([sys.executable, "-c", _FAULTS_SCRIPT, mode], env=env, capture_output=True,
+                             text=True, check=True).stdout.split()
+        return out[0] == "True", out[1] == "True", int(out[2])
+
+    changed0, kept0, tuned = faults("keep")
+    changed1, kept1, undone = faults("undo")
+    assert (changed0, kept0) == (False, True) and (changed1, kept1) == (True, False)
+    assert tuned > 200 * 100  # ~257 faults per block with the nanny's setting
+    assert undone < tuned / 20

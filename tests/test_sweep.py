@@ -16,6 +16,7 @@ import pytest
 import yaml
 
 from dlrc_lib.core.config import ParamsError
+from dlrc_lib.core.errors import DlrcError
 from dlrc_lib.reporting.cli import main
 from dlrc_lib.reporting import sensitivity as S
 from dlrc_lib.reporting import sweep as SW
@@ -254,6 +255,98 @@ def test_a_running_sweep_is_not_started_twice(tmp_path, no_base_notebooks):
     finally:
         sleeper.kill()
         sleeper.wait()
+
+
+# ------------------------------------------------------------------------- on Dask
+@pytest.fixture
+def dask_cluster():
+    distributed = pytest.importorskip("distributed")
+    with distributed.LocalCluster(n_workers=1, threads_per_worker=2, processes=False,
+                                  dashboard_address=None) as cluster:
+        yield cluster
+
+
+class OnWorker(FakeNotebooks):
+    """FakeNotebooks that also records on which Dask worker each variant ran."""
+
+    def __call__(self, vdir, params_file, only, root):
+        from distributed import get_worker
+
+        (vdir / "worker.txt").write_text(get_worker().address)
+        return super().__call__(vdir, params_file, only, root)
+
+
+def test_a_sweep_with_a_dask_scheduler_runs_its_variants_on_the_cluster(tmp_path, no_base_notebooks, dask_cluster):
+    grid = _small_grid(tmp_path)
+    p = yaml.safe_load(QUICK.read_text())
+    p["radiomics"]["dask_scheduler"] = dask_cluster.scheduler_address
+    pfile = tmp_path / "quick_dask.yaml"
+    pfile.write_text(yaml.safe_dump(p))
+    fake = OnWorker(fail_when={"harmonisation.mode": "none"})
+    ex = SW.DaskExecutor(dask_cluster.scheduler_address, run_variant=fake)
+    try:
+        assert ex.threads == 2
+        res = SW.run_sweep(pfile, grid, out=tmp_path / "sweep", executor=ex, quiet=True, extract=False)
+    finally:
+        ex.close()
+    table = pd.read_csv(tmp_path / "sweep" / "sweep.csv")
+    assert len(table) == 6 and (table["status"] == "failed").sum() == 2
+    assert set(res.failed) == {"mode=none", "mode=none__lasso_rule=min"}
+    workers = {(tmp_path / "sweep" / "variants" / v / "worker.txt").read_text() for v in table["variant"]}
+    assert workers == set(dask_cluster.scheduler_info["workers"])
+
+
+def test_an_unreachable_dask_scheduler_is_one_line():
+    pytest.importorskip("distributed")
+    with pytest.raises(DlrcError, match=r"dask_scheduler tcp://127.0.0.1:9: cannot connect"):
+        SW.DaskExecutor("tcp://127.0.0.1:9", timeout_s=1)
+
+
+_ENV_SCRIPT = """
+import json, os, sys, time
+vdir = sys.argv[1]
+json.dump(dict(os.environ), open(os.path.join(vdir, "env.json"), "w"))
+if vdir.endswith("slow"):
+    time.sleep(60)
+"""
+
+
+def test_a_variant_on_a_dask_worker_drops_the_nannys_malloc_setting_and_stops_with_the_sweep(
+        tmp_path, monkeypatch, dask_cluster):
+    # a nanny-spawned worker carries MALLOC_TRIM_THRESHOLD_; the variant's process must not
+    monkeypatch.setenv("MALLOC_TRIM_THRESHOLD_", "65536")
+    monkeypatch.setattr(SW, "_variant_command", lambda vdir, pfile, only: [sys.executable, "-c", _ENV_SCRIPT, str(vdir)])
+    ex = SW.DaskExecutor(dask_cluster.scheduler_address)
+    try:
+        fast = tmp_path / "fast"
+        fast.mkdir()
+        assert ex(fast, tmp_path / "p.yaml", ["03"], ROOT) == (True, None)
+        env = json.loads((fast / "env.json").read_text())
+        assert "MALLOC_TRIM_THRESHOLD_" not in env
+        assert env["OMP_NUM_THREADS"] == str(max(1, (os.cpu_count() or 1) // 2))
+        assert str(ROOT) in env["PYTHONPATH"].split(os.pathsep)
+        assert not (fast / ".pid").exists()
+
+        # an interrupted sweep ends the variants running on the workers
+        slow = tmp_path / "slow"
+        slow.mkdir()
+        import threading
+
+        result = {}
+        t = threading.Thread(target=lambda: result.update(r=ex(slow, tmp_path / "p.yaml", ["03"], ROOT)))
+        t0 = time.time()
+        t.start()
+        while not (slow / "env.json").exists() and time.time() - t0 < 30:
+            time.sleep(0.1)
+        pid = int((slow / ".pid").read_text())
+        ex.stop()
+        t.join(timeout=20)
+        assert not t.is_alive() and time.time() - t0 < 40
+        ok, error = result["r"]
+        assert not ok and "exit status" in error
+        assert not SW._alive(pid)
+    finally:
+        ex.close()
 
 
 # ------------------------------------------------------------------- notebook 09's tables

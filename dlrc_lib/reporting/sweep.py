@@ -29,7 +29,9 @@ notebooks with papermill in its own process (``<out>/variants/<name>``, a comple
 folder). Variants run in parallel; one that fails is recorded with its error and the others
 go on. ``<out>/variants/<name>/variant.json`` marks a finished variant: a second call skips
 it (when its parameters are unchanged), so an interrupted sweep resumes where it stopped.
-``<out>/sweep.csv`` has one row per variant.
+``<out>/sweep.csv`` has one row per variant. With ``radiomics.dask_scheduler`` set, the
+variants are tasks on that Dask cluster (:class:`DaskExecutor`; the workers must share the
+file system with the machine running the sweep).
 """
 from __future__ import annotations
 
@@ -56,7 +58,7 @@ import yaml
 from dlrc_lib.core.config import Params, ParamsError, Section, load_params
 from dlrc_lib.core.errors import DlrcError
 from dlrc_lib.core.io import atomic_write_text, dumps, read_yaml_mapping
-from dlrc_lib.core.processes import die_with_parent
+from dlrc_lib.core.processes import MALLOC_ENV, die_with_parent
 from dlrc_lib.study.schema import COHORTS
 
 GRID_KEYS = ("factors", "vary_alone", "variants", "last_notebook", "description")
@@ -434,40 +436,135 @@ _LOCK = threading.Lock()
 _STOPPING = threading.Event()  # set when the sweep is interrupted: unfinished variants leave no record
 
 
+def _variant_command(vdir: Path, params_file: Path, only: list[str]) -> list[str]:
+    return [sys.executable, "-m", "dlrc_lib.reporting.cli", "run", "--params", str(params_file),
+            "--out", str(vdir), "--only", *only]
+
+
+def _variant_env(threads: int) -> dict[str, str]:
+    """The environment of a variant's process: this package importable, ``threads`` BLAS/OpenMP
+    threads, and none of the malloc tunables a Dask nanny sets (see
+    :func:`~dlrc_lib.core.processes.undo_malloc_tuning`; the variant's kernel would inherit them)."""
+    env = {k: v for k, v in os.environ.items() if k not in MALLOC_ENV}
+    pkg_parent = str(Path(__file__).resolve().parents[2])
+    env["PYTHONPATH"] = os.pathsep.join([pkg_parent] + [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p])
+    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+        env[var] = str(threads)
+    return env
+
+
+def _failure_message(vdir: Path, rc: int) -> str:
+    text = (vdir / "sweep.log").read_text(errors="replace")
+    errors = [ln for ln in text.splitlines() if ln.startswith("dlrc run: error:")]
+    msg = errors[0][len("dlrc run: error: "):] if errors else f"exit status {rc}"
+    if not errors:
+        tail = [ln for ln in text.splitlines() if ln.strip()]
+        msg += f": {tail[-1]}" if tail else ""
+    return msg
+
+
+def run_variant_process(cmd: list[str], cwd: str, env: dict[str, str], vdir: Path,
+                        should_stop: Optional[Callable[[], bool]] = None) -> tuple[bool, Optional[str]]:
+    """Run one variant's command in its own process group (output in ``<vdir>/sweep.log``,
+    pid in ``<vdir>/.pid``); it ends with this process. ``should_stop``, polled every second,
+    ends it early (the sweep was interrupted). Returns ``(ok, error)``."""
+    vdir = Path(vdir)
+    with open(vdir / "sweep.log", "w") as log:
+        proc = subprocess.Popen(cmd, cwd=cwd, stdout=log, stderr=subprocess.STDOUT, env=env,
+                                start_new_session=True, preexec_fn=functools.partial(die_with_parent, os.getpid()))
+        atomic_write_text(vdir / ".pid", f"{proc.pid}\n")
+        with _LOCK:
+            _RUNNING[proc.pid] = proc
+        try:
+            while True:
+                try:
+                    rc = proc.wait(timeout=1.0 if should_stop else None)
+                    break
+                except subprocess.TimeoutExpired:
+                    if should_stop():
+                        _terminate(proc)
+        finally:
+            with _LOCK:
+                _RUNNING.pop(proc.pid, None)
+    (vdir / ".pid").unlink(missing_ok=True)
+    return (True, None) if rc == 0 else (False, _failure_message(vdir, rc))
+
+
+def _terminate(proc: subprocess.Popen) -> None:
+    try:
+        os.killpg(proc.pid, signal.SIGTERM)
+    except OSError:
+        pass
+
+
 def subprocess_executor(threads: int = 1) -> Executor:
     """Run a variant's notebooks with ``python -m dlrc_lib.reporting.cli run`` in its own process group."""
 
     def execute(vdir: Path, params_file: Path, only: list[str], root: Path) -> tuple[bool, Optional[str]]:
-        cmd = [sys.executable, "-m", "dlrc_lib.reporting.cli", "run", "--params", str(params_file),
-               "--out", str(vdir), "--only", *only]
-        env = dict(os.environ)
-        pkg_parent = str(Path(__file__).resolve().parents[2])
-        env["PYTHONPATH"] = os.pathsep.join([pkg_parent] + [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p])
-        for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
-            env[var] = str(threads)
-        with open(vdir / "sweep.log", "w") as log:
-            proc = subprocess.Popen(cmd, cwd=str(Path.cwd()), stdout=log, stderr=subprocess.STDOUT,
-                                    env=env, start_new_session=True, preexec_fn=functools.partial(die_with_parent, os.getpid()))
-            atomic_write_text(vdir / ".pid", f"{proc.pid}\n")
-            with _LOCK:
-                _RUNNING[proc.pid] = proc
-            try:
-                rc = proc.wait()
-            finally:
-                with _LOCK:
-                    _RUNNING.pop(proc.pid, None)
-        (vdir / ".pid").unlink(missing_ok=True)
-        if rc == 0:
-            return True, None
-        text = (vdir / "sweep.log").read_text(errors="replace")
-        errors = [ln for ln in text.splitlines() if ln.startswith("dlrc run: error:")]
-        msg = errors[0][len("dlrc run: error: "):] if errors else f"exit status {rc}"
-        if not errors:
-            tail = [ln for ln in text.splitlines() if ln.strip()]
-            msg += f": {tail[-1]}" if tail else ""
-        return False, msg
+        return run_variant_process(_variant_command(vdir, params_file, only), str(Path.cwd()),
+                                   _variant_env(threads), vdir)
 
     return execute
+
+
+# ------------------------------------------------------------------------- on Dask
+def _variant_on_worker(cmd: list[str], cwd: str, vdir: str, stop_event: str) -> tuple[bool, Optional[str]]:
+    """A Dask task: one variant's ``dlrc run`` as a child of the worker, with the worker's
+    share of its cores as BLAS threads; it ends when the sweep sets ``stop_event``."""
+    from distributed import Event, get_worker
+
+    worker = get_worker()
+    threads = max(1, (os.cpu_count() or 1) // max(1, worker.state.nthreads))
+    event = Event(stop_event)
+    return run_variant_process(cmd, cwd, _variant_env(threads), Path(vdir), should_stop=event.is_set)
+
+
+class DaskExecutor:
+    """Variants as tasks on a Dask cluster (``radiomics.dask_scheduler``): each task runs the
+    variant's ``dlrc run`` on the worker it lands on (workers must see the same files: the
+    cache, the study and the sweep folder). ``run_variant`` replaces the subprocess (tests)."""
+
+    def __init__(self, address: str, timeout_s: float = 20.0,
+                 run_variant: Optional[Callable[..., tuple[bool, Optional[str]]]] = None):
+        try:
+            from distributed import Client, Event
+        except ImportError:  # pragma: no cover
+            raise DlrcError("radiomics.dask_scheduler is set but dask.distributed is not installed") from None
+        try:
+            self.client = Client(address, timeout=f"{timeout_s}s")
+        except Exception as exc:  # noqa: BLE001
+            raise DlrcError(f"radiomics.dask_scheduler {address}: cannot connect "
+                            f"({str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__})") from None
+        self.address = address
+        self.stop_event = f"dlrc-sweep-stop-{os.getpid()}-{time.time_ns()}"
+        self._event = Event(self.stop_event, client=self.client)
+        self.run_variant = run_variant
+
+    @property
+    def threads(self) -> int:
+        """Tasks the cluster runs at once (its worker threads)."""
+        return max(1, sum(w.get("nthreads", 1) for w in self.client.scheduler_info()["workers"].values()))
+
+    def __call__(self, vdir: Path, params_file: Path, only: list[str], root: Path) -> tuple[bool, Optional[str]]:
+        if self.run_variant is not None:
+            fut = self.client.submit(self.run_variant, vdir, params_file, only, root, pure=False)
+        else:
+            fut = self.client.submit(_variant_on_worker, _variant_command(vdir, params_file, only),
+                                     str(Path.cwd()), str(vdir), self.stop_event, pure=False)
+        return fut.result()
+
+    def stop(self) -> None:
+        """End the variants running on the workers (the sweep was interrupted)."""
+        try:
+            self._event.set()
+        except Exception:  # noqa: BLE001 - the cluster may be gone already
+            pass
+
+    def close(self) -> None:
+        try:
+            self.client.close()
+        except Exception:  # noqa: BLE001
+            pass
 
 
 def _stop_running() -> None:
@@ -528,9 +625,10 @@ def run_sweep(params_path: str | Path, grid_path: str | Path, out: str | Path | 
               extract: bool = True) -> SweepResult:
     """Run every variant of the grid that has not finished yet; write ``sweep.csv``.
 
-    ``jobs``: variants at once (0: all cores). ``retry_failed``: run failed variants again
-    (by default a failed variant is finished: its error is in the table). ``executor`` runs
-    one variant's notebooks (default: a ``dlrc run`` subprocess).
+    ``jobs``: variants at once (0: all cores, or all worker threads of the Dask cluster).
+    ``retry_failed``: run failed variants again (by default a failed variant is finished: its
+    error is in the table). ``executor`` runs one variant's notebooks (default: a ``dlrc run``
+    subprocess, or a task on the Dask cluster when ``radiomics.dask_scheduler`` is set).
     """
     from dlrc_lib.reporting.runner import project_root, run as run_notebooks
 
@@ -543,8 +641,13 @@ def run_sweep(params_path: str | Path, grid_path: str | Path, out: str | Path | 
     out = Path(out) if out else Path("reports") / base.run_name / "sweep"
     out = out.resolve()
     (out / "variants").mkdir(parents=True, exist_ok=True)
-    jobs = jobs or os.cpu_count() or 1
+    own = None
+    if executor is None and base.radiomics.dask_scheduler:
+        own = executor = DaskExecutor(base.radiomics.dask_scheduler)
+    jobs = jobs or (own.threads if own else os.cpu_count()) or 1
     jobs = max(1, min(jobs, len(grid.variants)))
+    if own:
+        say(f"dlrc sweep: variants run on the Dask cluster at {own.address} ({own.threads} worker threads)")
 
     lock = out / ".sweep.pid"
     if lock.exists():
@@ -562,6 +665,8 @@ def run_sweep(params_path: str | Path, grid_path: str | Path, out: str | Path | 
     finally:
         _stop_running()
         lock.unlink(missing_ok=True)
+        if own:
+            own.close()
 
 
 def _run_sweep(base: Params, params_path: Path, grid: Grid, out: Path, jobs: int, retry_failed: bool,
@@ -688,6 +793,9 @@ def _run_sweep(base: Params, params_path: Path, grid: Grid, out: Path, jobs: int
                 for f in futures:
                     f.cancel()
                 _stop_running()
+                stop_remote = getattr(execute, "stop", None)
+                if stop_remote is not None:
+                    stop_remote()
                 raise
     finally:
         if in_main:
