@@ -257,6 +257,54 @@ def test_a_running_sweep_is_not_started_twice(tmp_path, no_base_notebooks):
         sleeper.wait()
 
 
+class Timeline(FakeNotebooks):
+    """FakeNotebooks that records when each variant started and ended."""
+
+    def __init__(self, **kw):
+        super().__init__(**kw)
+        self.events: list[tuple[str, str]] = []
+
+    def __call__(self, vdir, params_file, only, root):
+        self.events.append(("start", vdir.name))
+        time.sleep(0.2)
+        try:
+            return super().__call__(vdir, params_file, only, root)
+        finally:
+            self.events.append(("end", vdir.name))
+
+
+def test_variants_sharing_memoised_fits_run_after_the_first_of_their_group():
+    grid = SW.parse_grid(ROOT / "params" / "sweep_paper.yaml", ROOT / "params" / "paper.yaml")
+    deps = SW.shared_work_order(grid.variants)
+    # the best-model rule changes no fit: those variants load their group's fits
+    assert deps["mode=all__best_model_rule=train_auc"] == {"mode=all"}
+    # the lambda rule and stepwise direction share the cross-validated LASSO path
+    assert deps["mode=none__lasso_rule=min"] == {"mode=none"}
+    assert deps["stepwise_direction=both"] == {"base"}
+    assert deps["mode=none__lasso_rule=min__best_model_rule=internal_auc"] == {"mode=none", "mode=none__lasso_rule=min"}
+    # different data into the LASSO: nothing shared, nothing to wait for
+    for name in ("base", "mode=all", "mode=none", "mw_p=0.05", "spearman_r=0.9", "icc_threshold=0.9"):
+        assert deps[name] == set()
+
+
+def test_a_sweep_never_runs_a_variant_next_to_the_variant_whose_fits_it_reuses(tmp_path, no_base_notebooks):
+    grid = _grid(tmp_path, {"factors": {"harmonisation.mode": ["train_reference", "all", "none"],
+                                        "selection.lasso_rule": ["1se", "min"]},
+                            "vary_alone": {"selection.stepwise_direction": ["both"]}})
+    fake = Timeline()
+    _run(tmp_path, grid, fake)
+    order = {(kind, name): i for i, (kind, name) in enumerate(fake.events)}
+    deps = SW.shared_work_order(SW.parse_grid(grid, QUICK).variants)
+    assert sum(bool(d) for d in deps.values()) == 4
+    for name, leads in deps.items():
+        for lead in leads:
+            assert order[("end", lead)] < order[("start", name)], (name, lead)
+    # two at a time all the same: the three leaders do not wait for each other
+    starts = [name for kind, name in fake.events if kind == "start"]
+    assert set(starts[:2]) <= {"base", "mode=all", "mode=none"}
+    assert len(fake.calls) == 7
+
+
 # ------------------------------------------------------------------------- on Dask
 @pytest.fixture
 def dask_cluster():

@@ -47,7 +47,7 @@ import subprocess
 import sys
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Optional
@@ -301,6 +301,37 @@ def notebook_plan(grid: Grid, root: Path) -> tuple[list[Path], int]:
         # a key no notebook declares changes nothing: the variant is the base itself
         first[v.name] = min(hits) if hits else len(notebooks)
     return notebooks, min(min(first.values()), len(notebooks) - 1)
+
+
+# keys that change the memoised feature -> score fits of notebooks 03 and 04 (and what they
+# start from); every other key (the best-model rule, notebooks 05-08) only changes what is
+# done with the fitted scores
+FIT_PREFIXES = ("icc.", "harmonisation.", "selection.", "radiomics.", "deep.")
+AFTER_FITS = ("deep.best_model_rule",)
+# fit keys applied after the cross-validated LASSO path, which is cached on its own
+AFTER_LASSO_PATH = ("selection.lasso_rule", "selection.stepwise_direction")
+
+
+def shared_work_order(variants: list[Variant]) -> dict[str, set[str]]:
+    """Which variant waits for which: ``{name: names it runs after}``.
+
+    Variants whose fit keys are equal share every fit of notebooks 03-04 (memoised); variants
+    equal but for the lambda rule and stepwise direction share the LASSO cross-validation (also
+    memoised). Run at the same time, both would compute that work; so the first variant of
+    each such group (in grid order) runs before the others of its group, which then load it.
+    The order changes when a variant runs, never its numbers.
+    """
+    leaders: dict[tuple[str, str], str] = {}
+    deps: dict[str, set[str]] = {}
+    for v in variants:
+        fit = {k: x for k, x in v.overrides.items() if k.startswith(FIT_PREFIXES) and k not in AFTER_FITS}
+        path = {k: x for k, x in fit.items() if k not in AFTER_LASSO_PATH}
+        deps[v.name] = set()
+        for level, keys in (("path", path), ("fit", fit)):
+            lead = leaders.setdefault((level, json.dumps(keys, sort_keys=True, default=str)), v.name)
+            if lead != v.name:
+                deps[v.name].add(lead)
+    return deps
 
 
 def _extraction_keys(variant: Variant) -> list[str]:
@@ -783,11 +814,24 @@ def _run_sweep(base: Params, params_path: Path, grid: Grid, out: Path, jobs: int
     if in_main:
         signal.signal(signal.SIGTERM, on_term)
     try:
+        deps = shared_work_order([v for v, _, _ in todo])
         with ThreadPoolExecutor(max_workers=jobs) as pool:
-            futures = [pool.submit(one, item) for item in todo]
+            pending, running, finished = list(todo), {}, set()
+            futures = []
             try:
-                for f in futures:
-                    f.result()
+                while pending or running:
+                    while len(running) < jobs:
+                        nxt = next((it for it in pending if deps[it[0].name] <= finished), None)
+                        if nxt is None:
+                            break
+                        pending.remove(nxt)
+                        fut = pool.submit(one, nxt)
+                        futures.append(fut)
+                        running[fut] = nxt[0].name
+                    done, _ = wait(running, return_when=FIRST_COMPLETED)
+                    for fut in done:
+                        finished.add(running.pop(fut))
+                        fut.result()
             except BaseException:
                 _STOPPING.set()
                 for f in futures:
