@@ -3,7 +3,9 @@ variants in parallel.
 
 The features and the notebooks every variant shares are prepared first (not timed: a warm
 cache, as after `dlrc run`). Then the same variants run once per ``--jobs`` value, each time
-into a fresh sweep folder. Reported per jobs value: the wall time of the variants phase, the
+into a fresh sweep folder and with an empty memo of fits (a cache folder whose features are
+the warm cache's, linked, and whose ``memo`` is new), so that no timed run reuses the fits of
+the one before it. Reported per jobs value: the wall time of the variants phase, the
 mean wall seconds of one variant (its own process: papermill, kernels, notebooks 03-08), the
 CPU seconds of the variant processes, and the speed-up against one job at a time.
 
@@ -51,6 +53,23 @@ def _subset_grid(grid_path: Path, params: Path, n: int, folder: Path) -> Path:
     return out
 
 
+def _fresh_fits(params: Path, work: Path, name: str) -> Path:
+    """A copy of the parameter file whose cache has the warm features (linked) and no memo."""
+    p = yaml.safe_load(params.read_text())
+    cache = Path(p.get("cache_dir", ".dlrc_cache")).resolve()
+    mine = work / f"cache_{name}"
+    if mine.exists():
+        shutil.rmtree(mine)
+    mine.mkdir(parents=True)
+    for item in cache.iterdir():
+        if item.name != "memo":
+            (mine / item.name).symlink_to(item)
+    p["cache_dir"] = str(mine)
+    out = work / f"params_{name}.yaml"
+    out.write_text(yaml.safe_dump(p, sort_keys=False))
+    return out
+
+
 def _children_cpu() -> float:
     ru = resource.getrusage(resource.RUSAGE_CHILDREN)
     return ru.ru_utime + ru.ru_stime
@@ -89,8 +108,9 @@ def main(argv: list[str] | None = None) -> int:
             shutil.rmtree(out)
         out.mkdir(parents=True)
         shutil.copytree(warm / "base", out / "base")
+        pfile = _fresh_fits(Path(args.params), work, f"jobs{jobs}")
         cpu0, t0 = _children_cpu(), time.perf_counter()
-        res = SW.run_sweep(args.params, grid, out=out, jobs=jobs, quiet=True, extract=False)
+        res = SW.run_sweep(pfile, grid, out=out, jobs=jobs, quiet=True, extract=False)
         wall = time.perf_counter() - t0
         cpu = _children_cpu() - cpu0
         secs = [json.loads(p.read_text())["seconds"] for p in out.glob("variants/*/variant.json")]
@@ -135,9 +155,9 @@ def _dask_row(args, grid: Path, warm: Path, work: Path) -> dict:
     cluster = LocalCluster(n_workers=args.dask, threads_per_worker=1, processes=True, dashboard_address=None)
     client = Client(cluster)
     try:
-        p = yaml.safe_load(Path(args.params).read_text())
+        pfile = _fresh_fits(Path(args.params), work, "dask")
+        p = yaml.safe_load(pfile.read_text())
         p.setdefault("radiomics", {})["dask_scheduler"] = cluster.scheduler_address
-        pfile = work / "params_dask.yaml"
         pfile.write_text(yaml.safe_dump(p, sort_keys=False))
         out = work / "dask"
         if out.exists():

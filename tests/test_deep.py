@@ -401,6 +401,30 @@ def test_interrupted_extraction_resumes(tmp_path, monkeypatch):
     assert not list((store.dir / "shards").glob("*/*.parquet"))  # everything compacted into the part
 
 
+def test_shards_left_by_a_killed_extraction_are_compacted_by_the_next_one(tmp_path, monkeypatch):
+    # a SIGKILLed extraction never reaches its compaction: its cases stay one file each, and
+    # every later run would read them one by one (thousands at paper scale)
+    study = make_study(tmp_path / "study", n=3, icc=0)
+    params = tiny_params(models=["ResNet50_2D"], batch_size=4)
+    monkeypatch.setattr(dx.VectorStore, "absorb", lambda self, *a, **k: None)  # killed before it
+    first = dx.extract_study(study, params, tmp_path / "cache", 2, progress=False)["ResNet50_2D"]
+    store = dx.store_for(tmp_path / "cache", "ResNet50_2D")
+    assert len(list((store.dir / "shards").glob("*/*.parquet"))) == 9
+    monkeypatch.undo()
+    monkeypatch.setenv("DLRC_OFFLINE", "1")
+    reads = []
+    orig = dx.VectorStore._table
+    monkeypatch.setattr(dx.VectorStore, "_table", lambda self, path: reads.append(path) or orig(self, path))
+    log = dx.ExtractionLog()
+    again = dx.extract_study(study, params, tmp_path / "cache", 2, progress=False, log=log)["ResNet50_2D"]
+    assert log.computed == {"ResNet50_2D": 0} and log.cached == {"ResNet50_2D": 9}
+    pd.testing.assert_frame_equal(first, again, check_exact=True)
+    assert not list((store.dir / "shards").glob("*/*.parquet"))
+    reads.clear()
+    dx.extract_study(study, params, tmp_path / "cache", 2, progress=False)
+    assert {p.parent.name for p in reads} == {"parts"}  # no shard left to read
+
+
 def test_prefetch_keeps_order_and_runs_ahead():
     import threading
     import time

@@ -205,3 +205,44 @@ def test_index_names_and_object_values_are_part_of_the_key():
     assert M.digest(a) != M.digest(b)
     assert M.digest(pd.Series([None, "x"], dtype=object)) != M.digest(pd.Series(["None", "x"], dtype=object))
     assert M.digest(pd.Series([1, "x"], dtype=object)) != M.digest(pd.Series(["1", "x"], dtype=object))
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32", "int64", "bool"])
+def test_wide_feature_matrices_are_stored_as_arrays_and_round_trip_exactly(tmp_path, dtype):
+    rng = np.random.default_rng(4)
+    values = rng.normal(size=(30, 200))
+    values[3, 7] = np.nan if dtype.startswith("float") else values[3, 7]
+    idx = pd.Index([f"P{i:03d}" for i in range(30)], name="patient_id")
+    cols = pd.Index([f"CET1_F{i}" for i in range(200)], name="feature")
+    wide = pd.DataFrame(values.astype(dtype) if dtype != "bool" else values > 0, index=idx, columns=cols)
+    narrow = wide.iloc[:, :3].copy()
+    obj = {"wide": wide, "again": wide, "narrow": narrow, "int_index": wide.reset_index(drop=True)}
+    M.save_object(obj, tmp_path)
+    files = sorted(p.name for p in (tmp_path / "frames").iterdir())
+    # the same frame twice is stored once; wide frames as .npy + index, narrow ones as Parquet
+    assert files == ["000.index.parquet", "000.npy", "001.parquet", "002.index.parquet", "002.npy"]
+    back = M.load_object(tmp_path)
+    assert_same(obj, back)
+    assert back["wide"].columns.name == "feature" and back["wide"].index.name == "patient_id"
+    # a changed byte of the array is a damaged entry, as for any member
+    raw = bytearray((tmp_path / "frames" / "000.npy").read_bytes())
+    raw[-1] ^= 1
+    (tmp_path / "frames" / "000.npy").write_bytes(bytes(raw))
+    with pytest.raises(M.DamagedEntry, match="000.npy differs"):
+        M.load_object(tmp_path)
+
+
+def test_frame_digest_sees_every_value_column_order_and_dtype():
+    rng = np.random.default_rng(5)
+    df = pd.DataFrame(rng.normal(size=(20, 100)), columns=[f"f{i}" for i in range(100)])
+    base = M.digest(df)
+    changed = df.copy()
+    changed.iloc[19, 99] = np.nextafter(changed.iloc[19, 99], 1)
+    swapped = df.copy()
+    swapped[["f0", "f1"]] = swapped[["f1", "f0"]].to_numpy()  # same names, values exchanged
+    assert len({base, M.digest(changed), M.digest(swapped), M.digest(df.astype("float32"))}) == 4
+    assert M.digest(df.copy()) == base
+    # a mixed frame (one column of another dtype) takes the column-by-column form
+    mixed = df.copy()
+    mixed["f0"] = mixed["f0"].astype("float32")
+    assert M.digest(mixed) not in (base, M.digest(df.astype("float32")))

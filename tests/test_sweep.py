@@ -237,6 +237,7 @@ def test_execution_settings_do_not_rerun_finished_variants(tmp_path, no_base_not
     p = yaml.safe_load(QUICK.read_text())
     p["sweep"] = {"grid": str(grid), "jobs": 2}
     p["radiomics"]["n_jobs"] = 1
+    p["cache_dir"] = str(tmp_path / "elsewhere")  # the cache is keyed by content
     other = tmp_path / "quick_jobs.yaml"
     other.write_text(yaml.safe_dump(p))
     fake = FakeNotebooks()

@@ -58,6 +58,11 @@ def test_torchvision_names_and_hash_rule():
     assert names == {"ResNet50": "resnet50-0676ba61.pth", "ResNet101": "resnet101-63fe2227.pth",
                      "ResNet152": "resnet152-394f9c45.pth"}
     assert dw.hash_prefix("resnet50-0676ba61.pth") == "0676ba61"
+    # the table that spares a cached run the torchvision import is torchvision's own
+    import os
+
+    for arch in dn.ARCHS:
+        assert dn.imagenet_file_name(arch) == os.path.basename(dn._tv_weights_enum(arch).url)
     assert dw.other_tag_file_names()["resnet50-11ad3fa6.pth"] == ("ResNet50", "IMAGENET1K_V2")
     with pytest.raises(DlrcError, match="carries no hash"):
         dw.hash_prefix("resnet50.pth")

@@ -10,7 +10,7 @@ import os
 import threading
 from pathlib import Path
 
-_digest_memo: dict[tuple[str, int, int, int, int], str] = {}
+_digest_memo: dict[tuple[int, int, int, int, int], str] = {}
 _digest_lock = threading.Lock()
 
 
@@ -25,15 +25,16 @@ def file_digest(path: str | os.PathLike) -> str:
     """SHA-256 (hex) of a file's bytes; for a directory, of all files below it.
 
     A directory's digest covers every file's relative path and bytes, in sorted order.
-    Results are memoised per process on ``(path, size, mtime, ctime, inode)``, so an unchanged file
-    is hashed once.
+    Results are memoised per process on ``(device, inode, size, mtime, ctime)``, so an unchanged
+    file is hashed once.
     """
     p = Path(path)
     try:
         st = p.stat()
     except FileNotFoundError:
         raise FileNotFoundError(2, "file not found", str(p)) from None
-    memo_key = (str(p.resolve()), st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino)
+    # the file itself (device and inode: no path resolution, links included) and its version
+    memo_key = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
     if not p.is_dir():
         with _digest_lock:
             cached = _digest_memo.get(memo_key)

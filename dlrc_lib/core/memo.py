@@ -7,7 +7,10 @@ and the source of the ``dlrc_lib`` modules that compute it — and stores it und
 ``<cache_dir>/memo/<namespace>/<key>/``:
 
 * ``object.json``: the result's structure (dataclasses, lists, dicts, scalars) as JSON;
-* ``frames/NNN.parquet``: every DataFrame / Series inside it (exact float round trip);
+* ``frames/NNN.parquet``: every DataFrame / Series inside it (exact float round trip); a wide
+  frame of one numeric dtype (feature matrices: thousands of columns, where Parquet spends
+  seconds on per-column metadata) as ``frames/NNN.npy`` (its values, ``allow_pickle=False``)
+  plus ``frames/NNN.index.parquet`` (its index), its column names in ``object.json``;
 * ``arrays.npz``: every NumPy array inside it (``allow_pickle=False``).
 
 * ``checksums.json``: the SHA-256 of every other member, written last.
@@ -50,8 +53,11 @@ def _update(h: "hashlib._Hash", obj: Any) -> None:
         _update(h, obj.columns)
         _update(h, [str(t) for t in obj.dtypes])
         _update(h, obj.index)
-        for c in range(obj.shape[1]):
-            _update(h, obj.iloc[:, c].to_numpy())
+        if _one_numeric_dtype(obj):  # the dtypes above say which form follows
+            _update(h, np.asfortranarray(obj.to_numpy()))  # column after column, in one piece
+        else:
+            for c in range(obj.shape[1]):
+                _update(h, obj.iloc[:, c].to_numpy())
     elif isinstance(obj, pd.Series):
         h.update(b"S")
         _update(h, str(obj.name))
@@ -76,6 +82,20 @@ def _update(h: "hashlib._Hash", obj: Any) -> None:
     else:
         h.update(json.dumps(obj, sort_keys=True, default=_json_default).encode("utf-8"))
         h.update(b"\0")
+
+
+def _one_numeric_dtype(df: pd.DataFrame) -> bool:
+    """Every column of the same float, integer or boolean NumPy dtype (at least one column)."""
+    if df.shape[1] == 0:
+        return False
+    dtypes = set(df.dtypes)
+    if len(dtypes) != 1:
+        return False
+    dt = next(iter(dtypes))
+    return isinstance(dt, np.dtype) and dt.kind in "fiub"
+
+
+WIDE = 64  # columns from which a one-dtype frame is stored as an array
 
 
 def _json_default(v: Any) -> Any:
@@ -140,10 +160,19 @@ class _Writer:
         if any(not isinstance(c, str) for c in cols):
             raise TypeError("memo: frames need string column names")
         (self.root / "frames").mkdir(exist_ok=True)
-        out.to_parquet(self.root / name, engine="pyarrow", compression="zstd")
-        self.frames[id(df)] = name
+        if (out.shape[1] >= WIDE and _one_numeric_dtype(out) and not isinstance(out.columns, pd.MultiIndex)
+                and len(set(cols)) == len(cols)):
+            base = name[:-len(".parquet")]
+            np.save(self.root / f"{base}.npy", out.to_numpy(), allow_pickle=False)
+            out.iloc[:, :0].to_parquet(self.root / f"{base}.index.parquet", engine="pyarrow", index=True)
+            ref: Any = {"npy": f"{base}.npy", "index": f"{base}.index.parquet", "columns": cols,
+                        "columns_name": out.columns.name}
+        else:
+            out.to_parquet(self.root / name, engine="pyarrow", compression="zstd")
+            ref = name
+        self.frames[id(df)] = ref
         self._keep.append(df)
-        return name
+        return ref
 
     def encode(self, obj: Any) -> Any:
         if isinstance(obj, np.str_):
@@ -194,9 +223,10 @@ def _decode(obj: Any, root: Path, arrays: Mapping[str, np.ndarray], frames: dict
     if "__np__" in obj:
         return {"bool": np.bool_, "int": np.int64, "float": np.float64, "str": np.str_}[obj["__np__"]](obj["v"])
     if "__frame__" in obj or "__series__" in obj:
-        name = obj.get("__frame__") or obj["__series__"]
+        ref = obj.get("__frame__") or obj["__series__"]
+        name = ref if isinstance(ref, str) else ref["npy"]
         if name not in frames:
-            frames[name] = pd.read_parquet(root / name, engine="pyarrow")
+            frames[name] = pd.read_parquet(root / name, engine="pyarrow") if isinstance(ref, str) else _read_wide(root, ref)
         df = frames[name]
         if "__frame__" in obj:
             return df
@@ -224,6 +254,15 @@ def _decode(obj: Any, root: Path, arrays: Mapping[str, np.ndarray], frames: dict
     if "__dict__" in obj:
         return {k: _decode(v, root, arrays, frames) for k, v in obj["__dict__"].items()}
     raise ValueError(f"memo: unknown entry {sorted(obj)[:3]}")
+
+
+def _read_wide(root: Path, ref: Mapping[str, Any]) -> pd.DataFrame:
+    values = np.load(root / ref["npy"], allow_pickle=False)
+    index = pd.read_parquet(root / ref["index"], engine="pyarrow").index
+    columns = pd.Index(list(ref["columns"]), dtype=object, name=ref.get("columns_name"))
+    if values.shape != (len(index), len(columns)):
+        raise ValueError(f"memo: {ref['npy']} has shape {values.shape}, expected {(len(index), len(columns))}")
+    return pd.DataFrame(values, index=index, columns=columns, copy=False)
 
 
 CHECKSUMS = "checksums.json"

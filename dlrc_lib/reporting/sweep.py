@@ -258,8 +258,9 @@ def variant_params(params_path: str | Path, variant: Variant) -> Params:
     return load_params(params_path, overrides=overrides)
 
 
-# how a run executes, not what it computes: a change must not rerun finished variants
-_EXECUTION_ONLY = {"sweep": None, "radiomics": ("n_jobs", "dask_scheduler", "progress"),
+# how a run executes, not what it computes: a change must not rerun finished variants (the
+# cache is keyed by content, so where it lives changes no number)
+_EXECUTION_ONLY = {"sweep": None, "cache_dir": None, "radiomics": ("n_jobs", "dask_scheduler", "progress"),
                    "study": ("n_jobs",), "deep": ("workers", "batch_size")}
 
 

@@ -221,6 +221,9 @@ def extract_cases(cases: Sequence[Case], deep_params, cache_dir: str | Path, see
                 keys[m] = [case_key(c, settings_json, m, log.weights[parse_model_name(m)[0]]) for c in cases]
     todo: dict[str, list[int]] = {}
     for m in models:
+        # cases a killed run stored one file each (its compaction never ran): merge them into
+        # the part file once, instead of reading thousands of small files on every run
+        stores[m].compact_leftovers()
         missing = set(stores[m].missing(keys[m]))
         todo[m] = [i for i, k in enumerate(keys[m]) if k in missing]
         log.computed[m] = log.computed.get(m, 0) + len(todo[m])

@@ -94,9 +94,17 @@ def _tv_weights_enum(arch: str):
     return getattr(getattr(tvm, _TV[arch][1]), WEIGHTS_TAG)
 
 
+# torchvision's file names of the IMAGENET1K_V1 checkpoints (the hash prefix in each name is
+# checked on download). Kept here so that resolving the weights of a run whose features are
+# all cached does not import torchvision (~5 s); tests/test_weights.py checks them against
+# torchvision's own table.
+IMAGENET_FILES = {"ResNet50": "resnet50-0676ba61.pth", "ResNet101": "resnet101-63fe2227.pth",
+                  "ResNet152": "resnet152-394f9c45.pth"}
+
+
 def imagenet_file_name(arch: str) -> str:
     """torchvision's file name of the ImageNet checkpoint of ``arch`` (``resnet50-0676ba61.pth``)."""
-    return os.path.basename(_tv_weights_enum(arch).url)
+    return IMAGENET_FILES[arch]
 
 
 def imagenet_checkpoint_path(arch: str) -> Path:
@@ -166,7 +174,7 @@ def resolve_weights(arch: str, spec: str, seed: int) -> WeightsInfo:
         return WeightsInfo(arch, "random", random_info.identity, warning=msg)
     path = Path(spec)
     if path.is_dir():
-        tv_name = os.path.basename(_tv_weights_enum(arch).url)
+        tv_name = imagenet_file_name(arch)
         for cand in (path / tv_name, path / f"{arch.lower()}.pth", path / f"{arch}.pth"):
             if cand.is_file():
                 path = cand

@@ -159,6 +159,13 @@ class VectorStore(fs.FeatureStore):
             except OSError:
                 pass
 
+    def compact_leftovers(self) -> int:
+        """:meth:`compact` when shards are lying around (an interrupted extraction); 0 otherwise."""
+        base = self.dir / "shards"
+        if not base.is_dir() or not any(base.glob("*/*.parquet")):
+            return 0
+        return self.compact()
+
     def compact(self) -> int:
         """Merge the shards into one part file (Arrow-native; same guarantees as
         :meth:`FeatureStore.compact`: atomic replace, shards removed only afterwards)."""
