@@ -63,6 +63,7 @@ def test_torchvision_names_and_hash_rule():
 
     for arch in dn.ARCHS:
         assert dn.imagenet_file_name(arch) == os.path.basename(dn._tv_weights_enum(arch).url)
+        assert dn.imagenet_url(arch) == dn._tv_weights_enum(arch).url
     assert dw.other_tag_file_names()["resnet50-11ad3fa6.pth"] == ("ResNet50", "IMAGENET1K_V2")
     with pytest.raises(DlrcError, match="carries no hash"):
         dw.hash_prefix("resnet50.pth")

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import stat
 import threading
 from pathlib import Path
 
@@ -28,14 +29,14 @@ def file_digest(path: str | os.PathLike) -> str:
     Results are memoised per process on ``(device, inode, size, mtime, ctime)``, so an unchanged
     file is hashed once.
     """
-    p = Path(path)
     try:
-        st = p.stat()
+        st = os.stat(path)
     except FileNotFoundError:
-        raise FileNotFoundError(2, "file not found", str(p)) from None
+        raise FileNotFoundError(2, "file not found", str(path)) from None
+    p = Path(path)
     # the file itself (device and inode: no path resolution, links included) and its version
     memo_key = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
-    if not p.is_dir():
+    if not stat.S_ISDIR(st.st_mode):
         with _digest_lock:
             cached = _digest_memo.get(memo_key)
         if cached is not None:

@@ -105,13 +105,21 @@ def preprocessing_settings(deep_params, dim: str) -> dict[str, Any]:
     return s
 
 
-def case_key(case: Case, settings_json: str, model: str, weights: WeightsInfo) -> str:
-    from dlrc_lib.features.store import FeatureStore, file_digest
+def case_digests(case: Case) -> tuple[str, str]:
+    """SHA-256 of the case's image and mask files."""
+    from dlrc_lib.features.store import file_digest
 
     try:
-        di, dm = file_digest(case.image), file_digest(case.mask)
+        return file_digest(case.image), file_digest(case.mask)
     except FileNotFoundError as exc:
         raise DlrcError(f"patient {case.patient_id}, {exc}") from None
+
+
+def case_key(case: Case, settings_json: str, model: str, weights: WeightsInfo,
+             digests: tuple[str, str] | None = None) -> str:
+    from dlrc_lib.features.store import FeatureStore
+
+    di, dm = digests or case_digests(case)
     return FeatureStore.make_key(di, dm, settings_json, f"{model}|{weights.identity}|deep-{EXTRACTOR_VERSION}")
 
 
@@ -214,11 +222,13 @@ def extract_cases(cases: Sequence[Case], deep_params, cache_dir: str | Path, see
     t0 = time.perf_counter()
     keys: dict[str, list[str]] = {}
     stores = {m: store_for(cache_dir, m) for m in models}
+    digests = [case_digests(c) for c in cases]
     for dim in ("2D", "3D"):
         settings_json = json.dumps(preprocessing_settings(deep_params, dim), sort_keys=True)
         for m in models:
             if parse_model_name(m)[1] == dim:
-                keys[m] = [case_key(c, settings_json, m, log.weights[parse_model_name(m)[0]]) for c in cases]
+                keys[m] = [case_key(c, settings_json, m, log.weights[parse_model_name(m)[0]], d)
+                           for c, d in zip(cases, digests)]
     todo: dict[str, list[int]] = {}
     for m in models:
         # cases a killed run stored one file each (its compaction never ran): merge them into

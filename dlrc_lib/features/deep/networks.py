@@ -107,6 +107,11 @@ def imagenet_file_name(arch: str) -> str:
     return IMAGENET_FILES[arch]
 
 
+def imagenet_url(arch: str) -> str:
+    """Where torchvision downloads the ImageNet checkpoint of ``arch`` from."""
+    return f"https://download.pytorch.org/models/{imagenet_file_name(arch)}"
+
+
 def imagenet_checkpoint_path(arch: str) -> Path:
     """Where torchvision keeps (or would keep) the ImageNet checkpoint of ``arch``."""
     return Path(torch.hub.get_dir()) / "checkpoints" / imagenet_file_name(arch)
@@ -122,7 +127,8 @@ def _download_imagenet(arch: str, timeout_s: float = 20.0) -> Path:
     old = socket.getdefaulttimeout()
     socket.setdefaulttimeout(timeout_s)
     try:
-        _tv_weights_enum(arch).get_state_dict(progress=False, check_hash=True)
+        # what torchvision's Weights.get_state_dict does, from the same URL (see IMAGENET_FILES)
+        torch.hub.load_state_dict_from_url(imagenet_url(arch), progress=False, check_hash=True)
     finally:
         socket.setdefaulttimeout(old)
     return imagenet_checkpoint_path(arch)
