@@ -372,6 +372,8 @@ def test_a_variant_on_a_dask_worker_drops_the_nannys_malloc_setting_and_stops_wi
         assert ex(fast, tmp_path / "p.yaml", ["03"], ROOT) == (True, None)
         env = json.loads((fast / "env.json").read_text())
         assert "MALLOC_TRIM_THRESHOLD_" not in env
+        # one worker with 2 threads on this machine: each variant gets half of its cores
+        assert list(ex.threads_by_host().values()) == [max(1, (os.cpu_count() or 1) // 2)]
         assert env["OMP_NUM_THREADS"] == str(max(1, (os.cpu_count() or 1) // 2))
         assert str(ROOT) in env["PYTHONPATH"].split(os.pathsep)
         assert not (fast / ".pid").exists()

@@ -50,7 +50,7 @@ import time
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Mapping, Optional
 
 import pandas as pd
 import yaml
@@ -540,15 +540,21 @@ def subprocess_executor(threads: int = 1) -> Executor:
 
 
 # ------------------------------------------------------------------------- on Dask
-def _variant_on_worker(cmd: list[str], cwd: str, vdir: str, stop_event: str) -> tuple[bool, Optional[str]]:
-    """A Dask task: one variant's ``dlrc run`` as a child of the worker, with the worker's
-    share of its cores as BLAS threads; it ends when the sweep sets ``stop_event``."""
+def _variant_on_worker(cmd: list[str], cwd: str, vdir: str, stop_event: str,
+                       threads_by_host: Mapping[str, int]) -> tuple[bool, Optional[str]]:
+    """A Dask task: one variant's ``dlrc run`` as a child of the worker, with its share of the
+    host's cores as BLAS threads; it ends when the sweep sets ``stop_event``."""
     from distributed import Event, get_worker
 
     worker = get_worker()
-    threads = max(1, (os.cpu_count() or 1) // max(1, worker.state.nthreads))
+    threads = threads_by_host.get(_host(worker.address), 1)
     event = Event(stop_event)
     return run_variant_process(cmd, cwd, _variant_env(threads), Path(vdir), should_stop=event.is_set)
+
+
+def _host(address: str) -> str:
+    """``tcp://10.0.0.5:40123`` -> ``10.0.0.5``."""
+    return address.split("://")[-1].rsplit(":", 1)[0]
 
 
 class DaskExecutor:
@@ -577,12 +583,22 @@ class DaskExecutor:
         """Tasks the cluster runs at once (its worker threads)."""
         return max(1, sum(w.get("nthreads", 1) for w in self.client.scheduler_info()["workers"].values()))
 
+    def threads_by_host(self) -> dict[str, int]:
+        """BLAS/OpenMP threads for one variant on each host: its cores shared by every worker
+        thread on it (2 workers x 1 thread on 2 cores: 1 each, as the local pool's variants)."""
+        cores = self.client.run(os.cpu_count)  # worker address -> cores of its machine
+        tasks: dict[str, int] = {}
+        for addr, w in self.client.scheduler_info()["workers"].items():
+            tasks[_host(addr)] = tasks.get(_host(addr), 0) + int(w.get("nthreads", 1))
+        return {_host(a): max(1, int(c or 1) // max(1, tasks.get(_host(a), 1))) for a, c in cores.items()}
+
     def __call__(self, vdir: Path, params_file: Path, only: list[str], root: Path) -> tuple[bool, Optional[str]]:
         if self.run_variant is not None:
             fut = self.client.submit(self.run_variant, vdir, params_file, only, root, pure=False)
         else:
             fut = self.client.submit(_variant_on_worker, _variant_command(vdir, params_file, only),
-                                     str(Path.cwd()), str(vdir), self.stop_event, pure=False)
+                                     str(Path.cwd()), str(vdir), self.stop_event, self.threads_by_host(),
+                                     pure=False)
         return fut.result()
 
     def stop(self) -> None:
