@@ -148,6 +148,11 @@ def _children_cpu_of_worker() -> float:
     return ru.ru_utime + ru.ru_stime
 
 
+def _own_cpu_of_worker() -> float:
+    ru = resource.getrusage(resource.RUSAGE_SELF)
+    return ru.ru_utime + ru.ru_stime
+
+
 def _dask_row(args, grid: Path, warm: Path, work: Path) -> dict:
     """The variants as tasks on a local Dask cluster this function starts (and stops)."""
     from dask.distributed import Client, LocalCluster
@@ -165,10 +170,13 @@ def _dask_row(args, grid: Path, warm: Path, work: Path) -> dict:
         out.mkdir(parents=True)
         shutil.copytree(warm / "base", out / "base")
         cpu0 = sum(client.run(_children_cpu_of_worker).values())
+        own0, me0 = sum(client.run(_own_cpu_of_worker).values()), _own_cpu_of_worker()
         t0 = time.perf_counter()
         res = SW.run_sweep(pfile, grid, out=out, jobs=args.dask, quiet=True, extract=False)
         wall = time.perf_counter() - t0
         cpu = sum(client.run(_children_cpu_of_worker).values()) - cpu0
+        # Dask's own cost: the workers' processes, and this one (client and scheduler)
+        overhead = sum(client.run(_own_cpu_of_worker).values()) - own0 + _own_cpu_of_worker() - me0
     finally:
         client.close()
         cluster.close()
@@ -177,7 +185,7 @@ def _dask_row(args, grid: Path, warm: Path, work: Path) -> dict:
             "ok": int((res.table["status"] == "ok").sum()), "wall_s": round(wall, 1),
             "mean_variant_s": round(sum(secs) / max(1, len(secs)), 1),
             "wall_per_variant_s": round(wall / max(1, len(secs)), 1), "cpu_s": round(cpu, 1),
-            "load_after": round(os.getloadavg()[0], 1)}
+            "dask_own_cpu_s": round(overhead, 1), "load_after": round(os.getloadavg()[0], 1)}
 
 
 if __name__ == "__main__":

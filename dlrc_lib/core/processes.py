@@ -19,7 +19,7 @@ import signal
 from concurrent.futures import ProcessPoolExecutor
 from typing import Any, Callable, Optional
 
-__all__ = ["die_with_parent", "undo_malloc_tuning", "worker_pool", "MALLOC_ENV"]
+__all__ = ["die_with_parent", "dask_worker_setup", "undo_malloc_tuning", "worker_pool", "MALLOC_ENV"]
 
 
 def die_with_parent(parent_pid: Optional[int] = None, sig: int = signal.SIGTERM) -> None:
@@ -86,3 +86,22 @@ def undo_malloc_tuning() -> bool:
             libc.mallopt(m_trim_threshold, _TRIM_THRESHOLD))
     except (OSError, AttributeError):  # not glibc
         return False
+
+
+def dask_worker_setup(dask_worker=None) -> None:
+    """Run on every worker of a Dask cluster before ``dlrc`` gives it work
+    (``client.run(dask_worker_setup)``): undo the nanny's malloc setting
+    (:func:`undo_malloc_tuning`) and stop the worker's statistical profiler.
+
+    Every 10 ms a Dask worker's event loop samples the stack of the thread running the task
+    (``distributed.worker.profile``, for the dashboard): for a long, GIL-holding PyRadiomics
+    case each sample takes the GIL from it, and even a task that only waits for a sweep
+    variant's process costs the worker ~4 % of a core in sampling. Nobody reads that profile
+    here. (The workers stay changed after the run: the profiler is a dashboard feature.)
+    """
+    undo_malloc_tuning()
+    if dask_worker is not None:
+        for name in ("profile", "profile-cycle"):
+            pc = dask_worker.periodic_callbacks.pop(name, None)
+            if pc is not None:
+                pc.stop()

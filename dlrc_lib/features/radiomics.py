@@ -435,24 +435,14 @@ def _worker_init() -> None:
 
 
 def _dask_worker_init(dask_worker=None) -> None:
-    """:func:`_worker_init` on a Dask worker, plus: undo the nanny's malloc setting
-    (:func:`~dlrc_lib.core.processes.undo_malloc_tuning`: with it every case costs a third
-    more CPU in page faults) and stop the worker's statistical profiler.
-
-    Every 10 ms a Dask worker's event loop samples the stack of the thread running the task
-    (``distributed.worker.profile``, for the dashboard). PyRadiomics' cases are long,
-    GIL-holding Python calls, so each sample also takes the GIL from the task and hands it
-    back: measurable CPU and wall time on every case, for a profile nobody reads here.
-    """
-    from dlrc_lib.core.processes import undo_malloc_tuning
+    """:func:`_worker_init` on a Dask worker, plus
+    :func:`~dlrc_lib.core.processes.dask_worker_setup`: the nanny's malloc setting undone
+    (with it every case costs a third more CPU in page faults) and the worker's statistical
+    profiler stopped."""
+    from dlrc_lib.core.processes import dask_worker_setup
 
     _worker_init()
-    undo_malloc_tuning()
-    if dask_worker is not None:
-        for name in ("profile", "profile-cycle"):
-            pc = dask_worker.periodic_callbacks.pop(name, None)
-            if pc is not None:
-                pc.stop()
+    dask_worker_setup(dask_worker)
 
 
 def _run_local(jobs: list[tuple[str, str, str]], n_workers: int,
