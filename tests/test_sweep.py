@@ -306,6 +306,53 @@ def test_a_sweep_never_runs_a_variant_next_to_the_variant_whose_fits_it_reuses(t
     assert len(fake.calls) == 7
 
 
+class WithOnly(FakeNotebooks):
+    """FakeNotebooks that records which notebooks each variant was asked to run and what it
+    found in its folder before running them."""
+
+    def __init__(self, **kw):
+        super().__init__(**kw)
+        self.only: dict[str, list[str]] = {}
+        self.found: dict[str, set[str]] = {}
+
+    def __call__(self, vdir, params_file, only, root):
+        self.only[vdir.name] = list(only)
+        self.found[vdir.name] = {p.name for p in (vdir / "shared").glob("*")} if (vdir / "shared").exists() else set()
+        return super().__call__(vdir, params_file, only, root)
+
+
+def test_variants_that_change_only_later_notebooks_start_there(tmp_path, monkeypatch, no_base_notebooks):
+    import dlrc_lib.reporting.runner as R
+
+    shared_runs = []
+
+    def fake_run(params_file, only, out, quiet, root):  # the base parameters' shared notebooks
+        shared_runs.append((Path(out).name, list(only)))
+        (Path(out) / "shared").mkdir(parents=True, exist_ok=True)
+        for nb in only:
+            (Path(out) / "shared" / f"{nb}.txt").write_text(nb)
+        return 0
+
+    monkeypatch.setattr(R, "run", fake_run)
+    grid = _grid(tmp_path, {"factors": {"selection.lasso_rule": ["1se", "min"],
+                                        "deep.best_model_rule": ["train_and_external_auc", "train_auc", "internal_auc"]}})
+    fake = WithOnly()
+    _run(tmp_path, grid, fake)
+    # notebook 03 (the first of this plan) is where the lambda rule acts; the best-model rule
+    # acts from notebook 04, so the two variants that change only it start at 04, from the
+    # base parameters' notebook 03 run once into base_04
+    assert shared_runs == [("base_04", ["03"])]
+    assert fake.only["best_model_rule=train_auc"][0] == "04" and fake.only["best_model_rule=internal_auc"][0] == "04"
+    assert fake.found["best_model_rule=train_auc"] == {"03.txt"}
+    for name in ("base", "lasso_rule=min", "lasso_rule=min__best_model_rule=train_auc"):
+        assert fake.only[name][0] == "03" and fake.found[name] == set()
+    # a second call reuses everything, the shared folders included
+    shared_runs.clear()
+    again = WithOnly()
+    res = _run(tmp_path, grid, again)
+    assert again.only == {} and shared_runs == [] and len(res.skipped) == 6
+
+
 # ------------------------------------------------------------------------- on Dask
 @pytest.fixture
 def dask_cluster():

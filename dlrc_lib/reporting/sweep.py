@@ -335,6 +335,27 @@ def shared_work_order(variants: list[Variant]) -> dict[str, set[str]]:
     return deps
 
 
+def variant_starts(grid: Grid, notebooks: list[Path], k_min: int) -> dict[str, int]:
+    """Index of the first notebook each variant runs itself.
+
+    A variant whose overrides reach only later notebooks (e.g. the best-model rule: notebooks
+    04-08) starts there, from the base parameters' outputs of the notebooks before it, which
+    then run once for all such variants. A level is kept only when two or more variants can
+    start from it; the others start from the level below.
+    """
+    from dlrc_lib.reporting.runner import notebook_parameters
+
+    declared = [set(notebook_parameters(nb)) for nb in notebooks]
+    first: dict[str, int] = {}
+    for v in grid.variants:
+        names = {_flat_name(k) for k in v.overrides}
+        hits = [i for i, d in enumerate(declared) if names & d]
+        first[v.name] = max(k_min, min(hits)) if hits else k_min
+    levels = [k for k in sorted(set(first.values()))
+              if k == k_min or sum(s >= k for s in first.values()) >= 2]
+    return {n: max(k for k in levels if k <= s) for n, s in first.items()}
+
+
 def _extraction_keys(variant: Variant) -> list[str]:
     return [k for k in variant.overrides if k.startswith(EXTRACTION_PREFIXES)]
 
@@ -724,7 +745,7 @@ def _run_sweep(base: Params, params_path: Path, grid: Grid, out: Path, jobs: int
                say, executor, root: Path, extract: bool, run_notebooks, t_start: float) -> SweepResult:
     notebooks, k_min = notebook_plan(grid, root)
     stems = [nb.stem for nb in notebooks]
-    only = [s[:2] for s in stems[k_min:]]
+    starts = variant_starts(grid, notebooks, k_min)
     say(f"dlrc sweep: {params_path} x {grid.path}: {len(grid.variants)} variants over "
         f"{', '.join(grid.keys)} -> {out}")
 
@@ -734,7 +755,7 @@ def _run_sweep(base: Params, params_path: Path, grid: Grid, out: Path, jobs: int
     skipped: list[str] = []
     for v in grid.variants:
         vp = variant_params(params_path, v)
-        fp = fingerprint(vp, stems[k_min:])
+        fp = fingerprint(vp, stems[starts[v.name]:])
         vdir = out / "variants" / v.name
         rec = _read_record(vdir)
         if rec and rec.get("fingerprint") == fp and rec.get("status") in FINISHED and not (
@@ -764,28 +785,21 @@ def _run_sweep(base: Params, params_path: Path, grid: Grid, out: Path, jobs: int
                 "for what is missing; cached cases are reused)")
             _ensure_features(vp, ", ".join(names), say)
 
-    # notebooks no variant changes run once, into <out>/base
-    base_dir = out / "base"
-    base_stems = stems[:k_min]
-    base_fp = fingerprint(variant_params(params_path, Variant("base", {})), base_stems)
-    base_rec = json.loads((base_dir / "base.json").read_text(encoding="utf-8")) if (base_dir / "base.json").exists() else {}
-    if base_stems and base_rec.get("fingerprint") != base_fp:
-        if base_dir.exists():
-            shutil.rmtree(base_dir)
-        base_file = out / "base_params.yaml"
-        _write_params(base_file, variant_params(params_path, Variant("base", {})))
-        say(f"  notebooks every variant shares ({', '.join(s[:2] for s in base_stems)}) -> {base_dir}")
-        rc = run_notebooks(base_file, only=[s[:2] for s in base_stems], out=base_dir, quiet=True, root=root)
-        if rc != 0:
-            run = json.loads((base_dir / "run.json").read_text(encoding="utf-8"))
-            raise DlrcError(f"sweep: the shared notebooks failed: {(run.get('failure') or '').splitlines()[0]}")
-        atomic_write_text(base_dir / "base.json", dumps({"fingerprint": base_fp, "notebooks": base_stems}))
-    elif not base_stems:
-        base_dir.mkdir(parents=True, exist_ok=True)
+    # notebooks no variant changes run once, into <out>/base; the notebooks before a later
+    # start (variant_starts) run once more with the base parameters, into <out>/base_<NN>
+    base_params = variant_params(params_path, Variant("base", {}))
+    prefix_dirs: dict[int, Path] = {}
+    previous: Optional[int] = None
+    for k in sorted({starts[v.name] for v, _, _ in todo} | {k_min}):
+        prefix_dirs[k] = _shared_prefix(out, k, previous, prefix_dirs.get(previous), stems, base_params,
+                                        root, run_notebooks, say, is_base=k == k_min)
+        previous = k
 
     threads = max(1, (os.cpu_count() or 1) // jobs)
     execute = executor or subprocess_executor(threads)
-    say(f"  running {len(todo)} variant(s), {jobs} at a time (notebooks {stems[k_min][:2]}-{stems[-1][:2]})")
+    later = sorted({stems[starts[v.name]][:2] for v, _, _ in todo} - {stems[k_min][:2]})
+    say(f"  running {len(todo)} variant(s), {jobs} at a time (notebooks {stems[k_min][:2]}-{stems[-1][:2]}"
+        + (f"; variants that change nothing before notebook {', '.join(later)} start there" if later else "") + ")")
     done_lock = threading.Lock()
     counter = {"n": 0}
     ran: list[str] = []
@@ -796,7 +810,8 @@ def _run_sweep(base: Params, params_path: Path, grid: Grid, out: Path, jobs: int
         vdir = out / "variants" / v.name
         t0 = time.perf_counter()
         _stop_leftover(vdir)
-        _copy_base(base_dir, vdir)
+        _copy_base(prefix_dirs[starts[v.name]], vdir)
+        only = [st[:2] for st in stems[starts[v.name]:]]
         pfile = vdir / "params.yaml"
         _write_params(pfile, vp)
         if _STOPPING.is_set():
@@ -865,6 +880,37 @@ def _run_sweep(base: Params, params_path: Path, grid: Grid, out: Path, jobs: int
         if in_main:
             signal.signal(signal.SIGTERM, previous)
     return _finish(out, grid, records, ran, skipped, t_start, say, failed)
+
+
+def _shared_prefix(out: Path, k: int, previous: Optional[int], previous_dir: Optional[Path], stems: list[str],
+                   base_params: Params, root: Path, run_notebooks, say, is_base: bool) -> Path:
+    """The folder of the base parameters' outputs of notebooks ``stems[:k]`` (run once; reused
+    while its fingerprint holds): ``<out>/base`` for the first start, ``<out>/base_<NN>`` after."""
+    folder = out / "base" if is_base else out / f"base_{stems[k][:2]}"
+    need = stems[:k]
+    fp = fingerprint(base_params, need)
+    rec_path = folder / "base.json"
+    rec = json.loads(rec_path.read_text(encoding="utf-8")) if rec_path.exists() else {}
+    if rec.get("fingerprint") == fp:
+        return folder
+    if folder.exists():
+        shutil.rmtree(folder)
+    if previous_dir is not None:
+        _copy_base(previous_dir, folder)
+    else:
+        folder.mkdir(parents=True)
+    run_now = stems[previous if previous is not None else 0:k]
+    if run_now:
+        base_file = out / "base_params.yaml"
+        _write_params(base_file, base_params)
+        what = "notebooks every variant shares" if is_base else "notebooks shared by the variants starting at " + stems[k][:2]
+        say(f"  {what} ({', '.join(st[:2] for st in run_now)}) -> {folder}")
+        rc = run_notebooks(base_file, only=[st[:2] for st in run_now], out=folder, quiet=True, root=root)
+        if rc != 0:
+            run = json.loads((folder / "run.json").read_text(encoding="utf-8"))
+            raise DlrcError(f"sweep: the shared notebooks failed: {(run.get('failure') or '').splitlines()[0]}")
+    atomic_write_text(rec_path, dumps({"fingerprint": fp, "notebooks": need}))
+    return folder
 
 
 def _write_params(path: Path, params: Params) -> None:
