@@ -350,7 +350,8 @@ def variant_starts(grid: Grid, notebooks: list[Path], k_min: int) -> dict[str, i
     for v in grid.variants:
         names = {_flat_name(k) for k in v.overrides}
         hits = [i for i, d in enumerate(declared) if names & d]
-        first[v.name] = max(k_min, min(hits)) if hits else k_min
+        # a variant that changes no notebook's parameters (the base) can start anywhere
+        first[v.name] = max(k_min, min(hits)) if hits else len(notebooks) - 1
     levels = [k for k in sorted(set(first.values()))
               if k == k_min or sum(s >= k for s in first.values()) >= 2]
     return {n: max(k for k in levels if k <= s) for n, s in first.items()}
