@@ -769,7 +769,7 @@ def _run_sweep(base: Params, params_path: Path, grid: Grid, out: Path, jobs: int
         say(f"  {len(skipped)} variant(s) already finished (not rerun)")
     write_table(out, grid, records)
     if not todo:
-        return _finish(out, grid, records, [], skipped, t_start, say)
+        return _finish(out, grid, records, [], skipped, t_start, say, published=base.published_values)
 
     # features: the base parameters', then each extraction setting a variant changes
     if extract:
@@ -880,7 +880,7 @@ def _run_sweep(base: Params, params_path: Path, grid: Grid, out: Path, jobs: int
     finally:
         if in_main:
             signal.signal(signal.SIGTERM, previous)
-    return _finish(out, grid, records, ran, skipped, t_start, say, failed)
+    return _finish(out, grid, records, ran, skipped, t_start, say, failed, published=base.published_values)
 
 
 def _shared_prefix(out: Path, k: int, previous: Optional[int], previous_dir: Optional[Path], stems: list[str],
@@ -919,7 +919,7 @@ def _write_params(path: Path, params: Params) -> None:
 
 
 def _finish(out: Path, grid: Grid, records: dict, ran: list[str], skipped: list[str], t_start: float,
-            say, failed: Optional[list[str]] = None) -> SweepResult:
+            say, failed: Optional[list[str]] = None, published: Optional[str] = None) -> SweepResult:
     table = write_table(out, grid, records)
     failed = failed if failed is not None else [n for n, r in records.items() if r.get("status") == "failed"]
     base_choices = next((v.choices for v in grid.variants if not v.overrides), None)
@@ -930,10 +930,11 @@ def _finish(out: Path, grid: Grid, records: dict, ran: list[str], skipped: list[
     }
     atomic_write_text(out / "sweep.json", dumps(summary))
     try:
-        from dlrc_lib.reporting.sensitivity import specification_curve
+        from dlrc_lib.reporting.sensitivity import published_auc, specification_curve
 
         if (table["status"] == "ok").any():
-            fig = specification_curve(table, grid.keys, base_choices=grid.base_choices)
+            band = published_auc(published, "external", "dlrc") if published else None
+            fig = specification_curve(table, grid.keys, base_choices=grid.base_choices, published=band)
             fig.savefig(out / "specification_curve.png", dpi=120, bbox_inches="tight", metadata={"Software": None})
             import matplotlib.pyplot as plt
 
