@@ -404,3 +404,29 @@ def test_the_dask_nannys_malloc_setting_is_undone_in_a_worker():
     assert (changed0, kept0) == (False, True) and (changed1, kept1) == (True, False)
     assert tuned > 200 * 100  # ~257 faults per block with the nanny's setting
     assert undone < tuned / 20
+
+
+def test_notebooks_run_blas_on_one_thread_so_numbers_do_not_depend_on_the_cores():
+    # OpenBLAS splits some reductions by thread: the LASSO path's last bits differ between 1
+    # and 2 threads. open_run (every notebook) and the runner's kernel environment pin it.
+    root = Path(__file__).resolve().parents[1]
+    script = textwrap.dedent("""
+        import json, os
+        from threadpoolctl import threadpool_info
+        from dlrc_lib.core.processes import single_thread_blas
+        before = {i["filepath"]: i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"}
+        found = single_thread_blas()
+        after = {i["filepath"]: i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"}
+        print(json.dumps([found, os.environ.get("OPENBLAS_NUM_THREADS"), sorted(set(after.values()))]))
+    """)
+    env = {**os.environ, "PYTHONPATH": str(root), "OPENBLAS_NUM_THREADS": "2"}
+    out = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, check=True)
+    import json
+
+    found, env_value, threads = json.loads(out.stdout.strip().splitlines()[-1])
+    assert found and env_value == "1" and threads == [1]
+    from dlrc_lib.reporting import paths, runner
+
+    assert "single_thread_blas()" in Path(paths.__file__).read_text()  # every notebook's open_run
+    assert '"OPENBLAS_NUM_THREADS"] = "1"' in Path(runner.__file__).read_text()  # every kernel
+

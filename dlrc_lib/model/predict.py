@@ -291,6 +291,9 @@ def predict_manifest(model_path: str | Path, manifest: str | Path, policy: str |
 
 def cli_predict(args: Any) -> int:
     """``dlrc predict``: write the predictions CSV (atomically) and one summary line."""
+    from dlrc_lib.core.processes import single_thread_blas
+
+    single_thread_blas()  # the same probabilities on any machine
     out = predict_manifest(args.model, args.manifest, getattr(args, "scanner_policy", None),
                            getattr(args, "cache_dir", None))
     target = Path(args.out)

@@ -185,8 +185,10 @@ def open_run(namespace: MutableMapping[str, Any], notebook: str, root: Path | No
     run the notebook reads. Creates no folder; raises :class:`DlrcError` naming the absolute
     path and the producing command when the study manifest or the run folder is missing.
     """
+    from dlrc_lib.core.processes import single_thread_blas
     from dlrc_lib.reporting.artifacts import Artifacts
 
+    single_thread_blas()  # a notebook's numbers must not depend on the machine's cores
     root = Path(root) if root else project_root()
     interactive = os.environ.get(ENV_RUNNER) != "1"
     params_file = os.environ.get(ENV_PARAMS_FILE) if not interactive else None

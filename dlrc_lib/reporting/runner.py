@@ -274,9 +274,10 @@ def _selected_notebooks(params: Params, params_file: Path, root: Path, only: Ite
 
 
 def _kernel_environment(params_file: Path) -> None:
-    """What the kernels inherit: headless widgets, the runner's marker, the parameter file,
-    and the same dlrc_lib as this process, whatever their working directory."""
+    """What the kernels inherit: headless widgets, single-threaded BLAS, the runner's marker,
+    the parameter file, and the same dlrc_lib as this process, whatever their working directory."""
     os.environ["DLRC_HEADLESS"] = "1"  # widgets fall back to static output
+    os.environ["OPENBLAS_NUM_THREADS"] = "1"  # the same numbers on any machine (single_thread_blas)
     os.environ[ENV_RUNNER] = "1"  # notebooks take the injected parameters as they are
     os.environ[ENV_PARAMS_FILE] = str(params_file)
     pkg_parent = str(Path(__file__).resolve().parents[2])  # the folder holding dlrc_lib/
