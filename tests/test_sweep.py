@@ -299,11 +299,22 @@ def test_a_sweep_never_runs_a_variant_next_to_the_variant_whose_fits_it_reuses(t
     assert sum(bool(d) for d in deps.values()) == 4
     for name, leads in deps.items():
         for lead in leads:
-            assert order[("end", lead)] < order[("start", name)], (name, lead)
-    # two at a time all the same: the three leaders do not wait for each other
+            assert order[("start", lead)] < order[("start", name)], (name, lead)
+    # two at a time all the same: the first two are leaders, which wait for nobody, and the
+    # first variant to reuse base's LASSO path starts only when base has ended (the other
+    # leaders were ready to take the free core)
     starts = [name for kind, name in fake.events if kind == "start"]
     assert set(starts[:2]) <= {"base", "mode=all", "mode=none"}
+    assert order[("end", "base")] < order[("start", "lasso_rule=min")]
     assert len(fake.calls) == 7
+
+
+def test_a_variant_starts_beside_its_leader_rather_than_leave_a_core_idle(tmp_path, no_base_notebooks):
+    grid = _grid(tmp_path, {"factors": {"selection.lasso_rule": ["1se", "min"]}})
+    fake = Timeline()
+    _run(tmp_path, grid, fake)  # 2 jobs, 2 variants sharing the LASSO path: both at once
+    assert [kind for kind, _ in fake.events[:2]] == ["start", "start"]
+    assert fake.events[0][1] == "base"
 
 
 class WithOnly(FakeNotebooks):

@@ -319,8 +319,9 @@ def shared_work_order(variants: list[Variant]) -> dict[str, set[str]]:
     Variants whose fit keys are equal share every fit of notebooks 03-04 (memoised); variants
     equal but for the lambda rule and stepwise direction share the LASSO cross-validation (also
     memoised). Run at the same time, both would compute that work; so the first variant of
-    each such group (in grid order) runs before the others of its group, which then load it.
-    The order changes when a variant runs, never its numbers.
+    each such group (in grid order) runs before the others of its group, which then load it,
+    unless a core would otherwise stay idle (then the other starts beside its leader). The
+    order changes when a variant runs, never its numbers.
     """
     leaders: dict[tuple[str, str], str] = {}
     deps: dict[str, set[str]] = {}
@@ -858,6 +859,11 @@ def _run_sweep(base: Params, params_path: Path, grid: Grid, out: Path, jobs: int
                 while pending or running:
                     while len(running) < jobs:
                         nxt = next((it for it in pending if deps[it[0].name] <= finished), None)
+                        if nxt is None:
+                            # nothing else is ready: rather than leave a core idle, start a variant
+                            # whose leaders are already running (it repeats part of their work)
+                            started = finished | set(running.values())
+                            nxt = next((it for it in pending if deps[it[0].name] <= started), None)
                         if nxt is None:
                             break
                         pending.remove(nxt)
