@@ -420,10 +420,11 @@ if vdir.endswith("slow"):
 
 def test_a_variant_on_a_dask_worker_drops_the_nannys_malloc_setting_and_stops_with_the_sweep(
         tmp_path, monkeypatch, dask_cluster):
-    # a nanny-spawned worker carries MALLOC_TRIM_THRESHOLD_; the variant's process must not
-    monkeypatch.setenv("MALLOC_TRIM_THRESHOLD_", "65536")
     monkeypatch.setattr(SW, "_variant_command", lambda vdir, pfile, only: [sys.executable, "-c", _ENV_SCRIPT, str(vdir)])
     ex = SW.DaskExecutor(dask_cluster.scheduler_address)
+    # a nanny-spawned worker carries MALLOC_TRIM_THRESHOLD_ (set here after the executor's
+    # worker set-up, which removes it: the variant's own environment must leave it out too)
+    monkeypatch.setenv("MALLOC_TRIM_THRESHOLD_", "65536")
     try:
         fast = tmp_path / "fast"
         fast.mkdir()
