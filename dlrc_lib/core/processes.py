@@ -133,3 +133,20 @@ def single_thread_blas() -> bool:
         return False
     _BLAS_LIMIT = threadpool_limits(limits=1, user_api="blas")
     return any(i.get("user_api") == "blas" for i in threadpool_info())
+
+
+def dask_client(address: str, timeout_s: float = 20.0):
+    """A ``distributed.Client`` for ``radiomics.dask_scheduler``; a one-line
+    :class:`~dlrc_lib.core.errors.DlrcError` when Dask is missing or the scheduler does not answer."""
+    from dlrc_lib.core.errors import DlrcError
+
+    try:
+        from distributed import Client
+    except ImportError:  # pragma: no cover
+        raise DlrcError("radiomics.dask_scheduler is set but dask.distributed is not installed") from None
+    try:
+        return Client(address, timeout=f"{timeout_s}s")
+    except Exception as exc:  # noqa: BLE001 - whatever the connection says
+        text = str(exc).strip()
+        raise DlrcError(f"radiomics.dask_scheduler {address}: cannot connect "
+                        f"({text.splitlines()[0][:300] if text else type(exc).__name__})") from None

@@ -487,13 +487,12 @@ def _run_local(jobs: list[tuple[str, str, str]], n_workers: int,
 def _run_dask(jobs: list[tuple[str, str, str]], address: str,
               on_done: Callable[[int, dict], None], timeout_s: float = 20.0) -> int:
     try:
-        from dask.distributed import Client, as_completed
+        from dask.distributed import as_completed
     except ImportError:  # pragma: no cover
         raise DlrcError("radiomics.dask_scheduler is set but dask.distributed is not installed") from None
-    try:
-        client = Client(address, timeout=f"{timeout_s}s")
-    except Exception as exc:
-        raise DlrcError(f"radiomics.dask_scheduler {address}: cannot connect ({_first_line(exc)})") from None
+    from dlrc_lib.core.processes import dask_client
+
+    client = dask_client(address, timeout_s)
     try:
         n = max(1, sum(w.get("nthreads", 1) for w in client.scheduler_info()["workers"].values()))
         # Dask workers are not the local pool's processes: without this each case's SimpleITK
