@@ -78,6 +78,8 @@ def evaluate_setting(name: str, overrides: dict, work: Path, settings: Path, n_j
     row: dict = {"setting": name, **{k: v for k, v in overrides.items()}}
     for c in COHORTS:
         row[f"rad_auc_{c}"] = round(float(perf.loc[c, "auc"]), 3)
+    scored = fit.score.dropna()
+    _rad_slopes(row, study.set_index("patient_id")[["cohort", "lnm"]].loc[scored.index], scored)
     row["rad_drop_train_external"] = round(row["rad_auc_train"] - row["rad_auc_external"], 3)
     funnel = fit.funnel.set_index(fit.funnel.columns[0]).iloc[:, 0].to_dict()
     row["funnel"] = " > ".join(str(v) for v in funnel.values())
@@ -95,6 +97,17 @@ def evaluate_setting(name: str, overrides: dict, work: Path, settings: Path, n_j
     row["seconds_generate"] = round(t_gen, 1)
     row["seconds_extract"] = round(t_ext, 1)
     row["seconds_total"] = round(time.perf_counter() - t0, 1)
+    return row
+
+
+def _rad_slopes(row: dict, cohorts: pd.DataFrame, score: pd.Series) -> dict:
+    """Calibration slope of the radiomics model (Rad_score is its log-odds) in each cohort: below 1
+    where the score fitted on training is too spread for that cohort (optimism or centre shift)."""
+    for c in COHORTS:
+        m = (cohorts["cohort"] == c).to_numpy()
+        y = cohorts.loc[m, "lnm"].astype(int).to_numpy()
+        p = 1.0 / (1.0 + np.exp(-score.loc[cohorts.index[m]].to_numpy()))
+        row[f"rad_slope_{c}"] = round(float(calibration_curve(y, p).slope), 3)
     return row
 
 
@@ -124,6 +137,7 @@ def evaluate_run(run_dir: Path, name: str) -> dict:
         m = (pred["cohort"] == c).to_numpy()
         row[f"rad_auc_{c}"] = round(float(roc_auc(pred.loc[m, "lnm"].astype(int).to_numpy(),
                                                   pred.loc[m, "Rad_score"].to_numpy())), 3)
+    _rad_slopes(row, pred[["cohort", "lnm"]], pred["Rad_score"])
     row["rad_drop_train_external"] = round(row["rad_auc_train"] - row["rad_auc_external"], 3)
     funnel = pd.read_csv(run_dir / "tables" / "radiomics_selection_funnel.csv")
     row["funnel"] = " > ".join(str(v) for v in funnel.iloc[:, 1])

@@ -381,3 +381,40 @@ def test_lnm_independent_variation_only_changes_the_tumour():
         diff = a[seq]["image"] != b[seq]["image"]
         near = ndimage.distance_transform_edt(~a[seq]["masks"]["r1"].astype(bool)) <= 3
         assert diff.any() and not (diff & ~near).any(), seq
+
+
+def test_trait_visibility_and_texture_amplitude_act_on_the_tumour_as_named():
+    """trait_visibility moves the image further along the patient's latent traits (brighter
+    CE-T1WI for a positive enhancement trait, brighter DWI for a positive diffusion-restriction
+    trait); texture_amplitude raises the texture inside the tumour; neither touches anything
+    but the tumour."""
+    from scipy import ndimage
+
+    from dlrc_lib.twin.anatomy import patient_model, render_patient
+    from dlrc_lib.twin.scanners import SCANNERS
+
+    df = build_clinical_table(_params(scale=0.05))
+    signal = _params().study.signal
+    # a patient whose enhancement and diffusion traits are clearly positive
+    index = next(i for i in range(len(df))
+                 if min(patient_model(df.iloc[i].to_dict(), signal, 7, i).latent[k]
+                        for k in ("enhancement", "diffusion")) > 0.7)
+    row = df.iloc[index].to_dict()
+
+    def render(**update):
+        return render_patient(row, SCANNERS[0], (96, 96, 16), signal.model_copy(update=update), 0.0, 7, index, False)
+
+    base, visible, textured = render(), render(trait_visibility=2.5), render(texture_amplitude=0.3)
+
+    def tumour(img, seq):
+        inner = ndimage.binary_erosion(img[seq]["masks"]["r1"].astype(bool))
+        return img[seq]["image"][inner].astype(float)
+
+    assert tumour(visible, "CET1").mean() > 1.05 * tumour(base, "CET1").mean()
+    assert tumour(visible, "DWI").mean() > 1.05 * tumour(base, "DWI").mean()
+    assert tumour(textured, "T2FS").std() > 1.5 * tumour(base, "T2FS").std()
+    for other in (visible, textured):
+        for seq in SEQUENCES:
+            diff = other[seq]["image"] != base[seq]["image"]
+            near = ndimage.distance_transform_edt(~base[seq]["masks"]["r1"].astype(bool)) <= 4
+            assert diff.any() and not (diff & ~near).any(), seq

@@ -48,10 +48,17 @@ class SignalParams(Section):
     diffusion: float = 0.9  # diffusion restriction (lower ADC -> brighter DWI)
     irregularity: float = 0.55  # lobulated, irregular 3D boundary
     texture_scale_mm: float = 3.0  # correlation length of the tumour texture (mm)
+    # amplitude of that (LNM-linked) texture relative to the tumour's signal; the scanners' noise
+    # is 0.012-0.04 of the signal range, so a small amplitude is masked on the noisier scanners
+    texture_amplitude: float = Field(0.09, gt=0)
+    # how far one SD of a latent trait moves the image (texture amplitude, enhancement, ADC,
+    # lobulation): at 1 a trait shows faintly beside the LNM-independent variation, so every
+    # feature that measures it is a noisy measure; larger values make the features measure it well
+    trait_visibility: float = Field(1.0, gt=0)
     reader_disagreement: float = 1.0  # multiplies reader-2 / repeat boundary perturbations
     # LNM-independent differences between tumours, which every real cohort has: they dilute the
     # LNM signal in features that mix them with it (0 switches them off)
-    coarse_texture: float = Field(0.18, ge=0)  # amplitude of a coarse tumour texture (as heterogeneity's 0.09)
+    coarse_texture: float = Field(0.18, ge=0)  # amplitude of a coarse tumour texture (as texture_amplitude)
     coarse_scale_mm: float = Field(10.0, gt=0)  # its correlation length (mm)
     patient_variation: float = Field(0.18, ge=0)  # SD of the log signal level (CE-T1WI, FS-T2WI) and log ADC
     # how much larger LNM(+) tumours are within their FIGO substage's size range (0: size follows

@@ -209,7 +209,8 @@ def patient_model(row: Mapping, signal, seed: int, index: int) -> PatientModel:
     # tumour: centred in the cervix, lower for stage IIA (vaginal extension)
     stage = str(row["figo_stage"])
     t_centre = centre + np.array([rng.normal(0, 2.5), rng.normal(2, 2.5), rng.normal(-8 if stage.startswith("IIA") else 0, 3)])
-    irr = 0.07 * np.exp(0.45 * lat["irregularity"])
+    vis = float(getattr(signal, "trait_visibility", 1.0))
+    irr = 0.07 * np.exp(0.45 * vis * lat["irregularity"])
     lobes = Lobes.random(rng, 10, float(np.clip(irr, 0.02, 0.35)))
     axes = np.array([1.0, rng.uniform(0.72, 0.95), rng.uniform(0.8, 1.15)])
     tum = Tumour(t_centre, _rotation(rng, 15.0), axes, lobes)
@@ -368,7 +369,8 @@ def render_patient(row: Mapping, scanner: Scanner, shape: tuple[int, int, int], 
         # tumour appearance: texture heterogeneity, peripheral enhancement, diffusion restriction
         if inside.any():
             tex = _waves(pts[inside], pm.texture)
-            het = 0.09 * np.exp(0.3 * lat["heterogeneity"])
+            vis = float(getattr(signal, "trait_visibility", 1.0))
+            het = float(getattr(signal, "texture_amplitude", 0.09)) * np.exp(0.3 * vis * lat["heterogeneity"])
             # LNM-independent: coarse texture and the tumour's own signal level on each sequence
             cst = float(getattr(signal, "coarse_texture", 0.0)) * np.exp(0.3 * pm.nuisance[0])
             ctex = _waves(pts[inside], pm.coarse_texture) if cst > 0 else 0.0
@@ -378,14 +380,14 @@ def render_patient(row: Mapping, scanner: Scanner, shape: tuple[int, int, int], 
             rel = np.clip(rho[inside] / rad_in[inside], 0, 1)
             t = TISSUES["tumour"]
             if seq == "CET1":
-                enh = 1.0 + 0.06 * lat["enhancement"]
-                rim = 0.10 + 0.06 * lat["enhancement"]
+                enh = 1.0 + 0.06 * vis * lat["enhancement"]
+                rim = 0.10 + 0.06 * vis * lat["enhancement"]
                 val = (t[0] * enh * np.exp(var * pm.nuisance[1]) * (1.0 + rim * (rel - 0.6))
                        * (1.0 + het * tex + cst * ctex))
             elif seq == "T2FS":
                 val = t[1] * np.exp(var * pm.nuisance[2]) * (1.0 + 0.8 * (het * tex + cst * ctex))
             else:
-                adc = (t[3] * np.exp(-0.1 * lat["diffusion"] + var * pm.nuisance[3])
+                adc = (t[3] * np.exp(-0.1 * vis * lat["diffusion"] + var * pm.nuisance[3])
                        * (1.0 - 0.5 * (het * tex + cst * ctex)))
                 val = DWI_GAIN * t[2] * np.exp(-scanner.b_value * 1e-3 * adc)
             sig[inside] = val
