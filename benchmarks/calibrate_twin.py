@@ -119,7 +119,7 @@ def _beyond_size(row: dict, features: pd.DataFrame, study: pd.DataFrame) -> dict
     X = features.loc[:, features.notna().all() & (features.std() > 0)].astype(float)
     size = np.log(st["tumour_diameter_mm"].astype(float))
     R = pd.DataFrame(index=X.index, columns=X.columns, dtype=float)
-    for _, idx in st.groupby("scanner").groups.items():
+    for idx in st.groupby("scanner").groups.values():
         B = X.loc[idx]
         B = (B - B.mean()) / B.std().replace(0, 1)
         s = size.loc[idx] - size.loc[idx].mean()
