@@ -233,6 +233,8 @@ def main() -> int:
     ap.add_argument("--only", nargs="*", help="run only these settings")
     ap.add_argument("--n-jobs", type=int, default=0)
     ap.add_argument("--out", help="CSV of results (rows are appended/replaced by setting name)")
+    ap.add_argument("--suffix", default="", help="appended to each row's setting name, e.g. ' (full radiomics)' "
+                    "with --settings params/radiomics.yaml: the same twin through the paper-scale extraction")
     args = ap.parse_args()
     out = Path(args.out) if args.out else None
     if args.from_run:
@@ -249,7 +251,9 @@ def main() -> int:
     for name, overrides in grid.items():
         if args.only and name not in args.only:
             continue
-        _report(evaluate_setting(name, overrides or {}, work, Path(args.settings), args.n_jobs, Path(args.params)), out)
+        row = evaluate_setting(name, overrides or {}, work, Path(args.settings), args.n_jobs, Path(args.params))
+        row["setting"] = name + args.suffix
+        _report(row, out)
     return 0
 
 
