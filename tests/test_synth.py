@@ -404,7 +404,9 @@ def test_trait_visibility_and_texture_amplitude_act_on_the_tumour_as_named():
     def render(**update):
         return render_patient(row, SCANNERS[0], (96, 96, 16), signal.model_copy(update=update), 0.0, 7, index, False)
 
-    base, visible, textured = render(), render(trait_visibility=2.5), render(texture_amplitude=0.3)
+    base = render(trait_visibility=1.0, texture_amplitude=0.09)
+    visible = render(trait_visibility=2.5, texture_amplitude=0.09)
+    textured = render(trait_visibility=1.0, texture_amplitude=0.3)
 
     def tumour(img, seq):
         inner = ndimage.binary_erosion(img[seq]["masks"]["r1"].astype(bool))
