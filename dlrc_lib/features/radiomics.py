@@ -486,13 +486,10 @@ def _run_local(jobs: list[tuple[str, str, str]], n_workers: int,
 
 def _run_dask(jobs: list[tuple[str, str, str]], address: str,
               on_done: Callable[[int, dict], None], timeout_s: float = 20.0) -> int:
-    try:
-        from dask.distributed import as_completed
-    except ImportError:  # pragma: no cover
-        raise DlrcError("radiomics.dask_scheduler is set but dask.distributed is not installed") from None
     from dlrc_lib.core.processes import dask_client
 
-    client = dask_client(address, timeout_s)
+    client = dask_client(address, timeout_s)  # a one-line error if Dask is missing or silent
+    from dask.distributed import as_completed
     try:
         n = max(1, sum(w.get("nthreads", 1) for w in client.scheduler_info()["workers"].values()))
         # Dask workers are not the local pool's processes: without this each case's SimpleITK

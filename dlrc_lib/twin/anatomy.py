@@ -324,6 +324,7 @@ def render_patient(row: Mapping, scanner: Scanner, shape: tuple[int, int, int], 
     pm = patient_model(row, signal, seed, index)
     rng = np.random.default_rng([seed, index, 11])
     lat = pm.latent
+    vis = float(getattr(signal, "trait_visibility", 1.0))
     ref = _reference_scanner()
     readers = READERS if with_icc else ("r1",)
     # bound on the normalised radius of any reader's boundary: only voxels inside it matter
@@ -369,7 +370,6 @@ def render_patient(row: Mapping, scanner: Scanner, shape: tuple[int, int, int], 
         # tumour appearance: texture heterogeneity, peripheral enhancement, diffusion restriction
         if inside.any():
             tex = _waves(pts[inside], pm.texture)
-            vis = float(getattr(signal, "trait_visibility", 1.0))
             het = float(getattr(signal, "texture_amplitude", 0.09)) * np.exp(0.3 * vis * lat["heterogeneity"])
             # LNM-independent: coarse texture and the tumour's own signal level on each sequence
             cst = float(getattr(signal, "coarse_texture", 0.0)) * np.exp(0.3 * pm.nuisance[0])
