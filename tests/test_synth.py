@@ -420,3 +420,38 @@ def test_trait_visibility_and_texture_amplitude_act_on_the_tumour_as_named():
             diff = other[seq]["image"] != base[seq]["image"]
             near = ndimage.distance_transform_edt(~base[seq]["masks"]["r1"].astype(bool)) <= 4
             assert diff.any() and not (diff & ~near).any(), seq
+
+
+def test_texture_octaves_gives_every_tumour_the_same_broadband_spectrum_and_changes_nothing_else():
+    """texture_octaves 0 keeps generator 1.4's narrow, per-tumour random texture spectrum;
+    > 0 spreads the LNM-linked texture over that many octaves around texture_scale_mm, with the
+    same spectrum (one wave per stratum of log-frequency, equal amplitudes) in every tumour, and
+    draws nothing extra: the patients' other properties are unchanged."""
+    from dlrc_lib.twin.anatomy import _waves, patient_model
+
+    df = build_clinical_table(_params(scale=0.05))
+    signal = _params().study.signal
+    narrow, broad = signal.model_copy(update={"texture_octaves": 0.0}), signal.model_copy(
+        update={"texture_octaves": 3.0, "texture_scale_mm": 4.0})
+    pts = np.stack(np.meshgrid(*(np.arange(0.0, 40.0, 0.5),) * 2, [0.0, 2.0], indexing="ij"), -1).astype(np.float32)
+    power = {"narrow": [], "broad": []}
+    for i in range(12):
+        row = df.iloc[i].to_dict()
+        a, b = patient_model(row, narrow, 7, i), patient_model(row, broad, 7, i)
+        assert a.latent == b.latent and np.array_equal(a.nuisance, b.nuisance)
+        assert np.array_equal(a.texture[1], b.texture[1]) and np.array_equal(a.coarse_texture[0], b.coarse_texture[0])
+        # the same directions; broadband wavelengths: 4 mm x 2^(+-1.5), one per 1/32 of the range
+        ka, kb = a.texture[0], b.texture[0]
+        assert np.allclose(ka / np.linalg.norm(ka, axis=1, keepdims=True), kb / np.linalg.norm(kb, axis=1, keepdims=True))
+        octave = np.sort(np.log2(4.0 * np.linalg.norm(kb, axis=1)))
+        assert octave.min() >= -1.5 and octave.max() <= 1.5
+        assert np.all(np.floor((octave + 1.5) / 3.0 * 32) == np.arange(32))
+        assert np.allclose(np.abs(b.texture[2]), np.sqrt(2.0 / 32))
+        wl = 1.0 / np.linalg.norm(ka, axis=1)
+        assert wl.min() >= 3.0 / 1.6 and wl.max() <= 3.0 / 0.6
+        power["narrow"].append(_waves(pts, a.texture).var())
+        power["broad"].append(_waves(pts, b.texture).var())
+    # the narrow spectrum's random amplitudes make the texture's strength differ between
+    # tumours with the same trait; the broadband one does not
+    cv = {k: np.std(v) / np.mean(v) for k, v in power.items()}
+    assert cv["broad"] < 0.5 * cv["narrow"], cv

@@ -48,6 +48,12 @@ class SignalParams(Section):
     diffusion: float = 0.9  # diffusion restriction (lower ADC -> brighter DWI)
     irregularity: float = 0.55  # lobulated, irregular 3D boundary
     texture_scale_mm: float = 3.0  # correlation length of the tumour texture (mm)
+    # 0: that texture's spectrum is narrow (wavelengths 0.6-1.7 x texture_scale_mm) and random in
+    # each tumour (random wave amplitudes: every filter band holds a different share of it);
+    # > 0: a broadband spectrum spanning this many octaves around texture_scale_mm, the same in
+    # every tumour (stratified wavelengths, equal amplitudes), so that fine filters (LBP, small
+    # LoG sigmas, high wavelet bands) and coarse ones measure the same trait
+    texture_octaves: float = Field(0.0, ge=0, le=6)
     # amplitude of that (LNM-linked) texture relative to the tumour's signal; the scanners' noise
     # is 0.012-0.04 of the signal range, so a small amplitude is masked on the noisier scanners
     texture_amplitude: float = Field(0.09, gt=0)

@@ -226,8 +226,19 @@ def patient_model(row: Mapping, signal, seed: int, index: int) -> PatientModel:
     ks = rng.normal(size=(m, 3))
     ks /= np.linalg.norm(ks, axis=1, keepdims=True)
     scale = float(getattr(signal, "texture_scale_mm", 3.0))
-    ks *= (rng.uniform(0.6, 1.6, m) / scale)[:, None]
-    texture = (ks, rng.uniform(0, 2 * np.pi, m), rng.normal(0, 1, m) * np.sqrt(2.0 / m))
+    u = rng.uniform(0.6, 1.6, m)
+    phases = rng.uniform(0, 2 * np.pi, m)
+    weights = rng.normal(0, 1, m) * np.sqrt(2.0 / m)
+    octaves = float(getattr(signal, "texture_octaves", 0.0))
+    if octaves > 0:
+        # broadband and the same in every tumour: one wave per stratum of log-frequency (jittered
+        # by the same uniform draws), equal amplitudes (signs from the same normal draws)
+        strata = (np.arange(m) + (u - 0.6)) / m
+        ks *= (2.0 ** (octaves * (strata - 0.5)) / scale)[:, None]
+        weights = np.sign(weights) * np.sqrt(2.0 / m)
+    else:
+        ks *= (u / scale)[:, None]
+    texture = (ks, phases, weights)
     kt = rng.normal(size=(12, 3))
     kt /= np.linalg.norm(kt, axis=1, keepdims=True)
     kt *= (rng.uniform(0.5, 1.5, 12) / 12.0)[:, None]
