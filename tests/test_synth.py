@@ -440,6 +440,10 @@ def test_texture_octaves_gives_every_tumour_the_same_broadband_spectrum_and_chan
         a, b = patient_model(row, narrow, 7, i), patient_model(row, broad, 7, i)
         assert a.latent == b.latent and np.array_equal(a.nuisance, b.nuisance)
         assert np.array_equal(a.texture[1], b.texture[1]) and np.array_equal(a.coarse_texture[0], b.coarse_texture[0])
+        # coarse_octaves does the same to the LNM-independent coarse texture
+        c = patient_model(row, narrow.model_copy(update={"coarse_octaves": 1.5}), 7, i)
+        assert np.array_equal(c.texture[0], a.texture[0]) and np.allclose(np.abs(c.coarse_texture[2]), np.sqrt(2.0 / 16))
+        assert np.array_equal(np.sign(c.coarse_texture[2]), np.sign(a.coarse_texture[2]))
         # the same directions; broadband wavelengths: 4 mm x 2^(+-1.5), one per 1/32 of the range
         ka, kb = a.texture[0], b.texture[0]
         assert np.allclose(ka / np.linalg.norm(ka, axis=1, keepdims=True), kb / np.linalg.norm(kb, axis=1, keepdims=True))

@@ -66,6 +66,7 @@ class SignalParams(Section):
     # LNM signal in features that mix them with it (0 switches them off)
     coarse_texture: float = Field(0.18, ge=0)  # amplitude of a coarse tumour texture (as texture_amplitude)
     coarse_scale_mm: float = Field(10.0, gt=0)  # its correlation length (mm)
+    coarse_octaves: float = Field(0.0, ge=0, le=6)  # its spectrum, as texture_octaves
     patient_variation: float = Field(0.18, ge=0)  # SD of the log signal level (CE-T1WI, FS-T2WI) and log ADC
     # how much larger LNM(+) tumours are within their FIGO substage's size range (0: size follows
     # the substage alone, which Table 1 ties to LNM; 1: generator 1.3's Beta(2.6, 1.8) vs Beta(2.0, 2.2))

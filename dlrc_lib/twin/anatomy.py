@@ -198,6 +198,24 @@ def latent_properties(lnm: int, signal, rng: np.random.Generator) -> dict:
     return {n: float(z[i] + lnm * getattr(signal, n)) for i, n in enumerate(names)}
 
 
+def _spectrum(k: np.ndarray, u: np.ndarray, phases: np.ndarray, z: np.ndarray, scale: float,
+              octaves: float) -> tuple:
+    """A texture's waves (directions ``k``, phases) from its draws: ``u`` ~ U(0.6, 1.6) and ``z``
+    ~ N(0, 1) per wave. ``octaves`` 0: wavelengths ``scale / u`` and random amplitudes (a narrow
+    spectrum that differs between tumours: generator 1.4); > 0: broadband over that many octaves
+    around ``scale`` and the same in every tumour (one wave per stratum of log-frequency,
+    jittered by ``u``; equal amplitudes with the signs of ``z``). Nothing extra is drawn."""
+    m = len(u)
+    if octaves > 0:
+        strata = (np.arange(m) + (u - 0.6)) / m
+        k = k * (2.0 ** (octaves * (strata - 0.5)) / scale)[:, None]
+        weights = np.sign(z) * np.sqrt(2.0 / m)
+    else:
+        k = k * (u / scale)[:, None]
+        weights = z * np.sqrt(2.0 / m)
+    return (k, phases, weights)
+
+
 def patient_model(row: Mapping, signal, seed: int, index: int) -> PatientModel:
     rng = np.random.default_rng([seed, index, 10])
     lat = latent_properties(int(row["lnm"]), signal, rng)
@@ -227,18 +245,8 @@ def patient_model(row: Mapping, signal, seed: int, index: int) -> PatientModel:
     ks /= np.linalg.norm(ks, axis=1, keepdims=True)
     scale = float(getattr(signal, "texture_scale_mm", 3.0))
     u = rng.uniform(0.6, 1.6, m)
-    phases = rng.uniform(0, 2 * np.pi, m)
-    weights = rng.normal(0, 1, m) * np.sqrt(2.0 / m)
-    octaves = float(getattr(signal, "texture_octaves", 0.0))
-    if octaves > 0:
-        # broadband and the same in every tumour: one wave per stratum of log-frequency (jittered
-        # by the same uniform draws), equal amplitudes (signs from the same normal draws)
-        strata = (np.arange(m) + (u - 0.6)) / m
-        ks *= (2.0 ** (octaves * (strata - 0.5)) / scale)[:, None]
-        weights = np.sign(weights) * np.sqrt(2.0 / m)
-    else:
-        ks *= (u / scale)[:, None]
-    texture = (ks, phases, weights)
+    texture = _spectrum(ks, u, rng.uniform(0, 2 * np.pi, m), rng.normal(0, 1, m), scale,
+                        float(getattr(signal, "texture_octaves", 0.0)))
     kt = rng.normal(size=(12, 3))
     kt /= np.linalg.norm(kt, axis=1, keepdims=True)
     kt *= (rng.uniform(0.5, 1.5, 12) / 12.0)[:, None]
@@ -251,8 +259,9 @@ def patient_model(row: Mapping, signal, seed: int, index: int) -> PatientModel:
     mc = 16
     kc = rng.normal(size=(mc, 3))
     kc /= np.linalg.norm(kc, axis=1, keepdims=True)
-    kc *= (rng.uniform(0.6, 1.6, mc) / float(getattr(signal, "coarse_scale_mm", 10.0)))[:, None]
-    coarse = (kc, rng.uniform(0, 2 * np.pi, mc), rng.normal(0, 1, mc) * np.sqrt(2.0 / mc))
+    uc = rng.uniform(0.6, 1.6, mc)
+    coarse = _spectrum(kc, uc, rng.uniform(0, 2 * np.pi, mc), rng.normal(0, 1, mc),
+                       float(getattr(signal, "coarse_scale_mm", 10.0)), float(getattr(signal, "coarse_octaves", 0.0)))
     return PatientModel(centre, body, fat, bladder, tilt, side, tum, lat, readers, texture, tissue_texture,
                         bias_coef, coarse, rng.normal(size=4))
 
