@@ -84,7 +84,7 @@ def evaluate_setting(name: str, overrides: dict, work: Path, settings: Path, n_j
     _beyond_size(row, rad.features, study)
     _score_vs_traits(row, scored, study, params)
     if by_image_type:
-        _by_image_type(row, rad.features, study, params)
+        _by_image_type(row, rad.features, study, params, fit)
     funnel = fit.funnel.set_index(fit.funnel.columns[0]).iloc[:, 0].to_dict()
     row["funnel"] = " > ".join(str(v) for v in funnel.values())
     row["n_selected"] = len(sel)
@@ -169,21 +169,25 @@ IMAGE_TYPE_POOLS = (("Original+Wavelet", ("Original", "Wavelet")), ("+LoG", ("Lo
                     ("+LBP", ("LBP2D", "LBP3D")), ("all", None))
 
 
-def _by_image_type(row: dict, features: pd.DataFrame, study: pd.DataFrame, params) -> dict:
+def _by_image_type(row: dict, features: pd.DataFrame, study: pd.DataFrame, params, full_fit) -> dict:
     """The radiomics pipeline re-run on growing pools of image types (Original + Wavelet, then
-    LoG, then LBP, then all): which image types' features bring the optimism. One column,
-    ``by_image_type``: per pool, the features after stepwise AIC, the radiomics AUC (training /
-    internal / external) and the calibration slope (internal / external)."""
+    LoG, then LBP, then all: ``full_fit``, the setting's own fit): which image types' features
+    bring the optimism. One column, ``by_image_type``: per pool, the features after stepwise AIC,
+    the radiomics AUC (training / internal / external) and the calibration slope (internal /
+    external)."""
     types = feature_groups(features.columns)["image_type"].to_numpy()
+    cohorts = study.set_index("patient_id")[["cohort", "lnm"]]
     keep, parts = set(), []
     for label, add in IMAGE_TYPE_POOLS:
-        mask = np.ones(len(types), bool) if add is None else np.isin(types, list(keep.union(add)))
-        keep.update(add or ())
-        fit = fit_feature_score(features.loc[:, mask], study, keep=None, harmonisation=params.harmonisation,
-                                selection=params.selection, seed=params.seed)
+        if add is None:
+            fit = full_fit
+        else:
+            keep.update(add)
+            fit = fit_feature_score(features.loc[:, np.isin(types, list(keep))], study, keep=None,
+                                    harmonisation=params.harmonisation, selection=params.selection, seed=params.seed)
         perf = evaluate_score(fit.score, study, cutoff_from="train", model="Radiomics").set_index("cohort")
         scored = fit.score.dropna()
-        slopes = _rad_slopes({}, study.set_index("patient_id")[["cohort", "lnm"]].loc[scored.index], scored)
+        slopes = _rad_slopes({}, cohorts.loc[scored.index], scored)
         parts.append(f"{label}: {len(fit.selected)} features, AUC "
                      + "/".join(f"{perf.loc[c, 'auc']:.3f}" for c in COHORTS)
                      + f", slope {slopes['rad_slope_internal']:.2f}/{slopes['rad_slope_external']:.2f}")
