@@ -36,31 +36,31 @@ class Section(BaseModel):
 class SignalParams(Section):
     """How LNM status shows in the twin's tumours (effect sizes in SD units of a latent trait).
 
-    The defaults (generator 1.4) are the setting ``cal_c`` of benchmarks/calibrate_twin.py,
+    The defaults (generator 1.5) are the setting ``broad_amp`` of benchmarks/calibrate_twin.py,
     chosen as described in docs/twin_calibration.md.
 
     Each LNM-positive tumour's latent property is shifted by the given number of standard
     deviations relative to LNM-negative ones; 0 switches an effect off.
     """
 
-    heterogeneity: float = 1.15  # texture amplitude inside the tumour (all sequences)
-    enhancement: float = 0.8  # CE-T1WI enhancement, peripheral more than central
-    diffusion: float = 0.9  # diffusion restriction (lower ADC -> brighter DWI)
-    irregularity: float = 0.55  # lobulated, irregular 3D boundary
-    texture_scale_mm: float = 3.0  # correlation length of the tumour texture (mm)
+    heterogeneity: float = 0.9  # texture amplitude inside the tumour (all sequences)
+    enhancement: float = 0.4  # CE-T1WI enhancement, peripheral more than central
+    diffusion: float = 0.3  # diffusion restriction (lower ADC -> brighter DWI)
+    irregularity: float = 0.2  # lobulated, irregular 3D boundary
+    texture_scale_mm: float = 4.0  # correlation length of the tumour texture (mm)
     # 0: that texture's spectrum is narrow (wavelengths 0.6-1.7 x texture_scale_mm) and random in
     # each tumour (random wave amplitudes: every filter band holds a different share of it);
     # > 0: a broadband spectrum spanning this many octaves around texture_scale_mm, the same in
     # every tumour (stratified wavelengths, equal amplitudes), so that fine filters (LBP, small
     # LoG sigmas, high wavelet bands) and coarse ones measure the same trait
-    texture_octaves: float = Field(0.0, ge=0, le=6)
+    texture_octaves: float = Field(3.0, ge=0, le=6)
     # amplitude of that (LNM-linked) texture relative to the tumour's signal; the scanners' noise
     # is 0.012-0.04 of the signal range, so a small amplitude is masked on the noisier scanners
-    texture_amplitude: float = Field(0.09, gt=0)
+    texture_amplitude: float = Field(0.2, gt=0)
     # how far one SD of a latent trait moves the image (texture amplitude, enhancement, ADC,
     # lobulation): at 1 a trait shows faintly beside the LNM-independent variation, so every
     # feature that measures it is a noisy measure; larger values make the features measure it well
-    trait_visibility: float = Field(1.0, gt=0)
+    trait_visibility: float = Field(2.0, gt=0)
     reader_disagreement: float = 1.0  # multiplies reader-2 / repeat boundary perturbations
     # LNM-independent differences between tumours, which every real cohort has: they dilute the
     # LNM signal in features that mix them with it (0 switches them off)
@@ -70,7 +70,7 @@ class SignalParams(Section):
     patient_variation: float = Field(0.18, ge=0)  # SD of the log signal level (CE-T1WI, FS-T2WI) and log ADC
     # how much larger LNM(+) tumours are within their FIGO substage's size range (0: size follows
     # the substage alone, which Table 1 ties to LNM; 1: generator 1.3's Beta(2.6, 1.8) vs Beta(2.0, 2.2))
-    size_within_stage: float = Field(0.5, ge=0, le=2.5)
+    size_within_stage: float = Field(0.0, ge=0, le=2.5)
 
 
 class StudyParams(Section):

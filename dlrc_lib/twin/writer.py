@@ -42,7 +42,9 @@ from dlrc_lib.twin.scanners import SCANNER_BY_NAME, SCANNERS, assign_centres
 # scanners' acquisition columns (Table S1) in the manifest; images and reader 1 unchanged
 # 1.4.0: LNM-independent differences between tumours (coarse texture, signal level, ADC) and
 # knob values calibrated towards the published results (docs/twin_calibration.md)
-GENERATOR_VERSION = "1.4.0"
+# 1.5.0: the LNM-linked texture broadband (texture_octaves) and the knob values of the setting
+# broad_amp (texture well above the scanners' noise, signal concentrated in texture and enhancement)
+GENERATOR_VERSION = "1.5.0"
 
 # Published numbers the twin is built from: solved to match, so a twin run that shows them
 # reproduces nothing (study.json ``built_from``; the verdict marks them ``input``).
