@@ -335,3 +335,31 @@ def test_optional_reader_and_acquisition_columns_validated(study):
 
     df.drop(columns=[c for c in df.columns if c.endswith("_r2") and not c.startswith("mask")] + list(ACQUISITION_COLUMNS)).to_csv(study, index=False)
     assert [p for p in validate_manifest(study, _params(), check_images=False) if p.severity == "error"] == []
+
+
+def test_digest_and_id_columns_are_read_as_text_without_crashing(study, tmp_path):
+    """A SHA-256 digest like the one below reads to pandas' C float parser as a number with a
+    16-digit exponent, and pandas 2.3 kills the process on it (segmentation fault). The run's
+    own ``study_manifest.csv`` carries such digests, so every manifest reader keeps digest,
+    path and id columns as text. Read in a child process so that a crash fails this test
+    instead of the test session."""
+    import subprocess
+    import sys
+
+    digest = "389e230351498937e7f006f9dad42686f8829091a1e0a5a3b08d3ae9b765b746"
+    df = pd.read_csv(study, dtype=str, keep_default_na=False)
+    df["sha256_mask_CET1"] = digest
+    df.loc[0, "patient_id"] = "007"
+    path = tmp_path / "with_digests.csv"
+    df.to_csv(path, index=False)
+    code = (
+        "import sys\n"
+        "from dlrc_lib.study.manifest import load_study, read_manifest\n"
+        "from dlrc_lib.model.predict import read_new_patients\n"
+        "m = read_manifest(sys.argv[1]); s = load_study(sys.argv[1])\n"
+        "print(m['sha256_mask_CET1'].iloc[0], m['patient_id'].iloc[0], len(s))\n"
+    )
+    run = subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True, text=True,
+                         cwd=ROOT, timeout=300)
+    assert run.returncode == 0, f"exit {run.returncode}: {run.stderr[-2000:]}"
+    assert run.stdout.split() == [digest, "007", str(len(df))]

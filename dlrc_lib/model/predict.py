@@ -32,6 +32,7 @@ from dlrc_lib.core.io import atomic_write_text
 from dlrc_lib.model.dlrc import DlrcModel, design_matrix, expit
 from dlrc_lib.model.export import load_model
 from dlrc_lib.model.nomogram import Nomogram
+from dlrc_lib.study.manifest import read_manifest_csv
 from dlrc_lib.study.schema import c_lnm_from_short_axis
 
 MIN_NEW_BATCH = 2  # patients needed to estimate an unseen scanner's ComBat parameters
@@ -47,10 +48,9 @@ def read_new_patients(manifest: str | Path, doc: Mapping) -> pd.DataFrame:
     if not path.is_file():
         raise DlrcError(f"{path}: manifest not found")
     try:
-        df = pd.read_csv(path, dtype={"patient_id": str, "scanner": str, "centre": str})
+        df = read_manifest_csv(path)
     except Exception as exc:  # noqa: BLE001 - any parse failure is the user's file
         raise DlrcError(f"{path}: not a readable CSV manifest ({exc.__class__.__name__}: {exc})") from None
-    df.columns = [str(c).strip() for c in df.columns]
     batch_col = doc["harmonisation"].get("batch", "scanner")
     needed = ["patient_id", batch_col]
     if "c_lnm" in doc.get("clinical", {}):

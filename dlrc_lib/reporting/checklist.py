@@ -35,6 +35,7 @@ import yaml
 
 from dlrc_lib.core.config import Params
 from dlrc_lib.core.io import atomic_write_text
+from dlrc_lib.study.manifest import read_manifest_csv
 from dlrc_lib.study.schema import COHORTS
 
 STATUSES = ("yes", "partly", "no", "authors", "n/a")
@@ -87,7 +88,7 @@ class RunFacts:
             except json.JSONDecodeError:
                 continue
         sm = self.dir / "study_manifest.csv"
-        self.study: pd.DataFrame | None = pd.read_csv(sm) if sm.exists() else None
+        self.study: pd.DataFrame | None = read_manifest_csv(sm) if sm.exists() else None
         self.settings: dict | None = self._read_settings()
         self.packages: dict = self.run.get("packages") or {}
 

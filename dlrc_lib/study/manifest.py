@@ -50,17 +50,36 @@ def split_cohorts(df: pd.DataFrame, *, internal_centres: Iterable[str] = ("A",),
     return cohort
 
 
+# Identifier, path and digest columns are read as text, never type-guessed. Besides keeping
+# "007" and "E1" as written, this keeps pandas' C float parser away from SHA-256 digests: one
+# such as "389e2303514989370e7f0..." reads to it as a number with a 16-digit exponent, and
+# pandas 2.3 crashes the whole process on it (a segmentation fault in its parser, not an
+# exception), which 1 in a few thousand random digests triggers.
+TEXT_COLUMNS = ("patient_id", "centre", "scanner")
+TEXT_PREFIXES = ("image_", "mask_", "sha256_")
+
+
+def read_manifest_csv(path: str | Path, **kwargs: Any) -> pd.DataFrame:
+    """``pd.read_csv`` of a manifest-like patient table with :data:`TEXT_COLUMNS` and every
+    column named ``image_*``, ``mask_*`` or ``sha256_*`` read as text (header names stripped
+    of spaces first). Other columns are parsed as pandas would; ``kwargs`` go to read_csv."""
+    header = pd.read_csv(path, nrows=0).columns
+    text = {c: str for c in header
+            if str(c).strip() in TEXT_COLUMNS or str(c).strip().startswith(TEXT_PREFIXES)}
+    df = pd.read_csv(path, dtype=text, **kwargs)
+    df.columns = [str(c).strip() for c in df.columns]
+    return df
+
+
 def read_manifest(manifest_path: str | Path) -> pd.DataFrame:
     """The manifest CSV as written (strings kept as strings; no checks)."""
     path = Path(manifest_path)
     if not path.is_file():
         raise DlrcError(f"{path}: manifest not found")
     try:
-        df = pd.read_csv(path, dtype={"patient_id": str, "centre": str, "scanner": str}, keep_default_na=True)
+        return read_manifest_csv(path, keep_default_na=True)
     except Exception as exc:  # noqa: BLE001 - any parse failure is the user's file
         raise DlrcError(f"{path}: not a readable CSV manifest ({exc.__class__.__name__}: {exc})") from None
-    df.columns = [str(c).strip() for c in df.columns]
-    return df
 
 
 def _abs_path(base: Path, value: Any) -> Any:
