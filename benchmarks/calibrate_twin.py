@@ -164,18 +164,23 @@ def _score_vs_traits(row: dict, score: pd.Series, study: pd.DataFrame, params) -
     return row
 
 
-# cumulative pools of image types for ``--by-image-type`` (the surrogate's pool first)
-IMAGE_TYPE_POOLS = (("Original+Wavelet", ("Original", "Wavelet")), ("+LoG", ("LoG",)),
+# pools of image types for ``--by-image-type``: the surrogate's own pool (its image types
+# without GLCM, as benchmarks/calibration/radiomics_surrogate.yaml), then cumulative ones
+SURROGATE_POOL = "surrogate (Original+Wavelet, no GLCM)"
+IMAGE_TYPE_POOLS = ((SURROGATE_POOL, ()), ("Original+Wavelet", ("Original", "Wavelet")), ("+LoG", ("LoG",)),
                     ("+LBP", ("LBP2D", "LBP3D")), ("all", None))
 
 
 def _by_image_type(row: dict, features: pd.DataFrame, study: pd.DataFrame, params, full_fit) -> dict:
-    """The radiomics pipeline re-run on growing pools of image types (Original + Wavelet, then
+    """The radiomics pipeline re-run on the surrogate's pool of features (how the surrogate would
+    have scored this twin) and on growing pools of image types (Original + Wavelet, then
     LoG, then LBP, then all: ``full_fit``, the setting's own fit): which image types' features
     bring the optimism. One column, ``by_image_type``: per pool, the features after stepwise AIC,
     the radiomics AUC (training / internal / external) and the calibration slope (internal /
     external)."""
-    types = feature_groups(features.columns)["image_type"].to_numpy()
+    groups = feature_groups(features.columns)
+    types = groups["image_type"].to_numpy()
+    surrogate = np.isin(types, ["Original", "Wavelet"]) & (groups["feature_class"].to_numpy() != "glcm")
     cohorts = study.set_index("patient_id")[["cohort", "lnm"]]
     keep, parts = set(), []
     for label, add in IMAGE_TYPE_POOLS:
@@ -183,7 +188,8 @@ def _by_image_type(row: dict, features: pd.DataFrame, study: pd.DataFrame, param
             fit = full_fit
         else:
             keep.update(add)
-            fit = fit_feature_score(features.loc[:, np.isin(types, list(keep))], study, keep=None,
+            pool = surrogate if label == SURROGATE_POOL else np.isin(types, list(keep))
+            fit = fit_feature_score(features.loc[:, pool], study, keep=None,
                                     harmonisation=params.harmonisation, selection=params.selection, seed=params.seed)
         perf = evaluate_score(fit.score, study, cutoff_from="train", model="Radiomics").set_index("cohort")
         scored = fit.score.dropna()

@@ -156,7 +156,8 @@ def open_and_run_all(driver, url: str, notebook: str, timeout: float = 400) -> N
     state_js = """
         const nb = window.jupyterapp.shell.currentWidget;
         const cells = nb.content.model.cells;
-        const out = {pending: 0, errors: [], status: nb.sessionContext.session.kernel.status};
+        const session = nb.sessionContext.session;
+        const out = {pending: 0, errors: [], status: session && session.kernel ? session.kernel.status : 'no kernel'};
         for (let i = 0; i < cells.length; i++) {
           const c = cells.get(i).toJSON();
           if (c.cell_type !== 'code') continue;
@@ -174,6 +175,8 @@ def open_and_run_all(driver, url: str, notebook: str, timeout: float = 400) -> N
         st = driver.execute_script(state_js)
         if st["errors"]:
             raise AssertionError(f"{notebook}: error output: {st['errors']}")
+        if st["status"] in ("dead", "no kernel"):
+            raise AssertionError(f"{notebook}: the kernel died while running ({st['status']})")
         return st if st["pending"] == 0 and st["status"] == "idle" else None
 
     _wait(done, timeout, f"{notebook}: all cells run", poll=1.0)

@@ -431,7 +431,7 @@ def test_texture_octaves_gives_every_tumour_the_same_broadband_spectrum_and_chan
 
     df = build_clinical_table(_params(scale=0.05))
     signal = _params().study.signal
-    narrow, broad = signal.model_copy(update={"texture_octaves": 0.0}), signal.model_copy(
+    narrow, broad = signal.model_copy(update={"texture_octaves": 0.0, "texture_scale_mm": 3.0}), signal.model_copy(
         update={"texture_octaves": 3.0, "texture_scale_mm": 4.0})
     pts = np.stack(np.meshgrid(*(np.arange(0.0, 40.0, 0.5),) * 2, [0.0, 2.0], indexing="ij"), -1).astype(np.float32)
     power = {"narrow": [], "broad": []}
