@@ -164,11 +164,12 @@ def _score_vs_traits(row: dict, score: pd.Series, study: pd.DataFrame, params) -
     return row
 
 
-# pools of image types for ``--by-image-type``: the surrogate's own pool (its image types
-# without GLCM, as benchmarks/calibration/radiomics_surrogate.yaml), then cumulative ones
+# cumulative pools of image types for ``--by-image-type``, after the surrogate's own pool (its
+# image types without GLCM, as benchmarks/calibration/radiomics_surrogate.yaml); "all" is the
+# setting's own fit
 SURROGATE_POOL = "surrogate (Original+Wavelet, no GLCM)"
-IMAGE_TYPE_POOLS = ((SURROGATE_POOL, ()), ("Original+Wavelet", ("Original", "Wavelet")), ("+LoG", ("LoG",)),
-                    ("+LBP", ("LBP2D", "LBP3D")), ("all", None))
+IMAGE_TYPE_POOLS = (("Original+Wavelet", ("Original", "Wavelet")), ("+LoG", ("LoG",)),
+                    ("+LBP", ("LBP2D", "LBP3D")))
 
 
 def _by_image_type(row: dict, features: pd.DataFrame, study: pd.DataFrame, params, full_fit) -> dict:
@@ -180,17 +181,16 @@ def _by_image_type(row: dict, features: pd.DataFrame, study: pd.DataFrame, param
     external)."""
     groups = feature_groups(features.columns)
     types = groups["image_type"].to_numpy()
-    surrogate = np.isin(types, ["Original", "Wavelet"]) & (groups["feature_class"].to_numpy() != "glcm")
-    cohorts = study.set_index("patient_id")[["cohort", "lnm"]]
-    keep, parts = set(), []
+    pools = [(SURROGATE_POOL, np.isin(types, ["Original", "Wavelet"]) & (groups["feature_class"].to_numpy() != "glcm"))]
+    keep: list[str] = []
     for label, add in IMAGE_TYPE_POOLS:
-        if add is None:
-            fit = full_fit
-        else:
-            keep.update(add)
-            pool = surrogate if label == SURROGATE_POOL else np.isin(types, list(keep))
-            fit = fit_feature_score(features.loc[:, pool], study, keep=None,
-                                    harmonisation=params.harmonisation, selection=params.selection, seed=params.seed)
+        keep += add
+        pools.append((label, np.isin(types, keep)))
+    fits = [(label, fit_feature_score(features.loc[:, pool], study, keep=None, harmonisation=params.harmonisation,
+                                      selection=params.selection, seed=params.seed)) for label, pool in pools]
+    cohorts = study.set_index("patient_id")[["cohort", "lnm"]]
+    parts = []
+    for label, fit in fits + [("all", full_fit)]:
         perf = evaluate_score(fit.score, study, cutoff_from="train", model="Radiomics").set_index("cohort")
         scored = fit.score.dropna()
         slopes = _rad_slopes({}, cohorts.loc[scored.index], scored)

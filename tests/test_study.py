@@ -355,11 +355,10 @@ def test_digest_and_id_columns_are_read_as_text_without_crashing(study, tmp_path
     code = (
         "import sys\n"
         "from dlrc_lib.study.manifest import load_study, read_manifest\n"
-        "from dlrc_lib.model.predict import read_new_patients\n"
         "m = read_manifest(sys.argv[1]); s = load_study(sys.argv[1])\n"
         "print(m['sha256_mask_CET1'].iloc[0], m['patient_id'].iloc[0], len(s))\n"
     )
     run = subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True, text=True,
-                         cwd=ROOT, timeout=300)
+                         cwd=ROOT, timeout=300, check=False)
     assert run.returncode == 0, f"exit {run.returncode}: {run.stderr[-2000:]}"
     assert run.stdout.split() == [digest, "007", str(len(df))]
