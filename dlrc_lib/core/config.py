@@ -9,6 +9,7 @@ notebooks receive the values flattened as ``<section>_<key>`` (see :func:`flatte
 """
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any, Literal, Optional
 
@@ -78,6 +79,11 @@ class StudyParams(Section):
 
     source: Literal["twin", "manifest"] = "twin"
     manifest: Optional[str] = None  # CSV manifest (source: manifest); paths relative to it
+    # What a manifest study is, for the report: new_cohort (the default: another cohort, whose
+    # Table 1 and cohort sizes are shown beside the paper's but never graded; the verdict covers
+    # the paper's findings) or same_patients (the paper's own patients re-analysed: cohort sizes
+    # and Table 1 counts are graded too). Not a key of the twin, which is always itself.
+    role: Optional[Literal["new_cohort", "same_patients"]] = None
     twin_dir: str = "data/twin/{run_name}"  # where the twin study is generated
     scale: float = Field(1.0, gt=0, le=1)  # fraction of the paper's 1,095 patients
     volume_shape: tuple[int, int, int] = (128, 128, 20)  # x, y, z voxels of the CE-T1WI grid
@@ -257,15 +263,74 @@ class Params(Section):
     def _manifest_needed(self) -> "Params":
         if self.study.source == "manifest" and not self.study.manifest:
             raise ValueError("study.manifest is required when study.source is 'manifest'")
+        if self.study.source == "twin" and self.study.role is not None:
+            raise ValueError("study.role describes a manifest study; the twin is always itself (remove it)")
         return self
 
     @property
     def twin_dir(self) -> Path:
         return Path(self.study.twin_dir.format(run_name=self.run_name))
 
+    @property
+    def study_role(self) -> str:
+        """``twin``, or a manifest study's role: ``new_cohort`` (default) or ``same_patients``."""
+        if self.study.source == "twin":
+            return "twin"
+        return self.study.role or "new_cohort"
 
-# Keys whose values are paths that must exist (checked relative to the working directory).
+
+# Keys whose values are paths that must exist.
 _FILE_KEYS = ("published_values", "radiomics.settings", "study.manifest", "sweep.grid")
+# Path keys that name something a run creates (need not exist yet).
+_OUTPUT_KEYS = ("cache_dir", "study.twin_dir")
+# study.* keys that only describe how the synthetic twin is generated: in a manifest study they
+# would silently invent numbers (Fig. 1's exclusions, the scale of the cohort), so they are refused.
+TWIN_ONLY_KEYS = ("scale", "volume_shape", "fov_scale", "signal", "scanner_effect", "icc_cases",
+                  "exclusions", "twin_dir", "compression_level")
+# The folder holding dlrc_lib/ and params/ (the checkout, or an editable install's source).
+PACKAGE_ROOT = Path(__file__).resolve().parents[2]
+
+
+def _inside(path: Path, folder: Path) -> bool:
+    try:
+        path.resolve().relative_to(folder.resolve())
+        return True
+    except ValueError:
+        return False
+
+
+def _written(raw: dict, key: str) -> bool:
+    obj: Any = raw
+    for part in key.split("."):
+        if not isinstance(obj, dict) or part not in obj:
+            return False
+        obj = obj[part]
+    return True
+
+
+def resolve_param_path(value: str, *, params_dir: Path, written: bool, must_exist: bool) -> str:
+    """An absolute path for a path-valued parameter.
+
+    A value the file does not write (the schema's default, e.g. the published values or the
+    PyRadiomics settings) names a file of the package itself, wherever the parameter file lives.
+    A relative value written in a parameter file resolves against that file's folder; the
+    parameter files kept in the package's own ``params/`` folder are written relative to the
+    package's root (``params/radiomics.yaml``), as they always were. For a file that must exist,
+    the working directory and the package's root are tried after that folder.
+    """
+    path = Path(os.path.expanduser(value))
+    if path.is_absolute():
+        return str(path)
+    own = _inside(params_dir, PACKAGE_ROOT)
+    if not written:
+        first = PACKAGE_ROOT if (own or must_exist) else params_dir
+        return str(first / path)
+    candidates = [PACKAGE_ROOT, params_dir] if own else [params_dir, Path.cwd(), PACKAGE_ROOT]
+    if must_exist:
+        for base in candidates:
+            if (base / path).exists():
+                return str((base / path).resolve())
+    return str(candidates[0] / path)
 
 
 def _loc(err: dict) -> str:
@@ -273,11 +338,24 @@ def _loc(err: dict) -> str:
 
 
 def load_params(path: str | Path, overrides: dict[str, Any] | None = None) -> Params:
-    """Read and validate a parameter file; raise :class:`ParamsError` with one clear line."""
+    """Read and validate a parameter file; raise :class:`ParamsError` with one clear line.
+
+    Every path-valued key comes back absolute (:func:`resolve_param_path`), so the run, its
+    notebooks and every command read the same files whatever the working directory.
+    """
     path = Path(path)
     raw = read_yaml_mapping(path, "parameter", ParamsError)
     for key, value in (overrides or {}).items():
         _set_dotted(raw, key, value)
+    study_raw = raw.get("study") if isinstance(raw.get("study"), dict) else {}
+    if study_raw.get("source") == "manifest":
+        twin_keys = [f"study.{k}" for k in TWIN_ONLY_KEYS if k in study_raw]
+        if twin_keys:
+            raise ParamsError(
+                f"{path}: {', '.join(twin_keys)}: only the synthetic twin has "
+                f"{'these keys' if len(twin_keys) > 1 else 'this key'}; a manifest study takes its patients, "
+                "centres and re-segmented cases from the manifest: remove "
+                f"{'them' if len(twin_keys) > 1 else 'it'} (`dlrc init DIR` writes a parameter file without twin keys)")
     try:
         params = Params.model_validate(raw)
     except ValidationError as exc:
@@ -288,12 +366,27 @@ def load_params(path: str | Path, overrides: dict[str, Any] | None = None) -> Pa
             else:
                 msgs.append(f"key '{_loc(err)}': {err['msg']}")
         raise ParamsError(f"{path}: " + "; ".join(msgs)) from None
-    for key in _FILE_KEYS:
+    params_dir = path.resolve().parent
+    for key in _FILE_KEYS + _OUTPUT_KEYS:
         value = get_dotted(params, key)
-        if value and not Path(value).exists():
-            raise ParamsError(f"{path}: key '{key}': file not found: {value}")
+        if not value:
+            continue
+        resolved = resolve_param_path(str(value), params_dir=params_dir, written=_written(raw, key),
+                                      must_exist=key in _FILE_KEYS)
+        if key in _FILE_KEYS and not Path(resolved).exists():
+            where = "" if str(value) == resolved else f" (looked for {resolved})"
+            raise ParamsError(f"{path}: key '{key}': file not found: {value}{where}")
+        _assign_dotted(params, key, resolved)
     params._source = path
     return params
+
+
+def _assign_dotted(params: BaseModel, key: str, value: Any) -> None:
+    *parents, last = key.split(".")
+    obj: Any = params
+    for part in parents:
+        obj = getattr(obj, part)
+    setattr(obj, last, value)
 
 
 def get_dotted(params: BaseModel, key: str) -> Any:

@@ -342,7 +342,9 @@ def flow_diagram(study: pd.DataFrame, exclusions: Mapping[str, int] | None = Non
         box(x, y_cen, f"Centre {centre}\n(n = {count})", min(0.15, 0.8 / max(n_centres, 1)), 0.07)
         cx[centre] = x
     y_coh = 0.13
-    coh_x = {"train": 0.17, "internal": 0.5, "external": 0.83}
+    # a cohort the study does not have (e.g. no external centre) gets no box
+    present = [c for c in ("train", "internal", "external") if sum(f["cohorts"][c])]
+    coh_x = dict(zip(present, np.linspace(0.17, 0.83, len(present)) if len(present) > 1 else [0.5]))
     for cohort, x in coh_x.items():
         neg, pos = f["cohorts"][cohort]
         box(x, y_coh, f"{COHORT_LABELS[cohort]} cohort (n = {neg + pos})\nLNM(−) n = {neg}; LNM(+) n = {pos}",

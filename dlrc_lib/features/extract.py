@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from pathlib import Path
 
 import pandas as pd
 
@@ -26,9 +27,10 @@ def _study(params):
     return manifest, load_validated_study(manifest, params)
 
 
-def extract_radiomics_cli(params, study: pd.DataFrame, out=sys.stdout) -> pd.DataFrame:
+def extract_radiomics_cli(params, study: pd.DataFrame, out=sys.stdout, tables: Path | None = None) -> pd.DataFrame:
     """Radiomics part of ``dlrc extract``: every mask the study has; prints a summary and
-    every failed case; returns the failures table."""
+    every failed case; returns the failures table. With ``tables``, the feature table of each
+    mask role (``radiomics_<role>.csv``) and the failures are written there too."""
     from dlrc_lib.features.radiomics import MASK_COLUMNS, extract_radiomics
 
     r = params.radiomics
@@ -45,11 +47,22 @@ def extract_radiomics_cli(params, study: pd.DataFrame, out=sys.stdout) -> pd.Dat
               "radiomics features:", file=out)
         for f in res.failures.itertuples():
             print(f"  patient {f.patient_id}, {f.sequence} ({f.mask}), file {f.file}: {f.reason}", file=out)
+    if tables is not None:
+        for role, frame in res.by_mask.items():
+            _write_table(tables / f"radiomics_{role}.csv", frame)
+        _write_table(tables / "radiomics_failures.csv", res.failures, index=False)
     return res.failures
 
 
-def extract_deep_cli(params, study: pd.DataFrame, out=sys.stdout) -> bool:
-    """Deep part of ``dlrc extract``."""
+def _write_table(path: Path, frame: pd.DataFrame, index: bool = True) -> None:
+    from dlrc_lib.core.io import atomic_write_text
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(path, frame.to_csv(index=index, lineterminator="\n"))
+
+
+def extract_deep_cli(params, study: pd.DataFrame, out=sys.stdout, tables: Path | None = None) -> bool:
+    """Deep part of ``dlrc extract`` (with ``tables``: ``deep_<model>.csv`` per network there)."""
     from dlrc_lib.features.deep import extract_raters, extract_study
 
     t0 = time.perf_counter()
@@ -63,19 +76,25 @@ def extract_deep_cli(params, study: pd.DataFrame, out=sys.stdout) -> bool:
     n_icc = max((len(r["r2"]) for r in raters.values()), default=0)
     print(f"deep features ({time.perf_counter() - t0:.1f} s): {shapes}; "
           f"reader-2/repeat masks of {n_icc} patients", file=out)
+    if tables is not None:
+        for model, frame in frames.items():
+            _write_table(tables / f"deep_{model}.csv", frame)
     return True
 
 
 def cli_extract(args: argparse.Namespace) -> int:
-    """``dlrc extract --params P [--what radiomics deep]``."""
+    """``dlrc extract --params P [--what radiomics deep] [--cache-dir D] [--out DIR]``."""
     params = load_params(args.params)
+    if getattr(args, "cache_dir", None):
+        params.cache_dir = str(Path(args.cache_dir).expanduser().resolve())
+    tables = Path(args.out).expanduser().resolve() if getattr(args, "out", None) else None
     what = list(dict.fromkeys(getattr(args, "what", None) or ["radiomics", "deep"]))
     manifest, study = _study(params)
     print(f"dlrc extract: {len(study)} patients from {manifest}; cache {params.cache_dir}")
     if "radiomics" in what:
-        extract_radiomics_cli(params, study)
+        extract_radiomics_cli(params, study, tables=tables)
     if "deep" in what:
-        ok = extract_deep_cli(params, study)
+        ok = extract_deep_cli(params, study, tables=tables)
         if not ok and what == ["deep"]:
             raise DlrcError("deep features requested but dlrc_lib.features.deep is not available")
     return 0

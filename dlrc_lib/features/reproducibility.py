@@ -181,6 +181,12 @@ class ReproducibilityResult:
     subset: list[str]
     threshold: float
     form: str
+    skipped: str | None = None  # why no ICC was computed (every feature kept), or None
+
+    @property
+    def tested(self) -> bool:
+        """Whether the ICC filter was computed (else :attr:`skipped` says why)."""
+        return self.skipped is None
 
     @property
     def failures(self) -> pd.DataFrame:
@@ -195,7 +201,7 @@ def icc_subset(study: pd.DataFrame, sequences: Sequence[str]) -> pd.DataFrame:
     for seq in sequences:
         for col in (f"mask_r2_{seq}", f"mask_rep_{seq}"):
             if col not in study.columns:
-                raise DlrcError(f"study table: column '{col}' missing (needed for the ICC analysis)")
+                return study.iloc[:0]  # a study without re-segmented patients
             have &= study[col].notna() & (study[col].astype(str).str.len() > 0)
     return study[have]
 
@@ -211,14 +217,25 @@ def reproducibility(study: pd.DataFrame, settings_file: str | os.PathLike, cache
     in the same parallel run, so later steps find every case in the cache.
     """
     subset = icc_subset(study, sequences)
-    if subset.empty:
-        raise DlrcError("ICC: no patient has reader-2 and repeat masks (columns mask_r2_*, mask_rep_*)")
-    rows = study if all_patients else subset
-    res = extract_radiomics(rows, settings_file, cache_dir, sequences=sequences, masks=ROLES,
+    rows = study if all_patients or subset.empty else subset
+    roles = ROLES if not subset.empty else ("reader1",)
+    res = extract_radiomics(rows, settings_file, cache_dir, sequences=sequences, masks=roles,
                             n_jobs=n_jobs, dask_scheduler=dask_scheduler, progress=progress)
+    used: list[str] = []
+    if not subset.empty:
+        both = set(res.by_mask["reader1"].index) & set(res.by_mask["repeat"].index)
+        used = [p for p in res.by_mask["reader2"].index if p in both]
+    if len(used) < min_cases:
+        # no reproducibility subset to speak of: every feature is kept, and the run says why
+        why = ("no patient has reader-2 and repeat masks (columns mask_r2_<SEQ>, mask_rep_<SEQ>)" if subset.empty
+               else f"only {len(used)} re-segmented patient(s) have features from all three masks")
+        reason = (f"{why}; the ICC needs icc.min_cases={min_cases}: the reproducibility filter was not applied "
+                  "and every feature was kept")
+        icc = pd.DataFrame({"icc_inter": np.nan, "icc_intra": np.nan, "keep": True},
+                           index=pd.Index(list(res.by_mask["reader1"].columns), name="feature"))
+        return ReproducibilityResult(icc=icc, extraction=res, cases=used, subset=list(subset["patient_id"]),
+                                     threshold=threshold, form=form, skipped=reason)
     icc = icc_table(res.by_mask["reader1"], res.by_mask["reader2"], res.by_mask["repeat"],
                     form=form, threshold=threshold, min_cases=min_cases)
-    both = set(res.by_mask["reader1"].index) & set(res.by_mask["repeat"].index)
-    used = [p for p in res.by_mask["reader2"].index if p in both]
     return ReproducibilityResult(icc=icc, extraction=res, cases=used, subset=list(subset["patient_id"]),
                                  threshold=threshold, form=form)

@@ -41,7 +41,13 @@ from dlrc_lib.evaluation.decision_curve import true_runs
 from dlrc_lib.study.schema import COHORTS, split_feature_name
 
 HOLDS, FAILS, NOT_TESTABLE, INPUT, CALIBRATED = "holds", "fails", "not testable here", "input", "calibrated"
-VERDICTS = (HOLDS, FAILS, NOT_TESTABLE, INPUT, CALIBRATED)
+# a number that describes the study's own cohort (Table 1, cohort sizes), on a new cohort: shown, not graded
+COHORT = "own cohort"
+VERDICTS = (HOLDS, FAILS, NOT_TESTABLE, INPUT, CALIBRATED, COHORT)
+#: study.role of a manifest study when the parameters do not say (see dlrc_lib.core.config)
+DEFAULT_MANIFEST_ROLE = "new_cohort"
+COHORT_REASON = ("describes this study's own cohort (study.role: new_cohort): shown beside the paper's, "
+                 "never graded or counted")
 COLUMNS = ["id", "group", "claim", "source", "rule", "published", "reproduced", "verdict", "reason", "counted"]
 _MISSING = object()
 
@@ -133,6 +139,19 @@ class RunView:
     @property
     def twin(self) -> bool:
         return self.study_source == "twin"
+
+    @property
+    def role(self) -> str:
+        """``twin``, or the manifest study's ``study.role`` (``new_cohort`` or ``same_patients``)."""
+        if self.twin:
+            return "twin"
+        study = (self.run.get("params") or {}).get("study") or {}
+        return str(study.get("role") or DEFAULT_MANIFEST_ROLE)
+
+    @property
+    def own_cohort(self) -> bool:
+        """A new cohort: numbers describing the paper's cohort are not graded on it."""
+        return self.role == "new_cohort"
 
     def frame(self, name: str) -> pd.DataFrame | None:
         path = self.run_dir / "data" / f"{name}.parquet"
@@ -564,6 +583,26 @@ def _twin_how(settings: dict, c: dict) -> str:
     return ""
 
 
+_COHORT_WORDS = {"train": "training", "internal": "internal validation", "external": "external validation"}
+
+
+def _absent_cohorts(view: RunView) -> list[str]:
+    """Cohorts with no patient in the run's analysed study (e.g. a study without an external centre)."""
+    cached = getattr(view, "_absent", None)
+    if cached is not None:
+        return cached
+    absent: list[str] = []
+    path = view.run_dir / "study_manifest.csv"
+    if path.is_file():
+        try:
+            cohorts = set(pd.read_csv(path, usecols=["cohort"], dtype=str)["cohort"].dropna())
+            absent = [c for c in _COHORT_WORDS if c not in cohorts]
+        except (ValueError, OSError, pd.errors.ParserError):
+            absent = []
+    view._absent = absent  # type: ignore[attr-defined]
+    return absent
+
+
 def evaluate_claim(c: dict, view: RunView) -> dict:
     row = {"id": c["id"], "group": c.get("group", ""), "claim": c["claim"], "source": c.get("source", ""),
            "rule": c["rule"], "published": "", "reproduced": "", "verdict": "", "reason": ""}
@@ -582,7 +621,10 @@ def evaluate_claim(c: dict, view: RunView) -> dict:
         except Missing:
             pass
         row["reproduced"] = "not produced"
-    if view.twin and c.get("twin") == "input":
+    if view.own_cohort and c.get("twin") == "input":
+        row["verdict"] = COHORT
+        row["reason"] = COHORT_REASON
+    elif view.twin and c.get("twin") == "input":
         how = _twin_how(view.settings, c)
         scale = ((view.run.get("params") or {}).get("study") or {}).get("scale")
         row["verdict"] = INPUT
@@ -596,7 +638,10 @@ def evaluate_claim(c: dict, view: RunView) -> dict:
         row["reason"] = "the synthetic twin's generator was tuned towards this result (study.json calibrated_towards)"
     elif outcome is None:
         row["verdict"] = NOT_TESTABLE
-        row["reason"] = missing or "not produced"
+        parts = str(c["id"]).replace("_", ".").split(".")
+        absent = [cohort for cohort in _absent_cohorts(view) if cohort in parts]
+        row["reason"] = (f"the study has no {_COHORT_WORDS.get(absent[0], absent[0])} cohort" if absent
+                         else missing or "not produced")
     else:
         row["verdict"] = HOLDS if outcome.holds else FAILS
         row["reason"] = outcome.reason
@@ -640,7 +685,10 @@ def published_roles(view: RunView, keys) -> dict[str, str]:
     out = {}
     for k in keys:
         role = ""
-        if view.twin:
+        if view.own_cohort:
+            if any(fnmatch.fnmatchcase(k, pat) for g in view.settings.get("twin_inputs", []) for pat in g.get("keys", [])):
+                role = COHORT
+        elif view.twin:
             if any(fnmatch.fnmatchcase(k, pat) for g in view.settings.get("twin_inputs", []) for pat in g.get("keys", [])):
                 role = INPUT
             elif any(fnmatch.fnmatchcase(k, t) for t in view.calibrated_towards):

@@ -27,7 +27,10 @@ def _verb(module: str, function: str) -> Callable[[argparse.Namespace], int]:
 def _run_verb(args: argparse.Namespace) -> int:
     from dlrc_lib.reporting.runner import run
 
-    return run(args.params, only=args.only, out=args.out)
+    return run(args.params, only=args.only, out=args.out, cache_dir=args.cache_dir)
+
+
+_CACHE_HELP = "feature store and validation cache (default: the parameter file's cache_dir)"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -42,7 +45,14 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--params", default="params/paper.yaml", help="parameter file (YAML)")
     r.add_argument("--only", nargs="+", metavar="NN", help="run only these notebooks (e.g. 03 05)")
     r.add_argument("--out", help="run directory (default reports/<run_name>)")
+    r.add_argument("--cache-dir", help=_CACHE_HELP)
     r.set_defaults(func=_run_verb)
+
+    i = sub.add_parser("init", help="start your own study: a parameter file without twin keys, a manifest "
+                       "template with every column documented, and a how-to, in DIR")
+    i.add_argument("dir", metavar="DIR", help="study folder to create (or an empty existing one)")
+    i.add_argument("--force", action="store_true", help="overwrite the files dlrc init writes if they exist")
+    i.set_defaults(func=_verb("dlrc_lib.study.init", "cli_init"))
 
     s = sub.add_parser("synth", help="generate the synthetic twin study (manifest, images, masks)")
     s.add_argument("--params", default="params/paper.yaml", help="parameter file (YAML)")
@@ -50,14 +60,21 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--clinical-only", action="store_true", help="write only the clinical/node columns")
     s.set_defaults(func=_verb("dlrc_lib.twin", "cli_synth"))
 
-    v = sub.add_parser("validate", help="check a study manifest and its images; list every problem")
-    v.add_argument("manifest", help="study manifest (CSV)")
-    v.add_argument("--params", default=None, help="parameter file (for labels and thresholds)")
+    v = sub.add_parser("validate", help="check a study manifest and its images, and whether the run's "
+                       "parameters suit the study; list every problem")
+    v.add_argument("manifest", nargs="?", help="study manifest (CSV or XLSX; default: the parameter file's study.manifest)")
+    v.add_argument("--params", default=None, help="parameter file of the run (its labels, thresholds and analyses "
+                   "are checked against the study)")
+    v.add_argument("--cache-dir", help="validation cache (default: the parameter file's cache_dir; without "
+                   "--params nothing is cached)")
+    v.add_argument("--out", help="also write the problems to this CSV (severity, patient, where, message)")
     v.set_defaults(func=_verb("dlrc_lib.study.validate", "cli_validate"))
 
     e = sub.add_parser("extract", help="extract radiomics and deep features into the feature store")
     e.add_argument("--params", default="params/paper.yaml", help="parameter file (YAML)")
     e.add_argument("--what", nargs="+", default=["radiomics", "deep"], choices=["radiomics", "deep"])
+    e.add_argument("--cache-dir", help=_CACHE_HELP)
+    e.add_argument("--out", help="also write the extracted feature tables (one CSV per kind/model) to this folder")
     e.set_defaults(func=_verb("dlrc_lib.features.extract", "cli_extract"))
 
     sw = sub.add_parser("sweep", help="re-run the analysis over a grid of analytic choices (sensitivity)")
@@ -114,15 +131,33 @@ def main(argv: list[str] | None = None) -> int:
         print(f"dlrc {args.verb}: error: {exc}", file=sys.stderr)
         return 2
     except OSError as exc:
-        if exc.errno not in (errno.ENOSPC, errno.EDQUOT):
-            raise
-        where = f" while writing {exc.filename}" if exc.filename else ""
-        print(f"dlrc {args.verb}: error: no space left on the device{where} ({exc.strerror or exc}); "
-              "nothing partial was kept: free some space and run again", file=sys.stderr)
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            where = f" while writing {exc.filename}" if exc.filename else ""
+            print(f"dlrc {args.verb}: error: no space left on the device{where} ({exc.strerror or exc}); "
+                  "nothing partial was kept: free some space and run again", file=sys.stderr)
+        else:
+            print(f"dlrc {args.verb}: error: {exc.filename or ''}{': ' if exc.filename else ''}"
+                  f"{exc.strerror or exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"dlrc {args.verb}: interrupted", file=sys.stderr)
         return 130
+    except Exception as exc:  # noqa: BLE001 - never a bare traceback: one line, and where to look
+        import traceback
+
+        log = _crash_log(traceback.format_exc())
+        print(f"dlrc {args.verb}: error: unexpected {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+              f" (full traceback in {log}; please report it)", file=sys.stderr)
+        return 3
+
+
+def _crash_log(text: str) -> str:
+    import tempfile
+
+    fd, name = tempfile.mkstemp(prefix="dlrc-error-", suffix=".txt")
+    with open(fd, "w", encoding="utf-8") as fh:
+        fh.write(text)
+    return name
 
 
 if __name__ == "__main__":

@@ -42,7 +42,7 @@ ul.cols{columns:3;font-size:.85rem}
 """
 
 _VERDICT_CLASS = {C.HOLDS: "v-holds", C.FAILS: "v-fails", C.NOT_TESTABLE: "v-not", C.INPUT: "v-input",
-                  C.CALIBRATED: "v-calibrated"}
+                  C.CALIBRATED: "v-calibrated", C.COHORT: "v-input"}
 
 # Figures that show individual patients' images: kept out of snapshots (dlrc snapshot).
 PATIENT_FIGURES = ("figS1_segmentations", "fig_dl_inputs")
@@ -65,16 +65,28 @@ def patient_level_tables(run_dir: Path) -> list[str]:
 def verdict_summary(claims: pd.DataFrame) -> str:
     s = C.summary(claims)
     tested = s[C.HOLDS] + s[C.FAILS]
-    return (f"Of {len(claims)} claims, {tested} can be tested on this run: {s[C.HOLDS]} hold and "
-            f"{s[C.FAILS]} fail; {s[C.NOT_TESTABLE]} are not testable here, {s[C.INPUT]} are inputs of the "
-            f"synthetic twin and {s[C.CALIBRATED]} calibrated towards the paper (neither counted as reproduced).")
+    head = (f"Of {len(claims)} claims, {tested} can be tested on this run: {s[C.HOLDS]} hold and "
+            f"{s[C.FAILS]} fail; {s[C.NOT_TESTABLE]} are not testable here")
+    parts = []
+    if s[C.INPUT] or s[C.CALIBRATED]:
+        parts.append(f"{s[C.INPUT]} are inputs of the synthetic twin and {s[C.CALIBRATED]} calibrated towards the "
+                     "paper (neither counted as reproduced)")
+    if s[C.COHORT]:
+        parts.append(f"{s[C.COHORT]} describe this study's own cohort (shown beside the paper's, not graded)")
+    return head + ("; " + "; ".join(parts) if parts else "") + "."
+
+
+def _shown_verdicts(s: dict[str, int]) -> list[str]:
+    """The verdict badges of the summary line: the twin's roles on a twin run, the own-cohort one on
+    a new cohort (a badge for a role the run cannot have would only confuse)."""
+    return [v for v in C.VERDICTS if s[v] or v in (C.HOLDS, C.FAILS, C.NOT_TESTABLE)]
 
 
 def claims_html(claims: pd.DataFrame) -> str:
     e = html.escape
     s = C.summary(claims)
     parts = ["<p class='summary'>" + "".join(
-        f"<span class='{_VERDICT_CLASS[v]}'>{e(v)}: {s[v]}</span>" for v in C.VERDICTS) + "</p>",
+        f"<span class='{_VERDICT_CLASS[v]}'>{e(v)}: {s[v]}</span>" for v in _shown_verdicts(s)) + "</p>",
         f"<p>{e(verdict_summary(claims))} <a href='claims.csv'>claims.csv</a></p>",
         "<table class='claims'><tr><th>claim</th><th>source</th><th>paper</th><th>this run</th>"
         "<th>verdict</th><th>why</th></tr>"]
@@ -129,12 +141,27 @@ def render_index(run_dir: str | Path, claims: pd.DataFrame, view: C.RunView, *, 
              f"<style>{_CSS}</style></head><body>", f"<h1>dlrc report — {e(name)}</h1>"]
     params = run.get("params") or {}
     study = params.get("study") or {}
-    what = ("synthetic twin study (simulated patients matched to the paper's published tables)"
-            if view.twin else f"study manifest {study.get('manifest')}")
+    if view.twin:
+        what = "synthetic twin study (simulated patients matched to the paper's published tables)"
+    elif view.own_cohort:
+        what = (f"your study (manifest {study.get('manifest')}), a new cohort: the paper's findings are tested on it; "
+                "its cohort sizes and Table 1 are shown beside the paper's, not graded")
+    else:
+        what = (f"the paper's own patients re-analysed (manifest {study.get('manifest')}, study.role: same_patients): "
+                "cohort sizes and Table 1 are graded too")
     parts.append(f"<p class='meta'>{e(what)}; status <b>{e(str(run.get('status', '?')))}</b>; "
                  f"commit {e(str(run.get('git_commit')))}{' (uncommitted changes)' if run.get('git_dirty') else ''}; "
                  f"finished {e(str(run.get('finished', '?')))}; wall time {e(str(run.get('wall_seconds', '?')))} s; "
                  f"<a href='run.json'>run.json</a></p>")
+    m = run.get("machine") or {}
+    if m:
+        cpu = sum(float((t or {}).get("cpu_seconds", 0) or 0) for t in (run.get("notebooks") or {}).values()
+                  if isinstance(t, dict))
+        parts.append(f"<p class='meta'>machine: {e(str(m.get('cpu_model')))}, {e(str(m.get('cores_available')))} "
+                     f"core(s), vector instructions {e(str(m.get('vector_isa')))}; torch CPU capability "
+                     f"{e(str(m.get('torch_cpu_capability')))} with {e(str(m.get('torch_threads')))} thread(s); "
+                     f"load average at the start {e(str((m.get('at_start') or {}).get('load_average')))}; "
+                     f"notebooks' CPU time {cpu:.0f} s</p>")
     if (run_dir / "checklist.html").exists():
         parts.append("<p><a href='checklist.html'>Reporting checklist</a> (CLEAR, METRICS, RQS) filled from this run</p>")
     if run.get("failure"):
@@ -152,10 +179,12 @@ def render_index(run_dir: str | Path, claims: pd.DataFrame, view: C.RunView, *, 
 
     figures = {p.stem: f"figures/{p.name}" for p in sorted((run_dir / "figures").glob("*.png")) if p.stem not in exclude}
     parts.append("<h2>The paper's tables beside this run</h2>")
+    grey = ("a number the synthetic twin was built from (input) or tuned towards (calibrated): not a reproduction"
+            if view.twin else "a number describing this study's own cohort: shown beside the paper's, not graded"
+            if view.own_cohort else "")
     parts.append("<p class='meta'>Each cell: the paper's value, then this run's. <span class='v-fails'>Red</span>: "
-                 "AUC outside the paper's 95 % CI, or p on the other side of 0.05. <i>Grey italics</i>: a number "
-                 "the synthetic twin was built from (input) or tuned towards (calibrated): not a reproduction. "
-                 "Percentages of each column; "
+                 "AUC outside the paper's 95 % CI, or p on the other side of 0.05. "
+                 + (f"<i>Grey italics</i>: {grey}. " if grey else "") + "Percentages of each column; "
                  "counts [LNM−, LNM+].")
     if comparison is not None:
         parts.append(" The complete list of compared numbers: "
@@ -164,9 +193,15 @@ def render_index(run_dir: str | Path, claims: pd.DataFrame, view: C.RunView, *, 
             counted = comparison[comparison["counted"].astype(bool)]
             roles = comparison["role"].value_counts()
             aucs = counted[counted["auc_in_paper_ci"] != ""]
-            parts.append(e(f" Of {len(comparison)} published numbers, {int(roles.get(C.INPUT, 0))} are inputs of the "
-                           f"twin and {int(roles.get(C.CALIBRATED, 0))} calibrated (not counted); {len(counted)} others "
-                           f"were reproduced by this run, among them {int((aucs['auc_in_paper_ci'] == 'yes').sum())} "
+            if view.twin:
+                aside = (f"{int(roles.get(C.INPUT, 0))} are inputs of the twin and {int(roles.get(C.CALIBRATED, 0))} "
+                         "calibrated (not counted)")
+            elif view.own_cohort:
+                aside = f"{int(roles.get(C.COHORT, 0))} describe the paper's cohort (shown, not counted)"
+            else:
+                aside = "none is set aside"
+            parts.append(e(f" Of {len(comparison)} published numbers, {aside}; {len(counted)} others were "
+                           f"compared with this run, among them {int((aucs['auc_in_paper_ci'] == 'yes').sum())} "
                            f"of {len(aucs)} AUCs inside the paper's 95 % CI."))
     parts.append("</p>")
     for t in paper_tables(view):

@@ -13,12 +13,20 @@ import html
 from dataclasses import dataclass, field
 from typing import Any
 
-from dlrc_lib.reporting.claims import CALIBRATED, INPUT, Missing, RunView, as_number, published_roles
+from dlrc_lib.reporting.claims import CALIBRATED, COHORT, INPUT, Missing, RunView, as_number, published_roles
 from dlrc_lib.study.schema import COHORT_LABELS, LEVEL_LABELS
 
 METRICS = ("acc", "sen", "spe", "ppv", "npv")
 TABLE1_VARIABLES = (("parity", "Parity"), ("menopause", "Menopause"), ("family_history", "Family history"),
                     ("figo_stage", "Clinical FIGO stage"), ("c_lnm", "c_LNM"), ("histology", "Histology"))
+
+
+def _shown_or_dash(show) -> str:
+    """A cell's text, or an em dash where the value is missing or not a number."""
+    try:
+        return show()
+    except (Missing, TypeError, ValueError, IndexError):
+        return "—"
 
 
 @dataclass
@@ -102,18 +110,21 @@ class _Builder:
         rv = self.view.reproduced.get(rkey) if rkey else None
         produced = self.has(rkey)
         shown = {"auc": _auc, "pct": _pct, "p": _p, "quart": _quart}.get(kind)
-        p_text = _count(pv, index) if kind == "count" else shown(pv)
+        p_text = _shown_or_dash(lambda: _count(pv, index) if kind == "count" else shown(pv))
         if not produced:
             r_text = "—"
         elif kind == "count":
-            r_text = _count(rv, index)
+            r_text = _shown_or_dash(lambda: _count(rv, index))
         elif kind == "pct" and rv is None:
             r_text = "0/0"
         else:
-            r_text = shown(rv)
+            # a value the run could not estimate (e.g. quartiles of a cohort the study does not have)
+            r_text = _shown_or_dash(lambda: shown(rv))
         mark, note = "", ""
         if self.roles.get(pkey) == INPUT:
             mark, note = "input", "input of the synthetic twin: matches by construction, not reproduced"
+        elif self.roles.get(pkey) == COHORT:
+            mark, note = "input", "this study's own cohort: shown beside the paper's, not graded"
         elif self.roles.get(pkey) == CALIBRATED:
             mark, note = "calibrated", "the synthetic twin was tuned towards this number: not a reproduction"
         elif produced and kind == "auc" and isinstance(pv, list) and isinstance(rv, list) and len(rv) == 3:

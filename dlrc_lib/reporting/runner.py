@@ -23,6 +23,7 @@ from typing import Any, Iterable
 from dlrc_lib.core.config import Params, flatten, load_params
 from dlrc_lib.core.errors import DlrcError
 from dlrc_lib.core.io import atomic_write_text, dumps
+from dlrc_lib.core.machine import children_cpu_seconds, cpu_facts, speed_warnings
 from dlrc_lib.core.progress import ConsoleEcho
 from dlrc_lib.features.store import file_digest
 from dlrc_lib.study.manifest import load_study
@@ -140,6 +141,11 @@ def input_hashes(params_file: Path, params: Params, manifest: Path) -> dict[str,
     return hashes
 
 
+# Exceptions a notebook raises for a problem of the data or the parameters (dlrc_lib.core.errors.DlrcError
+# and its subclasses): their message is the whole story, the traceback would only hide it.
+EXPECTED_ERRORS = ("DlrcError", "EmptySelectionError", "MissingInput", "ParamsError")
+
+
 def _error_summary(exc: Exception, nb: Path) -> str:
     """Name the notebook and the failing cell and show the traceback."""
     import re
@@ -153,7 +159,25 @@ def _error_summary(exc: Exception, nb: Path) -> str:
     where = f"cell [{cell}]" if cell is not None else "a cell"
     if "[Errno 28]" in str(evalue) or "No space left on device" in str(evalue):
         return f"notebook {nb.name} failed in {where}: no space left on the device ({evalue})"
+    if ename in EXPECTED_ERRORS:
+        # a problem of the data or the parameters, said in words by the library: no traceback
+        return f"notebook {nb.name} stopped in {where}: {evalue} (the executed notebook is in the run's notebooks/)"
     return f"notebook {nb.name} failed in {where}: {ename}: {evalue}\n{tb_text}"
+
+
+# Cells written for one kind of study only (cell tags): the other kind's report leaves them out.
+STUDY_TAGS = {"twin": "twin-only", "manifest": "manifest-only"}
+
+
+def study_cells(nb: Path, source: str):
+    """The notebook as the run executes it: without the cells tagged for the other kind of study
+    (``twin-only`` prose on a manifest study's pages and ``manifest-only`` prose on the twin's)."""
+    import nbformat
+
+    node = nbformat.read(str(nb), as_version=4)
+    drop = {tag for kind, tag in STUDY_TAGS.items() if kind != source}
+    node.cells = [c for c in node.cells if not drop & set(c.get("metadata", {}).get("tags", []))]
+    return node
 
 
 def execute_notebook(nb: Path, out_nb: Path, inputs: dict[str, Any], root: Path,
@@ -170,7 +194,7 @@ def execute_notebook(nb: Path, out_nb: Path, inputs: dict[str, Any], root: Path,
         )
     values = {name: inputs[name] for name in declared}
     pm.execute_notebook(
-        str(nb), str(out_nb), parameters=values, cwd=str(root), kernel_name="python3",
+        study_cells(nb, str(inputs.get("study_source", "twin"))), str(out_nb), parameters=values, cwd=str(root), kernel_name="python3",
         progress_bar=False, log_output=False, request_save_on_cell_execute=False, stderr_file=echo,
         # the kernel is local and private to this run: keep ipykernel's TCP notice off the console
         extra_arguments=["--IPKernelApp.log_level=ERROR"],
@@ -200,14 +224,16 @@ def collect_warnings(run_dir: Path) -> dict[str, list[str]]:
 
 
 def run(params_path: str | Path, only: Iterable[str] | None = None, out: str | Path | None = None,
-        quiet: bool = False, root: Path | None = None) -> int:
+        quiet: bool = False, root: Path | None = None, cache_dir: str | Path | None = None) -> int:
     """Execute the notebooks; return 0 on success, 1 when a notebook failed.
 
     ``root`` is the directory holding ``notebooks/`` and the working directory of the
-    kernels (default: the checkout).
+    kernels (default: the checkout). ``cache_dir`` replaces the parameter file's.
     """
     params_file = Path(params_path)
     params = load_params(params_file)
+    if cache_dir is not None:
+        params.cache_dir = str(Path(cache_dir).expanduser().resolve())
     root = Path(root) if root else project_root()
     notebooks = _selected_notebooks(params, params_file, root, only)
     run_dir = (Path(out) if out else Path("reports") / params.run_name).resolve()
@@ -229,8 +255,10 @@ def run(params_path: str | Path, only: Iterable[str] | None = None, out: str | P
     previous = json.loads(run_json.read_text(encoding="utf-8")) if run_json.exists() else {}
     timings: dict[str, Any] = dict(previous.get("notebooks", {})) if only else {}
     status, failure = "ok", None
+    machine = {"at_start": cpu_facts(torch_capability=False)}
     for i, nb in enumerate(notebooks, 1):
         start = time.perf_counter()
+        cpu0 = children_cpu_seconds()
         say(f"  [{i}/{len(notebooks)}] {nb.stem} ...")
         if nb.name[:2] == SWEEP_NOTEBOOK:
             # the sweep's variants first (finished ones are reused); a failed variant is in its table
@@ -239,19 +267,29 @@ def run(params_path: str | Path, only: Iterable[str] | None = None, out: str | P
             run_sweep(params_file, params.sweep.grid, out=sweep_dir, jobs=params.sweep.jobs, quiet=quiet)
         failure = _run_one(nb, run_dir, inputs, root, quiet)
         secs = time.perf_counter() - start
+        cpu = children_cpu_seconds() - cpu0
         if failure is not None:
-            timings[nb.stem] = {"seconds": round(secs, 2), "status": "failed"}
+            timings[nb.stem] = {"seconds": round(secs, 2), "cpu_seconds": round(cpu, 2), "status": "failed"}
             status = "failed"
             print(f"dlrc run: error: {failure}", file=sys.stderr)
             break
-        timings[nb.stem] = {"seconds": round(secs, 2), "status": "ok"}
+        timings[nb.stem] = {"seconds": round(secs, 2), "cpu_seconds": round(cpu, 2), "status": "ok"}
         prov = _notebook_provenance(run_dir, nb.stem)
         if prov:
             timings[nb.stem]["provenance"] = prov
         say(f"  [{i}/{len(notebooks)}] {nb.stem} done in {secs:.1f} s (elapsed {time.perf_counter() - t0:.1f} s)")
 
-    atomic_write_text(run_json, dumps(_provenance(params, params_file, root, manifest, analysed, run_dir,
-                                                  status, failure, timings, time.perf_counter() - t0)))
+    machine.update(cpu_facts())
+    speed = [w for stem, t in timings.items() if isinstance(t, dict) and "cpu_seconds" in t
+             for w in speed_warnings(stem, t["seconds"], t["cpu_seconds"], machine)]
+    for w in speed:
+        print(f"dlrc run: warning: {w}", file=sys.stderr)
+    record = _provenance(params, params_file, root, manifest, analysed, run_dir, status, failure, timings,
+                         time.perf_counter() - t0)
+    record["machine"] = machine
+    if speed:
+        record["warnings"] = {"run (speed)": speed, **record["warnings"]}
+    atomic_write_text(run_json, dumps(record))
     from dlrc_lib.reporting.checklist import write_checklist
     from dlrc_lib.reporting.report import write_index
 

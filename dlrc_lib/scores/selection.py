@@ -628,7 +628,8 @@ def select_features(X: pd.DataFrame, y: Sequence[int], params, *, seed: int = 0,
         return stop("mann_whitney",
                     f"no feature passed Mann-Whitney p < {params.mw_p:g} in the training cohort "
                     f"(smallest p = {best['p']:.3g}, {best['feature']}; {len(usable)} features tested, "
-                    f"{n_pos} LNM(+) / {n_neg} LNM(-))", mw=mw)
+                    f"{n_pos} LNM(+) / {n_neg} LNM(-)); a larger selection.mw_p lets more features through",
+                    mw=mw)
 
     kept, dropped = spearman_prune(X[passed], passed, params.spearman_r)
     rows.append(_funnel_row("Spearman pruning", len(kept), f"|rho| <= {params.spearman_r:g}"))
@@ -644,7 +645,9 @@ def select_features(X: pd.DataFrame, y: Sequence[int], params, *, seed: int = 0,
                     f"LASSO ({rule_txt}) kept no feature: the cross-validated deviance of the "
                     f"{len(kept)} candidates (best {lasso.cvm[i]:.4f} at lambda.min = {lasso.lambda_min:.4g}, "
                     f"{int(lasso.nzero[i])} features) is within one standard error of the intercept-only "
-                    f"model ({lasso.cvm[0]:.4f}), so the 1-SE rule prefers no feature",
+                    f"model ({lasso.cvm[0]:.4f}), so the 1-SE rule prefers no feature"
+                    + ("; with so small a training cohort set selection.lasso_rule: min" if params.lasso_rule == "1se"
+                       else ""),
                     mw=mw, sp=dropped, lasso=lasso, mean=mean, sd=sd)
 
     direction = getattr(params, "stepwise_direction", "backward")

@@ -21,7 +21,8 @@ def prepare_study(params) -> Path:
 
     if params.study.source == "manifest":
         manifest = Path(params.study.manifest or "")
-        raise_for_problems(manifest, validate_manifest(manifest, params, progress=True))
+        # the run's parameters are checked against the study too (dlrc_lib.study.plan)
+        raise_for_problems(manifest, validate_manifest(manifest, params, progress=True, plan=True))
         return manifest
 
     out = params.twin_dir

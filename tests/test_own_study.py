@@ -1,0 +1,248 @@
+"""One's own study, end to end: a hospital export -> dlrc init -> validate -> run -> predict.
+
+The export is built from a small twin (tests/_hospital.py): per-patient folders, CE-T1WI as a
+DICOM series, DWI as NRRD, FS-T2WI as NIfTI, the clinical sheet in its own column order. The
+report of such a study must speak about that study: no twin wording, no cohort size graded
+against the paper's. The mistakes a new user makes get one line each and a non-zero exit.
+"""
+from __future__ import annotations
+
+import json
+import re
+import shutil
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+
+from _hospital import hospital_export
+from dlrc_lib.core.config import PACKAGE_ROOT, ParamsError, load_params
+from dlrc_lib.reporting.cli import main
+
+ROOT = Path(__file__).resolve().parents[1]
+QUICK_RADIOMICS = str(ROOT / "params" / "radiomics_quick.yaml")
+
+
+def _lines(text: str) -> list[str]:
+    return [ln for ln in text.splitlines() if ln.strip() and "patients:" not in ln]
+
+
+# ------------------------------------------------------------------ parameters of one's own study
+def test_init_writes_a_study_folder_without_twin_keys(tmp_path, capsys):
+    assert main(["init", str(tmp_path / "mystudy")]) == 0
+    folder = tmp_path / "mystudy"
+    assert {p.name for p in folder.iterdir()} == {"params.yaml", "manifest_template.csv", "MANIFEST.md", "README.md"}
+    raw = yaml.safe_load((folder / "params.yaml").read_text())
+    assert raw["study"]["source"] == "manifest" and raw["study"]["role"] == "new_cohort"
+    assert not {"scale", "signal", "exclusions", "icc_cases", "volume_shape"} & set(raw["study"])
+    header = pd.read_csv(folder / "manifest_template.csv").columns
+    assert {"patient_id", "lnm", "image_CET1", "mask_T2FS", "mask_r2_DWI"} <= set(header)
+    doc = (folder / "MANIFEST.md").read_text()
+    assert all(f"`{c}`" in doc for c in header)  # every column of the template is documented
+    # a second init refuses to overwrite, in one line
+    assert main(["init", str(folder)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "already there" in err[0] and "--force" in err[0]
+
+
+def test_twin_only_keys_in_a_manifest_study_are_refused_by_name(tmp_path, capsys):
+    manifest = tmp_path / "m.csv"
+    manifest.write_text("patient_id\n")
+    raw = yaml.safe_load((ROOT / "params" / "paper.yaml").read_text())
+    raw["study"].update(source="manifest", manifest=str(manifest))
+    (tmp_path / "mine.yaml").write_text(yaml.safe_dump(raw))
+    assert main(["validate", "--params", str(tmp_path / "mine.yaml")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1
+    for key in ("study.scale", "study.signal", "study.exclusions", "study.icc_cases", "study.scanner_effect"):
+        assert key in err[0]
+    assert "only the synthetic twin" in err[0]
+
+
+def test_a_params_file_outside_the_checkout_resolves_beside_itself_and_takes_package_defaults(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # neither the checkout nor the study folder
+    study = tmp_path / "elsewhere" / "study"
+    study.mkdir(parents=True)
+    (study / "manifest.csv").write_text("patient_id\n")
+    (study / "settings.yaml").write_text((ROOT / "params" / "radiomics_quick.yaml").read_text())
+    (study / "p.yaml").write_text("study: {source: manifest, manifest: manifest.csv}\n")
+    p = load_params(study / "p.yaml")
+    assert p.study.manifest == str(study / "manifest.csv")
+    assert p.published_values == str(PACKAGE_ROOT / "params" / "published_values.yaml")
+    assert p.radiomics.settings == str(PACKAGE_ROOT / "params" / "radiomics.yaml")
+    assert p.cache_dir == str(study / ".dlrc_cache")
+    (study / "p2.yaml").write_text("study: {source: manifest, manifest: manifest.csv}\n"
+                                   "radiomics: {settings: settings.yaml}\n")
+    assert load_params(study / "p2.yaml").radiomics.settings == str(study / "settings.yaml")
+    (study / "p3.yaml").write_text("study: {source: manifest, manifest: nowhere.csv}\n")
+    with pytest.raises(ParamsError, match=r"key 'study.manifest': file not found: nowhere.csv"):
+        load_params(study / "p3.yaml")
+
+
+def test_the_package_params_keep_resolving_against_the_checkout(monkeypatch, tmp_path):
+    monkeypatch.chdir(tmp_path)
+    p = load_params(ROOT / "params" / "quick.yaml")
+    assert p.radiomics.settings == str(ROOT / "params" / "radiomics_quick.yaml")
+    assert p.cache_dir == str(ROOT / ".dlrc_cache")
+    assert str(p.twin_dir) == str(ROOT / "data" / "twin" / "quick")
+
+
+def test_validate_without_params_writes_nothing_into_the_working_directory(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "m.csv").write_text("patient_id,lnm\nP1,0\n")
+    assert main(["validate", "m.csv"]) == 1
+    assert not (tmp_path / ".dlrc_cache").exists()
+    assert "--params" in capsys.readouterr().out.strip().splitlines()[-1]
+
+
+# ------------------------------------------------------------------ the hospital export, end to end
+@pytest.fixture(scope="module")
+def hospital(tmp_path_factory):
+    """A 66-patient twin re-laid out as a hospital export, in a study folder made by dlrc init."""
+    from dlrc_lib.core.config import Params
+    from dlrc_lib.twin import generate_study
+
+    base = tmp_path_factory.mktemp("hospital")
+    raw = yaml.safe_load((ROOT / "params" / "quick.yaml").read_text())
+    raw["study"]["scale"] = 0.06
+    raw["study"]["exclusions"] = {}
+    raw["published_values"] = str(ROOT / "params" / "published_values.yaml")
+    raw["radiomics"]["settings"] = QUICK_RADIOMICS
+    twin = base / "twin"
+    generate_study(Params.model_validate(raw), twin)
+    export = hospital_export(twin / "manifest.csv", base / "export")
+    study = base / "study"
+    assert main(["init", str(study)]) == 0
+    for item in export.parent.iterdir():
+        shutil.move(str(item), study / item.name)
+    (study / "clinical_and_images.csv").rename(study / "manifest.csv")
+    params = yaml.safe_load((study / "params.yaml").read_text())
+    params["radiomics"]["settings"] = QUICK_RADIOMICS  # the cheap PyRadiomics settings of the quick run
+    params["selection"]["max_features_lasso"] = 2
+    params["deep"].update(models=["ResNet50_2D", "ResNet101_2D", "ResNet152_2D"], input_size=64,
+                          shape_3d=[4, 32, 32], weights="random")
+    params["calibration"] = {"bootstrap": 20}
+    params["decision_curve"] = {"bootstrap": 20}
+    (study / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    return study
+
+
+@pytest.fixture(scope="module")
+def hospital_run(hospital, tmp_path_factory):
+    out = hospital / "reports" / "mine"
+    cache = tmp_path_factory.mktemp("cache")
+    code = main(["run", "--params", str(hospital / "params.yaml"), "--out", str(out), "--cache-dir", str(cache)])
+    return code, out, cache
+
+
+def test_hospital_export_validates(hospital, capsys):
+    code = main(["validate", "--params", str(hospital / "params.yaml")])
+    out = capsys.readouterr().out
+    assert code == 0, out
+    assert "0 error(s)" in out
+
+
+def test_hospital_export_runs_and_its_report_speaks_of_that_study(hospital_run):
+    code, run_dir, cache = hospital_run
+    assert code == 0, (run_dir / "run.json").read_text() if (run_dir / "run.json").exists() else "no run.json"
+    assert (cache / "features").is_dir()  # --cache-dir was used
+    run = json.loads((run_dir / "run.json").read_text())
+    assert run["status"] == "ok"
+    page = (run_dir / "index.html").read_text()
+    assert not re.search(r"\btwin\b", page, re.I), re.findall(r".{60}\btwin\b.{60}", page, re.I)[:3]
+    assert "a new cohort" in page
+    claims = pd.read_csv(run_dir / "claims.csv")
+    cohort = claims[claims["id"].str.startswith("input.")]
+    assert len(cohort) and (cohort["verdict"] == "own cohort").all() and not cohort["counted"].any()
+    assert claims.loc[claims["verdict"].isin(["holds", "fails"]), "id"].str.startswith(("auc.", "dlrc_", "delong.",
+           "calibration", "decision", "sra", "dl_", "radiomics", "features", "model", "best", "depth",
+           "small")).all()
+    comparison = pd.read_csv(run_dir / "tables" / "paper_vs_reproduction.csv", keep_default_na=False)
+    sizes = comparison[comparison["key"].str.startswith(("study.", "table1."))] if "key" in comparison else \
+        comparison[comparison.iloc[:, 0].astype(str).str.startswith(("study.", "table1."))]
+    assert len(sizes) and not sizes["counted"].astype(str).str.lower().eq("true").any()
+    # no twin wording in the notebooks' prose or outputs either
+    for nb in sorted((run_dir / "notebooks").glob("*.ipynb")):
+        doc = json.loads(nb.read_text())
+        for cell in doc["cells"]:
+            texts = ["".join(cell["source"])] if cell["cell_type"] == "markdown" else []
+            for o in cell.get("outputs", []):
+                texts.append("".join(o.get("text", "")) + "".join(o.get("data", {}).get("text/plain", "")))
+            for t in texts:
+                assert not re.search(r"\bsynthetic twin\b|\bthe twin\b", t, re.I), (nb.name, t[:300])
+
+
+def test_predict_scores_one_new_patient_of_the_hospital_export(hospital, hospital_run, tmp_path, capsys):
+    code, run_dir, cache = hospital_run
+    assert code == 0
+    study = pd.read_csv(run_dir / "study_manifest.csv", dtype=str, keep_default_na=False)
+    one = study[study["cohort"] == "external"].head(1)
+    cols = ["patient_id", "scanner", "lnsd_mm"] + [c for c in study.columns if c.startswith(("image_", "mask_"))
+                                                   and not c.startswith(("mask_r2_", "mask_rep_"))]
+    one[cols].to_csv(tmp_path / "new.csv", index=False)
+    model = next((run_dir / "model").glob("*.json"))
+    assert main(["predict", "--model", str(model), "--manifest", str(tmp_path / "new.csv"),
+                 "--out", str(tmp_path / "pred.csv"), "--cache-dir", str(cache)]) == 0, capsys.readouterr().err
+    pred = pd.read_csv(tmp_path / "pred.csv")
+    assert len(pred) == 1 and pred["patient_id"].iloc[0] == one["patient_id"].iloc[0]
+
+
+# ------------------------------------------------------------------ runs that stop say why, in one line
+def test_a_lasso_that_keeps_nothing_names_the_parameter_to_change():
+    import numpy as np
+
+    from dlrc_lib.core.config import SelectionParams
+    from dlrc_lib.scores.selection import select_features
+
+    rng = np.random.default_rng(0)
+    n = 30
+    y = np.r_[np.zeros(22, int), np.ones(8, int)]
+    X = pd.DataFrame(rng.normal(size=(n, 6)), columns=[f"f{i}" for i in range(6)],
+                     index=[f"P{i}" for i in range(n)])
+    X["f0"] += 0.8 * y  # passes Mann-Whitney, too weak for the 1se rule at 8 events
+    res = select_features(X, y, SelectionParams(mw_p=0.2, lasso_rule="1se", lasso_folds=5), seed=1)
+    assert res.empty_step == "lasso", res.funnel
+    assert "set selection.lasso_rule: min" in res.explanation
+    # ... and the parameter it names does help here
+    res = select_features(X, y, SelectionParams(mw_p=0.2, lasso_rule="min", lasso_folds=5), seed=1)
+    assert res.selected == ["f0"]
+
+
+def test_a_notebook_stopped_by_the_data_is_one_line_without_traceback():
+    from dlrc_lib.reporting.runner import _error_summary
+
+    class Stop(Exception):
+        ename, evalue, exec_count = "EmptySelectionError", "LASSO (1se rule) kept no feature; set selection.lasso_rule: min", 10
+        traceback = ["Traceback (most recent call last):", "  File ...", "EmptySelectionError: ..."]
+
+    line = _error_summary(Stop(), Path("03_radiomics.ipynb"))
+    assert "\n" not in line and "Traceback" not in line
+    assert line.startswith("notebook 03_radiomics.ipynb stopped in cell [10]: LASSO") and "lasso_rule: min" in line
+
+
+def test_validation_knows_what_the_run_needs(tmp_path):
+    """One centre, no external cohort, no re-segmented patients, a small training cohort:
+    each is found before anything is computed, naming the parameter."""
+    from dlrc_lib.core.config import Params
+    from dlrc_lib.study.validate import validate_manifest
+
+    rows = []
+    for i in range(30):
+        rows.append({"patient_id": f"P{i}", "centre": "A", "scanner": f"S{i % 2}", "lnm": int(i % 5 == 0),
+                     "cohort": "train" if i < 20 else "internal"})
+    pd.DataFrame(rows).to_csv(tmp_path / "m.csv", index=False)
+    params = Params()
+    problems = [str(p) for p in validate_manifest(tmp_path / "m.csv", params, check_images=False, cache=False,
+                                                  plan=True)]
+    assert any("error: deep.best_model_rule: train_and_external_auc needs an external validation cohort" in p
+               and "set deep.best_model_rule: train_auc" in p for p in problems), problems
+    assert any(p.startswith("warning: icc: no patient has a reader-2 and a repeat mask") and "icc.min_cases=5" in p
+               for p in problems), problems
+    assert any(p.startswith("warning: selection.lasso_rule:") and "set selection.lasso_rule: min" in p
+               for p in problems), problems
+    params.deep.best_model_rule = "internal_auc"
+    params.selection.lasso_rule = "min"
+    problems = [str(p) for p in validate_manifest(tmp_path / "m.csv", params, check_images=False, cache=False,
+                                                  plan=True)]
+    assert not any("best_model_rule" in p or "lasso_rule" in p for p in problems), problems
