@@ -32,7 +32,7 @@ def decision_curves(dlrc_shift: dict[str, float] | None = None) -> pd.DataFrame:
     return pd.concat(frames, ignore_index=True)
 
 
-def make_run(path: Path, *, source: str = "manifest", weights: str = "imagenet", fallback: bool = False,
+def make_run(path: Path, *, source: str = "manifest", role: str | None = "same_patients", weights: str = "imagenet", fallback: bool = False,
              change: dict | None = None, drop: tuple[str, ...] = (), selected=PAPER_FEATURES,
              terms=("c_LNM", "DL_score", "Rad_score"), curves: pd.DataFrame | None = None,
              warnings: dict | None = None) -> Path:
@@ -66,5 +66,7 @@ def make_run(path: Path, *, source: str = "manifest", weights: str = "imagenet",
     (curves if curves is not None else decision_curves()).to_parquet(path / "data" / "decision_curves.parquet")
     run = {"run_name": "fab", "status": "ok", "git_commit": "abc", "warnings": warnings or {},
            "params": {"published_values": str(PUBLISHED), "study": {"source": source, "scale": 1.0}}}
+    if source == "manifest" and role:
+        run["params"]["study"]["role"] = role
     (path / "run.json").write_text(json.dumps(run))
     return path

@@ -133,9 +133,14 @@ def test_twin_inputs_are_never_counted_as_reproduced(tmp_path):
                 "table5.lnsd_below_10mm.internal.SRA.spe"):
         assert table.loc[key, "role"] == C.INPUT and not table.loc[key, "counted"]
     assert table.loc["table2.train.DLRC.auc", "counted"] and table.loc["table2.train.DLRC.auc", "role"] == ""
-    # on a user's own study nothing is an input
+    # on the paper's own patients re-analysed nothing is an input; on a new cohort the same numbers
+    # describe that cohort (shown, not counted)
     view.study_source = "manifest"
+    view.run["params"]["study"]["role"] = "same_patients"
     assert not any(C.published_roles(view, published).values())
+    view.run["params"]["study"]["role"] = "new_cohort"
+    roles = C.published_roles(view, published)
+    assert roles["table1.n.train"] == C.COHORT and roles["table2.train.DLRC.auc"] == ""
 
 
 def test_calibrated_targets_from_the_twin_record(tmp_path):
@@ -197,3 +202,22 @@ def test_write_index_writes_claims_and_comparison(tmp_path, monkeypatch):
     assert f"{n_inputs} are inputs of the twin and 0 calibrated (not counted)" in page
     # the out-of-CI AUC is marked in the side-by-side Table 2
     assert "<td class='rep out' title='outside the paper&#x27;s 95 % CI'>0.600 (0.550–0.650)</td>" in page
+
+
+def test_a_new_cohort_is_never_graded_on_the_papers_cohort_numbers(tmp_path):
+    """study.role: new_cohort (a manifest study's default): Table 1 counts, cohort sizes and SRA
+    counts describe the study's own cohort: shown, verdict 'own cohort', never counted; the
+    paper's findings are still graded."""
+    from dlrc_lib.reporting.index_page import render_index, verdict_summary
+
+    run = make_run(tmp_path, role=None)
+    df = by_id(C.evaluate_claims(run))
+    cohort = df[df.index.str.startswith("input.")]
+    assert len(cohort) == 10 and (cohort["verdict"] == C.COHORT).all() and not cohort["counted"].any()
+    assert df.loc["auc.radiomics.train", "verdict"] == C.HOLDS
+    view = C.run_view(run)
+    roles = C.published_roles(view, ["table1.n.train", "study.included", "table2.train.DLRC.auc"])
+    assert roles == {"table1.n.train": C.COHORT, "study.included": C.COHORT, "table2.train.DLRC.auc": ""}
+    page = render_index(run, df.reset_index(), view)
+    assert "twin" not in page.lower() and "a new cohort" in page
+    assert "10 describe this study's own cohort" in verdict_summary(df.reset_index())

@@ -29,7 +29,7 @@ def fitted():
     doc = build_model_document(
         run_name="t", seed=1, sequences=SEQS, radiomics_settings_file="radiomics.yaml",
         radiomics_settings_text="setting:\n  binWidth: 25\n",
-        radiomics_state={"combat": {"batches": ["S1"]}}, deep_model="ResNet152_2D",
+        radiomics_state={"combat": {"batches": ["S1", "S2"]}}, deep_model="ResNet152_2D",
         deep_preprocessing={"input_size": 224}, deep_weights={"source": "random", "identity": "x"},
         deep_state={"combat": {"batches": ["S1", "S2"]}}, best_model_rule="train_auc",
         harmonisation={"mode": "all", "batch": "scanner", "scanner_policy": "refuse"},
@@ -48,6 +48,21 @@ def test_document_is_plain_json(fitted, tmp_path):
     assert loaded.pop("integrity")["sha256"] == json.loads(path.read_text())["integrity"]["sha256"]
     assert loaded == doc
     assert known_batches({"a": {"batches": ["X", "Y"]}, "b": [{"batches": ["Z"]}]}) == ["X", "Y", "Z"]
+    # a batch is known only when both scores hold its estimates
+    one_sided = build_model_document(**{**_doc_args(doc), "radiomics_state": {"combat": {"batches": ["S1"]}}})
+    assert one_sided["harmonisation"]["known_batches"] == ["S1"]
+
+
+def _doc_args(doc: dict) -> dict:
+    """build_model_document's arguments that give ``doc`` back."""
+    return dict(run_name="t", seed=1, sequences=doc["sequences"], radiomics_settings_file="radiomics.yaml",
+                radiomics_settings_text=doc["radiomics"]["settings_text"], radiomics_state=doc["radiomics"]["state"],
+                deep_model=doc["deep"]["model"], deep_preprocessing=doc["deep"]["preprocessing"],
+                deep_weights=doc["deep"]["weights"], deep_state=doc["deep"]["state"],
+                best_model_rule=doc["deep"]["best_model_rule"],
+                harmonisation={k: v for k, v in doc["harmonisation"].items()
+                               if k not in ("known_batches", "own_data_batches")},
+                dlrc=doc["dlrc"], clinical=list(doc["clinical"]), cutoffs=doc["cutoffs"], nomogram=doc["nomogram"])
 
 
 @pytest.mark.parametrize("content, message", [
@@ -56,7 +71,8 @@ def test_document_is_plain_json(fitted, tmp_path):
     ('{"format": "other"}', "not a DLRC model file"),
     ('{"format": "dlrc-model", "format_version": 99}', "format version 99 is not supported"),
     ('{"format": "dlrc-model", "format_version": 1}', "format version 1 is not supported"),
-    ('{"format": "dlrc-model", "format_version": 2}', "model file lacks sequences"),
+    ('{"format": "dlrc-model", "format_version": 2}', "version 2 is not supported .*re-run the run's notebooks 03-05"),
+    ('{"format": "dlrc-model", "format_version": 3}', "model file lacks sequences"),
 ])
 def test_load_model_refuses(tmp_path, content, message):
     path = tmp_path / "model.json"
@@ -127,6 +143,7 @@ def test_cli_refuses_unseen_scanner_in_one_line(fitted, tmp_path, capsys):
     err = capsys.readouterr().err
     assert rc == 2 and not out.exists()
     assert err.count("\n") == 1 and "scanner 'S7' (patient N1)" in err and "--scanner-policy harmonise" in err
+    assert "the model knows scanners S1, S2" in err
 
 
 def test_deep_settings_restored_from_document(fitted):
@@ -243,3 +260,118 @@ def test_tampered_model_is_refused(fitted, tmp_path, damage, message, capsys):
     err = capsys.readouterr().err
     assert rc == 2 and err.count("\n") == 1 and message.split(" for")[0] in err
     assert not (tmp_path / "o.csv").exists() and not Path("pwned").exists()
+
+
+def _run_with_validation_only_scanners(mode: str):
+    """A small run: training and internal patients on scanners S1/S3, the external cohort on
+    S2 (no training patient) and one external patient alone on S4; both scores fitted with
+    ComBat in ``mode``, the DLRC model on top, exported as the run exports it."""
+    import dlrc_lib.scores.pipeline as pipeline
+    from dlrc_lib.core.config import HarmonisationParams, SelectionParams
+
+    study = make_study()
+    ext = study.index[study["cohort"] == "external"]
+    study["scanner"] = np.where(np.arange(len(study)) % 2 == 0, "S1", "S3")
+    study.loc[ext, "scanner"] = "S2"
+    study.loc[ext[0], "scanner"] = "S4"
+    table = study.reset_index()
+    harm = HarmonisationParams(mode=mode, small_batch="skip")
+    sel = SelectionParams(mw_p=0.05, lasso_folds=5)
+    feats = {"Rad_score": _features(study, "Rad_score", 11), "DL_score": _features(study, "DL_score", 12)}
+    fits = {name: pipeline.fit_feature_score(feats[name], table, harmonisation=harm, selection=sel, seed=1)
+            for name in feats}
+    scores = study[["cohort", "lnm"]].assign(Rad_score=fits["Rad_score"].score.loc[study.index],
+                                             DL_score=fits["DL_score"].score.loc[study.index])
+    fit = M.fit_dlrc(scores, study)
+    pred = M.predictions_frame(study, scores["Rad_score"], scores["DL_score"], fit.prob)
+    doc = build_model_document(
+        run_name="t", seed=1, sequences=SEQS, radiomics_settings_file="radiomics.yaml",
+        radiomics_settings_text="", radiomics_state=fits["Rad_score"].state, deep_model="ResNet152_2D",
+        deep_preprocessing={}, deep_weights=None, deep_state=fits["DL_score"].state,
+        best_model_rule="train_auc", harmonisation={"mode": mode, "batch": "scanner", "scanner_policy": "refuse"},
+        dlrc=fit.model.to_dict(), clinical=fit.clinical, cutoffs=M.youden_cutoffs(pred),
+        nomogram=M.nomogram_for(fit, scores).to_dict())
+    return study, feats, scores, pred, json.loads(dumps(doc))
+
+
+@pytest.fixture(scope="module", params=["train_reference", "all"])
+def harmonised_run(request):
+    return request.param, _run_with_validation_only_scanners(request.param)
+
+
+def _predict_cli(doc, tmp_path, monkeypatch, study, feats, ids, scanner=None, policy=None):
+    """``dlrc predict`` on a manifest of ``ids`` (their stored features stand in for extraction)."""
+    import dlrc_lib.model.predict as P
+
+    model = write_model(doc, tmp_path / "model.json")
+    rows = []
+    for pid in ids:
+        row = {"patient_id": pid, "scanner": scanner or study.loc[pid, "scanner"], "lnsd_mm": study.loc[pid, "lnsd_mm"]}
+        for s in SEQS:
+            for kind in ("image", "mask"):
+                (tmp_path / f"{pid}_{kind}_{s}.nii.gz").write_bytes(b"x")
+                row[f"{kind}_{s}"] = f"{pid}_{kind}_{s}.nii.gz"
+        rows.append(row)
+    manifest = tmp_path / "new.csv"
+    pd.DataFrame(rows).to_csv(manifest, index=False)
+    monkeypatch.setattr(P, "extract_features", lambda d, st, cache, n_jobs=0: (
+        feats["Rad_score"].loc[st.index], feats["DL_score"].loc[st.index]))
+    out = tmp_path / "pred.csv"
+    argv = ["predict", "--model", str(model), "--manifest", str(manifest), "--out", str(out),
+            "--cache-dir", str(tmp_path / "cache")] + (["--scanner-policy", policy] if policy else [])
+    rc = cli_main(argv)
+    return rc, (pd.read_csv(out, index_col="patient_id") if out.exists() else None)
+
+
+def test_one_patient_of_a_validation_only_scanner_is_scored_as_in_the_run(harmonised_run, tmp_path, monkeypatch):
+    """The model carries the ComBat estimates of every scanner the run harmonised, so one
+    external patient alone (scanner S2: no training patient; S4: one patient, left as it was)
+    gets the run's own Rad_score, DL_score and DLRC probability."""
+    mode, (study, feats, scores, pred, doc) = harmonised_run
+    harm = doc["harmonisation"]
+    assert harm["known_batches"] == ["S1", "S2", "S3", "S4"]
+    assert harm["own_data_batches"] == (["S2", "S4"] if mode == "train_reference" else [])
+    ext = study.index[study["cohort"] == "external"]
+    for i, pid in enumerate([ext[0], ext[1], ext[-1]]):
+        rc, out = _predict_cli(doc, tmp_path / str(i), monkeypatch, study, feats, [pid])
+        assert rc == 0 and list(out.index) == [pid] and out.loc[pid, "scanner_status"] == "seen"
+        assert abs(out.loc[pid, "Rad_score"] - scores.loc[pid, "Rad_score"]) < 1e-9
+        assert abs(out.loc[pid, "DL_score"] - scores.loc[pid, "DL_score"]) < 1e-9
+        assert abs(out.loc[pid, "prob_dlrc"] - pred.loc[pid, "prob_dlrc"]) < 1e-9
+
+
+def test_truly_new_scanner_refused_in_one_line_or_harmonised(harmonised_run, tmp_path, monkeypatch, capsys):
+    mode, (study, feats, scores, pred, doc) = harmonised_run
+    ext = list(study.index[study["cohort"] == "external"][1:4])
+    rc, out = _predict_cli(doc, tmp_path / "r", monkeypatch, study, feats, ext[:2], scanner="S9")
+    err = capsys.readouterr().err
+    assert rc == 2 and out is None and err.count("\n") == 1
+    assert f"scanner 'S9' (patients {ext[0]}, {ext[1]}): not seen when the model was fitted" in err
+    assert "the model knows scanners S1, S2, S3, S4" in err and "--scanner-policy harmonise" in err
+    rc, out = _predict_cli(doc, tmp_path / "h", monkeypatch, study, feats, ext, scanner="S9", policy="harmonise")
+    assert rc == 0 and (out["scanner_status"] == "harmonised from own data").all()
+    assert np.isfinite(out["prob_dlrc"]).all() and out["lnm_predicted"].isin([0, 1]).all()
+    rc, out = _predict_cli(doc, tmp_path / "1", monkeypatch, study, feats, ext[:1], scanner="S9", policy="harmonise")
+    err = capsys.readouterr().err
+    assert rc == 2 and out is None and err.count("\n") == 1
+    assert "needs at least 2 patients" in err and "the model knows scanners S1, S2, S3, S4" in err
+
+
+def test_old_format_model_is_refused_in_one_line(fitted, tmp_path, capsys):
+    """A model exported before the states carried every harmonised scanner (format 2) is
+    refused with one line saying to re-run the run's notebooks 03-05."""
+    from dlrc_lib.model.export import FORMAT_VERSION, document_digest
+
+    *_, doc = fitted
+    path = write_model(doc, tmp_path / "old.json")
+    d = json.loads(path.read_text())
+    assert d["format_version"] == FORMAT_VERSION == 3
+    d["format_version"] = 2
+    d["integrity"]["sha256"] = document_digest(d)
+    path.write_text(json.dumps(d))
+    manifest = tmp_path / "new.csv"
+    manifest.write_text("patient_id,scanner\nP1,S1\n")
+    rc = cli_main(["predict", "--model", str(path), "--manifest", str(manifest), "--out", str(tmp_path / "o.csv")])
+    err = capsys.readouterr().err
+    assert rc == 2 and err.count("\n") == 1 and not (tmp_path / "o.csv").exists()
+    assert "model format version 2 is not supported" in err and "re-run the run's notebooks 03-05" in err

@@ -43,6 +43,7 @@ import pandas as pd
 from dlrc_lib.core.errors import DlrcError
 from dlrc_lib.core.io import read_yaml_mapping
 from dlrc_lib.features.store import FeatureStore, file_digest
+from dlrc_lib.study.images import read_image, read_mask
 from dlrc_lib.study.schema import MASK_ROLES, radiomics_feature_name
 
 NAMESPACE = "radiomics"
@@ -253,22 +254,19 @@ def extract_case(image: str, mask: str, settings_text: str) -> dict:
             extractor = featureextractor.RadiomicsFeatureExtractor(json.loads(settings_text))
             _EXTRACTORS.clear()
             _EXTRACTORS[settings_text] = extractor
-        import SimpleITK as sitk
-
+        read: dict[str, Any] = {}
         for path, what in ((image, "image"), (mask, "mask")):
             if not Path(path).exists():
                 return {"ok": False, "file": str(path), "seconds": time.perf_counter() - t0,
                         "reason": f"{what} file not found"}
-            reader = sitk.ImageFileReader()
-            reader.SetFileName(str(path))
-            try:
-                reader.ReadImageInformation()
+            try:  # a file, or a DICOM series folder; a mask on its image's grid (a DICOM-SEG placed there)
+                read[what] = read_image(path) if what == "image" else read_mask(path, read["image"])
             except Exception as exc:
                 return {"ok": False, "file": str(path), "seconds": time.perf_counter() - t0,
                         "reason": f"unreadable {what} file: {_first_line(exc)}"}
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            result = extractor.execute(str(image), str(mask))
+            result = extractor.execute(read["image"], read["mask"])
     except Exception as exc:  # a bad case is data, not a crash
         reason = _classify(exc, image, mask)
         return {"ok": False, "reason": reason, "seconds": time.perf_counter() - t0,

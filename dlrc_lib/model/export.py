@@ -3,9 +3,11 @@
 Everything needed to score a new patient from images and clinical values, and nothing
 executable (no pickle): the radiomics extraction settings (the PyRadiomics parameter file's
 text), the deep-learning model's name, preprocessing and weights identity, and for both
-feature sets the fitted score pipeline state (selected features, ComBat estimates per known
-scanner, standardisation, score coefficients) exactly as :mod:`dlrc_lib.scores.pipeline` stored it;
-then the DLRC logistic model, the training Youden cut-off and the nomogram scale.
+feature sets the fitted score pipeline state (selected features, ComBat estimates of every
+scanner the run harmonised -- those of the ComBat fit and those harmonised towards it from their
+own images, e.g. the external cohort's in mode ``train_reference`` --, standardisation, score
+coefficients) exactly as :mod:`dlrc_lib.scores.pipeline` stored it; then the DLRC logistic model,
+the training Youden cut-off and the nomogram scale.
 ``dlrc predict`` (:mod:`dlrc_lib.model.predict`) reads it back with :func:`load_model`.
 """
 from __future__ import annotations
@@ -20,7 +22,11 @@ from dlrc_lib.core.errors import DlrcError
 from dlrc_lib.core.io import atomic_write_text, dumps
 
 FORMAT = "dlrc-model"
-FORMAT_VERSION = 2  # 2: the document carries the SHA-256 of its content ("integrity")
+FORMAT_VERSION = 3
+# 2: the document carries the SHA-256 of its content ("integrity")
+# 3: the score states carry the ComBat estimates of every batch the run harmonised (state
+#    version 2: harmonisation.own_data), and harmonisation.known_batches lists exactly those
+#    (a batch both states hold estimates for), own_data_batches the ones outside the ComBat fit
 MODEL_FILE = "dlrc_model.json"
 
 # The clinical inputs the exported model can derive from a manifest row.
@@ -28,8 +34,8 @@ CLINICAL_RULES = {"c_lnm": "lnsd_mm >= 10 (largest pelvic node short axis on CE-
 
 
 def known_batches(state: Any) -> list[str]:
-    """Batch labels (scanners or centres) with fitted ComBat estimates in a score state:
-    every ``batches`` list found in the state's harmonisation part."""
+    """Batch labels (scanners or centres) with ComBat estimates in a score state: every
+    ``batches`` list found in it (the fit's estimates and the own-data ones)."""
     found: set[str] = set()
 
     def walk(obj: Any, key: str = "") -> None:
@@ -65,7 +71,6 @@ def build_model_document(
     clinical: Iterable[str],
     cutoffs: Mapping[str, float],
     nomogram: Mapping,
-    training_batches: Iterable[str] = (),
     extra: Mapping | None = None,
 ) -> dict:
     """Assemble the model document (a JSON-able dict); see the module docstring."""
@@ -74,8 +79,14 @@ def build_model_document(
     if unknown:
         raise DlrcError(f"model export: no rule to derive clinical input(s) {', '.join(unknown)} "
                         f"for new patients (known: {', '.join(CLINICAL_RULES)})")
-    batches = sorted(set(known_batches(radiomics_state)) | set(known_batches(deep_state))
-                     | {str(b) for b in training_batches})
+    # a new patient's batch is known when BOTH scores hold its estimates
+    held = [set(known_batches(s)) for s in (radiomics_state, deep_state)]
+    held = [h for h in held if h]
+    batches = sorted(set.intersection(*held)) if held else []
+    own = set()
+    for s in (radiomics_state, deep_state):
+        od = (s.get("harmonisation") or {}).get("own_data") if isinstance(s, Mapping) else None
+        own |= {str(b) for b in (od or {}).get("batches", [])}
     doc = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
@@ -96,7 +107,8 @@ def build_model_document(
             "score": "DL_score",
             "state": dict(deep_state),
         },
-        "harmonisation": {**dict(harmonisation), "known_batches": batches},
+        "harmonisation": {**dict(harmonisation), "known_batches": batches,
+                          "own_data_batches": sorted(own & set(batches))},
         "clinical": {c: CLINICAL_RULES[c] for c in clinical},
         "dlrc": dict(dlrc),
         "probability": {"radiomics": "1 / (1 + exp(-Rad_score))", "dl": "1 / (1 + exp(-DL_score))",
@@ -155,8 +167,14 @@ def load_model(path: str | Path) -> dict:
         raise DlrcError(f"{path}: not a JSON model file ({exc})") from None
     if not isinstance(doc, dict) or doc.get("format") != FORMAT:
         raise DlrcError(f"{path}: not a DLRC model file (format is not '{FORMAT}')")
-    if doc.get("format_version") != FORMAT_VERSION:
-        raise DlrcError(f"{path}: model format version {doc.get('format_version')} is not supported "
+    version = doc.get("format_version")
+    if isinstance(version, int) and not isinstance(version, bool) and version < FORMAT_VERSION:
+        raise DlrcError(f"{path}: model format version {version} is not supported (this dlrc reads version "
+                        f"{FORMAT_VERSION}, whose model carries the ComBat estimates of every scanner the run "
+                        f"harmonised); re-run the run's notebooks 03-05 to export it again: dlrc run --params "
+                        f"<the run's parameter file> --only 03 04 05")
+    if version != FORMAT_VERSION:
+        raise DlrcError(f"{path}: model format version {version} is not supported "
                         f"(this dlrc reads version {FORMAT_VERSION})")
     missing = [k for k in REQUIRED if k not in doc]
     if missing:
@@ -197,7 +215,9 @@ def document_from_run(results03: Mapping[str, Any], results04: Mapping[str, Any]
     the weights identity)), the radiomics settings file's text, and the DLRC fit of notebook 05.
 
     ``params``: the run's parameters (:func:`dlrc_lib.core.config.params_from_flat` of the
-    notebook's parameters).
+    notebook's parameters). ``study``: the run's study table; its batches for which the states
+    hold no estimates (every patient of the batch excluded from a score) are listed under
+    ``harmonisation.batches_without_estimates``.
     """
     if "state" not in results03:
         raise DlrcError("results/03_radiomics.json: no 'state' (the fitted radiomics score "
@@ -206,13 +226,18 @@ def document_from_run(results03: Mapping[str, Any], results04: Mapping[str, Any]
     if best_model not in states:
         raise DlrcError(f"results/04_deep_learning.json: no 'states' entry for {best_model}; "
                         "rerun notebook 04")
+    from dlrc_lib.scores.pipeline import STATE_VERSION
+
+    for where, state in (("results/03_radiomics.json", results03["state"]),
+                         (f"results/04_deep_learning.json ({best_model})", states[best_model])):
+        if state.get("version") != STATE_VERSION:
+            raise DlrcError(f"{where}: score state version {state.get('version')}, not {STATE_VERSION} (it lacks "
+                            "the ComBat estimates of the scanners harmonised from their own images); rerun "
+                            "notebooks 03-05")
     settings = Path(params.radiomics.settings)
     if not settings.is_file():
         raise DlrcError(f"{settings}: radiomics settings file not found")
     harm = params.harmonisation
-    # the scanners ComBat was fitted on: all of them in mode "all", training's otherwise
-    fitted = study if harm.mode == "all" else study[study["cohort"] == "train"]
-    cohort_batches = fitted[harm.batch].astype(str).unique()
     deep = params.deep.model_dump(mode="json")
     doc = build_model_document(
         run_name=params.run_name, seed=params.seed,
@@ -227,7 +252,9 @@ def document_from_run(results03: Mapping[str, Any], results04: Mapping[str, Any]
         harmonisation={"mode": harm.mode, "batch": harm.batch, "parametric": harm.parametric,
                        "small_batch": harm.small_batch, "scanner_policy": params.dlrc.scanner_policy},
         dlrc=fit.model.to_dict(), clinical=fit.clinical, cutoffs=cutoffs,
-        nomogram=nomogram.to_dict(), training_batches=cohort_batches,
+        nomogram=nomogram.to_dict(),
     )
     doc["run"]["cache_dir"] = params.cache_dir
+    run_batches = set(study[harm.batch].astype(str)) if harm.mode != "none" and harm.batch in study else set()
+    doc["harmonisation"]["batches_without_estimates"] = sorted(run_batches - set(doc["harmonisation"]["known_batches"]))
     return doc

@@ -1,21 +1,26 @@
 """``dlrc predict``: score new patients with an exported DLRC model.
 
 ``dlrc predict --model reports/<run>/model/dlrc_model.json --manifest NEW.csv
-[--scanner-policy refuse|harmonise] [--out predictions.csv]``
+[--scanner-policy refuse|harmonise] [--out predictions.csv] [--cache-dir DIR]``
 
-For each patient of the manifest (``patient_id``, ``scanner``, ``lnsd_mm`` and the image and
-mask of every sequence; paths relative to the manifest) it extracts the radiomics features
+For each patient of the manifest (``patient_id``, the harmonisation batch column -- ``scanner``
+or ``centre``, per the model --, ``lnsd_mm`` and the image and mask of every sequence; paths
+relative to the manifest; docs/predict.md) it extracts the radiomics features
 with the stored PyRadiomics settings and the deep features of the stored network and
 preprocessing (both cached in the feature store), applies the stored ComBat estimates,
 standardisation and coefficients (:func:`dlrc_lib.scores.pipeline.apply_feature_score`) to get
 Rad_score and DL_score, then the DLRC risk, the nomogram points and the decision at the
 training Youden cut-off, and writes one CSV row per patient.
 
-A scanner the model never saw is never handled silently: ``refuse`` (the default unless
-the model says otherwise) stops with the scanners and patients named; ``harmonise``
-estimates that scanner's ComBat location/scale from the new patients' own (unlabelled)
-features, towards the training reference, which needs at least ``MIN_NEW_BATCH`` patients
-per new scanner, and marks those rows in the output.
+The model knows every scanner its run harmonised: those of the ComBat fit and those the run
+harmonised towards it from their own images (in mode ``train_reference`` the validation
+cohorts' scanners that had no training patient). A patient of any of them, even alone, gets
+exactly the ComBat location/scale the run applied to that scanner's patients. A scanner the
+run never saw is never handled silently: ``refuse`` (the default unless the model says
+otherwise) stops with one line naming the scanners, the patients and the known scanners;
+``harmonise`` estimates that scanner's ComBat location/scale from the new patients' own
+(unlabelled) features, towards the run's reference, which needs at least ``MIN_NEW_BATCH``
+patients per new scanner, and marks those rows in the output.
 """
 from __future__ import annotations
 
@@ -49,6 +54,8 @@ def read_new_patients(manifest: str | Path, doc: Mapping) -> pd.DataFrame:
         raise DlrcError(f"{path}: manifest not found")
     try:
         df = read_manifest_csv(path)
+    except DlrcError:
+        raise  # the reader's own one-line refusal
     except Exception as exc:  # noqa: BLE001 - any parse failure is the user's file
         raise DlrcError(f"{path}: not a readable CSV manifest ({exc.__class__.__name__}: {exc})") from None
     batch_col = doc["harmonisation"].get("batch", "scanner")
@@ -97,8 +104,10 @@ def read_new_patients(manifest: str | Path, doc: Mapping) -> pd.DataFrame:
 
 # ------------------------------------------------------------------ scanners
 def scanner_status(doc: Mapping, study: pd.DataFrame, policy: str) -> pd.Series:
-    """Per patient "seen" or "harmonised from own data"; raises under ``refuse`` (or when a
-    new scanner has too few patients to harmonise), naming scanners and patients."""
+    """Per patient "seen" (a scanner the run harmonised: the model holds its estimates) or
+    "harmonised from own data"; raises under ``refuse`` (or when a new scanner has too few
+    patients to harmonise) with one line naming scanners, patients, the known scanners and
+    what to do."""
     if policy not in POLICIES:
         raise DlrcError(f"--scanner-policy: '{policy}' is not one of {', '.join(POLICIES)}")
     batch_col = doc["harmonisation"].get("batch", "scanner")
@@ -116,15 +125,17 @@ def scanner_status(doc: Mapping, study: pd.DataFrame, policy: str) -> pd.Series:
         return f"{batch_col} '{b}' (patient{'s' if len(ids) > 1 else ''} {', '.join(ids[:5])}" + \
             (f" and {len(ids) - 5} more" if len(ids) > 5 else "") + ")"
 
+    knows = f"the model knows {batch_col}s {', '.join(sorted(known)) or '(none)'}"
     if policy == "refuse":
         raise DlrcError(
-            "; ".join(who(b) for b in new) + f": not seen when the model was fitted (known: "
-            f"{', '.join(sorted(known))}); rerun with --scanner-policy harmonise to estimate its "
-            f"harmonisation from these patients' own images (at least {MIN_NEW_BATCH} per {batch_col})")
+            "; ".join(who(b) for b in new) + f": not seen when the model was fitted ({knows}); "
+            f"rerun with --scanner-policy harmonise to estimate its harmonisation from these patients' own "
+            f"images (at least {MIN_NEW_BATCH} per {batch_col} in one manifest)")
     small = [b for b in new if (batches == b).sum() < MIN_NEW_BATCH]
     if small:
         raise DlrcError("; ".join(who(b) for b in small) + f": an unseen {batch_col} needs at least "
-                        f"{MIN_NEW_BATCH} patients to be harmonised from its own data")
+                        f"{MIN_NEW_BATCH} patients to be harmonised from its own data ({knows}); list at least "
+                        f"{MIN_NEW_BATCH} patients of that {batch_col} in one manifest")
     status[batches.isin(new)] = "harmonised from own data"
     return status
 
@@ -172,7 +183,8 @@ def score_from_scores(doc: Mapping, study: pd.DataFrame, rad_score: pd.Series, d
     prob = model.predict_proba(X)
     nom = Nomogram.from_dict(doc["nomogram"])
     out = pd.DataFrame(index=study.index)
-    out["scanner"] = study[doc["harmonisation"].get("batch", "scanner")].astype(str)
+    batch_col = doc["harmonisation"].get("batch", "scanner")
+    out[batch_col] = study[batch_col].astype(str)  # the batch column: scanner (or centre)
     out["scanner_status"] = status if status is not None else "seen"
     out["Rad_score"] = frame["Rad_score"]
     out["DL_score"] = frame["DL_score"]

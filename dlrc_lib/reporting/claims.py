@@ -38,7 +38,7 @@ from dlrc_lib.reporting.report import flatten_published
 from dlrc_lib.core.errors import DlrcError
 from dlrc_lib.core.io import atomic_write_text
 from dlrc_lib.evaluation.decision_curve import true_runs
-from dlrc_lib.study.schema import COHORTS, split_feature_name
+from dlrc_lib.study.schema import COHORT_LABELS, COHORTS, split_feature_name
 
 HOLDS, FAILS, NOT_TESTABLE, INPUT, CALIBRATED = "holds", "fails", "not testable here", "input", "calibrated"
 # a number that describes the study's own cohort (Table 1, cohort sizes), on a new cohort: shown, not graded
@@ -583,7 +583,7 @@ def _twin_how(settings: dict, c: dict) -> str:
     return ""
 
 
-_COHORT_WORDS = {"train": "training", "internal": "internal validation", "external": "external validation"}
+_COHORT_WORDS = {c: ("training" if c == COHORTS[0] else label.lower()) for c, label in COHORT_LABELS.items()}
 
 
 def _absent_cohorts(view: RunView) -> list[str]:

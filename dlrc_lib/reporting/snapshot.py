@@ -83,6 +83,9 @@ def readme(claims: pd.DataFrame, view: C.RunView, tables: list[str], md_tables: 
              f"finished {run.get('finished', '?')}, status **{run.get('status', '?')}**, "
              f"wall time {run.get('wall_seconds', '?')} s, parameters `{run.get('params_file', '')}`.",
              ""]
+    if view.own_cohort:
+        lines += ["The study is a **new cohort** (`study.role: new_cohort`): the paper's findings are tested on it; "
+                  "its cohort sizes and Table 1 are shown beside the paper's, not graded.", ""]
     if view.twin:
         lines += [f"The study is the **synthetic twin** (scale {study.get('scale', 1)}): simulated patients "
                   "matched to the paper's published tables, not the paper's patients.", ""]
@@ -92,7 +95,10 @@ def readme(claims: pd.DataFrame, view: C.RunView, tables: list[str], md_tables: 
     lines += ["## Verdict", "", verdict_summary(claims), "", claims_markdown(claims), "",
               "## The paper's tables beside this run", "",
               "Each column: the paper's value, then this run's; **bold ⚠**: AUC outside the paper's 95 % CI "
-              "or p on the other side of 0.05; _(input)_: a number the twin was built from.", ""]
+              "or p on the other side of 0.05; _(input)_: "
+              + ("a number the twin was built from." if view.twin else
+                 "a number describing this study's own cohort (shown, not graded)." if view.own_cohort else
+                 "not used on this study."), ""]
     fig_href = {f: f"figures/{f}.png" for f in figures}
     for t in paper_tables(view):
         lines.append(to_markdown(t, fig_href))
@@ -199,5 +205,6 @@ def cli_snapshot(args) -> int:
     v = meta["verdicts"]
     print(f"dlrc snapshot: {len(meta['files'])} files, {meta['total_bytes'] / 1e6:.1f} MB -> {out} "
           f"(claims: {v[C.HOLDS]} hold, {v[C.FAILS]} fail, {v[C.NOT_TESTABLE]} not testable here, "
-          f"{v[C.INPUT]} input, {v[C.CALIBRATED]} calibrated; left out: {len(meta['left_out'])})")
+          f"{v[C.INPUT]} input, {v[C.CALIBRATED]} calibrated, {v.get(C.COHORT, 0)} own cohort; "
+          f"left out: {len(meta['left_out'])})")
     return 0

@@ -22,7 +22,9 @@ This module fits ComBat with ``neuroCombat`` (the Python port of R ``sva::ComBat
 * a batch the fit never saw can be harmonised towards the fitted reference from its own
   unlabelled data (:func:`estimate_batch`): it is standardised with the reference's grand
   mean and pooled variance and gets its own empirical-Bayes location/scale, exactly the
-  computation ComBat does for each batch of a joint fit;
+  computation ComBat does for each batch of a joint fit; those estimates are kept beside the
+  fit's (:meth:`CombatEstimates.with_batches`, :attr:`HarmonisationResult.applied`), so a later
+  patient of such a batch is given exactly the transformation its batch was given;
 * :func:`harmonise` implements the three modes of ``HarmonisationParams``: ``all`` (every
   cohort fitted together, label-free), ``train_reference`` (fitted on the training cohort,
   other scanners harmonised towards it; the default, as the paper does not say what ComBat was
@@ -73,6 +75,38 @@ class CombatEstimates:
     passthrough: list[str] = field(default_factory=list)
     batch_sizes: dict[str, int] = field(default_factory=dict)
     unharmonised: list[str] = field(default_factory=list)  # single-patient batches left as they are
+    # batches not in the fit whose location/scale were estimated from their own data towards
+    # the fitted reference (:meth:`with_batches`); their rows follow the same formula
+    own_data: list[str] = field(default_factory=list)
+
+    def with_batches(self, extra: dict[str, tuple[np.ndarray, np.ndarray]],
+                     sizes: Optional[dict[str, int]] = None) -> "CombatEstimates":
+        """A copy holding also the rows of batches harmonised from their own data
+        (``extra``: ``{batch: (gamma, delta)}`` over ``features``, as :func:`apply_combat`
+        returns them), so that a later patient of such a batch gets exactly the transformation
+        its batch got; rows sorted by batch, the new ones listed in ``own_data`` (and in
+        ``unharmonised`` when their entry is the identity: a single patient left as it was)."""
+        clash = sorted(set(extra) & set(self.batches))
+        if clash:
+            raise DlrcError(f"ComBat: batch(es) {', '.join(clash)} already have fitted estimates")
+        nf = len(self.features)
+        rows = {b: (self.gamma_star[i], self.delta_star[i]) for i, b in enumerate(self.batches)}
+        for b, (g, d) in extra.items():
+            g, d = np.asarray(g, dtype=float).reshape(nf), np.asarray(d, dtype=float).reshape(nf)
+            rows[str(b)] = (g, d)
+        levels = sorted(rows)
+        identity = [str(b) for b, (g, d) in extra.items() if not np.asarray(g).any() and (np.asarray(d) == 1).all()]
+        sizes = {str(k): int(v) for k, v in (sizes or {}).items()}
+        return CombatEstimates(
+            features=list(self.features), batches=levels,
+            grand_mean=self.grand_mean.copy(), var_pooled=self.var_pooled.copy(),
+            gamma_star=np.array([rows[b][0] for b in levels]).reshape(len(levels), nf),
+            delta_star=np.array([rows[b][1] for b in levels]).reshape(len(levels), nf),
+            parametric=self.parametric, passthrough=list(self.passthrough),
+            batch_sizes={**self.batch_sizes, **{b: sizes[b] for b in map(str, extra) if b in sizes}},
+            unharmonised=sorted(set(self.unharmonised) | set(identity)),
+            own_data=sorted(set(self.own_data) | {str(b) for b in extra}),
+        )
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-able form (lists of floats); inverse of :meth:`from_dict`."""
@@ -87,6 +121,7 @@ class CombatEstimates:
             "passthrough": [str(v) for v in self.passthrough],
             "batch_sizes": {str(k): int(v) for k, v in self.batch_sizes.items()},
             "unharmonised": [str(v) for v in self.unharmonised],
+            "own_data": [str(v) for v in self.own_data],
         }
 
     @classmethod
@@ -103,6 +138,7 @@ class CombatEstimates:
             passthrough=list(d.get("passthrough", [])),
             batch_sizes={str(k): int(v) for k, v in d.get("batch_sizes", {}).items()},
             unharmonised=[str(b) for b in d.get("unharmonised", [])],
+            own_data=[str(b) for b in d.get("own_data", [])],
         )
 
 
@@ -346,6 +382,9 @@ class HarmonisationResult:
     fitted_on: list[str]  # patient ids the estimates came from
     new_batches: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
     unharmonised: list[str] = field(default_factory=list)  # single-patient batches left as they are
+    # the estimates of every batch harmonised: the fit's and those of ``new_batches``
+    # (:meth:`CombatEstimates.with_batches`), what a later patient of any of them is given
+    applied: Optional[CombatEstimates] = None
 
     def batches_table(self, batch: pd.Series, cohort: pd.Series) -> pd.DataFrame:
         """Patients per batch and cohort, and whether the batch was in the fit."""
@@ -397,6 +436,7 @@ def harmonise(features: pd.DataFrame, study: pd.DataFrame, params) -> Harmonisat
     res = HarmonisationResult(harm, est, params.mode, col, list(map(str, fit_idx)), new)
     counts = batch.value_counts()
     res.unharmonised = sorted(set(est.unharmonised) | {b for b in new if counts.get(b, 0) < 2})
+    res.applied = est.with_batches(new, {b: int(counts.get(b, 0)) for b in new})
     return res
 
 

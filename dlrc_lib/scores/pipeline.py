@@ -26,9 +26,10 @@ from dlrc_lib.scores.selection import SelectionResult, select_features, standard
 from dlrc_lib.study.manifest import by_patient
 
 __all__ = ["FeatureScoreResult", "EmptySelectionError", "fit_feature_score", "apply_feature_score",
-           "score_frame", "selected_table", "STATE_VERSION"]
+           "score_frame", "selected_table", "state_estimates", "STATE_VERSION"]
 
-STATE_VERSION = 1
+STATE_VERSION = 2  # 2: harmonisation.own_data, the estimates of batches harmonised from their own data
+SUPPORTED_STATE_VERSIONS = (1, 2)  # 1: only the batches of the ComBat fit itself
 
 
 class EmptySelectionError(DlrcError):
@@ -238,6 +239,9 @@ def _make_state(h, sel: SelectionResult, harmonisation, selection, seed: int) ->
             "batch": harmonisation.batch,
             "parametric": bool(harmonisation.parametric),
             "estimates": h.estimates.to_dict() if h.estimates is not None else None,
+            # the batches outside the fit (e.g. validation-only scanners in mode train_reference),
+            # harmonised towards it from their own data: their location/scale as applied
+            "own_data": _own_data_state(h),
         },
         "selection": {**selection.model_dump(mode="json"), "seed": int(seed)},
         "features": feats,
@@ -249,19 +253,52 @@ def _make_state(h, sel: SelectionResult, harmonisation, selection, seed: int) ->
     }
 
 
+def _own_data_state(h) -> Optional[dict[str, Any]]:
+    """``{"batches", "gamma_star", "delta_star", "batch_sizes"}`` of the batches harmonised from
+    their own data (rows in batch order, over the fit's features); None without ComBat."""
+    if h.estimates is None:
+        return None
+    new = sorted(h.new_batches)
+    sizes = h.applied.batch_sizes if h.applied is not None else {}
+    return {
+        "batches": [str(b) for b in new],
+        "gamma_star": [np.asarray(h.new_batches[b][0], dtype=float).tolist() for b in new],
+        "delta_star": [np.asarray(h.new_batches[b][1], dtype=float).tolist() for b in new],
+        "batch_sizes": {str(b): int(sizes[b]) for b in new if b in sizes},
+    }
+
+
+def state_estimates(state: dict[str, Any]) -> Optional[CombatEstimates]:
+    """The ComBat estimates of every batch a fitted state harmonised: the fit's, plus (state
+    version 2) those of the batches harmonised from their own data; None without ComBat."""
+    hs = state.get("harmonisation") or {}
+    if hs.get("estimates") is None:
+        return None
+    est = CombatEstimates.from_dict(hs["estimates"])
+    od = hs.get("own_data") or {}
+    if od.get("batches"):
+        est = est.with_batches({str(b): (g, d) for b, g, d in zip(od["batches"], od["gamma_star"], od["delta_star"])},
+                               od.get("batch_sizes"))
+    return est
+
+
 def apply_feature_score(state: dict[str, Any], new_features: pd.DataFrame, batches: pd.Series, *,
                         unseen: Literal["error", "estimate"] = "error") -> pd.Series:
     """Score new patients with a fitted state (from :attr:`FeatureScoreResult.state`).
 
     ``new_features``: patients x features (at least the selected ones; all the harmonised
     features when a batch is new and ``unseen="estimate"``). ``batches``: each patient's
-    scanner or centre (whichever the state was harmonised by). Scanners unknown to the state
-    are refused (``unseen="error"``) or harmonised towards the reference from the new
-    patients' own data (``"estimate"``, at least 2 patients per new scanner).
+    scanner or centre (whichever the state was harmonised by). A scanner the fit harmonised
+    (in the ComBat fit, or from its own data, e.g. a validation cohort's scanner in mode
+    ``train_reference``) gets the stored estimates, so a patient is scored exactly as at
+    fitting time. Scanners unknown to the state are refused (``unseen="error"``) or
+    harmonised towards the reference from the new patients' own data (``"estimate"``, at
+    least 2 patients per new scanner).
     """
-    if state.get("version") != STATE_VERSION:
+    if state.get("version") not in SUPPORTED_STATE_VERSIONS:
         raise DlrcError(f"feature-score state version {state.get('version')} is not supported "
-                        f"(expected {STATE_VERSION})")
+                        f"(this dlrc reads version{'s' if len(SUPPORTED_STATE_VERSIONS) > 1 else ''} "
+                        f"{', '.join(map(str, SUPPORTED_STATE_VERSIONS))})")
     feats = list(state["features"])
     if not feats:
         raise DlrcError("feature-score state has no selected feature")
@@ -273,7 +310,7 @@ def apply_feature_score(state: dict[str, Any], new_features: pd.DataFrame, batch
     hs = state["harmonisation"]
     label = hs.get("batch", "batch")
     if hs.get("estimates") is not None:
-        est = CombatEstimates.from_dict(hs["estimates"])
+        est = state_estimates(state)
         batches = pd.Series(batches).astype(str)
         batches.index = batches.index.astype(str)
         new = sorted(set(batches.reindex(X.index).dropna().unique()) - set(est.batches))
@@ -298,6 +335,7 @@ def _subset(est: CombatEstimates, feats: list[str]) -> CombatEstimates:
         var_pooled=est.var_pooled[idx], gamma_star=est.gamma_star[:, idx],
         delta_star=est.delta_star[:, idx], parametric=est.parametric,
         passthrough=[f for f in est.passthrough if f in feats], batch_sizes=est.batch_sizes,
+        unharmonised=est.unharmonised, own_data=est.own_data,
     )
 
 

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from dlrc_lib.core.errors import DlrcError
 from dlrc_lib.core.io import atomic_write_text
-from dlrc_lib.study.schema import FIGO_LEVELS, HISTOLOGY_LEVELS, SEQUENCE_LABELS, SEQUENCES
+from dlrc_lib.study.schema import COHORTS, FIGO_LEVELS, HISTOLOGY_LEVELS, SEQUENCE_LABELS, SEQUENCES
 
 # (column, required, values) in the template's order; docs/manifest.md describes the same columns.
 COLUMNS: tuple[tuple[str, str, str], ...] = (
@@ -58,9 +58,9 @@ COLUMNS: tuple[tuple[str, str, str], ...] = (
 )
 
 _EXAMPLE = {
-    "patient_id": "P0001", "centre": "A", "scanner": "A_Skyra", "cohort": "train", "lnm": "0", "age": "47",
-    "parity": "2", "menopause": "No", "age_at_menopause": "", "family_history": "No", "figo_stage": "IB1",
-    "histology": "SCC", "lnsd_mm": "6.5", "lnld_mm": "9.0", "node_necrosis": "0",
+    "patient_id": "P0001", "centre": "A", "scanner": "A_Skyra", "cohort": COHORTS[0], "lnm": "0", "age": "47",
+    "parity": "2", "menopause": "No", "age_at_menopause": "", "family_history": "No", "figo_stage": FIGO_LEVELS[0],
+    "histology": HISTOLOGY_LEVELS[0], "lnsd_mm": "6.5", "lnld_mm": "9.0", "node_necrosis": "0",
     "image_CET1": "P0001/ax_t1_vibe_post", "image_DWI": "P0001/dwi_b800.nrrd", "image_T2FS": "P0001/t2_fs.nii.gz",
     "mask_CET1": "P0001/ax_t1_vibe_post_mask.nii.gz", "mask_DWI": "P0001/dwi_mask.nrrd",
     "mask_T2FS": "P0001/t2_fs_mask.nii.gz",

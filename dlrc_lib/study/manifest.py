@@ -1,6 +1,6 @@
 """The study table: one row per patient, from the synthetic twin or a user's manifest.
 
-A study is a CSV manifest (one row per patient; image and mask paths relative to the
+A study is a CSV (or .xlsx) manifest (one row per patient; image and mask paths relative to the
 manifest; NIfTI, NRRD or a DICOM series folder). :func:`load_study` reads it into the
 study table every notebook uses; :func:`validate_manifest` lists every problem with it
 before anything is extracted; :func:`prepare_study` gives the run its manifest (generating
@@ -17,6 +17,14 @@ in :mod:`dlrc_lib.study.schema` and described in ``docs/manifest.md``.
 """
 from __future__ import annotations
 
+import csv
+import io
+import os
+import re
+import warnings
+import zipfile
+from collections import Counter
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable
 
@@ -26,6 +34,8 @@ import pandas as pd
 from dlrc_lib.core.errors import DlrcError
 from dlrc_lib.study.schema import (
     ACQUISITION_NUMERIC,
+    COHORTS,
+    MANIFEST_LEVELS,
     NODE_OPTIONAL_DIAMETERS,
     NODE_OPTIONAL_FLAGS,
     PATH_PREFIXES,
@@ -58,28 +68,303 @@ def split_cohorts(df: pd.DataFrame, *, internal_centres: Iterable[str] = ("A",),
 TEXT_COLUMNS = ("patient_id", "centre", "scanner")
 TEXT_PREFIXES = ("image_", "mask_", "sha256_")
 
+#: Column delimiters recognised from a manifest's header line; on a tie the comma wins.
+DELIMITERS = {",": "comma", ";": "semicolon", "\t": "tab"}
+# A number written with a decimal comma ("12,5"), and an in-plane resolution so written.
+_DECIMAL_COMMA = re.compile(r"^\s*[+-]?\d+,\d+\s*$")
+_INPLANE_COMMA = re.compile(r"^\s*\d+(,\d+)?\s*[xX×]\s*\d+(,\d+)?\s*$")
+# Columns whose commas are no decimal commas: "0,800" lists two b-values.
+_LIST_COLUMNS = ("dwi_b_values",)
+# 0/1 columns, read as text and then as numbers when every value is one, so that a word
+# such as "true" is kept as written (pandas would make it a boolean) for validation to show.
+_FLAG_COLUMNS = ("lnm", "node_necrosis", "c_lnm") + NODE_OPTIONAL_FLAGS
 
-def read_manifest_csv(path: str | Path, **kwargs: Any) -> pd.DataFrame:
-    """``pd.read_csv`` of a manifest-like patient table with :data:`TEXT_COLUMNS` and every
-    column named ``image_*``, ``mask_*`` or ``sha256_*`` read as text (header names stripped
-    of spaces first). Other columns are parsed as pandas would; ``kwargs`` go to read_csv."""
-    header = pd.read_csv(path, nrows=0).columns
-    text = {c: str for c in header
-            if str(c).strip() in TEXT_COLUMNS or str(c).strip().startswith(TEXT_PREFIXES)}
-    df = pd.read_csv(path, dtype=text, **kwargs)
+#: A manifest problem that is no error: ``(where, message)``; see :func:`read_manifest_csv`.
+Note = tuple[str, str]
+
+
+def _one_line(exc: BaseException) -> str:
+    text = " ".join(str(exc).split())
+    return (text or exc.__class__.__name__)[:300]
+
+
+def _is_text_column(name: Any) -> bool:
+    return str(name).strip() in TEXT_COLUMNS or str(name).strip().startswith(TEXT_PREFIXES)
+
+
+def _read_as_text(name: Any) -> bool:
+    """Text columns, categorical columns and 0/1 columns are read as written."""
+    name = str(name).strip()
+    return _is_text_column(name) or name in _FLAG_COLUMNS or name in MANIFEST_LEVELS or name == "cohort"
+
+
+@dataclass(frozen=True)
+class _Source:
+    """A manifest file as found on disk: an xlsx workbook, or decoded text and its delimiter."""
+
+    kind: str  # "text" | "xlsx"
+    text: str = ""
+    encoding: str = "UTF-8"
+    delimiter: str = ","
+
+
+def _zip_kind(path: Path) -> str:
+    """``xlsx``, ``ods`` or ``zip`` for a zip container; ``damaged`` when it cannot be opened."""
+    try:
+        with zipfile.ZipFile(path) as zf:
+            names = set(zf.namelist())
+            if "xl/workbook.xml" in names:
+                return "xlsx"
+            if "mimetype" in names and b"opendocument" in zf.read("mimetype")[:200]:
+                return "ods"
+    except (zipfile.BadZipFile, OSError, ValueError):
+        return "damaged"
+    return "zip"
+
+
+def _decode(data: bytes) -> tuple[str, str]:
+    """The text of a manifest and its encoding: UTF-8 (with or without a byte-order mark),
+    UTF-16 with a byte-order mark (Excel's "Unicode text"), else Windows-1252 or Latin-1."""
+    if data.startswith((b"\xff\xfe", b"\xfe\xff")):
+        return data.decode("utf-16"), "UTF-16"
+    try:
+        return data.decode("utf-8-sig"), "UTF-8"
+    except UnicodeDecodeError:
+        pass
+    try:
+        return data.decode("cp1252"), "Windows-1252"
+    except UnicodeDecodeError:
+        return data.decode("latin-1"), "Latin-1"
+
+
+def _header_line(text: str) -> str:
+    return next((line for line in text.splitlines() if line.strip()), "")
+
+
+def _source(path: Path) -> _Source:
+    """What the manifest file is; a file that is no manifest is refused in one line."""
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise DlrcError(f"{path}: unreadable file ({exc.strerror or exc})") from None
+    if not data.strip():
+        raise DlrcError(f"{path}: the file is empty (expected a header line and one row per patient)")
+    if data[:4] == b"PK\x03\x04":
+        kind = _zip_kind(path)
+        if kind == "xlsx":
+            return _Source("xlsx")
+        raise DlrcError(f"{path}: " + {
+            "ods": "an OpenDocument spreadsheet: save it as .xlsx or as CSV (UTF-8)",
+            "damaged": "a damaged zip or .xlsx file: save the manifest again as .xlsx or as CSV (UTF-8)",
+        }.get(kind, "a zip archive, not a manifest: expected a CSV or .xlsx file"))
+    if data[:8] == b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1":
+        raise DlrcError(f"{path}: an Excel 97-2003 workbook (.xls), which dlrc does not read: "
+                        "save it as .xlsx or as CSV (UTF-8)")
+    try:
+        text, encoding = _decode(data)
+    except UnicodeDecodeError:
+        text, encoding = "\x00", ""
+    head = text[:65536]
+    control = sum(1 for ch in head if (ord(ch) < 32 and ch not in "\t\r\n") or ch == "\x7f")
+    if "\x00" in head or control > max(2, len(head) // 100):
+        raise DlrcError(f"{path}: binary data, not a text CSV file (expected a CSV or .xlsx manifest)")
+    if not text.strip():
+        raise DlrcError(f"{path}: the file is empty (expected a header line and one row per patient)")
+    first = _header_line(text)
+    fields = {d: len(next(csv.reader([first], delimiter=d), [])) for d in DELIMITERS}
+    delimiter = max(DELIMITERS, key=lambda d: fields[d])
+    return _Source("text", text, encoding, delimiter)
+
+
+def manifest_header(path: str | Path) -> list[str]:
+    """The manifest's column names as written in its header (stripped; duplicates kept)."""
+    path = Path(path)
+    src = _source(path)
+    if src.kind == "xlsx":
+        row = pd.read_excel(path, sheet_name=0, header=None, nrows=1, dtype=str, engine="openpyxl")
+        return ["" if pd.isna(v) else str(v).strip() for v in (row.iloc[0] if len(row) else [])]
+    return [h.strip() for h in next(csv.reader([_header_line(src.text)], delimiter=src.delimiter), [])]
+
+
+def _parser_error(path: Path, exc: Exception, delimiter: str) -> DlrcError:
+    m = re.search(r"Expected (\d+) fields in line (\d+), saw (\d+)", str(exc))
+    if m:
+        want, line, saw = m.groups()
+        return DlrcError(f"{path}: line {line} has {saw} fields where the header has {want} (a value holding "
+                         f"the delimiter {DELIMITERS[delimiter]} {delimiter!r} without quotes?)")
+    return DlrcError(f"{path}: not a readable CSV manifest ({exc.__class__.__name__}: {_one_line(exc)})")
+
+
+def _read_table(path: Path, src: _Source, notes: list[Note], kwargs: dict) -> pd.DataFrame:
+    if src.kind == "xlsx":
+        try:
+            book = pd.ExcelFile(path, engine="openpyxl")
+        except ImportError:
+            raise DlrcError(f"{path}: an .xlsx manifest needs the openpyxl package (pip install openpyxl); "
+                            "or save it as CSV (UTF-8)") from None
+        except Exception as exc:  # noqa: BLE001 - any failure to open is the user's file
+            raise DlrcError(f"{path}: an unreadable .xlsx workbook ({_one_line(exc)})") from None
+        with book:
+            sheets = book.sheet_names
+            if not sheets:
+                raise DlrcError(f"{path}: an .xlsx workbook without sheets")
+            header = book.parse(sheets[0], nrows=0).columns
+            text = {c: str for c in header if _read_as_text(c)}
+            df = book.parse(sheets[0], dtype=text, **kwargs)
+        if len(sheets) > 1:
+            notes.append((str(path), f"an Excel workbook of {len(sheets)} sheets: read its first sheet "
+                                     f"{sheets[0]!r} only"))
+        return df
+    try:
+        header = pd.read_csv(io.StringIO(src.text), sep=src.delimiter, nrows=0, index_col=False).columns
+        text = {c: str for c in header if _read_as_text(c)}
+        return pd.read_csv(io.StringIO(src.text), sep=src.delimiter, dtype=text, index_col=False, **kwargs)
+    except pd.errors.EmptyDataError:
+        raise DlrcError(f"{path}: the file is empty (expected a header line and one row per patient)") from None
+    except pd.errors.ParserError as exc:
+        raise _parser_error(path, exc, src.delimiter) from None
+
+
+def _decimal_commas(df: pd.DataFrame) -> tuple[int, str]:
+    """Numbers written with a decimal comma read as numbers ("12,5" -> 12.5), in every
+    column but the text and list columns; how many, and one example."""
+    n, example, whole = 0, "", True
+    for col in df.columns:
+        if _is_text_column(col) or col in _LIST_COLUMNS or df[col].dtype != object:
+            continue
+        s = df[col]
+        inplane = str(col).startswith("inplane_mm_")
+        pattern = _INPLANE_COMMA if inplane else _DECIMAL_COMMA
+        hit = s.map(lambda v: isinstance(v, str) and "," in v and bool(pattern.match(v))).astype(bool)
+        if not hit.any():
+            continue
+        new = s.copy()
+        new[hit] = s[hit].str.strip().str.replace(",", ".", regex=False)
+        if not inplane:
+            num = pd.to_numeric(new, errors="coerce")
+            if (num.notna() | new.isna()).all():
+                new = num
+            else:
+                new[hit] = num[hit]
+        shown = s[hit].str.strip()
+        fractional = shown[~shown.str.fullmatch(r"[+-]?\d+,0+")]
+        if not example or (whole and len(fractional)):  # an example such as 12,5 rather than 46,0
+            at = (fractional if len(fractional) else shown).index[0]
+            example, whole = f"{col} {shown[at]!r} read as {new[at]}", not len(fractional)
+        n += int(hit.sum())
+        df[col] = new
+    return n, example
+
+
+def _level_case(df: pd.DataFrame, notes: list[Note]) -> None:
+    """Categorical values that differ from a level only in case or surrounding spaces
+    ("yes", " Yes") read as that level, with one note per column."""
+    for col, levels in {**MANIFEST_LEVELS, "cohort": COHORTS}.items():
+        if col not in df or df[col].dtype != object:
+            continue
+        by_fold = {lv.casefold(): lv for lv in levels}
+        changed: Counter = Counter()
+
+        def fix(v: Any) -> Any:
+            if not isinstance(v, str):
+                return v
+            level = by_fold.get(v.strip().casefold())
+            if level is None or level == v:
+                return v
+            changed[(v, level)] += 1
+            return level
+
+        df[col] = df[col].map(fix)
+        if changed:
+            shown = ", ".join(f"{v!r} -> {lv!r} ({n})" for (v, lv), n in changed.most_common(6))
+            more = ", ..." if len(changed) > 6 else ""
+            notes.append((f"column {col}", f"{sum(changed.values())} value(s) differing from the levels "
+                                           f"({', '.join(levels)}) only in case or spaces, read as those levels: "
+                                           f"{shown}{more}"))
+
+
+def _backslash_paths(df: pd.DataFrame, notes: list[Note]) -> None:
+    """Windows paths in the image and mask columns (``images\\P001\\t2.nii.gz``) read with
+    ``/``, on systems whose separator is ``/``; one note for all of them."""
+    if os.sep != "/":
+        return
+    n, example = 0, ""
+    for col in df.columns:
+        if not str(col).startswith(PATH_PREFIXES):
+            continue
+        s = df[col]
+        hit = s.map(lambda v: isinstance(v, str) and "\\" in v).astype(bool)
+        if not hit.any():
+            continue
+        fixed = s[hit].str.replace("\\", "/", regex=False)
+        example = example or f"{s[hit].iloc[0].strip()} -> {fixed.iloc[0].strip()}"
+        df.loc[hit, col] = fixed
+        n += int(hit.sum())
+    if n:
+        notes.append(("image and mask paths", f"{n} path(s) written with Windows backslashes read with '/' "
+                                              f"(e.g. {example})"))
+
+
+def read_manifest_csv(path: str | Path, *, notes: list[Note] | None = None, **kwargs: Any) -> pd.DataFrame:
+    """A manifest-like patient table, with :data:`TEXT_COLUMNS` and every column named
+    ``image_*``, ``mask_*`` or ``sha256_*`` read as text (header names stripped of spaces).
+    Other columns are parsed as pandas would; ``kwargs`` go to ``read_csv`` (``read_excel``).
+
+    What a hospital's spreadsheet program writes is accepted (``docs/manifest.md``, "What
+    dlrc accepts and normalises"): a comma-, semicolon- or tab-separated file (the delimiter
+    found in the header line), decimal commas in a file that is not comma-separated, UTF-8,
+    UTF-16, Windows-1252 or Latin-1 text, or the first sheet of an ``.xlsx`` workbook;
+    categorical levels differing only in case or spaces are read as the level, and
+    backslashes in image and mask paths as ``/``. Each such reading adds one ``(where,
+    message)`` to ``notes`` (issued as a warning when ``notes`` is None). Entirely empty
+    rows, and entirely empty columns without a name, are dropped. A file that is no
+    manifest (empty, binary, an ``.xls``/``.ods`` workbook, rows longer than the header) is
+    refused with a :class:`DlrcError` of one line.
+    """
+    path = Path(path)
+    issued: list[Note] = [] if notes is None else notes
+    src = _source(path)
+    df = _read_table(path, src, issued, kwargs)
     df.columns = [str(c).strip() for c in df.columns]
+    empty_cols = [c for c in df.columns if c.startswith("Unnamed: ") and df[c].isna().all()]
+    df = df.drop(columns=empty_cols).dropna(how="all").reset_index(drop=True)
+    if src.kind == "text":
+        said = []
+        if src.delimiter != ",":
+            said.append(f"as a {DELIMITERS[src.delimiter]}-separated file")
+        if src.encoding != "UTF-8":
+            said.append(f"in {src.encoding} (not UTF-8)")
+        n, example = _decimal_commas(df) if src.delimiter != "," else (0, "")
+        if n:
+            said.append(f"with decimal commas ({n} value(s) such as {example})")
+        if said:
+            issued.append((str(path), "read " + ", ".join(said)))
+    for col in _FLAG_COLUMNS:
+        if col in df and df[col].dtype == object:
+            number = pd.to_numeric(df[col].str.strip(), errors="coerce")
+            if (number.notna() | df[col].isna()).all():
+                df[col] = number
+    _level_case(df, issued)
+    _backslash_paths(df, issued)
+    if notes is None:
+        for where, message in issued:
+            warnings.warn(f"{where}: {message}", stacklevel=2)
     return df
 
 
-def read_manifest(manifest_path: str | Path) -> pd.DataFrame:
-    """The manifest CSV as written (strings kept as strings; no checks)."""
+def read_manifest(manifest_path: str | Path, notes: list[Note] | None = None) -> pd.DataFrame:
+    """The manifest as written (strings kept as strings; no checks), read and normalised by
+    :func:`read_manifest_csv` (its notes go to ``notes``); any file that cannot be read is
+    refused with a :class:`DlrcError` of one line."""
     path = Path(manifest_path)
     if not path.is_file():
         raise DlrcError(f"{path}: manifest not found")
     try:
-        return read_manifest_csv(path, keep_default_na=True)
+        return read_manifest_csv(path, notes=notes, keep_default_na=True)
+    except DlrcError:
+        raise
     except Exception as exc:  # noqa: BLE001 - any parse failure is the user's file
-        raise DlrcError(f"{path}: not a readable CSV manifest ({exc.__class__.__name__}: {exc})") from None
+        raise DlrcError(f"{path}: not a readable manifest ({exc.__class__.__name__}: {_one_line(exc)})") from None
 
 
 def _abs_path(base: Path, value: Any) -> Any:
@@ -97,7 +382,7 @@ def load_study(manifest_path: str | Path, params=None) -> pd.DataFrame:
     ``study.internal_centres``, ``study.train_fraction`` and ``seed``.
     """
     path = Path(manifest_path)
-    df = read_manifest(path)
+    df = read_manifest(path, notes=[])  # what was normalised is reported by validation
     base = path.resolve().parent
     if "patient_id" in df:
         df["patient_id"] = df["patient_id"].astype(str).str.strip()

@@ -13,7 +13,8 @@ consults the validation cache first). Every file is read completely once:
   spacing, an orthonormal direction matrix; masks: on their image's grid, only the
   configured label, not empty; images: not constant inside their masks;
 * a DICOM series folder must hold one series whose slices are evenly spaced (no missing
-  or duplicated slice) and nothing else.
+  or duplicated slice) and nothing else; files and masks are read as everywhere else
+  (:mod:`dlrc_lib.study.images`: a DICOM-SEG mask is placed on its image's grid).
 
 The cache (``<cache_dir>/validation/<manifest>.json``) keeps, per patient, the problems
 found and the digests, keyed by every file's path, size, modification and change time and
@@ -24,14 +25,17 @@ against the file's bytes there in any case.
 from __future__ import annotations
 
 import bz2
+import difflib
 import gzip
 import hashlib
 import json
 import os
+import re
 import struct
 import threading
 import warnings
 import zlib
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Optional
@@ -41,21 +45,25 @@ import pandas as pd
 
 from dlrc_lib.core.digest import file_digest, remember
 from dlrc_lib.core.errors import DlrcError
-from dlrc_lib.study.manifest import load_study, read_manifest, split_cohorts
+from dlrc_lib.study.images import QuietITK, geometry_problems, read_image, read_mask  # noqa: F401 - read_image: for callers
+from dlrc_lib.study.manifest import load_study, manifest_header, read_manifest, split_cohorts
 from dlrc_lib.study.schema import (
+    ACQUISITION_COLUMNS,
     ACQUISITION_INPLANE,
     ACQUISITION_NUMERIC,
     CLINICAL_REQUIRED,
     COHORTS,
     MANIFEST_LEVELS,
+    NODE_OPTIONAL_FLAGS,
     READER1_COLUMNS,
     READER2_COLUMNS,
+    YES_NO,
     parse_b_values,
     parse_inplane,
     path_columns,
 )
 
-VALIDATOR_VERSION = 2
+VALIDATOR_VERSION = 3  # 3: DICOM-SEG masks are read on their image's grid
 DIGEST_PREFIX = "sha256_"
 ORTHONORMAL_TOL = 1e-3
 SLICE_TOL = 0.01  # relative tolerance on a DICOM series' slice gaps
@@ -253,21 +261,6 @@ def _itk_reason(exc: Exception) -> str:
     return (lines[-1] if lines else exc.__class__.__name__)[:200]
 
 
-def geometry_problems(img, mask) -> list[str]:
-    """A mask's size/spacing/origin/direction differing from its image's."""
-    out = []
-    if tuple(img.GetSize()) != tuple(mask.GetSize()):
-        out.append(f"mask size {_fmt(mask.GetSize())} != image size {_fmt(img.GetSize())}")
-        return out
-    if not np.allclose(img.GetSpacing(), mask.GetSpacing(), rtol=1e-4, atol=1e-5):
-        out.append(f"mask spacing {_fmt(mask.GetSpacing())} != image spacing {_fmt(img.GetSpacing())}")
-    if not np.allclose(img.GetOrigin(), mask.GetOrigin(), rtol=0, atol=1e-3):
-        out.append(f"mask origin {_fmt(mask.GetOrigin())} != image origin {_fmt(img.GetOrigin())}")
-    if not np.allclose(img.GetDirection(), mask.GetDirection(), rtol=0, atol=1e-4):
-        out.append(f"mask direction {_fmt(mask.GetDirection())} != image direction {_fmt(img.GetDirection())}")
-    return out
-
-
 def header_problems(img) -> list[str]:
     """Spacing not finite and positive; direction matrix not orthonormal."""
     out = []
@@ -286,7 +279,8 @@ def dicom_series_problems(folder: Path) -> list[str]:
     """One series per folder, no other files, evenly spaced slices (none missing or twice)."""
     import SimpleITK as sitk
 
-    ids = sitk.ImageSeriesReader.GetGDCMSeriesIDs(str(folder))
+    with QuietITK():
+        ids = sitk.ImageSeriesReader.GetGDCMSeriesIDs(str(folder))
     if not ids:
         return ["folder holds no DICOM series"]
     if len(ids) > 1:
@@ -323,23 +317,6 @@ def dicom_series_problems(folder: Path) -> list[str]:
             out.append(f"{what}: gaps of {', '.join(f'{g:g}' for g in sorted(set(np.round(uneven, 3))))[:80]} mm "
                        f"where the series steps {step:g} mm")
     return out
-
-
-def read_image(path: str | Path):
-    """Read a NIfTI/NRRD/... file, or a DICOM series folder, with SimpleITK."""
-    import SimpleITK as sitk
-
-    p = Path(path)
-    if p.is_dir():
-        reader = sitk.ImageSeriesReader()
-        ids = reader.GetGDCMSeriesIDs(str(p))
-        if not ids:
-            raise ValueError("folder holds no DICOM series")
-        if len(ids) > 1:
-            raise ValueError(f"folder holds {len(ids)} DICOM series, expected one")
-        reader.SetFileNames(reader.GetGDCMSeriesFileNames(str(p), ids[0]))
-        return reader.Execute()
-    return sitk.ReadImage(str(p))
 
 
 def _file_digest_and_bytes(path: Path) -> tuple[str, list[str]]:
@@ -386,12 +363,15 @@ def check_patient_files(job: tuple) -> tuple[list[Problem], dict[str, str]]:
         for msg in byte_msgs:
             bad(msg)
         if p.is_dir():
-            for msg in dicom_series_problems(p):
+            series_msgs = dicom_series_problems(p)
+            for msg in series_msgs:
                 bad(msg)
+            if any("DICOM series" in m for m in series_msgs):
+                continue  # no series, or several: nothing to read (said once)
         if any(m.startswith(("corrupt", "truncated", "damaged", "not a")) for m in byte_msgs):
             continue  # the decoded voxels would be ITK's guess
         try:
-            img = read_image(p)
+            img = read_image(p) if col.startswith("image_") else read_mask(p, images.get(col.split("_")[-1]))
             arr = sitk.GetArrayViewFromImage(img)
         except Exception as exc:  # noqa: BLE001 - ITK raises RuntimeError with a long text
             bad(f"unreadable or corrupt image ({_itk_reason(exc)})")
@@ -609,16 +589,15 @@ def verify_digests(study, columns: Optional[Iterable[str]] = None) -> None:
 
 
 def _header_counts(path: Path) -> dict[str, int]:
-    """How often each column name appears in the CSV header (stripped)."""
-    import csv
+    """How often each column name appears in the manifest's header (stripped; unnamed
+    columns left out)."""
     from collections import Counter
 
     try:
-        with open(path, newline="", encoding="utf-8-sig") as fh:
-            header = next(csv.reader(fh), [])
-    except (OSError, UnicodeDecodeError, csv.Error):
+        header = manifest_header(path)
+    except (DlrcError, OSError, ValueError):
         return {}
-    return dict(Counter(h.strip() for h in header))
+    return dict(Counter(h for h in header if h))
 
 
 def _missing(v: Any) -> bool:
@@ -627,7 +606,7 @@ def _missing(v: Any) -> bool:
 
 def validate_manifest(manifest_path: str | Path, params=None, *, check_images: bool = True,
                       n_jobs: int | None = None, progress: bool = False,
-                      cache: bool = True) -> list[Problem]:
+                      cache: bool = True, plan: bool = False) -> list[Problem]:
     """Every problem with a study manifest, its clinical values and its files.
 
     Errors: missing required columns or values, duplicate patient IDs, LNM not 0/1, unknown
@@ -638,25 +617,34 @@ def validate_manifest(manifest_path: str | Path, params=None, *, check_images: b
     DICOM series with missing/duplicated slices or mixed series, masks whose
     size/spacing/origin/direction differ from their image's, empty masks, masks with labels
     other than 0 and ``study.mask_label``, images constant inside a mask. Warnings (which do
-    not fail): the other batch kind too small, age at menopause inconsistent with menopause.
+    not fail): the other batch kind too small, age at menopause inconsistent with menopause,
+    and what the manifest reader normalised (:func:`dlrc_lib.study.manifest.read_manifest_csv`).
+    A column in another coding (``yes``/``no`` for 0/1) is one line per column, or per wrong
+    level, not per patient; other per-patient lines are at most :data:`MAX_LINES` per column
+    and kind of problem, the rest summed up in one line.
 
     The files' SHA-256 digests are remembered (:func:`last_digests`) and, with ``cache``,
     kept in ``<cache_dir>/validation`` so that re-validating unchanged files reads nothing
-    but their status.
+    but their status. With ``plan``, what the run of ``params`` cannot do with this study
+    (:func:`dlrc_lib.study.plan.plan_problems`) is reported too.
     """
     from dlrc_lib.core.config import Params
 
     params = params or Params()
     path = Path(manifest_path)
+    notes: list[tuple[str, str]] = []
     try:
-        raw = read_manifest(path)
+        raw = read_manifest(path, notes=notes)
     except DlrcError as exc:
         return [Problem("error", None, str(path), str(exc).split(": ", 1)[-1])]
     report = _Report()
+    for where, msg in notes:  # what the manifest reader normalised
+        report.warn(None, where, msg)
     if raw.empty:
         report.err(None, str(path), "manifest has no patients")
         return report.problems
     _check_columns(path, raw, report)
+    _check_coded_columns(raw, report)
     ids = _patient_ids(raw)
     for pid, n in ids.value_counts().items():
         if n > 1:
@@ -665,12 +653,14 @@ def validate_manifest(manifest_path: str | Path, params=None, *, check_images: b
     for pid, row in zip(ids, records):
         _check_row(raw, row, pid, report)
     _check_study_wide(raw, params, report)
+    if plan:
+        _check_plan(raw, params, report)
     if check_images:
         jobs = _file_jobs(path, raw, ids, records, int(params.study.mask_label), report)
         report.problems += check_study_files(path, jobs, cache_dir=params.cache_dir if cache else None,
                                              n_jobs=n_jobs if n_jobs is not None else params.study.n_jobs,
                                              progress=progress).problems
-    return report.problems
+    return _aggregate(report.problems)
 
 
 class _Report:
@@ -678,6 +668,7 @@ class _Report:
 
     def __init__(self) -> None:
         self.problems: list[Problem] = []
+        self.column_wide: set[str] = set()  # columns reported once for all patients
 
     def err(self, pid: Optional[str], where: str, msg: str) -> None:
         self.problems.append(Problem("error", pid, where, msg))
@@ -692,9 +683,24 @@ def _check_columns(path: Path, raw: pd.DataFrame, report: _Report) -> None:
         if n > 1:  # pandas would keep the first and rename the others silently
             report.err(None, f"column {col}", f"appears {n} times in the manifest's header")
     required = list(CLINICAL_REQUIRED) + path_columns("image") + path_columns("mask")
+    guesses = _column_guesses(raw)
+    used: set[str] = set()
     for col in required:
         if col not in raw:
-            report.err(None, f"column {col}", "required column missing from the manifest")
+            candidates = [u for u, k in guesses.items() if k == col]
+            best = _closest(col, candidates) or next(iter(candidates), None)
+            hint = f" (did you mean {best!r}? rename it to {col})" if best else ""
+            used.add(best or "")
+            report.err(None, f"column {col}", f"required column missing from the manifest{hint}")
+    for col, known in guesses.items():
+        if col in used:
+            continue
+        if known in raw:
+            report.warn(None, f"column {col}", f"not a manifest column, not used (close to {known}, which the "
+                                               "manifest has too)")
+        else:
+            report.warn(None, f"column {col}", f"not a manifest column, not used (did you mean {known}? "
+                                               f"rename it to {known})")
     for group in (READER1_COLUMNS, READER2_COLUMNS):
         given = [c for c in group if c in raw]
         if given and len(given) < len(group):
@@ -720,17 +726,18 @@ def _check_row(raw: pd.DataFrame, row: dict, pid: str, report: _Report) -> None:
         if col in raw and _missing(row[col]):
             err(pid, col, "missing required value")
     for col, what in (("lnm", "LNM must be 0 or 1"), ("node_necrosis", "must be 0 or 1")):
-        if col in raw and not _missing(row[col]) and str(row[col]).strip() not in ("0", "1", "0.0", "1.0"):
+        if col in raw and col not in report.column_wide and not _missing(row[col]) and not _is_flag(row[col]):
             err(pid, col, f"{what}, got {str(row[col]).strip()!r}")
     for col, levels in MANIFEST_LEVELS.items():
-        if col in raw and not _missing(row[col]) and str(row[col]).strip() not in levels:
-            err(pid, col, f"unknown level {str(row[col]).strip()!r} (expected one of {', '.join(levels)})")
+        if (col in raw and col not in report.column_wide and not _missing(row[col])
+                and str(row[col]).strip() not in levels):
+            err(pid, col, _unknown_level(row[col], levels))
     for col in ("age", "parity", "lnsd_mm", "lnld_mm", "age_at_menopause"):
         if col in raw and not _missing(row[col]):
             try:
                 v = float(row[col])
             except (TypeError, ValueError):
-                err(pid, col, f"not a number: {row[col]!r}")
+                err(pid, col, f"not a number: {row[col]!r}{_decimal_comma_hint(row[col])}")
                 continue
             if v < 0 or (col == "parity" and v != int(v)):
                 err(pid, col, f"must be a non-negative {'integer' if col == 'parity' else 'number'}, got {row[col]!r}")
@@ -740,7 +747,7 @@ def _check_row(raw: pd.DataFrame, row: dict, pid: str, report: _Report) -> None:
             err(pid, "lnsd_mm", f"short axis {s:g} mm exceeds long axis {lg:g} mm")
     except (TypeError, ValueError):
         pass
-    _check_optional(raw, row, pid, err)
+    _check_optional(raw, row, pid, err, skip=report.column_wide)
     if "menopause" in raw and "age_at_menopause" in raw:
         post, am = row["menopause"], row["age_at_menopause"]
         if post == "Yes" and _missing(am):
@@ -751,14 +758,15 @@ def _check_row(raw: pd.DataFrame, row: dict, pid: str, report: _Report) -> None:
         c = row["cohort"]
         if _missing(c):
             err(pid, "cohort", "missing cohort (leave the whole column empty to split by the parameters)")
-        elif str(c).strip() not in COHORTS:
-            err(pid, "cohort", f"unknown level {c!r} (expected one of {', '.join(COHORTS)})")
+        elif str(c).strip() not in COHORTS and "cohort" not in report.column_wide:
+            err(pid, "cohort", _unknown_level(c, COHORTS))
 
 
 def _check_study_wide(raw: pd.DataFrame, params, report: _Report) -> None:
     """Cohorts with a single LNM class; scanners or centres too small to harmonise."""
     st = params.study
-    if {"lnm", "centre"} <= set(raw.columns):
+    lnm_read = "lnm" in raw and "lnm" not in report.column_wide and raw["lnm"].map(_is_flag).any()
+    if {"lnm", "centre"} <= set(raw.columns) and lnm_read:  # else the cohorts' LNM cannot be counted
         df = raw.copy()
         df["lnm"] = pd.to_numeric(df["lnm"], errors="coerce")
         if "cohort" not in df or df["cohort"].isna().all():
@@ -788,6 +796,7 @@ def _file_jobs(path: Path, raw: pd.DataFrame, ids: pd.Series, records: list[dict
     base = path.resolve().parent
     cols = [c for c in path_columns("image") + path_columns("mask") + path_columns("icc") if c in raw]
     jobs = []
+    foreign: list[str] = []  # absolute Windows paths (C:/..., //server/...) not found here
     for pid, row in zip(ids, records):
         entries = []
         for col in cols:
@@ -796,8 +805,16 @@ def _file_jobs(path: Path, raw: pd.DataFrame, ids: pd.Series, records: list[dict
                 if not col.startswith(("mask_r2_", "mask_rep_")):
                     report.err(pid, col, "missing file path")
                 continue
-            entries.append((col, str(v).strip()))
+            text = str(v).strip()
+            if os.sep == "/" and _WINDOWS_ABSOLUTE.match(text) and not (base / text).exists():
+                foreign.append(text)
+                continue
+            entries.append((col, text))
         jobs.append((pid, str(base), entries, label))
+    if foreign:
+        report.err(None, "image and mask paths", f"{len(foreign)} path(s) are absolute Windows paths, not found on "
+                                                 f"this machine (e.g. {foreign[0]}): write the paths relative to the "
+                                                 f"manifest's folder")
     return jobs
 
 
@@ -808,8 +825,9 @@ def _shown(value: Any) -> str:
     return str(value).strip()
 
 
-def _check_optional(raw: pd.DataFrame, row: pd.Series, pid: str, err) -> None:
-    """The optional reader-1/reader-2 node columns and acquisition columns of one row."""
+def _check_optional(raw: pd.DataFrame, row: pd.Series, pid: str, err, skip: Iterable[str] = ()) -> None:
+    """The optional reader-1/reader-2 node columns and acquisition columns of one row
+    (a 0/1 column in ``skip`` was reported for all patients at once)."""
     for group in (READER1_COLUMNS, READER2_COLUMNS):
         if not all(c in raw for c in group):
             continue  # an incomplete set is reported once, study-wide
@@ -821,7 +839,7 @@ def _check_optional(raw: pd.DataFrame, row: pd.Series, pid: str, err) -> None:
             err(pid, absent[0], f"missing value while {', '.join(given)} given (a reader's reading comes whole)")
             continue
         sd_col, ld_col, nec_col = group
-        if str(row[nec_col]).strip() not in ("0", "1", "0.0", "1.0"):
+        if nec_col not in skip and not _is_flag(row[nec_col]):
             err(pid, nec_col, f"must be 0 or 1, got {_shown(row[nec_col])!r}")
         vals = {}
         for col in (sd_col, ld_col):
@@ -851,19 +869,241 @@ def _check_optional(raw: pd.DataFrame, row: pd.Series, pid: str, err) -> None:
                 err(pid, col, str(exc))
 
 
+def _check_plan(raw: pd.DataFrame, params, report: "_Report") -> None:
+    """What the run of ``params`` cannot do with this study (:mod:`dlrc_lib.study.plan`)."""
+    from dlrc_lib.study.plan import plan_problems
+
+    st = params.study
+    if "cohort" in raw and not raw["cohort"].isna().all():
+        cohorts = raw["cohort"].astype(str).str.strip()
+    elif "centre" in raw:
+        cohorts = split_cohorts(raw.assign(lnm=pd.to_numeric(raw.get("lnm"), errors="coerce")),
+                                internal_centres=st.internal_centres, train_fraction=st.train_fraction,
+                                seed=params.seed)
+    else:
+        return
+    for severity, where, msg in plan_problems(raw, pd.Series(list(cohorts), index=raw.index), params):
+        (report.err if severity == "error" else report.warn)(None, where, msg)
+
+
+# ------------------------------------------------- columns and codings of a hospital's table
+#: Per-patient lines of one column and kind of problem shown before the rest are summed up.
+MAX_LINES = 20
+#: 0/1 columns, and the words that most likely mean 1 or 0 (or Yes/No) when written instead.
+FLAG_COLUMNS = ("lnm", "node_necrosis") + NODE_OPTIONAL_FLAGS
+_YES_WORDS = ("yes", "y", "true", "t", "positive", "pos", "+", "present", "1", "1.0")
+_NO_WORDS = ("no", "n", "false", "f", "negative", "neg", "-", "absent", "none", "0", "0.0")
+# An absolute Windows path once its backslashes are read as "/": a drive letter or a share.
+_WINDOWS_ABSOLUTE = re.compile(r"^(?:[A-Za-z]:/|//[^/])")
+# What varies between two lines of the same problem: quoted values, parentheses, numbers.
+_PROBLEM_VALUES = re.compile(r"'[^']*'|\"[^\"]*\"|\([^)]*\)|[-+]?\d+(?:\.\d+)?(?:e[-+]?\d+)?")
+
+
+def _is_flag(v: Any) -> bool:
+    return str(v).strip() in ("0", "1", "0.0", "1.0")
+
+
+def _flag_reading(value: str) -> Optional[int]:
+    """1 or 0 for a word that most likely means it ("yes", "positive", ...), else None."""
+    word = value.strip().casefold()
+    return 1 if word in _YES_WORDS else 0 if word in _NO_WORDS else None
+
+
+def _squash(name: Any) -> str:
+    """A name without case, spaces, ``-``/``_`` or other punctuation: ``PatientID`` and
+    ``patient_id`` both give ``patientid``."""
+    return re.sub(r"[^0-9a-z]", "", str(name).casefold())
+
+
+def _closest(name: str, candidates: Iterable[str]) -> Optional[str]:
+    """The candidate ``name`` most likely means: the same name up to case and punctuation,
+    else a close spelling (difflib), else the only candidate that one is a prefix of."""
+    key = _squash(name)
+    keys: dict[str, str] = {}
+    for c in candidates:
+        keys.setdefault(_squash(c), c)
+    if not key or not keys:
+        return None
+    if key in keys:
+        return keys[key]
+    close = difflib.get_close_matches(key, list(keys), n=1, cutoff=0.8)
+    if close:
+        return keys[close[0]]
+    prefix = [c for k, c in keys.items() if len(min(k, key, key=len)) >= 3 and (k.startswith(key) or key.startswith(k))]
+    return prefix[0] if len(prefix) == 1 else None
+
+
+def _known_columns() -> list[str]:
+    return list(dict.fromkeys([*CLINICAL_REQUIRED, "cohort", "age_at_menopause", "c_lnm", *path_columns("all"),
+                               *READER1_COLUMNS, *READER2_COLUMNS, *ACQUISITION_COLUMNS]))
+
+
+def _column_guesses(raw: pd.DataFrame) -> dict[str, str]:
+    """``{column of the manifest: the manifest column it most likely means}`` for every column
+    that is no manifest column (digests, and the copies pandas makes of a repeated name, left out)."""
+    known = _known_columns()
+    names = set(raw.columns)
+    out = {}
+    for col in raw.columns:
+        if col in known or col.startswith(DIGEST_PREFIX) or re.sub(r"\.\d+$", "", col) in names - {col}:
+            continue
+        guess = _closest(col, known)
+        if guess:
+            out[col] = guess
+    return out
+
+
+def _likely_level(value: Any, levels: Iterable[str]) -> Optional[str]:
+    """The level a categorical value most likely means (None when none is close)."""
+    levels = tuple(levels)
+    word = str(value).strip().casefold()
+    for level in levels:
+        if _squash(level) == _squash(word):
+            return level
+    if set(levels) == set(YES_NO) and _flag_reading(word) is not None:
+        return YES_NO[_flag_reading(word)]
+    close = difflib.get_close_matches(word, [lv.casefold() for lv in levels], n=1, cutoff=0.7)
+    return next(lv for lv in levels if lv.casefold() == close[0]) if close else None
+
+
+def _unknown_level(value: Any, levels: Iterable[str]) -> str:
+    levels = tuple(levels)
+    guess = _likely_level(value, levels)
+    hint = f"; did you mean {guess!r}?" if guess else ""
+    return f"unknown level {_shown(value)!r} (expected one of {', '.join(levels)}{hint})"
+
+
+def _decimal_comma_hint(value: Any) -> str:
+    text = str(value).strip()
+    if re.fullmatch(r"[+-]?\d+,\d+", text):
+        return f" (a decimal comma? write {text.replace(',', '.')})"
+    return ""
+
+
+def _some(pids: list[str], n: int = 5) -> str:
+    return ", ".join(pids[:n]) + (", ..." if len(pids) > n else "")
+
+
+def _coded_otherwise(n_bad: int, n_given: int) -> bool:
+    """A column whose wrong values are no slips but another coding: at least half of its
+    values, or more than :data:`MAX_LINES` of them."""
+    return n_bad > 0 and (n_bad > MAX_LINES or 2 * n_bad >= n_given)
+
+
+def _check_coded_columns(raw: pd.DataFrame, report: _Report) -> None:
+    """0/1 and categorical columns written in another coding (``yes``/``no`` for 0/1, ``1``
+    for ``Yes``, ...): one line per 0/1 column with the values found and the 0/1 to write,
+    one line per categorical column and wrong value with the level it most likely means,
+    instead of a line per patient. A few wrong values among valid ones stay per patient."""
+    ids = _patient_ids(raw)
+    for col in FLAG_COLUMNS:
+        if col not in raw:
+            continue
+        given = raw[col][~raw[col].map(_missing).astype(bool)]
+        bad = given[~given.map(_is_flag).astype(bool)]
+        if not _coded_otherwise(len(bad), len(given)):
+            continue
+        report.column_wide.add(col)
+        counts = Counter(_shown(v) for v in bad).most_common()
+        found = ", ".join(f"{v!r} ({n})" for v, n in counts[:MAX_LINES])
+        if len(counts) > MAX_LINES:
+            found += f" and {len(counts) - MAX_LINES} more values"
+        readings = {v: _flag_reading(v) for v, _ in counts}
+        mapped = sorted((r, v) for v, r in readings.items() if r is not None)
+        unread = [v for v, r in readings.items() if r is None]
+        msg = f"must be 0/1; found {found}"
+        if mapped:
+            msg += ": write " + ", ".join(f"{v} -> {r}" for r, v in mapped)
+        if unread:
+            msg += f"; no 0/1 reading of {', '.join(repr(v) for v in unread[:5])}{', ...' if len(unread) > 5 else ''}"
+        report.err(None, f"column {col}", msg)
+    for col, levels in {**MANIFEST_LEVELS, "cohort": COHORTS}.items():
+        if col not in raw:
+            continue
+        given = raw[col][~raw[col].map(_missing).astype(bool)]
+        bad = given[~given.map(lambda v: str(v).strip() in levels).astype(bool)]
+        if not _coded_otherwise(len(bad), len(given)):
+            continue
+        report.column_wide.add(col)
+        by_value: dict[str, list[str]] = {}
+        for pid, v in zip(ids.loc[bad.index], bad):
+            by_value.setdefault(_shown(v), []).append(pid)
+        ordered = sorted(by_value.items(), key=lambda kv: -len(kv[1]))
+        for value, pids in ordered[:MAX_LINES]:
+            guess = _likely_level(value, levels)
+            hint = f"; did you mean {guess!r}?" if guess else ""
+            report.err(None, f"column {col}", f"unknown level {value!r} in {len(pids)} patient(s) ({_some(pids)})"
+                                              f"{hint} (expected one of {', '.join(levels)})")
+        if len(ordered) > MAX_LINES:
+            rest = [p for _, pids in ordered[MAX_LINES:] for p in pids]
+            report.err(None, f"column {col}", f"and {len(ordered) - MAX_LINES} more unknown levels in "
+                                              f"{len(rest)} patient(s) ({_some(rest)})")
+
+
+def _aggregate(problems: list[Problem], limit: int = MAX_LINES) -> list[Problem]:
+    """At most ``limit`` per-patient lines for one column and kind of problem; the others
+    are summed up in one line after them ("and 143 more patients ...")."""
+    groups: dict[tuple[str, str, str], list[int]] = {}
+    for i, p in enumerate(problems):
+        if p.patient is not None:
+            column = p.where.split(" (", 1)[0]
+            groups.setdefault((p.severity, column, _PROBLEM_VALUES.sub("…", p.message)), []).append(i)
+    dropped: set[int] = set()
+    after: dict[int, Problem] = {}
+    for (severity, column, _), idx in groups.items():
+        if len(idx) <= limit:
+            continue
+        rest = idx[limit:]
+        dropped.update(rest)
+        pids = [str(problems[i].patient) for i in rest]
+        after[idx[limit - 1]] = Problem(severity, None, f"column {column}",
+                                        f"and {len(rest)} more patients with this problem ({_some(pids)})")
+    if not after:
+        return problems
+    out = []
+    for i, p in enumerate(problems):
+        if i not in dropped:
+            out.append(p)
+        if i in after:
+            out.append(after[i])
+    return out
+
+
 def cli_validate(args) -> int:
-    """``dlrc validate MANIFEST [--params P]``: print every problem, one per line.
+    """``dlrc validate [MANIFEST] [--params P] [--cache-dir D] [--out problems.csv]``: print every
+    problem, one per line. With ``--params`` the run's parameters are checked against the study
+    too (:mod:`dlrc_lib.study.plan`), and the manifest defaults to the file's ``study.manifest``.
+    Without ``--params`` or ``--cache-dir`` nothing is written (no validation cache).
 
     Exit status 1 when there is at least one error (warnings alone do not fail)."""
     from dlrc_lib.core.config import Params, load_params
 
-    params = load_params(args.params) if getattr(args, "params", None) else Params()
-    problems = validate_manifest(args.manifest, params, progress=True)
+    params = load_params(args.params) if getattr(args, "params", None) else None
+    manifest = getattr(args, "manifest", None)
+    if manifest is None:
+        if params is None or params.study.source != "manifest":
+            raise DlrcError("name the manifest (dlrc validate MANIFEST) or a parameter file whose study.source "
+                            "is manifest (dlrc validate --params P)")
+        manifest = params.study.manifest
+    cache_dir = getattr(args, "cache_dir", None)
+    use = params or Params()
+    if cache_dir:
+        use.cache_dir = str(Path(cache_dir).expanduser().resolve())
+    problems = validate_manifest(manifest, use, progress=True, cache=bool(cache_dir or params),
+                                 plan=params is not None)
     for p in problems:
         print(p)
     n_err = sum(p.severity == "error" for p in problems)
     n_warn = len(problems) - n_err
-    print(f"dlrc validate: {args.manifest}: {n_err} error(s), {n_warn} warning(s)")
+    if getattr(args, "out", None):
+        from dlrc_lib.core.io import atomic_write_text
+
+        table = pd.DataFrame([{"severity": p.severity, "patient": p.patient or "", "where": p.where,
+                               "message": p.message} for p in problems],
+                             columns=["severity", "patient", "where", "message"])
+        atomic_write_text(Path(args.out), table.to_csv(index=False, lineterminator="\n"))
+    hint = "" if params is not None else " (add --params P to check the run's parameters against the study too)"
+    print(f"dlrc validate: {manifest}: {n_err} error(s), {n_warn} warning(s){hint}")
     return 1 if n_err else 0
 
 

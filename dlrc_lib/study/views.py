@@ -8,7 +8,8 @@ import numpy as np
 import pandas as pd
 
 from dlrc_lib.study.schema import COHORTS, SEQUENCES
-from dlrc_lib.study.validate import _missing, read_image
+from dlrc_lib.study.images import read_image, read_mask
+from dlrc_lib.study.validate import _missing
 
 
 def study_counts(study: pd.DataFrame) -> pd.DataFrame:
@@ -96,8 +97,9 @@ def _display_slice(image_path: str, mask_path: str):
     """The axial slice with the largest mask area, both reoriented to LPS for display."""
     import SimpleITK as sitk
 
-    img = sitk.DICOMOrient(read_image(image_path), "LPS")
-    msk = sitk.DICOMOrient(read_image(mask_path), "LPS")
+    raw = read_image(image_path)
+    img = sitk.DICOMOrient(raw, "LPS")
+    msk = sitk.DICOMOrient(read_mask(mask_path, raw), "LPS")
     a, m = sitk.GetArrayFromImage(img), sitk.GetArrayFromImage(msk)
     k = int(np.argmax((m > 0).sum(axis=(1, 2))))
     sp = img.GetSpacing()

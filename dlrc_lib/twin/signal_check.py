@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 
 from dlrc_lib.core.processes import worker_pool
+from dlrc_lib.study.images import read_image, read_mask
 from dlrc_lib.study.schema import SEQUENCES
 
 
@@ -58,8 +59,8 @@ def _patient_features(row: dict) -> dict[str, float]:
 
     out = {}
     for seq in SEQUENCES:
-        img = sitk.ReadImage(row[f"image_{seq}"])
-        msk = sitk.ReadImage(row[f"mask_{seq}"])
+        img = read_image(row[f"image_{seq}"])
+        msk = read_mask(row[f"mask_{seq}"], img)
         f = quick_features(sitk.GetArrayFromImage(img), sitk.GetArrayFromImage(msk), img.GetSpacing())
         out.update({f"{seq}_{k}": v for k, v in f.items()})
     return out

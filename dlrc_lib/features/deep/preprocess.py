@@ -14,6 +14,16 @@ Intensities: clipped to the ``clip_percentiles`` of the crop, scaled to [0, 1]; 
 then sees ImageNet's mean/std normalisation of that grey image repeated on 3 channels
 (:func:`to_network_input`). Outside the image the edge value is repeated.
 
+**Orientation.** The image (a file or a DICOM series folder) and its mask are first brought
+to one orientation by permuting and flipping voxel axes only (``SimpleITK.DICOMOrient``;
+nothing is resampled, an oblique volume stays oblique): slices from feet to head, and in-plane
+LPS (x towards the patient's left, y posterior), or RAS (x right, y anterior) for a volume
+whose nearest axis-aligned frame is RAS. LPS is how DICOM and ITK store volumes, RAS how many
+NIfTI tools do (and four of the synthetic twin's scanners); a volume in either is cropped as
+stored. The same anatomy stored feet first, with one in-plane axis reversed or with permuted
+axes thus gives the same crop as stored LPS; stored RAS it gives that crop turned by 180
+degrees in-plane.
+
 Arrays follow SimpleITK's NumPy order ``(z, y, x)``; spacings are given as SimpleITK's
 ``(sx, sy, sz)`` in mm.
 """
@@ -29,7 +39,10 @@ from dlrc_lib.core.errors import DlrcError
 
 IMAGENET_MEAN = np.array([0.485, 0.456, 0.406], dtype=np.float32)
 IMAGENET_STD = np.array([0.229, 0.224, 0.225], dtype=np.float32)
-PREPROCESS_VERSION = "1"  # bump when the geometry or intensity handling changes
+# bump when the geometry or intensity handling changes. "2": volumes are brought to one canonical
+# orientation before cropping (the twin's crops are unchanged, a mirrored or feet-first volume's are
+# not), so that features cached from such a volume before it are computed again
+PREPROCESS_VERSION = "2"
 
 
 @dataclass
@@ -43,24 +56,43 @@ class Crop:
     extent_mm: tuple[float, ...]  # physical size of the crop (z?, y, x) in mm
 
 
-def read_case(image_path: str | Path, mask_path: str | Path, patient: str = "?"
-              ) -> tuple[np.ndarray, np.ndarray, tuple[float, float, float]]:
-    """Image and mask arrays ``(z, y, x)`` and the spacing ``(sx, sy, sz)``; checks them."""
+def canonical_orientation(direction) -> str:
+    """The orientation a volume is brought to before cropping (see the module docstring):
+    ``RAS`` when both in-plane axes of the nearest axis-aligned frame point right and
+    anterior, else ``LPS``."""
     import SimpleITK as sitk
 
-    arrays = []
-    for path in (image_path, mask_path):
-        if not Path(path).is_file():
+    code = sitk.DICOMOrientImageFilter.GetOrientationFromDirectionCosines(tuple(float(v) for v in direction))
+    return "RAS" if "R" in code and "A" in code else "LPS"
+
+
+def read_case(image_path: str | Path, mask_path: str | Path, patient: str = "?"
+              ) -> tuple[np.ndarray, np.ndarray, tuple[float, float, float]]:
+    """Image and mask arrays ``(z, y, x)`` in the canonical orientation and the spacing
+    ``(sx, sy, sz)``; checks them. The image may be a file or a DICOM series folder
+    (:func:`dlrc_lib.study.images.read_image`)."""
+    import SimpleITK as sitk
+
+    from dlrc_lib.study.images import read_image, read_mask
+
+    def read(path, reader):
+        if not Path(path).exists():
             raise DlrcError(f"patient {patient}, file {path}: not found")
         try:
-            arrays.append(sitk.ReadImage(str(path)))
-        except RuntimeError as exc:
-            raise DlrcError(f"patient {patient}, file {path}: not a readable image ({str(exc).strip().splitlines()[-1][:120]})") from None
-    img, msk = arrays
+            return reader(path)
+        except Exception as exc:  # noqa: BLE001 - ITK raises RuntimeError, the DICOM readers others
+            lines = [ln.strip() for ln in str(exc).strip().splitlines() if ln.strip()] or [exc.__class__.__name__]
+            raise DlrcError(f"patient {patient}, file {path}: not a readable image ({lines[-1][:120]})") from None
+
+    img = read(image_path, read_image)
+    msk = read(mask_path, lambda p: read_mask(p, img))
     if img.GetSize() != msk.GetSize():
         raise DlrcError(f"patient {patient}, file {mask_path}: mask size {msk.GetSize()} != image size {img.GetSize()}")
     if img.GetDimension() != 3:
         raise DlrcError(f"patient {patient}, file {image_path}: expected a 3D volume, got {img.GetDimension()}D")
+    target = canonical_orientation(img.GetDirection())
+    if sitk.DICOMOrientImageFilter.GetOrientationFromDirectionCosines(img.GetDirection()) != target:
+        img, msk = sitk.DICOMOrient(img, target), sitk.DICOMOrient(msk, target)
     image = sitk.GetArrayViewFromImage(img).astype(np.float32)
     mask = sitk.GetArrayViewFromImage(msk) > 0
     if not mask.any():
