@@ -221,3 +221,21 @@ def test_a_new_cohort_is_never_graded_on_the_papers_cohort_numbers(tmp_path):
     page = render_index(run, df.reset_index(), view)
     assert "twin" not in page.lower() and "a new cohort" in page
     assert "10 describe this study's own cohort" in verdict_summary(df.reset_index())
+
+
+def test_a_study_without_an_external_cohort_renders_and_says_why(tmp_path):
+    """No external cohort: the page is written (values the run could not estimate show as a
+    dash, never a traceback), and the external claims say the study has no such cohort."""
+    from dlrc_lib.reporting.index_page import render_index
+
+    keys = ["table2.external.DLRC.auc", "table2.external.radiomics.auc", "calibration_hosmer_lemeshow_p.external"]
+    run = make_run(tmp_path, role=None, drop=tuple(keys),
+                   change={"table1.age.external.neg": None, "table1.age.external.pos": [None, None, None]})
+    pd.DataFrame({"patient_id": ["P1", "P2"], "cohort": ["train", "internal"]}).to_csv(run / "study_manifest.csv",
+                                                                                        index=False)
+    df = by_id(C.evaluate_claims(run))
+    for cid in ("auc.DLRC.external", "auc.radiomics.external", "calibration.hl.external"):
+        assert df.loc[cid, "verdict"] == C.NOT_TESTABLE
+        assert df.loc[cid, "reason"] == "the study has no external validation cohort"
+    page = render_index(run, df.reset_index(), C.run_view(run))
+    assert "Age, median" in page and "—" in page

@@ -100,9 +100,24 @@ def test_reproducibility_end_to_end(tmp_path):
     assert res.failures.empty
 
 
-def test_icc_subset_requires_columns():
-    with pytest.raises(DlrcError, match="mask_r2_CET1"):
-        R.icc_subset(pd.DataFrame({"patient_id": ["P1"]}), ["CET1"])
+def test_a_study_without_reader_2_masks_has_an_empty_icc_subset():
+    assert R.icc_subset(pd.DataFrame({"patient_id": ["P1"]}), ["CET1"]).empty
+
+
+def test_without_a_reproducibility_subset_every_feature_is_kept_and_the_reason_said(tmp_path):
+    """No reader-2/repeat masks (or fewer than icc.min_cases): the run goes on without the ICC
+    filter, keeping every feature, and says why (notebook 02 warns, the claims read not testable)."""
+    st = make_study(tmp_path / "s", n=3, icc=0)
+    st = st[[c for c in st.columns if not c.startswith(("mask_r2_", "mask_rep_"))]]
+    res = R.reproducibility(st, QUICK, tmp_path / "cache", sequences=("CET1",), min_cases=3, n_jobs=1,
+                            progress=False)
+    assert not res.tested and res.cases == [] and res.subset == []
+    assert "no patient has reader-2 and repeat masks" in res.skipped and "icc.min_cases=3" in res.skipped
+    assert res.icc["keep"].all() and list(res.icc.index) == list(res.extraction.features.columns)
+    st2 = make_study(tmp_path / "s2", n=3, icc=2)
+    res2 = R.reproducibility(st2, QUICK, tmp_path / "cache", sequences=("CET1",), min_cases=3, n_jobs=1,
+                             progress=False)
+    assert not res2.tested and "only 2 re-segmented patient(s)" in res2.skipped and res2.icc["keep"].all()
 
 
 def test_extract_cli_radiomics_part_reports_failures(tmp_path):

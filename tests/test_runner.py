@@ -73,6 +73,31 @@ def test_failing_notebook_stops_run_and_names_cell(project, capsys):
     assert run["status"] == "failed" and "01_bad" in run["failure"]
 
 
+def test_a_notebook_stopped_by_the_data_lets_the_run_finish_its_report(project, capsys):
+    """A DlrcError (the data or the parameters, said in words) stops that notebook only: one line,
+    no traceback; notebooks that need its results say so in one line; the report is written and
+    the run's status is incomplete (exit 1)."""
+    make_nb(project / "notebooks/00_stop.ipynb", 'run_dir: str = "x"  # run directory',
+            "from dlrc_lib.core.errors import DlrcError\n"
+            "raise DlrcError('LASSO kept no feature; set selection.lasso_rule: min')")
+    make_nb(project / "notebooks/01_alone.ipynb", 'run_dir: str = "x"  # run directory',
+            "open(run_dir + '/alone.txt', 'w').write('ran')")
+    make_nb(project / "notebooks/02_needs.ipynb", 'run_dir: str = "x"  # run directory',
+            "from dlrc_lib.reporting.paths import MissingInput\n"
+            "raise MissingInput('results of notebook 00_stop not found')")
+    out = project / "out"
+    rc = runner.run(ROOT / "params/quick.yaml", out=out, root=project, quiet=True)
+    assert rc == 1
+    err = [ln for ln in capsys.readouterr().err.splitlines() if ln.startswith("dlrc run:")]
+    assert err[0] == ("dlrc run: warning: notebook 00_stop.ipynb stopped in cell [3]: LASSO kept no feature; set "
+                      "selection.lasso_rule: min (the executed notebook is in the run's notebooks/)")
+    assert err[1] == "dlrc run: warning: notebook 02_needs.ipynb skipped: results of notebook 00_stop not found"
+    assert (out / "alone.txt").read_text() == "ran" and (out / "index.html").exists()
+    run = json.loads((out / "run.json").read_text())
+    assert run["status"] == "incomplete" and "Traceback" not in run["failure"]
+    assert [run["notebooks"][n]["status"] for n in ("00_stop", "01_alone", "02_needs")] == ["stopped", "ok", "stopped"]
+
+
 def test_unknown_notebook_parameter_is_refused(project):
     make_nb(project / "notebooks/00_a.ipynb", 'bogus_key: int = 1  # nothing', "pass")
     with pytest.raises(DlrcError, match="bogus_key"):

@@ -640,7 +640,10 @@ def evaluate_claim(c: dict, view: RunView) -> dict:
         row["verdict"] = NOT_TESTABLE
         parts = str(c["id"]).replace("_", ".").split(".")
         absent = [cohort for cohort in _absent_cohorts(view) if cohort in parts]
+        stopped = [ln for ln in str(view.run.get("failure") or "").splitlines() if " stopped in " in ln]
         row["reason"] = (f"the study has no {_COHORT_WORDS.get(absent[0], absent[0])} cohort" if absent
+                         else f"not produced: {stopped[0].split(' stopped in ')[0]} stopped (why: at the top "
+                              "of the page and in run.json)" if stopped
                          else missing or "not produced")
     else:
         row["verdict"] = HOLDS if outcome.holds else FAILS

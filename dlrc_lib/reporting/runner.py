@@ -159,6 +159,9 @@ def _error_summary(exc: Exception, nb: Path) -> str:
     where = f"cell [{cell}]" if cell is not None else "a cell"
     if "[Errno 28]" in str(evalue) or "No space left on device" in str(evalue):
         return f"notebook {nb.name} failed in {where}: no space left on the device ({evalue})"
+    if ename == "MissingInput":
+        # an earlier notebook did not produce what this one reads
+        return f"notebook {nb.name} skipped: {evalue}"
     if ename in EXPECTED_ERRORS:
         # a problem of the data or the parameters, said in words by the library: no traceback
         return f"notebook {nb.name} stopped in {where}: {evalue} (the executed notebook is in the run's notebooks/)"
@@ -225,7 +228,12 @@ def collect_warnings(run_dir: Path) -> dict[str, list[str]]:
 
 def run(params_path: str | Path, only: Iterable[str] | None = None, out: str | Path | None = None,
         quiet: bool = False, root: Path | None = None, cache_dir: str | Path | None = None) -> int:
-    """Execute the notebooks; return 0 on success, 1 when a notebook failed.
+    """Execute the notebooks; return 0 on success, 1 when a notebook failed or stopped.
+
+    A notebook stopped by a problem of the data or the parameters (a ``DlrcError`` whose message
+    says what to change, e.g. a LASSO that kept no feature) does not end the run: the notebooks
+    after it run (those needing its results say so in one line), and the report is written with
+    what exists (status ``incomplete``). Any other failure ends the run there.
 
     ``root`` is the directory holding ``notebooks/`` and the working directory of the
     kernels (default: the checkout). ``cache_dir`` replaces the parameter file's.
@@ -255,6 +263,7 @@ def run(params_path: str | Path, only: Iterable[str] | None = None, out: str | P
     previous = json.loads(run_json.read_text(encoding="utf-8")) if run_json.exists() else {}
     timings: dict[str, Any] = dict(previous.get("notebooks", {})) if only else {}
     status, failure = "ok", None
+    failures: list[str] = []
     machine = {"at_start": cpu_facts(torch_capability=False)}
     for i, nb in enumerate(notebooks, 1):
         start = time.perf_counter()
@@ -269,16 +278,25 @@ def run(params_path: str | Path, only: Iterable[str] | None = None, out: str | P
         secs = time.perf_counter() - start
         cpu = children_cpu_seconds() - cpu0
         if failure is not None:
-            timings[nb.stem] = {"seconds": round(secs, 2), "cpu_seconds": round(cpu, 2), "status": "failed"}
-            status = "failed"
-            print(f"dlrc run: error: {failure}", file=sys.stderr)
-            break
+            expected = " stopped in " in failure or " skipped: " in failure
+            timings[nb.stem] = {"seconds": round(secs, 2), "cpu_seconds": round(cpu, 2),
+                                "status": "stopped" if expected else "failed"}
+            failures.append(failure)
+            print(f"dlrc run: {'warning' if expected else 'error'}: {failure}", file=sys.stderr)
+            if not expected:
+                status = "failed"
+                break
+            # a problem of the data or the parameters: the notebooks that do not need this one's
+            # results still run, the others say what they miss, and the report says what is missing
+            status = "incomplete"
+            continue
         timings[nb.stem] = {"seconds": round(secs, 2), "cpu_seconds": round(cpu, 2), "status": "ok"}
         prov = _notebook_provenance(run_dir, nb.stem)
         if prov:
             timings[nb.stem]["provenance"] = prov
         say(f"  [{i}/{len(notebooks)}] {nb.stem} done in {secs:.1f} s (elapsed {time.perf_counter() - t0:.1f} s)")
 
+    failure = "\n".join(failures) or None
     machine.update(cpu_facts())
     speed = [w for stem, t in timings.items() if isinstance(t, dict) and "cpu_seconds" in t
              for w in speed_warnings(stem, t["seconds"], t["cpu_seconds"], machine)]
