@@ -9,6 +9,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pandas as pd
+
 
 ROOT = Path(__file__).resolve().parents[1]
 # notebook 09 runs only when the parameters name a sweep grid (quick.yaml does not)
@@ -28,6 +30,23 @@ def test_every_notebook_ran(quick_run):
         assert (out / "html" / f"{nb}.html").exists()
         assert f"{nb} done in" in proc.stdout
     assert run["input_hashes"] and run["packages"]["pyradiomics"] == "3.0.1"
+    # what it ran on, and how much CPU each notebook got
+    assert run["machine"]["vector_isa"] and run["machine"]["torch_cpu_capability"]
+    assert all(run["notebooks"][nb]["cpu_seconds"] >= 0 for nb in NOTEBOOKS)
+
+
+def test_the_quick_run_says_it_is_a_demo_on_every_page(quick_run):
+    out, _ = quick_run
+    run = json.loads((out / "run.json").read_text(encoding="utf-8"))
+    n = len(pd.read_csv(out / "study_manifest.csv"))
+    line = (f"demo size ({n} patients): for testing the pipeline; its numbers carry no meaning — use the "
+            "reference run (docs/reference-run/) or make reproduce")
+    assert run["demo"] == line
+    page = (out / "index.html").read_text(encoding="utf-8")
+    assert page.index("Demo size (") < page.index("Verdict: the paper's claims")
+    for nb in NOTEBOOKS:
+        first = json.loads((out / "notebooks" / f"{nb}.ipynb").read_text(encoding="utf-8"))["cells"][0]
+        assert first["cell_type"] == "markdown" and "Demo size (" in "".join(first["source"]), nb
 
 
 def test_report_page_links_everything(quick_run):

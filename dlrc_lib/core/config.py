@@ -282,13 +282,25 @@ class Params(Section):
 # Keys whose values are paths that must exist.
 _FILE_KEYS = ("published_values", "radiomics.settings", "study.manifest", "sweep.grid")
 # Path keys that name something a run creates (need not exist yet).
-_OUTPUT_KEYS = ("cache_dir", "study.twin_dir")
+_OUTPUT_KEYS = ("cache_dir", "study.twin_dir", "sweep.out")
+# Keys whose written relative value may also be found in the working directory or the package
+# (files that come with dlrc); the study's own data (study.manifest) only beside the parameter file.
+_SHARED_FILE_KEYS = ("published_values", "radiomics.settings", "sweep.grid")
 # study.* keys that only describe how the synthetic twin is generated: in a manifest study they
 # would silently invent numbers (Fig. 1's exclusions, the scale of the cohort), so they are refused.
 TWIN_ONLY_KEYS = ("scale", "volume_shape", "fov_scale", "signal", "scanner_effect", "icc_cases",
                   "exclusions", "twin_dir", "compression_level")
 # The folder holding dlrc_lib/ and params/ (the checkout, or an editable install's source).
 PACKAGE_ROOT = Path(__file__).resolve().parents[2]
+
+
+def display_path(path: str | os.PathLike) -> str:
+    """A path as reports show it: relative to the package's root when inside it (the same text on
+    every machine, e.g. ``params/radiomics.yaml``), else as given."""
+    try:
+        return Path(path).resolve().relative_to(PACKAGE_ROOT).as_posix()
+    except (ValueError, OSError):
+        return str(path)
 
 
 def _inside(path: Path, folder: Path) -> bool:
@@ -308,7 +320,8 @@ def _written(raw: dict, key: str) -> bool:
     return True
 
 
-def resolve_param_path(value: str, *, params_dir: Path, written: bool, must_exist: bool) -> str:
+def resolve_param_path(value: str, *, params_dir: Path, written: bool, must_exist: bool,
+                       shared: bool = True) -> str:
     """An absolute path for a path-valued parameter.
 
     A value the file does not write (the schema's default, e.g. the published values or the
@@ -316,16 +329,23 @@ def resolve_param_path(value: str, *, params_dir: Path, written: bool, must_exis
     A relative value written in a parameter file resolves against that file's folder; the
     parameter files kept in the package's own ``params/`` folder are written relative to the
     package's root (``params/radiomics.yaml``), as they always were. For a file that must exist,
-    the working directory and the package's root are tried after that folder.
+    the working directory and the package's root are tried after that folder (``shared``: files
+    that come with dlrc, never the study's own data). A path written with Windows backslashes is
+    read with ``/``.
     """
+    if os.sep == "/" and "\\" in value:
+        value = value.replace("\\", "/")
     path = Path(os.path.expanduser(value))
     if path.is_absolute():
         return str(path)
-    own = _inside(params_dir, PACKAGE_ROOT)
+    own = _inside(params_dir, PACKAGE_ROOT / "params")
     if not written:
         first = PACKAGE_ROOT if (own or must_exist) else params_dir
         return str(first / path)
-    candidates = [PACKAGE_ROOT, params_dir] if own else [params_dir, Path.cwd(), PACKAGE_ROOT]
+    if own:
+        candidates = [PACKAGE_ROOT, params_dir]
+    else:
+        candidates = [params_dir] + ([Path.cwd(), PACKAGE_ROOT] if shared else [])
     if must_exist:
         for base in candidates:
             if (base / path).exists():
@@ -372,11 +392,20 @@ def load_params(path: str | Path, overrides: dict[str, Any] | None = None) -> Pa
         if not value:
             continue
         resolved = resolve_param_path(str(value), params_dir=params_dir, written=_written(raw, key),
-                                      must_exist=key in _FILE_KEYS)
+                                      must_exist=key in _FILE_KEYS, shared=key in _SHARED_FILE_KEYS)
+        written_value = str(value).replace("\\", "/")
+        if key == "study.twin_dir" and resolved != written_value and resolved.endswith(written_value):
+            # formatted with the run name later: braces in the folder it was resolved against are text
+            head = resolved[: -len(written_value)]
+            resolved = head.replace("{", "{{").replace("}", "}}") + written_value
         if key in _FILE_KEYS and not Path(resolved).exists():
             where = "" if str(value) == resolved else f" (looked for {resolved})"
             raise ParamsError(f"{path}: key '{key}': file not found: {value}{where}")
         _assign_dotted(params, key, resolved)
+    weights = params.deep.weights
+    if weights not in ("auto", "imagenet", "random"):  # a state_dict file or folder
+        params.deep.weights = resolve_param_path(weights, params_dir=params_dir, written=True, must_exist=True,
+                                                 shared=False)
     params._source = path
     return params
 

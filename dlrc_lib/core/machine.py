@@ -15,8 +15,9 @@ from typing import Any
 
 # Vector instruction sets, best first, by the /proc/cpuinfo flag that announces them.
 ISA_FLAGS = (("AVX-512", "avx512f"), ("AVX2", "avx2"), ("AVX", "avx"), ("SSE4.2", "sse4_2"))
-# torch.backends.cpu.get_cpu_capability() values at or above AVX2
-FAST_CAPABILITIES = ("AVX2", "AVX512", "AVX512_VNNI", "AVX512_BF16", "AMX", "ZVECTOR", "SVE256", "DEFAULT_ARM")
+# torch.backends.cpu.get_cpu_capability() values at or above AVX2 (x86-64; other architectures
+# have their own names and are not judged)
+FAST_CAPABILITIES = ("AVX2", "AVX512", "AVX512_VNNI", "AVX512_BF16", "AMX")
 
 
 def _cpuinfo() -> dict[str, str]:
@@ -72,12 +73,15 @@ def speed_warnings(stage: str, wall: float, cpu: float, facts: dict[str, Any], *
     below AVX2, or a shared machine (wall time far above the CPU time the stage got)."""
     out = []
     cap = facts.get("torch_cpu_capability")
-    if cap and cap not in FAST_CAPABILITIES and stage.startswith("04"):
+    x86 = platform.machine().lower() in ("x86_64", "amd64")
+    if x86 and cap and cap not in FAST_CAPABILITIES and stage.startswith("04"):
         out.append(f"torch runs with CPU capability {cap} (CPU {facts.get('cpu_model')}, best vector set "
                    f"{facts.get('vector_isa')}): below AVX2 the deep-learning stage is about 4x slower than this "
                    "code can run; use a machine whose torch reports AVX2 or AVX512, or a GPU (deep.device: cuda)")
     cores = max(1, int(facts.get("cores_available") or 1))
-    if wall >= min_wall and cpu < 0.5 * wall * cores and cpu < 0.7 * wall * min(cores, 2):
+    # a stage that had a core to itself gets about its wall time in CPU (one thread) or more; far
+    # less means it waited for the CPU. Child CPU time is not measured on Windows (always 0).
+    if os.name != "nt" and wall >= min_wall and 0 < cpu < 0.5 * wall:
         out.append(f"{stage}: {wall:.0f} s wall time but only {cpu:.0f} s of CPU on {cores} core(s): the machine was "
                    f"shared or waiting (load average {facts.get('load_average')}); run on idle cores, or give the run "
                    "the cores it may use (radiomics.n_jobs, study.n_jobs)")

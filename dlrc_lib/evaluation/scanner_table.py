@@ -92,3 +92,9 @@ def scanner_table(study: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["Centre", "Scanner", "Vendor", "Model", "Field strength (T)", "Patients",
                                        "Sequence", "TR (ms)", "TE (ms)", "Slice thickness (mm)",
                                        "In-plane resolution (mm)", "b-values (s/mm²)"])
+
+
+def scanner_table_caption(source: str) -> str:
+    """Supplementary Table S1's caption for the kind of study (``twin`` or ``manifest``)."""
+    caption = "Supplementary Table S1. MRI scanners and acquisition parameters per sequence"
+    return caption + (" (simulated scanners of the synthetic twin)" if source == "twin" else "")

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import hashlib
 import inspect
+import sys
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -53,7 +54,10 @@ def read_new_patients(manifest: str | Path, doc: Mapping) -> pd.DataFrame:
     if not path.is_file():
         raise DlrcError(f"{path}: manifest not found")
     try:
-        df = read_manifest_csv(path)
+        notes: list = []
+        df = read_manifest_csv(path, notes=notes)
+        for where, message in notes:  # what the reader normalised, one line each
+            print(f"dlrc predict: note: {where}: {message}", file=sys.stderr)
     except DlrcError:
         raise  # the reader's own one-line refusal
     except Exception as exc:  # noqa: BLE001 - any parse failure is the user's file

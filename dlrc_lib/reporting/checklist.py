@@ -33,7 +33,7 @@ from typing import Any, Callable, Optional
 import pandas as pd
 import yaml
 
-from dlrc_lib.core.config import Params
+from dlrc_lib.core.config import Params, display_path
 from dlrc_lib.core.io import atomic_write_text
 from dlrc_lib.study.manifest import read_manifest_csv
 from dlrc_lib.study.schema import COHORTS
@@ -207,7 +207,7 @@ Rule = Callable[[RunFacts], Answer]
 
 def _settings_text(f: RunFacts) -> tuple[str, dict, dict, dict]:
     s = f.settings or {}
-    return f.params.radiomics.settings, s.get("setting") or {}, s.get("imageType") or {}, s.get("featureClass") or {}
+    return display_path(f.params.radiomics.settings), s.get("setting") or {}, s.get("imageType") or {}, s.get("featureClass") or {}
 
 
 def _icc(f: RunFacts) -> Answer:
@@ -418,7 +418,7 @@ def clear_rules() -> dict[int, Rule]:
         d = f.params.deep
         parts = []
         if f.ev(*RAD_RAN):
-            parts.append(f"hand-crafted: {f.pkg('pyradiomics')} (3D, settings {f.params.radiomics.settings})")
+            parts.append(f"hand-crafted: {f.pkg('pyradiomics')} (3D, settings {display_path(f.params.radiomics.settings)})")
         if f.has_result("04", "weights"):
             parts.append(f"deep: frozen torchvision ResNets ({', '.join(d.models)}; {f.pkg('torchvision')}), 2048 "
                          f"global-average-pooling features per sequence; 3D models are the 2D networks inflated (I3D)")
@@ -450,7 +450,7 @@ def clear_rules() -> dict[int, Rule]:
     r[27] = n_features
 
     def defaults(f: RunFacts) -> Answer:
-        name = f.params.radiomics.settings
+        name = display_path(f.params.radiomics.settings)
         if f.settings is None:
             return Answer("no", f"PyRadiomics settings file {name} not readable")
         return Answer("yes", f"every PyRadiomics setting not written in {name} is {f.pkg('pyradiomics')}'s default; "
@@ -619,7 +619,7 @@ def clear_rules() -> dict[int, Rule]:
     r[54] = features_shared
 
     def settings_shared(f: RunFacts) -> Answer:
-        return Answer("yes", f"PyRadiomics settings {f.params.radiomics.settings} and every parameter of the run "
+        return Answer("yes", f"PyRadiomics settings {display_path(f.params.radiomics.settings)} and every parameter of the run "
                              f"(run.json, with the SHA-256 of each input file)", f.ev("run.json"))
     r[55] = settings_shared
     r[56] = _code

@@ -640,10 +640,12 @@ def evaluate_claim(c: dict, view: RunView) -> dict:
         row["verdict"] = NOT_TESTABLE
         parts = str(c["id"]).replace("_", ".").split(".")
         absent = [cohort for cohort in _absent_cohorts(view) if cohort in parts]
-        stopped = [ln for ln in str(view.run.get("failure") or "").splitlines() if " stopped in " in ln]
+        stopped = [f"{ln.split()[1].removesuffix('.ipynb')} {'skipped' if ' skipped: ' in ln else 'stopped'}"
+                   for ln in str(view.run.get("failure") or "").splitlines()
+                   if ln.startswith("notebook ") and (" stopped in " in ln or " skipped: " in ln)]
         row["reason"] = (f"the study has no {_COHORT_WORDS.get(absent[0], absent[0])} cohort" if absent
-                         else f"not produced: {stopped[0].split(' stopped in ')[0]} stopped (why: at the top "
-                              "of the page and in run.json)" if stopped
+                         else f"not produced: the run is incomplete ({', '.join(stopped)}; why: at the top of "
+                              "the page and in run.json)" if stopped
                          else missing or "not produced")
     else:
         row["verdict"] = HOLDS if outcome.holds else FAILS

@@ -1,5 +1,8 @@
 """The ``dlrc`` command line. Each verb lives in the module that owns it; this file only
-parses arguments and turns expected failures into one-line messages (exit status 2)."""
+parses arguments and turns failures into one-line messages: exit status 2 for an expected
+failure (bad input or parameters, a full disk), 3 for an unexpected one (the traceback goes to a
+file named in the message), 130 when interrupted. ``dlrc run`` returns 1 when a notebook failed
+or stopped (the report is written); ``dlrc validate`` 1 when the study has errors."""
 from __future__ import annotations
 
 import argparse
@@ -154,10 +157,13 @@ def main(argv: list[str] | None = None) -> int:
 def _crash_log(text: str) -> str:
     import tempfile
 
-    fd, name = tempfile.mkstemp(prefix="dlrc-error-", suffix=".txt")
-    with open(fd, "w", encoding="utf-8") as fh:
-        fh.write(text)
-    return name
+    try:
+        fd, name = tempfile.mkstemp(prefix="dlrc-error-", suffix=".txt")
+        with open(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+        return name
+    except OSError:
+        return "nowhere: the temporary folder is not writable"
 
 
 if __name__ == "__main__":

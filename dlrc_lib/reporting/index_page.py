@@ -24,6 +24,7 @@ body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:1.5re
 h1{margin-bottom:.2rem} h2{margin-top:2rem;border-bottom:2px solid #ddd} .meta{color:#666}
 table{border-collapse:collapse;font-size:.82rem} td,th{border-bottom:1px solid #e4e4e4;padding:.2rem .45rem;text-align:left;vertical-align:top}
 th{background:#f3f3f3}
+.demo{background:#e8f0fe;border:2px solid #3b6fd8;padding:.6rem 1rem;margin:.4rem 0 .8rem;font-size:1.05rem}
 .warn{background:#fff4e5;border-left:4px solid #f0a020;padding:.45rem 1rem;margin:.3rem 0}
 .fail{background:#fde8e8;border-left:4px solid #d33;padding:.5rem 1rem;white-space:pre-wrap;font-family:monospace}
 .summary span{display:inline-block;padding:.15rem .6rem;margin-right:.4rem;border-radius:3px;font-weight:600}
@@ -35,7 +36,7 @@ section.paper{margin:1.2rem 0} .pair{display:flex;flex-wrap:wrap;gap:1rem;align-
 .ptable{overflow-x:auto;max-width:100%} table.side{font-size:.74rem} table.side td,table.side th{text-align:center;white-space:nowrap;padding:.15rem .35rem}
 table.side td.lab{text-align:left} table.side.t-table1{font-size:.64rem} table.side.t-table1 td,table.side.t-table1 th{padding:.1rem .2rem} table.side tr.head td{background:#f6f6f6;font-weight:600}
 table.side th.sub{font-weight:400;color:#666;font-size:.7rem} table.side td.pub{color:#555;border-left:1px solid #e4e4e4}
-table.side td.rep.out{background:#fbe0e0;font-weight:700;color:#a40000} table.side td.input{color:#8a96a8;font-style:italic} table.side td.calibrated{color:#9a8a50;font-style:italic}
+table.side td.rep.out{background:#fbe0e0;font-weight:700;color:#a40000} table.side td.input,table.side td.cohort{color:#8a96a8;font-style:italic} table.side td.calibrated{color:#9a8a50;font-style:italic}
 figure{display:inline-block;margin:.3rem;max-width:560px;vertical-align:top} figure img{max-width:100%}
 figure.side{max-width:640px;flex:1 1 420px} figcaption{font-size:.78rem;color:#555}
 ul.cols{columns:3;font-size:.85rem}
@@ -141,6 +142,8 @@ def render_index(run_dir: str | Path, claims: pd.DataFrame, view: C.RunView, *, 
              f"<style>{_CSS}</style></head><body>", f"<h1>dlrc report — {e(name)}</h1>"]
     params = run.get("params") or {}
     study = params.get("study") or {}
+    if run.get("demo"):
+        parts.append(f"<div class='demo'><b>{e(str(run['demo'])[0].upper() + str(run['demo'])[1:])}</b></div>")
     if view.twin:
         what = "synthetic twin study (simulated patients matched to the paper's published tables)"
     elif view.own_cohort:

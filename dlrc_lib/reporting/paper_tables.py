@@ -33,7 +33,7 @@ def _shown_or_dash(show) -> str:
 class Cell:
     published: str
     reproduced: str
-    mark: str = ""  # "" | "out" | "input"
+    mark: str = ""  # "" | "out" | "input" | "calibrated" | "cohort"
     note: str = ""
 
 
@@ -124,7 +124,7 @@ class _Builder:
         if self.roles.get(pkey) == INPUT:
             mark, note = "input", "input of the synthetic twin: matches by construction, not reproduced"
         elif self.roles.get(pkey) == COHORT:
-            mark, note = "input", "this study's own cohort: shown beside the paper's, not graded"
+            mark, note = "cohort", "this study's own cohort: shown beside the paper's, not graded"
         elif self.roles.get(pkey) == CALIBRATED:
             mark, note = "calibrated", "the synthetic twin was tuned towards this number: not a reproduction"
         elif produced and kind == "auc" and isinstance(pv, list) and isinstance(rv, list) and len(rv) == 3:
@@ -319,8 +319,8 @@ def to_markdown(t: SideTable, figure_href: dict[str, str] | None = None) -> str:
             rep = c.reproduced
             if c.mark == "out" and rep:
                 rep = f"**{rep}** ⚠"
-            elif c.mark in ("input", "calibrated") and rep:
-                rep = f"_{rep}_ ({c.mark})"
+            elif c.mark in ("input", "calibrated", "cohort") and rep:
+                rep = f"_{rep}_ ({'own cohort' if c.mark == 'cohort' else c.mark})"
             cells += [c.published, rep]
         lines.append("| " + " | ".join(_md_escape(x) for x in cells) + " |")
     lines.append("")

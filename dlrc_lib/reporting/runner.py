@@ -5,8 +5,10 @@ it declares (flattened as ``<section>_<key>``), plus ``run_dir``, ``params_file`
 ``study_manifest`` (the resolved manifest of the study). Outputs go to ``reports/<run>/``:
 executed notebooks, their HTML copies, tables, figures, results, ``run.json``, the
 reporting checklist (``checklist.html``/``.csv``, :mod:`dlrc_lib.reporting.checklist`) and
-``index.html``. A failing notebook stops the run; the notebook, the cell and the traceback
-are shown, and what earlier notebooks wrote stays as it is.
+``index.html``. A notebook stopped by a problem of the data or the parameters (a ``DlrcError``,
+said in one line) lets the others run and the report be written (status ``incomplete``); any
+other failure stops the run, with the notebook, the cell and the traceback shown. A run without
+``--only`` starts from an empty run folder (its sweep's finished variants excepted).
 """
 from __future__ import annotations
 
@@ -20,7 +22,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Iterable
 
-from dlrc_lib.core.config import Params, flatten, load_params
+from dlrc_lib.core.config import Params, ParamsError, flatten, load_params
 from dlrc_lib.core.errors import DlrcError
 from dlrc_lib.core.io import atomic_write_text, dumps
 from dlrc_lib.core.machine import children_cpu_seconds, cpu_facts, speed_warnings
@@ -29,7 +31,8 @@ from dlrc_lib.features.store import file_digest
 from dlrc_lib.study.manifest import load_study
 from dlrc_lib.study.validate import attach_digests, last_digests
 from dlrc_lib.twin.prepare import prepare_study
-from dlrc_lib.reporting.paths import ENV_PARAMS_FILE, ENV_RUNNER, project_root, resolve_parameters
+from dlrc_lib.reporting.paths import (ENV_PARAMS_FILE, ENV_RUNNER, FRAME_PRODUCERS, project_root,
+                                      resolve_parameters)
 
 # Packages whose versions matter for the numbers (recorded in run.json).
 TRACKED_PACKAGES = (
@@ -142,11 +145,24 @@ def input_hashes(params_file: Path, params: Params, manifest: Path) -> dict[str,
 
 
 # Exceptions a notebook raises for a problem of the data or the parameters (dlrc_lib.core.errors.DlrcError
-# and its subclasses): their message is the whole story, the traceback would only hide it.
-EXPECTED_ERRORS = ("DlrcError", "EmptySelectionError", "MissingInput", "ParamsError")
+# and its subclasses, an image that cannot be read): their message is the whole story, the traceback
+# would only hide it.
+EXPECTED_ERRORS = ("DlrcError", "EmptySelectionError", "MissingInput", "ParamsError", "ImageReadError")
 
 
-def _error_summary(exc: Exception, nb: Path) -> str:
+class Failure(str):
+    """A notebook's failure summary; ``expected``: a problem of the data or the parameters (one
+    line, the run goes on) rather than an error of the code (traceback, the run stops)."""
+
+    expected: bool
+
+    def __new__(cls, text: str, expected: bool = False) -> "Failure":
+        obj = super().__new__(cls, text)
+        obj.expected = expected
+        return obj
+
+
+def _error_summary(exc: Exception, nb: Path) -> Failure:
     """Name the notebook and the failing cell and show the traceback."""
     import re
 
@@ -158,28 +174,71 @@ def _error_summary(exc: Exception, nb: Path) -> str:
     tb_text = re.sub(r"\x1b\[[0-9;]*m", "", tb_text)  # strip ANSI colours
     where = f"cell [{cell}]" if cell is not None else "a cell"
     if "[Errno 28]" in str(evalue) or "No space left on device" in str(evalue):
-        return f"notebook {nb.name} failed in {where}: no space left on the device ({evalue})"
+        return Failure(f"notebook {nb.name} failed in {where}: no space left on the device ({evalue})")
     if ename == "MissingInput":
         # an earlier notebook did not produce what this one reads
-        return f"notebook {nb.name} skipped: {evalue}"
+        return Failure(f"notebook {nb.name} skipped: {evalue}", expected=True)
     if ename in EXPECTED_ERRORS:
         # a problem of the data or the parameters, said in words by the library: no traceback
-        return f"notebook {nb.name} stopped in {where}: {evalue} (the executed notebook is in the run's notebooks/)"
-    return f"notebook {nb.name} failed in {where}: {ename}: {evalue}\n{tb_text}"
+        return Failure(f"notebook {nb.name} stopped in {where}: {evalue} (the executed notebook is in the "
+                       "run's notebooks/)", expected=True)
+    return Failure(f"notebook {nb.name} failed in {where}: {ename}: {evalue}\n{tb_text}")
 
 
 # Cells written for one kind of study only (cell tags): the other kind's report leaves them out.
 STUDY_TAGS = {"twin": "twin-only", "manifest": "manifest-only"}
 
 
-def study_cells(nb: Path, source: str):
+# A twin below this scale (the quick run's 0.05 = 54 patients) is a demo of the pipeline: its pages
+# say so first, since its AUCs, calibration and decision curves rest on a few dozen patients.
+DEMO_SCALE = 0.2
+
+
+def demo_line(params: Params, n_patients: int) -> str | None:
+    """The line a demo-sized twin run opens every page with, or None."""
+    if params.study.source != "twin" or params.study.scale >= DEMO_SCALE:
+        return None
+    return (f"demo size ({n_patients} patients): for testing the pipeline; its numbers carry no meaning — "
+            "use the reference run (docs/reference-run/) or make reproduce")
+
+
+def _with_values(source: str, values: dict[str, Any]) -> str:
+    """A parameters cell's text with each one-line ``name: type = default`` showing ``values[name]``."""
+    import ast
+    import re
+
+    out = []
+    for line in source.splitlines(keepends=True):
+        m = re.match(r"^(\w+)(\s*:[^=]*=\s*)(.*?)(\s+#.*)?(\n?)$", line)
+        if m and m.group(1) in values:
+            try:
+                ast.literal_eval(m.group(3))
+            except (ValueError, SyntaxError):
+                out.append(line)
+                continue
+            line = f"{m.group(1)}{m.group(2)}{values[m.group(1)]!r}{m.group(4) or ''}{m.group(5)}"
+        out.append(line)
+    return "".join(out)
+
+
+def study_cells(nb: Path, source: str, banner: str | None = None, values: dict[str, Any] | None = None):
     """The notebook as the run executes it: without the cells tagged for the other kind of study
-    (``twin-only`` prose on a manifest study's pages and ``manifest-only`` prose on the twin's)."""
+    (``twin-only`` prose on a manifest study's pages and ``manifest-only`` prose on the twin's), and
+    opening with ``banner`` (e.g. :func:`demo_line`) when given."""
     import nbformat
 
     node = nbformat.read(str(nb), as_version=4)
     drop = {tag for kind, tag in STUDY_TAGS.items() if kind != source}
     node.cells = [c for c in node.cells if not drop & set(c.get("metadata", {}).get("tags", []))]
+    if values and source != "twin":
+        # a manifest study's pages show its own values, not the defaults written for the quick twin
+        for c in node.cells:
+            if "parameters" in c.get("metadata", {}).get("tags", []):
+                c.source = _with_values(c.source, values)
+    if banner:
+        cell = nbformat.v4.new_markdown_cell(f"> **{banner[0].upper() + banner[1:]}**")
+        cell.metadata["tags"] = ["run-banner"]
+        node.cells.insert(0, cell)
     return node
 
 
@@ -197,7 +256,7 @@ def execute_notebook(nb: Path, out_nb: Path, inputs: dict[str, Any], root: Path,
         )
     values = {name: inputs[name] for name in declared}
     pm.execute_notebook(
-        study_cells(nb, str(inputs.get("study_source", "twin"))), str(out_nb), parameters=values, cwd=str(root), kernel_name="python3",
+        study_cells(nb, str(inputs.get("study_source", "twin")), inputs.get("_banner"), values), str(out_nb), parameters=values, cwd=str(root), kernel_name="python3",
         progress_bar=False, log_output=False, request_save_on_cell_execute=False, stderr_file=echo,
         # the kernel is local and private to this run: keep ipykernel's TCP notice off the console
         extra_arguments=["--IPKernelApp.log_level=ERROR"],
@@ -245,7 +304,10 @@ def run(params_path: str | Path, only: Iterable[str] | None = None, out: str | P
     root = Path(root) if root else project_root()
     notebooks = _selected_notebooks(params, params_file, root, only)
     run_dir = (Path(out) if out else Path("reports") / params.run_name).resolve()
+    if not only:
+        _clear_outputs(run_dir)  # nothing of an earlier run can mix into this one's results
     (run_dir / "notebooks").mkdir(parents=True, exist_ok=True)
+    (run_dir / RUN_MARKER).touch()
     (run_dir / "html").mkdir(parents=True, exist_ok=True)
     say = (lambda *_: None) if quiet else (lambda msg: print(msg, flush=True))
 
@@ -255,6 +317,10 @@ def run(params_path: str | Path, only: Iterable[str] | None = None, out: str | P
     analysed = write_analysed_study(manifest, params, run_dir)
     say(f"  study: {manifest} ({time.perf_counter() - t0:.1f} s)")
     inputs = notebook_inputs(params, params_file.resolve(), run_dir, analysed, root=root)
+    banner = demo_line(params, _count_patients(analysed))
+    if banner:
+        inputs["_banner"] = banner  # not a notebook parameter: the first cell of every page
+        say(f"  {banner}")
     sweep_dir = Path(params.sweep.out).resolve() if params.sweep.out else run_dir / "sweep"
     inputs["sweep_out"] = str(sweep_dir)
     _kernel_environment(params_file)
@@ -273,12 +339,18 @@ def run(params_path: str | Path, only: Iterable[str] | None = None, out: str | P
             # the sweep's variants first (finished ones are reused); a failed variant is in its table
             from dlrc_lib.reporting.sweep import run_sweep
 
-            run_sweep(params_file, params.sweep.grid, out=sweep_dir, jobs=params.sweep.jobs, quiet=quiet)
-        failure = _run_one(nb, run_dir, inputs, root, quiet)
+            try:
+                run_sweep(params_file, params.sweep.grid, out=sweep_dir, jobs=params.sweep.jobs, quiet=quiet,
+                          cache_dir=params.cache_dir)
+                failure = _run_one(nb, run_dir, inputs, root, quiet)
+            except (DlrcError, ParamsError) as exc:  # the sweep's own one-line refusal: the report still comes
+                failure = Failure(f"notebook {nb.name} stopped in its sweep: {exc}", expected=True)
+        else:
+            failure = _run_one(nb, run_dir, inputs, root, quiet)
         secs = time.perf_counter() - start
         cpu = children_cpu_seconds() - cpu0
         if failure is not None:
-            expected = " stopped in " in failure or " skipped: " in failure
+            expected = failure.expected
             timings[nb.stem] = {"seconds": round(secs, 2), "cpu_seconds": round(cpu, 2),
                                 "status": "stopped" if expected else "failed"}
             failures.append(failure)
@@ -297,14 +369,18 @@ def run(params_path: str | Path, only: Iterable[str] | None = None, out: str | P
         say(f"  [{i}/{len(notebooks)}] {nb.stem} done in {secs:.1f} s (elapsed {time.perf_counter() - t0:.1f} s)")
 
     failure = "\n".join(failures) or None
+    if status == "ok" and any(isinstance(t, dict) and t.get("status") != "ok" for t in timings.values()):
+        status = "incomplete"  # --only: a notebook of the earlier run stopped or failed
     machine.update(cpu_facts())
-    speed = [w for stem, t in timings.items() if isinstance(t, dict) and "cpu_seconds" in t
+    ran = {nb.stem for nb in notebooks}
+    speed = [w for stem, t in timings.items() if stem in ran and isinstance(t, dict) and "cpu_seconds" in t
              for w in speed_warnings(stem, t["seconds"], t["cpu_seconds"], machine)]
     for w in speed:
         print(f"dlrc run: warning: {w}", file=sys.stderr)
     record = _provenance(params, params_file, root, manifest, analysed, run_dir, status, failure, timings,
                          time.perf_counter() - t0)
     record["machine"] = machine
+    record["demo"] = banner
     if speed:
         record["warnings"] = {"run (speed)": speed, **record["warnings"]}
     atomic_write_text(run_json, dumps(record))
@@ -315,6 +391,14 @@ def run(params_path: str | Path, only: Iterable[str] | None = None, out: str | P
     write_index(run_dir, params)
     say(f"dlrc run: {status} in {time.perf_counter() - t0:.1f} s; report: {run_dir / 'index.html'}")
     return 0 if status == "ok" else 1
+
+
+def _count_patients(manifest: Path) -> int:
+    try:
+        with open(manifest, encoding="utf-8") as fh:
+            return max(sum(1 for line in fh if line.strip()) - 1, 0)
+    except OSError:
+        return 0
 
 
 def _selected_notebooks(params: Params, params_file: Path, root: Path, only: Iterable[str] | None) -> list[Path]:
@@ -342,11 +426,15 @@ def _kernel_environment(params_file: Path) -> None:
         os.environ["PYTHONPATH"] = os.pathsep.join([pkg_parent] + [p for p in paths if p])
 
 
-def _run_one(nb: Path, run_dir: Path, inputs: dict[str, Any], root: Path, quiet: bool) -> str | None:
+def _run_one(nb: Path, run_dir: Path, inputs: dict[str, Any], root: Path, quiet: bool) -> Failure | None:
     """Execute one notebook into the run folder and export its HTML; the failure's summary, or None."""
     out_nb = run_dir / "notebooks" / nb.name
-    # a notebook's results (and its warnings) describe its latest execution only
+    # a notebook's results (and its warnings) and the frames it hands on describe its latest
+    # execution only: a notebook that stops leaves nothing older for the next ones to read
     (run_dir / "results" / f"{nb.stem}.json").unlink(missing_ok=True)
+    for frame, producer in FRAME_PRODUCERS.items():
+        if producer == nb.stem:
+            (run_dir / "data" / f"{frame}.parquet").unlink(missing_ok=True)
     try:
         echo = None if quiet else ConsoleEcho()
         try:
@@ -358,8 +446,34 @@ def _run_one(nb: Path, run_dir: Path, inputs: dict[str, Any], root: Path, quiet:
     except DlrcError:
         raise
     except Exception as exc:  # papermill's execution error carries the cell and traceback
-        return _error_summary(exc, nb)
+        failure = _error_summary(exc, nb)
+        if failure.expected and out_nb.is_file():  # the page shows how far it got and where it stopped
+            try:
+                export_html(out_nb, run_dir / "html" / f"{nb.stem}.html")
+            except Exception:  # noqa: BLE001 - the summary above is what matters
+                pass
+        return failure
     return None
+
+
+# What a complete run writes afresh (a run without --only starts from none of them; its sweep's
+# finished variants are kept, since they are reused by their fingerprints).
+RUN_OUTPUTS = ("data", "tables", "figures", "results", "html", "notebooks", "model")
+
+
+RUN_MARKER = ".dlrc-run"  # written into every run folder when a run starts
+
+
+def _clear_outputs(run_dir: Path) -> None:
+    """Remove an earlier run's outputs; a folder that holds other things is never touched."""
+    import shutil
+
+    if run_dir.is_dir() and any(run_dir.iterdir()) and not (
+            (run_dir / "run.json").is_file() or (run_dir / RUN_MARKER).is_file()):
+        raise DlrcError(f"{run_dir}: exists, is not empty and is not a dlrc run folder (no run.json); "
+                        "give --out a new or empty folder")
+    for name in RUN_OUTPUTS:
+        shutil.rmtree(run_dir / name, ignore_errors=True)
 
 
 def _provenance(params: Params, params_file: Path, root: Path, manifest: Path, analysed: Path, run_dir: Path,

@@ -55,7 +55,7 @@ from typing import Any, Callable, Mapping, Optional
 import pandas as pd
 import yaml
 
-from dlrc_lib.core.config import Params, ParamsError, Section, load_params
+from dlrc_lib.core.config import TWIN_ONLY_KEYS, Params, ParamsError, Section, load_params
 from dlrc_lib.core.errors import DlrcError
 from dlrc_lib.core.io import atomic_write_text, dumps, read_yaml_mapping
 from dlrc_lib.core.processes import MALLOC_ENV, die_with_parent
@@ -251,9 +251,12 @@ def _base_value(params: Params, key: str) -> Any:
     return _get(params.model_dump(mode="json"), key)
 
 
-def variant_params(params_path: str | Path, variant: Variant) -> Params:
-    """The base parameters with the variant's overrides (no nested sweep)."""
+def variant_params(params_path: str | Path, variant: Variant, cache_dir: Optional[str] = None) -> Params:
+    """The base parameters with the variant's overrides (no nested sweep); ``cache_dir`` (absolute)
+    replaces the file's feature store, as ``dlrc run --cache-dir`` does."""
     overrides = dict(variant.overrides)
+    if cache_dir:
+        overrides["cache_dir"] = cache_dir
     overrides["sweep.grid"] = None
     return load_params(params_path, overrides=overrides)
 
@@ -696,7 +699,7 @@ def _ensure_features(params: Params, label: str, say: Callable[[str], None]) -> 
 def run_sweep(params_path: str | Path, grid_path: str | Path, out: str | Path | None = None,
               jobs: int = 0, *, retry_failed: bool = False, quiet: bool = False,
               executor: Optional[Executor] = None, root: Optional[Path] = None,
-              extract: bool = True) -> SweepResult:
+              extract: bool = True, cache_dir: Optional[str | Path] = None) -> SweepResult:
     """Run every variant of the grid that has not finished yet; write ``sweep.csv``.
 
     ``jobs``: variants at once (0: all cores, or all worker threads of the Dask cluster).
@@ -709,7 +712,8 @@ def run_sweep(params_path: str | Path, grid_path: str | Path, out: str | Path | 
     t_start = time.perf_counter()
     say = (lambda *_: None) if quiet else (lambda msg: print(msg, flush=True))
     params_path = Path(params_path)
-    base = load_params(params_path)
+    cache = str(Path(cache_dir).expanduser().resolve()) if cache_dir else None
+    base = variant_params(params_path, Variant("base", {}), cache) if cache else load_params(params_path)
     grid = parse_grid(grid_path, params_path)
     root = Path(root) if root else project_root()
     out = Path(out) if out else Path("reports") / base.run_name / "sweep"
@@ -735,7 +739,7 @@ def run_sweep(params_path: str | Path, grid_path: str | Path, out: str | Path | 
     _STOPPING.clear()
     try:
         return _run_sweep(base, params_path, grid, out, jobs, retry_failed, say, executor, root,
-                          extract, run_notebooks, t_start)
+                          extract, run_notebooks, t_start, cache)
     finally:
         _stop_running()
         lock.unlink(missing_ok=True)
@@ -744,7 +748,8 @@ def run_sweep(params_path: str | Path, grid_path: str | Path, out: str | Path | 
 
 
 def _run_sweep(base: Params, params_path: Path, grid: Grid, out: Path, jobs: int, retry_failed: bool,
-               say, executor, root: Path, extract: bool, run_notebooks, t_start: float) -> SweepResult:
+               say, executor, root: Path, extract: bool, run_notebooks, t_start: float,
+               cache: Optional[str] = None) -> SweepResult:
     notebooks, k_min = notebook_plan(grid, root)
     stems = [nb.stem for nb in notebooks]
     starts = variant_starts(grid, notebooks, k_min)
@@ -756,7 +761,7 @@ def _run_sweep(base: Params, params_path: Path, grid: Grid, out: Path, jobs: int
     todo: list[tuple[Variant, Params, str]] = []
     skipped: list[str] = []
     for v in grid.variants:
-        vp = variant_params(params_path, v)
+        vp = variant_params(params_path, v, cache)
         fp = fingerprint(vp, stems[starts[v.name]:])
         vdir = out / "variants" / v.name
         rec = _read_record(vdir)
@@ -789,7 +794,7 @@ def _run_sweep(base: Params, params_path: Path, grid: Grid, out: Path, jobs: int
 
     # notebooks no variant changes run once, into <out>/base; the notebooks before a later
     # start (variant_starts) run once more with the base parameters, into <out>/base_<NN>
-    base_params = variant_params(params_path, Variant("base", {}))
+    base_params = variant_params(params_path, Variant("base", {}), cache)
     prefix_dirs: dict[int, Path] = {}
     previous: Optional[int] = None
     for k in sorted({starts[v.name] for v, _, _ in todo} | {k_min}):
@@ -921,7 +926,12 @@ def _shared_prefix(out: Path, k: int, previous: Optional[int], previous_dir: Opt
 
 
 def _write_params(path: Path, params: Params) -> None:
-    atomic_write_text(path, yaml.safe_dump(params.model_dump(mode="json"), sort_keys=False))
+    """A variant's complete parameter file (every path already absolute); a manifest study's
+    without the twin's keys, which such a study refuses."""
+    values = params.model_dump(mode="json")
+    if params.study.source == "manifest":
+        values["study"] = {k: v for k, v in values["study"].items() if k not in TWIN_ONLY_KEYS}
+    atomic_write_text(path, yaml.safe_dump(values, sort_keys=False))
 
 
 def _finish(out: Path, grid: Grid, records: dict, ran: list[str], skipped: list[str], t_start: float,

@@ -44,8 +44,8 @@ COLUMNS: tuple[tuple[str, str, str], ...] = (
                          "one DICOM series; relative to the manifest's folder")
     for s in SEQUENCES
 ) + tuple(
-    (f"mask_{s}", "yes", f"reader 1's tumour mask of {SEQUENCE_LABELS[s]} (NIfTI or NRRD, labels 0/1, on the "
-                        "image's grid: ITK-SNAP's Segmentation > Save as)")
+    (f"mask_{s}", "yes", f"reader 1's tumour mask of {SEQUENCE_LABELS[s]} (NIfTI or NRRD on the image's grid, "
+                        "labels 0/1, as ITK-SNAP saves it; or a DICOM-SEG file)")
     for s in SEQUENCES
 ) + tuple(
     (f"mask_r2_{s}", "for the ICC analysis", f"reader 2's mask of {SEQUENCE_LABELS[s]} for the re-segmented "
@@ -105,7 +105,7 @@ README_TEMPLATE = """\
 # {name}: a dlrc study
 
 1. Put each patient's images and masks in a folder of their own below this one (a DICOM series
-   folder, NIfTI or NRRD per sequence; masks as NIfTI or NRRD on their image's grid).
+   folder, NIfTI or NRRD per sequence; masks as NIfTI or NRRD on their image's grid, or DICOM-SEG).
 2. Fill `manifest.csv` (start from `manifest_template.csv`; every column is described in
    `MANIFEST.md`). Paths are relative to the manifest's folder. Semicolon-separated CSV with decimal
    commas and `.xlsx` are read too (`study.manifest: manifest.xlsx`).

@@ -152,3 +152,11 @@ def published_counts(study: pd.DataFrame) -> dict[str, Any]:
     if "mask_r2_CET1" in study:
         out["study.icc_cases"] = int(study["mask_r2_CET1"].notna().sum())
     return out
+
+
+def study_notes(source: str) -> list[str]:
+    """What the report must say first about the kind of study (notebook 00's warnings)."""
+    if source == "twin":
+        return ["The study is the synthetic twin: simulated patients matching the paper's published summaries, "
+                "not real data."]
+    return []
