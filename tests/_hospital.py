@@ -46,6 +46,19 @@ def write_dicom_series(img: sitk.Image, folder: Path, *, description: str, patie
         "0028|0100": "16", "0028|0101": "16", "0028|0102": "15", "0028|0103": "1",
         "0028|1052": f"{lo:.6f}", "0028|1053": f"{slope:.10f}", "0028|1054": "US",
     }
+    import locale
+
+    saved = locale.setlocale(locale.LC_ALL)  # GDCM's writer leaves LC_CTYPE at "C"
+    try:
+        _write_slices(vol, folder, common, series_uid)
+    finally:
+        locale.setlocale(locale.LC_ALL, saved)
+    reader = sitk.ImageSeriesReader()
+    reader.SetFileNames(reader.GetGDCMSeriesFileNames(str(folder)))
+    return reader.Execute()
+
+
+def _write_slices(vol: sitk.Image, folder: Path, common: dict, series_uid: str) -> None:
     writer = sitk.ImageFileWriter()
     writer.KeepOriginalImageUIDOn()
     for k in range(vol.GetDepth()):
@@ -58,9 +71,6 @@ def write_dicom_series(img: sitk.Image, folder: Path, *, description: str, patie
         sl.SetMetaData("0008|0018", f"{series_uid}.{k + 1}")
         writer.SetFileName(str(folder / f"IM{k + 1:04d}.dcm"))
         writer.Execute(sl)
-    reader = sitk.ImageSeriesReader()
-    reader.SetFileNames(reader.GetGDCMSeriesFileNames(str(folder)))
-    return reader.Execute()
 
 
 def hospital_export(twin_manifest: Path, out: Path, *, icc: bool = True, seed: int = 0) -> Path:

@@ -9,6 +9,19 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+
+@pytest.fixture(autouse=True)
+def _locale_restored():
+    """GDCM's DICOM writer (SimpleITK) leaves LC_CTYPE at "C": a test writing a series would make
+    every later test of the session read UTF-8 files as ASCII. Each test gets the locale back."""
+    import locale
+
+    saved = locale.setlocale(locale.LC_ALL)
+    yield
+    if locale.setlocale(locale.LC_ALL) != saved:
+        locale.setlocale(locale.LC_ALL, saved)
+
+
 ROOT = Path(__file__).resolve().parents[1]
 os.environ.setdefault("DLRC_HEADLESS", "1")
 os.environ.setdefault("MPLBACKEND", "Agg")

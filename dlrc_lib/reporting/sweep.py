@@ -264,7 +264,9 @@ def variant_params(params_path: str | Path, variant: Variant, cache_dir: Optiona
 # how a run executes, not what it computes: a change must not rerun finished variants (the
 # cache is keyed by content, so where it lives changes no number)
 _EXECUTION_ONLY = {"sweep": None, "cache_dir": None, "radiomics": ("n_jobs", "dask_scheduler", "progress"),
-                   "study": ("n_jobs",), "deep": ("workers", "batch_size")}
+                   "study": ("n_jobs", "twin_dir"), "deep": ("workers", "batch_size")}
+# files whose content (not where they are) the numbers depend on
+_CONTENT_KEYS = (("radiomics", "settings"), (None, "published_values"), ("study", "manifest"))
 
 
 def fingerprint(params: Params, notebooks: list[str]) -> str:
@@ -277,6 +279,11 @@ def fingerprint(params: Params, notebooks: list[str]) -> str:
         else:
             for k in keys:
                 dump.get(section, {}).pop(k, None)
+    for section, key in _CONTENT_KEYS:
+        holder = dump if section is None else dump.get(section, {})
+        value = holder.get(key)
+        if value and Path(value).is_file():
+            holder[key] = "sha256:" + hashlib.sha256(Path(value).read_bytes()).hexdigest()
     doc = {"params": dump, "notebooks": notebooks}
     return hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()[:16]
 
