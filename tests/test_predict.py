@@ -166,6 +166,22 @@ def _features(study: pd.DataFrame, signal: str, seed: int) -> pd.DataFrame:
     return pd.DataFrame(X, index=study.index, columns=[f"CET1_{signal[:2]}{i}" for i in range(12)])
 
 
+def _model_document(study, fits, harmonisation: dict):
+    """Scores, predictions and the model document (as JSON) of a DLRC fitted on ``fits``."""
+    scores = study[["cohort", "lnm"]].assign(Rad_score=fits["Rad_score"].score.loc[study.index],
+                                             DL_score=fits["DL_score"].score.loc[study.index])
+    fit = M.fit_dlrc(scores, study)
+    pred = M.predictions_frame(study, scores["Rad_score"], scores["DL_score"], fit.prob)
+    doc = build_model_document(
+        run_name="t", seed=1, sequences=SEQS, radiomics_settings_file="radiomics.yaml",
+        radiomics_settings_text="", radiomics_state=fits["Rad_score"].state, deep_model="ResNet152_2D",
+        deep_preprocessing={}, deep_weights=None, deep_state=fits["DL_score"].state,
+        best_model_rule="train_auc", harmonisation=harmonisation,
+        dlrc=fit.model.to_dict(), clinical=fit.clinical, cutoffs=M.youden_cutoffs(pred),
+        nomogram=M.nomogram_for(fit, scores).to_dict())
+    return scores, pred, json.loads(dumps(doc))
+
+
 def test_scoring_from_features_reproduces_the_fit(fitted):
     """Features -> stored ComBat, standardisation and coefficients -> the fitted scores and
     DLRC probabilities again (the image-free half of the round trip); an unseen scanner is
@@ -181,18 +197,7 @@ def test_scoring_from_features_reproduces_the_fit(fitted):
                                              harmonisation=HarmonisationParams(mode="all"), selection=sel,
                                              seed=1)
             for name, seed in (("Rad_score", 11), ("DL_score", 12))}
-    scores = study[["cohort", "lnm"]].assign(Rad_score=fits["Rad_score"].score.loc[study.index],
-                                             DL_score=fits["DL_score"].score.loc[study.index])
-    fit = M.fit_dlrc(scores, study)
-    pred = M.predictions_frame(study, scores["Rad_score"], scores["DL_score"], fit.prob)
-    doc = build_model_document(
-        run_name="t", seed=1, sequences=SEQS, radiomics_settings_file="radiomics.yaml",
-        radiomics_settings_text="", radiomics_state=fits["Rad_score"].state, deep_model="ResNet152_2D",
-        deep_preprocessing={}, deep_weights=None, deep_state=fits["DL_score"].state,
-        best_model_rule="train_auc", harmonisation={"mode": "all", "batch": "scanner"},
-        dlrc=fit.model.to_dict(), clinical=fit.clinical, cutoffs=M.youden_cutoffs(pred),
-        nomogram=M.nomogram_for(fit, scores).to_dict())
-    doc = json.loads(dumps(doc))
+    scores, pred, doc = _model_document(study, fits, {"mode": "all", "batch": "scanner"})
     assert doc["harmonisation"]["known_batches"] == ["S1", "S2"]
     rad_all, dl_all = _features(study, "Rad_score", 11), _features(study, "DL_score", 12)
     train = study[study["cohort"] == "train"]
@@ -280,18 +285,8 @@ def _run_with_validation_only_scanners(mode: str):
     feats = {"Rad_score": _features(study, "Rad_score", 11), "DL_score": _features(study, "DL_score", 12)}
     fits = {name: pipeline.fit_feature_score(feats[name], table, harmonisation=harm, selection=sel, seed=1)
             for name in feats}
-    scores = study[["cohort", "lnm"]].assign(Rad_score=fits["Rad_score"].score.loc[study.index],
-                                             DL_score=fits["DL_score"].score.loc[study.index])
-    fit = M.fit_dlrc(scores, study)
-    pred = M.predictions_frame(study, scores["Rad_score"], scores["DL_score"], fit.prob)
-    doc = build_model_document(
-        run_name="t", seed=1, sequences=SEQS, radiomics_settings_file="radiomics.yaml",
-        radiomics_settings_text="", radiomics_state=fits["Rad_score"].state, deep_model="ResNet152_2D",
-        deep_preprocessing={}, deep_weights=None, deep_state=fits["DL_score"].state,
-        best_model_rule="train_auc", harmonisation={"mode": mode, "batch": "scanner", "scanner_policy": "refuse"},
-        dlrc=fit.model.to_dict(), clinical=fit.clinical, cutoffs=M.youden_cutoffs(pred),
-        nomogram=M.nomogram_for(fit, scores).to_dict())
-    return study, feats, scores, pred, json.loads(dumps(doc))
+    scores, pred, doc = _model_document(study, fits, {"mode": mode, "batch": "scanner", "scanner_policy": "refuse"})
+    return study, feats, scores, pred, doc
 
 
 @pytest.fixture(scope="module", params=["train_reference", "all"])

@@ -411,11 +411,8 @@ def load_params(path: str | Path, overrides: dict[str, Any] | None = None) -> Pa
 
 
 def _assign_dotted(params: BaseModel, key: str, value: Any) -> None:
-    *parents, last = key.split(".")
-    obj: Any = params
-    for part in parents:
-        obj = getattr(obj, part)
-    setattr(obj, last, value)
+    parent, _, last = key.rpartition(".")
+    setattr(get_dotted(params, parent) if parent else params, last, value)
 
 
 def get_dotted(params: BaseModel, key: str) -> Any:

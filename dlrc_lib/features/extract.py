@@ -17,6 +17,7 @@ import pandas as pd
 
 from dlrc_lib.core.config import load_params
 from dlrc_lib.core.errors import DlrcError
+from dlrc_lib.core.io import atomic_write_text
 
 
 def _study(params):
@@ -55,8 +56,6 @@ def extract_radiomics_cli(params, study: pd.DataFrame, out=sys.stdout, tables: P
 
 
 def _write_table(path: Path, frame: pd.DataFrame, index: bool = True) -> None:
-    from dlrc_lib.core.io import atomic_write_text
-
     path.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_text(path, frame.to_csv(index=index, lineterminator="\n"))
 

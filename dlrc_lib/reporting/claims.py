@@ -28,6 +28,7 @@ import json
 import math
 import string
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any, Callable
 
@@ -152,6 +153,18 @@ class RunView:
     def own_cohort(self) -> bool:
         """A new cohort: numbers describing the paper's cohort are not graded on it."""
         return self.role == "new_cohort"
+
+    @cached_property
+    def absent_cohorts(self) -> list[str]:
+        """Cohorts with no patient in the run's analysed study (e.g. a study without an external centre)."""
+        path = self.run_dir / "study_manifest.csv"
+        if not path.is_file():
+            return []
+        try:
+            present = set(pd.read_csv(path, usecols=["cohort"], dtype=str)["cohort"].dropna())
+        except (ValueError, OSError, pd.errors.ParserError):
+            return []
+        return [c for c in COHORTS if c not in present]
 
     def frame(self, name: str) -> pd.DataFrame | None:
         path = self.run_dir / "data" / f"{name}.parquet"
@@ -586,23 +599,6 @@ def _twin_how(settings: dict, c: dict) -> str:
 _COHORT_WORDS = {c: ("training" if c == COHORTS[0] else label.lower()) for c, label in COHORT_LABELS.items()}
 
 
-def _absent_cohorts(view: RunView) -> list[str]:
-    """Cohorts with no patient in the run's analysed study (e.g. a study without an external centre)."""
-    cached = getattr(view, "_absent", None)
-    if cached is not None:
-        return cached
-    absent: list[str] = []
-    path = view.run_dir / "study_manifest.csv"
-    if path.is_file():
-        try:
-            cohorts = set(pd.read_csv(path, usecols=["cohort"], dtype=str)["cohort"].dropna())
-            absent = [c for c in _COHORT_WORDS if c not in cohorts]
-        except (ValueError, OSError, pd.errors.ParserError):
-            absent = []
-    view._absent = absent  # type: ignore[attr-defined]
-    return absent
-
-
 def evaluate_claim(c: dict, view: RunView) -> dict:
     row = {"id": c["id"], "group": c.get("group", ""), "claim": c["claim"], "source": c.get("source", ""),
            "rule": c["rule"], "published": "", "reproduced": "", "verdict": "", "reason": ""}
@@ -639,7 +635,7 @@ def evaluate_claim(c: dict, view: RunView) -> dict:
     elif outcome is None:
         row["verdict"] = NOT_TESTABLE
         parts = str(c["id"]).replace("_", ".").split(".")
-        absent = [cohort for cohort in _absent_cohorts(view) if cohort in parts]
+        absent = [cohort for cohort in view.absent_cohorts if cohort in parts]
         stopped = [f"{ln.split()[1].removesuffix('.ipynb')} {'skipped' if ' skipped: ' in ln else 'stopped'}"
                    for ln in str(view.run.get("failure") or "").splitlines()
                    if ln.startswith("notebook ") and (" stopped in " in ln or " skipped: " in ln)]

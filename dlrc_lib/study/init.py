@@ -19,7 +19,7 @@ from pathlib import Path
 
 from dlrc_lib.core.errors import DlrcError
 from dlrc_lib.core.io import atomic_write_text
-from dlrc_lib.study.schema import COHORTS, FIGO_LEVELS, HISTOLOGY_LEVELS, SEQUENCE_LABELS, SEQUENCES
+from dlrc_lib.study.schema import COHORTS, FIGO_LEVELS, HISTOLOGY_LEVELS, MASK_ROLE, SEQUENCE_LABELS, SEQUENCES
 
 # (column, required, values) in the template's order; docs/manifest.md describes the same columns.
 COLUMNS: tuple[tuple[str, str, str], ...] = (
@@ -40,21 +40,16 @@ COLUMNS: tuple[tuple[str, str, str], ...] = (
     ("lnld_mm", "yes", "long axis of that node (mm)"),
     ("node_necrosis", "yes", "0/1: central necrosis in that node"),
 ) + tuple(
-    (f"image_{s}", "yes", f"{SEQUENCE_LABELS[s]} image: NIfTI (.nii, .nii.gz), NRRD (.nrrd) or a folder holding "
-                         "one DICOM series; relative to the manifest's folder")
-    for s in SEQUENCES
-) + tuple(
-    (f"mask_{s}", "yes", f"reader 1's tumour mask of {SEQUENCE_LABELS[s]} (NIfTI or NRRD on the image's grid, "
-                        "labels 0/1, as ITK-SNAP saves it; or a DICOM-SEG file)")
-    for s in SEQUENCES
-) + tuple(
-    (f"mask_r2_{s}", "for the ICC analysis", f"reader 2's mask of {SEQUENCE_LABELS[s]} for the re-segmented "
-                                            "patients (empty for the others)")
-    for s in SEQUENCES
-) + tuple(
-    (f"mask_rep_{s}", "for the ICC analysis", f"reader 1's repeated mask of {SEQUENCE_LABELS[s]} for the "
-                                             "re-segmented patients (empty for the others)")
-    for s in SEQUENCES
+    (f"{prefix}{s}", required, text.format(seq=SEQUENCE_LABELS[s])) for prefix, required, text in (
+        ("image_", "yes", "{seq} image: NIfTI (.nii, .nii.gz), NRRD (.nrrd) or a folder holding one DICOM series; "
+                          "relative to the manifest's folder"),
+        (MASK_ROLE["reader1"].prefix, "yes", "reader 1's tumour mask of {seq} (NIfTI or NRRD on the image's grid, "
+                                             "labels 0/1, as ITK-SNAP saves it; or a DICOM-SEG file)"),
+        (MASK_ROLE["reader2"].prefix, "for the ICC analysis", "reader 2's mask of {seq} for the re-segmented "
+                                                              "patients (empty for the others)"),
+        (MASK_ROLE["repeat"].prefix, "for the ICC analysis", "reader 1's repeated mask of {seq} for the "
+                                                             "re-segmented patients (empty for the others)"),
+    ) for s in SEQUENCES
 )
 
 _EXAMPLE = {

@@ -47,6 +47,7 @@ from dlrc_lib.core.digest import file_digest, remember
 from dlrc_lib.core.errors import DlrcError
 from dlrc_lib.study.images import QuietITK, geometry_problems, read_image, read_mask  # noqa: F401 - read_image: for callers
 from dlrc_lib.study.manifest import load_study, manifest_header, read_manifest, split_cohorts
+from dlrc_lib.study.plan import plan_problems
 from dlrc_lib.study.schema import (
     ACQUISITION_COLUMNS,
     ACQUISITION_INPLANE,
@@ -766,12 +767,9 @@ def _check_study_wide(raw: pd.DataFrame, params, report: _Report) -> None:
     """Cohorts with a single LNM class; scanners or centres too small to harmonise."""
     st = params.study
     lnm_read = "lnm" in raw and "lnm" not in report.column_wide and raw["lnm"].map(_is_flag).any()
-    if {"lnm", "centre"} <= set(raw.columns) and lnm_read:  # else the cohorts' LNM cannot be counted
-        df = raw.copy()
-        df["lnm"] = pd.to_numeric(df["lnm"], errors="coerce")
-        if "cohort" not in df or df["cohort"].isna().all():
-            df["cohort"] = split_cohorts(df, internal_centres=st.internal_centres,
-                                         train_fraction=st.train_fraction, seed=params.seed)
+    cohorts = _cohorts(raw, params)
+    if cohorts is not None and lnm_read and "centre" in raw:  # else the cohorts' LNM cannot be counted
+        df = raw.assign(lnm=pd.to_numeric(raw["lnm"], errors="coerce"), cohort=cohorts)
         for cohort in COHORTS:
             y = df.loc[df["cohort"] == cohort, "lnm"].dropna()
             if len(y) == 0:
@@ -869,20 +867,25 @@ def _check_optional(raw: pd.DataFrame, row: pd.Series, pid: str, err, skip: Iter
                 err(pid, col, str(exc))
 
 
+def _cohorts(raw: pd.DataFrame, params) -> Optional[pd.Series]:
+    """Each patient's cohort as the run will have it (the manifest's, or split by the parameters),
+    or None when the manifest says too little (no cohort and no centre, or no lnm to stratify by)."""
+    if "cohort" in raw and not raw["cohort"].isna().all():
+        return pd.Series(list(raw["cohort"].astype(str).str.strip()), index=raw.index)
+    if not {"lnm", "centre"} <= set(raw.columns):
+        return None
+    st = params.study
+    split = split_cohorts(raw.assign(lnm=pd.to_numeric(raw["lnm"], errors="coerce")),
+                          internal_centres=st.internal_centres, train_fraction=st.train_fraction, seed=params.seed)
+    return pd.Series(list(split), index=raw.index)
+
+
 def _check_plan(raw: pd.DataFrame, params, report: "_Report") -> None:
     """What the run of ``params`` cannot do with this study (:mod:`dlrc_lib.study.plan`)."""
-    from dlrc_lib.study.plan import plan_problems
-
-    st = params.study
-    if "cohort" in raw and not raw["cohort"].isna().all():
-        cohorts = raw["cohort"].astype(str).str.strip()
-    elif "centre" in raw:
-        cohorts = split_cohorts(raw.assign(lnm=pd.to_numeric(raw.get("lnm"), errors="coerce")),
-                                internal_centres=st.internal_centres, train_fraction=st.train_fraction,
-                                seed=params.seed)
-    else:
+    cohorts = _cohorts(raw, params)
+    if cohorts is None:
         return
-    for severity, where, msg in plan_problems(raw, pd.Series(list(cohorts), index=raw.index), params):
+    for severity, where, msg in plan_problems(raw, cohorts, params):
         (report.err if severity == "error" else report.warn)(None, where, msg)
 
 
