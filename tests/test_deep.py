@@ -472,3 +472,38 @@ def test_extract_cli_fills_every_case_notebook_04_reads(tmp_path, monkeypatch):
     raters = dx.extract_raters(study, params.deep, params.cache_dir, 1, progress=False, log=log)
     assert sum(log.computed.values()) == 0
     assert len(raters["ResNet50_2D"]["r2"]) == 1 and len(raters["ResNet50_2D"]["rep"]) == 1
+
+
+def test_dask_cluster_gives_the_local_features_and_builds_each_network_once_per_worker(tmp_path):
+    """deep.dask_scheduler: one task per batch on the workers (here a 2-process LocalCluster),
+    the features written here equal the local ones; radiomics' scheduler is inherited."""
+    distributed = pytest.importorskip("dask.distributed")
+    from dlrc_lib.core.config import Params
+
+    study = make_study(tmp_path / "study", n=5, icc=0)
+    local = dx.extract_study(study, tiny_params(), tmp_path / "local", 1, progress=False)
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                                  dashboard_address=None) as cluster, distributed.Client(cluster) as client:
+        address = cluster.scheduler_address
+        inherited = Params.model_validate({"radiomics": {"dask_scheduler": address}}).deep
+        assert inherited.dask_scheduler == address
+        log = dx.ExtractionLog()
+        remote = dx.extract_study(study, tiny_params(dask_scheduler=address), tmp_path / "dask", 1,
+                                  progress=False, log=log)
+        assert log.computed == {"ResNet50_2D": 15, "ResNet50_3D": 15} and log.forward_s["ResNet50_3D"] > 0
+        built = client.run(lambda: sorted(k[0] for k in dx._WORKER_EXTRACTORS))
+        assert all(names in ([], ["ResNet50_2D", "ResNet50_3D"]) for names in built.values())
+        assert client.run(torch.get_num_threads) == {w: max(1, dx._cpu_count() // 2) for w in built}
+    for m in local:
+        np.testing.assert_allclose(remote[m].to_numpy(), local[m].to_numpy(), rtol=1e-5, atol=1e-5)
+    # "local" keeps deep features on this machine although radiomics uses a cluster
+    here = Params.model_validate({"radiomics": {"dask_scheduler": "tcp://127.0.0.1:9"},
+                                  "deep": {"dask_scheduler": "local"}}).deep
+    assert dx.cluster_address(here) is None
+
+
+def test_unreachable_deep_scheduler_is_a_clear_error(tmp_path, monkeypatch):
+    monkeypatch.setattr(dx, "DASK_TIMEOUT_S", 1.0)
+    study = make_study(tmp_path / "study", n=1, icc=0)
+    with pytest.raises(DlrcError, match=r"deep.dask_scheduler tcp://127.0.0.1:9: cannot connect"):
+        dx.extract_study(study, tiny_params(dask_scheduler="tcp://127.0.0.1:9"), tmp_path / "c", 1, progress=False)

@@ -39,14 +39,17 @@ def test_the_quick_run_says_it_is_a_demo_on_every_page(quick_run):
     out, _ = quick_run
     run = json.loads((out / "run.json").read_text(encoding="utf-8"))
     n = len(pd.read_csv(out / "study_manifest.csv"))
-    line = (f"demo size ({n} patients): for testing the pipeline; its numbers carry no meaning — use the "
-            "reference run (docs/reference-run/) or make reproduce")
+    line = (f"demo size ({n} patients): for testing the pipeline; its numbers carry no meaning — use "
+            "`make teach` or the reference run (docs/reference-run/)")
     assert run["demo"] == line
     page = (out / "index.html").read_text(encoding="utf-8")
     assert page.index("Demo size (") < page.index("Verdict: the paper's claims")
     for nb in NOTEBOOKS:
         first = json.loads((out / "notebooks" / f"{nb}.ipynb").read_text(encoding="utf-8"))["cells"][0]
         assert first["cell_type"] == "markdown" and "Demo size (" in "".join(first["source"]), nb
+    # the parameters the run replaced are a visible table (here: the run folder is not reports/quick)
+    page = (out / "html" / "05_dlrc.html").read_text(encoding="utf-8")
+    assert "Parameters this run replaced" in page and "<td><code>run_dir</code></td>" in page
 
 
 def test_report_page_links_everything(quick_run):

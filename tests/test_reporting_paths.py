@@ -68,6 +68,12 @@ def test_interactive_takes_the_run_values_and_keeps_edits(checkout, capsys, monk
     assert "dlrc_clinical_p = 0.2 (the run used 0.1)" in said  # ... and reported
     assert "nothing is written" in said
     assert art.write is False and art.run_dir == checkout / "reports" / "quick"
+    # the replaced parameters as a table: default, value used, where it came from
+    table = art.run.replaced.set_index("parameter")
+    assert table.loc["seed"].tolist() == ["20240601", "7", "the run's run.json"]
+    assert table.loc["dlrc_clinical_p"].tolist() == ["0.05", "0.2", "edited in this notebook"]
+    assert table.loc["study_manifest", "value used"] == "reports/quick/study_manifest.csv"
+    assert "run_dir" not in table.index  # the same folder, relative or absolute
 
 
 def test_exploring_writes_nothing(checkout):
@@ -135,6 +141,9 @@ def test_runner_values_are_used_as_given(checkout, monkeypatch):
               study_manifest=str(checkout / "reports" / "quick" / "study_manifest.csv"))
     art = P.open_run(ns, "05_dlrc", root=checkout)
     assert ns["seed"] == 3 and art.write and art.run_dir == checkout / "reports" / "new"
+    table = art.run.replaced.set_index("parameter")
+    assert set(table.index) == {"run_dir", "seed", "study_manifest"}
+    assert table.loc["seed", "from"] == "dlrc run (the runner)" and table.loc["run_dir", "value used"] == "reports/new"
     assert not (checkout / "reports" / "new").exists()  # no folder until something is written
 
 

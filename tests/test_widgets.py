@@ -34,6 +34,8 @@ def test_static_calculator(monkeypatch, fitted):
     tab = W.nomogram_calculator(nom)
     assert isinstance(tab, pd.DataFrame) and len(tab) == 2 * 3 * 3
     assert set(tab["c_LNM"]) == {0.0, 1.0}
+    # each score also as the risk its own model gives
+    assert np.allclose(tab["Radiomics model's risk (%)"], 100 / (1 + np.exp(-tab["Rad_score"])), atol=0.051)
     # the risk shown is the model's probability for the same values
     row = tab.iloc[5]
     X = pd.DataFrame([{t: row[t] for t in nom.terms}])
@@ -77,11 +79,19 @@ def test_calculator_widget_shows_points_and_the_library_risk(fitted):
     for t in nom.terms:
         control = _by_class(calc, f"dlrc-term-{t}")
         assert (type(control).__name__ == "ToggleButtons") == (t in nom.binary)
+    # a score's slider is its own model's risk in percent, over the scores' drawn range
+    dl = _by_class(calc, "dlrc-term-DL_score")
+    lo, hi = nom.ranges["DL_score"]
+    assert dl.min == pytest.approx(100 / (1 + np.exp(-lo))) and dl.max == pytest.approx(100 / (1 + np.exp(-hi)))
+    assert "risk (%)" in dl.description
     before = out.value
     _by_class(calc, "dlrc-term-c_LNM").value = 1.0
-    _by_class(calc, "dlrc-term-DL_score").value = nom.ranges["DL_score"][1]
+    dl.value = dl.max
     assert out.value != before
     patient = {t: float(_by_class(calc, f"dlrc-term-{t}").value) for t in nom.terms}
+    for t in ("Rad_score", "DL_score"):  # back from percent to the score the model takes
+        patient[t] = float(np.log(patient[t] / (100 - patient[t])))
+    assert patient["DL_score"] == pytest.approx(hi)
     X = pd.DataFrame([patient])
     risk = float(fit.model.predict_proba(X).iloc[0])
     assert f"data-field='risk'>{100 * risk:.1f} %<" in out.value
@@ -146,9 +156,18 @@ def test_decision_curve_window(fitted):
     models = {"Radiomics": "prob_radiomics", "DL": "prob_dl", "DLRC": "prob_dlrc"}
     curves = decision_curves(pred, models, np.round(np.arange(0, 100) / 100, 10))
     win = W.decision_curve_window(curves, 0.1, 0.4, ["DLRC", "Treat all", "Treat none"])
-    assert set(win["strategy"]) == {"DLRC", "Treat all", "Treat none"}
-    for cohort, part in win.groupby("cohort"):
-        assert part["highest in (% of range)"].sum() >= 100.0 - 1e-9  # ties count for each
+    assert set(win["strategy"]) - {"DLRC", "Treat all", "Treat none"} <= {s for s in win["strategy"]
+                                                                         if s.startswith(W.TIED)}
+    for cohort, part in win.groupby("cohort"):  # ties counted once: the shares add up to the range
+        assert part["highest in (% of range)"].sum() == pytest.approx(100.0, abs=0.2)
+    # a range where treat-none and a model calling nobody positive tie at 0: one row, named
+    # (the radiomics model gives no internal patient more than 0.71)
+    high = W.decision_curve_window(curves, 0.8, 0.95, ["Radiomics", "Treat none"])
+    tie = high[high["strategy"].str.startswith(W.TIED)].set_index("cohort")
+    assert tie.loc["Internal validation", "strategy"] == f"{W.TIED} (Radiomics, Treat none)"
+    assert tie.loc["Internal validation", "highest in (% of range)"] == 100.0
+    for cohort, part in high.groupby("cohort"):
+        assert part["highest in (% of range)"].sum() == pytest.approx(100.0, abs=0.2)
     want = curves[(curves["cohort"] == "train") & (curves["model"] == "DLRC") & np.isclose(curves["threshold"], 0.4)]
     got = win[(win["cohort"] == "Training") & (win["strategy"] == "DLRC")]["net benefit at 40%"].iloc[0]
     assert got == pytest.approx(float(want["net_benefit"].iloc[0]))

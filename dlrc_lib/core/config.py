@@ -168,6 +168,9 @@ class DeepParams(Section):
     shape_3d: tuple[int, int, int] = (8, 112, 112)
     batch_size: int = Field(16, ge=1)  # images (or volumes) per forward pass
     workers: int = Field(1, ge=0)  # preprocessing threads overlapping inference (0: inline)
+    # a Dask scheduler ("tcp://host:8786"): one task per batch of cases on its workers; unset,
+    # that of radiomics.dask_scheduler; "local": this machine even when radiomics uses a cluster
+    dask_scheduler: Optional[str] = None
     clip_percentiles: tuple[float, float] = (0.5, 99.5)  # intensity clipping within the crop
     # train_and_external_auc: the paper's (it uses the external cohort to choose, so that cohort
     # no longer validates the choice); train_auc and internal_auc leave the external cohort alone
@@ -265,6 +268,8 @@ class Params(Section):
             raise ValueError("study.manifest is required when study.source is 'manifest'")
         if self.study.source == "twin" and self.study.role is not None:
             raise ValueError("study.role describes a manifest study; the twin is always itself (remove it)")
+        if self.deep.dask_scheduler is None and self.radiomics.dask_scheduler:
+            self.deep.dask_scheduler = self.radiomics.dask_scheduler  # one line puts both on the cluster
         return self
 
     @property

@@ -135,18 +135,18 @@ def single_thread_blas() -> bool:
     return any(i.get("user_api") == "blas" for i in threadpool_info())
 
 
-def dask_client(address: str, timeout_s: float = 20.0):
-    """A ``distributed.Client`` for ``radiomics.dask_scheduler``; a one-line
+def dask_client(address: str, timeout_s: float = 20.0, setting: str = "radiomics.dask_scheduler"):
+    """A ``distributed.Client`` for the scheduler of ``setting``; a one-line
     :class:`~dlrc_lib.core.errors.DlrcError` when Dask is missing or the scheduler does not answer."""
     from dlrc_lib.core.errors import DlrcError
 
     try:
         from distributed import Client
     except ImportError:  # pragma: no cover
-        raise DlrcError("radiomics.dask_scheduler is set but dask.distributed is not installed") from None
+        raise DlrcError(f"{setting} is set but dask.distributed is not installed") from None
     try:
         return Client(address, timeout=f"{timeout_s}s")
     except Exception as exc:  # noqa: BLE001 - whatever the connection says
         text = str(exc).strip()
-        raise DlrcError(f"radiomics.dask_scheduler {address}: cannot connect "
+        raise DlrcError(f"{setting} {address}: cannot connect "
                         f"({text.splitlines()[0][:300] if text else type(exc).__name__})") from None

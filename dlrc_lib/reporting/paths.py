@@ -168,6 +168,7 @@ class NotebookRun:
                  write: bool, from_run: list[str], edited: dict[str, tuple[Any, Any]]):
         self.notebook, self.run_dir, self.params_file = notebook, run_dir, params_file
         self.interactive, self.write, self.from_run, self.edited = interactive, write, from_run, edited
+        self.replaced: Any = None  # the table of replaced parameters (open_run)
 
     def command(self, notebook: str | None = None) -> str:
         return run_command(self.params_file, notebook)
@@ -220,6 +221,7 @@ def open_run(namespace: MutableMapping[str, Any], notebook: str, root: Path | No
     use_people_numbers()
     write = bool(namespace.get("write_artifacts", not interactive))
     info = NotebookRun(notebook, Path(namespace["run_dir"]), params_file, interactive, write, from_run, edited)
+    info.replaced = replaced_parameters(declared, namespace, info, root)
 
     if interactive and not info.run_dir.is_dir():
         raise info.missing(info.run_dir, "run folder")
@@ -227,7 +229,72 @@ def open_run(namespace: MutableMapping[str, Any], notebook: str, root: Path | No
         raise info.missing(Path(namespace["study_manifest"]), "study manifest")
     if interactive:
         _say(info)
+    _show_replaced(info.replaced)
     return Artifacts(info.run_dir, notebook=notebook, write=write, run=info)
+
+
+def _shown(value: Any, key: str, root: Path) -> str:
+    if key in PATH_KEYS and isinstance(value, str) and value:
+        try:
+            return str(Path(value).resolve().relative_to(root))
+        except ValueError:
+            return value
+    return repr(value) if isinstance(value, str) else str(value)
+
+
+def replaced_parameters(declared: Mapping[str, Any], namespace: Mapping[str, Any], info: "NotebookRun",
+                        root: Path) -> "Any":
+    """The parameters whose value differs from the notebook's committed parameters cell: name,
+    the notebook's default, the value used and where it came from (a DataFrame, empty when none).
+
+    Paths are compared resolved (a relative default and its absolute form are the same value).
+    """
+    import pandas as pd
+
+    resolved = resolve_parameters({k: v for k, v in declared.items() if k in PATH_KEYS}, root, info.params_file)
+    rows = []
+    for key, default in declared.items():
+        if key not in namespace or key == "write_artifacts":
+            continue
+        value = namespace[key]
+        same = resolved.get(key, default) == value or default == value
+        if isinstance(value, (list, tuple)) and isinstance(default, (list, tuple)):
+            same = list(value) == list(default)
+        if same:
+            continue
+        if key in info.edited:
+            source = "edited in this notebook"
+        elif info.interactive:
+            source = "the run's run.json"
+        else:
+            shown = _shown(info.params_file, "params_file", root) if info.params_file else "the runner"
+            source = f"dlrc run ({shown})"
+        rows.append({"parameter": key, "notebook default": _shown(default, key, root),
+                     "value used": _shown(value, key, root), "from": source})
+    return pd.DataFrame(rows, columns=["parameter", "notebook default", "value used", "from"])
+
+
+def _show_replaced(table: Any) -> None:
+    """Show the replaced parameters as a table in the notebook (nothing outside IPython)."""
+    if table is None or table.empty:
+        return
+    try:
+        from IPython import get_ipython
+        from IPython.display import HTML, display
+    except ImportError:
+        return
+    if get_ipython() is None:
+        return
+    import html
+
+    head = "".join(f"<th>{html.escape(c)}</th>" for c in table.columns)
+    body = "".join("<tr>" + "".join(f"<td><code>{html.escape(str(v))}</code></td>" if j < 3 else
+                                    f"<td>{html.escape(str(v))}</td>" for j, v in enumerate(row)) + "</tr>"
+                   for row in table.itertuples(index=False))
+    display(HTML(f"<details class='dlrc-replaced' open><summary><b>Parameters this run replaced</b> "
+                 f"({len(table)}): the notebook's committed default and the value this run used"
+                 f"</summary><table><thead><tr>{head}</tr></thead><tbody>{body}</tbody>"
+                 f"</table></details>"))
 
 
 def _say(info: NotebookRun) -> None:

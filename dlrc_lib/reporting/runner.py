@@ -199,7 +199,7 @@ def demo_line(params: Params, n_patients: int) -> str | None:
     if params.study.source != "twin" or params.study.scale >= DEMO_SCALE:
         return None
     return (f"demo size ({n_patients} patients): for testing the pipeline; its numbers carry no meaning — "
-            "use the reference run (docs/reference-run/) or make reproduce")
+            "use `make teach` or the reference run (docs/reference-run/)")
 
 
 def _with_values(source: str, values: dict[str, Any]) -> str:

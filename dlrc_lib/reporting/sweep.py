@@ -264,7 +264,7 @@ def variant_params(params_path: str | Path, variant: Variant, cache_dir: Optiona
 # how a run executes, not what it computes: a change must not rerun finished variants (the
 # cache is keyed by content, so where it lives changes no number)
 _EXECUTION_ONLY = {"sweep": None, "cache_dir": None, "radiomics": ("n_jobs", "dask_scheduler", "progress"),
-                   "study": ("n_jobs", "twin_dir"), "deep": ("workers", "batch_size")}
+                   "study": ("n_jobs", "twin_dir"), "deep": ("workers", "batch_size", "dask_scheduler")}
 # files whose content (not where they are) the numbers depend on
 _CONTENT_KEYS = (("radiomics", "settings"), (None, "published_values"), ("study", "manifest"))
 

@@ -54,6 +54,20 @@ def model_labels(best_model: str | None = None) -> dict[str, str]:
     return {**MODEL_LABELS, **({"dl": str(best_model)} if best_model else {})}
 
 
+# The nomogram's score terms: the linear predictor of their own logistic model, shown to a
+# reader as that model's risk of LNM (probability = logistic of the score).
+SCORE_MODELS = {"Rad_score": "Radiomics", "DL_score": "Deep-learning"}
+
+
+def _sigmoid(x: Any) -> Any:
+    return 1.0 / (1.0 + np.exp(-np.asarray(x, float)))
+
+
+def _logit(p: float) -> float:
+    p = min(max(float(p), 1e-9), 1 - 1e-9)
+    return float(np.log(p / (1.0 - p)))
+
+
 def percent(value: float, decimals: int = 1) -> str:
     """``85.7 %``; an undefined rate (0/0) as ``n/a``."""
     return "n/a" if value is None or not np.isfinite(value) else f"{value:.{decimals}f} %"
@@ -214,11 +228,16 @@ def snapped_range(cut: float, step: float = THRESHOLD_STEP) -> tuple[float, floa
     return float(lo), float(cut + above * step)
 
 
+TIED = "several tied"  # decision_curve_window's row for thresholds where the best strategies tie
+
+
 def decision_curve_window(curves: pd.DataFrame, low: float, high: float,
                           models: Sequence[str] | None = None) -> pd.DataFrame:
     """Per cohort and strategy, over thresholds in [low, high]: net benefit at both ends and
-    the share of the range in which the strategy has the highest net benefit of those shown
-    (ties count for each tied strategy).
+    the share of the range in which the strategy alone has the highest net benefit of those
+    shown. Thresholds where two or more strategies tie for the highest (treat-none and a model
+    calling nobody positive both at 0) are counted once, in a row :data:`TIED` per cohort that
+    names them, so that each cohort's shares add up to 100 %.
 
     ``curves``: :func:`dlrc_lib.decision_curve.decision_curves`; ``models``: the strategies
     compared (default all, including Treat all / Treat none).
@@ -233,14 +252,21 @@ def decision_curve_window(curves: pd.DataFrame, low: float, high: float,
         wide = sub.pivot_table(index="threshold", columns="model", values="net_benefit", sort=False)
         wide = wide[[m for m in dict.fromkeys(sub["model"])]]
         values = wide.to_numpy(float)
-        # best or tied for best (treat-none and a model calling nobody positive tie at 0)
         best = np.isclose(values, values.max(axis=1, keepdims=True), rtol=0, atol=1e-12)
+        alone = best & (best.sum(axis=1, keepdims=True) == 1)
+        tied = best.sum(axis=1) > 1
         lo_t, hi_t = float(wide.index.min()), float(wide.index.max())
+        label = COHORT_LABELS.get(cohort, cohort)
         for j, m in enumerate(wide.columns):
-            rows.append({"cohort": COHORT_LABELS.get(cohort, cohort), "strategy": m,
+            rows.append({"cohort": label, "strategy": m,
                          f"net benefit at {lo_t:.0%}": float(wide.loc[lo_t, m]),
                          f"net benefit at {hi_t:.0%}": float(wide.loc[hi_t, m]),
-                         "highest in (% of range)": round(100.0 * float(best[:, j].mean()), 1)})
+                         "highest in (% of range)": round(100.0 * float(alone[:, j].mean()), 1)})
+        if tied.any():
+            names = [m for j, m in enumerate(wide.columns) if best[tied, j].any()]
+            rows.append({"cohort": label, "strategy": f"{TIED} ({', '.join(names)})",
+                         f"net benefit at {lo_t:.0%}": np.nan, f"net benefit at {hi_t:.0%}": np.nan,
+                         "highest in (% of range)": round(100.0 * float(tied.mean()), 1)})
     return pd.DataFrame(rows)
 
 
@@ -307,6 +333,9 @@ def nomogram_calculator(nom: Nomogram, screening: pd.DataFrame | None = None,
     note = absent_term_note(nom, screening)
     if force_static or (force_static is None and headless()):
         tab = calculator_table(nom, example_patients(nom))
+        for t in [t for t in nom.terms if t in SCORE_MODELS]:  # each score also as its model's risk
+            tab.insert(tab.columns.get_loc(t) + 1, f"{SCORE_MODELS[t]} model's risk (%)",
+                       np.round(100.0 * _sigmoid(tab[t]), 1))
         if note:
             from IPython.display import Markdown, display
 
@@ -320,29 +349,40 @@ def nomogram_calculator(nom: Nomogram, screening: pd.DataFrame | None = None,
         if t in nom.binary:
             c = w.ToggleButtons(options=[(nom.binary[t][0], 0.0), (nom.binary[t][1], 1.0)], value=0.0,
                                 description=f"{label}:", style=STYLE)
-        else:
+        elif t in SCORE_MODELS:  # a score is read as the probability its own model gives
+            lo, hi = (100.0 * float(_sigmoid(v)) for v in nom.ranges[t])
+            c = w.FloatSlider(value=round((lo + hi) / 2, 1), min=lo, max=hi, step=(hi - lo) / 200,
+                              description=f"{SCORE_MODELS[t]} model's risk (%):", continuous_update=True,
+                              readout_format=".1f", style=STYLE, layout=w.Layout(width="560px"))
+        else:  # a clinical measurement on its own scale
             lo, hi = nom.ranges[t]
             c = w.FloatSlider(value=round((lo + hi) / 2, 3), min=lo, max=hi, step=(hi - lo) / 200,
-                              description=f"{label} (value):", continuous_update=True, readout_format=".2f",
-                              style=STYLE, layout=w.Layout(width="520px"))
+                              description=f"{label}:", continuous_update=True, readout_format=".2f",
+                              style=STYLE, layout=w.Layout(width="560px"))
         c.add_class(f"dlrc-term-{t}")
         controls[t] = c
     intro = ("<div class='dlrc-note'>Set a patient's values: the sliders and toggles are the model's "
-             "<b>inputs</b>; the table gives the <b>points</b> each input earns on the nomogram (Fig. 3), "
-             "their total and the predicted risk.</div>")
+             "<b>inputs</b> — each score as the risk of LNM its own model (radiomics, deep learning) gives "
+             "the patient, a clinical term as its value — and the table gives the <b>points</b> each input "
+             "earns on the nomogram (Fig. 3), their total and the predicted risk.</div>")
     if note:
         intro += f"<div class='dlrc-note dlrc-absent'><i>{_html.escape(note)}</i></div>"
     head = w.HTML(TABLE_CSS + intro)
     out = w.HTML()
     out.add_class("dlrc-calc-out")
 
+    def value_of(t: str) -> float:
+        v = float(controls[t].value)
+        return _logit(v / 100.0) if t in SCORE_MODELS else v
+
     def update(*_: Any) -> None:
-        patient = {t: float(c.value) for t, c in controls.items()}
+        patient = {t: value_of(t) for t in controls}
         tab = calculator_table(nom, [patient]).iloc[0]
         cells = []
         for t in nom.terms:
             v = patient[t]
-            shown = nom.binary[t][int(v)] if t in nom.binary else f"{v:.2f}"
+            shown = (nom.binary[t][int(v)] if t in nom.binary else
+                     f"{controls[t].value:.1f} % (score {v:.2f})" if t in SCORE_MODELS else f"{v:.2f}")
             cells.append(f"<tr><td>{_html.escape(nom.labels.get(t, t))}</td><td>{shown}</td>"
                          f"<td data-field='points_{t}'>{tab[f'points_{t}']:.1f}</td></tr>")
         out.value = (f"<table class='dlrc-calc'><thead><tr><th>Term</th><th>Input value</th><th>Points</th>"
@@ -423,7 +463,7 @@ def decision_curve_explorer(curves: pd.DataFrame, default_range: tuple[float, fl
                             force_static: bool | None = None) -> Any:
     """Choose a threshold range and the strategies to compare -> the decision curves of the
     three cohorts over that range and :func:`decision_curve_window` (net benefit at both
-    ends, share of the range in which each strategy is best).
+    ends, share of the range in which each strategy alone is best, ties once).
 
     Headless: :func:`decision_curve_window` over ``default_range`` with every strategy.
     """
@@ -460,7 +500,7 @@ def decision_curve_explorer(curves: pd.DataFrame, default_range: tuple[float, fl
         table = decision_curve_window(curves, a, b, chosen)
         out.value = (TABLE_CSS + f"<div class='dlrc-note'>Thresholds <b class='dlrc-dca-lo'>{a:.0%}</b> to "
                      f"<b class='dlrc-dca-hi'>{b:.0%}</b>: net benefit at both ends, and how much of the "
-                     f"range each strategy shown has the highest net benefit (ties count for each).</div>"
+                     f"range each strategy shown alone has the highest net benefit (thresholds where several tie: one row).</div>"
                      + _html_table(table, "dlrc-dca"))
         cohorts = list(dict.fromkeys(curves["cohort"]))
         fig, axes = plt.subplots(1, len(cohorts), figsize=(4.2 * len(cohorts), 3.2), squeeze=False)

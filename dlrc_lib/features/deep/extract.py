@@ -253,38 +253,37 @@ def extract_cases(cases: Sequence[Case], deep_params, cache_dir: str | Path, see
     return out
 
 
+def cluster_address(deep_params) -> str | None:
+    """The Dask scheduler deep features run on: ``deep.dask_scheduler`` (which a parameter
+    file that sets only ``radiomics.dask_scheduler`` inherits), None for this machine."""
+    address = getattr(deep_params, "dask_scheduler", None)
+    return None if not address or address == LOCAL else str(address)
+
+
+LOCAL = "local"  # deep.dask_scheduler: extract on this machine even when radiomics uses a cluster
+
+
 def _run_models(cases, todo, keys, stores, deep_params, seed, log, workers, progress, tqdm):
     """One pass over the cases still missing somewhere: each batch is read once, cropped
-    for the dimensions that need it, and run through every model that lacks it."""
-    extractors: dict[str, Extractor] = {
-        m: build_extractor(m, log.weights[parse_model_name(m)[0]], seed, deep_params.device)
-        for m in todo if todo[m]
-    }
-    pin = any(e.device.type == "cuda" for e in extractors.values())
+    for the dimensions that need it, and run through every model that lacks it, here or as
+    one task per batch on the Dask cluster of ``deep.dask_scheduler``. The features are
+    written to the store here, in either case."""
     todo_sets = {m: set(v) for m, v in todo.items()}
     need = sorted(set().union(*todo_sets.values()))
     bs = int(deep_params.batch_size)
     batches = [need[i:i + bs] for i in range(0, len(need), bs)]
-    written: dict[str, tuple[list[str], list[np.ndarray], list[dict]]] = {m: ([], [], []) for m in extractors}
-
-    def load(idx: list[int]) -> tuple[list[int], dict[str, torch.Tensor]]:
-        dims = {d for m in extractors if todo_sets[m] & set(idx) for d in (parse_model_name(m)[1],)}
-        return idx, batch_tensors([cases[i] for i in idx], sorted(dims), deep_params, pin)
-
+    plans = [(idx, {m: [j for j, i in enumerate(idx) if i in todo_sets[m]] for m in todo}) for idx in batches]
+    plans = [(idx, {m: sel for m, sel in plan.items() if sel}) for idx, plan in plans]
+    address = cluster_address(deep_params)
+    results = (_batches_on_dask(address, cases, plans, deep_params, seed, log) if address else
+               _batches_here(cases, plans, deep_params, seed, log, workers))
+    written: dict[str, tuple[list[str], list[np.ndarray], list[dict]]] = {m: ([], [], []) for m in todo}
     total = sum(len(v) for v in todo.values())
     try:
         with tqdm(total=total, desc="deep features", unit="img", disable=not progress) as bar:
-            for idx, xs in prefetch(load, batches, workers=workers):
-                for m, ext in extractors.items():
-                    sel = [j for j, i in enumerate(idx) if i in todo_sets[m]]
-                    if not sel:
-                        continue
-                    x = xs[ext.dim]
-                    xb = x if len(sel) == len(idx) else x[sel]
-                    t = time.perf_counter()
-                    feats = ext.features(xb).numpy()
-                    log.forward_s[m] = log.forward_s.get(m, 0.0) + time.perf_counter() - t
-                    for j, f in zip(sel, feats):
+            for idx, plan, feats_by_model in results:
+                for m, feats in feats_by_model.items():
+                    for j, f in zip(plan[m], feats):
                         c = cases[idx[j]]
                         meta = {"patient_id": c.patient_id, "sequence": c.sequence, "rater": c.rater, "model": m}
                         key = keys[m][idx[j]]
@@ -293,11 +292,124 @@ def _run_models(cases, todo, keys, stores, deep_params, seed, log, workers, prog
                         written[m][1].append(f)
                         written[m][2].append(meta)
                     bar.set_postfix_str(m, refresh=False)
-                    bar.update(len(sel))
+                    bar.update(len(plan[m]))
     finally:  # what was computed goes into the compacted part, also after an interruption
         for m, (ks, vs, ms) in written.items():
             if ks:
                 stores[m].absorb(ks, np.stack(vs), ms)
+
+
+def _batches_here(cases, plans, deep_params, seed, log, workers):
+    """(batch, plan, {model: features}) per batch, computed in this process; the next batch
+    is read and cropped by a background thread while the networks run."""
+    extractors: dict[str, Extractor] = {
+        m: build_extractor(m, log.weights[parse_model_name(m)[0]], seed, deep_params.device)
+        for m in dict.fromkeys(m for _, plan in plans for m in plan)
+    }
+    pin = any(e.device.type == "cuda" for e in extractors.values())
+
+    def load(item):
+        idx, plan = item
+        dims = sorted({parse_model_name(m)[1] for m in plan})
+        return idx, plan, batch_tensors([cases[i] for i in idx], dims, deep_params, pin)
+
+    for idx, plan, xs in prefetch(load, plans, workers=workers):
+        out = {}
+        for m, sel in plan.items():
+            ext = extractors[m]
+            x = xs[ext.dim]
+            t = time.perf_counter()
+            out[m] = ext.features(x if len(sel) == len(idx) else x[sel]).numpy()
+            log.forward_s[m] = log.forward_s.get(m, 0.0) + time.perf_counter() - t
+        yield idx, plan, out
+
+
+# ------------------------------------------------------------------- on a Dask cluster
+_WORKER_EXTRACTORS: dict[tuple, Extractor] = {}  # per worker process: each network built once
+
+
+def _worker_extractor(model: str, weights: WeightsInfo, seed: int, device: str) -> Extractor:
+    key = (model, weights.identity, seed, device)
+    if key not in _WORKER_EXTRACTORS:
+        _WORKER_EXTRACTORS[key] = build_extractor(model, weights, seed, device)
+    return _WORKER_EXTRACTORS[key]
+
+
+def dask_batch(batch: Sequence[Case], plan: Mapping[str, Sequence[int]], deep_fields: Mapping[str, Any],
+               weights: Mapping[str, WeightsInfo], seed: int) -> dict[str, tuple[np.ndarray, float]]:
+    """One task on a Dask worker: read and crop the batch's cases once, run every model of
+    ``plan`` (model -> positions in the batch) on them; ``{model: (features, forward s)}``.
+    The networks are built on a worker's first task and kept for the next ones."""
+    from dlrc_lib.core.config import DeepParams
+
+    params = DeepParams(**deep_fields)
+    dims = sorted({parse_model_name(m)[1] for m in plan})
+    xs = batch_tensors(list(batch), dims, params)
+    out = {}
+    for m, sel in plan.items():
+        ext = _worker_extractor(m, weights[parse_model_name(m)[0]], seed, params.device)
+        x = xs[ext.dim]
+        t = time.perf_counter()
+        feats = ext.features(x if len(sel) == len(batch) else x[list(sel)]).numpy()
+        out[m] = (feats, time.perf_counter() - t)
+    return out
+
+
+def _dask_deep_init(threads: Mapping[str, int], dask_worker=None) -> None:
+    """On every worker before its first batch: the Dask set-up of the radiomics workers (the
+    nanny's malloc setting undone, the profiler stopped) and torch's threads set to the
+    worker's share of its host's cores (two workers on 2 cores: one thread each, not two)."""
+    from dlrc_lib.core.processes import dask_worker_setup
+
+    dask_worker_setup(dask_worker)
+    if dask_worker is not None and dask_worker.address in threads:
+        torch.set_num_threads(int(threads[dask_worker.address]))
+
+
+def worker_threads(client) -> dict[str, int]:
+    """Torch threads per worker: its host's cores divided among the worker processes there."""
+    workers = client.scheduler_info()["workers"]
+    cores = client.run(_cpu_count)
+    per_host: dict[str, int] = {}
+    for info in workers.values():
+        per_host[info.get("host", "")] = per_host.get(info.get("host", ""), 0) + 1
+    return {addr: max(1, int(cores.get(addr, 1)) // per_host[info.get("host", "")])
+            for addr, info in workers.items()}
+
+
+def _cpu_count() -> int:
+    import os
+
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
+DASK_TIMEOUT_S = 20.0  # how long to wait for deep.dask_scheduler to answer
+
+
+def _batches_on_dask(address, cases, plans, deep_params, seed, log):
+    """(batch, plan, {model: features}) per batch as the cluster finishes them: one task per
+    batch; the workers must see the manifest's files under the same paths."""
+    from dlrc_lib.core.processes import dask_client
+
+    client = dask_client(address, DASK_TIMEOUT_S, setting="deep.dask_scheduler")
+    from dask.distributed import as_completed
+
+    try:
+        client.run(_dask_deep_init, worker_threads(client))
+        fields = deep_params.model_dump()
+        weights = dict(log.weights)
+        futures = [client.submit(dask_batch, [cases[i] for i in idx], plan, fields, weights, seed, pure=False)
+                   for idx, plan in plans]
+        where = {f.key: k for k, f in enumerate(futures)}
+        for fut in as_completed(futures):
+            idx, plan = plans[where[fut.key]]
+            res = fut.result()
+            fut.release()
+            for m, (_, sec) in res.items():
+                log.forward_s[m] = log.forward_s.get(m, 0.0) + sec
+            yield idx, plan, {m: feats for m, (feats, _) in res.items()}
+    finally:
+        client.close()
 
 
 def features_frame(cases: Sequence[Case], arr: np.ndarray, sequences: Sequence[str] = SEQUENCES) -> pd.DataFrame:
