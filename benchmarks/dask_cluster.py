@@ -9,7 +9,8 @@ feature store and in turns (local, Dask, local, Dask, ...):
   ``radiomics.dask_scheduler`` (one task per case);
 - deep features: one process with N torch threads (what ``dlrc run`` does here) against
   ``deep.dask_scheduler`` (one task per batch of cases, each worker building the networks once,
-  torch on its share of the cores).
+  torch on its share of the cores), on freshly restarted workers, so that both build the
+  networks; ``dask_warm_s`` is a second extraction on the same workers, which keep them.
 
 Every worker imports PyRadiomics, torch and dlrc_lib before the clocks start (a cluster's
 one-off start cost). Reported per repeat: wall seconds of each, and the ratio Dask / local
@@ -86,6 +87,16 @@ def _study(params_file: str, n_patients: int):
     return params, study
 
 
+def restart_workers(address: str, workers: int) -> None:
+    """Fresh worker processes (no network built yet), imports done before the clock starts."""
+    from distributed import Client
+
+    with Client(address, timeout="30s") as client:
+        client.restart()
+        client.wait_for_workers(workers, timeout=120)
+        client.run(_warm)
+
+
 def radiomics_once(params, study, cache: Path, workers: int, address: str | None) -> float:
     from dlrc_lib.features.radiomics import extract_radiomics
 
@@ -102,7 +113,8 @@ def deep_once(params, study, cache: Path, workers: int, address: str | None) -> 
 
     from dlrc_lib.features.deep.extract import extract_study
 
-    deep = params.deep.model_copy(update={"dask_scheduler": address or "local", "device": "cpu"})
+    deep = params.deep.model_copy(update={"dask_scheduler": address or "local", "device": "cpu",
+                                          "weights": "random"})
     torch.set_num_threads(workers)
     t0 = time.perf_counter()
     extract_study(study, deep, cache, params.seed, sequences=params.radiomics.sequences, progress=False)
@@ -135,9 +147,13 @@ def main(argv: list[str] | None = None) -> int:
                 if args.skip == part:
                     continue
                 local = fn(params, study, tmp / f"{part}-local-{r}", args.workers, None)
+                if part == "deep":  # each worker builds the networks again, as the local run does
+                    restart_workers(address, args.workers)
                 dask = fn(params, study, tmp / f"{part}-dask-{r}", args.workers, address)
                 row = {"local_s": round(local, 1), "dask_s": round(dask, 1), "ratio": round(dask / local, 3),
                        "load": round(os.getloadavg()[0], 2)}
+                if part == "deep":  # the same cluster again: networks already built on every worker
+                    row["dask_warm_s"] = round(fn(params, study, tmp / f"{part}-warm-{r}", args.workers, address), 1)
                 out[part].append(row)
                 print(f"{part} repeat {r + 1}: {json.dumps(row)}", flush=True)
     finally:

@@ -19,9 +19,13 @@ def write(tmp_path: Path, text: str) -> Path:
 
 def test_shipped_parameter_files_validate(monkeypatch):
     monkeypatch.chdir(ROOT)
-    for name in ("paper", "quick"):
+    for name in ("paper", "quick", "teach"):
         params = load_params(ROOT / "params" / f"{name}.yaml")
         assert params.run_name == name
+    # the class-sized run: half the patients (so ~100 internal-validation patients), the 2D networks
+    teach = load_params(ROOT / "params" / "teach.yaml")
+    assert teach.study.scale == 0.5 and teach.deep.models == ["ResNet50_2D", "ResNet101_2D", "ResNet152_2D"]
+    assert teach.study.exclusions == {k: 222 for k in teach.study.exclusions}
 
 
 def test_unknown_key_is_named_with_file(tmp_path, monkeypatch):

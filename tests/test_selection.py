@@ -91,10 +91,10 @@ def test_lasso_cv_matches_cv_glmnet_on_correlated_features():
         {"x0": 0.2765565890, "x10": -0.0565537120, "x11": 0.0299839909}, abs=1e-8)
 
 
-def test_fold_paths_run_every_lambda_as_in_glmnet():
-    # cv.glmnet hands its folds the full fit's lambdas, and glmnet ends a path with given
-    # lambdas only at saturation, never by the deviance rules of its own sequence. R 4.2,
-    # glmnet 4.1-6 on these data (foldid as below):
+def test_a_path_with_given_lambdas_runs_every_lambda_as_in_glmnet():
+    # glmnet ends a path with given lambdas only at saturation, never by the deviance rules of
+    # its own sequence (cv.glmnet's folds, given no lambda, use their own sequences: see
+    # tests/test_lasso_glmnet.py). R 4.2, glmnet 4.1-6 on these data (foldid as below):
     #   full <- glmnet(x, y, family="binomial", thresh=1e-14)
     #   sapply(1:10, function(f) length(glmnet(x[foldid != f, ], y[foldid != f],
     #          family="binomial", lambda=full$lambda, thresh=1e-14)$lambda)) -> 100 (all folds)

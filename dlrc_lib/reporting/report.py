@@ -2,7 +2,6 @@
 and the run's ``index.html`` (drawn by :mod:`dlrc_lib.reporting.index_page`)."""
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -38,13 +37,6 @@ def load_discrepancies(path: str | Path) -> dict[str, dict[str, Any]]:
     value of that number, "note": what differs where}."""
     data = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
     return {str(k): dict(v) for k, v in (data.get("discrepancies") or {}).items()}
-
-
-def collect_reproduced(run_dir: Path) -> dict[str, Any]:
-    reproduced: dict[str, Any] = {}
-    for path in sorted((run_dir / "results").glob("*.json")):
-        reproduced.update(json.loads(path.read_text(encoding="utf-8")).get("reproduced", {}))
-    return reproduced
 
 
 def _as_number(v: Any) -> float | None:

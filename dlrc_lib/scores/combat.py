@@ -386,18 +386,6 @@ class HarmonisationResult:
     # (:meth:`CombatEstimates.with_batches`), what a later patient of any of them is given
     applied: Optional[CombatEstimates] = None
 
-    def batches_table(self, batch: pd.Series, cohort: pd.Series) -> pd.DataFrame:
-        """Patients per batch and cohort, and whether the batch was in the fit."""
-        df = pd.DataFrame({"batch": batch, "cohort": cohort}).reindex(self.features.index)
-        tab = pd.crosstab(df["batch"], df["cohort"])
-        seen = set(self.estimates.batches) if self.estimates else set()
-        tab["estimates"] = [
-            "single patient: unharmonised" if b in self.unharmonised else
-            "fitted" if b in seen else ("own data" if b in self.new_batches else "none")
-            for b in tab.index
-        ]
-        return tab.reset_index().rename(columns={"batch": self.batch_col})
-
 
 def harmonise(features: pd.DataFrame, study: pd.DataFrame, params) -> HarmonisationResult:
     """Harmonise a patients x features matrix according to ``HarmonisationParams``.

@@ -337,9 +337,9 @@ def _fit_path(X: np.ndarray, y: np.ndarray, lambdas: np.ndarray, tol: float, max
     saturated (the mean of ``p(1-p)``, with ``p`` clipped to [1e-5, 1-1e-5], at most
     ``(1+1e-5) 1e-5 (1-1e-5)``: complete separation), and with ``early_stop`` also by the rules
     glmnet applies only when it computes its own lambda sequence (from the 5th lambda on, once
-    the fraction of deviance explained grows by less than 1e-5 or exceeds 0.999): the full-data
-    fit of ``cv.glmnet``, not its fold fits, which get the full fit's lambdas. The path then
-    has fewer lambdas.
+    the fraction of deviance explained grows by less than 1e-5 or exceeds 0.999): in
+    ``cv.glmnet`` the full-data fit and, when it is given no lambda, every fold's fit. The path
+    then has fewer lambdas.
     Returns (betas (nlambda x p), intercepts, converged).
     """
     n, p = X.shape
@@ -393,6 +393,26 @@ def _fit_path(X: np.ndarray, y: np.ndarray, lambdas: np.ndarray, tol: float, max
     return betas, b0s, converged
 
 
+def lambda_interp(lam: np.ndarray, s: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """glmnet's ``lambda.interp``: for each ``s`` the neighbouring grid points of the decreasing
+    path ``lam`` (0-based ``left``, ``right``) and the weight ``frac`` of ``left``; the
+    coefficients at ``s`` are ``frac * beta[left] + (1 - frac) * beta[right]`` (linear in lambda),
+    with ``s`` outside the path clamped to its ends."""
+    s = np.asarray(s, dtype=float)
+    if len(lam) == 1:
+        zero = np.zeros(len(s), dtype=int)
+        return zero, zero, np.ones(len(s))
+    span = lam[0] - lam[-1]
+    sfrac = np.clip((lam[0] - s) / span, 0.0, 1.0)
+    grid = (lam[0] - lam) / span  # 0 ... 1, increasing
+    coord = np.interp(sfrac, grid, np.arange(len(lam), dtype=float))
+    left, right = np.floor(coord).astype(int), np.ceil(coord).astype(int)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        frac = (sfrac - grid[right]) / (grid[left] - grid[right])
+    frac[(left == right) | (np.abs(grid[left] - grid[right]) < np.finfo(float).eps)] = 1.0
+    return left, right, frac
+
+
 def _binomial_deviance(y: np.ndarray, eta: np.ndarray) -> np.ndarray:
     """Per-observation deviance, probabilities clipped to [1e-5, 1-1e-5] as glmnet does."""
     p = np.clip(_sigmoid(eta), PMIN, 1 - PMIN)
@@ -408,7 +428,8 @@ def lasso_cv(X: pd.DataFrame, y: Sequence[int], *, folds: int = 10, rule: str = 
     ``cv.glmnet(as.matrix(X), y, family="binomial", type.measure="deviance",
     foldid=foldid, nlambda=100)``: the lambda path runs log-linearly from the smallest
     lambda that zeroes every coefficient down to ``lambda_min_ratio`` times it (0.01 when
-    n < p, else 1e-4); each fold is fitted on the full path; the CV error is the
+    n < p, else 1e-4); each fold is fitted on its own such path and predicted at the full
+    path's lambdas by interpolation, as ``cv.glmnet`` does without a given lambda; the CV error is the
     per-fold mean deviance averaged with fold-size weights, its SE
     ``sqrt(weighted var / (folds - 1))``; ``lambda.min`` minimises it and ``lambda.1se``
     is the largest lambda within one SE of that minimum. Folds: stratified by outcome
@@ -470,16 +491,19 @@ def _cv_path(Xv: np.ndarray, yv: np.ndarray, *, folds: int, seed: int, foldid: O
     N = np.zeros(len(ids))
     for i, f in enumerate(ids):
         test = foldid == f
-        # each fold runs the full fit's lambdas; as in glmnet, given lambdas end a path only at
-        # saturation, and lambdas past where a fold's path stopped get its last fit
-        # (glmnet's buildPredmat)
-        bf, b0f, c = _fit_path(Xv[~test], yv[~test], lambdas, tol, max_iter, early_stop=False)
+        # as cv.glmnet does when it is given no lambda: each fold fits its own lambda sequence
+        # (its own lambda_max and lambda.min.ratio, with glmnet's early stops), and is predicted
+        # at the full fit's lambdas by predict(fit, s = lambda), i.e. its coefficients linearly
+        # interpolated between its own grid points (glmnet's lambda.interp): a lambda above the
+        # fold's lambda_max gives its all-zero fit, one below where its path stopped its last fit
+        Xf, yf = Xv[~test], yv[~test]
+        own = _lambda_path(Xf, yf, nlambda, lambda_min_ratio)
+        bf, b0f, c = _fit_path(Xf, yf, own, tol, max_iter, early_stop=True)
         conv = conv and c
-        if len(b0f) < len(lambdas):
-            pad = len(lambdas) - len(b0f)
-            bf = np.vstack([bf, np.repeat(bf[-1:], pad, axis=0)])
-            b0f = np.concatenate([b0f, np.repeat(b0f[-1:], pad)])
-        eta = Xv[test] @ bf.T + b0f
+        left, right, frac = lambda_interp(own[: len(b0f)], lambdas)
+        bi = bf[left] * frac[:, None] + bf[right] * (1 - frac[:, None])
+        b0i = b0f[left] * frac + b0f[right] * (1 - frac)
+        eta = Xv[test] @ bi.T + b0i
         cvraw[i] = _binomial_deviance(yv[test], eta).mean(axis=0)
         N[i] = test.sum()
     w = N / N.sum()

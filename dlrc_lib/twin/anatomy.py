@@ -81,12 +81,6 @@ class Grid:
         return (np.asarray(self.origin, dtype=np.float32)
                 + (idx * np.asarray(self.spacing, dtype=np.float32)) @ d.T)
 
-    def index_of(self, point: np.ndarray) -> tuple[int, int, int]:
-        d = np.asarray(self.direction, dtype=float).reshape(3, 3)
-        idx = np.linalg.solve(d, np.asarray(point) - np.asarray(self.origin)) / np.asarray(self.spacing)
-        idx = np.clip(np.round(idx), 0, np.asarray(self.size) - 1).astype(int)
-        return int(idx[0]), int(idx[1]), int(idx[2])
-
 
 def scanner_grid(scanner: Scanner, seq: str, shape: tuple[int, int, int],
                  fov_scale: tuple[float, float, float] = (1.0, 1.0, 1.0)) -> Grid:

@@ -1,11 +1,12 @@
-"""Deep-learning features: frozen ImageNet ResNets (2D and I3D-inflated 3D) and the six
-DL models of the paper (Table 3).
+"""Deep-learning features: frozen ImageNet ResNets (2D and I3D-inflated 3D), the inputs of
+the six DL models of the paper (whose scores, Table 3 and best-model rule are in
+:mod:`dlrc_lib.scores.deep_models`).
 
 - :mod:`.preprocess` - slice choice, crop, resampling and intensity normalisation
 - :mod:`.networks` - extractors, weights, inflation
 - :mod:`.store` - the feature store for 2048-wide vectors
-- :mod:`.extract` - cached, batched extraction for a study (:func:`extract_study`)
-- :mod:`.models` - DL scores, Table 3, ROC curves, best-model rule
+- :mod:`.extract` - cached, batched extraction for a study (:func:`extract_study`), here or on a Dask cluster
+- :mod:`.figures` - the network inputs of a few patients
 """
 from dlrc_lib.features.deep.extract import (
     Case,
