@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from dlrc_lib.scores import selection as S
+from dlrc_lib.stats import lasso as S
 
 
 def synthetic(n: int = 481, p: int = 347, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:

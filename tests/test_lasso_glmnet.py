@@ -1,5 +1,5 @@
 """The cross-validated LASSO equals R ``cv.glmnet`` along the whole path: cvm and cvsd at every
-lambda where R's own answer is stable, lambda.min, lambda.1se and the coefficients, on
+lambda (to 2e-8 of R converged at thresh 1e-20), lambda.min, lambda.1se and the coefficients, on
 correlated, p > n and unbalanced data (expected values: tests/r/glmnet_cv.R, R 4.2 with
 glmnet 4.1; the data: tests/lassodata.py). Without a lambda sequence of its own, cv.glmnet fits
 every fold on the fold's own sequence and predicts it at the full fit's lambdas by
@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from dlrc_lib.scores.selection import lambda_interp, lasso_cv
+from dlrc_lib.stats.lasso import lambda_interp, lasso_cv
 
 from lassodata import NAMES, dataset
 
@@ -26,19 +26,18 @@ def test_cv_path_equals_cv_glmnet(name):
     got = lasso_cv(X, y, foldid=foldid, tol=1e-12)
     assert len(got.lambdas) == len(want["lambda"])
     np.testing.assert_allclose(got.lambdas, want["lambda"], rtol=1e-9)
-    # wherever R's own cvm and cvsd move by less than 1e-8 between thresh 1e-14 and 1e-20
-    stable = (np.asarray(want["r_cvm_change"]) < 1e-8) & (np.asarray(want["r_cvsd_change"]) < 1e-8)
-    k = len(stable)
-    assert stable.mean() > 0.9, "R's reference is not converged along most of the path"
-    np.testing.assert_allclose(got.cvm[:k][stable], np.asarray(want["cvm"])[:k][stable], atol=1e-6, rtol=0)
-    np.testing.assert_allclose(got.cvsd[:k][stable], np.asarray(want["cvsd"])[:k][stable], atol=1e-6, rtol=0)
+    # R's reference (thresh 1e-20) moved by at most ~5e-6 from thresh 1e-14, mostly by 1e-8
+    # to 1e-7; this emulation is within 1e-8 of it at every lambda (1e-10 typically)
+    assert max(want["r_cvm_change"]) < 1e-5
+    np.testing.assert_allclose(got.cvm, want["cvm"], atol=2e-8, rtol=0)
+    np.testing.assert_allclose(got.cvsd, want["cvsd"], atol=2e-8, rtol=0)
     np.testing.assert_array_equal(got.nzero, want["nzero"])
     assert got.lambda_min == pytest.approx(want["lambda_min"], rel=1e-9)
     assert got.lambda_1se == pytest.approx(want["lambda_1se"], rel=1e-9)
     for rule, coef in (("1se", want["coef_1se"]), ("min", want["coef_min"])):
         fit = got if rule == "1se" else lasso_cv(X, y, foldid=foldid, tol=1e-12, rule="min")
-        assert fit.intercept == pytest.approx(coef["(Intercept)"], abs=1e-6)
-        np.testing.assert_allclose(fit.coef.to_numpy(), [coef[c] for c in X.columns], atol=1e-6, rtol=0)
+        assert fit.intercept == pytest.approx(coef["(Intercept)"], abs=1e-7)
+        np.testing.assert_allclose(fit.coef.to_numpy(), [coef[c] for c in X.columns], atol=1e-7, rtol=0)
 
 
 def test_lambda_interp_is_glmnets():

@@ -103,7 +103,7 @@ def test_any_changed_input_refits(data, tmp_path, change):
 def test_lambda_rules_share_the_cross_validated_path(data, tmp_path, monkeypatch):
     # the 1se and min rules refit nothing of the LASSO cross-validation (a sweep's commonest
     # pair of variants), and what the cached path gives equals a fit without any cache
-    import dlrc_lib.scores.selection as S
+    import dlrc_lib.stats.lasso as S
 
     study, X = data
     calls = []

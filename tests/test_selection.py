@@ -3,7 +3,8 @@ import pandas as pd
 import pytest
 
 from dlrc_lib.core.config import SelectionParams
-from dlrc_lib.scores.selection import lasso_cv, spearman_prune
+from dlrc_lib.scores.selection import spearman_prune
+from dlrc_lib.stats.lasso import lasso_cv
 
 from featuredata import make_features, make_study
 
@@ -100,7 +101,7 @@ def test_a_path_with_given_lambdas_runs_every_lambda_as_in_glmnet():
     #          family="binomial", lambda=full$lambda, thresh=1e-14)$lambda)) -> 100 (all folds)
     #   cv.glmnet(x, y, family="binomial", type.measure="deviance", foldid=foldid, thresh=1e-14):
     #   lambda.min 0.05933023476, lambda.1se 0.1137900661, cvm[1] 1.4018550350
-    from dlrc_lib.scores import selection as S
+    from dlrc_lib.stats import lasso as S
 
     rng = np.random.default_rng(2)
     n, p = 80, 30
@@ -122,7 +123,7 @@ def test_a_path_with_given_lambdas_runs_every_lambda_as_in_glmnet():
 
 def _kkt_violation(X, y, b0, beta, lam):
     """Largest violation of the L1 logistic optimality conditions on glmnet's scale."""
-    from dlrc_lib.scores.selection import _sigmoid
+    from dlrc_lib.stats.lasso import _sigmoid
 
     Z = (X - X.mean(axis=0)) / X.std(axis=0)
     bz = beta * X.std(axis=0)
@@ -138,7 +139,7 @@ def test_lasso_path_is_optimal_at_every_lambda(duplicate, monkeypatch):
     # p > n with correlated features: the active-set Newton solver meets the KKT conditions to
     # rounding at every lambda. An exact duplicate column makes its Hessian singular; the
     # coordinate-descent solver then takes over (checked to be called) and still solves it.
-    from dlrc_lib.scores import selection as S
+    from dlrc_lib.stats import lasso as S
 
     X, y, _ = _correlated_lasso_data()
     X = np.hstack([X.to_numpy(), np.random.default_rng(5).normal(size=(120, 100))])

@@ -19,6 +19,8 @@ icc / icc_many             ``psych::ICC`` rows ICC2 (single random raters) / ICC
 mann_whitney_pvalues       ``wilcox.test(x1, x0, exact=FALSE, correct=TRUE)$p.value``
 logistic_glm               ``glm(y ~ ., family=binomial)`` (same IRLS, start and stopping)
 backward_aic               ``MASS::stepAIC(glm(y ~ ., binomial), direction="backward")``
+lasso_cv                   ``glmnet::cv.glmnet(x, y, family="binomial", type.measure="deviance")``
+                           (each fold on its own lambda sequence, interpolated: ``lambda.interp``)
 compare_categorical        compareGroups: ``fisher.test`` if any expected < 5, else
                            ``chisq.test`` (Yates on 2x2)
 compare_continuous         compareGroups (two groups): ``t.test(var.equal=TRUE)`` (Student) or
@@ -28,7 +30,7 @@ cohen_kappa                ``psych::cohen.kappa`` (unweighted kappa, its varianc
 =========================  ==============================================================
 
 The functions live in one module per family (:mod:`.roc`, :mod:`.classification`,
-:mod:`.calibration`, :mod:`.icc`, :mod:`.nonparametric`, :mod:`.glm`, :mod:`.contingency`, :mod:`.agreement`);
+:mod:`.calibration`, :mod:`.icc`, :mod:`.nonparametric`, :mod:`.glm`, :mod:`.lasso`, :mod:`.contingency`, :mod:`.agreement`);
 this package re-exports them as its public interface.
 """
 from __future__ import annotations
@@ -57,6 +59,7 @@ from dlrc_lib.stats.contingency import (
                                         fisher_exact,
 )
 from dlrc_lib.stats.glm import GlmFit, StepAicResult, backward_aic, logistic_glm
+from dlrc_lib.stats.lasso import LassoCVResult, lambda_interp, lasso_cv
 from dlrc_lib.stats.icc import IccResult, icc, icc_many
 from dlrc_lib.stats.nonparametric import mann_whitney_pvalues
 from dlrc_lib.stats.roc import (
@@ -78,4 +81,5 @@ __all__ = [
     "calibration_curve", "net_benefit", "icc", "icc_many", "mann_whitney_pvalues",
     "logistic_glm", "backward_aic", "compare_categorical", "compare_continuous",
     "fisher_exact", "chisq_test", "quantile7", "format_p", "KappaResult", "cohen_kappa",
+    "LassoCVResult", "lasso_cv", "lambda_interp",
 ]
