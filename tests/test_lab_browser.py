@@ -21,6 +21,7 @@ import time
 import urllib.request
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -238,33 +239,45 @@ def test_05_calculator_and_cutoff_explorer(lab, browser, shots):
     _wait(lambda: text_of(browser, risk_css), 60, "calculator output")
     shoot(browser, ".dlrc-calculator", shots / "05_calculator_before.png")
     before = text_of(browser, risk_css)
-    patient = {t: 0.0 for t in nom.binary}
+    # each slider as the widget sets it up: a score in its own model's risk (%), a clinical
+    # term in its own unit; the patient the library scores is the logit of that risk
+    scale = {}
     for t in nom.terms:
         if t not in nom.binary:
             a, b = nom.ranges[t]
-            patient[t] = round((a + b) / 2, 3)
+            if t in W.SCORE_MODELS:
+                a, b = (100 / (1 + np.exp(-v)) for v in (a, b))
+                scale[t] = (a, b, round((a + b) / 2, 1), lambda v: float(np.log(v / (100 - v))))
+            else:
+                scale[t] = (a, b, round((a + b) / 2, 3), lambda v: v)
+    slider = {t: mid for t, (_, _, mid, _) in scale.items()}
 
-    def expected_risk(p):
+    def patient_of(values):
+        return {**{t: 0.0 for t in nom.binary}, **{t: scale[t][3](v) for t, v in values.items()}}
+
+    def expected_risk(values):
+        p = patient_of(values)
         return f"{100 * nom.risk_from_total(nom.points_for(p)['total']):.1f} %"
 
-    assert expected_risk(patient) == before
+    assert expected_risk(slider) == before
     # ten slider steps (of 200 over the range) to the right of the first score; on a small run
     # the model can be nearly separated and its risk saturated at 0 or 100 % there, so move
     # to the end of the range (exact: the slider stops there), to the left, or another score's
     # slider, until the library's risk changes
-    moves = [(t, key, sign, steps) for steps in (10, 100) for t in nom.terms if t not in nom.binary
+    moves = [(t, key, sign, steps) for steps in (10, 100) for t in scale
              for key, sign in ((Keys.ARROW_RIGHT, 1), (Keys.ARROW_LEFT, -1))]
     for score, key, sign, steps in moves:
-        lo, hi = nom.ranges[score]
-        moved = dict(patient, **{score: patient[score] + sign * steps * (hi - lo) / 200})
+        lo, hi, _, _ = scale[score]
+        moved = dict(slider, **{score: min(hi, max(lo, slider[score] + sign * steps * (hi - lo) / 200))})
         if expected_risk(moved) != before:
-            patient = moved
+            slider = moved
             break
     else:
         pytest.fail(f"the nomogram's risk is {before} wherever one score's slider is")
+    patient = patient_of(slider)
     press(browser, f".dlrc-term-{score}", key, steps)
-    _wait(lambda: text_of(browser, risk_css) == expected_risk(patient), 60,
-          f"the risk the library computes ({expected_risk(patient)}; shown: {text_of(browser, risk_css)})")
+    _wait(lambda: text_of(browser, risk_css) == expected_risk(slider), 60,
+          f"the risk the library computes ({expected_risk(slider)}; shown: {text_of(browser, risk_css)})")
     assert text_of(browser, f".dlrc-calc-out [data-field=points_{score}]") == \
         f"{nom.points_for(patient)[score]:.1f}"
     shoot(browser, ".dlrc-calculator", shots / "05_calculator_after.png")
