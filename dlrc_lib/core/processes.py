@@ -19,7 +19,7 @@ import signal
 from concurrent.futures import ProcessPoolExecutor
 from typing import Any, Callable, Optional
 
-__all__ = ["die_with_parent", "dask_worker_setup", "single_thread_blas", "undo_malloc_tuning", "worker_pool",
+__all__ = ["die_with_parent", "dask_worker_setup", "one_blas_thread", "single_thread_blas", "undo_malloc_tuning", "worker_pool",
            "MALLOC_ENV"]
 
 
@@ -111,6 +111,18 @@ def dask_worker_setup(dask_worker=None) -> None:
 _BLAS_LIMIT: Any = None
 
 
+def one_blas_thread():
+    """A context (or, kept open, a process-wide setting) in which NumPy's and SciPy's BLAS run
+    on one thread; small least-squares problems also run fastest so on a busy machine."""
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:  # pragma: no cover - threadpoolctl comes with scikit-learn
+        import contextlib
+
+        return contextlib.nullcontext()
+    return threadpool_limits(limits=1, user_api="blas")
+
+
 def single_thread_blas() -> bool:
     """Run NumPy's and SciPy's BLAS on one thread in this process (and, through
     ``OPENBLAS_NUM_THREADS``, in the processes it starts).
@@ -128,10 +140,10 @@ def single_thread_blas() -> bool:
     try:
         import numpy  # noqa: F401  (load the BLAS libraries so that they can be limited now)
         import scipy.linalg  # noqa: F401
-        from threadpoolctl import threadpool_info, threadpool_limits
+        from threadpoolctl import threadpool_info
     except ImportError:  # pragma: no cover - both are dependencies
         return False
-    _BLAS_LIMIT = threadpool_limits(limits=1, user_api="blas")
+    _BLAS_LIMIT = one_blas_thread()
     return any(i.get("user_api") == "blas" for i in threadpool_info())
 
 

@@ -28,12 +28,12 @@ from scipy.special import expit
 
 from dlrc_lib import stats
 from dlrc_lib.core.errors import DlrcError
+from dlrc_lib.core.figures import MODEL_COLOURS
 from dlrc_lib.evaluation.sra import COHORT_LABELS, COHORTS
 
 #: Default DLRC terms when the model's results do not list them.
 DEFAULT_TERMS = ("c_lnm", "DL_score", "Rad_score")
 PANEL_LETTERS = "abc"
-MODEL_COLOURS = ("#1b9e77", "#d95f02", "#7570b3", "#e7298a", "#66a61e")
 
 
 def model_columns(best_model: str | None = None) -> dict[str, str]:

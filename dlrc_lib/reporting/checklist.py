@@ -33,7 +33,7 @@ from typing import Any, Callable, Optional
 import pandas as pd
 import yaml
 
-from dlrc_lib.core.config import Params, display_path
+from dlrc_lib.core.config import PACKAGE_ROOT, Params, display_path
 from dlrc_lib.core.io import atomic_write_text
 from dlrc_lib.study.manifest import read_manifest_csv
 from dlrc_lib.study.schema import COHORTS
@@ -48,12 +48,8 @@ SCORE_NAMES = ("Rad_score", "DL_score")
 RAD_RAN = ("tables/radiomics_extraction_summary", "tables/icc_extraction_summary")  # radiomics were extracted  # DLRC terms that are image scores, not clinical variables
 
 
-def project_root() -> Path:
-    return Path(__file__).resolve().parents[2]
-
-
 def load_checklist(name: str, root: Path | None = None) -> dict:
-    path = (root or project_root()) / CHECKLIST_FILES[name]
+    path = (root or PACKAGE_ROOT) / CHECKLIST_FILES[name]
     return yaml.safe_load(path.read_text(encoding="utf-8"))
 
 
@@ -75,7 +71,7 @@ class RunFacts:
 
     def __init__(self, run_dir: Path, params: Params | None = None, root: Path | None = None):
         self.dir = Path(run_dir)
-        self.root = root or project_root()
+        self.root = root or PACKAGE_ROOT
         rj = self.dir / "run.json"
         self.run: dict = json.loads(rj.read_text(encoding="utf-8")) if rj.exists() else {}
         if params is None:

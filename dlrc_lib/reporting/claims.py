@@ -36,6 +36,7 @@ import pandas as pd
 import yaml
 
 from dlrc_lib.reporting.report import flatten_published
+from dlrc_lib.core.config import PACKAGE_ROOT
 from dlrc_lib.core.errors import DlrcError
 from dlrc_lib.core.io import atomic_write_text
 from dlrc_lib.evaluation.decision_curve import true_runs
@@ -54,13 +55,9 @@ _MISSING = object()
 
 
 # ----------------------------------------------------------------------------- files
-def _project_root() -> Path:
-    return Path(__file__).resolve().parents[2]
-
-
 def _existing(path: str | Path, run_dir: Path | None = None) -> Path | None:
     p = Path(path)
-    cands = [p] if p.is_absolute() else [Path.cwd() / p, _project_root() / p] + ([run_dir / p] if run_dir else [])
+    cands = [p] if p.is_absolute() else [Path.cwd() / p, PACKAGE_ROOT / p] + ([run_dir / p] if run_dir else [])
     return next((c for c in cands if c.is_file()), None)
 
 
@@ -70,7 +67,7 @@ def default_claims_file(published_file: str | Path | None = None) -> Path:
         sibling = Path(published_file).with_name("claims.yaml")
         if sibling.is_file():
             return sibling
-    return _project_root() / "params" / "claims.yaml"
+    return PACKAGE_ROOT / "params" / "claims.yaml"
 
 
 def load_claims(path: str | Path) -> tuple[dict, list[dict]]:

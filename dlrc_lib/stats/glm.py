@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 
 from dlrc_lib.core.errors import DlrcError
+from dlrc_lib.core.processes import one_blas_thread
 from dlrc_lib.stats._base import _DBL_EPS, _binary
 
 
@@ -67,19 +68,6 @@ def _pivoted_rank(X: np.ndarray, tol: float = 1e-7) -> np.ndarray:
     return keep
 
 
-def _single_thread_blas():
-    """Small least-squares problems run fastest on one BLAS thread (multi-threading them
-    on a busy machine makes them many times slower)."""
-    try:
-        from threadpoolctl import threadpool_limits
-
-        return threadpool_limits(1, user_api="blas")
-    except ImportError:  # pragma: no cover - threadpoolctl comes with scikit-learn
-        import contextlib
-
-        return contextlib.nullcontext()
-
-
 def logistic_glm(X, y, *, maxit: int = 25, epsilon: float = 1e-8) -> GlmFit:
     """Logistic regression as R ``glm(y ~ X, family=binomial)``.
 
@@ -90,7 +78,7 @@ def logistic_glm(X, y, *, maxit: int = 25, epsilon: float = 1e-8) -> GlmFit:
     probabilities of 0 or 1; so does this (``boundary_fitted`` is True), and the
     deviance and AIC then agree with R's to the precision R itself achieves.
     """
-    with _single_thread_blas():
+    with one_blas_thread():  # small least-squares problems: fastest on one thread
         return _logistic_glm(X, y, maxit=maxit, epsilon=epsilon)
 
 
@@ -204,7 +192,7 @@ def backward_aic(X, y, *, k: float = 2.0, direction: str = "backward") -> StepAi
         bad = [names[j] for j in np.flatnonzero(~np.isfinite(A).all(axis=0))]
         raise DlrcError(f"columns {', '.join(bad[:5])}: missing or infinite values; stepwise "
                         "AIC needs complete data (R stops with 'number of rows in use has changed')")
-    with _single_thread_blas():
+    with one_blas_thread():  # small least-squares problems: fastest on one thread
         return _backward_aic(A, yy, names, k, both=direction == "both")
 
 
