@@ -39,6 +39,8 @@ from typing import Any, Callable, Iterable, Mapping, Optional
 import numpy as np
 import pandas as pd
 
+from dlrc_lib.core.errors import DamagedEntry
+
 __all__ = ["Memo", "digest", "code_fingerprint", "save_object", "load_object"]
 
 FORMAT = 2  # 2: checksums.json in every entry
@@ -266,10 +268,6 @@ def _read_wide(root: Path, ref: Mapping[str, Any]) -> pd.DataFrame:
 
 
 CHECKSUMS = "checksums.json"
-
-
-class DamagedEntry(ValueError):
-    """A memo entry whose members are missing or differ from their recorded checksums."""
 
 
 def _member_digests(root: Path) -> dict[str, str]:

@@ -52,14 +52,11 @@ KEY_COLUMN = "key"
 
 # file digests live in the core layer (the study's validation records them too)
 from dlrc_lib.core.digest import _digest_lock, _digest_memo, file_digest  # noqa: E402,F401
+from dlrc_lib.core.errors import DamagedEntry  # noqa: E402,F401  (re-exported: fs.DamagedEntry)
 
 
 # -------------------------------------------------------------------- checksums
 CHECKSUM_KEY = b"dlrc.sha256"
-
-
-class DamagedEntry(Exception):
-    """A cache file that cannot be read back or whose content fails its checksum."""
 
 
 _warned: set[str] = set()
