@@ -15,14 +15,16 @@ from dlrc_lib.study.schema import COHORTS, PANEL_LABELS
 
 
 def roc_points(y: np.ndarray, score: np.ndarray) -> pd.DataFrame:
-    """Empirical ROC curve (1 - specificity, sensitivity) over all thresholds, (0,0)->(1,1)."""
+    """Empirical ROC curve over all thresholds, from (0, 0) to (1, 1): one point per distinct
+    score (positive when score >= threshold; the first, threshold inf, calls nobody positive),
+    columns threshold, fpr (1 - specificity), tpr (sensitivity)."""
     y = np.asarray(y, int)
     s = np.asarray(score, float)
-    thr = np.unique(s)[::-1]
+    thr = np.r_[np.inf, np.unique(s)[::-1]]
     pos, neg = max(int(y.sum()), 1), max(int((1 - y).sum()), 1)
-    tpr = [0.0] + [float(((s >= t) & (y == 1)).sum()) / pos for t in thr]
-    fpr = [0.0] + [float(((s >= t) & (y == 0)).sum()) / neg for t in thr]
-    return pd.DataFrame({"fpr": fpr, "tpr": tpr})
+    tpr = [float(((s >= t) & (y == 1)).sum()) / pos for t in thr]
+    fpr = [float(((s >= t) & (y == 0)).sum()) / neg for t in thr]
+    return pd.DataFrame({"threshold": thr, "fpr": fpr, "tpr": tpr})
 
 
 @dataclass

@@ -21,6 +21,7 @@ import pandas as pd
 from dlrc_lib.core.figures import MODEL_COLOURS
 from dlrc_lib.study.schema import COHORT_LABELS
 from dlrc_lib.evaluation.performance import metrics_at_cutoff
+from dlrc_lib.evaluation.roc import roc_points as roc_curve_points
 from dlrc_lib.model.dlrc import PROB_COLUMNS
 from dlrc_lib.model.nomogram import Nomogram
 from dlrc_lib.study.schema import COHORTS
@@ -171,13 +172,7 @@ def roc_points(predictions: pd.DataFrame, model: str, cohort: str) -> pd.DataFra
     """The empirical ROC curve (fpr, tpr) of ``model`` in ``cohort``: one point per distinct
     probability, calling positive when probability >= it, from (0, 0) to (1, 1)."""
     sub = predictions[predictions["cohort"] == cohort]
-    y = sub["lnm"].to_numpy(int)
-    p = sub[PROB_COLUMNS[model]].to_numpy(float)
-    pos, neg = max(int(y.sum()), 1), max(int((1 - y).sum()), 1)
-    thresholds = np.r_[np.inf, np.unique(p)[::-1]]
-    tpr = [float(((p >= t) & (y == 1)).sum()) / pos for t in thresholds]
-    fpr = [float(((p >= t) & (y == 0)).sum()) / neg for t in thresholds]
-    return pd.DataFrame({"threshold": thresholds, "fpr": fpr, "tpr": tpr})
+    return roc_curve_points(sub["lnm"].to_numpy(int), sub[PROB_COLUMNS[model]].to_numpy(float))
 
 
 def roc_svg(predictions: pd.DataFrame, model: str, threshold: float, size: int = 230) -> str:
@@ -304,6 +299,8 @@ def _num(v: Any) -> str:
 
     if isinstance(v, (int, np.integer)):
         return str(int(v))
+    if v is None or not np.isfinite(float(v)):
+        return "—"  # e.g. the net benefit of the decision-curve window's row of ties
     return people_number(float(v))
 
 
