@@ -445,6 +445,23 @@ def test_logistic_glm_matches_r():
     assert fit.aic == pytest.approx(89.677621363541, rel=1e-10)
 
 
+def test_logistic_glm_results_read_like_statsmodels():
+    # the same fit through statsmodels' Logit: params, bse, pvalues and conf_int agree, by name
+    sm = pytest.importorskip("statsmodels.api")
+    X, y = _step_data()
+    fit = S.logistic_glm(X, y)
+    ref = sm.Logit(y, sm.add_constant(X).rename(columns={"const": "(Intercept)"})).fit(disp=0, tol=1e-12)
+    assert list(fit.params.index) == ["(Intercept)", "X1", "X2", "X3", "X4", "X5"]
+    pd.testing.assert_series_equal(fit.params, ref.params, rtol=1e-7, check_names=False)
+    pd.testing.assert_series_equal(fit.bse, ref.bse, rtol=1e-6, check_names=False)
+    pd.testing.assert_series_equal(fit.pvalues, ref.pvalues, rtol=1e-6, check_names=False)
+    np.testing.assert_allclose(fit.conf_int().to_numpy(), ref.conf_int().to_numpy(), rtol=1e-6, atol=1e-7)
+    table = fit.summary_frame()
+    assert table.columns.tolist() == ["term", "coef", "se", "z", "p", "coef_lower", "coef_upper",
+                                      "OR", "OR_lower", "OR_upper"]
+    np.testing.assert_allclose(table["OR_upper"], np.exp(ref.conf_int()[1]), rtol=1e-6)
+
+
 def test_backward_aic_matches_stepaic():
     X, y = _step_data()
     res = S.backward_aic(X, y)

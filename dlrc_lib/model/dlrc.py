@@ -202,22 +202,10 @@ class DlrcModel:
     def coef_table(self, level: float = 0.95) -> pd.DataFrame:
         """Coefficients with Wald CIs and odds ratios (R ``summary(glm)``,
         ``confint.default``, ``exp``)."""
-        from scipy import stats as sps
-
-        with np.errstate(over="ignore"):  # a separating model's odds ratios are inf
-            se = np.sqrt(np.diag(self.cov_.to_numpy()))
-            beta = self.coef_.to_numpy()
-            z = beta / se
-            q = sps.norm.ppf(0.5 + level / 2)
-            lo, hi = beta - q * se, beta + q * se
-            p = 2 * sps.norm.sf(np.abs(z))
-            out = pd.DataFrame({
-                "term": self.coef_.index, "coef": beta, "se": se, "z": z, "p": p,
-                "p_shown": [format_p(v) for v in p],
-                "coef_lower": lo, "coef_upper": hi,
-                "OR": np.exp(beta), "OR_lower": np.exp(lo), "OR_upper": np.exp(hi),
-            })
-            out.loc[out["term"] == "(Intercept)", ["OR", "OR_lower", "OR_upper"]] = np.nan
+        se = pd.Series(np.sqrt(np.diag(self.cov_.to_numpy())), index=self.coef_.index)
+        out = stats.wald_table(self.coef_, se, level=level)
+        out.insert(out.columns.get_loc("p") + 1, "p_shown", [format_p(v) for v in out["p"]])
+        out.loc[out["term"] == "(Intercept)", ["OR", "OR_lower", "OR_upper"]] = np.nan
         return out
 
     def to_dict(self) -> dict:

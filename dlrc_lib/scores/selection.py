@@ -121,22 +121,10 @@ def fit_logistic(X: pd.DataFrame, y: Sequence[int]) -> pd.DataFrame:
     """Unpenalised logistic regression (R ``glm(family=binomial)`` via
     :func:`dlrc_lib.stats.logistic_glm`); one row per term with coef, se, z, p, OR and its
     Wald 95 % CI (R ``summary(fit)$coefficients`` and ``exp(confint.default(fit))``)."""
-    from scipy.stats import norm
-
     from dlrc_lib import stats
 
-    fit = stats.logistic_glm(X.to_numpy(dtype=float), np.asarray(y, dtype=int))
-    coef = np.asarray(fit.coef, dtype=float)
-    se = np.asarray(fit.se, dtype=float)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        z = coef / se
-    q = norm.ppf(0.975)
-    with np.errstate(over="ignore"):
-        return pd.DataFrame({
-            "term": ["(Intercept)"] + list(X.columns), "coef": coef, "se": se, "z": z,
-            "p": 2 * norm.sf(np.abs(z)), "OR": np.exp(coef),
-            "OR_lower": np.exp(coef - q * se), "OR_upper": np.exp(coef + q * se),
-        })
+    fit = stats.logistic_glm(X.astype(float), np.asarray(y, dtype=int))
+    return fit.summary_frame()[["term", "coef", "se", "z", "p", "OR", "OR_lower", "OR_upper"]]
 
 
 # ------------------------------------------------------------------------ the chain

@@ -17,7 +17,9 @@ net_benefit                ``dcurves::dca`` (net benefit, treat all, treat none)
 icc / icc_many             ``psych::ICC`` rows ICC2 (single random raters) / ICC3
                            (default lmer=TRUE; ``estimator="anova"``: lmer=FALSE)
 mann_whitney_pvalues       ``wilcox.test(x1, x0, exact=FALSE, correct=TRUE)$p.value``
-logistic_glm               ``glm(y ~ ., family=binomial)`` (same IRLS, start and stopping)
+logistic_glm               ``glm(y ~ ., family=binomial)`` (same IRLS, start and stopping); its
+                           result reads like statsmodels' (params, bse, pvalues, conf_int())
+wald_table                 ``summary(glm)$coefficients``, ``confint.default``, odds ratios
 backward_aic               ``MASS::stepAIC(glm(y ~ ., binomial), direction="backward")``
 lasso_cv                   ``glmnet::cv.glmnet(x, y, family="binomial", type.measure="deviance")``
                            (each fold on its own lambda sequence, interpolated: ``lambda.interp``)
@@ -58,7 +60,7 @@ from dlrc_lib.stats.contingency import (
                                         compare_continuous,
                                         fisher_exact,
 )
-from dlrc_lib.stats.glm import GlmFit, StepAicResult, backward_aic, logistic_glm
+from dlrc_lib.stats.glm import GlmFit, StepAicResult, backward_aic, logistic_glm, wald_table
 from dlrc_lib.stats.lasso import LassoCVResult, lambda_interp, lasso_cv
 from dlrc_lib.stats.icc import IccResult, icc, icc_many
 from dlrc_lib.stats.nonparametric import mann_whitney_pvalues
@@ -81,5 +83,5 @@ __all__ = [
     "calibration_curve", "net_benefit", "icc", "icc_many", "mann_whitney_pvalues",
     "logistic_glm", "backward_aic", "compare_categorical", "compare_continuous",
     "fisher_exact", "chisq_test", "quantile7", "format_p", "KappaResult", "cohen_kappa",
-    "LassoCVResult", "lasso_cv", "lambda_interp",
+    "LassoCVResult", "lasso_cv", "lambda_interp", "wald_table",
 ]

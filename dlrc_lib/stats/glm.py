@@ -27,6 +27,66 @@ class GlmFit:
     aliased: np.ndarray  # bool per column (intercept first)
     boundary_fitted: bool  # fitted probabilities numerically 0 or 1 occurred
     cov: np.ndarray | None = None  # unscaled covariance of coef (R ``vcov``); NaN rows/columns for aliased
+    names: list[str] | None = None  # term names, "(Intercept)" first (from a DataFrame design)
+
+    # --- results in the statsmodels manner (``fit.params``, ``fit.bse``, ``fit.summary_frame()``)
+    def _terms(self) -> list[str]:
+        return self.names or ["(Intercept)"] + [f"x{j}" for j in range(1, len(self.coef))]
+
+    @property
+    def params(self) -> pd.Series:
+        """Coefficients, intercept first (R ``coef(fit)``)."""
+        return pd.Series(np.asarray(self.coef, float), index=self._terms())
+
+    @property
+    def bse(self) -> pd.Series:
+        """Standard errors (R ``summary(fit)$coefficients[, 2]``)."""
+        return pd.Series(np.asarray(self.se, float), index=self._terms())
+
+    @property
+    def tvalues(self) -> pd.Series:
+        """Wald z statistics."""
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return self.params / self.bse
+
+    @property
+    def pvalues(self) -> pd.Series:
+        """Two-sided Wald p-values (R ``summary(fit)$coefficients[, 4]``)."""
+        return pd.Series(2 * _norm_sf(np.abs(self.tvalues.to_numpy())), index=self._terms())
+
+    def conf_int(self, alpha: float = 0.05) -> pd.DataFrame:
+        """Wald confidence intervals of the coefficients (R ``confint.default(fit)``)."""
+        t = wald_table(self.params, self.bse, level=1 - alpha)
+        return pd.DataFrame({"lower": t["coef_lower"].to_numpy(), "upper": t["coef_upper"].to_numpy()},
+                            index=self._terms())
+
+    def summary_frame(self, level: float = 0.95) -> pd.DataFrame:
+        """One row per term: coef, se, z, p, Wald CI, odds ratio and its CI (:func:`wald_table`)."""
+        return wald_table(self.params, self.bse, level=level)
+
+
+def _norm_sf(x: np.ndarray) -> np.ndarray:
+    from scipy.stats import norm
+
+    return norm.sf(x)
+
+
+def wald_table(coef: pd.Series, se, level: float = 0.95) -> pd.DataFrame:
+    """Coefficients with Wald z, p and CIs and the odds ratios with theirs, one row per term:
+    term, coef, se, z, p, coef_lower, coef_upper, OR, OR_lower, OR_upper (R ``summary(glm)``,
+    ``confint.default``, ``exp``). A separating model's odds ratios are inf, not an error."""
+    from scipy.stats import norm
+
+    beta = np.asarray(coef, dtype=float)
+    se = np.asarray(se, dtype=float)
+    q = norm.ppf(0.5 + level / 2)
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        z = beta / se
+        lo, hi = beta - q * se, beta + q * se
+        return pd.DataFrame({
+            "term": list(coef.index), "coef": beta, "se": se, "z": z, "p": 2 * norm.sf(np.abs(z)),
+            "coef_lower": lo, "coef_upper": hi, "OR": np.exp(beta), "OR_lower": np.exp(lo), "OR_upper": np.exp(hi),
+        })
 
 
 def _logit_linkinv(eta: np.ndarray) -> np.ndarray:
@@ -74,12 +134,17 @@ def logistic_glm(X, y, *, maxit: int = 25, epsilon: float = 1e-8) -> GlmFit:
     Same IRLS as ``glm.fit``: start mu = (y + 0.5)/2, deviance convergence
     |dev - dev_old| / (|dev| + 0.1) < epsilon, at most 25 iterations, R's clamped logit
     link. Columns linearly dependent on earlier ones are aliased (coefficient NaN), as R.
+    The result reads like statsmodels' (``params``, ``bse``, ``pvalues``, ``conf_int()``,
+    ``summary_frame()``), with the columns' names when ``X`` is a DataFrame.
     Under (quasi-)complete separation R stops with huge coefficients and fitted
     probabilities of 0 or 1; so does this (``boundary_fitted`` is True), and the
     deviance and AIC then agree with R's to the precision R itself achieves.
     """
     with one_blas_thread():  # small least-squares problems: fastest on one thread
-        return _logistic_glm(X, y, maxit=maxit, epsilon=epsilon)
+        fit = _logistic_glm(X, y, maxit=maxit, epsilon=epsilon)
+    if isinstance(X, pd.DataFrame):
+        fit.names = ["(Intercept)"] + [str(c) for c in X.columns]
+    return fit
 
 
 def _logistic_glm(X, y, *, maxit: int, epsilon: float) -> GlmFit:
