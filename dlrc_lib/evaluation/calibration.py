@@ -30,6 +30,7 @@ from dlrc_lib import stats
 from dlrc_lib.core.errors import DlrcError
 from dlrc_lib.core.figures import MODEL_COLOURS
 from dlrc_lib.evaluation.sra import COHORT_LABELS, COHORTS
+from dlrc_lib.study.schema import PROB_COLUMNS
 
 #: Default DLRC terms when the model's results do not list them.
 DEFAULT_TERMS = ("c_lnm", "DL_score", "Rad_score")
@@ -38,7 +39,8 @@ PANEL_LETTERS = "abc"
 
 def model_columns(best_model: str | None = None) -> dict[str, str]:
     """Display label -> probability column of the ``predictions`` frame."""
-    return {"Radiomics": "prob_radiomics", best_model or "DL": "prob_dl", "DLRC": "prob_dlrc"}
+    return {"Radiomics": PROB_COLUMNS["radiomics"], best_model or "DL": PROB_COLUMNS["dl"],
+            "DLRC": PROB_COLUMNS["dlrc"]}
 
 
 def _cohorts(predictions: pd.DataFrame) -> list[str]:

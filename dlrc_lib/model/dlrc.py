@@ -33,6 +33,7 @@ from dlrc_lib.study.schema import (
     COHORT_LABELS,
     COHORTS,
     LEVELS,
+    PROB_COLUMNS,
     clinical_levels,
 )
 
@@ -41,8 +42,6 @@ RADIOMICS = "radiomics"
 DLRC = "DLRC"
 SRA = "SRA"
 
-# Probability columns of the ``predictions`` frame, per model role.
-PROB_COLUMNS = {"radiomics": "prob_radiomics", "dl": "prob_dl", "dlrc": "prob_dlrc"}
 
 
 def format_p(p: float) -> float | str:

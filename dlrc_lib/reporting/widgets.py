@@ -22,9 +22,8 @@ from dlrc_lib.core.figures import MODEL_COLOURS
 from dlrc_lib.study.schema import COHORT_LABELS
 from dlrc_lib.evaluation.performance import metrics_at_cutoff
 from dlrc_lib.evaluation.roc import roc_points as roc_curve_points
-from dlrc_lib.model.dlrc import PROB_COLUMNS
 from dlrc_lib.model.nomogram import Nomogram
-from dlrc_lib.study.schema import COHORTS
+from dlrc_lib.study.schema import COHORTS, PROB_COLUMNS
 
 MODEL_LABELS = {"radiomics": "Radiomics", "dl": "Deep learning", "dlrc": "DLRC"}
 RATES = ("SEN", "SPE", "PPV", "NPV", "ACC")

@@ -20,6 +20,8 @@ COHORTS = ("train", "internal", "external")
 COHORT_LABELS = {"train": "Training", "internal": "Internal validation", "external": "External validation"}
 #: Figure panel titles: "a  Training", "b  Internal validation", "c  External validation".
 PANEL_LABELS = {c: f"{'abc'[i]}  {COHORT_LABELS[c]}" for i, c in enumerate(COHORTS)}
+#: Probability columns of the ``predictions`` frame (notebook 05 onwards), per model role.
+PROB_COLUMNS = {"radiomics": "prob_radiomics", "dl": "prob_dl", "dlrc": "prob_dlrc"}
 
 # --------------------------------------------------------------------------- sequences
 #: MRI sequences, by the short name used in manifest columns and feature names.
