@@ -82,6 +82,38 @@ def _sigmoid(eta: np.ndarray) -> np.ndarray:
         return 1.0 / (1.0 + np.exp(-eta))
 
 
+def _newton_step(ZA: np.ndarray, p: np.ndarray, g: np.ndarray) -> np.ndarray:
+    """The Newton direction of the smooth (fixed-sign) objective at probabilities ``p``."""
+    n = len(p)
+    w = np.maximum(p * (1.0 - p), 1e-12)
+    X1 = np.column_stack([np.ones(n), ZA])
+    H = (X1.T * w) @ X1 / n
+    try:
+        return -np.linalg.solve(H, g)
+    except np.linalg.LinAlgError:
+        # exactly collinear active features (e.g. a duplicated column): the minimum-norm
+        # Newton step, a descent direction whenever one exists
+        return -np.linalg.lstsq(H, g, rcond=None)[0]
+
+
+def _backtrack(ZA, y, lam, b0, bA, sA, d, eta, slope, tmax, quadratic):
+    """Armijo backtracking along ``d`` from step ``tmax``: (step, new active coefficients), or
+    (None, None) when no step of at least 1e-12 decreases the objective. ``quadratic``: take
+    the first step as it is."""
+    n = len(y)
+    f0 = np.sum(np.logaddexp(0.0, eta) - y * eta) / n + lam * (sA @ bA)
+    t = tmax
+    while True:
+        nb = bA + t * d[1:]
+        ne = b0 + t * d[0] + ZA @ nb
+        f1 = np.sum(np.logaddexp(0.0, ne) - y * ne) / n + lam * (sA @ nb)
+        if quadratic or f1 <= f0 + 1e-4 * t * slope:
+            return t, nb
+        t *= 0.5
+        if t < 1e-12:
+            return None, None
+
+
 def _newton_lasso(Z: np.ndarray, y: np.ndarray, b0: float, beta: np.ndarray, lam: float,
                   gtol: float = 1e-11) -> tuple[float, np.ndarray, bool]:
     """One lambda of the L1 logistic fit by an active-set Newton method (warm start ``b0``,
@@ -124,15 +156,7 @@ def _newton_lasso(Z: np.ndarray, y: np.ndarray, b0: float, beta: np.ndarray, lam
             A = np.flatnonzero(s)
             alone = single
             continue
-        w = np.maximum(p * (1.0 - p), 1e-12)
-        X1 = np.column_stack([np.ones(n), ZA])
-        H = (X1.T * w) @ X1 / n
-        try:
-            d = -np.linalg.solve(H, g)
-        except np.linalg.LinAlgError:
-            # exactly collinear active features (e.g. a duplicated column): the minimum-norm
-            # Newton step, a descent direction whenever one exists
-            d = -np.linalg.lstsq(H, g, rcond=None)[0]
+        d = _newton_step(ZA, p, g)
         slope = g @ d
         if not (np.all(np.isfinite(d)) and slope < 0):
             return float(b0), beta, False
@@ -154,20 +178,12 @@ def _newton_lasso(Z: np.ndarray, y: np.ndarray, b0: float, beta: np.ndarray, lam
             k = int(np.argmin(ratio))
             if ratio[k] < 1.0:
                 tmax, hit = float(ratio[k]), int(A[np.flatnonzero(cross)[k]])
-        f0 = np.sum(np.logaddexp(0.0, eta) - y * eta) / n + lam * (sA @ bA)
         # near the solution the full Newton step is taken as it is: the decrease it promises
         # is then below the rounding of the objective, which a line search cannot resolve
-        t = tmax
         quadratic = hit < 0 and np.max(np.abs(g)) < 1e-7
-        while True:
-            nb = bA + t * dA
-            ne = b0 + t * d[0] + ZA @ nb
-            f1 = np.sum(np.logaddexp(0.0, ne) - y * ne) / n + lam * (sA @ nb)
-            if quadratic or f1 <= f0 + 1e-4 * t * slope:
-                break
-            t *= 0.5
-            if t < 1e-12:
-                return float(b0), beta, False  # no descent along the Newton direction
+        t, nb = _backtrack(ZA, y, lam, b0, bA, sA, d, eta, slope, tmax, quadratic)
+        if t is None:
+            return float(b0), beta, False  # no descent along the Newton direction
         b0 = b0 + t * d[0]
         beta[A] = nb
         if t == tmax and hit >= 0:
