@@ -48,6 +48,9 @@ DEFAULT_PARAMS_FILE = "params/quick.yaml"
 ENV_RUNNER = "DLRC_RUNNER"  # set by dlrc run for its kernels
 ENV_PARAMS_FILE = "DLRC_PARAMS_FILE"  # the runner's parameter file (for messages)
 ENV_RUN = "DLRC_RUN"  # the run dlrc lab opened the notebooks against
+# set by dlrc run when the parameters cells it executes show the run's own values (a manifest
+# study's pages): nothing is then "replaced" relative to what the page shows
+ENV_CELLS_SHOW_RUN = "DLRC_CELLS_SHOW_RUN"
 
 
 def project_root() -> Path:
@@ -221,7 +224,8 @@ def open_run(namespace: MutableMapping[str, Any], notebook: str, root: Path | No
     use_people_numbers()
     write = bool(namespace.get("write_artifacts", not interactive))
     info = NotebookRun(notebook, Path(namespace["run_dir"]), params_file, interactive, write, from_run, edited)
-    info.replaced = replaced_parameters(declared, namespace, info, root)
+    shown_as_run = not interactive and os.environ.get(ENV_CELLS_SHOW_RUN) == "1"
+    info.replaced = None if shown_as_run else replaced_parameters(declared, namespace, info, root)
 
     if interactive and not info.run_dir.is_dir():
         raise info.missing(info.run_dir, "run folder")

@@ -31,8 +31,8 @@ from dlrc_lib.features.store import file_digest
 from dlrc_lib.study.manifest import load_study
 from dlrc_lib.study.validate import attach_digests, last_digests
 from dlrc_lib.twin.prepare import prepare_study
-from dlrc_lib.reporting.paths import (ENV_PARAMS_FILE, ENV_RUNNER, FRAME_PRODUCERS, project_root,
-                                      resolve_parameters)
+from dlrc_lib.reporting.paths import (ENV_CELLS_SHOW_RUN, ENV_PARAMS_FILE, ENV_RUNNER, FRAME_PRODUCERS,
+                                      project_root, resolve_parameters)
 
 # Packages whose versions matter for the numbers (recorded in run.json).
 TRACKED_PACKAGES = (
@@ -255,8 +255,12 @@ def execute_notebook(nb: Path, out_nb: Path, inputs: dict[str, Any], root: Path,
             f"notebook {nb.name}: parameters {', '.join(unknown)} are not keys of the parameter schema"
         )
     values = {name: inputs[name] for name in declared}
+    source = str(inputs.get("study_source", "twin"))
+    # a manifest study's parameters cells show its own values (study_cells): the kernel then
+    # lists no replaced parameters against the twin's defaults
+    os.environ[ENV_CELLS_SHOW_RUN] = "1" if source != "twin" else "0"
     pm.execute_notebook(
-        study_cells(nb, str(inputs.get("study_source", "twin")), inputs.get("_banner"), values), str(out_nb), parameters=values, cwd=str(root), kernel_name="python3",
+        study_cells(nb, source, inputs.get("_banner"), values), str(out_nb), parameters=values, cwd=str(root), kernel_name="python3",
         progress_bar=False, log_output=False, request_save_on_cell_execute=False, stderr_file=echo,
         # the kernel is local and private to this run: keep ipykernel's TCP notice off the console
         extra_arguments=["--IPKernelApp.log_level=ERROR"],
