@@ -34,7 +34,7 @@ def checkout(tmp_path, monkeypatch):
     (run / "run.json").write_text(json.dumps({
         "status": "ok", "finished": "2026-01-01T00:00:00+00:00", "params_file": "params/quick.yaml",
         "params": {"run_name": "quick", "seed": 7, "dlrc": {"clinical_p": 0.1}}}))
-    for key in (P.ENV_RUNNER, P.ENV_RUN, P.ENV_PARAMS_FILE):
+    for key in (P.ENV_RUNNER, P.ENV_RUN, P.ENV_PARAMS_FILE, P.ENV_CELLS_SHOW_RUN):
         monkeypatch.delenv(key, raising=False)
     return tmp_path
 
@@ -144,6 +144,9 @@ def test_runner_values_are_used_as_given(checkout, monkeypatch):
     table = art.run.replaced.set_index("parameter")
     assert set(table.index) == {"run_dir", "seed", "study_manifest"}
     assert table.loc["seed", "from"] == "dlrc run (the runner)" and table.loc["run_dir", "value used"] == "reports/new"
+    # a manifest study's cells show the run's values already (the runner says so): nothing listed
+    monkeypatch.setenv(P.ENV_CELLS_SHOW_RUN, "1")
+    assert P.open_run(dict(ns), "05_dlrc", root=checkout).run.replaced.empty
     assert not (checkout / "reports" / "new").exists()  # no folder until something is written
 
 

@@ -225,7 +225,7 @@ def open_run(namespace: MutableMapping[str, Any], notebook: str, root: Path | No
     write = bool(namespace.get("write_artifacts", not interactive))
     info = NotebookRun(notebook, Path(namespace["run_dir"]), params_file, interactive, write, from_run, edited)
     shown_as_run = not interactive and os.environ.get(ENV_CELLS_SHOW_RUN) == "1"
-    info.replaced = None if shown_as_run else replaced_parameters(declared, namespace, info, root)
+    info.replaced = replaced_parameters({} if shown_as_run else declared, namespace, info, root)
 
     if interactive and not info.run_dir.is_dir():
         raise info.missing(info.run_dir, "run folder")
