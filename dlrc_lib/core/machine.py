@@ -33,16 +33,21 @@ def _cpuinfo() -> dict[str, str]:
     return info
 
 
+def cores_available() -> int:
+    """The cores this process may run on (its CPU affinity), at least 1."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # pragma: no cover - non-Linux
+        return max(1, os.cpu_count() or 1)
+
+
 def cpu_facts(torch_capability: bool = True) -> dict[str, Any]:
     """CPU model, its best vector instruction set, torch's CPU capability and threads, cores,
     load average."""
     info = _cpuinfo()
     flags = set(info.get("flags", info.get("Features", "")).split())
     isa = next((name for name, flag in ISA_FLAGS if flag in flags), None)
-    try:
-        cores = len(os.sched_getaffinity(0))
-    except AttributeError:  # pragma: no cover - non-Linux
-        cores = os.cpu_count() or 1
+    cores = cores_available()
     facts: dict[str, Any] = {
         "cpu_model": info.get("model name") or platform.processor() or platform.machine(),
         "vector_isa": isa,

@@ -42,6 +42,7 @@ import pandas as pd
 
 from dlrc_lib.core.errors import DlrcError
 from dlrc_lib.core.io import read_yaml_mapping
+from dlrc_lib.core.machine import cores_available
 from dlrc_lib.features.store import FeatureStore, file_digest
 from dlrc_lib.study.images import read_image, read_mask
 from dlrc_lib.study.schema import MASK_ROLES, radiomics_feature_name
@@ -417,10 +418,7 @@ class RadiomicsResult:
 def _n_workers(n_jobs: int) -> int:
     if n_jobs and n_jobs > 0:
         return int(n_jobs)
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # pragma: no cover - non-Linux
-        return max(1, os.cpu_count() or 1)
+    return cores_available()
 
 
 def _worker_init() -> None:

@@ -24,6 +24,7 @@ import pandas as pd
 import torch
 
 from dlrc_lib.core.errors import DlrcError
+from dlrc_lib.core.machine import cores_available as _cpu_count
 from dlrc_lib.features.deep.networks import (
     DEPTH_KERNEL,
     N_FEATURES,
@@ -375,12 +376,6 @@ def worker_threads(client) -> dict[str, int]:
         per_host[info.get("host", "")] = per_host.get(info.get("host", ""), 0) + 1
     return {addr: max(1, int(cores.get(addr, 1)) // per_host[info.get("host", "")])
             for addr, info in workers.items()}
-
-
-def _cpu_count() -> int:
-    import os
-
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
 
 DASK_TIMEOUT_S = 20.0  # how long to wait for deep.dask_scheduler to answer
