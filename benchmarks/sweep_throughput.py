@@ -34,7 +34,7 @@ from pathlib import Path
 
 import yaml
 
-from dlrc_lib.reporting import sweep as SW
+from dlrc_lib.run import sweep as SW
 
 
 def _subset_grid(grid_path: Path, params: Path, n: int, folder: Path) -> Path:

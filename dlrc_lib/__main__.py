@@ -1,4 +1,4 @@
 """``python -m dlrc_lib ...`` is the ``dlrc`` command."""
-from dlrc_lib.reporting.cli import main
+from dlrc_lib.run.cli import main
 
 raise SystemExit(main())

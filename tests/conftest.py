@@ -57,7 +57,7 @@ def quick_params(tmp_path_factory):
 def quick_run(tmp_path_factory, quick_params):
     out = tmp_path_factory.mktemp("quick") / "run"
     proc = subprocess.run(
-        [sys.executable, "-m", "dlrc_lib.reporting.cli", "run", "--params", str(quick_params), "--out", str(out)],
+        [sys.executable, "-m", "dlrc_lib.run.cli", "run", "--params", str(quick_params), "--out", str(out)],
         cwd=ROOT, capture_output=True, text=True, timeout=900,
     )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-6000:]

@@ -48,7 +48,7 @@ def make_predictions(scale: float = 1.0, seed: int = 7, prevalence: float = 0.31
 
 def write_run(run_dir, predictions: pd.DataFrame, best_model: str = "ResNet152_2D") -> None:
     """Place the frame and the 05_dlrc results JSON in a run directory, as notebook 05 does."""
-    from dlrc_lib.reporting.artifacts import Artifacts
+    from dlrc_lib.run.artifacts import Artifacts
     from dlrc_lib.stats import youden_threshold
 
     art = Artifacts(run_dir, notebook="05_dlrc")

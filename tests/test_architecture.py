@@ -103,3 +103,121 @@ def test_no_module_of_the_package_is_imported_conditionally():
                     and isinstance(node.args[0], ast.Constant) and str(node.args[0].value).startswith("dlrc_lib")):
                 offenders.append(f"{path.relative_to(ROOT)}:{node.lineno} importorskip")
     assert not offenders, offenders
+
+
+# ------------------------------------------------------------------ import circles
+def _module_name(path: Path, root: Path) -> str:
+    parts = list(path.relative_to(root).with_suffix("").parts)
+    if parts[-1] == "__init__":
+        parts = parts[:-1]
+    return ".".join(parts)
+
+
+def _imports(path: Path, root: Path, modules: set[str]) -> list[tuple[str, int, bool]]:
+    """``(imported module, line, inside a function)`` for every import of the package's own
+    modules in ``path``, at any depth (relative imports resolved; ``from pkg import sub`` is the
+    submodule when there is one)."""
+    name = _module_name(path, root)
+    package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    inside: set[int] = set()
+    for fn in ast.walk(tree):
+        if isinstance(fn, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            inside |= {id(n) for n in ast.walk(fn) if n is not fn}
+    found = []
+    for node in ast.walk(tree):
+        targets = []
+        if isinstance(node, ast.Import):
+            targets = [a.name for a in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                anchor = package.split(".")[:len(package.split(".")) - node.level + 1]
+                base = ".".join(anchor + ([base] if base else []))
+            targets = [f"{base}.{a.name}" if f"{base}.{a.name}" in modules else base for a in node.names]
+        for t in targets:
+            while t and t not in modules:
+                t = t.rpartition(".")[0]
+            if t and t != name:
+                found.append((t, node.lineno, id(node) in inside))
+    return found
+
+
+def _import_graph(root: Path, package: str) -> dict[str, dict[str, tuple[int, bool]]]:
+    paths = sorted((root / package).rglob("*.py"))
+    modules = {_module_name(p, root) for p in paths}
+    return {_module_name(p, root): {t: (line, fn) for t, line, fn in _imports(p, root, modules)} for p in paths}
+
+
+def _circles(graph: dict[str, dict]) -> list[list[str]]:
+    """The strongly connected components of more than one module (Tarjan)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on: set[str] = set()
+    out: list[list[str]] = []
+
+    def visit(v: str) -> None:
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        on.add(v)
+        for w in graph.get(v, {}):
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in on:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            comp = []
+            while True:
+                w = stack.pop()
+                on.discard(w)
+                comp.append(w)
+                if w == v:
+                    break
+            if len(comp) > 1:
+                out.append(sorted(comp))
+
+    for v in sorted(graph):
+        if v not in index:
+            visit(v)
+    return out
+
+
+def test_no_import_circle_among_the_package_modules():
+    """Imports inside functions count: a circle held together by one is still a circle."""
+    circles = _circles(_import_graph(ROOT, "dlrc_lib"))
+    assert not circles, "modules importing each other (directly or round a loop):\n" + "\n".join(
+        " <-> ".join(c) for c in circles)
+
+
+def test_the_circle_check_finds_a_circle_through_a_function_level_import(tmp_path):
+    pkg = tmp_path / "pkg"
+    (pkg / "sub").mkdir(parents=True)
+    (pkg / "__init__.py").write_text("")
+    (pkg / "sub" / "__init__.py").write_text("")
+    (pkg / "a.py").write_text("from pkg.sub import b\n")
+    (pkg / "sub" / "b.py").write_text("from . import c\n")
+    (pkg / "sub" / "c.py").write_text("def f():\n    from ..a import x\n")
+    (pkg / "d.py").write_text("import pkg.a\n")
+    assert _circles(_import_graph(tmp_path, "pkg")) == [["pkg.a", "pkg.sub.b", "pkg.sub.c"]]
+
+
+def test_function_level_imports_of_the_package_only_defer_a_heavy_dependency():
+    """An import of the package's own modules inside a function is there only to keep torch,
+    Dask, SimpleITK (...) out of a light import, and says so in a comment ("deferred: ...")
+    on its line or the line above."""
+    graph_root = ROOT
+    paths = sorted(LIB.rglob("*.py"))
+    modules = {_module_name(p, graph_root) for p in paths}
+    offenders = []
+    for path in paths:
+        lines = path.read_text(encoding="utf-8").splitlines()
+        for target, line, in_function in _imports(path, graph_root, modules):
+            if not in_function:
+                continue
+            near = " ".join(lines[max(0, line - 2):line + 1])
+            if "deferred" not in near:
+                offenders.append(f"{path.relative_to(ROOT)}:{line} imports {target}")
+    assert not offenders, "import these at the top of the module (or say what heavy import is deferred):\n" + \
+        "\n".join(offenders)

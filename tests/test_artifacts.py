@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from dlrc_lib.reporting.artifacts import Artifacts
+from dlrc_lib.run.artifacts import Artifacts
 from dlrc_lib.core.io import atomic_write_text, dumps
 
 

@@ -312,7 +312,7 @@ def test_full_disk_leaves_no_partial_file(tmp_path, monkeypatch):
 
 
 def test_full_disk_is_one_line_from_the_cli(tmp_path, monkeypatch, capsys):
-    from dlrc_lib.reporting import cli
+    from dlrc_lib.run import cli
 
     def run(args):
         raise OSError(errno.ENOSPC, "No space left on device", str(tmp_path / "reports" / "x.csv"))
@@ -425,7 +425,7 @@ def test_notebooks_run_blas_on_one_thread_so_numbers_do_not_depend_on_the_cores(
 
     found, env_value, threads = json.loads(out.stdout.strip().splitlines()[-1])
     assert found and env_value == "1" and threads == [1]
-    from dlrc_lib.reporting import paths, runner
+    from dlrc_lib.run import paths, runner
 
     assert "single_thread_blas()" in Path(paths.__file__).read_text()  # every notebook's open_run
     assert '"OPENBLAS_NUM_THREADS"] = "1"' in Path(runner.__file__).read_text()  # every kernel

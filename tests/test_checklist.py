@@ -167,7 +167,7 @@ def test_missing_evidence_is_never_claimed(tmp_path):
 
 
 def test_pages_are_written_deterministically_and_linked(tmp_path):
-    from dlrc_lib.reporting.report import write_index
+    from dlrc_lib.reporting.index_page import write_index
 
     run = make_run(tmp_path)
     page = C.write_checklist(run, Params(run_name="t"))

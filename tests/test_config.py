@@ -77,7 +77,7 @@ def test_flatten_and_rebuild_round_trip():
 
 def test_cli_bad_yaml_one_line(monkeypatch):
     proc = subprocess.run(
-        [sys.executable, "-m", "dlrc_lib.reporting.cli", "run", "--params", "params/bad.yaml"],
+        [sys.executable, "-m", "dlrc_lib.run.cli", "run", "--params", "params/bad.yaml"],
         cwd=ROOT, capture_output=True, text=True,
     )
     assert proc.returncode == 2
@@ -87,8 +87,30 @@ def test_cli_bad_yaml_one_line(monkeypatch):
 
 
 def test_cli_help_lists_verbs():
-    proc = subprocess.run([sys.executable, "-m", "dlrc_lib.reporting.cli", "--help"], cwd=ROOT,
+    proc = subprocess.run([sys.executable, "-m", "dlrc_lib.run.cli", "--help"], cwd=ROOT,
                           capture_output=True, text=True)
     assert proc.returncode == 0
     for verb in ("run", "synth", "validate", "extract", "predict"):
         assert verb in proc.stdout
+
+
+def test_with_overrides_validates_like_load_params_without_reading_the_file_again(tmp_path):
+    import shutil
+
+    from dlrc_lib.core.config import load_params
+
+    src = tmp_path / "p.yaml"
+    shutil.copy(ROOT / "params" / "quick.yaml", src)
+    for name in ("radiomics_quick.yaml", "published_values.yaml"):
+        if (ROOT / "params" / name).exists():
+            shutil.copy(ROOT / "params" / name, tmp_path / name)
+    base = load_params(src)
+    expected = load_params(src, overrides={"selection.lasso_rule": "min", "seed": 7})
+    src.unlink()  # the overrides apply to the mapping read once
+    got = base.with_overrides({"selection.lasso_rule": "min", "seed": 7})
+    assert got.model_dump() == expected.model_dump() and got.selection.lasso_rule == "min"
+    assert base.selection.lasso_rule != "min"  # the base is unchanged
+    with pytest.raises(ParamsError, match="selection.lasso_rule"):
+        base.with_overrides({"selection.lasso_rule": "sometimes"})
+    with pytest.raises(ParamsError, match="not read from a file"):
+        Params().with_overrides({"seed": 1})

@@ -10,7 +10,7 @@ import pytest
 import SimpleITK as sitk
 import torch
 
-from dlrc_lib.reporting.artifacts import Artifacts
+from dlrc_lib.run.artifacts import Artifacts
 from dlrc_lib.core.config import DeepParams
 from dlrc_lib.features.deep import extract as dx
 from dlrc_lib.features.deep import networks as dn
@@ -453,7 +453,7 @@ def test_extract_cli_fills_every_case_notebook_04_reads(tmp_path, monkeypatch):
     then builds no network."""
     from types import SimpleNamespace
 
-    from dlrc_lib.features.extract import extract_deep_cli
+    from dlrc_lib.run.extract import extract_deep_cli
 
     study = make_study(tmp_path / "study", n=3, icc=1)
     params = SimpleNamespace(deep=tiny_params(), cache_dir=str(tmp_path / "cache"), seed=1,

@@ -34,7 +34,7 @@ def _params(base: Path, name: str) -> Path:
 
 
 def _cmd(params: Path, out: Path) -> list[str]:
-    return [sys.executable, "-m", "dlrc_lib.reporting.cli", "run", "--params", str(params), "--out", str(out)]
+    return [sys.executable, "-m", "dlrc_lib.run.cli", "run", "--params", str(params), "--out", str(out)]
 
 
 def _count(folder: Path, pattern: str) -> int:

@@ -55,7 +55,7 @@ def _free_port() -> int:
 def lab(finished_quick_run, tmp_path_factory):
     """JupyterLab from this venv on a copy of the notebooks, reading the quick run."""
     _need_browser()
-    from dlrc_lib.reporting.lab import lab_command, lab_environment
+    from dlrc_lib.run.lab import lab_command, lab_environment
 
     run_dir = finished_quick_run
     base = tmp_path_factory.mktemp("lab")

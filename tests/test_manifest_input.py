@@ -11,7 +11,7 @@ import pytest
 
 from _tinystudy import SEQS, write_case
 from dlrc_lib.core.errors import DlrcError
-from dlrc_lib.reporting.cli import main
+from dlrc_lib.run.cli import main
 from dlrc_lib.study.manifest import load_study, read_manifest, read_manifest_csv
 from dlrc_lib.study.validate import validate_manifest
 

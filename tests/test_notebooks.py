@@ -8,7 +8,7 @@ import nbformat
 import pytest
 
 from dlrc_lib.core.config import Params, flatten
-from dlrc_lib.reporting.runner import RUN_NOTEBOOK_KEYS
+from dlrc_lib.run.runner import RUN_NOTEBOOK_KEYS
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))

@@ -18,7 +18,7 @@ import yaml
 
 from _hospital import hospital_export
 from dlrc_lib.core.config import PACKAGE_ROOT, ParamsError, load_params
-from dlrc_lib.reporting.cli import main
+from dlrc_lib.run.cli import main
 
 ROOT = Path(__file__).resolve().parents[1]
 QUICK_RADIOMICS = str(ROOT / "params" / "radiomics_quick.yaml")
@@ -205,7 +205,7 @@ def test_a_lasso_that_keeps_nothing_names_the_parameter_to_change():
 
 
 def test_a_notebook_stopped_by_the_data_is_one_line_without_traceback():
-    from dlrc_lib.reporting.runner import _error_summary
+    from dlrc_lib.run.runner import _error_summary
 
     class Stop(Exception):
         ename, evalue, exec_count = "EmptySelectionError", "LASSO (1se rule) kept no feature; set selection.lasso_rule: min", 10
@@ -266,7 +266,7 @@ def test_a_study_folder_inside_the_checkout_is_still_its_own_folder(tmp_path, mo
 
 
 def test_a_sweep_of_a_manifest_study_writes_variant_files_it_can_read(tmp_path):
-    from dlrc_lib.reporting.sweep import _write_params
+    from dlrc_lib.run.sweep import _write_params
 
     (tmp_path / "m.csv").write_text("patient_id\n")
     (tmp_path / "p.yaml").write_text("study: {source: manifest, manifest: m.csv}\n")

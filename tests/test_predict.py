@@ -11,7 +11,7 @@ import pytest
 
 from dlrc_lib.model import dlrc as M
 from dlrc_lib.core.io import dumps
-from dlrc_lib.reporting.cli import main as cli_main
+from dlrc_lib.run.cli import main as cli_main
 from dlrc_lib.core.errors import DlrcError
 from dlrc_lib.model.export import build_model_document, known_batches, load_model, write_model
 from dlrc_lib.model.predict import read_new_patients, scanner_status, score_from_scores
@@ -237,7 +237,7 @@ def test_deep_weights_as_fitted(fitted):
 def test_tampered_model_is_refused(fitted, tmp_path, damage, message, capsys):
     """A model file edited after export is refused with one line; nothing in it is executed."""
     from dlrc_lib.model.export import document_digest
-    from dlrc_lib.reporting.cli import main
+    from dlrc_lib.run.cli import main
 
     _, _, _, doc = fitted
     path = write_model(doc, tmp_path / "m.json")

@@ -103,7 +103,7 @@ def test_snapshot_of_the_quick_run(quick_run, tmp_path):
 
     import pandas as pd
 
-    from dlrc_lib.reporting.cli import main as cli_main
+    from dlrc_lib.run.cli import main as cli_main
 
     out, _ = quick_run
     snap = tmp_path / "reference-run"
@@ -168,7 +168,7 @@ def test_rerun_is_byte_identical(quick_run, quick_params, tmp_path):
     out, _ = quick_run
     again = tmp_path / "again"
     proc = subprocess.run(
-        [sys.executable, "-m", "dlrc_lib.reporting.cli", "run", "--params", str(quick_params), "--out", str(again)],
+        [sys.executable, "-m", "dlrc_lib.run.cli", "run", "--params", str(quick_params), "--out", str(again)],
         cwd=ROOT, capture_output=True, text=True, timeout=900,
     )
     assert proc.returncode == 0, proc.stderr[-4000:]
@@ -193,7 +193,7 @@ def test_predict_round_trip_from_images(quick_run, quick_params, tmp_path):
     scaling and coefficients)."""
     import pandas as pd
 
-    from dlrc_lib.reporting.cli import main as cli_main
+    from dlrc_lib.run.cli import main as cli_main
     from dlrc_lib.core.config import load_params
     from dlrc_lib.study.manifest import load_study
 

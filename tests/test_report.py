@@ -6,8 +6,10 @@ from pathlib import Path
 import pandas as pd
 
 from dlrc_lib.core.config import Params
-from dlrc_lib.reporting.artifacts import Artifacts
-from dlrc_lib.reporting.report import compare_with_paper, flatten_published, load_discrepancies, load_published, write_index
+from dlrc_lib.run.artifacts import Artifacts
+from dlrc_lib.reporting.index_page import write_index
+from dlrc_lib.reporting.report import (Missing, as_number, compare_with_paper, flatten_published, load_discrepancies,
+                                     load_published, number_or_none)
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -80,3 +82,19 @@ def test_paper_inconsistency_shows_both_values(tmp_path, monkeypatch):
     (tmp_path / "run.json").write_text('{"run_name": "t", "status": "ok", "params": {"study": {"source": "twin"}}}')
     page = write_index(tmp_path, Params()).read_text(encoding="utf-8")
     assert "The paper is inconsistent" in page and "0.524 (table) / 0.542 (text)" in page
+
+
+def test_one_reading_of_numbers_for_the_claims_and_the_comparison():
+    import math
+
+    import pytest
+
+    assert as_number("<0.001") < 0.001 and as_number("<0.001") == math.nextafter(0.001, 0.0)
+    assert as_number(" 0.42 ") == 0.42 and as_number(3) == 3.0 and as_number(True) == 1.0
+    for bad in (float("nan"), "n/a", None, [0.7, 0.6, 0.8]):
+        with pytest.raises(Missing):
+            as_number(bad)
+        assert number_or_none(bad) is None
+    # the comparison: a reproduced p under the published bound differs by 0, above it by the distance to the bound
+    table = compare_with_paper({"t.p": "<0.001", "t.q": "<0.05"}, {"t.p": 0.0004, "t.q": 0.07})
+    assert list(table["difference"]) == ["0", "0.02"]

@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from dlrc_lib.core.errors import DlrcError
-from dlrc_lib.reporting import paths as P
+from dlrc_lib.run import paths as P
 
 PARAMS_CELL = '''run_dir: str = "reports/quick"  # run
 seed: int = 20240601  # seed
@@ -152,7 +152,7 @@ def test_runner_values_are_used_as_given(checkout, monkeypatch):
 
 def test_runner_injects_resolved_paths(tmp_path):
     from dlrc_lib.core.config import Params
-    from dlrc_lib.reporting.runner import notebook_inputs
+    from dlrc_lib.run.runner import notebook_inputs
 
     inputs = notebook_inputs(Params(), tmp_path / "p.yaml", tmp_path / "run", tmp_path / "m.csv", root=tmp_path)
     assert inputs["write_artifacts"] is True
@@ -172,17 +172,17 @@ def test_last_finished_run(checkout):
 
 
 def test_lab_without_a_run_says_one_line(tmp_path, monkeypatch, capsys):
-    from dlrc_lib.reporting.cli import main
-    from dlrc_lib.reporting import lab
+    from dlrc_lib.run.cli import main
+    from dlrc_lib.run import commands
 
-    monkeypatch.setattr(lab, "project_root", lambda: tmp_path)
+    monkeypatch.setattr(commands, "project_root", lambda: tmp_path)
     assert main(["lab"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert err == [f"dlrc lab: error: no finished run under {tmp_path / 'reports'}: run `make quick` first"]
 
 
 def test_lab_environment(tmp_path, monkeypatch):
-    from dlrc_lib.reporting.lab import lab_environment
+    from dlrc_lib.run.lab import lab_environment
 
     monkeypatch.setenv("DLRC_HEADLESS", "1")
     monkeypatch.setenv(P.ENV_RUNNER, "1")

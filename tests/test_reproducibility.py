@@ -121,7 +121,7 @@ def test_without_a_reproducibility_subset_every_feature_is_kept_and_the_reason_s
 
 
 def test_extract_cli_radiomics_part_reports_failures(tmp_path):
-    from dlrc_lib.features.extract import extract_radiomics_cli
+    from dlrc_lib.run.extract import extract_radiomics_cli
 
     st = make_study(tmp_path / "s", n=2)
     st.at[1, "mask_DWI"] = str(tmp_path / "missing.nii.gz")

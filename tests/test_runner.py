@@ -6,7 +6,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from dlrc_lib.reporting import runner
+from dlrc_lib.run import runner
 from dlrc_lib.core.errors import DlrcError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -32,7 +32,7 @@ def project(tmp_path, monkeypatch):
 def test_run_injects_params_and_records_provenance(project):
     make_nb(project / "notebooks/00_a.ipynb",
             'run_dir: str = "x"  # run directory\nselection_mw_p: float = 0.5  # threshold',
-            "from dlrc_lib.reporting.artifacts import Artifacts\n"
+            "from dlrc_lib.run.artifacts import Artifacts\n"
             "Artifacts(run_dir, notebook='00_a').results(mw=selection_mw_p)")
     out = project / "out"
     rc = runner.run(ROOT / "params/quick.yaml", out=out, root=project, quiet=True)
@@ -83,7 +83,7 @@ def test_a_notebook_stopped_by_the_data_lets_the_run_finish_its_report(project, 
     make_nb(project / "notebooks/01_alone.ipynb", 'run_dir: str = "x"  # run directory',
             "open(run_dir + '/alone.txt', 'w').write('ran')")
     make_nb(project / "notebooks/02_needs.ipynb", 'run_dir: str = "x"  # run directory',
-            "from dlrc_lib.reporting.paths import MissingInput\n"
+            "from dlrc_lib.run.paths import MissingInput\n"
             "raise MissingInput('results of notebook 00_stop not found')")
     out = project / "out"
     rc = runner.run(ROOT / "params/quick.yaml", out=out, root=project, quiet=True)

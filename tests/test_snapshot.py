@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 from claimsdata import make_run
 
-from dlrc_lib.reporting.cli import main as cli_main
+from dlrc_lib.run.cli import main as cli_main
 from dlrc_lib.core.errors import DlrcError
 from dlrc_lib.reporting.index_page import write_index
 from dlrc_lib.reporting.snapshot import make_snapshot

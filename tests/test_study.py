@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 import SimpleITK as sitk
 
-from dlrc_lib.reporting.cli import main
+from dlrc_lib.run.cli import main
 from dlrc_lib.core.config import Params
 from dlrc_lib.core.errors import DlrcError
 from dlrc_lib.study.schema import SEQUENCES
@@ -270,7 +270,7 @@ def test_small_centre_is_an_error_when_it_is_the_harmonisation_batch(study):
 
 def test_every_notebook_sees_the_runs_cohorts(study, tmp_path):
     """A manifest without cohorts is split once, by the runner, with the run's parameters."""
-    from dlrc_lib.reporting.runner import write_analysed_study
+    from dlrc_lib.run.runner import write_analysed_study
 
     df = pd.read_csv(study).drop(columns=["cohort"])
     df.to_csv(study, index=False)

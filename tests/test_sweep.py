@@ -17,9 +17,9 @@ import yaml
 
 from dlrc_lib.core.config import ParamsError
 from dlrc_lib.core.errors import DlrcError
-from dlrc_lib.reporting.cli import main
+from dlrc_lib.run.cli import main
 from dlrc_lib.reporting import sensitivity as S
-from dlrc_lib.reporting import sweep as SW
+from dlrc_lib.run import sweep as SW
 
 ROOT = Path(__file__).resolve().parents[1]
 QUICK = ROOT / "params" / "quick.yaml"
@@ -334,7 +334,7 @@ class WithOnly(FakeNotebooks):
 
 
 def test_variants_that_change_only_later_notebooks_start_there(tmp_path, monkeypatch, no_base_notebooks):
-    import dlrc_lib.reporting.runner as R
+    import dlrc_lib.run.runner as R
 
     shared_runs = []
 
@@ -495,7 +495,7 @@ def test_claim_frequencies_count_holds_and_fails():
 
 def test_runner_skips_notebook_09_without_a_grid(tmp_path):
     from dlrc_lib.core.errors import DlrcError
-    from dlrc_lib.reporting.runner import run
+    from dlrc_lib.run.runner import run
 
     with pytest.raises(DlrcError, match="sweep.grid"):
         run(QUICK, only=["09"], out=tmp_path / "r", quiet=True)
@@ -504,7 +504,7 @@ def test_runner_skips_notebook_09_without_a_grid(tmp_path):
 # ----------------------------------------------------------- real sweeps (quick twin)
 # They use params/quick.yaml's twin and feature cache (data/twin/quick, .dlrc_cache: the quick
 # run's); on a checkout without them the sweep extracts them first (several minutes).
-SWEEP_CMD = [sys.executable, "-m", "dlrc_lib.reporting.cli", "sweep", "--params", str(QUICK), "--grid",
+SWEEP_CMD = [sys.executable, "-m", "dlrc_lib.run.cli", "sweep", "--params", str(QUICK), "--grid",
              str(ROOT / "params" / "sweep_quick.yaml"), "--jobs", "2"]
 
 
@@ -567,7 +567,7 @@ def test_second_quick_sweep_recomputes_nothing_and_notebook_09_reads_it(quick_sw
     pfile = tmp_path / "quick_sweep.yaml"
     pfile.write_text(yaml.safe_dump(p))
     run_dir = tmp_path / "run"
-    proc = subprocess.run([sys.executable, "-m", "dlrc_lib.reporting.cli", "run", "--params", str(pfile), "--only", "09",
+    proc = subprocess.run([sys.executable, "-m", "dlrc_lib.run.cli", "run", "--params", str(pfile), "--only", "09",
                            "--out", str(run_dir)], cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert (run_dir / "figures" / "sensitivity_specification_curve.png").exists()

@@ -10,7 +10,7 @@ import nbformat
 import pandas as pd
 
 from dlrc_lib.core.config import Params
-from dlrc_lib.reporting.artifacts import Artifacts
+from dlrc_lib.run.artifacts import Artifacts
 
 ROOT = Path(__file__).resolve().parents[1]
 EVIL = ["<img src=x onerror=alert(1)>", "a;rm -rf b", "$(touch pwned)", "x\"'><script>alert(2)</script>"]
@@ -33,7 +33,7 @@ def test_tables_escape_manifest_text(tmp_path):
 def test_notebook_html_escapes_outputs(tmp_path):
     """What a notebook shows of the study (a table, printed lines, an error) is escaped in
     its HTML copy."""
-    from dlrc_lib.reporting.runner import export_html
+    from dlrc_lib.run.runner import export_html
 
     df = pd.DataFrame({"patient_id": EVIL, "scanner": EVIL})
     nb = nbformat.v4.new_notebook()
@@ -55,7 +55,7 @@ def test_notebook_html_escapes_outputs(tmp_path):
 
 
 def test_index_page_escapes_manifest_path(tmp_path):
-    from dlrc_lib.reporting.report import write_index
+    from dlrc_lib.reporting.index_page import write_index
 
     manifest = tmp_path / f"{EVIL[0]}.csv"
     manifest.write_text("patient_id\n")
@@ -72,7 +72,7 @@ def test_index_page_escapes_manifest_path(tmp_path):
 
 def test_validate_never_reaches_a_shell(tmp_path, monkeypatch, capsys):
     """IDs, names and file names that a shell would run are only text for dlrc validate."""
-    from dlrc_lib.reporting.cli import main
+    from dlrc_lib.run.cli import main
     from dlrc_lib.twin import generate_study
 
     p = Params.model_validate({"published_values": str(ROOT / "params" / "published_values.yaml"),

@@ -339,7 +339,7 @@ def test_digests_recorded_and_checked_at_extraction(study, tmp_path):
 
 
 def test_cli_validate_lists_every_damage_at_once(study, tmp_path, capsys):
-    from dlrc_lib.reporting.cli import main
+    from dlrc_lib.run.cli import main
 
     df = pd.read_csv(study)
     a = study.parent / df.at[0, "image_CET1"]

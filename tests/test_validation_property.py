@@ -18,7 +18,7 @@ from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
 from dlrc_lib.core.config import Params
-from dlrc_lib.reporting.cli import main
+from dlrc_lib.run.cli import main
 from dlrc_lib.study.validate import validate_manifest
 
 ROOT = Path(__file__).resolve().parents[1]

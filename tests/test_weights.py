@@ -10,7 +10,7 @@ import torch
 from dlrc_lib.core.errors import DlrcError
 from dlrc_lib.features.deep import networks as dn
 from dlrc_lib.features.deep import weights as dw
-from dlrc_lib.reporting import cli
+from dlrc_lib.run import cli
 
 
 @pytest.fixture(autouse=True)

@@ -29,6 +29,8 @@ import sys
 from pathlib import Path
 from typing import Any, Sequence
 
+from dlrc_lib.core.errors import DlrcError
+
 
 def slurm_job_kwargs(*, cores: int = 32, memory: str = "120GB", walltime: str = "04:00:00",
                      queue: str | None = None, account: str | None = None,
@@ -61,7 +63,5 @@ def slurm_cluster(**kwargs: Any):
     try:
         from dask_jobqueue import SLURMCluster
     except ImportError:  # pragma: no cover - a dev requirement
-        from dlrc_lib.core.errors import DlrcError
-
         raise DlrcError("a SLURM cluster needs dask-jobqueue: pip install dask-jobqueue") from None
     return SLURMCluster(**slurm_job_kwargs(**kwargs))

@@ -9,6 +9,7 @@ notebooks receive the values flattened as ``<section>_<key>`` (see :func:`flatte
 """
 from __future__ import annotations
 
+import copy
 import os
 from pathlib import Path
 from typing import Any, Literal, Optional
@@ -232,7 +233,7 @@ class SraParams(Section):
 
 
 class SweepParams(Section):
-    """Exploratory re-analysis: ``dlrc sweep`` / notebook 09 (see dlrc_lib.reporting.sweep)."""
+    """Exploratory re-analysis: ``dlrc sweep`` / notebook 09 (see dlrc_lib.run.sweep)."""
 
     grid: Optional[str] = None  # sweep grid YAML; when set, `dlrc run` runs the sweep and notebook 09
     jobs: int = Field(0, ge=0)  # variants run at once (0: all cores)
@@ -259,8 +260,18 @@ class Params(Section):
     sra: SraParams = Field(default_factory=SraParams)
     sweep: SweepParams = Field(default_factory=SweepParams)
 
-    # Set by load_params: the file the values came from (not a YAML key).
+    # Set by load_params: the file the values came from and its mapping as read, overrides
+    # applied (not YAML keys; :meth:`with_overrides` validates that mapping again).
     _source: Optional[Path] = None
+    _raw: Optional[dict] = None
+
+    def with_overrides(self, overrides: dict[str, Any]) -> "Params":
+        """These parameters with ``overrides`` (dotted keys) applied to the file's mapping and
+        validated as :func:`load_params` does (paths resolved against the file's folder), without
+        reading the file again. Only for parameters that came from :func:`load_params`."""
+        if self._source is None or self._raw is None:
+            raise ParamsError("with_overrides: these parameters were not read from a file (use load_params)")
+        return _validated(self._source, self._raw, overrides)
 
     @model_validator(mode="after")
     def _manifest_needed(self) -> "Params":
@@ -369,7 +380,11 @@ def load_params(path: str | Path, overrides: dict[str, Any] | None = None) -> Pa
     notebooks and every command read the same files whatever the working directory.
     """
     path = Path(path)
-    raw = read_yaml_mapping(path, "parameter", ParamsError)
+    return _validated(path, read_yaml_mapping(path, "parameter", ParamsError), overrides)
+
+
+def _validated(path: Path, mapping: dict, overrides: dict[str, Any] | None) -> Params:
+    raw = copy.deepcopy(mapping)
     for key, value in (overrides or {}).items():
         _set_dotted(raw, key, value)
     study_raw = raw.get("study") if isinstance(raw.get("study"), dict) else {}
@@ -412,6 +427,7 @@ def load_params(path: str | Path, overrides: dict[str, Any] | None = None) -> Pa
         params.deep.weights = resolve_param_path(weights, params_dir=params_dir, written=True, must_exist=True,
                                                  shared=False)
     params._source = path
+    params._raw = raw
     return params
 
 

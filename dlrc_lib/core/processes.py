@@ -19,6 +19,8 @@ import signal
 from concurrent.futures import ProcessPoolExecutor
 from typing import Any, Callable, Optional
 
+from dlrc_lib.core.errors import DlrcError
+
 __all__ = ["die_with_parent", "dask_worker_setup", "one_blas_thread", "single_thread_blas", "undo_malloc_tuning", "worker_pool",
            "MALLOC_ENV"]
 
@@ -150,8 +152,6 @@ def single_thread_blas() -> bool:
 def dask_client(address: str, timeout_s: float = 20.0, setting: str = "radiomics.dask_scheduler"):
     """A ``distributed.Client`` for the scheduler of ``setting``; a one-line
     :class:`~dlrc_lib.core.errors.DlrcError` when Dask is missing or the scheduler does not answer."""
-    from dlrc_lib.core.errors import DlrcError
-
     try:
         from distributed import Client
     except ImportError:  # pragma: no cover

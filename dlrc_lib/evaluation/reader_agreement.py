@@ -23,6 +23,8 @@ import pandas as pd
 from dlrc_lib import stats
 from dlrc_lib.core.errors import DlrcError
 from dlrc_lib.study.schema import C_LNM_SHORT_AXIS_MM, COHORTS, READER1_COLUMNS, READER2_COLUMNS
+from dlrc_lib.evaluation.sra import sra_predict
+from dlrc_lib.study.manifest import by_patient
 
 FINAL_COLUMNS = ("lnsd_mm", "lnld_mm", "node_necrosis")
 CONSENSUS_RULE = (
@@ -44,8 +46,6 @@ def has_second_reader(study: pd.DataFrame) -> bool:
 
 
 def _sra(sd, ld, nec, sra_params) -> np.ndarray:
-    from dlrc_lib.evaluation.sra import sra_predict
-
     frame = pd.DataFrame({"lnsd_mm": sd, "lnld_mm": ld, "node_necrosis": nec})
     return sra_predict(frame, sra_params).to_numpy()
 
@@ -57,7 +57,7 @@ def reader_calls(study: pd.DataFrame, sra_params) -> pd.DataFrame:
     missing = [c for c in ("patient_id", "cohort", *FINAL_COLUMNS, *READER2_COLUMNS) if c not in study.columns]
     if missing:
         raise DlrcError(f"reader agreement: study has no column(s) {', '.join(missing)}")
-    df = study.set_index("patient_id", drop=False) if "patient_id" in study.columns else study
+    df = by_patient(study)
     r1_cols = READER1_COLUMNS if all(c in df.columns for c in READER1_COLUMNS) else FINAL_COLUMNS
     both = df[list(r1_cols) + list(READER2_COLUMNS)].notna().all(axis=1).to_numpy()
     df = df[both]

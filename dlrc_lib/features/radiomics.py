@@ -46,6 +46,9 @@ from dlrc_lib.core.machine import cores_available
 from dlrc_lib.features.store import FeatureStore, file_digest
 from dlrc_lib.study.images import read_image, read_mask
 from dlrc_lib.study.schema import MASK_ROLES, radiomics_feature_name
+from dlrc_lib.core.processes import dask_client, dask_worker_setup, worker_pool
+from dlrc_lib.core.progress import progress_bar
+from dlrc_lib.study.validate import verify_digests
 
 NAMESPACE = "radiomics"
 
@@ -303,8 +306,6 @@ def study_cases(study: pd.DataFrame, sequences: Sequence[str],
     """
     if "patient_id" not in study.columns:
         raise DlrcError("study table: column 'patient_id' missing")
-    from dlrc_lib.study.validate import verify_digests
-
     # a file changed since validation (its SHA-256 recorded in the study table) is refused
     verify_digests(study, [c for role in masks if role in MASK_COLUMNS for seq in sequences
                            for c in (f"image_{seq}", f"{MASK_COLUMNS[role]}{seq}")])
@@ -435,8 +436,6 @@ def _dask_worker_init(dask_worker=None) -> None:
     :func:`~dlrc_lib.core.processes.dask_worker_setup`: the nanny's malloc setting undone
     (with it every case costs a third more CPU in page faults) and the worker's statistical
     profiler stopped."""
-    from dlrc_lib.core.processes import dask_worker_setup
-
     _worker_init()
     dask_worker_setup(dask_worker)
 
@@ -449,8 +448,6 @@ def _run_local(jobs: list[tuple[str, str, str]], n_workers: int,
         return
     import multiprocessing as mp
     from concurrent.futures import FIRST_COMPLETED, wait
-
-    from dlrc_lib.core.processes import worker_pool
 
     ctx = mp.get_context("fork") if "fork" in mp.get_all_start_methods() else None
     pool = worker_pool(n_workers, mp_context=ctx, initializer=_worker_init)
@@ -482,8 +479,6 @@ def _run_local(jobs: list[tuple[str, str, str]], n_workers: int,
 
 def _run_dask(jobs: list[tuple[str, str, str]], address: str,
               on_done: Callable[[int, dict], None], timeout_s: float = 20.0) -> int:
-    from dlrc_lib.core.processes import dask_client
-
     client = dask_client(address, timeout_s)  # a one-line error if Dask is missing or silent
     from dask.distributed import as_completed
     try:
@@ -700,8 +695,6 @@ class _Collector:
             self.patients_left[pid] = self.patients_left.get(pid, 0) + 1
         self.bar = None
         if progress and plan.jobs:
-            from dlrc_lib.core.progress import progress_bar
-
             self.bar = progress_bar(
                 total=len(self.patients_left), unit="patient", desc="radiomics", smoothing=0.1,
                 bar_format="{l_bar}{bar}| {n_fmt}/{total_fmt} patients [{elapsed}<{remaining}, {rate_fmt}{postfix}]")

@@ -303,19 +303,3 @@ def predict_manifest(model_path: str | Path, manifest: str | Path, policy: str |
     cache = Path(cache_dir or doc.get("run", {}).get("cache_dir", ".dlrc_cache"))
     rad, dl = extract_features(doc, study, cache)
     return score_patients(doc, study, rad, dl, policy)
-
-
-def cli_predict(args: Any) -> int:
-    """``dlrc predict``: write the predictions CSV (atomically) and one summary line."""
-    from dlrc_lib.core.processes import single_thread_blas
-
-    single_thread_blas()  # the same probabilities on any machine
-    out = predict_manifest(args.model, args.manifest, getattr(args, "scanner_policy", None),
-                           getattr(args, "cache_dir", None))
-    target = Path(args.out)
-    atomic_write_text(target, out.reset_index().to_csv(index=False, float_format="%.17g"))
-    n_pos = int(out["lnm_predicted"].sum())
-    new = int((out["scanner_status"] == "harmonised from own data").sum())
-    print(f"dlrc predict: {len(out)} patients -> {target} ({n_pos} predicted LNM at cut-off "
-          f"{out['cutoff'].iloc[0]:.4f}" + (f"; {new} from unseen scanners harmonised" if new else "") + ")")
-    return 0

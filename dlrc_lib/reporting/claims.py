@@ -35,11 +35,11 @@ from typing import Any, Callable
 import pandas as pd
 import yaml
 
-from dlrc_lib.reporting.report import flatten_published
 from dlrc_lib.core.config import PACKAGE_ROOT
 from dlrc_lib.core.errors import DlrcError
 from dlrc_lib.core.io import atomic_write_text
 from dlrc_lib.evaluation.decision_curve import true_runs
+from dlrc_lib.reporting.report import Missing, as_number, flatten_published
 from dlrc_lib.study.schema import COHORT_LABELS, COHORTS, split_feature_name
 
 HOLDS, FAILS, NOT_TESTABLE, INPUT, CALIBRATED = "holds", "fails", "not testable here", "input", "calibrated"
@@ -247,10 +247,6 @@ def load_run(run_dir: str | Path, published_file: str | Path | None = None, sett
 
 
 # ----------------------------------------------------------------------------- values
-class Missing(Exception):
-    """A value the run did not produce (the claim is then not testable here)."""
-
-
 def _run_vars(view: RunView) -> dict[str, str]:
     out = {"paper_best_dl": str(view.settings.get("paper_best_dl", "ResNet152_2D"))}
     if view.best_dl:
@@ -301,25 +297,6 @@ def resolve(ref: Any, view: RunView, side: str, claim_id: str = "") -> Any:
     if value is None or (isinstance(value, float) and math.isnan(value)):
         raise Missing(f"{key} is undefined in this run (e.g. a cohort with one LNM class or 0/0)")
     return value
-
-
-def as_number(v: Any) -> float:
-    """Numbers and p-values as printed ("<0.001" -> 0.0009999)."""
-    if isinstance(v, bool):
-        return float(v)
-    if isinstance(v, (int, float)):
-        if isinstance(v, float) and math.isnan(v):
-            raise Missing("value is undefined (NaN)")
-        return float(v)
-    if isinstance(v, str):
-        s = v.strip()
-        try:
-            if s.startswith("<"):
-                return math.nextafter(float(s[1:]), 0.0)
-            return float(s)
-        except ValueError:
-            pass
-    raise Missing(f"{v!r} is not a number")
 
 
 def fmt(v: Any) -> str:

@@ -1,6 +1,6 @@
 """Numbers in notebook tables as people read them: rounded, exact zeros as 0, no float noise.
 
-Applied to the kernel's pandas display options by :func:`dlrc_lib.reporting.paths.open_run`;
+Applied to the kernel's pandas display options by :func:`dlrc_lib.run.paths.open_run`;
 it changes what a notebook shows, never the CSV/Markdown tables written to the run.
 """
 from __future__ import annotations

@@ -18,6 +18,7 @@ import pandas as pd
 from dlrc_lib.core.io import atomic_write_text
 from dlrc_lib.reporting import claims as C
 from dlrc_lib.reporting.paper_tables import paper_tables, to_html
+from dlrc_lib.reporting.report import compare_with_paper, load_discrepancies, load_published
 
 _CSS = """
 body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:1.5rem auto;max-width:1500px;color:#222;padding:0 1rem}
@@ -121,8 +122,6 @@ def claims_html(claims: pd.DataFrame) -> str:
 
 def write_comparison_csv(run_dir: Path, view: C.RunView, published_file: Path) -> pd.DataFrame:
     """The long paper-vs-reproduction list (``tables/paper_vs_reproduction.csv``), inputs marked."""
-    from dlrc_lib.reporting.report import compare_with_paper, load_discrepancies, load_published
-
     published = load_published(published_file)
     table = compare_with_paper(published, view.reproduced, roles=C.published_roles(view, published),
                                discrepancies=load_discrepancies(published_file))

@@ -1,14 +1,14 @@
-"""The paper-vs-reproduction comparison built from the notebooks' ``reproduced`` results,
-and the run's ``index.html`` (drawn by :mod:`dlrc_lib.reporting.index_page`)."""
+"""The paper's published numbers (``published_values.yaml``) and the paper-vs-reproduction
+comparison built from the notebooks' ``reproduced`` results (shown by
+:mod:`dlrc_lib.reporting.index_page`)."""
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 import yaml
-
-from dlrc_lib.core.config import Params
 
 # Sections of published_values.yaml that hold the paper's reported numbers.
 COMPARED_SECTIONS = ("table1", "table2", "table3", "table4", "table5", "calibration_hosmer_lemeshow_p")
@@ -39,17 +39,36 @@ def load_discrepancies(path: str | Path) -> dict[str, dict[str, Any]]:
     return {str(k): dict(v) for k, v in (data.get("discrepancies") or {}).items()}
 
 
-def _as_number(v: Any) -> float | None:
-    if isinstance(v, bool) or v is None:
-        return None
-    if isinstance(v, (int, float)):
+class Missing(Exception):
+    """A value the run did not produce, or not a number (a claim on it is then not testable here)."""
+
+
+def as_number(v: Any) -> float:
+    """A number or a p-value as printed: ``"<0.001"`` is the largest float below 0.001 (a value
+    strictly under the bound), ``"0.42"`` is 0.42; :class:`Missing` for NaN and what is not a number."""
+    if isinstance(v, bool):
         return float(v)
-    if isinstance(v, str) and v.strip().startswith("<"):
+    if isinstance(v, (int, float)):
+        if isinstance(v, float) and math.isnan(v):
+            raise Missing("value is undefined (NaN)")
+        return float(v)
+    if isinstance(v, str):
+        s = v.strip()
         try:
-            return float(v.strip()[1:])
+            if s.startswith("<"):
+                return math.nextafter(float(s[1:]), 0.0)
+            return float(s)
         except ValueError:
-            return None
-    return None
+            pass
+    raise Missing(f"{v!r} is not a number")
+
+
+def number_or_none(v: Any) -> float | None:
+    """:func:`as_number`, or None where there is no number (the comparison leaves it blank)."""
+    try:
+        return as_number(v)
+    except Missing:
+        return None
 
 
 def _fmt(v: Any) -> str:
@@ -66,11 +85,11 @@ def _difference(pub: Any, rep: Any) -> Any:
     if isinstance(pub, list) and isinstance(rep, list) and len(pub) == len(rep):
         diffs = [_difference(p, r) for p, r in zip(pub, rep)]
         return diffs
-    p, r = _as_number(pub), _as_number(rep)
+    p, r = number_or_none(pub), number_or_none(rep)
     if p is None or r is None:
         return None
     if isinstance(pub, str) and pub.strip().startswith("<"):
-        return 0.0 if r < p else r - p
+        return 0.0 if r < p else r - math.nextafter(p, 1.0)  # the difference to the bound itself
     return round(r - p, 4)
 
 
@@ -94,7 +113,7 @@ def compare_with_paper(published: dict[str, Any], reproduced: dict[str, Any],
         role = roles.get(key, "")
         in_ci = None
         if key.endswith(".auc") and isinstance(pub, list) and len(pub) == 3 and produced:
-            est = rep[0] if isinstance(rep, list) else _as_number(rep)
+            est = rep[0] if isinstance(rep, list) else number_or_none(rep)
             in_ci = bool(est is not None and pub[1] <= est <= pub[2])
         row = {
             "quantity": key,
@@ -115,11 +134,3 @@ def compare_with_paper(published: dict[str, Any], reproduced: dict[str, Any],
             row["note"] = str(other.get("note", "the paper states this number twice, differently"))
         rows.append(row)
     return pd.DataFrame(rows)
-
-
-def write_index(run_dir: str | Path, params: Params) -> Path:
-    """The run's page: the claims' verdict, the paper's tables beside this run's, the notebooks
-    (:mod:`dlrc_lib.reporting.index_page`)."""
-    from dlrc_lib.reporting.index_page import write_index as _write_index
-
-    return _write_index(run_dir, params)

@@ -15,7 +15,6 @@ refused if it would exceed ``max_mb`` (15 MB).
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import re
 import shutil
@@ -196,15 +195,3 @@ def make_snapshot(run_dir: str | Path, out_dir: str | Path, max_mb: float = MAX_
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return out_dir
-
-
-def cli_snapshot(args) -> int:
-    """``dlrc snapshot RUN_DIR OUT_DIR [--max-mb 15]``."""
-    out = make_snapshot(args.run_dir, args.out_dir, max_mb=args.max_mb)
-    meta = json.loads((out / "snapshot.json").read_text(encoding="utf-8"))
-    v = meta["verdicts"]
-    print(f"dlrc snapshot: {len(meta['files'])} files, {meta['total_bytes'] / 1e6:.1f} MB -> {out} "
-          f"(claims: {v[C.HOLDS]} hold, {v[C.FAILS]} fail, {v[C.NOT_TESTABLE]} not testable here, "
-          f"{v[C.INPUT]} input, {v[C.CALIBRATED]} calibrated, {v.get(C.COHORT, 0)} own cohort; "
-          f"left out: {len(meta['left_out'])})")
-    return 0

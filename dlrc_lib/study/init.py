@@ -161,12 +161,3 @@ def init_study(folder: str | Path, *, force: bool = False, external: bool = True
         atomic_write_text(folder / name, text)
         written.append(folder / name)
     return written
-
-
-def cli_init(args) -> int:
-    """``dlrc init DIR [--force]``."""
-    written = init_study(args.dir, force=getattr(args, "force", False))
-    print(f"dlrc init: wrote {', '.join(p.name for p in written)} in {Path(args.dir).resolve()}")
-    print("next: fill manifest.csv (see MANIFEST.md), then dlrc validate --params "
-          f"{Path(args.dir) / 'params.yaml'}")
-    return 0

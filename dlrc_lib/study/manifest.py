@@ -41,6 +41,7 @@ from dlrc_lib.study.schema import (
     PATH_PREFIXES,
     c_lnm_from_short_axis,
 )
+from dlrc_lib.core.config import Params
 
 
 def split_cohorts(df: pd.DataFrame, *, internal_centres: Iterable[str] = ("A",),
@@ -397,8 +398,6 @@ def load_study(manifest_path: str | Path, params=None) -> pd.DataFrame:
             df[col] = pd.to_numeric(df[col], errors="coerce").astype("Int64")
     if "cohort" not in df or df["cohort"].isna().all():
         if params is None:
-            from dlrc_lib.core.config import Params
-
             params = Params()
         df["cohort"] = split_cohorts(df, internal_centres=params.study.internal_centres,
                                      train_fraction=params.study.train_fraction, seed=params.seed)

@@ -14,6 +14,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from dlrc_lib.core.errors import DlrcError
+
 # ----------------------------------------------------------------------------- cohorts
 #: Cohorts in the paper's order (panels a-c, table blocks).
 COHORTS = ("train", "internal", "external")
@@ -157,8 +159,6 @@ def parity_group(count: Any) -> Any:
 
 def clinical_levels(study: pd.DataFrame, column: str) -> pd.Series:
     """The Table 1 level of each patient for a categorical clinical column (NaN when missing)."""
-    from dlrc_lib.core.errors import DlrcError
-
     if column not in study.columns:
         raise DlrcError(f"study: column '{column}' is missing")
     s = study[column]

@@ -63,6 +63,9 @@ from dlrc_lib.study.schema import (
     parse_inplane,
     path_columns,
 )
+from dlrc_lib.core.config import Params
+from dlrc_lib.core.io import atomic_write_text
+from dlrc_lib.core.processes import worker_pool
 
 VALIDATOR_VERSION = 3  # 3: DICOM-SEG masks are read on their image's grid
 DIGEST_PREFIX = "sha256_"
@@ -474,8 +477,6 @@ class ValidationCache:
     def save(self, results: dict[str, tuple[list[Problem], dict[str, str]]]) -> None:
         if self.path is None:
             return
-        from dlrc_lib.core.io import atomic_write_text
-
         entries = {k: {"problems": [[p.severity, p.patient, p.where, p.message] for p in probs],
                        "digests": dig} for k, (probs, dig) in sorted(results.items())}
         body = json.dumps(entries, sort_keys=True)
@@ -536,8 +537,6 @@ def _run_jobs(func, jobs: list, n_jobs: int, progress: bool) -> list:
             out.append(func(job))
             bar.update()
     else:
-        from dlrc_lib.core.processes import worker_pool
-
         with worker_pool(n_jobs) as ex:
             for res in ex.map(func, jobs, chunksize=8):
                 out.append(res)
@@ -629,8 +628,6 @@ def validate_manifest(manifest_path: str | Path, params=None, *, check_images: b
     but their status. With ``plan``, what the run of ``params`` cannot do with this study
     (:func:`dlrc_lib.study.plan.plan_problems`) is reported too.
     """
-    from dlrc_lib.core.config import Params
-
     params = params or Params()
     path = Path(manifest_path)
     notes: list[tuple[str, str]] = []
@@ -1070,44 +1067,6 @@ def _aggregate(problems: list[Problem], limit: int = MAX_LINES) -> list[Problem]
         if i in after:
             out.append(after[i])
     return out
-
-
-def cli_validate(args) -> int:
-    """``dlrc validate [MANIFEST] [--params P] [--cache-dir D] [--out problems.csv]``: print every
-    problem, one per line. With ``--params`` the run's parameters are checked against the study
-    too (:mod:`dlrc_lib.study.plan`), and the manifest defaults to the file's ``study.manifest``.
-    Without ``--params`` or ``--cache-dir`` nothing is written (no validation cache).
-
-    Exit status 1 when there is at least one error (warnings alone do not fail)."""
-    from dlrc_lib.core.config import Params, load_params
-
-    params = load_params(args.params) if getattr(args, "params", None) else None
-    manifest = getattr(args, "manifest", None)
-    if manifest is None:
-        if params is None or params.study.source != "manifest":
-            raise DlrcError("name the manifest (dlrc validate MANIFEST) or a parameter file whose study.source "
-                            "is manifest (dlrc validate --params P)")
-        manifest = params.study.manifest
-    cache_dir = getattr(args, "cache_dir", None)
-    use = params or Params()
-    if cache_dir:
-        use.cache_dir = str(Path(cache_dir).expanduser().resolve())
-    problems = validate_manifest(manifest, use, progress=True, cache=bool(cache_dir or params),
-                                 plan=params is not None)
-    for p in problems:
-        print(p)
-    n_err = sum(p.severity == "error" for p in problems)
-    n_warn = len(problems) - n_err
-    if getattr(args, "out", None):
-        from dlrc_lib.core.io import atomic_write_text
-
-        table = pd.DataFrame([{"severity": p.severity, "patient": p.patient or "", "where": p.where,
-                               "message": p.message} for p in problems],
-                             columns=["severity", "patient", "where", "message"])
-        atomic_write_text(Path(args.out), table.to_csv(index=False, lineterminator="\n"))
-    hint = "" if params is not None else " (add --params P to check the run's parameters against the study too)"
-    print(f"dlrc validate: {manifest}: {n_err} error(s), {n_warn} warning(s){hint}")
-    return 1 if n_err else 0
 
 
 def raise_for_problems(manifest: Path, problems: list[Problem]) -> None:

@@ -9,6 +9,7 @@ import pandas as pd
 
 from dlrc_lib.study.schema import COHORTS, SEQUENCES
 from dlrc_lib.study.images import read_image, read_mask
+from dlrc_lib.study.manifest import by_patient
 from dlrc_lib.study.validate import _missing
 
 
@@ -114,7 +115,7 @@ def plot_sequences(study: pd.DataFrame, patient_ids: list[str], *, readers: tupl
 
     colours = {"mask": "#ff3b30", "mask_r2": "#34c759", "mask_rep": "#0a84ff"}
     names = {"CET1": "CE-T1WI", "DWI": "DWI", "T2FS": "FS-T2WI"}
-    rows = study.set_index("patient_id").loc[list(patient_ids)]
+    rows = by_patient(study).loc[[str(p) for p in patient_ids]]
     fig, axes = plt.subplots(len(rows), len(SEQUENCES), figsize=(3.0 * len(SEQUENCES), 3.1 * len(rows)),
                              squeeze=False)
     for i, (pid, r) in enumerate(rows.iterrows()):

@@ -6,14 +6,13 @@
 * :mod:`.anatomy` - pelvis-like volumes, the tumour and its masks for one patient;
 * :mod:`.writer` - the study on disk (manifest, NIfTI files, study.json, README).
 
-``dlrc synth`` calls :func:`cli_synth`.
+``dlrc synth`` calls :func:`generate_study`.
 """
 from dlrc_lib.twin.writer import (
     GENERATOR_VERSION,
     build_clinical_table,
-    cli_synth,
     generate_study,
     study_fingerprint,
 )
 
-__all__ = ["GENERATOR_VERSION", "build_clinical_table", "cli_synth", "generate_study", "study_fingerprint"]
+__all__ = ["GENERATOR_VERSION", "build_clinical_table", "generate_study", "study_fingerprint"]

@@ -17,6 +17,7 @@ import pandas as pd
 
 from dlrc_lib.core.processes import worker_pool
 from dlrc_lib.study.images import read_image, read_mask
+from dlrc_lib.study.manifest import by_patient
 from dlrc_lib.study.schema import SEQUENCES
 
 
@@ -125,7 +126,7 @@ def signal_check(study: pd.DataFrame, features: pd.DataFrame | None = None, *, n
                  seed: int = 0, progress: bool = True) -> dict:
     """The LNM and centre/scanner AUCs described in the module docstring."""
     feats = features if features is not None else study_features(study, n_jobs, progress)
-    st = study.set_index("patient_id").loc[feats.index]
+    st = by_patient(study).loc[feats.index.astype(str)]
     y = st["lnm"].to_numpy().astype(int)
     harm = within_batch_standardise(feats, st["scanner"])
     return {

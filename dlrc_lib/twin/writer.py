@@ -300,15 +300,3 @@ def generate_study(params, out: str | Path | None = None, *, clinical_only: bool
     fp["calibrated_towards"] = CALIBRATED_TOWARDS
     atomic_write_text(out / "study.json", dumps(fp))
     return out / "manifest.csv"
-
-
-def cli_synth(args) -> int:
-    """``dlrc synth --params P [--out DIR] [--clinical-only]``."""
-    from dlrc_lib.core.config import load_params
-
-    params = load_params(args.params)
-    t0 = time.perf_counter()
-    manifest = generate_study(params, args.out, clinical_only=bool(getattr(args, "clinical_only", False)))
-    n = sum(1 for _ in open(manifest)) - 1
-    print(f"dlrc synth: {n} simulated patients -> {manifest} ({time.perf_counter() - t0:.1f} s)")
-    return 0

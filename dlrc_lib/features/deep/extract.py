@@ -43,6 +43,11 @@ from dlrc_lib.features.deep.preprocess import (
 )
 from dlrc_lib.features.deep.store import VectorStore
 from dlrc_lib.study.schema import MASK_ROLES, SEQUENCES, deep_feature_name
+from dlrc_lib.core.config import DeepParams
+from dlrc_lib.core.processes import dask_client, dask_worker_setup
+from dlrc_lib.core.progress import progress_bar as tqdm
+from dlrc_lib.features.store import FeatureStore, file_digest
+from dlrc_lib.study.validate import verify_digests
 
 EXTRACTOR_VERSION = "1"  # bump when the networks' construction changes
 RATERS = tuple(r.code for r in MASK_ROLES)  # reader 1, reader 2, reader-1 repeat
@@ -69,8 +74,6 @@ def study_cases(study: pd.DataFrame, sequences: Sequence[str] = SEQUENCES,
     """Cases of a study table (one row per patient). Reader-1 masks are required; reader-2
     and repeat masks are taken where present (the reproducibility subset). A file whose
     bytes differ from the SHA-256 recorded by validation is refused."""
-    from dlrc_lib.study.validate import verify_digests
-
     df = study.reset_index() if "patient_id" not in study.columns else study
     verify_digests(df, [c.format(seq=s) for s in sequences for c in
                         ["image_{seq}"] + [_MASK_COLUMN[r] for r in raters]])
@@ -108,8 +111,6 @@ def preprocessing_settings(deep_params, dim: str) -> dict[str, Any]:
 
 def case_digests(case: Case) -> tuple[str, str]:
     """SHA-256 of the case's image and mask files."""
-    from dlrc_lib.features.store import file_digest
-
     try:
         return file_digest(case.image), file_digest(case.mask)
     except FileNotFoundError as exc:
@@ -118,8 +119,6 @@ def case_digests(case: Case) -> tuple[str, str]:
 
 def case_key(case: Case, settings_json: str, model: str, weights: WeightsInfo,
              digests: tuple[str, str] | None = None) -> str:
-    from dlrc_lib.features.store import FeatureStore
-
     di, dm = digests or case_digests(case)
     return FeatureStore.make_key(di, dm, settings_json, f"{model}|{weights.identity}|deep-{EXTRACTOR_VERSION}")
 
@@ -203,8 +202,6 @@ def extract_cases(cases: Sequence[Case], deep_params, cache_dir: str | Path, see
 
     Cached cases come from the store, the others are computed (and stored) first.
     """
-    from dlrc_lib.core.progress import progress_bar as tqdm
-
     models = list(models if models is not None else deep_params.models)
     for m in models:
         parse_model_name(m)
@@ -341,8 +338,6 @@ def dask_batch(batch: Sequence[Case], plan: Mapping[str, Sequence[int]], deep_fi
     """One task on a Dask worker: read and crop the batch's cases once, run every model of
     ``plan`` (model -> positions in the batch) on them; ``{model: (features, forward s)}``.
     The networks are built on a worker's first task and kept for the next ones."""
-    from dlrc_lib.core.config import DeepParams
-
     params = DeepParams(**deep_fields)
     dims = sorted({parse_model_name(m)[1] for m in plan})
     xs = batch_tensors(list(batch), dims, params)
@@ -360,8 +355,6 @@ def _dask_deep_init(threads: Mapping[str, int], dask_worker=None) -> None:
     """On every worker before its first batch: the Dask set-up of the radiomics workers (the
     nanny's malloc setting undone, the profiler stopped) and torch's threads set to the
     worker's share of its host's cores (two workers on 2 cores: one thread each, not two)."""
-    from dlrc_lib.core.processes import dask_worker_setup
-
     dask_worker_setup(dask_worker)
     if dask_worker is not None and dask_worker.address in threads:
         torch.set_num_threads(int(threads[dask_worker.address]))
@@ -384,8 +377,6 @@ DASK_TIMEOUT_S = 20.0  # how long to wait for deep.dask_scheduler to answer
 def _batches_on_dask(address, cases, plans, deep_params, seed, log):
     """(batch, plan, {model: features}) per batch as the cluster finishes them: one task per
     batch; the workers must see the manifest's files under the same paths."""
-    from dlrc_lib.core.processes import dask_client
-
     client = dask_client(address, DASK_TIMEOUT_S, setting="deep.dask_scheduler")
     from dask.distributed import as_completed
 
@@ -475,8 +466,6 @@ def extract_for_model(table: pd.DataFrame, model: str, prep: Mapping[str, Any],
     The weights found now must be the ones the model was fitted with (same identity),
     otherwise the features would not match its coefficients: refused with the reason.
     """
-    from dlrc_lib.core.config import DeepParams
-
     record = dict(weights) if isinstance(weights, Mapping) else {"spec": weights or prep.get("weights", "auto")}
     seed = int(record.get("seed", 0))
     spec = "random" if record.get("source") == "random" else str(record.get("spec") or prep.get("weights", "auto"))

@@ -46,6 +46,7 @@ import torch
 import torch.nn as nn
 
 from dlrc_lib.core.errors import DlrcError
+from dlrc_lib.features.store import file_digest
 
 ARCHS = ("ResNet50", "ResNet101", "ResNet152")
 DIMS = ("2D", "3D")
@@ -135,8 +136,6 @@ def _download_imagenet(arch: str, timeout_s: float = 20.0) -> Path:
 
 
 def _sha256_file(path: Path) -> str:
-    from dlrc_lib.features.store import file_digest
-
     return file_digest(path)
 
 

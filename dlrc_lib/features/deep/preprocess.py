@@ -36,6 +36,7 @@ import numpy as np
 from scipy import ndimage
 
 from dlrc_lib.core.errors import DlrcError
+from dlrc_lib.study.images import read_image, read_mask
 
 IMAGENET_MEAN = np.array([0.485, 0.456, 0.406], dtype=np.float32)
 IMAGENET_STD = np.array([0.229, 0.224, 0.225], dtype=np.float32)
@@ -72,8 +73,6 @@ def read_case(image_path: str | Path, mask_path: str | Path, patient: str = "?"
     ``(sx, sy, sz)``; checks them. The image may be a file or a DICOM series folder
     (:func:`dlrc_lib.study.images.read_image`)."""
     import SimpleITK as sitk
-
-    from dlrc_lib.study.images import read_image, read_mask
 
     def read(path, reader):
         if not Path(path).exists():

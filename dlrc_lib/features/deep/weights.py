@@ -278,18 +278,3 @@ def format_status(rows: list[StatusRow], spec: str) -> str:
 
 
 # ------------------------------------------------------------------------------ CLI
-def cli_weights(args) -> int:
-    if args.weights_verb == "import":
-        print(f"dlrc weights import: {args.dir} -> {dn.imagenet_checkpoint_path(dn.ARCHS[0]).parent}")
-        results = import_weights(args.dir)
-        print(f"dlrc weights import: {sum(r.action == 'imported' for r in results)} imported, "
-              f"{sum(r.action != 'imported' for r in results)} already present")
-        return 0
-    spec, seed = "auto", 0
-    if args.params:
-        from dlrc_lib.core.config import load_params
-
-        params = load_params(args.params)
-        spec, seed = params.deep.weights, params.seed
-    print(format_status(weights_status(spec, seed), spec))
-    return 0

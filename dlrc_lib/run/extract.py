@@ -8,22 +8,20 @@ restricts it to one kind. An interrupted extraction resumes where it stopped.
 """
 from __future__ import annotations
 
-import argparse
 import sys
 import time
 from pathlib import Path
 
 import pandas as pd
 
-from dlrc_lib.core.config import load_params
-from dlrc_lib.core.errors import DlrcError
 from dlrc_lib.core.io import atomic_write_text
+from dlrc_lib.features.radiomics import MASK_COLUMNS, extract_radiomics
+from dlrc_lib.study.validate import load_validated_study
+from dlrc_lib.twin.prepare import prepare_study
 
 
-def _study(params):
-    from dlrc_lib.study.validate import load_validated_study
-    from dlrc_lib.twin.prepare import prepare_study
-
+def load_study_for(params) -> tuple[Path, pd.DataFrame]:
+    """The study of a parameter file (the twin generated when missing), validated."""
     manifest = prepare_study(params)
     return manifest, load_validated_study(manifest, params)
 
@@ -32,8 +30,6 @@ def extract_radiomics_cli(params, study: pd.DataFrame, out=sys.stdout, tables: P
     """Radiomics part of ``dlrc extract``: every mask the study has; prints a summary and
     every failed case; returns the failures table. With ``tables``, the feature table of each
     mask role (``radiomics_<role>.csv``) and the failures are written there too."""
-    from dlrc_lib.features.radiomics import MASK_COLUMNS, extract_radiomics
-
     r = params.radiomics
     masks = [m for m in MASK_COLUMNS if m == "reader1" or any(
         f"{MASK_COLUMNS[m]}{s}" in study.columns and study[f"{MASK_COLUMNS[m]}{s}"].notna().any()
@@ -62,7 +58,7 @@ def _write_table(path: Path, frame: pd.DataFrame, index: bool = True) -> None:
 
 def extract_deep_cli(params, study: pd.DataFrame, out=sys.stdout, tables: Path | None = None) -> bool:
     """Deep part of ``dlrc extract`` (with ``tables``: ``deep_<model>.csv`` per network there)."""
-    from dlrc_lib.features.deep import extract_raters, extract_study
+    from dlrc_lib.features.deep import extract_raters, extract_study  # deferred: imports torch
 
     t0 = time.perf_counter()
     warn = lambda msg: print(f"warning: {msg}", file=sys.stderr)  # noqa: E731
@@ -79,21 +75,3 @@ def extract_deep_cli(params, study: pd.DataFrame, out=sys.stdout, tables: Path |
         for model, frame in frames.items():
             _write_table(tables / f"deep_{model}.csv", frame)
     return True
-
-
-def cli_extract(args: argparse.Namespace) -> int:
-    """``dlrc extract --params P [--what radiomics deep] [--cache-dir D] [--out DIR]``."""
-    params = load_params(args.params)
-    if getattr(args, "cache_dir", None):
-        params.cache_dir = str(Path(args.cache_dir).expanduser().resolve())
-    tables = Path(args.out).expanduser().resolve() if getattr(args, "out", None) else None
-    what = list(dict.fromkeys(getattr(args, "what", None) or ["radiomics", "deep"]))
-    manifest, study = _study(params)
-    print(f"dlrc extract: {len(study)} patients from {manifest}; cache {params.cache_dir}")
-    if "radiomics" in what:
-        extract_radiomics_cli(params, study, tables=tables)
-    if "deep" in what:
-        ok = extract_deep_cli(params, study, tables=tables)
-        if not ok and what == ["deep"]:
-            raise DlrcError("deep features requested but dlrc_lib.features.deep is not available")
-    return 0

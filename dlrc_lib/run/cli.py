@@ -1,5 +1,5 @@
-"""The ``dlrc`` command line. Each verb lives in the module that owns it; this file only
-parses arguments and turns failures into one-line messages: exit status 2 for an expected
+"""The ``dlrc`` command line: every verb is registered here, its handler is in
+:mod:`dlrc_lib.run.commands`; this file only parses arguments and turns failures into one-line messages: exit status 2 for an expected
 failure (bad input or parameters, a full disk), 3 for an unexpected one (the traceback goes to a
 file named in the message), 130 when interrupted. ``dlrc run`` returns 1 when a notebook failed
 or stopped (the report is written); ``dlrc validate`` 1 when the study has errors."""
@@ -12,25 +12,7 @@ from typing import Callable
 
 from dlrc_lib.core.config import ParamsError
 from dlrc_lib.core.errors import DlrcError
-
-
-def _verb(module: str, function: str) -> Callable[[argparse.Namespace], int]:
-    """A verb's handler: ``module.function(args)``, imported only when the verb runs (so that
-    ``dlrc --help`` and the other verbs do not import torch, PyRadiomics or papermill)."""
-
-    def handler(args: argparse.Namespace) -> int:
-        import importlib
-
-        return getattr(importlib.import_module(module), function)(args)
-
-    handler.__name__ = f"{module}.{function}"
-    return handler
-
-
-def _run_verb(args: argparse.Namespace) -> int:
-    from dlrc_lib.reporting.runner import run
-
-    return run(args.params, only=args.only, out=args.out, cache_dir=args.cache_dir)
+from dlrc_lib.run import commands as V
 
 
 _CACHE_HELP = "feature store and validation cache (default: the parameter file's cache_dir)"
@@ -49,19 +31,19 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--only", nargs="+", metavar="NN", help="run only these notebooks (e.g. 03 05)")
     r.add_argument("--out", help="run directory (default reports/<run_name>)")
     r.add_argument("--cache-dir", help=_CACHE_HELP)
-    r.set_defaults(func=_run_verb)
+    r.set_defaults(func=V.run_verb)
 
     i = sub.add_parser("init", help="start your own study: a parameter file without twin keys, a manifest "
                        "template with every column documented, and a how-to, in DIR")
     i.add_argument("dir", metavar="DIR", help="study folder to create (or an empty existing one)")
     i.add_argument("--force", action="store_true", help="overwrite the files dlrc init writes if they exist")
-    i.set_defaults(func=_verb("dlrc_lib.study.init", "cli_init"))
+    i.set_defaults(func=V.init_verb)
 
     s = sub.add_parser("synth", help="generate the synthetic twin study (manifest, images, masks)")
     s.add_argument("--params", default="params/paper.yaml", help="parameter file (YAML)")
     s.add_argument("--out", help="output directory (default: study.twin_dir)")
     s.add_argument("--clinical-only", action="store_true", help="write only the clinical/node columns")
-    s.set_defaults(func=_verb("dlrc_lib.twin", "cli_synth"))
+    s.set_defaults(func=V.synth_verb)
 
     v = sub.add_parser("validate", help="check a study manifest and its images, and whether the run's "
                        "parameters suit the study; list every problem")
@@ -71,14 +53,14 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--cache-dir", help="validation cache (default: the parameter file's cache_dir; without "
                    "--params nothing is cached)")
     v.add_argument("--out", help="also write the problems to this CSV (severity, patient, where, message)")
-    v.set_defaults(func=_verb("dlrc_lib.study.validate", "cli_validate"))
+    v.set_defaults(func=V.validate_verb)
 
     e = sub.add_parser("extract", help="extract radiomics and deep features into the feature store")
     e.add_argument("--params", default="params/paper.yaml", help="parameter file (YAML)")
     e.add_argument("--what", nargs="+", default=["radiomics", "deep"], choices=["radiomics", "deep"])
     e.add_argument("--cache-dir", help=_CACHE_HELP)
     e.add_argument("--out", help="also write the extracted feature tables (one CSV per kind/model) to this folder")
-    e.set_defaults(func=_verb("dlrc_lib.features.extract", "cli_extract"))
+    e.set_defaults(func=V.extract_verb)
 
     sw = sub.add_parser("sweep", help="re-run the analysis over a grid of analytic choices (sensitivity)")
     sw.add_argument("--params", default="params/paper.yaml", help="base parameter file (YAML)")
@@ -86,7 +68,7 @@ def build_parser() -> argparse.ArgumentParser:
     sw.add_argument("--out", help="sweep folder (default reports/<run_name>/sweep)")
     sw.add_argument("--jobs", type=int, default=0, help="variants at once (default: all cores)")
     sw.add_argument("--retry-failed", action="store_true", help="run variants that failed before again")
-    sw.set_defaults(func=_verb("dlrc_lib.reporting.sweep", "cli_sweep"))
+    sw.set_defaults(func=V.sweep_verb)
 
     pr = sub.add_parser("predict", help="score new patients with an exported DLRC model")
     pr.add_argument("--model", required=True, help="model JSON from reports/<run>/model/")
@@ -96,18 +78,18 @@ def build_parser() -> argparse.ArgumentParser:
                     help="what to do with scanners the model never saw (default: the model's)")
     pr.add_argument("--cache-dir", default=None,
                     help="feature store to read/write (default: the one the model was trained with)")
-    pr.set_defaults(func=_verb("dlrc_lib.model.predict", "cli_predict"))
+    pr.set_defaults(func=V.predict_verb)
 
     lab = sub.add_parser("lab", help="start JupyterLab at the repository root on a finished run",
                          epilog="Other arguments go to jupyter lab, e.g. dlrc lab --no-browser --port 8890")
     lab.add_argument("--run", help="run folder the notebooks read (default: the last finished run in reports/)")
-    lab.set_defaults(func=_verb("dlrc_lib.reporting.lab", "cli_lab"))
+    lab.set_defaults(func=V.lab_verb)
     sn = sub.add_parser("snapshot", help="copy a finished run's verdict, tables and figures into a small "
                         "folder to commit (no patient-level data)")
     sn.add_argument("run_dir", help="finished run folder, e.g. reports/paper")
     sn.add_argument("out_dir", help="snapshot folder, e.g. docs/reference-run (replaced as a whole)")
     sn.add_argument("--max-mb", type=float, default=15.0, help="refuse a snapshot larger than this (MB)")
-    sn.set_defaults(func=_verb("dlrc_lib.reporting.snapshot", "cli_snapshot"))
+    sn.set_defaults(func=V.snapshot_verb)
     w = sub.add_parser("weights", help="ImageNet weights of the ResNets: import them offline, show what a run uses")
     wsub = w.add_subparsers(dest="weights_verb", metavar="import|status", required=True)
     wi = wsub.add_parser("import", help="verify torchvision's checkpoint files in DIR and copy them into "
@@ -116,7 +98,7 @@ def build_parser() -> argparse.ArgumentParser:
                     "resnet152-394f9c45.pth (any of them)")
     ws = wsub.add_parser("status", help="list the checkpoint files present and the weights a run would use")
     ws.add_argument("--params", default=None, help="parameter file whose deep.weights to resolve (default: auto)")
-    w.set_defaults(func=_verb("dlrc_lib.features.deep.weights", "cli_weights"))
+    w.set_defaults(func=V.weights_verb)
     return p
 
 

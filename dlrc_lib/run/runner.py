@@ -31,8 +31,12 @@ from dlrc_lib.features.store import file_digest
 from dlrc_lib.study.manifest import load_study
 from dlrc_lib.study.validate import attach_digests, last_digests
 from dlrc_lib.twin.prepare import prepare_study
-from dlrc_lib.reporting.paths import (ENV_CELLS_SHOW_RUN, ENV_PARAMS_FILE, ENV_RUNNER, FRAME_PRODUCERS,
-                                      project_root, resolve_parameters)
+from dlrc_lib.reporting.checklist import write_checklist
+from dlrc_lib.reporting.index_page import write_index
+from dlrc_lib.run.layout import SWEEP_NOTEBOOK, list_notebooks, notebook_parameters
+from dlrc_lib.run.paths import (ENV_CELLS_SHOW_RUN, ENV_PARAMS_FILE, ENV_RUNNER, FRAME_PRODUCERS,
+                                project_root, resolve_parameters)
+from dlrc_lib.run.sweep import run_sweep
 
 # Packages whose versions matter for the numbers (recorded in run.json).
 TRACKED_PACKAGES = (
@@ -43,26 +47,6 @@ TRACKED_PACKAGES = (
 # Names a notebook may declare beyond the schema's: set by the runner (write_artifacts: the
 # runner writes the run's tables and figures; a notebook opened interactively does not by default).
 RUN_NOTEBOOK_KEYS = ("run_dir", "params_file", "study_manifest", "write_artifacts")
-SWEEP_NOTEBOOK = "09"  # 09_sensitivity: runs when the parameters name a sweep grid
-
-
-def list_notebooks(root: Path | None = None, only: Iterable[str] | None = None) -> list[Path]:
-    root = root or project_root()
-    notebooks = sorted((root / "notebooks").glob("[0-9][0-9]_*.ipynb"))
-    if only:
-        wanted = {str(o).zfill(2)[:2] for o in only}
-        unknown = wanted - {nb.name[:2] for nb in notebooks}
-        if unknown:
-            raise DlrcError(f"--only: no notebook numbered {', '.join(sorted(unknown))} in {root / 'notebooks'}")
-        notebooks = [nb for nb in notebooks if nb.name[:2] in wanted]
-    return notebooks
-
-
-def notebook_parameters(path: Path) -> dict[str, dict[str, Any]]:
-    """Names declared in a notebook's ``parameters`` cell (papermill's own parser)."""
-    import papermill as pm
-
-    return pm.inspect_notebook(str(path))
 
 
 def resolve_study(params: Params) -> Path:
@@ -341,11 +325,9 @@ def run(params_path: str | Path, only: Iterable[str] | None = None, out: str | P
         say(f"  [{i}/{len(notebooks)}] {nb.stem} ...")
         if nb.name[:2] == SWEEP_NOTEBOOK:
             # the sweep's variants first (finished ones are reused); a failed variant is in its table
-            from dlrc_lib.reporting.sweep import run_sweep
-
             try:
                 run_sweep(params_file, params.sweep.grid, out=sweep_dir, jobs=params.sweep.jobs, quiet=quiet,
-                          cache_dir=params.cache_dir)
+                          cache_dir=params.cache_dir, run_notebooks=run)
                 failure = _run_one(nb, run_dir, inputs, root, quiet)
             except (DlrcError, ParamsError) as exc:  # the sweep's own one-line refusal: the report still comes
                 failure = Failure(f"notebook {nb.name} stopped in its sweep: {exc}", expected=True)
@@ -388,9 +370,6 @@ def run(params_path: str | Path, only: Iterable[str] | None = None, out: str | P
     if speed:
         record["warnings"] = {"run (speed)": speed, **record["warnings"]}
     atomic_write_text(run_json, dumps(record))
-    from dlrc_lib.reporting.checklist import write_checklist
-    from dlrc_lib.reporting.report import write_index
-
     write_checklist(run_dir, params)
     write_index(run_dir, params)
     say(f"dlrc run: {status} in {time.perf_counter() - t0:.1f} s; report: {run_dir / 'index.html'}")

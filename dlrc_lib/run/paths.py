@@ -2,7 +2,7 @@
 
 Every notebook calls :func:`open_run` in its first code cell after the ``parameters`` cell::
 
-    from dlrc_lib.reporting.paths import open_run
+    from dlrc_lib.run.paths import open_run
     art = open_run(globals(), "05_dlrc")
 
 and the runner builds the values it injects with :func:`resolve_parameters`, so both resolve
@@ -26,40 +26,16 @@ import os
 from pathlib import Path
 from typing import Any, Mapping, MutableMapping
 
-from dlrc_lib.core.errors import DlrcError
+from dlrc_lib.core.config import Params, flatten
+from dlrc_lib.core.processes import single_thread_blas
+from dlrc_lib.reporting.display import use_people_numbers
+from dlrc_lib.run.artifacts import Artifacts
+from dlrc_lib.run.layout import (DEFAULT_PARAMS_FILE, ENV_CELLS_SHOW_RUN, ENV_PARAMS_FILE, ENV_RUN, ENV_RUNNER,
+                                 FRAME_PRODUCERS, PATH_KEYS, MissingInput, project_root, run_command)
 
-
-class MissingInput(DlrcError, FileNotFoundError):
-    """An input of a notebook that an earlier step has not produced (absolute path + command)."""
-
-# Parameters (flattened names) that are paths.
-PATH_KEYS = ("run_dir", "cache_dir", "study_manifest", "params_file", "radiomics_settings", "sweep_out",
-             "published_values", "study_twin_dir")
-# Inputs a notebook reads from another one's output, by frame name -> the notebook writing it.
-FRAME_PRODUCERS = {
-    "icc": "02_icc",
-    "rad_score": "03_radiomics",
-    "dl_scores": "04_deep_learning",
-    "predictions": "05_dlrc",
-    "decision_curves": "07_decision_curve",
-    "decision_curve_bands": "07_decision_curve",
-}
-DEFAULT_PARAMS_FILE = "params/quick.yaml"
-ENV_RUNNER = "DLRC_RUNNER"  # set by dlrc run for its kernels
-ENV_PARAMS_FILE = "DLRC_PARAMS_FILE"  # the runner's parameter file (for messages)
-ENV_RUN = "DLRC_RUN"  # the run dlrc lab opened the notebooks against
-# set by dlrc run when the parameters cells it executes show the run's own values (a manifest
-# study's pages): nothing is then "replaced" relative to what the page shows
-ENV_CELLS_SHOW_RUN = "DLRC_CELLS_SHOW_RUN"
-
-
-def project_root() -> Path:
-    """The folder that holds ``notebooks/`` and ``dlrc_lib/`` (the checkout); else the
-    working directory (an installed package used from a study folder)."""
-    here = Path(__file__).resolve().parents[2]
-    if (here / "notebooks").is_dir():
-        return here
-    return Path.cwd()
+__all__ = ["DEFAULT_PARAMS_FILE", "ENV_CELLS_SHOW_RUN", "ENV_PARAMS_FILE", "ENV_RUN", "ENV_RUNNER", "FRAME_PRODUCERS",
+           "PATH_KEYS", "MissingInput", "NotebookRun", "open_run", "project_root", "resolve_parameters", "resolve_path",
+           "run_command", "run_parameters", "last_finished_run", "committed_defaults", "replaced_parameters"]
 
 
 def resolve_path(value: str | os.PathLike | None, root: Path | None = None,
@@ -119,8 +95,6 @@ def run_parameters(run_dir: Path) -> tuple[dict[str, Any], dict]:
     if not run_json.is_file():
         return {}, {}
     record = json.loads(run_json.read_text(encoding="utf-8"))
-    from dlrc_lib.core.config import Params, flatten
-
     try:
         flat = flatten(Params.model_validate(record.get("params", {})))
     except ValueError:
@@ -153,17 +127,6 @@ def last_finished_run(root: Path | None = None) -> Path | None:
     return best[1] if best else None
 
 
-def run_command(params_file: str | None, notebook: str | None = None) -> str:
-    """The command that produces a run (or one notebook's outputs in it)."""
-    params = params_file or DEFAULT_PARAMS_FILE
-    try:
-        shown = str(Path(params).resolve().relative_to(project_root()))
-    except ValueError:
-        shown = str(params)
-    only = f" --only {notebook[:2]}" if notebook else ""
-    return f"dlrc run --params {shown}{only}"
-
-
 class NotebookRun:
     """What :func:`open_run` decided: the run folder, where values came from, the command."""
 
@@ -189,9 +152,6 @@ def open_run(namespace: MutableMapping[str, Any], notebook: str, root: Path | No
     run the notebook reads. Creates no folder; raises :class:`DlrcError` naming the absolute
     path and the producing command when the study manifest or the run folder is missing.
     """
-    from dlrc_lib.core.processes import single_thread_blas
-    from dlrc_lib.reporting.artifacts import Artifacts
-
     single_thread_blas()  # a notebook's numbers must not depend on the machine's cores
     root = Path(root) if root else project_root()
     interactive = os.environ.get(ENV_RUNNER) != "1"
@@ -219,8 +179,6 @@ def open_run(namespace: MutableMapping[str, Any], notebook: str, root: Path | No
         namespace["run_dir"] = str(run_dir)
     values = resolve_parameters({k: namespace[k] for k in namespace if k in PATH_KEYS}, root, params_file)
     namespace.update(values)
-    from dlrc_lib.reporting.display import use_people_numbers
-
     use_people_numbers()
     write = bool(namespace.get("write_artifacts", not interactive))
     info = NotebookRun(notebook, Path(namespace["run_dir"]), params_file, interactive, write, from_run, edited)

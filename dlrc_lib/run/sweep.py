@@ -58,8 +58,16 @@ import yaml
 from dlrc_lib.core.config import TWIN_ONLY_KEYS, Params, ParamsError, Section, load_params
 from dlrc_lib.core.errors import DlrcError
 from dlrc_lib.core.io import atomic_write_text, dumps, read_yaml_mapping
-from dlrc_lib.core.processes import MALLOC_ENV, die_with_parent
+from dlrc_lib.core.processes import MALLOC_ENV, dask_client, dask_worker_setup, die_with_parent
+from dlrc_lib.reporting.claims import evaluate_claims
+from dlrc_lib.reporting.sensitivity import published_auc, specification_curve
+from dlrc_lib.run.extract import extract_deep_cli, extract_radiomics_cli, load_study_for
+from dlrc_lib.run.layout import SWEEP_NOTEBOOK, list_notebooks, notebook_parameters, project_root
 from dlrc_lib.study.schema import COHORTS
+
+#: ``run_notebooks(params_file, only=[NN, ...], out=folder, quiet=True, root=root) -> exit status``:
+#: executes notebooks of one parameter file into a run folder (``dlrc_lib.run.runner.run``).
+RunNotebooks = Callable[..., int]
 
 GRID_KEYS = ("factors", "vary_alone", "variants", "last_notebook", "description")
 # keys a sweep cannot vary: the study itself and bookkeeping
@@ -68,7 +76,6 @@ FORBIDDEN_KEYS = ("run_name", "cache_dir", "published_values")
 # keys whose change means other features (the sweep extracts what the cache lacks first)
 EXTRACTION_PREFIXES = ("radiomics.settings", "radiomics.sequences", "deep.models", "deep.weights",
                        "deep.input_size", "deep.margin", "deep.shape_3d", "deep.clip_percentiles")
-SWEEP_NOTEBOOK = "09"  # the sensitivity notebook itself never runs inside a variant
 ROLES = ("radiomics", "dl", "dlrc")
 FINISHED = ("ok", "failed")
 MAX_VARIANTS = 2000
@@ -151,13 +158,14 @@ def _short_names(keys: list[str]) -> dict[str, str]:
             for k, s in zip(keys, last)}
 
 
-def parse_grid(grid_path: str | Path, params_path: str | Path) -> Grid:
-    """Read and validate a sweep grid against the base parameter file.
+def parse_grid(grid_path: str | Path, base: Params | str | Path) -> Grid:
+    """Read and validate a sweep grid against the base parameters (read from their file by
+    :func:`~dlrc_lib.core.config.load_params`; a path is read here).
 
     Raises :class:`ParamsError` with one line naming the grid file, the key and the value.
     """
     grid_path = Path(grid_path)
-    base = load_params(params_path)
+    base = base if isinstance(base, Params) else load_params(base)
     raw = read_yaml_mapping(grid_path, "sweep grid", ParamsError)
     unknown = [k for k in raw if k not in GRID_KEYS]
     if unknown:
@@ -176,7 +184,7 @@ def parse_grid(grid_path: str | Path, params_path: str | Path) -> Grid:
         if problem:
             raise ParamsError(f"{grid_path}: {where}: {problem}")
         try:
-            load_params(params_path, overrides={key: value})
+            base.with_overrides({key: value})
         except ParamsError as exc:
             msg = str(exc).split(": ", 1)[-1]
             raise ParamsError(f"{grid_path}: {where}: {key} = {value!r} is not allowed ({msg})") from None
@@ -200,7 +208,7 @@ def parse_grid(grid_path: str | Path, params_path: str | Path) -> Grid:
         for key, v in overrides.items():
             check_value(f"variants: {name}", key, v)
         try:
-            load_params(params_path, overrides=dict(overrides))
+            base.with_overrides(dict(overrides))
         except ParamsError as exc:
             raise ParamsError(f"{grid_path}: variants: {name}: {str(exc).split(': ', 1)[-1]}") from None
 
@@ -251,14 +259,15 @@ def _base_value(params: Params, key: str) -> Any:
     return _get(params.model_dump(mode="json"), key)
 
 
-def variant_params(params_path: str | Path, variant: Variant, cache_dir: Optional[str] = None) -> Params:
+def variant_params(base: Params | str | Path, variant: Variant, cache_dir: Optional[str] = None) -> Params:
     """The base parameters with the variant's overrides (no nested sweep); ``cache_dir`` (absolute)
     replaces the file's feature store, as ``dlrc run --cache-dir`` does."""
+    base = base if isinstance(base, Params) else load_params(base)
     overrides = dict(variant.overrides)
     if cache_dir:
         overrides["cache_dir"] = cache_dir
     overrides["sweep.grid"] = None
-    return load_params(params_path, overrides=overrides)
+    return base.with_overrides(overrides)
 
 
 # how a run executes, not what it computes: a change must not rerun finished variants (the
@@ -297,8 +306,6 @@ def _flat_name(key: str) -> str:
 def notebook_plan(grid: Grid, root: Path) -> tuple[list[Path], int]:
     """The notebooks of a variant run and the index of the first one any variant changes:
     the notebooks before it are shared by every variant and run once."""
-    from dlrc_lib.reporting.runner import list_notebooks, notebook_parameters
-
     notebooks = [nb for nb in list_notebooks(root) if nb.name[:2] < SWEEP_NOTEBOOK]
     if grid.last_notebook:
         notebooks = [nb for nb in notebooks if nb.name[:2] <= grid.last_notebook]
@@ -354,8 +361,6 @@ def variant_starts(grid: Grid, notebooks: list[Path], k_min: int) -> dict[str, i
     then run once for all such variants. A level is kept only when two or more variants can
     start from it; the others start from the level below.
     """
-    from dlrc_lib.reporting.runner import notebook_parameters
-
     declared = [set(notebook_parameters(nb)) for nb in notebooks]
     first: dict[str, int] = {}
     for v in grid.variants:
@@ -406,7 +411,6 @@ def claims_of(run_dir: Path) -> dict[str, Any]:
 
     Returns the ``claims_*`` columns: the ids of the claims that hold and of those that fail.
     """
-    from dlrc_lib.reporting.claims import evaluate_claims
 
     try:
         table = evaluate_claims(run_dir)
@@ -502,19 +506,31 @@ _STOPPING = threading.Event()  # set when the sweep is interrupted: unfinished v
 
 
 def _variant_command(vdir: Path, params_file: Path, only: list[str]) -> list[str]:
-    return [sys.executable, "-m", "dlrc_lib.reporting.cli", "run", "--params", str(params_file),
+    return [sys.executable, "-m", "dlrc_lib.run.cli", "run", "--params", str(params_file),
             "--out", str(vdir), "--only", *only]
 
 
-def _variant_env(threads: int) -> dict[str, str]:
+def run_in_subprocess(params_file: str | Path, only: list[str], out: Path, quiet: bool = True,
+                      root: Optional[Path] = None) -> int:
+    """``dlrc run --params P --only ... --out DIR`` in a child process (output kept in
+    ``DIR/sweep.log``); its exit status."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    with open(out / "sweep.log", "w") as log:
+        return subprocess.call(_variant_command(out, Path(params_file), list(only)), cwd=root or project_root(),
+                               stdout=log, stderr=subprocess.STDOUT, env=_variant_env())
+
+
+def _variant_env(threads: Optional[int] = None) -> dict[str, str]:
     """The environment of a variant's process: this package importable, ``threads`` BLAS/OpenMP
     threads, and none of the malloc tunables a Dask nanny sets (see
     :func:`~dlrc_lib.core.processes.undo_malloc_tuning`; the variant's kernel would inherit them)."""
     env = {k: v for k, v in os.environ.items() if k not in MALLOC_ENV}
     pkg_parent = str(Path(__file__).resolve().parents[2])
     env["PYTHONPATH"] = os.pathsep.join([pkg_parent] + [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p])
-    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
-        env[var] = str(threads)
+    if threads is not None:
+        for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+            env[var] = str(threads)
     return env
 
 
@@ -563,7 +579,7 @@ def _terminate(proc: subprocess.Popen) -> None:
 
 
 def subprocess_executor(threads: int = 1) -> Executor:
-    """Run a variant's notebooks with ``python -m dlrc_lib.reporting.cli run`` in its own process group."""
+    """Run a variant's notebooks with ``python -m dlrc_lib.run.cli run`` in its own process group."""
 
     def execute(vdir: Path, params_file: Path, only: list[str], root: Path) -> tuple[bool, Optional[str]]:
         return run_variant_process(_variant_command(vdir, params_file, only), str(Path.cwd()),
@@ -597,7 +613,6 @@ class DaskExecutor:
 
     def __init__(self, address: str, timeout_s: float = 20.0,
                  run_variant: Optional[Callable[..., tuple[bool, Optional[str]]]] = None):
-        from dlrc_lib.core.processes import dask_client, dask_worker_setup
 
         self.client = dask_client(address, timeout_s)
         from distributed import Event
@@ -686,10 +701,9 @@ def _copy_base(base_dir: Path, vdir: Path) -> None:
 
 def _ensure_features(params: Params, label: str, say: Callable[[str], None]) -> None:
     """Extract what the feature cache lacks for these parameters (cached cases are reused)."""
-    from dlrc_lib.features.extract import _study, extract_deep_cli, extract_radiomics_cli
 
     t0 = time.perf_counter()
-    manifest, study = _study(params)
+    manifest, study = load_study_for(params)
     say(f"  features for {label}: {len(study)} patients, cache {params.cache_dir}")
     import io
 
@@ -706,22 +720,25 @@ def _ensure_features(params: Params, label: str, say: Callable[[str], None]) -> 
 def run_sweep(params_path: str | Path, grid_path: str | Path, out: str | Path | None = None,
               jobs: int = 0, *, retry_failed: bool = False, quiet: bool = False,
               executor: Optional[Executor] = None, root: Optional[Path] = None,
-              extract: bool = True, cache_dir: Optional[str | Path] = None) -> SweepResult:
+              extract: bool = True, cache_dir: Optional[str | Path] = None,
+              run_notebooks: Optional[RunNotebooks] = None) -> SweepResult:
     """Run every variant of the grid that has not finished yet; write ``sweep.csv``.
 
     ``jobs``: variants at once (0: all cores, or all worker threads of the Dask cluster).
     ``retry_failed``: run failed variants again (by default a failed variant is finished: its
     error is in the table). ``executor`` runs one variant's notebooks (default: a ``dlrc run``
     subprocess, or a task on the Dask cluster when ``radiomics.dask_scheduler`` is set).
+    ``run_notebooks`` runs the notebooks every variant shares, once (``dlrc run`` and ``dlrc sweep``
+    pass the runner itself; default: a ``dlrc run`` subprocess).
     """
-    from dlrc_lib.reporting.runner import project_root, run as run_notebooks
-
+    run_notebooks = run_notebooks or run_in_subprocess
     t_start = time.perf_counter()
     say = (lambda *_: None) if quiet else (lambda msg: print(msg, flush=True))
     params_path = Path(params_path)
     cache = str(Path(cache_dir).expanduser().resolve()) if cache_dir else None
-    base = variant_params(params_path, Variant("base", {}), cache) if cache else load_params(params_path)
-    grid = parse_grid(grid_path, params_path)
+    from_file = load_params(params_path)  # read once; every variant is these with its overrides
+    base = variant_params(from_file, Variant("base", {}), cache) if cache else from_file
+    grid = parse_grid(grid_path, from_file)
     root = Path(root) if root else project_root()
     out = Path(out) if out else Path("reports") / base.run_name / "sweep"
     out = out.resolve()
@@ -768,7 +785,7 @@ def _run_sweep(base: Params, params_path: Path, grid: Grid, out: Path, jobs: int
     todo: list[tuple[Variant, Params, str]] = []
     skipped: list[str] = []
     for v in grid.variants:
-        vp = variant_params(params_path, v, cache)
+        vp = variant_params(base, v, cache)
         fp = fingerprint(vp, stems[starts[v.name]:])
         vdir = out / "variants" / v.name
         rec = _read_record(vdir)
@@ -801,7 +818,7 @@ def _run_sweep(base: Params, params_path: Path, grid: Grid, out: Path, jobs: int
 
     # notebooks no variant changes run once, into <out>/base; the notebooks before a later
     # start (variant_starts) run once more with the base parameters, into <out>/base_<NN>
-    base_params = variant_params(params_path, Variant("base", {}), cache)
+    base_params = variant_params(base, Variant("base", {}), cache)
     prefix_dirs: dict[int, Path] = {}
     previous: Optional[int] = None
     for k in sorted({starts[v.name] for v, _, _ in todo} | {k_min}):
@@ -953,7 +970,6 @@ def _finish(out: Path, grid: Grid, records: dict, ran: list[str], skipped: list[
     }
     atomic_write_text(out / "sweep.json", dumps(summary))
     try:
-        from dlrc_lib.reporting.sensitivity import published_auc, specification_curve
 
         if (table["status"] == "ok").any():
             band = published_auc(published, "external", "dlrc") if published else None
@@ -969,9 +985,3 @@ def _finish(out: Path, grid: Grid, records: dict, ran: list[str], skipped: list[
     n_failed = int((table["status"] == "failed").sum())
     say(f"dlrc sweep: {n_ok} ok, {n_failed} failed, {len(skipped)} reused, in {secs:.1f} s; {out / 'sweep.csv'}")
     return SweepResult(out, table, ran, skipped, sorted(set(failed)), secs)
-
-
-def cli_sweep(args) -> int:
-    """``dlrc sweep --params P --grid G [--out DIR] [--jobs N] [--retry-failed]``."""
-    res = run_sweep(args.params, args.grid, out=args.out, jobs=args.jobs, retry_failed=args.retry_failed)
-    return 1 if (res.table["status"] != "ok").any() else 0

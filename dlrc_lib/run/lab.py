@@ -1,20 +1,18 @@
 """``dlrc lab``: JupyterLab from this environment, at the repository root, on a finished run.
 
 The notebooks opened there read the run named on the command line, else the run under
-``reports/`` that finished last (see :func:`dlrc_lib.reporting.paths.open_run`): the server
+``reports/`` that finished last (see :func:`dlrc_lib.run.paths.open_run`): the server
 passes it to every kernel as ``DLRC_RUN``. With no finished run it says, in one line, to make
 one first.
 """
 from __future__ import annotations
 
-import argparse
 import os
-import subprocess
 import sys
 from pathlib import Path
 
 from dlrc_lib.core.errors import DlrcError
-from dlrc_lib.reporting.paths import ENV_PARAMS_FILE, ENV_RUN, ENV_RUNNER, last_finished_run, project_root
+from dlrc_lib.run.paths import ENV_PARAMS_FILE, ENV_RUN, ENV_RUNNER, last_finished_run
 
 
 def lab_environment(run: Path, root: Path) -> dict[str, str]:
@@ -48,19 +46,3 @@ def lab_command(root: Path, extra: list[str]) -> list[str]:
     containers and CI, where jupyter refuses to start otherwise)."""
     as_root = ["--allow-root"] if hasattr(os, "geteuid") and os.geteuid() == 0 else []
     return [sys.executable, "-m", "jupyterlab", f"--ServerApp.root_dir={root}", *as_root, *extra]
-
-
-def cli_lab(args: argparse.Namespace) -> int:
-    root = project_root()
-    run = choose_run(args.run, root)
-    try:
-        import jupyterlab  # noqa: F401
-    except ImportError:
-        raise DlrcError("jupyterlab is not installed in this environment: run `make install`") from None
-    try:
-        shown = run.relative_to(root)
-    except ValueError:
-        shown = run
-    print(f"dlrc lab: notebooks in {root / 'notebooks'}, reading run {shown}", flush=True)
-    return subprocess.call(lab_command(root, list(args.lab_args or [])), cwd=root,
-                           env=lab_environment(run, root))

@@ -29,6 +29,7 @@ import pandas as pd
 
 from dlrc_lib.core.errors import DlrcError
 from dlrc_lib.core.io import atomic_write_text, dumps, jsonable, public_mode
+from dlrc_lib.run.layout import FRAME_PRODUCERS, MissingInput, run_command
 
 
 class Artifacts:
@@ -46,7 +47,7 @@ class Artifacts:
         """``write=False`` (a notebook explored interactively): nothing goes to disk; tables,
         figures, results and frames are kept in memory for this session, so the finished run
         the notebook reads is never overwritten. Folders are created only when written to.
-        ``run``: the :class:`dlrc_lib.reporting.paths.NotebookRun` that says which command
+        ``run``: the :class:`dlrc_lib.run.paths.NotebookRun` that says which command
         produces a missing input."""
         self.run_dir = Path(run_dir)
         self.notebook = notebook
@@ -55,8 +56,6 @@ class Artifacts:
         self._memory: dict[Path, Any] = {}
 
     def _missing(self, path: Path, what: str, producer: str | None) -> Exception:
-        from dlrc_lib.reporting.paths import MissingInput, run_command
-
         if self.run is not None:
             return self.run.missing(path, what, producer)
         return MissingInput(f"{Path(path).resolve()}: {what} not found; produce it with "
@@ -240,8 +239,6 @@ class Artifacts:
         if path in self._memory:
             return self._memory[path].copy()
         if not path.exists():
-            from dlrc_lib.reporting.paths import FRAME_PRODUCERS
-
             producer = FRAME_PRODUCERS.get(name)
             what = f"frame '{name}'" + (f" (written by notebook {producer})" if producer else "")
             raise self._missing(path, what, producer)
