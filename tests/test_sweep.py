@@ -333,9 +333,7 @@ class WithOnly(FakeNotebooks):
         return super().__call__(vdir, params_file, only, root)
 
 
-def test_variants_that_change_only_later_notebooks_start_there(tmp_path, monkeypatch, no_base_notebooks):
-    import dlrc_lib.run.runner as R
-
+def test_variants_that_change_only_later_notebooks_start_there(tmp_path, no_base_notebooks):
     shared_runs = []
 
     def fake_run(params_file, only, out, quiet, root):  # the base parameters' shared notebooks
@@ -345,11 +343,10 @@ def test_variants_that_change_only_later_notebooks_start_there(tmp_path, monkeyp
             (Path(out) / "shared" / f"{nb}.txt").write_text(nb)
         return 0
 
-    monkeypatch.setattr(R, "run", fake_run)
     grid = _grid(tmp_path, {"factors": {"selection.lasso_rule": ["1se", "min"],
                                         "deep.best_model_rule": ["train_and_external_auc", "train_auc", "internal_auc"]}})
     fake = WithOnly()
-    _run(tmp_path, grid, fake)
+    _run(tmp_path, grid, fake, run_notebooks=fake_run)  # what runs the shared notebooks is the caller's
     # notebook 03 (the first of this plan) is where the lambda rule acts; the best-model rule
     # acts from notebook 04, so the two variants that change only it, and the base itself,
     # start at 04, from the base parameters' notebook 03 run once into base_04
@@ -361,7 +358,7 @@ def test_variants_that_change_only_later_notebooks_start_there(tmp_path, monkeyp
     # a second call reuses everything, the shared folders included
     shared_runs.clear()
     again = WithOnly()
-    res = _run(tmp_path, grid, again)
+    res = _run(tmp_path, grid, again, run_notebooks=fake_run)
     assert again.only == {} and shared_runs == [] and len(res.skipped) == 6
 
 

@@ -35,6 +35,7 @@ file system with the machine running the sweep).
 """
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import itertools
@@ -170,6 +171,49 @@ def parse_grid(grid_path: str | Path, base: Params | str | Path) -> Grid:
     unknown = [k for k in raw if k not in GRID_KEYS]
     if unknown:
         raise ParamsError(f"{grid_path}: unknown grid key '{unknown[0]}' (expected one of {', '.join(GRID_KEYS)})")
+    factors, alone, named = _checked_sections(grid_path, raw, base)
+    keys = list(dict.fromkeys([*factors, *alone, *(k for o in named.values() for k in o)]))
+    base_values = {k: _base_value(base, k) for k in keys}
+
+    variants: list[Variant] = []
+    seen: dict[str, str] = {}
+    short = _short_names(keys)
+
+    def add(name: Optional[str], overrides: dict[str, Any]) -> None:
+        overrides = {k: v for k, v in overrides.items() if not _same(v, base_values[k])}
+        choices = {k: overrides.get(k, base_values[k]) for k in keys}
+        ident = json.dumps(choices, sort_keys=True, default=str)
+        if ident in seen:
+            return
+        if name is None:
+            name = "__".join(f"{short[k]}={_fmt_value(v)}" for k, v in overrides.items()) or "base"
+            name = _safe(name)
+        if name in {v.name for v in variants}:
+            raise ParamsError(f"{grid_path}: two variants are named {name!r}")
+        seen[ident] = name
+        variants.append(Variant(name, overrides, choices))
+
+    fkeys = list(factors)
+    for combo in itertools.product(*(factors[k] for k in fkeys)):
+        add(None, dict(zip(fkeys, combo)))
+    for key, values in alone.items():
+        for v in values:
+            add(None, {key: v})
+    for name, overrides in named.items():
+        add(str(name), dict(overrides))
+    if len(variants) > MAX_VARIANTS:
+        raise ParamsError(f"{grid_path}: {len(variants)} variants; at most {MAX_VARIANTS}")
+    last = raw.get("last_notebook")
+    if last is not None:
+        last = str(last).zfill(2)[:2]
+        if not last.isdigit():
+            raise ParamsError(f"{grid_path}: last_notebook {raw['last_notebook']!r} is not a notebook number")
+    return Grid(grid_path, keys, variants, last, str(raw.get("description") or ""), base_values)
+
+
+def _checked_sections(grid_path: Path, raw: Mapping[str, Any], base: Params):
+    """The grid's ``factors``, ``vary_alone`` and ``variants``, every key and value checked
+    against the base parameters (one-line :class:`ParamsError` naming the grid file)."""
     factors = raw.get("factors") or {}
     alone = raw.get("vary_alone") or {}
     named = raw.get("variants") or {}
@@ -212,43 +256,7 @@ def parse_grid(grid_path: str | Path, base: Params | str | Path) -> Grid:
         except ParamsError as exc:
             raise ParamsError(f"{grid_path}: variants: {name}: {str(exc).split(': ', 1)[-1]}") from None
 
-    keys = list(dict.fromkeys([*factors, *alone, *(k for o in named.values() for k in o)]))
-    base_values = {k: _base_value(base, k) for k in keys}
-
-    variants: list[Variant] = []
-    seen: dict[str, str] = {}
-    short = _short_names(keys)
-
-    def add(name: Optional[str], overrides: dict[str, Any]) -> None:
-        overrides = {k: v for k, v in overrides.items() if not _same(v, base_values[k])}
-        choices = {k: overrides.get(k, base_values[k]) for k in keys}
-        ident = json.dumps(choices, sort_keys=True, default=str)
-        if ident in seen:
-            return
-        if name is None:
-            name = "__".join(f"{short[k]}={_fmt_value(v)}" for k, v in overrides.items()) or "base"
-            name = _safe(name)
-        if name in {v.name for v in variants}:
-            raise ParamsError(f"{grid_path}: two variants are named {name!r}")
-        seen[ident] = name
-        variants.append(Variant(name, overrides, choices))
-
-    fkeys = list(factors)
-    for combo in itertools.product(*(factors[k] for k in fkeys)):
-        add(None, dict(zip(fkeys, combo)))
-    for key, values in alone.items():
-        for v in values:
-            add(None, {key: v})
-    for name, overrides in named.items():
-        add(str(name), dict(overrides))
-    if len(variants) > MAX_VARIANTS:
-        raise ParamsError(f"{grid_path}: {len(variants)} variants; at most {MAX_VARIANTS}")
-    last = raw.get("last_notebook")
-    if last is not None:
-        last = str(last).zfill(2)[:2]
-        if not last.isdigit():
-            raise ParamsError(f"{grid_path}: last_notebook {raw['last_notebook']!r} is not a notebook number")
-    return Grid(grid_path, keys, variants, last, str(raw.get("description") or ""), base_values)
+    return factors, alone, named
 
 
 def _same(a: Any, b: Any) -> bool:
@@ -779,42 +787,14 @@ def _run_sweep(base: Params, params_path: Path, grid: Grid, out: Path, jobs: int
     starts = variant_starts(grid, notebooks, k_min)
     say(f"dlrc sweep: {params_path} x {grid.path}: {len(grid.variants)} variants over "
         f"{', '.join(grid.keys)} -> {out}")
-
-    # which variants still have to run
-    records: dict[str, dict] = {}
-    todo: list[tuple[Variant, Params, str]] = []
-    skipped: list[str] = []
-    for v in grid.variants:
-        vp = variant_params(base, v, cache)
-        fp = fingerprint(vp, stems[starts[v.name]:])
-        vdir = out / "variants" / v.name
-        rec = _read_record(vdir)
-        if rec and rec.get("fingerprint") == fp and rec.get("status") in FINISHED and not (
-                retry_failed and rec.get("status") == "failed"):
-            records[v.name] = rec
-            skipped.append(v.name)
-            continue
-        todo.append((v, vp, fp))
+    records, todo, skipped = _pending_variants(base, grid, stems, starts, out, cache, retry_failed)
     if skipped:
         say(f"  {len(skipped)} variant(s) already finished (not rerun)")
     write_table(out, grid, records)
     if not todo:
         return _finish(out, grid, records, [], skipped, t_start, say, published=base.published_values)
-
-    # features: the base parameters', then each extraction setting a variant changes
     if extract:
-        _ensure_features(base, "the base parameters", say)
-        groups: dict[str, tuple[Params, list[str]]] = {}
-        for v, vp, _ in todo:
-            keys = _extraction_keys(v)
-            if keys:
-                ident = json.dumps({k: v.overrides[k] for k in keys}, sort_keys=True, default=str)
-                groups.setdefault(ident, (vp, []))[1].append(v.name)
-        for ident, (vp, names) in groups.items():
-            say(f"  variant(s) {', '.join(names)} change extraction settings {ident}: extracting the "
-                "features the cache lacks before the variants start (as long as a cold `dlrc extract` "
-                "for what is missing; cached cases are reused)")
-            _ensure_features(vp, ", ".join(names), say)
+        _extract_for_variants(base, todo, say)
 
     # notebooks no variant changes run once, into <out>/base; the notebooks before a later
     # start (variant_starts) run once more with the base parameters, into <out>/base_<NN>
@@ -826,53 +806,116 @@ def _run_sweep(base: Params, params_path: Path, grid: Grid, out: Path, jobs: int
                                         root, run_notebooks, say, is_base=k == k_min)
         previous = k
 
-    threads = max(1, (os.cpu_count() or 1) // jobs)
-    execute = executor or subprocess_executor(threads)
+    execute = executor or subprocess_executor(max(1, (os.cpu_count() or 1) // jobs))
     later = sorted({stems[starts[v.name]][:2] for v, _, _ in todo} - {stems[k_min][:2]})
     say(f"  running {len(todo)} variant(s), {jobs} at a time (notebooks {stems[k_min][:2]}-{stems[-1][:2]}"
         + (f"; variants that change nothing before notebook {', '.join(later)} start there" if later else "") + ")")
-    done_lock = threading.Lock()
-    counter = {"n": 0}
-    ran: list[str] = []
-    failed: list[str] = []
+    tally = _Tally(out, grid, records, len(todo), say)
 
     def one(item: tuple[Variant, Params, str]) -> None:
         v, vp, fp = item
-        vdir = out / "variants" / v.name
-        t0 = time.perf_counter()
-        _stop_leftover(vdir)
-        _copy_base(prefix_dirs[starts[v.name]], vdir)
         only = [st[:2] for st in stems[starts[v.name]:]]
-        pfile = vdir / "params.yaml"
-        _write_params(pfile, vp)
-        if _STOPPING.is_set():
-            return
-        try:
-            ok, error = execute(vdir, pfile, only, root)
-        except Exception as exc:  # noqa: BLE001 - recorded, the other variants go on
-            ok, error = False, f"{type(exc).__name__}: {exc}".splitlines()[0]
-        if _STOPPING.is_set():
-            return  # interrupted, not failed: the next call runs it again
-        rec: dict[str, Any] = {"variant": v.name, "overrides": v.overrides, "choices": v.choices,
-                               "fingerprint": fp, "notebooks": only, "status": "ok" if ok else "failed",
-                               "error": error, "seconds": round(time.perf_counter() - t0, 2)}
-        if ok:
-            try:
-                rec["metrics"] = collect_variant(vdir)
-                rec["claims"] = claims_of(vdir)
-            except Exception as exc:  # noqa: BLE001
-                rec.update(status="failed", error=f"results unreadable: {type(exc).__name__}: {exc}".splitlines()[0])
-        atomic_write_text(vdir / "variant.json", dumps(rec))
-        with done_lock:
-            records[v.name] = rec
-            (ran if rec["status"] == "ok" else failed).append(v.name)
-            counter["n"] += 1
-            write_table(out, grid, records)
-            status = "ok" if rec["status"] == "ok" else f"FAILED: {rec['error']}"
-            say(f"  [{counter['n']}/{len(todo)}] {v.name}: {status} ({rec['seconds']:.1f} s)")
+        rec = _run_variant(v, vp, fp, out / "variants" / v.name, prefix_dirs[starts[v.name]], only, execute, root)
+        if rec is not None:
+            tally.add(v.name, rec)
 
-    previous = signal.getsignal(signal.SIGTERM)
+    with _sigterm_as_interrupt():
+        _schedule(todo, jobs, one, execute)
+    return _finish(out, grid, records, tally.ran, skipped, t_start, say, tally.failed,
+                   published=base.published_values)
+
+
+def _pending_variants(base: Params, grid: Grid, stems: list[str], starts: Mapping[str, int], out: Path,
+                      cache: Optional[str], retry_failed: bool):
+    """``(records, todo, skipped)``: the finished variants' records (kept while their fingerprint
+    holds), the variants still to run as ``(variant, parameters, fingerprint)``, and the names of
+    the finished ones."""
+    records: dict[str, dict] = {}
+    todo: list[tuple[Variant, Params, str]] = []
+    skipped: list[str] = []
+    for v in grid.variants:
+        vp = variant_params(base, v, cache)
+        fp = fingerprint(vp, stems[starts[v.name]:])
+        rec = _read_record(out / "variants" / v.name)
+        if rec and rec.get("fingerprint") == fp and rec.get("status") in FINISHED and not (
+                retry_failed and rec.get("status") == "failed"):
+            records[v.name] = rec
+            skipped.append(v.name)
+            continue
+        todo.append((v, vp, fp))
+    return records, todo, skipped
+
+
+def _extract_for_variants(base: Params, todo, say) -> None:
+    """The features of the base parameters, then of each extraction setting a variant changes."""
+    _ensure_features(base, "the base parameters", say)
+    groups: dict[str, tuple[Params, list[str]]] = {}
+    for v, vp, _ in todo:
+        keys = _extraction_keys(v)
+        if keys:
+            ident = json.dumps({k: v.overrides[k] for k in keys}, sort_keys=True, default=str)
+            groups.setdefault(ident, (vp, []))[1].append(v.name)
+    for ident, (vp, names) in groups.items():
+        say(f"  variant(s) {', '.join(names)} change extraction settings {ident}: extracting the "
+            "features the cache lacks before the variants start (as long as a cold `dlrc extract` "
+            "for what is missing; cached cases are reused)")
+        _ensure_features(vp, ", ".join(names), say)
+
+
+def _run_variant(v: Variant, vp: Params, fp: str, vdir: Path, prefix_dir: Path, only: list[str], execute,
+                 root: Path) -> Optional[dict[str, Any]]:
+    """Run one variant's notebooks from its shared prefix; its record (also in ``variant.json``),
+    or None when the sweep is being interrupted (the next call runs it again)."""
+    t0 = time.perf_counter()
+    _stop_leftover(vdir)
+    _copy_base(prefix_dir, vdir)
+    pfile = vdir / "params.yaml"
+    _write_params(pfile, vp)
+    if _STOPPING.is_set():
+        return None
+    try:
+        ok, error = execute(vdir, pfile, only, root)
+    except Exception as exc:  # noqa: BLE001 - recorded, the other variants go on
+        ok, error = False, f"{type(exc).__name__}: {exc}".splitlines()[0]
+    if _STOPPING.is_set():
+        return None  # interrupted, not failed
+    rec: dict[str, Any] = {"variant": v.name, "overrides": v.overrides, "choices": v.choices,
+                           "fingerprint": fp, "notebooks": only, "status": "ok" if ok else "failed",
+                           "error": error, "seconds": round(time.perf_counter() - t0, 2)}
+    if ok:
+        try:
+            rec["metrics"] = collect_variant(vdir)
+            rec["claims"] = claims_of(vdir)
+        except Exception as exc:  # noqa: BLE001
+            rec.update(status="failed", error=f"results unreadable: {type(exc).__name__}: {exc}".splitlines()[0])
+    atomic_write_text(vdir / "variant.json", dumps(rec))
+    return rec
+
+
+class _Tally:
+    """The finished variants of this call, the sweep table rewritten after each one, a line each."""
+
+    def __init__(self, out: Path, grid: Grid, records: dict[str, dict], total: int, say):
+        self.out, self.grid, self.records, self.total, self.say = out, grid, records, total, say
+        self.ran: list[str] = []
+        self.failed: list[str] = []
+        self._lock = threading.Lock()
+
+    def add(self, name: str, rec: dict[str, Any]) -> None:
+        with self._lock:
+            self.records[name] = rec
+            (self.ran if rec["status"] == "ok" else self.failed).append(name)
+            write_table(self.out, self.grid, self.records)
+            status = "ok" if rec["status"] == "ok" else f"FAILED: {rec['error']}"
+            self.say(f"  [{len(self.ran) + len(self.failed)}/{self.total}] {name}: {status} ({rec['seconds']:.1f} s)")
+
+
+@contextlib.contextmanager
+def _sigterm_as_interrupt():
+    """SIGTERM raises KeyboardInterrupt inside the block (main thread only): the sweep stops its
+    variants and leaves no record of the unfinished ones."""
     in_main = threading.current_thread() is threading.main_thread()
+    previous = signal.getsignal(signal.SIGTERM)
 
     def on_term(signum, frame):  # noqa: ARG001
         raise KeyboardInterrupt
@@ -880,42 +923,47 @@ def _run_sweep(base: Params, params_path: Path, grid: Grid, out: Path, jobs: int
     if in_main:
         signal.signal(signal.SIGTERM, on_term)
     try:
-        deps = shared_work_order([v for v, _, _ in todo])
-        with ThreadPoolExecutor(max_workers=jobs) as pool:
-            pending, running, finished = list(todo), {}, set()
-            futures = []
-            try:
-                while pending or running:
-                    while len(running) < jobs:
-                        nxt = next((it for it in pending if deps[it[0].name] <= finished), None)
-                        if nxt is None:
-                            # nothing else is ready: rather than leave a core idle, start a variant
-                            # whose leaders are already running (it repeats part of their work)
-                            started = finished | set(running.values())
-                            nxt = next((it for it in pending if deps[it[0].name] <= started), None)
-                        if nxt is None:
-                            break
-                        pending.remove(nxt)
-                        fut = pool.submit(one, nxt)
-                        futures.append(fut)
-                        running[fut] = nxt[0].name
-                    done, _ = wait(running, return_when=FIRST_COMPLETED)
-                    for fut in done:
-                        finished.add(running.pop(fut))
-                        fut.result()
-            except BaseException:
-                _STOPPING.set()
-                for f in futures:
-                    f.cancel()
-                _stop_running()
-                stop_remote = getattr(execute, "stop", None)
-                if stop_remote is not None:
-                    stop_remote()
-                raise
+        yield
     finally:
         if in_main:
             signal.signal(signal.SIGTERM, previous)
-    return _finish(out, grid, records, ran, skipped, t_start, say, failed, published=base.published_values)
+
+
+def _schedule(todo, jobs: int, one: Callable[[Any], None], execute) -> None:
+    """Run ``one(item)`` for every item, ``jobs`` at a time, leaders of shared work first
+    (:func:`shared_work_order`); on any interruption stop every running variant and re-raise."""
+    deps = shared_work_order([v for v, _, _ in todo])
+    with ThreadPoolExecutor(max_workers=jobs) as pool:
+        pending, running, finished = list(todo), {}, set()
+        futures = []
+        try:
+            while pending or running:
+                while len(running) < jobs:
+                    nxt = next((it for it in pending if deps[it[0].name] <= finished), None)
+                    if nxt is None:
+                        # nothing else is ready: rather than leave a core idle, start a variant
+                        # whose leaders are already running (it repeats part of their work)
+                        started = finished | set(running.values())
+                        nxt = next((it for it in pending if deps[it[0].name] <= started), None)
+                    if nxt is None:
+                        break
+                    pending.remove(nxt)
+                    fut = pool.submit(one, nxt)
+                    futures.append(fut)
+                    running[fut] = nxt[0].name
+                done, _ = wait(running, return_when=FIRST_COMPLETED)
+                for fut in done:
+                    finished.add(running.pop(fut))
+                    fut.result()
+        except BaseException:
+            _STOPPING.set()
+            for f in futures:
+                f.cancel()
+            _stop_running()
+            stop_remote = getattr(execute, "stop", None)
+            if stop_remote is not None:
+                stop_remote()
+            raise
 
 
 def _shared_prefix(out: Path, k: int, previous: Optional[int], previous_dir: Optional[Path], stems: list[str],
