@@ -90,8 +90,10 @@ def test_checklist_files_are_complete():
                for i in rqs["items"])
     assert best == 36
     for name, spec in (("CLEAR", clear), ("METRICS", metrics), ("RQS", rqs)):
-        rules = C.RULES[name]()
-        assert {i["number"] for i in spec["items"] if i["who"] == "run"} == set(rules), name
+        answered = [item.number for item in C.ITEMS[name]]
+        assert len(answered) == len(set(answered)), name
+        assert {i["number"] for i in spec["items"] if i["who"] == "run"} == set(answered), name
+    assert [c.number for c in C.CONDITIONS] == [c["number"] for c in metrics["conditions"]]
 
 
 def test_full_run_answers_with_existing_evidence(tmp_path):

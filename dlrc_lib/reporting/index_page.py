@@ -129,18 +129,13 @@ def write_comparison_csv(run_dir: Path, view: C.RunView, published_file: Path) -
     return table
 
 
-def render_index(run_dir: str | Path, claims: pd.DataFrame, view: C.RunView, *, run_name: str | None = None,
-                 notebooks: bool = True, exclude: Iterable[str] = (), comparison: pd.DataFrame | None = None) -> str:
-    """The page's HTML. ``notebooks=False`` and ``exclude`` (table/figure stems) serve snapshots."""
-    run_dir = Path(run_dir)
-    run = view.run
-    exclude = set(exclude)
+def _run_header(run_dir: Path, view: C.RunView) -> list[str]:
+    """The lines under the title: the demo banner, what the study is, the run's status and machine,
+    the checklist link, a failure and the warnings."""
     e = html.escape
-    name = run_name or str(run.get("run_name") or run_dir.name)
-    parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>dlrc report: {e(name)}</title>"
-             f"<style>{_CSS}</style></head><body>", f"<h1>dlrc report — {e(name)}</h1>"]
-    params = run.get("params") or {}
-    study = params.get("study") or {}
+    run = view.run
+    study = (run.get("params") or {}).get("study") or {}
+    parts = []
     if run.get("demo"):
         parts.append(f"<div class='demo'><b>{e(str(run['demo'])[0].upper() + str(run['demo'])[1:])}</b></div>")
     if view.twin:
@@ -155,15 +150,7 @@ def render_index(run_dir: str | Path, claims: pd.DataFrame, view: C.RunView, *, 
                  f"commit {e(str(run.get('git_commit')))}{' (uncommitted changes)' if run.get('git_dirty') else ''}; "
                  f"finished {e(str(run.get('finished', '?')))}; wall time {e(str(run.get('wall_seconds', '?')))} s; "
                  f"<a href='run.json'>run.json</a></p>")
-    m = run.get("machine") or {}
-    if m:
-        cpu = sum(float((t or {}).get("cpu_seconds", 0) or 0) for t in (run.get("notebooks") or {}).values()
-                  if isinstance(t, dict))
-        parts.append(f"<p class='meta'>machine: {e(str(m.get('cpu_model')))}, {e(str(m.get('cores_available')))} "
-                     f"core(s), vector instructions {e(str(m.get('vector_isa')))}; torch CPU capability "
-                     f"{e(str(m.get('torch_cpu_capability')))} with {e(str(m.get('torch_threads')))} thread(s); "
-                     f"load average at the start {e(str((m.get('at_start') or {}).get('load_average')))}; "
-                     f"notebooks' CPU time {cpu:.0f} s</p>")
+    parts += _machine_line(run)
     if (run_dir / "checklist.html").exists():
         parts.append("<p><a href='checklist.html'>Reporting checklist</a> (CLEAR, METRICS, RQS) filled from this run</p>")
     if run.get("failure"):
@@ -171,65 +158,127 @@ def render_index(run_dir: str | Path, claims: pd.DataFrame, view: C.RunView, *, 
     for nb, msgs in (run.get("warnings") or {}).items():
         for msg in msgs:
             parts.append(f"<div class='warn'><b>{e(str(nb))}</b>: {e(str(msg))}</div>")
-    if comparison is not None and "note" in comparison:
-        for r in comparison[comparison["note"].astype(str) != ""].itertuples():
-            parts.append(f"<div class='warn'><b>The paper is inconsistent</b> about {e(str(r.quantity))}: "
-                         f"{e(str(r.published))}. {e(str(r.note))}</div>")
+    return parts
 
-    parts.append("<h2>Verdict: the paper's claims on this run</h2>")
-    parts.append(claims_html(claims))
 
-    figures = {p.stem: f"figures/{p.name}" for p in sorted((run_dir / "figures").glob("*.png")) if p.stem not in exclude}
-    parts.append("<h2>The paper's tables beside this run</h2>")
+def _machine_line(run: dict) -> list[str]:
+    """The machine the run had and the notebooks' CPU time (nothing when ``run.json`` records no machine)."""
+    e = html.escape
+    m = run.get("machine") or {}
+    if not m:
+        return []
+    cpu = sum(float((t or {}).get("cpu_seconds", 0) or 0) for t in (run.get("notebooks") or {}).values()
+              if isinstance(t, dict))
+    return [f"<p class='meta'>machine: {e(str(m.get('cpu_model')))}, {e(str(m.get('cores_available')))} "
+            f"core(s), vector instructions {e(str(m.get('vector_isa')))}; torch CPU capability "
+            f"{e(str(m.get('torch_cpu_capability')))} with {e(str(m.get('torch_threads')))} thread(s); "
+            f"load average at the start {e(str((m.get('at_start') or {}).get('load_average')))}; "
+            f"notebooks' CPU time {cpu:.0f} s</p>"]
+
+
+def _inconsistencies(comparison: pd.DataFrame | None) -> list[str]:
+    """A warning for each published number the paper itself contradicts (a ``note`` of the comparison)."""
+    e = html.escape
+    if comparison is None or "note" not in comparison:
+        return []
+    return [f"<div class='warn'><b>The paper is inconsistent</b> about {e(str(r.quantity))}: "
+            f"{e(str(r.published))}. {e(str(r.note))}</div>"
+            for r in comparison[comparison["note"].astype(str) != ""].itertuples()]
+
+
+def _paper_tables_intro(view: C.RunView, comparison: pd.DataFrame | None) -> list[str]:
+    """The heading of the paper's tables and how to read their cells, with what was compared."""
     grey = ("a number the synthetic twin was built from (input) or tuned towards (calibrated): not a reproduction"
             if view.twin else "a number describing this study's own cohort: shown beside the paper's, not graded"
             if view.own_cohort else "")
-    parts.append("<p class='meta'>Each cell: the paper's value, then this run's. <span class='v-fails'>Red</span>: "
-                 "AUC outside the paper's 95 % CI, or p on the other side of 0.05. "
-                 + (f"<i>Grey italics</i>: {grey}. " if grey else "") + "Percentages of each column; "
-                 "counts [LNM−, LNM+].")
+    parts = ["<h2>The paper's tables beside this run</h2>",
+             "<p class='meta'>Each cell: the paper's value, then this run's. <span class='v-fails'>Red</span>: "
+             "AUC outside the paper's 95 % CI, or p on the other side of 0.05. "
+             + (f"<i>Grey italics</i>: {grey}. " if grey else "") + "Percentages of each column; "
+             "counts [LNM−, LNM+]."]
     if comparison is not None:
         parts.append(" The complete list of compared numbers: "
                      "<a href='tables/paper_vs_reproduction.csv'>paper_vs_reproduction.csv</a>.")
         if {"counted", "role", "auc_in_paper_ci"} <= set(comparison.columns):
-            counted = comparison[comparison["counted"].astype(bool)]
-            roles = comparison["role"].value_counts()
-            aucs = counted[counted["auc_in_paper_ci"] != ""]
-            if view.twin:
-                aside = (f"{int(roles.get(C.INPUT, 0))} are inputs of the twin and {int(roles.get(C.CALIBRATED, 0))} "
-                         "calibrated (not counted)")
-            elif view.own_cohort:
-                aside = f"{int(roles.get(C.COHORT, 0))} describe the paper's cohort (shown, not counted)"
-            else:
-                aside = "none is set aside"
-            parts.append(e(f" Of {len(comparison)} published numbers, {aside}; {len(counted)} others were "
-                           f"compared with this run, among them {int((aucs['auc_in_paper_ci'] == 'yes').sum())} "
-                           f"of {len(aucs)} AUCs inside the paper's 95 % CI."))
+            parts.append(html.escape(_compared_text(view, comparison)))
     parts.append("</p>")
-    for t in paper_tables(view):
-        parts.append(to_html(t, figures))
+    return parts
 
-    if notebooks:
-        parts.append("<h2>Notebooks</h2><ul>")
-        for nb in sorted((run_dir / "html").glob("*.html")):
-            t = (run.get("notebooks") or {}).get(nb.stem, {})
-            parts.append(f"<li><a href='html/{e(nb.name)}'>{e(nb.stem)}</a> "
-                         f"<span class='meta'>{e(str(t.get('seconds', '')))} s</span></li>")
-        parts.append("</ul>")
 
-    parts.append("<h2>All tables</h2><ul class='cols'>")
+def _compared_text(view: C.RunView, comparison: pd.DataFrame) -> str:
+    """How many published numbers were compared with the run, set aside, and inside the paper's CI."""
+    counted = comparison[comparison["counted"].astype(bool)]
+    roles = comparison["role"].value_counts()
+    aucs = counted[counted["auc_in_paper_ci"] != ""]
+    if view.twin:
+        aside = (f"{int(roles.get(C.INPUT, 0))} are inputs of the twin and {int(roles.get(C.CALIBRATED, 0))} "
+                 "calibrated (not counted)")
+    elif view.own_cohort:
+        aside = f"{int(roles.get(C.COHORT, 0))} describe the paper's cohort (shown, not counted)"
+    else:
+        aside = "none is set aside"
+    return (f" Of {len(comparison)} published numbers, {aside}; {len(counted)} others were "
+            f"compared with this run, among them {int((aucs['auc_in_paper_ci'] == 'yes').sum())} "
+            f"of {len(aucs)} AUCs inside the paper's 95 % CI.")
+
+
+def _notebook_links(run_dir: Path, run: dict) -> list[str]:
+    """The executed notebooks (HTML) with their run times."""
+    e = html.escape
+    parts = ["<h2>Notebooks</h2><ul>"]
+    for nb in sorted((run_dir / "html").glob("*.html")):
+        t = (run.get("notebooks") or {}).get(nb.stem, {})
+        parts.append(f"<li><a href='html/{e(nb.name)}'>{e(nb.stem)}</a> "
+                     f"<span class='meta'>{e(str(t.get('seconds', '')))} s</span></li>")
+    parts.append("</ul>")
+    return parts
+
+
+def _table_items(run_dir: Path, exclude: set[str]) -> list[str]:
+    """A list item for each table of the run, with links to its CSV, Markdown and HTML files."""
+    e = html.escape
+    parts = []
     for csv in sorted((run_dir / "tables").glob("*.csv")):
         if csv.stem in exclude:
             continue
         links = " · ".join(f"<a href='tables/{e(csv.stem)}.{ext}'>{ext}</a>"
                            for ext in ("csv", "md", "html") if csv.with_suffix(f".{ext}").exists())
         parts.append(f"<li class='table' data-name='{e(csv.stem)}'>{e(csv.stem)}: {links}</li>")
-    parts.append("</ul><h2>All figures</h2>")
+    return parts
+
+
+def _figure_items(run_dir: Path, figures: dict[str, str], pdf_links: bool) -> list[str]:
+    """A figure element for each figure of the run (and a link to its PDF when ``pdf_links``)."""
+    e = html.escape
+    parts = []
     for stem, href in figures.items():
         pdf = run_dir / "figures" / f"{stem}.pdf"
-        pdf_link = f" (<a href='figures/{e(pdf.name)}'>pdf</a>)" if notebooks and pdf.exists() else ""
+        pdf_link = f" (<a href='figures/{e(pdf.name)}'>pdf</a>)" if pdf_links and pdf.exists() else ""
         parts.append(f"<figure class='figure' data-name='{e(stem)}'><a href='{e(href)}'><img src='{e(href)}' "
                      f"alt='{e(stem)}'></a><figcaption>{e(stem)}{pdf_link}</figcaption></figure>")
+    return parts
+
+
+def render_index(run_dir: str | Path, claims: pd.DataFrame, view: C.RunView, *, run_name: str | None = None,
+                 notebooks: bool = True, exclude: Iterable[str] = (), comparison: pd.DataFrame | None = None) -> str:
+    """The page's HTML. ``notebooks=False`` and ``exclude`` (table/figure stems) serve snapshots:
+    no notebooks, no PDF links, the excluded tables and figures left out."""
+    run_dir = Path(run_dir)
+    exclude = set(exclude)
+    e = html.escape
+    name = run_name or str(view.run.get("run_name") or run_dir.name)
+    parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>dlrc report: {e(name)}</title>"
+             f"<style>{_CSS}</style></head><body>", f"<h1>dlrc report — {e(name)}</h1>"]
+    parts += _run_header(run_dir, view)
+    parts += _inconsistencies(comparison)
+    parts += ["<h2>Verdict: the paper's claims on this run</h2>", claims_html(claims)]
+    figures = {p.stem: f"figures/{p.name}" for p in sorted((run_dir / "figures").glob("*.png")) if p.stem not in exclude}
+    parts += _paper_tables_intro(view, comparison)
+    parts += [to_html(t, figures) for t in paper_tables(view)]
+    if notebooks:
+        parts += _notebook_links(run_dir, view.run)
+    parts += ["<h2>All tables</h2><ul class='cols'>", *_table_items(run_dir, exclude), "</ul><h2>All figures</h2>",
+              *_figure_items(run_dir, figures, pdf_links=notebooks)]
     parts.append("</body></html>\n")
     return "\n".join(parts)
 

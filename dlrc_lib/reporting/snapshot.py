@@ -109,10 +109,8 @@ def readme(claims: pd.DataFrame, view: C.RunView, tables: list[str], md_tables: 
     return "\n".join(lines) + "\n"
 
 
-def make_snapshot(run_dir: str | Path, out_dir: str | Path, max_mb: float = MAX_MB) -> Path:
-    """Write the snapshot of ``run_dir`` into ``out_dir`` (replaced as a whole); return it."""
-    run_dir = Path(run_dir)
-    out_dir = Path(out_dir)
+def _check_folders(run_dir: Path, out_dir: Path) -> None:
+    """Refuse a run folder that is not finished, and a target inside it or that is not a snapshot."""
     if not (run_dir / "run.json").is_file() or not (run_dir / "tables").is_dir():
         raise DlrcError(f"{run_dir}: not a finished run folder (no run.json or tables/); run dlrc run first")
     if out_dir.resolve() == run_dir.resolve() or run_dir.resolve() in out_dir.resolve().parents:
@@ -120,18 +118,88 @@ def make_snapshot(run_dir: str | Path, out_dir: str | Path, max_mb: float = MAX_
     if out_dir.exists() and any(out_dir.iterdir()) and not (out_dir / "snapshot.json").is_file():
         raise DlrcError(f"{out_dir}: exists and is not a snapshot (no snapshot.json); choose an empty folder")
 
-    view = C.run_view(run_dir)
+
+def _claims(run_dir: Path) -> pd.DataFrame:
+    """The run's ``claims.csv`` (evaluated now when the run has none), ``counted`` as booleans."""
     claims_csv = run_dir / "claims.csv"
     claims = (pd.read_csv(claims_csv, keep_default_na=False, dtype=str) if claims_csv.is_file()
               else C.evaluate_claims(run_dir))
     claims["counted"] = claims["counted"].astype(str).str.lower().isin(["true", "1"])
+    return claims
 
+
+def _patient_level(run_dir: Path) -> dict[str, str]:
+    """The tables and figures left out as patient-level, with the reason."""
     left_out: dict[str, str] = {}
     for t in patient_level_tables(run_dir):
         left_out[f"tables/{t}"] = "patient-level: has a patient identifier column"
     for f in PATIENT_FIGURES:
         if (run_dir / "figures" / f"{f}.png").is_file():
             left_out[f"figures/{f}"] = "patient-level: shows individual patients' images"
+    return left_out
+
+
+def _copy_files(run_dir: Path, tmp: Path, tables: list[str], figures: list[str]) -> list[str]:
+    """Copy ``run.json``, the tables (CSV, and Markdown where there is one), the figures (PNG) and the
+    checklist into ``tmp``; return the tables copied with their Markdown."""
+    (tmp / "tables").mkdir()
+    (tmp / "figures").mkdir()
+    shutil.copyfile(run_dir / "run.json", tmp / "run.json")
+    md_tables = []
+    for t in tables:
+        shutil.copyfile(run_dir / "tables" / f"{t}.csv", tmp / "tables" / f"{t}.csv")
+        if (run_dir / "tables" / f"{t}.md").is_file():
+            shutil.copyfile(run_dir / "tables" / f"{t}.md", tmp / "tables" / f"{t}.md")
+            md_tables.append(t)
+    for f in figures:
+        shutil.copyfile(run_dir / "figures" / f"{f}.png", tmp / "figures" / f"{f}.png")
+    for name in ("checklist.html", "checklist.csv"):  # the reporting checklist, when the run has one
+        if (run_dir / name).is_file():
+            shutil.copyfile(run_dir / name, tmp / name)
+    return md_tables
+
+
+def _refuse_patient_ids(tmp: Path, ids: set[str]) -> None:
+    """Raise when a copied text file names one of the run's patients."""
+    if not ids:
+        return
+    pattern = re.compile(r"(?<![A-Za-z0-9])(" + "|".join(re.escape(i) for i in sorted(ids, key=len, reverse=True))
+                         + r")(?![A-Za-z0-9])")
+    for path in sorted(tmp.rglob("*")):
+        if path.is_file() and path.suffix in (".csv", ".md", ".json", ".html"):
+            m = pattern.search(path.read_text(errors="replace"))
+            if m:
+                raise DlrcError(f"snapshot: {path.relative_to(tmp)} names patient {m.group(1)}; "
+                                f"a snapshot must hold no patient-level data")
+
+
+def _replace_folder(tmp: Path, out_dir: Path) -> None:
+    """Put the finished ``tmp`` in place of ``out_dir`` (the old snapshot removed after the swap)."""
+    os.chmod(tmp, 0o755)
+    old = None
+    if out_dir.exists():
+        old = out_dir.with_name(f".{out_dir.name}.old{os.getpid()}")
+        os.replace(out_dir, old)
+    os.replace(tmp, out_dir)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def _snapshot_page(run_dir: Path, claims: pd.DataFrame, view: C.RunView, excluded: set[str], tables: list[str]) -> str:
+    """The run's page with the snapshot's links: no notebooks, no patient-level files, no HTML tables or PDFs."""
+    page = render_index(run_dir, claims, view, notebooks=False, exclude=excluded,
+                        comparison=pd.DataFrame() if "paper_vs_reproduction" in tables else None)
+    return re.sub(r" · <a href='tables/[^']+\.html'>html</a>", "", page)
+
+
+def make_snapshot(run_dir: str | Path, out_dir: str | Path, max_mb: float = MAX_MB) -> Path:
+    """Write the snapshot of ``run_dir`` into ``out_dir`` (replaced as a whole); return it."""
+    run_dir = Path(run_dir)
+    out_dir = Path(out_dir)
+    _check_folders(run_dir, out_dir)
+    view = C.run_view(run_dir)
+    claims = _claims(run_dir)
+    left_out = _patient_level(run_dir)
     excluded = {k.split("/", 1)[1] for k in left_out}
     tables = [p.stem for p in sorted((run_dir / "tables").glob("*.csv")) if p.stem not in excluded]
     figures = [p.stem for p in sorted((run_dir / "figures").glob("*.png")) if p.stem not in excluded]
@@ -140,38 +208,11 @@ def make_snapshot(run_dir: str | Path, out_dir: str | Path, max_mb: float = MAX_
     tmp = Path(tempfile.mkdtemp(dir=out_dir.parent, prefix=f".{out_dir.name}.tmp"))
     os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp's 0700 would hide the committed folder from others
     try:
-        (tmp / "tables").mkdir()
-        (tmp / "figures").mkdir()
-        shutil.copyfile(run_dir / "run.json", tmp / "run.json")
+        md_tables = _copy_files(run_dir, tmp, tables, figures)
         atomic_write_text(tmp / "claims.csv", claims.to_csv(index=False, lineterminator="\n"))
-        md_tables = []
-        for t in tables:
-            shutil.copyfile(run_dir / "tables" / f"{t}.csv", tmp / "tables" / f"{t}.csv")
-            if (run_dir / "tables" / f"{t}.md").is_file():
-                shutil.copyfile(run_dir / "tables" / f"{t}.md", tmp / "tables" / f"{t}.md")
-                md_tables.append(t)
-        for f in figures:
-            shutil.copyfile(run_dir / "figures" / f"{f}.png", tmp / "figures" / f"{f}.png")
-        for name in ("checklist.html", "checklist.csv"):  # the reporting checklist, when the run has one
-            if (run_dir / name).is_file():
-                shutil.copyfile(run_dir / name, tmp / name)
-        page = render_index(run_dir, claims, view, notebooks=False, exclude=excluded,
-                            comparison=pd.DataFrame() if "paper_vs_reproduction" in tables else None)
-        # the page's links point into the snapshot: no html copies of tables, no PDFs there
-        page = re.sub(r" · <a href='tables/[^']+\.html'>html</a>", "", page)
-        atomic_write_text(tmp / "index.html", page)
+        atomic_write_text(tmp / "index.html", _snapshot_page(run_dir, claims, view, excluded, tables))
         atomic_write_text(tmp / "README.md", readme(claims, view, tables, md_tables, figures, left_out))
-
-        ids = _patient_ids(run_dir, view.run)
-        if ids:
-            pattern = re.compile(r"(?<![A-Za-z0-9])(" + "|".join(re.escape(i) for i in sorted(ids, key=len, reverse=True))
-                                 + r")(?![A-Za-z0-9])")
-            for path in sorted(tmp.rglob("*")):
-                if path.is_file() and path.suffix in (".csv", ".md", ".json", ".html"):
-                    m = pattern.search(path.read_text(errors="replace"))
-                    if m:
-                        raise DlrcError(f"snapshot: {path.relative_to(tmp)} names patient {m.group(1)}; "
-                                        f"a snapshot must hold no patient-level data")
+        _refuse_patient_ids(tmp, _patient_ids(run_dir, view.run))
         files = {str(p.relative_to(tmp)): {"bytes": p.stat().st_size, "sha256": _sha256(p)}
                  for p in sorted(tmp.rglob("*")) if p.is_file()}
         total = sum(v["bytes"] for v in files.values())
@@ -183,14 +224,7 @@ def make_snapshot(run_dir: str | Path, out_dir: str | Path, max_mb: float = MAX_
                 "snapshot_made": datetime.now(timezone.utc).isoformat(timespec="seconds"),
                 "verdicts": C.summary(claims), "total_bytes": total, "files": files, "left_out": left_out}
         atomic_write_text(tmp / "snapshot.json", dumps(meta))
-        os.chmod(tmp, 0o755)
-        old = None
-        if out_dir.exists():
-            old = out_dir.with_name(f".{out_dir.name}.old{os.getpid()}")
-            os.replace(out_dir, old)
-        os.replace(tmp, out_dir)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
+        _replace_folder(tmp, out_dir)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

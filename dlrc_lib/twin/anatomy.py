@@ -327,6 +327,116 @@ def _bias_field(pts: np.ndarray, coef: np.ndarray, amp: float) -> np.ndarray:
     return np.exp(amp * f / 2.0)
 
 
+@dataclass
+class _Sampled:
+    """One patient's anatomy sampled on one voxel grid (shared by the sequences on that grid)."""
+
+    pts: np.ndarray  # world coordinates (z, y, x, 3)
+    lab: np.ndarray  # tissue labels, the tumour included
+    rho: np.ndarray  # the tumour's normalised radius at each voxel
+    rad_c: np.ndarray  # the tumour's boundary radius at the candidate voxels
+    cand: np.ndarray  # voxels within reach of any reader's boundary
+    inside: np.ndarray  # voxels inside the tumour
+    masks: dict  # reader -> uint8 mask
+    base: np.ndarray  # tissue texture (1 outside the body)
+
+
+def _reader_bound(pm: PatientModel, readers: tuple[str, ...]) -> float:
+    """A bound on the normalised radius of any reader's boundary: only voxels inside it matter."""
+    return (1.0 + np.abs(pm.tumour.lobes.w).sum()) * max(
+        1.0 + abs(pm.readers[r][1]) + np.abs(pm.readers[r][0].w).sum() for r in readers)
+
+
+def _reader_masks(pm: PatientModel, readers: tuple[str, ...], rho: np.ndarray, cand: np.ndarray,
+                  rho_c: np.ndarray, rad_c: np.ndarray, u_c: np.ndarray) -> dict:
+    """Each reader's outline: the tumour's boundary (radius ``rad_c`` at the candidate voxels
+    ``cand``, directions ``u_c``) with the reader's perturbation."""
+    masks = {}
+    for reader in readers:
+        lobes, bias = pm.readers[reader]
+        m = np.zeros(rho.shape, dtype=np.uint8)
+        m[cand] = rho_c < rad_c * (1.0 + bias + lobes(u_c))
+        if m.sum() < MIN_OUTLINE_VOXELS:
+            # a tumour smaller than a few of this grid's voxels (an 8 mm IB1 tumour on a
+            # coarse DWI grid): the reader outlines the voxels it partly fills, i.e. the
+            # ones nearest its centre (in the tumour's own, anisotropic, coordinates)
+            flat = m.reshape(-1)
+            flat[np.argpartition(rho.reshape(-1), MIN_OUTLINE_VOXELS)[:MIN_OUTLINE_VOXELS]] = 1
+        masks[reader] = m
+    return masks
+
+
+def _sample(pm: PatientModel, row: Mapping, grid: Grid, readers: tuple[str, ...], bound: float) -> _Sampled:
+    """Labels, tumour and readers' masks and tissue texture on ``grid``."""
+    pts = grid.world_coords()
+    lab = label_volume(pm, row, pts)
+    rho, u = pm.tumour.local(pts)
+    cand = rho < bound
+    rho_c, u_c = rho[cand], u[cand]
+    rad_c = pm.tumour.radial(u_c)
+    inside = np.zeros(rho.shape, dtype=bool)
+    inside[cand] = rho_c < rad_c
+    lab[inside] = LABELS["tumour"]
+    masks = _reader_masks(pm, readers, rho, cand, rho_c, rad_c, u_c)
+    base = np.where(lab > 0, 1.0 + 0.05 * _waves(pts, pm.tissue_texture), 1.0).astype(np.float32)
+    return _Sampled(pts, lab, rho, rad_c, cand, inside, masks, base)
+
+
+def _tissue_signal(seq: str, g: _Sampled, scanner: Scanner) -> np.ndarray:
+    """Every voxel's signal from its tissue on ``seq`` (DWI at the scanner's b-value)."""
+    props = _PROPS[g.lab]  # (..., 4)
+    if seq == "CET1":
+        return props[..., 0] * g.base
+    if seq == "T2FS":
+        return props[..., 1] * g.base
+    return DWI_GAIN * props[..., 2] * g.base * np.exp(-scanner.b_value * 1e-3 * props[..., 3])
+
+
+def _tumour_signal(seq: str, g: _Sampled, pm: PatientModel, signal, scanner: Scanner) -> np.ndarray:
+    """The tumour's signal on ``seq``: texture heterogeneity, peripheral enhancement, diffusion
+    restriction, and the LNM-independent coarse texture and signal level."""
+    lat = pm.latent
+    vis = float(getattr(signal, "trait_visibility", 1.0))
+    tex = _waves(g.pts[g.inside], pm.texture)
+    het = float(getattr(signal, "texture_amplitude", 0.09)) * np.exp(0.3 * vis * lat["heterogeneity"])
+    # LNM-independent: coarse texture and the tumour's own signal level on each sequence
+    cst = float(getattr(signal, "coarse_texture", 0.0)) * np.exp(0.3 * pm.nuisance[0])
+    ctex = _waves(g.pts[g.inside], pm.coarse_texture) if cst > 0 else 0.0
+    var = float(getattr(signal, "patient_variation", 0.0))
+    rad_in = np.zeros(g.rho.shape, dtype=np.float32)
+    rad_in[g.cand] = g.rad_c
+    rel = np.clip(g.rho[g.inside] / rad_in[g.inside], 0, 1)
+    t = TISSUES["tumour"]
+    if seq == "CET1":
+        enh = 1.0 + 0.06 * vis * lat["enhancement"]
+        rim = 0.10 + 0.06 * vis * lat["enhancement"]
+        return (t[0] * enh * np.exp(var * pm.nuisance[1]) * (1.0 + rim * (rel - 0.6))
+                * (1.0 + het * tex + cst * ctex))
+    if seq == "T2FS":
+        return t[1] * np.exp(var * pm.nuisance[2]) * (1.0 + 0.8 * (het * tex + cst * ctex))
+    adc = (t[3] * np.exp(-0.1 * vis * lat["diffusion"] + var * pm.nuisance[3])
+           * (1.0 - 0.5 * (het * tex + cst * ctex)))
+    return DWI_GAIN * t[2] * np.exp(-scanner.b_value * 1e-3 * adc)
+
+
+def _acquire(sig: np.ndarray, si: int, seq: str, pts: np.ndarray, pm: PatientModel, scanner: Scanner,
+             scanner_effect: float, rng: np.random.Generator) -> np.ndarray:
+    """The scanner's image of ``sig``: blur, contrast gamma, bias field, Rician noise, scale and
+    offset, stored as int16."""
+    sig = ndimage.gaussian_filter(sig, sigma=(0.35, 0.6, 0.6), mode="nearest")
+    gamma = scanner.contrast[si] ** scanner_effect
+    sig = np.power(np.clip(sig, 0, None), gamma)
+    sig *= _bias_field(pts, pm.bias_coef + _scanner_bias(scanner), scanner.bias * scanner_effect)
+    sd = scanner.noise * (1.2 if seq == "DWI" else 1.0)
+    n1 = rng.normal(0, sd, sig.shape).astype(np.float32)
+    n2 = rng.normal(0, sd, sig.shape).astype(np.float32)
+    sig = np.sqrt((sig + n1) ** 2 + n2 ** 2)
+    ref = _reference_scanner()
+    scale = ref.scale[si] * (scanner.scale[si] / ref.scale[si]) ** scanner_effect
+    offset = scanner.offset[si] * scanner_effect
+    return np.clip(np.round(sig * scale + offset), 0, 32767).astype(np.int16)
+
+
 def render_patient(row: Mapping, scanner: Scanner, shape: tuple[int, int, int], signal,
                    scanner_effect: float, seed: int, index: int, with_icc: bool,
                    fov_scale: tuple[float, float, float] = (1.0, 1.0, 1.0)) -> dict:
@@ -337,87 +447,20 @@ def render_patient(row: Mapping, scanner: Scanner, shape: tuple[int, int, int], 
     """
     pm = patient_model(row, signal, seed, index)
     rng = np.random.default_rng([seed, index, 11])
-    lat = pm.latent
-    vis = float(getattr(signal, "trait_visibility", 1.0))
-    ref = _reference_scanner()
     readers = READERS if with_icc else ("r1",)
-    # bound on the normalised radius of any reader's boundary: only voxels inside it matter
-    bound = (1.0 + np.abs(pm.tumour.lobes.w).sum()) * max(
-        1.0 + abs(pm.readers[r][1]) + np.abs(pm.readers[r][0].w).sum() for r in readers)
+    bound = _reader_bound(pm, readers)
     out = {}
-    cache: dict = {}
+    sampled: dict[Grid, _Sampled] = {}
     for si, seq in enumerate(SEQUENCES):
         grid = scanner_grid(scanner, seq, shape, fov_scale)
-        if grid not in cache:
-            pts = grid.world_coords()
-            lab = label_volume(pm, row, pts)
-            rho, u = pm.tumour.local(pts)
-            cand = rho < bound
-            rho_c, u_c = rho[cand], u[cand]
-            rad_c = pm.tumour.radial(u_c)
-            inside_c = rho_c < rad_c
-            inside = np.zeros(rho.shape, dtype=bool)
-            inside[cand] = inside_c
-            lab[inside] = LABELS["tumour"]
-            masks = {}
-            for reader in readers:
-                lobes, bias = pm.readers[reader]
-                m = np.zeros(rho.shape, dtype=np.uint8)
-                m[cand] = rho_c < rad_c * (1.0 + bias + lobes(u_c))
-                if m.sum() < MIN_OUTLINE_VOXELS:
-                    # a tumour smaller than a few of this grid's voxels (an 8 mm IB1 tumour on a
-                    # coarse DWI grid): the reader outlines the voxels it partly fills, i.e. the
-                    # ones nearest its centre (in the tumour's own, anisotropic, coordinates)
-                    flat = m.reshape(-1)
-                    flat[np.argpartition(rho.reshape(-1), MIN_OUTLINE_VOXELS)[:MIN_OUTLINE_VOXELS]] = 1
-                masks[reader] = m
-            tissue_base = np.where(lab > 0, 1.0 + 0.05 * _waves(pts, pm.tissue_texture), 1.0).astype(np.float32)
-            cache[grid] = (pts, lab, rho, rad_c, cand, inside, masks, tissue_base)
-        pts, lab, rho, rad_c, cand, inside, masks, base = cache[grid]
-        props = _PROPS[lab]  # (..., 4)
-        if seq == "CET1":
-            sig = props[..., 0] * base
-        elif seq == "T2FS":
-            sig = props[..., 1] * base
-        else:
-            sig = DWI_GAIN * props[..., 2] * base * np.exp(-scanner.b_value * 1e-3 * props[..., 3])
-        # tumour appearance: texture heterogeneity, peripheral enhancement, diffusion restriction
-        if inside.any():
-            tex = _waves(pts[inside], pm.texture)
-            het = float(getattr(signal, "texture_amplitude", 0.09)) * np.exp(0.3 * vis * lat["heterogeneity"])
-            # LNM-independent: coarse texture and the tumour's own signal level on each sequence
-            cst = float(getattr(signal, "coarse_texture", 0.0)) * np.exp(0.3 * pm.nuisance[0])
-            ctex = _waves(pts[inside], pm.coarse_texture) if cst > 0 else 0.0
-            var = float(getattr(signal, "patient_variation", 0.0))
-            rad_in = np.zeros(rho.shape, dtype=np.float32)
-            rad_in[cand] = rad_c
-            rel = np.clip(rho[inside] / rad_in[inside], 0, 1)
-            t = TISSUES["tumour"]
-            if seq == "CET1":
-                enh = 1.0 + 0.06 * vis * lat["enhancement"]
-                rim = 0.10 + 0.06 * vis * lat["enhancement"]
-                val = (t[0] * enh * np.exp(var * pm.nuisance[1]) * (1.0 + rim * (rel - 0.6))
-                       * (1.0 + het * tex + cst * ctex))
-            elif seq == "T2FS":
-                val = t[1] * np.exp(var * pm.nuisance[2]) * (1.0 + 0.8 * (het * tex + cst * ctex))
-            else:
-                adc = (t[3] * np.exp(-0.1 * vis * lat["diffusion"] + var * pm.nuisance[3])
-                       * (1.0 - 0.5 * (het * tex + cst * ctex)))
-                val = DWI_GAIN * t[2] * np.exp(-scanner.b_value * 1e-3 * adc)
-            sig[inside] = val
-        sig = ndimage.gaussian_filter(sig, sigma=(0.35, 0.6, 0.6), mode="nearest")
-        # scanner: contrast gamma, bias field, Rician noise, scale and offset
-        gamma = scanner.contrast[si] ** scanner_effect
-        sig = np.power(np.clip(sig, 0, None), gamma)
-        sig *= _bias_field(pts, pm.bias_coef + _scanner_bias(scanner), scanner.bias * scanner_effect)
-        sd = scanner.noise * (1.2 if seq == "DWI" else 1.0)
-        n1 = rng.normal(0, sd, sig.shape).astype(np.float32)
-        n2 = rng.normal(0, sd, sig.shape).astype(np.float32)
-        sig = np.sqrt((sig + n1) ** 2 + n2 ** 2)
-        scale = ref.scale[si] * (scanner.scale[si] / ref.scale[si]) ** scanner_effect
-        offset = scanner.offset[si] * scanner_effect
-        img = np.clip(np.round(sig * scale + offset), 0, 32767).astype(np.int16)
-        out[seq] = {"grid": grid, "image": img, "masks": masks}
+        if grid not in sampled:
+            sampled[grid] = _sample(pm, row, grid, readers, bound)
+        g = sampled[grid]
+        sig = _tissue_signal(seq, g, scanner)
+        if g.inside.any():
+            sig[g.inside] = _tumour_signal(seq, g, pm, signal, scanner)
+        img = _acquire(sig, si, seq, g.pts, pm, scanner, scanner_effect, rng)
+        out[seq] = {"grid": grid, "image": img, "masks": g.masks}
     return out
 
 
