@@ -33,35 +33,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--cache-dir", help=_CACHE_HELP)
     r.set_defaults(func=V.run_verb)
 
-    i = sub.add_parser("init", help="start your own study: a parameter file without twin keys, a manifest "
-                       "template with every column documented, and a how-to, in DIR")
-    i.add_argument("dir", metavar="DIR", help="study folder to create (or an empty existing one)")
-    i.add_argument("--force", action="store_true", help="overwrite the files dlrc init writes if they exist")
-    i.set_defaults(func=V.init_verb)
-
-    s = sub.add_parser("synth", help="generate the synthetic twin study (manifest, images, masks)")
-    s.add_argument("--params", default="params/paper.yaml", help="parameter file (YAML)")
-    s.add_argument("--out", help="output directory (default: study.twin_dir)")
-    s.add_argument("--clinical-only", action="store_true", help="write only the clinical/node columns")
-    s.set_defaults(func=V.synth_verb)
-
-    v = sub.add_parser("validate", help="check a study manifest and its images, and whether the run's "
-                       "parameters suit the study; list every problem")
-    v.add_argument("manifest", nargs="?", help="study manifest (CSV or XLSX; default: the parameter file's study.manifest)")
-    v.add_argument("--params", default=None, help="parameter file of the run (its labels, thresholds and analyses "
-                   "are checked against the study)")
-    v.add_argument("--cache-dir", help="validation cache (default: the parameter file's cache_dir; without "
-                   "--params nothing is cached)")
-    v.add_argument("--out", help="also write the problems to this CSV (severity, patient, where, message)")
-    v.set_defaults(func=V.validate_verb)
-
-    e = sub.add_parser("extract", help="extract radiomics and deep features into the feature store")
-    e.add_argument("--params", default="params/paper.yaml", help="parameter file (YAML)")
-    e.add_argument("--what", nargs="+", default=["radiomics", "deep"], choices=["radiomics", "deep"])
-    e.add_argument("--cache-dir", help=_CACHE_HELP)
-    e.add_argument("--out", help="also write the extracted feature tables (one CSV per kind/model) to this folder")
-    e.set_defaults(func=V.extract_verb)
-
+    _add_study_verbs(sub)
     sw = sub.add_parser("sweep", help="re-run the analysis over a grid of analytic choices (sensitivity)")
     sw.add_argument("--params", default="params/paper.yaml", help="base parameter file (YAML)")
     sw.add_argument("--grid", required=True, help="sweep grid (YAML): parameter keys and the values to try")
@@ -100,6 +72,38 @@ def build_parser() -> argparse.ArgumentParser:
     ws.add_argument("--params", default=None, help="parameter file whose deep.weights to resolve (default: auto)")
     w.set_defaults(func=V.weights_verb)
     return p
+
+
+def _add_study_verbs(sub) -> None:
+    """``dlrc init``, ``synth``, ``validate`` and ``extract``: a study and its features."""
+    i = sub.add_parser("init", help="start your own study: a parameter file without twin keys, a manifest "
+                       "template with every column documented, and a how-to, in DIR")
+    i.add_argument("dir", metavar="DIR", help="study folder to create (or an empty existing one)")
+    i.add_argument("--force", action="store_true", help="overwrite the files dlrc init writes if they exist")
+    i.set_defaults(func=V.init_verb)
+
+    s = sub.add_parser("synth", help="generate the synthetic twin study (manifest, images, masks)")
+    s.add_argument("--params", default="params/paper.yaml", help="parameter file (YAML)")
+    s.add_argument("--out", help="output directory (default: study.twin_dir)")
+    s.add_argument("--clinical-only", action="store_true", help="write only the clinical/node columns")
+    s.set_defaults(func=V.synth_verb)
+
+    v = sub.add_parser("validate", help="check a study manifest and its images, and whether the run's "
+                       "parameters suit the study; list every problem")
+    v.add_argument("manifest", nargs="?", help="study manifest (CSV or XLSX; default: the parameter file's study.manifest)")
+    v.add_argument("--params", default=None, help="parameter file of the run (its labels, thresholds and analyses "
+                   "are checked against the study)")
+    v.add_argument("--cache-dir", help="validation cache (default: the parameter file's cache_dir; without "
+                   "--params nothing is cached)")
+    v.add_argument("--out", help="also write the problems to this CSV (severity, patient, where, message)")
+    v.set_defaults(func=V.validate_verb)
+
+    e = sub.add_parser("extract", help="extract radiomics and deep features into the feature store")
+    e.add_argument("--params", default="params/paper.yaml", help="parameter file (YAML)")
+    e.add_argument("--what", nargs="+", default=["radiomics", "deep"], choices=["radiomics", "deep"])
+    e.add_argument("--cache-dir", help=_CACHE_HELP)
+    e.add_argument("--out", help="also write the extracted feature tables (one CSV per kind/model) to this folder")
+    e.set_defaults(func=V.extract_verb)
 
 
 def main(argv: list[str] | None = None) -> int:

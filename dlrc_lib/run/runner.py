@@ -316,53 +316,25 @@ def run(params_path: str | Path, only: Iterable[str] | None = None, out: str | P
     run_json = run_dir / "run.json"
     previous = json.loads(run_json.read_text(encoding="utf-8")) if run_json.exists() else {}
     timings: dict[str, Any] = dict(previous.get("notebooks", {})) if only else {}
-    status, failure = "ok", None
-    failures: list[str] = []
     machine = {"at_start": cpu_facts(torch_capability=False)}
-    for i, nb in enumerate(notebooks, 1):
-        start = time.perf_counter()
-        cpu0 = children_cpu_seconds()
-        say(f"  [{i}/{len(notebooks)}] {nb.stem} ...")
-        if nb.name[:2] == SWEEP_NOTEBOOK:
-            # the sweep's variants first (finished ones are reused); a failed variant is in its table
-            try:
-                run_sweep(params_file, params.sweep.grid, out=sweep_dir, jobs=params.sweep.jobs, quiet=quiet,
-                          cache_dir=params.cache_dir, run_notebooks=run)
-                failure = _run_one(nb, run_dir, inputs, root, quiet)
-            except (DlrcError, ParamsError) as exc:  # the sweep's own one-line refusal: the report still comes
-                failure = Failure(f"notebook {nb.name} stopped in its sweep: {exc}", expected=True)
-        else:
-            failure = _run_one(nb, run_dir, inputs, root, quiet)
-        secs = time.perf_counter() - start
-        cpu = children_cpu_seconds() - cpu0
-        if failure is not None:
-            expected = failure.expected
-            timings[nb.stem] = {"seconds": round(secs, 2), "cpu_seconds": round(cpu, 2),
-                                "status": "stopped" if expected else "failed"}
-            failures.append(failure)
-            print(f"dlrc run: {'warning' if expected else 'error'}: {failure}", file=sys.stderr)
-            if not expected:
-                status = "failed"
-                break
-            # a problem of the data or the parameters: the notebooks that do not need this one's
-            # results still run, the others say what they miss, and the report says what is missing
-            status = "incomplete"
-            continue
-        timings[nb.stem] = {"seconds": round(secs, 2), "cpu_seconds": round(cpu, 2), "status": "ok"}
-        prov = _notebook_provenance(run_dir, nb.stem)
-        if prov:
-            timings[nb.stem]["provenance"] = prov
-        say(f"  [{i}/{len(notebooks)}] {nb.stem} done in {secs:.1f} s (elapsed {time.perf_counter() - t0:.1f} s)")
 
+    def step(nb: Path) -> Failure | None:
+        if nb.name[:2] != SWEEP_NOTEBOOK:
+            return _run_one(nb, run_dir, inputs, root, quiet)
+        # the sweep's variants first (finished ones are reused); a failed variant is in its table
+        try:
+            run_sweep(params_file, params.sweep.grid, out=sweep_dir, jobs=params.sweep.jobs, quiet=quiet,
+                      cache_dir=params.cache_dir, run_notebooks=run)
+            return _run_one(nb, run_dir, inputs, root, quiet)
+        except (DlrcError, ParamsError) as exc:  # the sweep's own one-line refusal: the report still comes
+            return Failure(f"notebook {nb.name} stopped in its sweep: {exc}", expected=True)
+
+    status, failures = _run_notebooks(notebooks, step, run_dir, timings, say, t0)
     failure = "\n".join(failures) or None
     if status == "ok" and any(isinstance(t, dict) and t.get("status") != "ok" for t in timings.values()):
         status = "incomplete"  # --only: a notebook of the earlier run stopped or failed
     machine.update(cpu_facts())
-    ran = {nb.stem for nb in notebooks}
-    speed = [w for stem, t in timings.items() if stem in ran and isinstance(t, dict) and "cpu_seconds" in t
-             for w in speed_warnings(stem, t["seconds"], t["cpu_seconds"], machine)]
-    for w in speed:
-        print(f"dlrc run: warning: {w}", file=sys.stderr)
+    speed = _speed_warnings(timings, {nb.stem for nb in notebooks}, machine)
     record = _provenance(params, params_file, root, manifest, analysed, run_dir, status, failure, timings,
                          time.perf_counter() - t0)
     record["machine"] = machine
@@ -374,6 +346,49 @@ def run(params_path: str | Path, only: Iterable[str] | None = None, out: str | P
     write_index(run_dir, params)
     say(f"dlrc run: {status} in {time.perf_counter() - t0:.1f} s; report: {run_dir / 'index.html'}")
     return 0 if status == "ok" else 1
+
+
+def _run_notebooks(notebooks: list[Path], step, run_dir: Path, timings: dict[str, Any], say,
+                   t0: float) -> tuple[str, list[str]]:
+    """Execute each notebook by ``step``, recording its time and status in ``timings``; the
+    run's status and the failures. A problem of the data or the parameters (an expected
+    failure) lets the notebooks after it run; any other failure stops the run."""
+    status: str = "ok"
+    failures: list[str] = []
+    for i, nb in enumerate(notebooks, 1):
+        start = time.perf_counter()
+        cpu0 = children_cpu_seconds()
+        say(f"  [{i}/{len(notebooks)}] {nb.stem} ...")
+        failure = step(nb)
+        secs = time.perf_counter() - start
+        cpu = children_cpu_seconds() - cpu0
+        if failure is not None:
+            expected = failure.expected
+            timings[nb.stem] = {"seconds": round(secs, 2), "cpu_seconds": round(cpu, 2),
+                                "status": "stopped" if expected else "failed"}
+            failures.append(failure)
+            print(f"dlrc run: {'warning' if expected else 'error'}: {failure}", file=sys.stderr)
+            if not expected:
+                return "failed", failures
+            # a problem of the data or the parameters: the notebooks that do not need this one's
+            # results still run, the others say what they miss, and the report says what is missing
+            status = "incomplete"
+            continue
+        timings[nb.stem] = {"seconds": round(secs, 2), "cpu_seconds": round(cpu, 2), "status": "ok"}
+        prov = _notebook_provenance(run_dir, nb.stem)
+        if prov:
+            timings[nb.stem]["provenance"] = prov
+        say(f"  [{i}/{len(notebooks)}] {nb.stem} done in {secs:.1f} s (elapsed {time.perf_counter() - t0:.1f} s)")
+    return status, failures
+
+
+def _speed_warnings(timings: dict[str, Any], ran: set[str], machine: dict) -> list[str]:
+    """The speed warnings of the notebooks this call ran (also printed)."""
+    speed = [w for stem, t in timings.items() if stem in ran and isinstance(t, dict) and "cpu_seconds" in t
+             for w in speed_warnings(stem, t["seconds"], t["cpu_seconds"], machine)]
+    for w in speed:
+        print(f"dlrc run: warning: {w}", file=sys.stderr)
+    return speed
 
 
 def _count_patients(manifest: Path) -> int:
