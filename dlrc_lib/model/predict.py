@@ -8,7 +8,7 @@ or ``centre``, per the model --, ``lnsd_mm`` and the image and mask of every seq
 relative to the manifest; docs/predict.md) it extracts the radiomics features
 with the stored PyRadiomics settings and the deep features of the stored network and
 preprocessing (both cached in the feature store), applies the stored ComBat estimates,
-standardisation and coefficients (:func:`dlrc_lib.scores.pipeline.apply_feature_score`) to get
+standardisation and coefficients (:meth:`dlrc_lib.scores.pipeline.FeatureScore.transform`) to get
 Rad_score and DL_score, then the DLRC risk, the nomogram points and the decision at the
 training Youden cut-off, and writes one CSV row per patient.
 
@@ -25,7 +25,6 @@ patients per new scanner, and marks those rows in the output.
 from __future__ import annotations
 
 import hashlib
-import inspect
 import sys
 from pathlib import Path
 from typing import Any, Mapping
@@ -38,6 +37,7 @@ from dlrc_lib.core.io import atomic_write_text
 from dlrc_lib.model.dlrc import DlrcModel, design_matrix, expit
 from dlrc_lib.model.export import load_model
 from dlrc_lib.model.nomogram import Nomogram
+from dlrc_lib.scores.pipeline import FeatureScore
 from dlrc_lib.study.manifest import read_manifest_csv
 from dlrc_lib.study.schema import c_lnm_from_short_axis
 
@@ -146,12 +146,9 @@ def scanner_status(doc: Mapping, study: pd.DataFrame, policy: str) -> pd.Series:
 
 # ------------------------------------------------------------------- scoring
 def _apply_score(state: Mapping, features: pd.DataFrame, batches: pd.Series, harmonise_new: bool) -> pd.Series:
-    from dlrc_lib.scores.pipeline import apply_feature_score
-
-    kwargs: dict[str, Any] = {}
-    if "unseen" in inspect.signature(apply_feature_score).parameters:
-        kwargs["unseen"] = "estimate" if harmonise_new else "error"
-    score = apply_feature_score(state, features, batches, **kwargs)
+    """A stored score pipeline (:meth:`FeatureScore.to_dict`'s dict) applied to new patients."""
+    score = FeatureScore.from_dict(state).transform(features, batches,
+                                                    unseen="estimate" if harmonise_new else "error")
     return pd.Series(np.asarray(score, float).ravel(), index=features.index)
 
 
