@@ -134,3 +134,25 @@ def test_lost_reasons_are_carried():
     t = selected_table(res)
     assert list(t.columns) == ["Feature", "Coefficient", "SE", "OR (95% CI)", "p"]
     assert t["Feature"].iloc[-1] == "(Intercept)"
+
+
+def test_deep_models_tables_from_fitted_pipelines():
+    from dlrc_lib.scores import deep_models as DM
+
+    study = make_study(200, seed=8)
+    good = make_features(study, n_noise=10, seed=9)
+    noise = make_features(study, n_noise=10, effect=0.0, seed=9)
+    fitted = DM.fit_models({"ResNet50_2D": good, "ResNet50_3D": noise}, study,
+                           harmonisation=HarmonisationParams(mode="all"), selection=SelectionParams(mw_p=1e-3),
+                           seed=3, progress=False)
+    assert list(fitted.results) == ["ResNet50_2D"] and "Mann-Whitney" in fitted.failed["ResNet50_3D"]
+    fit = fitted.results["ResNet50_2D"]
+    assert isinstance(fit, FeatureScore) and fitted.states() == {"ResNet50_2D": fit.to_dict()}
+    scores = DM.dl_scores(fitted, study)
+    assert list(scores.columns) == ["cohort", "lnm", "ResNet50_3D", "ResNet50_2D"]
+    np.testing.assert_array_equal(scores["ResNet50_2D"].to_numpy(), fit.score_.to_numpy())
+    assert scores["ResNet50_3D"].isna().all()
+    assert list(DM.funnel_table(fitted)["ResNet50_2D"]) == list(fit.funnel_["n_features"])
+    sel = DM.selected_features(fitted)
+    assert list(sel.loc[sel["model"] == "ResNet50_2D", "feature"]) == fit.features_
+    assert sel.loc[sel["model"] == "ResNet50_3D", "feature"].iloc[0].startswith("(none: no feature passed")

@@ -415,13 +415,13 @@ def roc_display(predictions: pd.DataFrame, best_dl: str) -> RocDisplay:
         colours={RADIOMICS: "#1b9e77", best_dl: "#7570b3", DLRC: "#d95f02"})
 
 
-# ------------------------------------------------------------------- run inputs
+# ----------------------------------------------------------------- score inputs
 @dataclass
 class ScoreInputs:
     """Rad_score and the chosen DL_score of every patient scored by both pipelines."""
 
     scores: pd.DataFrame  # index patient_id: cohort, lnm, Rad_score, DL_score
-    best_model: str  # the deep-learning model chosen by notebook 04
+    best_model: str  # the chosen deep-learning model
     lost: pd.DataFrame  # patient_id, reason: patients without one of the two scores
 
 
