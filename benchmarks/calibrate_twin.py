@@ -11,7 +11,7 @@ e.g. ``study.signal.heterogeneity: 0.4``) it
 2. extracts the reader-1 radiomics features with ``calibration/radiomics_surrogate.yaml``
    (original + wavelet images: about a fifth of the paper-scale extraction's cost),
 3. runs the package's own radiomics pipeline on them (ComBat, Mann-Whitney, Spearman, LASSO,
-   backward AIC: ``fit_feature_score`` with the run's parameters), and
+   backward AIC: ``FeatureScore`` with the run's parameters), and
 4. fits the DLRC model (clinical screening + Rad_score + a DL_score) and reports its AUCs,
    Hosmer-Lemeshow p-values and calibration slopes.
 
@@ -47,7 +47,7 @@ from dlrc_lib.core.config import load_params  # noqa: E402
 from dlrc_lib.evaluation.performance import evaluate_score  # noqa: E402
 from dlrc_lib.features.radiomics import extract_radiomics, feature_groups  # noqa: E402
 from dlrc_lib.model.dlrc import fit_dlrc  # noqa: E402
-from dlrc_lib.scores.pipeline import fit_feature_score  # noqa: E402
+from dlrc_lib.scores.pipeline import FeatureScore  # noqa: E402
 from dlrc_lib.stats.calibration import calibration_curve, hosmer_lemeshow  # noqa: E402
 from dlrc_lib.stats.roc import auc as roc_auc  # noqa: E402
 from dlrc_lib.study.manifest import load_study  # noqa: E402
@@ -70,29 +70,29 @@ def evaluate_setting(name: str, overrides: dict, work: Path, settings: Path, n_j
     rad = extract_radiomics(study, str(settings), str(work / "cache"), sequences=params.radiomics.sequences,
                             masks=("reader1",), n_jobs=n_jobs, progress=True)
     t_ext = time.perf_counter() - t0 - t_gen
-    fit = fit_feature_score(rad.features, study, keep=None, harmonisation=params.harmonisation,
-                            selection=params.selection, seed=params.seed, lost=rad.lost)
-    perf = evaluate_score(fit.score, study, cutoff_from="train", model="Radiomics").set_index("cohort")
-    sel = list(fit.selected["feature"])
+    fit = FeatureScore(params.harmonisation, params.selection, seed=params.seed).fit(rad.features, study,
+                                                                                     lost=rad.lost)
+    perf = evaluate_score(fit.score_, study, cutoff_from="train", model="Radiomics").set_index("cohort")
+    sel = list(fit.selected_["feature"])
     groups = feature_groups(sel)
     row: dict = {"setting": name, **{k: v for k, v in overrides.items()}}
     for c in COHORTS:
         row[f"rad_auc_{c}"] = round(float(perf.loc[c, "auc"]), 3)
-    scored = fit.score.dropna()
+    scored = fit.score_.dropna()
     _rad_slopes(row, study.set_index("patient_id")[["cohort", "lnm"]].loc[scored.index], scored)
     row["rad_drop_train_external"] = round(row["rad_auc_train"] - row["rad_auc_external"], 3)
     _beyond_size(row, rad.features, study)
     _score_vs_traits(row, scored, study, params)
     if by_image_type:
         _by_image_type(row, rad.features, study, params, fit)
-    funnel = fit.funnel.set_index(fit.funnel.columns[0]).iloc[:, 0].to_dict()
+    funnel = fit.funnel_.set_index(fit.funnel_.columns[0]).iloc[:, 0].to_dict()
     row["funnel"] = " > ".join(str(v) for v in funnel.values())
     row["n_selected"] = len(sel)
     row["selected_image_types"] = ", ".join(f"{k}:{v}" for k, v in groups["image_type"].value_counts().items())
     # DLRC: clinical screening + Rad_score + a noise DL_score (random weights carry no tuned signal)
     st = study.set_index("patient_id", drop=False).rename_axis("patient_id")
-    scores = st.loc[fit.score.dropna().index, ["cohort", "lnm"]].copy()
-    scores["Rad_score"] = fit.score.dropna()
+    scores = st.loc[fit.score_.dropna().index, ["cohort", "lnm"]].copy()
+    scores["Rad_score"] = fit.score_.dropna()
     scores["DL_score"] = np.random.default_rng(params.seed).normal(size=len(scores))
     d = fit_dlrc(scores, st)
     row["dlrc_terms"] = " + ".join(d.model.terms_)
@@ -186,15 +186,15 @@ def _by_image_type(row: dict, features: pd.DataFrame, study: pd.DataFrame, param
     for label, add in IMAGE_TYPE_POOLS:
         keep += add
         pools.append((label, np.isin(types, keep)))
-    fits = [(label, fit_feature_score(features.loc[:, pool], study, keep=None, harmonisation=params.harmonisation,
-                                      selection=params.selection, seed=params.seed)) for label, pool in pools]
+    fits = [(label, FeatureScore(params.harmonisation, params.selection, seed=params.seed).fit(features.loc[:, pool], study))
+            for label, pool in pools]
     cohorts = study.set_index("patient_id")[["cohort", "lnm"]]
     parts = []
     for label, fit in fits + [("all", full_fit)]:
-        perf = evaluate_score(fit.score, study, cutoff_from="train", model="Radiomics").set_index("cohort")
-        scored = fit.score.dropna()
+        perf = evaluate_score(fit.score_, study, cutoff_from="train", model="Radiomics").set_index("cohort")
+        scored = fit.score_.dropna()
         slopes = _rad_slopes({}, cohorts.loc[scored.index], scored)
-        parts.append(f"{label}: {len(fit.selected)} features, AUC "
+        parts.append(f"{label}: {len(fit.selected_)} features, AUC "
                      + "/".join(f"{perf.loc[c, 'auc']:.3f}" for c in COHORTS)
                      + f", slope {slopes['rad_slope_internal']:.2f}/{slopes['rad_slope_external']:.2f}")
     row["by_image_type"] = "; ".join(parts)

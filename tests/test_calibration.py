@@ -65,10 +65,10 @@ def test_refit_flags_separation():
 
 def test_resolve_terms_maps_model_names_to_columns():
     cols = ["cohort", "c_lnm", "DL_score", "Rad_score"]
-    assert resolve_terms({"dlrc_terms": ["c_LNM", "DL_score", "Rad_score"]}, cols) == (
+    assert resolve_terms(["c_LNM", "DL_score", "Rad_score"], cols) == (
         ["c_lnm", "DL_score", "Rad_score"], [])
-    assert resolve_terms({}, cols) == (["c_lnm", "DL_score", "Rad_score"], [])
-    assert resolve_terms({"terms": ["Rad_score", "FIGO_IIA2"]}, cols) == (["Rad_score"], ["FIGO_IIA2"])
+    assert resolve_terms(None, cols) == resolve_terms([], cols) == (["c_lnm", "DL_score", "Rad_score"], [])
+    assert resolve_terms(["Rad_score", "FIGO_IIA2"], cols) == (["Rad_score"], ["FIGO_IIA2"])
 
 
 def test_optimism_calibration_is_deterministic_and_corrects_downwards():

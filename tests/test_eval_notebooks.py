@@ -28,7 +28,7 @@ def test_notebooks_run_headless(tmp_path):
               "08_sra_subgroup": {}}
     for name in NOTEBOOKS:
         pm.execute_notebook(f"notebooks/{name}.ipynb", str(tmp_path / f"{name}.ipynb"),
-                            parameters={"run_dir": str(tmp_path), **params[name]}, cwd=".", progress_bar=False,
+                            parameters={"run_dir": str(tmp_path), "write_artifacts": True, **params[name]}, cwd=".", progress_bar=False,
                             kernel_name="python3")
     for fig in ("fig5_calibration", "fig5s_calibration_optimism", "fig6_decision_curve",
                 "fig6s_interventions_avoided"):

@@ -9,7 +9,7 @@ import pytest
 from dlrc_lib.scores import diagnostics as D
 from dlrc_lib.core import memo as M
 from dlrc_lib.core.config import HarmonisationParams, SelectionParams
-from dlrc_lib.scores.pipeline import EmptySelectionError, fit_feature_score
+from dlrc_lib.scores.pipeline import EmptySelectionError, FeatureScore
 
 from featuredata import make_features, make_study
 
@@ -23,6 +23,12 @@ def assert_same(a, b, path="result"):
         pd.testing.assert_series_equal(a, b, check_exact=True, obj=path)
     elif isinstance(a, np.ndarray):
         assert a.dtype == b.dtype and np.array_equal(a, b, equal_nan=True), path
+    elif isinstance(a, FeatureScore):  # the fitted attributes (trailing underscore)
+        assert type(a) is type(b), path
+        fitted = sorted(k for k in vars(a) if k.endswith("_"))
+        assert fitted == sorted(k for k in vars(b) if k.endswith("_")), path
+        for k in fitted:
+            assert_same(getattr(a, k), getattr(b, k), f"{path}.{k}")
     elif dataclasses.is_dataclass(a):
         assert type(a) is type(b), path
         for f in dataclasses.fields(a):
@@ -50,7 +56,9 @@ def data():
 def _fit(X, study, cache_dir, memo=None, **kw):
     args = dict(harmonisation=HarmonisationParams(mode="all"), selection=SelectionParams(), seed=5)
     args.update(kw)
-    return fit_feature_score(X, study, cache_dir=cache_dir, memo=memo, **args)
+    keep = args.pop("keep", None)
+    return FeatureScore(args.pop("harmonisation"), args.pop("selection"), cache_dir=cache_dir, memo=memo,
+                        **args).fit(X, study, keep=keep)
 
 
 def test_cached_fit_is_identical_and_not_refitted(data, tmp_path, monkeypatch):
@@ -72,8 +80,9 @@ def test_cached_fit_is_identical_and_not_refitted(data, tmp_path, monkeypatch):
     assert (second.hits, second.misses) == (1, 0)
     assert_same(plain, warm)
     # the frame held twice (harmonised features) is stored once and shared again on load
-    assert warm.harmonised is warm.harmonisation.features
-    json.dumps(warm.state)  # still JSON-able for the model file
+    assert warm.harmonised_ is warm.harmonisation_.features
+    assert warm.to_dict() == plain.to_dict()
+    json.dumps(warm.to_dict())  # still JSON-able for the model file
 
 
 @pytest.mark.parametrize("change", ["value", "seed", "selection", "harmonisation", "label", "keep"])
@@ -113,8 +122,8 @@ def test_lambda_rules_share_the_cross_validated_path(data, tmp_path, monkeypatch
     other = _fit(X, study, tmp_path, selection=SelectionParams(lasso_rule="min"))
     assert len(calls) == 1
     assert len(list((tmp_path / "memo" / "lasso_cv").iterdir())) == 1
-    assert other.selection.lasso.rule == "min" and one.selection.lasso.rule == "1se"
-    assert other.selection.lasso.lambda_min == one.selection.lasso.lambda_min
+    assert other.selection_.lasso.rule == "min" and one.selection_.lasso.rule == "1se"
+    assert other.selection_.lasso.lambda_min == one.selection_.lasso.lambda_min
     assert_same(_fit(X, study, None, selection=SelectionParams(lasso_rule="min")), other)
     # other settings of the cross-validation (here its folds) are a different path
     before = len(calls)
@@ -131,7 +140,7 @@ def test_empty_selection_is_cached_and_raised_again(data, tmp_path):
     with pytest.raises(EmptySelectionError) as again:
         _fit(X, study, tmp_path, memo=m, **kw)
     assert m.hits == 1 and str(again.value) == str(first.value)
-    assert_same(first.value.result.funnel, again.value.result.funnel)
+    assert_same(first.value.estimator.funnel_, again.value.estimator.funnel_)
 
 
 def test_unreadable_entry_is_recomputed(data, tmp_path):
@@ -172,7 +181,7 @@ def test_least_recently_used_entries_are_evicted(tmp_path):
 
 def test_diagnostics_are_cached(data, tmp_path):
     study, X = data
-    after = _fit(X, study, None).harmonised
+    after = _fit(X, study, None).harmonised_
     X = X.loc[after.index, after.columns]
     for fn, kw in ((D.harmonisation_summary, {"seed": 1}), (D.pca_frame, {})):
         plain = fn(X, after, study, **kw)

@@ -168,14 +168,14 @@ def _features(study: pd.DataFrame, signal: str, seed: int) -> pd.DataFrame:
 
 def _model_document(study, fits, harmonisation: dict):
     """Scores, predictions and the model document (as JSON) of a DLRC fitted on ``fits``."""
-    scores = study[["cohort", "lnm"]].assign(Rad_score=fits["Rad_score"].score.loc[study.index],
-                                             DL_score=fits["DL_score"].score.loc[study.index])
+    scores = study[["cohort", "lnm"]].assign(Rad_score=fits["Rad_score"].score_.loc[study.index],
+                                             DL_score=fits["DL_score"].score_.loc[study.index])
     fit = M.fit_dlrc(scores, study)
     pred = M.predictions_frame(study, scores["Rad_score"], scores["DL_score"], fit.prob)
     doc = build_model_document(
         run_name="t", seed=1, sequences=SEQS, radiomics_settings_file="radiomics.yaml",
-        radiomics_settings_text="", radiomics_state=fits["Rad_score"].state, deep_model="ResNet152_2D",
-        deep_preprocessing={}, deep_weights=None, deep_state=fits["DL_score"].state,
+        radiomics_settings_text="", radiomics_state=fits["Rad_score"].to_dict(), deep_model="ResNet152_2D",
+        deep_preprocessing={}, deep_weights=None, deep_state=fits["DL_score"].to_dict(),
         best_model_rule="train_auc", harmonisation=harmonisation,
         dlrc=fit.model.to_dict(), clinical=fit.clinical, cutoffs=M.youden_cutoffs(pred),
         nomogram=M.nomogram_for(fit, scores).to_dict())
@@ -193,9 +193,8 @@ def test_scoring_from_features_reproduces_the_fit(fitted):
     study, *_ = fitted
     table = study.reset_index()
     sel = SelectionParams(mw_p=0.05, lasso_folds=5)
-    fits = {name: pipeline.fit_feature_score(_features(study, name, seed), table,
-                                             harmonisation=HarmonisationParams(mode="all"), selection=sel,
-                                             seed=1)
+    fits = {name: pipeline.FeatureScore(HarmonisationParams(mode="all"), sel, seed=1).fit(
+                _features(study, name, seed), table)
             for name, seed in (("Rad_score", 11), ("DL_score", 12))}
     scores, pred, doc = _model_document(study, fits, {"mode": "all", "batch": "scanner"})
     assert doc["harmonisation"]["known_batches"] == ["S1", "S2"]
@@ -283,8 +282,7 @@ def _run_with_validation_only_scanners(mode: str):
     harm = HarmonisationParams(mode=mode, small_batch="skip")
     sel = SelectionParams(mw_p=0.05, lasso_folds=5)
     feats = {"Rad_score": _features(study, "Rad_score", 11), "DL_score": _features(study, "DL_score", 12)}
-    fits = {name: pipeline.fit_feature_score(feats[name], table, harmonisation=harm, selection=sel, seed=1)
-            for name in feats}
+    fits = {name: pipeline.FeatureScore(harm, sel, seed=1).fit(feats[name], table) for name in feats}
     scores, pred, doc = _model_document(study, fits, {"mode": mode, "batch": "scanner", "scanner_policy": "refuse"})
     return study, feats, scores, pred, doc
 

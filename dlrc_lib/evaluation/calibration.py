@@ -32,7 +32,7 @@ from dlrc_lib.core.figures import MODEL_COLOURS
 from dlrc_lib.evaluation.sra import COHORT_LABELS, COHORTS
 from dlrc_lib.study.schema import PROB_COLUMNS
 
-#: Default DLRC terms when the model's results do not list them.
+#: Default DLRC terms when the model's terms are not given.
 DEFAULT_TERMS = ("c_lnm", "DL_score", "Rad_score")
 PANEL_LETTERS = "abc"
 
@@ -258,14 +258,15 @@ def refit_logistic(X: np.ndarray, y: np.ndarray) -> np.ndarray | None:
     return fit.coef
 
 
-def resolve_terms(dlrc_results: dict, columns: Iterable[str]) -> tuple[list[str], list[str]]:
+def resolve_terms(terms: Iterable[str] | None, columns: Iterable[str]) -> tuple[list[str], list[str]]:
     """The DLRC model's terms as columns of the ``predictions`` frame.
 
-    Terms come from notebook 05's results (``dlrc_terms`` or ``terms``; default c_lnm,
-    DL_score, Rad_score) and are matched to columns exactly or ignoring case (the model
+    ``terms``: the fitted model's terms (:attr:`dlrc_lib.model.dlrc.DlrcModel.terms_`; None or
+    empty: c_lnm, DL_score, Rad_score), matched to columns exactly or ignoring case (the model
     names the clinical term ``c_LNM``). Returns (columns found, terms without a column).
     """
-    terms = dlrc_results.get("dlrc_terms") or dlrc_results.get("terms") or list(DEFAULT_TERMS)
+    terms = list(terms or DEFAULT_TERMS)
+    columns = list(columns)
     by_lower = {c.lower(): c for c in columns}
     found, missing = [], []
     for t in terms:
@@ -311,21 +312,10 @@ class OptimismCalibration:
         return pd.DataFrame(rows)
 
 
-def optimism_calibration(predictions: pd.DataFrame, terms: Iterable[str] | None = None, *, B: int = 200,
-                         seed: int = 0, cohort: str = "train", prob_column: str = "prob_dlrc",
-                         progress: bool = True) -> OptimismCalibration:
-    """Bootstrap optimism-corrected calibration curve and AUC of the DLRC logistic model on
-    the training cohort, as rms ``calibrate(lrm(lnm ~ terms, x=TRUE, y=TRUE), B=B)``.
-
-    The grid ``predy`` is 50 points from the 5th smallest to the 5th largest apparent
-    probability (rms default). Bootstrap samples whose refit does not converge (separation)
-    are skipped and counted in ``n_failed``, as rms does. The scores enter as fixed
-    columns, so the correction covers the final logistic model only, not the feature
-    selection behind Rad_score and DL_score.
-    """
-    from dlrc_lib.core.progress import progress_bar as tqdm
-
-    terms = list(terms or DEFAULT_TERMS)
+def _training_design(predictions: pd.DataFrame, terms: list[str],
+                     cohort: str) -> tuple[pd.DataFrame, np.ndarray, np.ndarray]:
+    """The cohort's rows, their term matrix and outcomes; refuses missing terms or values and
+    cohorts too small for rms ``calibrate``."""
     part = predictions[predictions["cohort"] == cohort]
     missing = [t for t in terms if t not in predictions.columns]
     if missing:
@@ -337,23 +327,17 @@ def optimism_calibration(predictions: pd.DataFrame, terms: Iterable[str] | None 
     if not np.isfinite(X).all():
         bad = part.index[~np.isfinite(X).all(axis=1)]
         raise DlrcError(f"predictions: missing DLRC term value for patient(s) {', '.join(map(str, bad[:5]))}")
-    y = part["lnm"].to_numpy(dtype=int)
-    fit = stats.logistic_glm(X, y)
-    if np.isnan(fit.coef).any():
-        raise DlrcError(f"DLRC terms {', '.join(terms)} are linearly dependent on cohort {cohort}; "
-                        "the logistic model cannot be refitted")
-    # R glm returns a (quasi-)separated fit with a warning rather than failing; so does the
-    # DLRC model of notebook 05. The apparent curve then uses that fit and says so.
-    beta = fit.coef
-    separated = bool(fit.boundary_fitted or not fit.converged)
-    X1 = np.column_stack([np.ones(len(y)), X])
-    p_app = expit(X1 @ beta)
-    ps = np.sort(p_app)
-    n = len(y)
-    predy = np.linspace(ps[4], ps[n - 5], 50)
-    err_orig = _cal_error(p_app, y, predy)
-    auc_app = stats.auc(y, p_app)
+    return part, X, part["lnm"].to_numpy(dtype=int)
 
+
+def _bootstrap_optimism(X: np.ndarray, y: np.ndarray, predy: np.ndarray, *, B: int, seed: int,
+                        progress: bool) -> tuple[np.ndarray, np.ndarray, list[float], int]:
+    """rms ``calibrate``'s bootstrap: per grid point the mean optimism of the calibration error
+    and the samples behind it, each sample's AUC optimism, and the number of failed refits."""
+    from dlrc_lib.core.progress import progress_bar as tqdm
+
+    n = len(y)
+    X1 = np.column_stack([np.ones(n), X])
     rng = np.random.default_rng(seed)
     diffs, auc_opt = [], []
     failed = 0
@@ -371,13 +355,43 @@ def optimism_calibration(predictions: pd.DataFrame, terms: Iterable[str] | None 
         pb_test = expit(X1 @ bb)
         diffs.append(_cal_error(pb_train, yb, predy) - _cal_error(pb_test, y, predy))
         auc_opt.append(stats.auc(yb, pb_train) - stats.auc(y, pb_test))
-    if diffs:
-        d = np.vstack(diffs)
-        optimism = np.nanmean(d, axis=0)
-        n_boot = np.sum(np.isfinite(d), axis=0)
-    else:
-        optimism = np.full_like(predy, np.nan)
-        n_boot = np.zeros_like(predy, dtype=int)
+    if not diffs:
+        return np.full_like(predy, np.nan), np.zeros_like(predy, dtype=int), auc_opt, failed
+    d = np.vstack(diffs)
+    return np.nanmean(d, axis=0), np.sum(np.isfinite(d), axis=0), auc_opt, failed
+
+
+def optimism_calibration(predictions: pd.DataFrame, terms: Iterable[str] | None = None, *, B: int = 200,
+                         seed: int = 0, cohort: str = "train", prob_column: str = "prob_dlrc",
+                         progress: bool = True) -> OptimismCalibration:
+    """Bootstrap optimism-corrected calibration curve and AUC of the DLRC logistic model on
+    the training cohort, as rms ``calibrate(lrm(lnm ~ terms, x=TRUE, y=TRUE), B=B)``.
+
+    The grid ``predy`` is 50 points from the 5th smallest to the 5th largest apparent
+    probability (rms default). Bootstrap samples whose refit does not converge (separation)
+    are skipped and counted in ``n_failed``, as rms does. The scores enter as fixed
+    columns, so the correction covers the final logistic model only, not the feature
+    selection behind Rad_score and DL_score.
+    """
+    terms = list(terms or DEFAULT_TERMS)
+    part, X, y = _training_design(predictions, terms, cohort)
+    fit = stats.logistic_glm(X, y)
+    if np.isnan(fit.coef).any():
+        raise DlrcError(f"DLRC terms {', '.join(terms)} are linearly dependent on cohort {cohort}; "
+                        "the logistic model cannot be refitted")
+    # R glm returns a (quasi-)separated fit with a warning rather than failing; so does the
+    # DLRC model of notebook 05. The apparent curve then uses that fit and says so.
+    beta = fit.coef
+    separated = bool(fit.boundary_fitted or not fit.converged)
+    X1 = np.column_stack([np.ones(len(y)), X])
+    p_app = expit(X1 @ beta)
+    ps = np.sort(p_app)
+    n = len(y)
+    predy = np.linspace(ps[4], ps[n - 5], 50)
+    err_orig = _cal_error(p_app, y, predy)
+    auc_app = stats.auc(y, p_app)
+
+    optimism, n_boot, auc_opt, failed = _bootstrap_optimism(X, y, predy, B=B, seed=seed, progress=progress)
     cal_orig = predy + err_orig
     cal_corr = cal_orig - optimism
     curve = pd.DataFrame({"predy": predy, "calibrated_orig": cal_orig, "calibrated_corrected": cal_corr,

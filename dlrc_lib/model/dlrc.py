@@ -18,7 +18,7 @@ paper did; :func:`roc_display` draws Fig. 4.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Iterable, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -36,6 +36,10 @@ from dlrc_lib.study.schema import (
     PROB_COLUMNS,
     clinical_levels,
 )
+from dlrc_lib.model.nomogram import Nomogram
+
+if TYPE_CHECKING:
+    from dlrc_lib.scores.deep_models import BestDeepModel
 
 # Model names as the paper (and published_values.yaml) spell them.
 RADIOMICS = "radiomics"
@@ -412,28 +416,29 @@ def roc_display(predictions: pd.DataFrame, best_dl: str) -> RocDisplay:
         colours={RADIOMICS: "#1b9e77", best_dl: "#7570b3", DLRC: "#d95f02"})
 
 
-# ------------------------------------------------------------------- run inputs
+# ----------------------------------------------------------------- score inputs
 @dataclass
 class ScoreInputs:
     """Rad_score and the chosen DL_score of every patient scored by both pipelines."""
 
     scores: pd.DataFrame  # index patient_id: cohort, lnm, Rad_score, DL_score
-    best_model: str  # the deep-learning model chosen by notebook 04
+    best_model: str  # the chosen deep-learning model
     lost: pd.DataFrame  # patient_id, reason: patients without one of the two scores
 
 
-def load_score_inputs(art: Any, study: pd.DataFrame) -> ScoreInputs:
-    """Read ``rad_score`` (notebook 03), ``dl_scores`` and ``best_model`` (notebook 04)
-    from the run; patients missing from either are listed with the reason, never dropped
-    silently."""
-    rad = art.load_frame("rad_score")
-    dls = art.load_frame("dl_scores")
-    best = art.load_results("04_deep_learning").get("best_model")
+def score_inputs(rad_scores: pd.DataFrame, deep: "BestDeepModel", study: pd.DataFrame) -> ScoreInputs:
+    """Rad_score and the chosen model's DL_score of every patient of ``study`` scored by both.
+
+    ``rad_scores``: the radiomics score's hand-over frame (index patient_id, column
+    ``Rad_score``; :func:`dlrc_lib.scores.pipeline.score_frame`); ``deep``: every DL model's
+    scores and the chosen one. Patients missing from either are listed with the reason, never
+    dropped silently."""
+    rad, dls, best = rad_scores, deep.scores, deep.name
     if not best:
-        raise DlrcError("results/04_deep_learning.json: no 'best_model'; run notebook 04 first")
+        raise DlrcError("DL scores: no best model chosen")
     if best not in dls.columns:
-        raise DlrcError(f"data/dl_scores.parquet: no column for the best model '{best}'")
-    _require(rad, ["Rad_score"], "data/rad_score.parquet")
+        raise DlrcError(f"DL scores: no column for the best model '{best}'")
+    _require(rad, ["Rad_score"], "radiomics scores")
     ids = study.index if study.index.name == "patient_id" else pd.Index(study["patient_id"].astype(str))
     rows = []
     for pid in ids:
@@ -455,8 +460,6 @@ def load_score_inputs(art: Any, study: pd.DataFrame) -> ScoreInputs:
 
 def nomogram_for(fit: DlrcFit, scores: pd.DataFrame):
     """The Fig. 3 nomogram of a fitted DLRC model (term ranges from the training cohort)."""
-    from dlrc_lib.model.nomogram import Nomogram
-
     train = fit.design.loc[scores.index[scores["cohort"] == "train"], fit.model.terms_]
     return Nomogram.from_model(fit.model.coef_, train)
 

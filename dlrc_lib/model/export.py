@@ -6,7 +6,7 @@ text), the deep-learning model's name, preprocessing and weights identity, and f
 feature sets the fitted score pipeline state (selected features, ComBat estimates of every
 scanner the run harmonised -- those of the ComBat fit and those harmonised towards it from their
 own images, e.g. the external cohort's in mode ``train_reference`` --, standardisation, score
-coefficients) exactly as :mod:`dlrc_lib.scores.pipeline` stored it; then the DLRC logistic model,
+coefficients) as :meth:`dlrc_lib.scores.pipeline.FeatureScore.to_dict` gives it; then the DLRC logistic model,
 the training Youden cut-off and the nomogram scale.
 ``dlrc predict`` (:mod:`dlrc_lib.model.predict`) reads it back with :func:`load_model`.
 """
@@ -14,12 +14,19 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import TYPE_CHECKING, Any, Iterable, Mapping
 
 from dlrc_lib import __version__
 from dlrc_lib.core.config import Params
 from dlrc_lib.core.errors import DlrcError
 from dlrc_lib.core.io import atomic_write_text, dumps
+from dlrc_lib.scores.pipeline import STATE_VERSION
+
+if TYPE_CHECKING:
+    from dlrc_lib.model.dlrc import DlrcFit
+    from dlrc_lib.model.nomogram import Nomogram
+    from dlrc_lib.scores.deep_models import BestDeepModel
+    from dlrc_lib.scores.pipeline import FeatureScore
 
 FORMAT = "dlrc-model"
 FORMAT_VERSION = 3
@@ -73,7 +80,9 @@ def build_model_document(
     nomogram: Mapping,
     extra: Mapping | None = None,
 ) -> dict:
-    """Assemble the model document (a JSON-able dict); see the module docstring."""
+    """Assemble the model document (a JSON-able dict) from its parts' JSON-able forms
+    (``radiomics_state``, ``deep_state``: :meth:`FeatureScore.to_dict`; ``dlrc``:
+    :meth:`DlrcModel.to_dict`; ``nomogram``: :meth:`Nomogram.to_dict`); see the module docstring."""
     clinical = list(clinical)
     unknown = [c for c in clinical if c not in CLINICAL_RULES]
     if unknown:
@@ -207,47 +216,39 @@ def load_model(path: str | Path) -> dict:
     return doc
 
 
-def document_from_run(results03: Mapping[str, Any], results04: Mapping[str, Any], *, best_model: str,
-                      fit: Any, nomogram: Any, cutoffs: Mapping[str, float], study: Any, params: Params) -> dict:
-    """The model document of a run: the score states saved by notebooks 03 and 04
-    (``results03``: ``results/03_radiomics.json``, key ``state``; ``results04``:
-    ``results/04_deep_learning.json``, keys ``states`` (per model) and ``weights`` (per model:
-    the weights identity)), the radiomics settings file's text, and the DLRC fit of notebook 05.
+def document_from_fits(radiomics: "FeatureScore", deep: "BestDeepModel", *, fit: "DlrcFit", nomogram: "Nomogram",
+                       cutoffs: Mapping[str, float], study: Any, params: Params) -> dict:
+    """The model document of a run: the fitted radiomics score pipeline, the chosen deep model
+    (its fitted score pipeline and weights record), the radiomics settings file's text, and
+    the DLRC fit with its nomogram and cut-offs.
 
     ``params``: the run's parameters (:func:`dlrc_lib.core.config.params_from_flat` of the
-    notebook's parameters). ``study``: the run's study table; its batches for which the states
-    hold no estimates (every patient of the batch excluded from a score) are listed under
-    ``harmonisation.batches_without_estimates``.
+    notebook's parameters). ``study``: the run's study table; its batches for which the score
+    pipelines hold no estimates (every patient of the batch excluded from a score) are listed
+    under ``harmonisation.batches_without_estimates``.
     """
-    if "state" not in results03:
-        raise DlrcError("results/03_radiomics.json: no 'state' (the fitted radiomics score "
-                        "pipeline); rerun notebook 03")
-    states = results04.get("states") or {}
-    if best_model not in states:
-        raise DlrcError(f"results/04_deep_learning.json: no 'states' entry for {best_model}; "
-                        "rerun notebook 04")
-    from dlrc_lib.scores.pipeline import STATE_VERSION
-
-    for where, state in (("results/03_radiomics.json", results03["state"]),
-                         (f"results/04_deep_learning.json ({best_model})", states[best_model])):
-        if state.get("version") != STATE_VERSION:
-            raise DlrcError(f"{where}: score state version {state.get('version')}, not {STATE_VERSION} (it lacks "
-                            "the ComBat estimates of the scanners harmonised from their own images); rerun "
-                            "notebooks 03-05")
+    if deep.estimator is None:
+        raise DlrcError(f"model export: no fitted score pipeline for the best deep model {deep.name}")
+    states = {"radiomics": radiomics.to_dict(), f"deep ({deep.name})": deep.estimator.to_dict()}
+    for what, state in states.items():
+        if state["version"] != STATE_VERSION:
+            raise DlrcError(f"model export: the {what} score pipeline has state version {state['version']}, "
+                            f"not {STATE_VERSION} (it lacks the ComBat estimates of the scanners harmonised from "
+                            "their own images); refit it (rerun notebooks 03-05)")
     settings = Path(params.radiomics.settings)
     if not settings.is_file():
         raise DlrcError(f"{settings}: radiomics settings file not found")
     harm = params.harmonisation
-    deep = params.deep.model_dump(mode="json")
+    deep_params = params.deep.model_dump(mode="json")
     doc = build_model_document(
         run_name=params.run_name, seed=params.seed,
         sequences=list(params.radiomics.sequences),
         radiomics_settings_file=settings.name, radiomics_settings_text=settings.read_text(encoding="utf-8"),
-        radiomics_state=results03["state"],
-        deep_model=best_model,
-        deep_preprocessing={k: v for k, v in deep.items() if k != "models"},
-        deep_weights=(results04.get("weights") or {}).get(best_model),
-        deep_state=states[best_model],
+        radiomics_state=states["radiomics"],
+        deep_model=deep.name,
+        deep_preprocessing={k: v for k, v in deep_params.items() if k != "models"},
+        deep_weights=deep.weights,
+        deep_state=states[f"deep ({deep.name})"],
         best_model_rule=params.deep.best_model_rule,
         harmonisation={"mode": harm.mode, "batch": harm.batch, "parametric": harm.parametric,
                        "small_batch": harm.small_batch, "scanner_policy": params.dlrc.scanner_policy},

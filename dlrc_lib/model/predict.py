@@ -8,7 +8,7 @@ or ``centre``, per the model --, ``lnsd_mm`` and the image and mask of every seq
 relative to the manifest; docs/predict.md) it extracts the radiomics features
 with the stored PyRadiomics settings and the deep features of the stored network and
 preprocessing (both cached in the feature store), applies the stored ComBat estimates,
-standardisation and coefficients (:func:`dlrc_lib.scores.pipeline.apply_feature_score`) to get
+standardisation and coefficients (:meth:`dlrc_lib.scores.pipeline.FeatureScore.transform`) to get
 Rad_score and DL_score, then the DLRC risk, the nomogram points and the decision at the
 training Youden cut-off, and writes one CSV row per patient.
 
@@ -25,7 +25,6 @@ patients per new scanner, and marks those rows in the output.
 from __future__ import annotations
 
 import hashlib
-import inspect
 import sys
 from pathlib import Path
 from typing import Any, Mapping
@@ -38,8 +37,11 @@ from dlrc_lib.core.io import atomic_write_text
 from dlrc_lib.model.dlrc import DlrcModel, design_matrix, expit
 from dlrc_lib.model.export import load_model
 from dlrc_lib.model.nomogram import Nomogram
+from dlrc_lib.scores.pipeline import FeatureScore
 from dlrc_lib.study.manifest import read_manifest_csv
 from dlrc_lib.study.schema import c_lnm_from_short_axis
+from dlrc_lib.core.config import DeepParams
+from dlrc_lib.features.radiomics import extract_radiomics
 
 MIN_NEW_BATCH = 2  # patients needed to estimate an unseen scanner's ComBat parameters
 POLICIES = ("refuse", "harmonise")
@@ -146,12 +148,9 @@ def scanner_status(doc: Mapping, study: pd.DataFrame, policy: str) -> pd.Series:
 
 # ------------------------------------------------------------------- scoring
 def _apply_score(state: Mapping, features: pd.DataFrame, batches: pd.Series, harmonise_new: bool) -> pd.Series:
-    from dlrc_lib.scores.pipeline import apply_feature_score
-
-    kwargs: dict[str, Any] = {}
-    if "unseen" in inspect.signature(apply_feature_score).parameters:
-        kwargs["unseen"] = "estimate" if harmonise_new else "error"
-    score = apply_feature_score(state, features, batches, **kwargs)
+    """A stored score pipeline (:meth:`FeatureScore.to_dict`'s dict) applied to new patients."""
+    score = FeatureScore.from_dict(state).transform(features, batches,
+                                                    unseen="estimate" if harmonise_new else "error")
     return pd.Series(np.asarray(score, float).ravel(), index=features.index)
 
 
@@ -231,8 +230,6 @@ def extract_features(doc: Mapping, study: pd.DataFrame, cache_dir: str | Path,
                      n_jobs: int = 0) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Radiomics and deep features of the new patients (cached); a patient whose features
     cannot be extracted stops the prediction with the reason."""
-    from dlrc_lib.features.radiomics import extract_radiomics
-
     cache_dir = Path(cache_dir)
     table = study.reset_index(drop=True)
     rad = extract_radiomics(table, _settings_file(doc, cache_dir), cache_dir,
@@ -246,8 +243,6 @@ def extract_features(doc: Mapping, study: pd.DataFrame, cache_dir: str | Path,
 
 def deep_params_of(doc: Mapping):
     """The :class:`~dlrc_lib.core.config.DeepParams` the model's DL features were extracted with."""
-    from dlrc_lib.core.config import DeepParams
-
     prep = {k: v for k, v in dict(doc["deep"]["preprocessing"]).items() if k in DeepParams.model_fields}
     # the weights the model was fitted with, not the setting that led to them ("auto" may
     # have fallen back to random weights, or may find ImageNet weights here that it did not there)
@@ -279,7 +274,7 @@ def _weights_identity(info: Any) -> str | None:
 def _extract_deep(doc: Mapping, table: pd.DataFrame, cache_dir: Path) -> pd.DataFrame:
     """The stored network's features; refuses when the weights found here are not the
     ones the model was fitted with (a different checkpoint gives different features)."""
-    from dlrc_lib.features.deep import ExtractionLog, extract_study, parse_model_name
+    from dlrc_lib.features.deep import ExtractionLog, extract_study, parse_model_name  # deferred: imports torch
 
     name = doc["deep"]["model"]
     log = ExtractionLog()

@@ -3,7 +3,7 @@
 Each model's 6,144 features (2,048 per sequence) go through the radiomics workflow:
 ICC filter on the re-segmented cases, ComBat, training-cohort selection and a logistic
 model whose linear predictor is that model's DL_score
-(:func:`dlrc_lib.scores.pipeline.fit_feature_score`). Table 3 then reports each model in each
+(:class:`dlrc_lib.scores.pipeline.FeatureScore`). Table 3 then reports each model in each
 cohort (:func:`dlrc_lib.evaluation.performance.evaluate_score`), and one model is declared "best" by
 the rule in ``deep.best_model_rule``.
 """
@@ -21,6 +21,9 @@ from dlrc_lib.evaluation.roc import RocDisplay
 from dlrc_lib.features.deep.networks import MODEL_NAMES, WeightsInfo, parse_model_name
 from dlrc_lib.features.reproducibility import icc_table as reproducibility_icc_table
 from dlrc_lib.study.schema import COHORT_LABELS, COHORTS
+from dlrc_lib.core.progress import progress_bar as tqdm
+from dlrc_lib.evaluation.performance import evaluate_score, format_table, reproduce_values
+from dlrc_lib.scores.pipeline import EmptySelectionError, FeatureScore
 
 RULES = {
     "train_auc": "highest AUC in the training cohort",
@@ -97,11 +100,11 @@ def icc_summary(iccs: Mapping[str, pd.DataFrame | None]) -> pd.DataFrame:
 # ------------------------------------------------------------------------ scoring
 @dataclass
 class DeepModels:
-    """Fitted score pipelines of the deep models (``results[model]`` is a
-    ``dlrc_lib.scores.pipeline.FeatureScoreResult``; ``failed[model]`` the reason a model has no
+    """Fitted score pipelines of the deep models (``results[model]`` is a fitted
+    :class:`dlrc_lib.scores.pipeline.FeatureScore`; ``failed[model]`` the reason a model has no
     score, e.g. no feature survived selection)."""
 
-    results: dict[str, Any] = field(default_factory=dict)
+    results: dict[str, "FeatureScore"] = field(default_factory=dict)
     failed: dict[str, str] = field(default_factory=dict)
 
     @property
@@ -109,24 +112,41 @@ class DeepModels:
         return ordered(list(self.results) + list(self.failed))
 
     def states(self) -> dict[str, dict]:
-        """JSON-able score pipelines per model (for ``apply_feature_score`` / the model file)."""
-        return {m: r.state for m, r in self.results.items()}
+        """JSON-able score pipelines per model (:meth:`FeatureScore.to_dict`, for the model file)."""
+        return {m: r.to_dict() for m, r in self.results.items()}
+
+
+@dataclass
+class BestDeepModel:
+    """The deep-learning step as the DLRC model receives it: every model's DL_score and the
+    model chosen by ``deep.best_model_rule`` (:func:`choose_best`), with its fitted score
+    pipeline and network weights for the model file."""
+
+    name: str  # the chosen model
+    scores: pd.DataFrame  # index patient_id: cohort, lnm, one DL_score column per model (:func:`dl_scores`)
+    estimator: "FeatureScore | None" = None  # the chosen model's fitted score pipeline
+    weights: Mapping[str, Any] | None = None  # its network weights record (:func:`weights_record`)
+    rule: str | None = None  # the rule that chose it
+
+    @property
+    def score(self) -> pd.Series:
+        """The chosen model's DL_score of every patient (NaN: no score)."""
+        if self.name not in self.scores.columns:
+            raise DlrcError(f"DL scores: no column for the best model '{self.name}'")
+        return self.scores[self.name]
 
 
 def fit_models(features: Mapping[str, pd.DataFrame], study: pd.DataFrame, *, harmonisation, selection,
                seed: int, keep: Mapping[str, Sequence[str] | None] | None = None,
                progress: bool = True, cache_dir: str | None = None) -> DeepModels:
     """Run the feature -> score pipeline for every model (``keep``: ICC-kept features;
-    ``cache_dir``: cache each fit, see :func:`dlrc_lib.scores.pipeline.fit_feature_score`)."""
-    from dlrc_lib.core.progress import progress_bar as tqdm
-    from dlrc_lib.scores.pipeline import EmptySelectionError, fit_feature_score
-
+    ``cache_dir``: cache each fit, see :class:`dlrc_lib.scores.pipeline.FeatureScore`)."""
     out = DeepModels()
     for m in tqdm(ordered(list(features)), desc="DL models", unit="model", disable=not progress):
         k = (keep or {}).get(m)
         try:
-            out.results[m] = fit_feature_score(features[m], study, keep=k, harmonisation=harmonisation,
-                                               selection=selection, seed=seed, cache_dir=cache_dir)
+            out.results[m] = FeatureScore(harmonisation, selection, seed=seed,
+                                          cache_dir=cache_dir).fit(features[m], study, keep=k)
         except EmptySelectionError as exc:
             out.failed[m] = str(exc)
     return out
@@ -144,7 +164,7 @@ def dl_scores(fitted: DeepModels, study: pd.DataFrame) -> pd.DataFrame:
         if r is None:
             df[m] = np.nan
         else:
-            s = r.score.copy()
+            s = r.score_.copy()
             s.index = s.index.astype(str)
             df[m] = s.reindex(df.index).astype(float).to_numpy()
     return df
@@ -156,11 +176,11 @@ def funnel_table(fitted: DeepModels) -> pd.DataFrame:
     for m in fitted.models:
         r = fitted.results.get(m)
         if r is not None:
-            cols[m] = r.funnel.set_index("step")["n_features"]
+            cols[m] = r.funnel_.set_index("step")["n_features"]
     if not cols:
         return pd.DataFrame()
     df = pd.DataFrame(cols)
-    steps = list(dict.fromkeys(s for r in fitted.results.values() for s in r.funnel["step"]))
+    steps = list(dict.fromkeys(s for r in fitted.results.values() for s in r.funnel_["step"]))
     return df.reindex(steps).rename_axis("step").reset_index()
 
 
@@ -171,8 +191,8 @@ def selected_features(fitted: DeepModels) -> pd.DataFrame:
         r = fitted.results.get(m)
         if r is None:
             frames.append(pd.DataFrame({"model": [m], "feature": [f"(none: {fitted.failed.get(m, '')})"]}))
-        elif len(r.selected):
-            frames.append(r.selected.assign(model=m))
+        elif len(r.selected_):
+            frames.append(r.selected_.assign(model=m))
     if not frames:
         return pd.DataFrame(columns=["model", "feature"])
     df = pd.concat(frames, ignore_index=True)
@@ -184,8 +204,6 @@ def table3(scores: pd.DataFrame, study: pd.DataFrame, models: Sequence[str] | No
     """Table 3 (long form): per cohort and model, AUC with DeLong 95 % CI and
     ACC/SEN/SPE/PPV/NPV (Wilson CIs) at the model's training Youden cut-off
     (:func:`dlrc_lib.evaluation.performance.evaluate_score`, i.e. R pROC ``ci.auc`` / ``coords``)."""
-    from dlrc_lib.evaluation.performance import evaluate_score
-
     models = ordered(list(models) if models is not None else [c for c in scores.columns if c not in ("cohort", "lnm")])
     frames = []
     st = _indexed(study)
@@ -211,8 +229,6 @@ def table3(scores: pd.DataFrame, study: pd.DataFrame, models: Sequence[str] | No
 
 def format_table3(perf: pd.DataFrame) -> pd.DataFrame:
     """The paper's layout: Cohort, DL model, AUC (95 % CI), ACC, SEN, SPE, PPV, NPV."""
-    from dlrc_lib.evaluation.performance import format_table
-
     out = format_table(perf).rename(columns={"Model": "DL model"})
     empty = (perf["n"] == 0).to_numpy()
     out.loc[empty, out.columns[2:]] = "no feature selected"
@@ -221,8 +237,6 @@ def format_table3(perf: pd.DataFrame) -> pd.DataFrame:
 
 def reproduce_table3(perf: pd.DataFrame) -> dict[str, Any]:
     """``{"table3.<cohort>.<model>.auc": [est, lo, hi], "...acc": pct, ...}``."""
-    from dlrc_lib.evaluation.performance import reproduce_values
-
     out: dict[str, Any] = {}
     for m, sub in perf[perf["n"] > 0].groupby("model", sort=False):
         out.update(reproduce_values(sub, table="table3", model=str(m)))

@@ -1,75 +1,266 @@
 """From a feature matrix to a score: harmonise, select on the training cohort, score everyone.
 
-:func:`fit_feature_score` is the whole chain the paper used for the radiomics model and for
-each deep-learning model: (optional ICC filter) -> ComBat -> Mann–Whitney -> Spearman ->
-LASSO -> backward AIC -> logistic model, whose linear predictor is the score (Rad_score,
-DL_score). Everything it fitted is kept in :attr:`FeatureScoreResult.state`, a JSON-able
-dict, so :func:`apply_feature_score` can score new patients without refitting: their
-features are harmonised with the stored ComBat estimates, standardised with the training
-means and SDs, and combined with the stored coefficients.
+:class:`FeatureScore` is the whole chain the paper used for the radiomics model and for
+each deep-learning model, as a scikit-learn-style estimator: (optional ICC filter) -> ComBat
+-> Mann–Whitney -> Spearman -> LASSO -> backward AIC -> logistic model, whose linear
+predictor is the score (Rad_score, DL_score). :meth:`FeatureScore.fit` fits it on a study;
+:meth:`FeatureScore.transform` scores new patients without refitting: their features are
+harmonised with the stored ComBat estimates, standardised with the training means and SDs,
+and combined with the stored coefficients. :meth:`FeatureScore.to_dict` gives what
+``transform`` needs as a JSON-able dict (the model file keeps it), and
+:meth:`FeatureScore.from_dict` reads it back.
 
 Patients are never dropped silently: a patient without usable features (failed extraction)
-gets no score, and the reason is listed in :attr:`FeatureScoreResult.excluded`.
+gets no score, and the reason is listed in :attr:`FeatureScore.excluded_`.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any, Literal, Optional, Sequence
+import copy
+from typing import Any, Literal, Mapping, Optional, Sequence
 
 import numpy as np
 import pandas as pd
 
+from dlrc_lib.core.config import HarmonisationParams, SelectionParams
 from dlrc_lib.core.errors import DlrcError
 from dlrc_lib.core.memo import Memo, code_fingerprint, digest
 from dlrc_lib.scores.combat import CombatEstimates, apply_combat, harmonise
-from dlrc_lib.scores.selection import SelectionResult, select_features, standardise
+from dlrc_lib.scores.selection import select_features, standardise
 from dlrc_lib.study.manifest import by_patient
 
-__all__ = ["FeatureScoreResult", "EmptySelectionError", "fit_feature_score", "apply_feature_score",
-           "score_frame", "selected_table", "state_estimates", "STATE_VERSION"]
+__all__ = ["FeatureScore", "EmptySelectionError", "score_frame", "selected_table", "STATE_VERSION",
+           "SUPPORTED_STATE_VERSIONS"]
 
 STATE_VERSION = 2  # 2: harmonisation.own_data, the estimates of batches harmonised from their own data
 SUPPORTED_STATE_VERSIONS = (1, 2)  # 1: only the batches of the ComBat fit itself
 
 
 class EmptySelectionError(DlrcError):
-    """A selection step left no feature; ``.result`` holds the funnel and the explanation."""
+    """A selection step left no feature; ``.estimator`` (the :class:`FeatureScore`) holds the
+    funnel and the explanation."""
 
-    def __init__(self, message: str, result: "FeatureScoreResult"):
+    def __init__(self, message: str, estimator: "FeatureScore"):
         super().__init__(message)
-        self.result = result
+        self.estimator = estimator
 
 
-@dataclass
-class FeatureScoreResult:
-    """What :func:`fit_feature_score` produced."""
+class FeatureScore:
+    """Features -> score: ComBat, training-cohort selection and a logistic model.
 
-    score: pd.Series  # over ALL study patients (NaN for excluded ones): linear predictor
-    funnel: pd.DataFrame  # step, n_features, rule
-    selected: pd.DataFrame  # feature, coef, se, z, p, OR, OR_lower, OR_upper
-    harmonised: pd.DataFrame  # features after ComBat (included patients x usable features)
-    raw: pd.DataFrame  # the same features before ComBat
-    state: dict[str, Any]  # JSON-able: enough for apply_feature_score
-    selection: SelectionResult
-    excluded: pd.DataFrame  # patient_id, cohort, reason
-    harmonisation: Any = None  # dlrc_lib.scores.combat.HarmonisationResult
-    notes: list[str] = field(default_factory=list)
+    Parameters
+    ----------
+    harmonisation, selection : ``HarmonisationParams`` and ``SelectionParams``
+        (:mod:`dlrc_lib.core.config`).
+    seed : seeds the LASSO cross-validation folds.
+    cache_dir : optional feature-store folder; :meth:`fit` is then cached under
+        ``<cache_dir>/memo/feature_score``, keyed by the bytes of every input, the parameters,
+        the seed and the code (:mod:`dlrc_lib.core.memo`), so a re-run on unchanged inputs loads it.
+    memo : optional :class:`~dlrc_lib.core.memo.Memo` to use instead (its hit/miss counts are
+        kept for provenance).
 
-    @property
-    def intercept(self) -> float:
-        return float(self.state["model"]["intercept"])
+    Attributes after :meth:`fit` (what :meth:`transform` needs, also after :meth:`from_dict`)
+    ----------------------------------------------------------------------------------------
+    features_ : the selected features, in model order.
+    mean_, sd_ : their training means and SDs (after ComBat), the standardisation.
+    intercept_, coef_ : the logistic model on the standardised features (per training SD).
+    estimates_ : the ComBat fit's :class:`~dlrc_lib.scores.combat.CombatEstimates` (None without ComBat).
+    own_data_ : the batches harmonised towards the fit from their own data (``{"batches",
+        "gamma_star", "delta_star", "batch_sizes"}``; None without ComBat).
+
+    Attributes of the fit only
+    --------------------------
+    score_ : the linear predictor over ALL study patients (NaN for excluded ones).
+    funnel_ : features left after each step (step, n_features, rule).
+    selected_ : feature, coef, se, z, p, OR, OR_lower, OR_upper of the final model.
+    harmonised_, raw_ : the features after and before ComBat (included patients x usable features).
+    selection_ : the :class:`~dlrc_lib.scores.selection.SelectionResult` (``.lasso``, ``.coefficients``, ...).
+    harmonisation_ : the :class:`~dlrc_lib.scores.combat.HarmonisationResult`.
+    excluded_ : patient_id, cohort, reason of every patient without a score.
+    notes_ : what the fit changed or left out, one sentence each.
+    """
+
+    def __init__(self, harmonisation: HarmonisationParams | Mapping, selection: SelectionParams | Mapping, *,
+                 seed: int = 0, cache_dir: Optional[str] = None, memo: Optional[Memo] = None):
+        self.harmonisation = harmonisation
+        self.selection = selection
+        self.seed = seed
+        self.cache_dir = cache_dir
+        self.memo = memo
+        self._version = STATE_VERSION
+
+    def __repr__(self) -> str:
+        return f"FeatureScore(harmonisation={self.harmonisation!r}, selection={self.selection!r}, seed={self.seed!r})"
+
+    # ------------------------------------------------------------------ fitting
+    def fit(self, X: pd.DataFrame, study: pd.DataFrame, *, keep: Optional[Sequence[str]] = None,
+            keep_label: str = "ICC filter", lost: Optional[pd.DataFrame] = None) -> "FeatureScore":
+        """Harmonise, select on the training cohort and score every patient of ``study``.
+
+        ``X``: patients x features (index patient_id), e.g. all radiomics features. ``study``:
+        the study table (``dlrc_lib.study.manifest.load_study``): cohort, lnm, scanner, centre.
+        ``keep``: optional feature subset to start from (e.g. the ICC-reproducible features),
+        recorded as the funnel step ``keep_label`` after the input. ``lost``: optional table
+        (patient_id, reason) of patients whose extraction failed, e.g. ``RadiomicsResult.lost``;
+        their reasons are carried into :attr:`excluded_`.
+
+        Raises :class:`EmptySelectionError` (a ``DlrcError``) with the explanation when a
+        selection step leaves no feature; its ``.estimator`` still carries the funnel.
+        """
+        memo = self.memo if self.memo is not None else Memo(self.cache_dir, "feature_score")
+        key = None
+        code = code_fingerprint(_FIT_MODULES) if memo.root is not None else None
+        if code is not None:
+            st = by_patient(study)
+            cols = [c for c in ("cohort", "lnm", self.harmonisation.batch) if c in st.columns]
+            key = digest(X, st[cols], None if keep is None else [str(k) for k in keep],
+                         self.harmonisation, self.selection, self.seed, keep_label, lost, code)
+
+        # the cross-validated LASSO path, shared by fits that differ only in the lambda rule
+        lasso_memo = Memo(memo.root.parent.parent, "lasso_cv", max_entries=128) if memo.root is not None else None
+
+        def compute() -> dict[str, Any]:
+            fitted, error = _fit_feature_score(X, study, keep=keep, harmonisation=self.harmonisation,
+                                               selection=self.selection, seed=self.seed, keep_label=keep_label,
+                                               lost=lost, lasso_memo=lasso_memo)
+            return {"result": fitted, "error": error}
+
+        out = memo.get_or_compute(key, compute)
+        self.__dict__.update(out["result"])
+        self._version = STATE_VERSION
+        if out["error"] is not None:
+            raise EmptySelectionError(out["error"], self)
+        return self
+
+    # ------------------------------------------------------------------ scoring
+    def transform(self, X: pd.DataFrame, batches: pd.Series, *,
+                  unseen: Literal["error", "estimate"] = "error") -> pd.Series:
+        """The score (linear predictor) of new patients.
+
+        ``X``: patients x features (at least the selected ones; all the harmonised features
+        when a batch is new and ``unseen="estimate"``). ``batches``: each patient's scanner or
+        centre (whichever the fit harmonised by). A scanner the fit harmonised (in the ComBat
+        fit, or from its own data, e.g. a validation cohort's scanner in mode
+        ``train_reference``) gets the stored estimates, so a patient is scored exactly as at
+        fitting time. Scanners unknown to the fit are refused (``unseen="error"``) or
+        harmonised towards the reference from the new patients' own data (``"estimate"``, at
+        least 2 patients per new scanner).
+        """
+        self._check_fitted()
+        feats = list(self.features_)
+        if not feats:
+            raise DlrcError("feature score has no selected feature")
+        X = X.copy()
+        X.index = X.index.astype(str)
+        missing = [f for f in feats if f not in X.columns]
+        if missing:
+            raise DlrcError(f"feature score: selected feature(s) missing from the new data: {', '.join(missing)}")
+        if self.estimates_ is not None:
+            est = self.harmonised_batches()
+            batches = pd.Series(batches).astype(str)
+            batches.index = batches.index.astype(str)
+            new = sorted(set(batches.reindex(X.index).dropna().unique()) - set(est.batches))
+            if not new:
+                est = _subset(est, feats)
+            Xh = apply_combat(est, X, batches, unseen=unseen, label=_field(self.harmonisation, "batch") or "batch")
+        else:
+            Xh = X
+        bad = ~np.isfinite(Xh[feats].to_numpy(dtype=float))
+        if bad.any():
+            r, c = np.argwhere(bad)[0]
+            raise DlrcError(f"feature score: patient {Xh.index[r]} has no value for {feats[c]}")
+        Z = (Xh[feats].to_numpy(dtype=float) - self.mean_) / self.sd_
+        lp = self.intercept_ + Z @ self.coef_
+        return pd.Series(lp, index=Xh.index, name="score")
+
+    def harmonised_batches(self) -> Optional[CombatEstimates]:
+        """The ComBat estimates of every batch the fit harmonised: the ComBat fit's, plus those
+        of the batches harmonised from their own data; None without ComBat."""
+        self._check_fitted()
+        if self.estimates_ is None:
+            return None
+        od = self.own_data_ or {}
+        if not od.get("batches"):
+            return self.estimates_
+        return self.estimates_.with_batches(
+            {str(b): (g, d) for b, g, d in zip(od["batches"], od["gamma_star"], od["delta_star"])},
+            od.get("batch_sizes"))
 
     def standardised(self, cohort: Optional[str] = None, study: Optional[pd.DataFrame] = None) -> pd.DataFrame:
         """Selected features after harmonisation, standardised with the training scaling."""
-        sel = self.selection
-        feats = list(self.selection.coef.index)
-        Z = standardise(self.harmonised, sel.mean[feats], sel.sd[feats])
+        sel = self.selection_
+        feats = list(sel.coef.index)
+        Z = standardise(self.harmonised_, sel.mean[feats], sel.sd[feats])
         if cohort is not None and study is not None:
             coh = by_patient(study).loc[Z.index, "cohort"]
             Z = Z[coh.to_numpy() == cohort]
         return Z
 
+    # ------------------------------------------------------------- persistence
+    def to_dict(self) -> dict[str, Any]:
+        """What :meth:`transform` needs, JSON-able (the model file's score ``state``):
+        ``version``, ``harmonisation`` (mode, batch, parametric, the ComBat ``estimates`` and
+        the ``own_data`` batches), ``selection`` (the parameters and seed, for the record),
+        ``features``, ``scaler`` (mean, sd) and ``model`` (intercept, coef)."""
+        self._check_fitted()
+        h = self.harmonisation
+        harm = {"mode": _field(h, "mode"), "batch": _field(h, "batch"), "parametric": bool(_field(h, "parametric")),
+                "estimates": self.estimates_.to_dict() if self.estimates_ is not None else None}
+        if self._version >= 2:
+            harm["own_data"] = copy.deepcopy(self.own_data_)
+        return {
+            "version": self._version,
+            "harmonisation": harm,
+            "selection": {**_dump(self.selection), "seed": int(self.seed)},
+            "features": [str(f) for f in self.features_],
+            "scaler": {"mean": self.mean_.tolist(), "sd": self.sd_.tolist()},
+            "model": {"intercept": self.intercept_, "coef": self.coef_.tolist()},
+        }
 
+    @classmethod
+    def from_dict(cls, state: Mapping[str, Any]) -> "FeatureScore":
+        """A fitted :class:`FeatureScore` from :meth:`to_dict`'s dict (state versions
+        :data:`SUPPORTED_STATE_VERSIONS`); it can :meth:`transform`, not show the fit's tables."""
+        version = state.get("version")
+        if version not in SUPPORTED_STATE_VERSIONS:
+            raise DlrcError(f"feature-score state version {version} is not supported "
+                            f"(this dlrc reads version{'s' if len(SUPPORTED_STATE_VERSIONS) > 1 else ''} "
+                            f"{', '.join(map(str, SUPPORTED_STATE_VERSIONS))})")
+        hs = state["harmonisation"]
+        sel = dict(state.get("selection") or {})
+        seed = sel.pop("seed", 0)
+        harmonisation = _params(HarmonisationParams, {k: hs[k] for k in ("mode", "batch", "parametric") if k in hs})
+        est = cls(harmonisation, _params(SelectionParams, sel), seed=seed)
+        est._version = int(version)
+        est.features_ = [str(f) for f in state["features"]]
+        est.mean_ = np.asarray(state["scaler"]["mean"], dtype=float)
+        est.sd_ = np.asarray(state["scaler"]["sd"], dtype=float)
+        intercept = state["model"]["intercept"]
+        est.intercept_ = None if intercept is None else float(intercept)
+        est.coef_ = np.asarray(state["model"]["coef"], dtype=float)
+        est.estimates_ = CombatEstimates.from_dict(hs["estimates"]) if hs.get("estimates") is not None else None
+        est.own_data_ = copy.deepcopy(hs.get("own_data"))
+        return est
+
+    def _check_fitted(self) -> None:
+        if not hasattr(self, "features_"):
+            raise DlrcError("FeatureScore is not fitted: call fit() or from_dict() first")
+
+
+def _field(params: Any, name: str) -> Any:
+    return params.get(name) if isinstance(params, Mapping) else getattr(params, name)
+
+
+def _dump(params: Any) -> dict[str, Any]:
+    return dict(params) if isinstance(params, Mapping) else params.model_dump(mode="json")
+
+
+def _params(cls, record: Mapping[str, Any]):
+    """The parameter section of a stored record, or the record itself when this version's
+    schema no longer reads it (it then only travels back into :meth:`FeatureScore.to_dict`)."""
+    try:
+        return cls.model_validate(dict(record))
+    except ValueError:
+        return dict(record)
 
 
 def _seq_of(name: str) -> str:
@@ -107,66 +298,15 @@ def _screen_patients(features: pd.DataFrame, study: pd.DataFrame,
     return present.loc[keep], excluded
 
 
-def fit_feature_score(features: pd.DataFrame, study: pd.DataFrame, *, keep: Optional[Sequence[str]] = None,
-                      harmonisation, selection, seed: int = 0,
-                      keep_label: str = "ICC filter",
-                      lost: Optional[pd.DataFrame] = None,
-                      cache_dir: Optional[str] = None, memo: Optional[Memo] = None) -> FeatureScoreResult:
-    """Harmonise, select on the training cohort and score every patient.
-
-    Parameters
-    ----------
-    features : patients x features (index patient_id), e.g. all radiomics features.
-    study : the study table (``dlrc_lib.study.manifest.load_study``): cohort, lnm, scanner, centre.
-    keep : optional feature subset to start from (e.g. the ICC-reproducible features);
-        recorded as the first funnel step after the input.
-    harmonisation, selection : ``HarmonisationParams`` and ``SelectionParams``.
-    seed : seeds the LASSO cross-validation folds.
-    lost : optional table (patient_id, reason) of patients whose extraction failed, e.g.
-        ``RadiomicsResult.lost``; their reasons are carried into :attr:`~FeatureScoreResult.excluded`.
-
-    cache_dir : optional feature-store folder; the fit is then cached under
-        ``<cache_dir>/memo/feature_score``, keyed by the bytes of every input, the parameters,
-        the seed and the code (:mod:`dlrc_lib.core.memo`), so a re-run on unchanged inputs loads it.
-    memo : optional :class:`~dlrc_lib.core.memo.Memo` to use instead (its hit/miss counts are
-        kept for provenance).
-
-    Raises :class:`EmptySelectionError` (a ``DlrcError``) with the explanation when a
-    selection step leaves no feature; its ``.result`` still carries the funnel.
-    """
-    if memo is None:
-        memo = Memo(cache_dir, "feature_score")
-    key = None
-    code = code_fingerprint(_FIT_MODULES) if memo.root is not None else None
-    if code is not None:
-        st = by_patient(study)
-        cols = [c for c in ("cohort", "lnm", harmonisation.batch) if c in st.columns]
-        key = digest(features, st[cols], None if keep is None else [str(k) for k in keep],
-                     harmonisation, selection, seed, keep_label, lost, code)
-
-    # the cross-validated LASSO path, shared by fits that differ only in the lambda rule
-    lasso_memo = Memo(memo.root.parent.parent, "lasso_cv", max_entries=128) if memo.root is not None else None
-
-    def compute() -> dict[str, Any]:
-        try:
-            return {"result": _fit_feature_score(features, study, keep=keep, harmonisation=harmonisation,
-                                                 selection=selection, seed=seed, keep_label=keep_label,
-                                                 lost=lost, lasso_memo=lasso_memo), "error": None}
-        except EmptySelectionError as exc:
-            return {"result": exc.result, "error": str(exc)}
-
-    out = memo.get_or_compute(key, compute)
-    if out["error"] is not None:
-        raise EmptySelectionError(out["error"], out["result"])
-    return out["result"]
-
-
 _FIT_MODULES = ("dlrc_lib.scores.pipeline", "dlrc_lib.scores.selection", "dlrc_lib.scores.combat", "dlrc_lib.stats")
 
 
 def _fit_feature_score(features: pd.DataFrame, study: pd.DataFrame, *, keep: Optional[Sequence[str]],
                        harmonisation, selection, seed: int, keep_label: str,
-                       lost: Optional[pd.DataFrame], lasso_memo: Optional[Memo] = None) -> FeatureScoreResult:
+                       lost: Optional[pd.DataFrame],
+                       lasso_memo: Optional[Memo] = None) -> tuple[dict[str, Any], Optional[str]]:
+    """The fitted attributes of :class:`FeatureScore` (by name) and, when a selection step
+    left no feature, the explanation (else None)."""
     study = by_patient(study)
     features = features.copy()
     features.index = features.index.astype(str)
@@ -221,36 +361,21 @@ def _fit_feature_score(features: pd.DataFrame, study: pd.DataFrame, *, keep: Opt
         selected = coefs.rename(columns={"term": "feature"}).reset_index(drop=True)
     else:
         selected = pd.DataFrame(columns=["feature", "coef", "se", "z", "p", "OR", "OR_lower", "OR_upper"])
-    state = _make_state(h, sel, harmonisation, selection, seed)
-    res = FeatureScoreResult(score=score, funnel=sel.funnel, selected=selected, harmonised=harm,
-                             raw=data, state=state, selection=sel, excluded=excluded,
-                             harmonisation=h, notes=notes)
-    if not sel.ok:
-        raise EmptySelectionError(sel.explanation or "selection left no feature", res)
-    return res
-
-
-def _make_state(h, sel: SelectionResult, harmonisation, selection, seed: int) -> dict[str, Any]:
     feats = list(sel.coef.index) if sel.ok else []
-    return {
-        "version": STATE_VERSION,
-        "harmonisation": {
-            "mode": harmonisation.mode,
-            "batch": harmonisation.batch,
-            "parametric": bool(harmonisation.parametric),
-            "estimates": h.estimates.to_dict() if h.estimates is not None else None,
-            # the batches outside the fit (e.g. validation-only scanners in mode train_reference),
-            # harmonised towards it from their own data: their location/scale as applied
-            "own_data": _own_data_state(h),
-        },
-        "selection": {**selection.model_dump(mode="json"), "seed": int(seed)},
-        "features": feats,
-        "scaler": {"mean": [float(sel.mean[f]) for f in feats], "sd": [float(sel.sd[f]) for f in feats]},
-        "model": {
-            "intercept": float(sel.intercept) if sel.ok else None,
-            "coef": [float(sel.coef[f]) for f in feats],
-        },
+    fitted = {
+        "features_": [str(f) for f in feats],
+        "mean_": np.array([float(sel.mean[f]) for f in feats], dtype=float),
+        "sd_": np.array([float(sel.sd[f]) for f in feats], dtype=float),
+        "intercept_": float(sel.intercept) if sel.ok else None,
+        "coef_": np.array([float(sel.coef[f]) for f in feats], dtype=float),
+        "estimates_": h.estimates,
+        # the batches outside the fit (e.g. validation-only scanners in mode train_reference),
+        # harmonised towards it from their own data: their location/scale as applied
+        "own_data_": _own_data_state(h),
+        "score_": score, "funnel_": sel.funnel, "selected_": selected, "harmonised_": harm, "raw_": data,
+        "selection_": sel, "harmonisation_": h, "excluded_": excluded, "notes_": notes,
     }
+    return fitted, None if sel.ok else (sel.explanation or "selection left no feature")
 
 
 def _own_data_state(h) -> Optional[dict[str, Any]]:
@@ -268,66 +393,6 @@ def _own_data_state(h) -> Optional[dict[str, Any]]:
     }
 
 
-def state_estimates(state: dict[str, Any]) -> Optional[CombatEstimates]:
-    """The ComBat estimates of every batch a fitted state harmonised: the fit's, plus (state
-    version 2) those of the batches harmonised from their own data; None without ComBat."""
-    hs = state.get("harmonisation") or {}
-    if hs.get("estimates") is None:
-        return None
-    est = CombatEstimates.from_dict(hs["estimates"])
-    od = hs.get("own_data") or {}
-    if od.get("batches"):
-        est = est.with_batches({str(b): (g, d) for b, g, d in zip(od["batches"], od["gamma_star"], od["delta_star"])},
-                               od.get("batch_sizes"))
-    return est
-
-
-def apply_feature_score(state: dict[str, Any], new_features: pd.DataFrame, batches: pd.Series, *,
-                        unseen: Literal["error", "estimate"] = "error") -> pd.Series:
-    """Score new patients with a fitted state (from :attr:`FeatureScoreResult.state`).
-
-    ``new_features``: patients x features (at least the selected ones; all the harmonised
-    features when a batch is new and ``unseen="estimate"``). ``batches``: each patient's
-    scanner or centre (whichever the state was harmonised by). A scanner the fit harmonised
-    (in the ComBat fit, or from its own data, e.g. a validation cohort's scanner in mode
-    ``train_reference``) gets the stored estimates, so a patient is scored exactly as at
-    fitting time. Scanners unknown to the state are refused (``unseen="error"``) or
-    harmonised towards the reference from the new patients' own data (``"estimate"``, at
-    least 2 patients per new scanner).
-    """
-    if state.get("version") not in SUPPORTED_STATE_VERSIONS:
-        raise DlrcError(f"feature-score state version {state.get('version')} is not supported "
-                        f"(this dlrc reads version{'s' if len(SUPPORTED_STATE_VERSIONS) > 1 else ''} "
-                        f"{', '.join(map(str, SUPPORTED_STATE_VERSIONS))})")
-    feats = list(state["features"])
-    if not feats:
-        raise DlrcError("feature-score state has no selected feature")
-    X = new_features.copy()
-    X.index = X.index.astype(str)
-    missing = [f for f in feats if f not in X.columns]
-    if missing:
-        raise DlrcError(f"feature score: selected feature(s) missing from the new data: {', '.join(missing)}")
-    hs = state["harmonisation"]
-    label = hs.get("batch", "batch")
-    if hs.get("estimates") is not None:
-        est = state_estimates(state)
-        batches = pd.Series(batches).astype(str)
-        batches.index = batches.index.astype(str)
-        new = sorted(set(batches.reindex(X.index).dropna().unique()) - set(est.batches))
-        if not new:
-            est = _subset(est, feats)
-        Xh = apply_combat(est, X, batches, unseen=unseen, label=label)
-    else:
-        Xh = X
-    bad = ~np.isfinite(Xh[feats].to_numpy(dtype=float))
-    if bad.any():
-        r, c = np.argwhere(bad)[0]
-        raise DlrcError(f"feature score: patient {Xh.index[r]} has no value for {feats[c]}")
-    Z = (Xh[feats].to_numpy(dtype=float) - np.asarray(state["scaler"]["mean"])) / np.asarray(state["scaler"]["sd"])
-    lp = state["model"]["intercept"] + Z @ np.asarray(state["model"]["coef"])
-    return pd.Series(lp, index=Xh.index, name="score")
-
-
 def _subset(est: CombatEstimates, feats: list[str]) -> CombatEstimates:
     idx = [est.features.index(f) for f in feats]
     return CombatEstimates(
@@ -339,20 +404,20 @@ def _subset(est: CombatEstimates, feats: list[str]) -> CombatEstimates:
     )
 
 
-def score_frame(result: FeatureScoreResult, study: pd.DataFrame, name: str = "Rad_score") -> pd.DataFrame:
-    """The hand-over frame of a score: index patient_id, columns cohort, lnm, ``name``
-    (NaN for patients without features; :attr:`FeatureScoreResult.excluded` says why)."""
+def score_frame(fitted: FeatureScore, study: pd.DataFrame, name: str = "Rad_score") -> pd.DataFrame:
+    """The hand-over frame of a fitted score: index patient_id, columns cohort, lnm, ``name``
+    (NaN for patients without features; :attr:`FeatureScore.excluded_` says why)."""
     st = by_patient(study)
     out = pd.DataFrame({"cohort": st["cohort"].astype(str), "lnm": st["lnm"].astype(int),
-                        name: result.score.reindex(st.index).astype(float)})
+                        name: fitted.score_.reindex(st.index).astype(float)})
     out.index.name = "patient_id"
     return out
 
 
-def selected_table(result: FeatureScoreResult, digits: int = 3) -> pd.DataFrame:
+def selected_table(fitted: FeatureScore, digits: int = 3) -> pd.DataFrame:
     """The final model as the paper's Table S2: feature, coefficient (per training SD),
     OR with Wald 95 % CI, p; the intercept last. Sorted by |coefficient|."""
-    c = result.selection.coefficients.copy()
+    c = fitted.selection_.coefficients.copy()
     inter = c[c["term"] == "(Intercept)"]
     feats = c[c["term"] != "(Intercept)"]
     feats = feats.reindex(feats["coef"].abs().sort_values(ascending=False, kind="mergesort").index)

@@ -34,6 +34,7 @@ import pandas as pd
 from scipy.stats import rankdata
 
 from dlrc_lib.stats.lasso import LassoCVResult, lasso_cv
+from dlrc_lib import stats
 
 __all__ = [
     "SelectionResult",
@@ -69,8 +70,6 @@ def _usable(X: pd.DataFrame) -> tuple[list[str], list[str], list[str]]:
 # ------------------------------------------------------------------- step 1: MW filter
 def mann_whitney_filter(X: pd.DataFrame, y: pd.Series, threshold: float) -> pd.DataFrame:
     """Mann–Whitney p per feature (sorted by p); column ``keep`` = ``p < threshold``."""
-    from dlrc_lib import stats
-
     p = np.asarray(stats.mann_whitney_pvalues(X.to_numpy(dtype=float), np.asarray(y, dtype=int)),
                    dtype=float)
     out = pd.DataFrame({"feature": list(X.columns), "p": p})
@@ -121,8 +120,6 @@ def fit_logistic(X: pd.DataFrame, y: Sequence[int]) -> pd.DataFrame:
     """Unpenalised logistic regression (R ``glm(family=binomial)`` via
     :func:`dlrc_lib.stats.logistic_glm`); one row per term with coef, se, z, p, OR and its
     Wald 95 % CI (R ``summary(fit)$coefficients`` and ``exp(confint.default(fit))``)."""
-    from dlrc_lib import stats
-
     fit = stats.logistic_glm(X.astype(float), np.asarray(y, dtype=int))
     return fit.summary_frame()[["term", "coef", "se", "z", "p", "OR", "OR_lower", "OR_upper"]]
 
@@ -189,11 +186,28 @@ def _lasso_step(Z: pd.DataFrame, y: pd.Series, kept: list[str], params, seed: in
 
 def _stepwise_step(Z: pd.DataFrame, y: pd.Series, direction: str, notes: list[str]) -> list[str]:
     """``MASS::stepAIC`` on the LASSO survivors; its warnings go to ``notes``."""
-    from dlrc_lib import stats
-
     step = stats.backward_aic(Z, y.to_numpy(), direction=direction)
     notes.extend(f"stepwise AIC: {w}" for w in step.warnings)
     return list(step.selected)
+
+
+def _mann_whitney_explanation(mw: pd.DataFrame, params, n_usable: int, n_pos: int, n_neg: int) -> str:
+    """Why no feature passed the Mann-Whitney filter."""
+    best = mw.iloc[0]
+    return (f"no feature passed Mann-Whitney p < {params.mw_p:g} in the training cohort "
+            f"(smallest p = {best['p']:.3g}, {best['feature']}; {n_usable} features tested, "
+            f"{n_pos} LNM(+) / {n_neg} LNM(-)); a larger selection.mw_p lets more features through")
+
+
+def _lasso_explanation(lasso, n_candidates: int, rule_txt: str, params) -> str:
+    """Why the LASSO kept no feature."""
+    i = int(np.flatnonzero(lasso.lambdas == lasso.lambda_min)[0])
+    return (f"LASSO ({rule_txt}) kept no feature: the cross-validated deviance of the "
+            f"{n_candidates} candidates (best {lasso.cvm[i]:.4f} at lambda.min = {lasso.lambda_min:.4g}, "
+            f"{int(lasso.nzero[i])} features) is within one standard error of the intercept-only "
+            f"model ({lasso.cvm[0]:.4f}), so the 1-SE rule prefers no feature"
+            + ("; with so small a training cohort set selection.lasso_rule: min" if params.lasso_rule == "1se"
+               else ""))
 
 
 def select_features(X: pd.DataFrame, y: Sequence[int], params, *, seed: int = 0,
@@ -239,12 +253,7 @@ def select_features(X: pd.DataFrame, y: Sequence[int], params, *, seed: int = 0,
     passed = mw.loc[mw["keep"], "feature"].tolist()
     rows.append(_funnel_row("Mann-Whitney U", len(passed), f"p < {params.mw_p:g}"))
     if not passed:
-        best = mw.iloc[0]
-        return stop("mann_whitney",
-                    f"no feature passed Mann-Whitney p < {params.mw_p:g} in the training cohort "
-                    f"(smallest p = {best['p']:.3g}, {best['feature']}; {len(usable)} features tested, "
-                    f"{n_pos} LNM(+) / {n_neg} LNM(-)); a larger selection.mw_p lets more features through",
-                    mw=mw)
+        return stop("mann_whitney", _mann_whitney_explanation(mw, params, len(usable), n_pos, n_neg), mw=mw)
 
     kept, dropped = spearman_prune(X[passed], passed, params.spearman_r)
     rows.append(_funnel_row("Spearman pruning", len(kept), f"|rho| <= {params.spearman_r:g}"))
@@ -255,14 +264,7 @@ def select_features(X: pd.DataFrame, y: Sequence[int], params, *, seed: int = 0,
     lasso, lasso_kept, rule_txt = _lasso_step(Z, y, kept, params, seed, notes, memo=lasso_memo)
     rows.append(_funnel_row("LASSO", len(lasso_kept), rule_txt))
     if not lasso_kept:
-        i = int(np.flatnonzero(lasso.lambdas == lasso.lambda_min)[0])
-        return stop("lasso",
-                    f"LASSO ({rule_txt}) kept no feature: the cross-validated deviance of the "
-                    f"{len(kept)} candidates (best {lasso.cvm[i]:.4f} at lambda.min = {lasso.lambda_min:.4g}, "
-                    f"{int(lasso.nzero[i])} features) is within one standard error of the intercept-only "
-                    f"model ({lasso.cvm[0]:.4f}), so the 1-SE rule prefers no feature"
-                    + ("; with so small a training cohort set selection.lasso_rule: min" if params.lasso_rule == "1se"
-                       else ""),
+        return stop("lasso", _lasso_explanation(lasso, len(kept), rule_txt, params),
                     mw=mw, sp=dropped, lasso=lasso, mean=mean, sd=sd)
 
     direction = getattr(params, "stepwise_direction", "backward")

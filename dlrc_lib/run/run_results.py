@@ -1,0 +1,116 @@
+"""The run folder's results as the library's objects.
+
+The notebooks hand their results on through the run folder (``reports/<run>/``): frames in
+``data/``, machine-readable results in ``results/<notebook>.json``. This module is the one
+place that knows which notebook wrote what: it reads them and builds the typed objects the
+lower layers take (a fitted :class:`~dlrc_lib.scores.pipeline.FeatureScore`, the chosen deep
+model as :class:`~dlrc_lib.scores.deep_models.BestDeepModel`, :class:`DlrcResults`), so that
+``model/``, ``scores/`` and ``evaluation/`` never see a run folder or a notebook's name.
+
+``art`` is the notebook's :class:`~dlrc_lib.reporting.artifacts.Artifacts` (``open_run``).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Mapping
+
+import pandas as pd
+
+from dlrc_lib.core.errors import DlrcError
+from dlrc_lib.model.dlrc import ScoreInputs, score_inputs
+from dlrc_lib.model.export import document_from_fits
+from dlrc_lib.scores.deep_models import BestDeepModel
+from dlrc_lib.scores.pipeline import STATE_VERSION, FeatureScore
+
+if TYPE_CHECKING:
+    from dlrc_lib.core.config import Params
+    from dlrc_lib.model.dlrc import DlrcFit
+    from dlrc_lib.model.nomogram import Nomogram
+    from dlrc_lib.reporting.artifacts import Artifacts
+
+__all__ = ["RADIOMICS", "DEEP_LEARNING", "DLRC", "DlrcResults", "radiomics_scores", "radiomics_score",
+           "best_deep_model", "load_score_inputs", "model_document", "dlrc_results"]
+
+# the notebooks whose results later steps read
+RADIOMICS, DEEP_LEARNING, DLRC = "03_radiomics", "04_deep_learning", "05_dlrc"
+
+
+def _fitted_score(state: Any, where: str) -> FeatureScore:
+    """A stored score pipeline of this dlrc's state version as a fitted :class:`FeatureScore`."""
+    if not isinstance(state, Mapping):
+        raise DlrcError(f"{where}: no fitted score pipeline")
+    if state.get("version") != STATE_VERSION:
+        raise DlrcError(f"{where}: score state version {state.get('version')}, not {STATE_VERSION} (it lacks "
+                        "the ComBat estimates of the scanners harmonised from their own images); rerun "
+                        "notebooks 03-05")
+    return FeatureScore.from_dict(state)
+
+
+# ------------------------------------------------------------------ 03 and 04
+def radiomics_scores(art: "Artifacts") -> pd.DataFrame:
+    """Every patient's Rad_score (index patient_id: cohort, lnm, Rad_score), ``data/rad_score``."""
+    return art.load_frame("rad_score")
+
+
+def radiomics_score(art: "Artifacts") -> FeatureScore:
+    """The fitted radiomics score pipeline (``results/03_radiomics.json``, key ``state``)."""
+    res = art.load_results(RADIOMICS)
+    if "state" not in res:
+        raise DlrcError(f"results/{RADIOMICS}.json: no 'state' (the fitted radiomics score "
+                        "pipeline); rerun notebook 03")
+    return _fitted_score(res["state"], f"results/{RADIOMICS}.json")
+
+
+def best_deep_model(art: "Artifacts", with_estimator: bool = False) -> BestDeepModel:
+    """Every DL model's scores (``data/dl_scores``) and the model notebook 04 chose
+    (``results/04_deep_learning.json``: ``best_model``, ``best_model_rule``, ``weights``; with
+    ``with_estimator``, its fitted score pipeline from ``states``)."""
+    res = art.load_results(DEEP_LEARNING)
+    best = res.get("best_model")
+    if not best:
+        raise DlrcError(f"results/{DEEP_LEARNING}.json: no 'best_model'; run notebook 04 first")
+    scores = art.load_frame("dl_scores")
+    if best not in scores.columns:
+        raise DlrcError(f"data/dl_scores.parquet: no column for the best model '{best}'")
+    estimator = None
+    if with_estimator:
+        states = res.get("states") or {}
+        if best not in states:
+            raise DlrcError(f"results/{DEEP_LEARNING}.json: no 'states' entry for {best}; rerun notebook 04")
+        estimator = _fitted_score(states[best], f"results/{DEEP_LEARNING}.json ({best})")
+    return BestDeepModel(name=str(best), scores=scores, estimator=estimator,
+                         weights=(res.get("weights") or {}).get(best), rule=res.get("best_model_rule"))
+
+
+def load_score_inputs(art: "Artifacts", study: pd.DataFrame) -> ScoreInputs:
+    """Rad_score (notebook 03) and the chosen DL_score (notebook 04) of every patient of
+    ``study`` (:func:`dlrc_lib.model.dlrc.score_inputs`)."""
+    return score_inputs(radiomics_scores(art), best_deep_model(art), study)
+
+
+def model_document(art: "Artifacts", *, fit: "DlrcFit", nomogram: "Nomogram", cutoffs: Mapping[str, float],
+                   study: pd.DataFrame, params: "Params") -> dict:
+    """The run's model document (:func:`dlrc_lib.model.export.document_from_fits`) from the
+    score pipelines notebooks 03 and 04 saved and notebook 05's DLRC fit."""
+    return document_from_fits(radiomics_score(art), best_deep_model(art, with_estimator=True), fit=fit,
+                              nomogram=nomogram, cutoffs=cutoffs, study=study, params=params)
+
+
+# ------------------------------------------------------------------------ 05
+@dataclass
+class DlrcResults:
+    """What notebook 05 hands on to the evaluation notebooks (06-08)."""
+
+    predictions: pd.DataFrame  # index patient_id: cohort, lnm, the terms, prob_radiomics/_dl/_dlrc
+    best_model: str | None  # the deep-learning model in the DLRC model
+    terms: list[str] | None  # the DLRC model's terms (None: not recorded)
+    cutoffs: dict[str, float]  # training Youden cut-off per model (radiomics, dl, dlrc)
+
+
+def dlrc_results(art: "Artifacts") -> DlrcResults:
+    """``data/predictions`` and ``results/05_dlrc.json`` (``best_model``, ``dlrc_terms``,
+    ``cutoffs``)."""
+    res = art.load_results(DLRC)
+    terms = res.get("dlrc_terms") or res.get("terms")
+    return DlrcResults(predictions=art.load_frame("predictions"), best_model=res.get("best_model"),
+                       terms=list(terms) if terms else None, cutoffs=dict(res.get("cutoffs") or {}))
