@@ -16,7 +16,8 @@ from dlrc_lib.core.errors import DlrcError
 from dlrc_lib.features import radiomics as rad
 from dlrc_lib.features.deep import preprocess as dp
 from dlrc_lib.study.images import ImageReadError, is_dicom_seg, read_image, read_mask
-from dlrc_lib.study.validate import check_patient_files, validate_manifest
+from dlrc_lib.study.file_checks import check_patient_files
+from dlrc_lib.study.validate import validate_manifest
 
 pydicom = pytest.importorskip("pydicom")
 

@@ -9,7 +9,7 @@ from dlrc_lib.core.config import HarmonisationParams, SelectionParams
 from dlrc_lib.core.errors import DlrcError
 from dlrc_lib.model import dlrc as M
 from dlrc_lib.run import run_results as R
-from dlrc_lib.reporting.artifacts import Artifacts
+from dlrc_lib.run.artifacts import Artifacts
 from dlrc_lib.scores.deep_models import BestDeepModel
 from dlrc_lib.scores.pipeline import FeatureScore, score_frame
 

@@ -176,7 +176,7 @@ def test_nrrd_and_dicom_series(study):
             sl.SetMetaData(tag, value)
         writer.SetFileName(str(folder / f"{k:03d}.dcm"))
         writer.Execute(sl)
-    from dlrc_lib.study.validate import read_image
+    from dlrc_lib.study.images import read_image
 
     img = read_image(folder)
     assert img.GetSize() == src.GetSize()

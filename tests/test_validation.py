@@ -16,8 +16,9 @@ import SimpleITK as sitk
 from dlrc_lib.core.config import Params
 from dlrc_lib.core.errors import DlrcError
 from dlrc_lib.study.validate import load_validated_study, validate_manifest
-from dlrc_lib.study.validate import (ValidationCache, attach_digests, byte_problems, check_patient_files,
-                                 last_digests, verify_digests)
+from dlrc_lib.study.file_checks import byte_problems, check_patient_files
+from dlrc_lib.study.validate import attach_digests, verify_digests
+from dlrc_lib.study.validation_cache import ValidationCache, last_digests
 
 ROOT = Path(__file__).resolve().parents[1]
 

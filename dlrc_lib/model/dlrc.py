@@ -28,6 +28,7 @@ from dlrc_lib.core.errors import DlrcError
 from dlrc_lib.evaluation.cohort_table import compute_table1
 from dlrc_lib.evaluation.performance import format_table, metrics_at_cutoff
 from dlrc_lib.evaluation.roc import RocDisplay
+from dlrc_lib.study.manifest import by_patient
 from dlrc_lib.study.schema import (
     CLINICAL,
     COHORT_LABELS,
@@ -439,7 +440,8 @@ def score_inputs(rad_scores: pd.DataFrame, deep: "BestDeepModel", study: pd.Data
     if best not in dls.columns:
         raise DlrcError(f"DL scores: no column for the best model '{best}'")
     _require(rad, ["Rad_score"], "radiomics scores")
-    ids = study.index if study.index.name == "patient_id" else pd.Index(study["patient_id"].astype(str))
+    st = by_patient(study)
+    ids = st.index
     rows = []
     for pid in ids:
         why = [w for w, frame, col in (("no Rad_score (radiomics)", rad, "Rad_score"),
@@ -450,7 +452,6 @@ def score_inputs(rad_scores: pd.DataFrame, deep: "BestDeepModel", study: pd.Data
     lost = pd.DataFrame(rows, columns=["patient_id", "reason"])
     gone = set(lost["patient_id"])
     keep = [p for p in ids if p not in gone]
-    st = study.set_index("patient_id") if study.index.name != "patient_id" else study
     scores = pd.DataFrame({"cohort": st.loc[keep, "cohort"], "lnm": st.loc[keep, "lnm"].astype(int),
                            "Rad_score": rad.loc[keep, "Rad_score"].astype(float),
                            "DL_score": dls.loc[keep, best].astype(float)})

@@ -7,7 +7,7 @@ lower layers take (a fitted :class:`~dlrc_lib.scores.pipeline.FeatureScore`, the
 model as :class:`~dlrc_lib.scores.deep_models.BestDeepModel`, :class:`DlrcResults`), so that
 ``model/``, ``scores/`` and ``evaluation/`` never see a run folder or a notebook's name.
 
-``art`` is the notebook's :class:`~dlrc_lib.reporting.artifacts.Artifacts` (``open_run``).
+``art`` is the notebook's :class:`~dlrc_lib.run.artifacts.Artifacts` (``open_run``).
 """
 from __future__ import annotations
 
@@ -26,7 +26,7 @@ if TYPE_CHECKING:
     from dlrc_lib.core.config import Params
     from dlrc_lib.model.dlrc import DlrcFit
     from dlrc_lib.model.nomogram import Nomogram
-    from dlrc_lib.reporting.artifacts import Artifacts
+    from dlrc_lib.run.artifacts import Artifacts
 
 __all__ = ["RADIOMICS", "DEEP_LEARNING", "DLRC", "DlrcResults", "radiomics_scores", "radiomics_score",
            "best_deep_model", "load_score_inputs", "model_document", "dlrc_results"]

@@ -29,7 +29,8 @@ from dlrc_lib.core.machine import children_cpu_seconds, cpu_facts, speed_warning
 from dlrc_lib.core.progress import ConsoleEcho
 from dlrc_lib.features.store import file_digest
 from dlrc_lib.study.manifest import load_study
-from dlrc_lib.study.validate import attach_digests, last_digests
+from dlrc_lib.study.validate import attach_digests
+from dlrc_lib.study.validation_cache import last_digests
 from dlrc_lib.twin.prepare import prepare_study
 from dlrc_lib.reporting.checklist import write_checklist
 from dlrc_lib.reporting.index_page import write_index
