@@ -1,39 +1,95 @@
-"""One figure style for every figure of the package (matplotlib).
+"""Figures of the package: plotnine for charts of data, matplotlib for diagrams, one theme.
 
-All figures are drawn with matplotlib: the paper's figures include a nomogram, a flow chart
-and MRI slices, which a grammar-of-graphics library cannot draw, and one library means one
-look, one way to save (``Artifacts.figure``) and no renderer state between draws. A plotting
-function takes ``ax=None`` (or ``axes``), draws, and returns the :class:`~matplotlib.figure.Figure`;
-it never saves or shows.
+* **Charts of data** (ROC, calibration, decision curves, PCA, selection funnel, LASSO curve,
+  violins, heatmaps, ICC, the specification curve) are plotnine ``ggplot``\\ s built by
+  Display objects in scikit-learn's manner: ``XDisplay.from_...(...)`` computes what is
+  drawn (small frames you can inspect or test), ``.plot()`` returns the ``ggplot`` (extend it
+  with ``+ theme(...)`` or another layer), ``.save(path)`` writes it (:class:`GgplotDisplay`).
+* **Diagrams** (the nomogram, the flow chart, MRI panels) are matplotlib figures: a grammar
+  of graphics has no geometry for them. Their functions take ``ax=None`` (or ``axes``), draw
+  and return the :class:`~matplotlib.figure.Figure`.
+
+Both use the theme of :mod:`dlrc_lib.core.theme` (``theme_dlrc()`` and :data:`STYLE`, one
+set of fonts, sizes and colours). Nothing here saves into a run: ``Artifacts.figure`` writes
+either kind as PNG and PDF (a ggplot is rendered once with :func:`render`).
 """
 from __future__ import annotations
 
+import warnings
 from contextlib import contextmanager
-from typing import Iterator, Sequence
+from pathlib import Path
+from typing import Any, Iterator, Sequence
 
-#: Colours: the three models of Fig. 4-6, the two LNM groups, reference lines.
-MODEL_COLOURS = ("#1b9e77", "#d95f02", "#7570b3", "#e7298a", "#66a61e", "#e6ab02")
-LNM_COLOURS = ("#4c72b0", "#dd8452")  # LNM(-), LNM(+)
-THRESHOLD_COLOUR = "#b2182b"
-BAR_COLOUR = "#3b6ea8"
+from dlrc_lib.core.theme import (  # noqa: F401 - the constants are part of this module's interface
+    BAR_COLOUR,
+    LNM_COLOURS,
+    MODEL_COLOURS,
+    STYLE,
+    THRESHOLD_COLOUR,
+)
 
-STYLE = {
-    "figure.dpi": 100,
-    "font.size": 9,
-    "axes.titlesize": 10,
-    "axes.labelsize": 9,
-    "axes.grid": True,
-    "grid.color": "#e5e5e5",
-    "grid.linewidth": 0.6,
-    "axes.edgecolor": "#333333",
-    "axes.linewidth": 0.8,
-    "axes.axisbelow": True,
-    "legend.frameon": False,
-    "legend.fontsize": 8,
-    "xtick.labelsize": 8,
-    "ytick.labelsize": 8,
-    "savefig.facecolor": "white",
-}
+
+def is_ggplot(obj: Any) -> bool:
+    """Whether ``obj`` is a plotnine ``ggplot`` (without importing plotnine for others)."""
+    return type(obj).__module__.startswith("plotnine") and hasattr(obj, "draw") and not hasattr(obj, "savefig")
+
+
+def render(plot: Any, width: float | None = None, height: float | None = None):
+    """Render a ggplot to a matplotlib Figure (``width`` x ``height`` inches when both are
+    given, else the plot's own ``figure_size``), with plotnine's warnings about sizes and
+    saving silenced. The caller closes the figure."""
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import plotnine as p9
+    from plotnine.exceptions import PlotnineWarning
+
+    if width and height:
+        plot = plot + p9.theme(figure_size=(width, height))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", PlotnineWarning)
+        return plot.draw()
+
+
+def save_figure(fig: Any, path: str | Path, dpi: int = 150) -> Path:
+    """Save a rendered figure with fixed metadata (the same inputs give the same bytes)."""
+    path = Path(path)
+    meta = {"CreationDate": None} if path.suffix.lower() == ".pdf" else \
+        {"Software": None} if path.suffix.lower() == ".png" else None
+    fig.savefig(path, dpi=dpi, bbox_inches="tight", metadata=meta)
+    return path
+
+
+class GgplotDisplay:
+    """What every Display of the package has beside ``plot()`` (which returns the ggplot)."""
+
+    def plot(self):  # pragma: no cover - each display defines it
+        raise NotImplementedError
+
+    def save(self, path: str | Path, width: float | None = None, height: float | None = None,
+             dpi: int = 150) -> Path:
+        """Render :meth:`plot` once and write it to ``path`` (PNG, PDF or SVG by the suffix)."""
+        import matplotlib.pyplot as plt
+
+        fig = render(self.plot(), width, height)
+        try:
+            return save_figure(fig, path, dpi)
+        finally:
+            plt.close(fig)
+
+    def _repr_png_(self) -> bytes:
+        """Shown in a notebook as the rendered plot."""
+        import io
+
+        import matplotlib.pyplot as plt
+
+        fig = render(self.plot())
+        try:
+            buf = io.BytesIO()
+            fig.savefig(buf, format="png", dpi=100, bbox_inches="tight", metadata={"Software": None})
+            return buf.getvalue()
+        finally:
+            plt.close(fig)
 
 
 @contextmanager

@@ -37,7 +37,7 @@ from dlrc_lib.reporting.paths import (ENV_CELLS_SHOW_RUN, ENV_PARAMS_FILE, ENV_R
 # Packages whose versions matter for the numbers (recorded in run.json).
 TRACKED_PACKAGES = (
     "numpy", "scipy", "pandas", "scikit-learn", "statsmodels", "pyradiomics", "SimpleITK",
-    "torch", "torchvision", "neuroCombat", "matplotlib", "papermill", "pyarrow",
+    "torch", "torchvision", "neuroCombat", "plotnine", "matplotlib", "papermill", "pyarrow",
 )
 
 # Names a notebook may declare beyond the schema's: set by the runner (write_artifacts: the
