@@ -26,6 +26,7 @@ from dlrc_lib.core.theme import (  # noqa: F401 - the constants are part of this
     MODEL_COLOURS,
     STYLE,
     THRESHOLD_COLOUR,
+    pt,
 )
 
 
@@ -137,25 +138,19 @@ def hide_unused(axes, used: int) -> None:
         ax.set_visible(False)
 
 
-def violins(ax, groups: Sequence, positions: Sequence[float], colours: Sequence[str], width: float = 0.7,
-            box: bool = True) -> None:
-    """Violins (with a narrow box plot inside) of several samples at ``positions``."""
+def violin_layers(data: pd.DataFrame, x: str, y: str, fill: str, *, width: float = 0.7, dodge: float | None = None):
+    """Violins (where a group has two or more distinct values) with a narrow white box plot
+    inside, as the matplotlib figures drew them: the layers to add to a ggplot."""
     import numpy as np
+    import plotnine as p9
 
-    data = [np.asarray(g, dtype=float)[np.isfinite(np.asarray(g, dtype=float))] for g in groups]
-    ok = [i for i, d in enumerate(data) if d.size >= 2 and np.ptp(d) > 0]
-    if ok:
-        parts = ax.violinplot([data[i] for i in ok], positions=[positions[i] for i in ok], widths=width,
-                              showextrema=False)
-        for body, i in zip(parts["bodies"], ok):
-            body.set_facecolor(colours[i])
-            body.set_edgecolor("#333333")
-            body.set_linewidth(0.4)
-            body.set_alpha(0.65)
-    if box:
-        present = [i for i, d in enumerate(data) if d.size]
-        if present:
-            ax.boxplot([data[i] for i in present], positions=[positions[i] for i in present], widths=width * 0.2,
-                       showfliers=True, flierprops={"markersize": 2, "alpha": 0.5}, patch_artist=True,
-                       boxprops={"facecolor": "white", "linewidth": 0.6}, medianprops={"color": "#333333"},
-                       whiskerprops={"linewidth": 0.6}, capprops={"linewidth": 0.6}, manage_ticks=False)
+    keys = [x, fill] if fill != x else [x]
+    spread = data.groupby(keys, observed=True)[y].agg(lambda v: v.size >= 2 and np.ptp(v) > 0)
+    ok = data.set_index(keys).index.isin(spread[spread].index)
+    data = data.assign(_group=data[x].astype(str) + "\x1f" + data[fill].astype(str))
+    pos = p9.position_dodge(width=dodge) if dodge else "identity"
+    return [p9.geom_violin(p9.aes(x, y, fill=fill), data=data[ok], width=width, alpha=0.65, colour="#333333",
+                           size=pt(0.4), position=pos, scale="width"),
+            p9.geom_boxplot(p9.aes(x, y, group="_group"), data=data, width=width * 0.2, fill="white",
+                            colour="#333333", size=pt(0.6), outlier_size=pt(2.0), outlier_alpha=0.5,
+                            outlier_stroke=0, position=pos)]

@@ -21,6 +21,7 @@ import numpy as np
 import pandas as pd
 
 from dlrc_lib.core import theme as T
+from dlrc_lib.core import figures as F
 from dlrc_lib.core.figures import GgplotDisplay
 from dlrc_lib.study.manifest import by_patient
 
@@ -317,23 +318,6 @@ def plot_lasso_cv(path: pd.DataFrame, lambda_min: float, lambda_1se: float):
 
 
 # ---------------------------------------------------------------- Figs. S4 / S5
-def violin_layers(data: pd.DataFrame, x: str, y: str, fill: str, *, width: float = 0.7, dodge: float | None = None):
-    """Violins (where a group has two or more distinct values) with a narrow white box plot
-    inside, as the matplotlib figures drew them: the layers to add to a ggplot."""
-    import plotnine as p9
-
-    keys = [x, fill] if fill != x else [x]
-    spread = data.groupby(keys, observed=True)[y].agg(lambda v: v.size >= 2 and np.ptp(v) > 0)
-    ok = data.set_index(keys).index.isin(spread[spread].index)
-    pos = p9.position_dodge(width=dodge) if dodge else "identity"
-    return [p9.geom_violin(p9.aes(x, y, fill=fill), data=data[ok], width=width, alpha=0.65, colour="#333333",
-                           size=T.pt(0.4), position=pos, scale="width"),
-            p9.geom_boxplot(p9.aes(x, y, group=f"interaction({x}, {fill})" if dodge else x), data=data,
-                            width=width * 0.2, fill="white", colour="#333333", size=T.pt(0.6),
-                            outlier_size=T.pt(2.0), outlier_alpha=0.5, outlier_stroke=0,
-                            position=p9.position_dodge(width=dodge) if dodge else "identity")]
-
-
 @dataclass
 class FeatureViolinDisplay(GgplotDisplay):
     """(Standardised) selected features by LNM status, one panel per feature (Figs. S4/S6).
@@ -365,7 +349,7 @@ class FeatureViolinDisplay(GgplotDisplay):
         n = len(self.features)
         cols = max(1, min(self.ncol, n))
         rows = int(np.ceil(n / cols))
-        return (p9.ggplot(d) + violin_layers(d, "lnm", "value", "lnm")
+        return (p9.ggplot(d) + F.violin_layers(d, "lnm", "value", "lnm")
                 + p9.facet_wrap("feature", ncol=cols, scales="free_y")
                 + T.scale_fill_lnm()
                 + p9.labs(x="", y="standardised value", title=self.title)
