@@ -301,7 +301,7 @@ class LassoCvDisplay(GgplotDisplay):
 
         p = self.path[["log_lambda", "cvm", "cvlo", "cvup"]].dropna()
         return (p9.ggplot(p, p9.aes("log_lambda", "cvm"))
-                + p9.geom_errorbar(p9.aes(ymin="cvlo", ymax="cvup"), colour="grey", size=T.pt(0.8), width=0)
+                + p9.geom_linerange(p9.aes(ymin="cvlo", ymax="cvup"), colour="grey", size=T.pt(0.8))
                 + p9.geom_point(colour="#c0392b", size=T.pt(3.0))
                 + p9.geom_vline(xintercept=np.log(self.lambda_min), linetype="dashed", colour=T.EDGE_COLOUR,
                                 size=T.pt(0.8))
