@@ -38,15 +38,18 @@ def is_ggplot(obj: Any) -> bool:
 def render(plot: Any, width: float | None = None, height: float | None = None):
     """Render a ggplot to a matplotlib Figure (``width`` x ``height`` inches when both are
     given, else the plot's own ``figure_size``), with plotnine's warnings about sizes and
-    saving silenced. The caller closes the figure."""
+    saving silenced. The caller closes the figure. A copy is drawn: plotnine 0.15 leaves a
+    drawn plot with free facet scales unable to take another layer, and the caller's plot
+    stays extendable."""
+    import copy
+
     import matplotlib
 
     matplotlib.use("Agg", force=False)
     import plotnine as p9
     from plotnine.exceptions import PlotnineWarning
 
-    if width and height:
-        plot = plot + p9.theme(figure_size=(width, height))
+    plot = plot + p9.theme(figure_size=(width, height)) if width and height else copy.deepcopy(plot)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", PlotnineWarning)
         return plot.draw()
