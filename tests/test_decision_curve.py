@@ -76,7 +76,8 @@ def test_figure6_panels_and_summaries():
     assert isinstance(gg, p9.ggplot)
     fig = render(gg)
     axes = fig.axes[:3]
-    assert sorted(t.get_text()[0] for t in fig.texts if t.get_text()[1:3] == "  ") == ["a", "b", "c"]
+    texts = [t.get_text() for t in fig.findobj(__import__("matplotlib").text.Text)]
+    assert sorted(t[0] for t in texts if t[1:3] == "  ") == ["a", "b", "c"]
     prev = df[df.cohort == "train"]["lnm"].mean()
     assert axes[0].get_ylim() == pytest.approx((-0.1 * prev, prev))  # as dcurves' plot.dca
     fig2 = render(DecisionCurveDisplay.from_curves(curves, bands=bands, kind="interventions_avoided").plot())
