@@ -397,6 +397,7 @@ class CorrelationDisplay(GgplotDisplay):
         d["feature_y"] = pd.Categorical(d["feature_y"].astype(str), self.features)  # columns
         d["text"] = ["" if pd.isna(v) else f"{v:.2f}" for v in d["r"]]
         d["dark"] = np.where(d["r"].abs().fillna(0) > 0.6, "white", "black")
+        longest = max((len(f) for f in self.features), default=0)
         name = self.method.capitalize()
         return (p9.ggplot(d, p9.aes("feature_y", "feature_x"))
                 + p9.geom_tile(p9.aes(fill="r"), colour="white", size=T.pt(0.3))
@@ -405,9 +406,12 @@ class CorrelationDisplay(GgplotDisplay):
                                                   "#fddbc7", "#f4a582", "#d6604d", "#b2182b", "#67001f"],
                                           limits=(-1, 1), name=f"{name} r", na_value="#f0f0f0")
                 + p9.scale_colour_identity()
-                + p9.coord_equal(expand=False)
+                + p9.scale_x_discrete(expand=(0, 0))
+                + p9.scale_y_discrete(expand=(0, 0))
                 + p9.labs(x="", y="", title=self.title or f"{name} correlation of the selected features")
-                + T.theme_dlrc(figure_size=(max(5, 0.6 * n + 3), max(4, 0.5 * n + 2.5)))
+                # room for the feature names (7 pt: about 0.055 in a character; x labels at 45 degrees)
+                + T.theme_dlrc(figure_size=(max(5, 0.6 * n + 3) + 0.055 * longest,
+                                            max(4, 0.5 * n + 2.5) + 0.04 * longest))
                 + p9.theme(axis_text_x=p9.element_text(rotation=45, ha="right", size=T.NOTE_SIZE),
                            axis_text_y=p9.element_text(size=T.NOTE_SIZE), panel_grid_major=p9.element_blank()))
 
