@@ -32,6 +32,24 @@ def test_figures_are_byte_identical(tmp_path):
         assert (tmp_path / "r1/figures" / f"f.{ext}").read_bytes() == (tmp_path / "r2/figures" / f"f.{ext}").read_bytes()
 
 
+def test_a_ggplot_is_saved_as_png_and_pdf_byte_identical(tmp_path):
+    import plotnine as p9
+
+    df = pd.DataFrame({"x": [0, 1, 2], "y": [1, 0, 2]})
+    for run in ("r1", "r2"):
+        gg = p9.ggplot(df, p9.aes("x", "y")) + p9.geom_line()
+        saved = Artifacts(tmp_path / run).figure("g", gg, width=4, height=3)
+        assert saved.png.exists() and saved.pdf.exists()
+    for ext in ("png", "pdf"):
+        assert (tmp_path / "r1/figures" / f"g.{ext}").read_bytes() == (tmp_path / "r2/figures" / f"g.{ext}").read_bytes()
+    from PIL import Image
+
+    assert abs(Image.open(tmp_path / "r1/figures/g.png").size[0] - 4 * 150) < 60  # width x dpi, tight box
+    assert (tmp_path / "r1/figures/g.pdf").read_bytes()[:4] == b"%PDF"
+    with pytest.raises(Exception, match="ggplot or a matplotlib Figure"):
+        Artifacts(tmp_path / "r3").figure("h", object())
+
+
 def test_results_merge_and_nan_to_null(tmp_path):
     art = Artifacts(tmp_path, notebook="05_dlrc")
     art.results(best_model="ResNet152_2D")

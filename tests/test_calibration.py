@@ -80,8 +80,16 @@ def test_optimism_calibration_is_deterministic_and_corrects_downwards():
     assert a.max_abs_diff_to_predictions < 1e-8  # refit reproduces the frame's prob_dlrc
     assert list(a.curve.columns) == ["predy", "calibrated_orig", "calibrated_corrected", "optimism", "n_boot"]
     assert len(a.curve) == 50 and a.n_failed == 0
-    ax = plot_optimism_calibration(a)
-    assert ax.get_xlim() == (0, 1)
+    import plotnine as p9
+
+    from dlrc_lib.core.figures import render
+
+    gg = plot_optimism_calibration(a)
+    assert isinstance(gg, p9.ggplot)
+    fig = render(gg)
+    assert fig.axes[0].get_xlim() == (0, 1)
+    import matplotlib.pyplot as plt
+    plt.close(fig)
 
 
 def test_optimism_calibration_refuses_bad_input():
@@ -114,8 +122,16 @@ def test_figure5_three_panels_and_groups():
     df = make_predictions(scale=0.3, seed=2)
     models = model_columns("ResNet152_2D")
     disp = CalibrationDisplay.from_predictions(df, models)
-    fig = disp.plot()
-    assert [ax.get_title(loc="left")[0] for ax in fig.axes] == ["a", "b", "c"]
+    import plotnine as p9
+
+    from dlrc_lib.core.figures import render
+
+    gg = disp.plot()
+    assert isinstance(gg, p9.ggplot)
+    fig = render(gg)
+    texts = [t.get_text() for t in fig.findobj(__import__("matplotlib").text.Text)]
+    strips = sorted(t for t in texts if t[:3] in ("a  ", "b  ", "c  "))
+    assert [s[0] for s in strips] == ["a", "b", "c"]
     g = grouped_calibration(df, models)
     assert {"model", "cohort", "group", "predicted", "observed"} <= set(g.columns)
     # the display holds what it draws: the same groups as the table, the calibration statistics
@@ -127,11 +143,13 @@ def test_figure5_three_panels_and_groups():
         assert r["slope"] == tab.loc[(r["model"], r["cohort"]), "slope"]
     h = disp.histogram.groupby("cohort")[["events", "non_events"]].sum()
     assert (h.sum(axis=1) == df.groupby("cohort").size().loc[h.index]).all()
-    # one cohort drawn on an axis the caller owns
+    # one cohort: one panel, titled without a letter
     import matplotlib.pyplot as plt
-    _, ax = plt.subplots()
+    plt.close(fig)
     one = CalibrationDisplay.from_predictions(df, models, cohorts=["external"])
-    assert one.plot(axes=ax) is ax.figure and ax.get_title(loc="left") == "External validation"
+    fig = render(one.plot())
+    assert len(fig.axes) == 1
+    assert "External validation" in [t.get_text() for t in fig.findobj(__import__("matplotlib").text.Text)]
     plt.close("all")
 
 

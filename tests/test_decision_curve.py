@@ -67,13 +67,22 @@ def test_figure6_panels_and_summaries():
     t = threshold_grid(DecisionCurveParams())
     curves = decision_curves(df, model_columns("ResNet152_2D"), t)
     bands = bootstrap_bands(df, "prob_dlrc", t, B=10, seed=1, progress=False)
-    fig = DecisionCurveDisplay.from_curves(curves, bands=bands).plot()
-    axes = fig.axes
-    assert [ax.get_title(loc="left")[0] for ax in axes] == ["a", "b", "c"]
+    import matplotlib.pyplot as plt
+    import plotnine as p9
+
+    from dlrc_lib.core.figures import render
+
+    gg = DecisionCurveDisplay.from_curves(curves, bands=bands).plot()
+    assert isinstance(gg, p9.ggplot)
+    fig = render(gg)
+    axes = fig.axes[:3]
+    texts = [t.get_text() for t in fig.findobj(__import__("matplotlib").text.Text)]
+    assert sorted(t[0] for t in texts if t[1:3] == "  ") == ["a", "b", "c"]
     prev = df[df.cohort == "train"]["lnm"].mean()
     assert axes[0].get_ylim() == pytest.approx((-0.1 * prev, prev))  # as dcurves' plot.dca
-    fig2 = DecisionCurveDisplay.from_curves(curves, bands=bands, kind="interventions_avoided").plot()
-    assert fig2.axes[0].get_ylim() == (0, 100)
+    fig2 = render(DecisionCurveDisplay.from_curves(curves, bands=bands, kind="interventions_avoided").plot())
+    assert fig2.axes[0].get_ylim() == pytest.approx((0, 100))
+    plt.close("all")
     only = DecisionCurveDisplay.from_curves(curves, models=["DLRC"])
     assert set(only.curves["model"]) == {"DLRC", TREAT_ALL, TREAT_NONE}
     with pytest.raises(DlrcError, match="kind must be"):

@@ -328,8 +328,13 @@ def test_roc_plot_and_icc_filter():
     roc = display.curves
     assert set(roc["model"]) == set(dn.MODEL_NAMES) and roc["cohort"].nunique() == 3
     assert roc.groupby(["cohort", "model"], observed=True)["tpr"].max().eq(1).all()
-    fig = display.plot()
-    assert fig.__class__.__name__ == "Figure" and len([a for a in fig.axes if a.get_visible()]) == 3
+    from dlrc_lib.core.figures import render
+
+    gg = display.plot()
+    assert gg.__class__.__name__ == "ggplot"
+    fig = render(gg)
+    assert len([a for a in fig.axes if a.get_visible()]) == 3
+    __import__("matplotlib.pyplot").pyplot.close(fig)
     rng = np.random.default_rng(0)
     truth = rng.normal(0, 1, (8, 4))
     r1 = pd.DataFrame(truth, index=[f"P{i}" for i in range(8)], columns=["CET1_F0", "CET1_F1", "DWI_F0", "DWI_F1"])

@@ -35,11 +35,18 @@ def test_pca_frame_and_plots_build(before_after):
     y = study.set_index("patient_id").loc[X.index, "lnm"]
     funnel = pd.DataFrame({"step": ["Extracted", "Mann-Whitney U", "LASSO"], "n_features": [100, 10, 0],
                            "rule": ["", "", ""]})
-    for g in (D.plot_pca(f), D.plot_funnel(funnel), D.plot_feature_violins(Z, y),
-              D.plot_correlation_heatmap(Z)):
-        g.canvas.draw()  # renders
-        assert [a for a in g.axes if a.get_visible()]
-        g.canvas.draw()  # and renders again (saved, then displayed)
+    import matplotlib.pyplot as plt
+    import plotnine as p9
+
+    from dlrc_lib.core.figures import render
+
+    for gg in (D.plot_pca(f), D.plot_funnel(funnel), D.plot_feature_violins(Z, y),
+               D.plot_correlation_heatmap(Z)):
+        assert isinstance(gg, p9.ggplot)
+        for _ in range(2):  # renders, and renders again (saved, then displayed)
+            g = render(gg)
+            assert [a for a in g.axes if a.get_visible()]
+            plt.close(g)
 
 
 def test_correlation_frame_is_spearman():

@@ -160,7 +160,9 @@ def test_roc_plot_draws(fitted):
     assert len(labels) == 9 and labels["label"].str.contains(r"\d\.\d{3} \(\d\.\d{3}-\d\.\d{3}\)").all()
     for (cohort, model), c in curves.groupby(["cohort", "model"], observed=True):
         assert c["fpr"].iloc[0] == 0 and c["tpr"].iloc[-1] == 1 and c["fpr"].is_monotonic_increasing
-    fig = d.plot()
+    from dlrc_lib.core.figures import render
+
+    fig = render(d.plot())
     assert len(fig.axes) >= 3
     import matplotlib.pyplot as plt
     plt.close(fig)

@@ -81,9 +81,12 @@ def test_counts_excluded_and_long_format():
     long = R.icc_long(t)
     assert set(long["comparison"]) == {"inter-observer", "intra-observer"}
     assert len(long) == 6  # NaN ICCs left out
-    for fig in (R.plot_icc(t, 0.75), R.plot_icc_histogram(t, 0.75)):
-        fig.canvas.draw()
+    from dlrc_lib.core.figures import render
+
+    for gg in (R.plot_icc(t, 0.75), R.plot_icc_histogram(t, 0.75)):
+        fig = render(gg)
         assert fig.axes
+        __import__("matplotlib.pyplot").pyplot.close(fig)
 
 
 def test_reproducibility_end_to_end(tmp_path):

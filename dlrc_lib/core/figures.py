@@ -1,39 +1,99 @@
-"""One figure style for every figure of the package (matplotlib).
+"""Figures of the package: plotnine for charts of data, matplotlib for diagrams, one theme.
 
-All figures are drawn with matplotlib: the paper's figures include a nomogram, a flow chart
-and MRI slices, which a grammar-of-graphics library cannot draw, and one library means one
-look, one way to save (``Artifacts.figure``) and no renderer state between draws. A plotting
-function takes ``ax=None`` (or ``axes``), draws, and returns the :class:`~matplotlib.figure.Figure`;
-it never saves or shows.
+* **Charts of data** (ROC, calibration, decision curves, PCA, selection funnel, LASSO curve,
+  violins, heatmaps, ICC, the specification curve) are plotnine ``ggplot``\\ s built by
+  Display objects in scikit-learn's manner: ``XDisplay.from_...(...)`` computes what is
+  drawn (small frames you can inspect or test), ``.plot()`` returns the ``ggplot`` (extend it
+  with ``+ theme(...)`` or another layer), ``.save(path)`` writes it (:class:`GgplotDisplay`).
+* **Diagrams** (the nomogram, the flow chart, MRI panels) are matplotlib figures: a grammar
+  of graphics has no geometry for them. Their functions take ``ax=None`` (or ``axes``), draw
+  and return the :class:`~matplotlib.figure.Figure`.
+
+Both use the theme of :mod:`dlrc_lib.core.theme` (``theme_dlrc()`` and :data:`STYLE`, one
+set of fonts, sizes and colours). Nothing here saves into a run: ``Artifacts.figure`` writes
+either kind as PNG and PDF (a ggplot is rendered once with :func:`render`).
 """
 from __future__ import annotations
 
+import warnings
 from contextlib import contextmanager
-from typing import Iterator, Sequence
+from pathlib import Path
+from typing import Any, Iterator, Sequence
 
-#: Colours: the three models of Fig. 4-6, the two LNM groups, reference lines.
-MODEL_COLOURS = ("#1b9e77", "#d95f02", "#7570b3", "#e7298a", "#66a61e", "#e6ab02")
-LNM_COLOURS = ("#4c72b0", "#dd8452")  # LNM(-), LNM(+)
-THRESHOLD_COLOUR = "#b2182b"
-BAR_COLOUR = "#3b6ea8"
+from dlrc_lib.core.theme import (  # noqa: F401 - the constants are part of this module's interface
+    BAR_COLOUR,
+    LNM_COLOURS,
+    MODEL_COLOURS,
+    STYLE,
+    THRESHOLD_COLOUR,
+    pt,
+)
 
-STYLE = {
-    "figure.dpi": 100,
-    "font.size": 9,
-    "axes.titlesize": 10,
-    "axes.labelsize": 9,
-    "axes.grid": True,
-    "grid.color": "#e5e5e5",
-    "grid.linewidth": 0.6,
-    "axes.edgecolor": "#333333",
-    "axes.linewidth": 0.8,
-    "axes.axisbelow": True,
-    "legend.frameon": False,
-    "legend.fontsize": 8,
-    "xtick.labelsize": 8,
-    "ytick.labelsize": 8,
-    "savefig.facecolor": "white",
-}
+
+def is_ggplot(obj: Any) -> bool:
+    """Whether ``obj`` is a plotnine ``ggplot`` (without importing plotnine for others)."""
+    return type(obj).__module__.startswith("plotnine") and hasattr(obj, "draw") and not hasattr(obj, "savefig")
+
+
+def render(plot: Any, width: float | None = None, height: float | None = None):
+    """Render a ggplot to a matplotlib Figure (``width`` x ``height`` inches when both are
+    given, else the plot's own ``figure_size``), with plotnine's warnings about sizes and
+    saving silenced. The caller closes the figure. A copy is drawn: plotnine 0.15 leaves a
+    drawn plot with free facet scales unable to take another layer, and the caller's plot
+    stays extendable."""
+    import copy
+
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import plotnine as p9
+    from plotnine.exceptions import PlotnineWarning
+
+    plot = plot + p9.theme(figure_size=(width, height)) if width and height else copy.deepcopy(plot)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", PlotnineWarning)
+        return plot.draw()
+
+
+def save_figure(fig: Any, path: str | Path, dpi: int = 150) -> Path:
+    """Save a rendered figure with fixed metadata (the same inputs give the same bytes)."""
+    path = Path(path)
+    meta = {"CreationDate": None} if path.suffix.lower() == ".pdf" else \
+        {"Software": None} if path.suffix.lower() == ".png" else None
+    fig.savefig(path, dpi=dpi, bbox_inches="tight", metadata=meta)
+    return path
+
+
+class GgplotDisplay:
+    """What every Display of the package has beside ``plot()`` (which returns the ggplot)."""
+
+    def plot(self):  # pragma: no cover - each display defines it
+        raise NotImplementedError
+
+    def save(self, path: str | Path, width: float | None = None, height: float | None = None,
+             dpi: int = 150) -> Path:
+        """Render :meth:`plot` once and write it to ``path`` (PNG, PDF or SVG by the suffix)."""
+        import matplotlib.pyplot as plt
+
+        fig = render(self.plot(), width, height)
+        try:
+            return save_figure(fig, path, dpi)
+        finally:
+            plt.close(fig)
+
+    def _repr_png_(self) -> bytes:
+        """Shown in a notebook as the rendered plot."""
+        import io
+
+        import matplotlib.pyplot as plt
+
+        fig = render(self.plot())
+        try:
+            buf = io.BytesIO()
+            fig.savefig(buf, format="png", dpi=100, bbox_inches="tight", metadata={"Software": None})
+            return buf.getvalue()
+        finally:
+            plt.close(fig)
 
 
 @contextmanager
@@ -81,25 +141,19 @@ def hide_unused(axes, used: int) -> None:
         ax.set_visible(False)
 
 
-def violins(ax, groups: Sequence, positions: Sequence[float], colours: Sequence[str], width: float = 0.7,
-            box: bool = True) -> None:
-    """Violins (with a narrow box plot inside) of several samples at ``positions``."""
+def violin_layers(data: pd.DataFrame, x: str, y: str, fill: str, *, width: float = 0.7, dodge: float | None = None):
+    """Violins (where a group has two or more distinct values) with a narrow white box plot
+    inside, as the matplotlib figures drew them: the layers to add to a ggplot."""
     import numpy as np
+    import plotnine as p9
 
-    data = [np.asarray(g, dtype=float)[np.isfinite(np.asarray(g, dtype=float))] for g in groups]
-    ok = [i for i, d in enumerate(data) if d.size >= 2 and np.ptp(d) > 0]
-    if ok:
-        parts = ax.violinplot([data[i] for i in ok], positions=[positions[i] for i in ok], widths=width,
-                              showextrema=False)
-        for body, i in zip(parts["bodies"], ok):
-            body.set_facecolor(colours[i])
-            body.set_edgecolor("#333333")
-            body.set_linewidth(0.4)
-            body.set_alpha(0.65)
-    if box:
-        present = [i for i, d in enumerate(data) if d.size]
-        if present:
-            ax.boxplot([data[i] for i in present], positions=[positions[i] for i in present], widths=width * 0.2,
-                       showfliers=True, flierprops={"markersize": 2, "alpha": 0.5}, patch_artist=True,
-                       boxprops={"facecolor": "white", "linewidth": 0.6}, medianprops={"color": "#333333"},
-                       whiskerprops={"linewidth": 0.6}, capprops={"linewidth": 0.6}, manage_ticks=False)
+    keys = [x, fill] if fill != x else [x]
+    spread = data.groupby(keys, observed=True)[y].agg(lambda v: v.size >= 2 and np.ptp(v) > 0)
+    ok = data.set_index(keys).index.isin(spread[spread].index)
+    data = data.assign(_group=data[x].astype(str) + "\x1f" + data[fill].astype(str))
+    pos = p9.position_dodge(width=dodge) if dodge else "identity"
+    return [p9.geom_violin(p9.aes(x, y, fill=fill), data=data[ok], width=width, alpha=0.65, colour="#333333",
+                           size=pt(0.4), position=pos, scale="width"),
+            p9.geom_boxplot(p9.aes(x, y, group="_group"), data=data, width=width * 0.2, fill="white",
+                            colour="#333333", size=pt(0.6), outlier_size=pt(2.0), outlier_alpha=0.5,
+                            outlier_stroke=0, position=pos)]

@@ -7,7 +7,7 @@ groups of predicted risk; observed vs expected events) and calibration plots. Th
 * tabulates the Hosmer-Lemeshow test and calibration intercept, slope and Brier score of
   every model in every cohort (:func:`calibration_table`, from
   :func:`dlrc_lib.stats.hosmer_lemeshow` and :func:`dlrc_lib.stats.calibration_curve`);
-* draws Fig. 5 (:class:`CalibrationDisplay`): grouped observed vs predicted
+* draws Fig. 5 (:class:`CalibrationDisplay`, a plotnine ggplot): grouped observed vs predicted
   with 95 % CIs, a lowess smooth (R ``lowess(p, y, iter=0)``, as rms ``val.prob``), the
   ideal line and a histogram of the predictions;
 * corrects the training cohort's apparent calibration for optimism by the bootstrap, as rms
@@ -28,7 +28,9 @@ from scipy.special import expit
 
 from dlrc_lib import stats
 from dlrc_lib.core.errors import DlrcError
-from dlrc_lib.core.figures import MODEL_COLOURS
+from dlrc_lib.core import theme as T
+from dlrc_lib.core.figures import GgplotDisplay
+from dlrc_lib.core.theme import MODEL_COLOURS  # noqa: F401 - re-exported for decision_curve
 from dlrc_lib.evaluation.sra import COHORT_LABELS, COHORTS
 from dlrc_lib.study.schema import PROB_COLUMNS
 
@@ -137,37 +139,33 @@ def lowess_curve(y, prob, frac: float = 2 / 3) -> pd.DataFrame:
 
 
 # ------------------------------------------------------------------------------ figure
-def draw_cohort_panels(panel, cohorts: list[str], axes=None, titles: Iterable[str] | None = None, *,
-                       height: float = 4.4, width: float = 5.2):
-    """Call ``panel(ax, cohort, title)`` for each cohort, on the caller's ``axes`` (one per
-    cohort) or on a new figure in the package's style; default titles "a  Training", ...
-    (no letter for a single panel). Returns the figure."""
-    from dlrc_lib.core import figures as F
+def panel_titles(cohorts: Iterable[str], titles: Iterable[str] | None = None) -> dict[str, str]:
+    """``cohort -> panel title``: the given ``titles`` in order, else "a  Training", ... (no
+    letter for a single panel)."""
+    cohorts = list(cohorts)
+    if titles is not None:
+        return dict(zip(cohorts, titles))
+    return {c: f"{PANEL_LETTERS[i]}  {COHORT_LABELS.get(c, c)}" if len(cohorts) > 1 else COHORT_LABELS.get(c, c)
+            for i, c in enumerate(cohorts)}
 
-    if axes is None:
-        fig, grid = F.subplots(1, len(cohorts), size=(width * len(cohorts), height))
-        axes = grid[0]
-    else:
-        axes = list(np.atleast_1d(axes))
-        fig = axes[0].figure
-    titles = list(titles) if titles is not None else [
-        f"{PANEL_LETTERS[i]}  {COHORT_LABELS.get(c, c)}" if len(cohorts) > 1 else COHORT_LABELS.get(c, c)
-        for i, c in enumerate(cohorts)]
-    for ax, coh, title in zip(axes, cohorts, titles):
-        panel(ax, coh, title)
-    fig.tight_layout()
-    return fig
+
+def with_panels(frame: pd.DataFrame, titles: dict[str, str]) -> pd.DataFrame:
+    """``frame`` (with a ``cohort`` column) restricted to the panels' cohorts, with a ``panel``
+    column: the title, ordered as the panels (what the plots facet by)."""
+    out = frame[frame["cohort"].isin(list(titles))].copy()
+    out["panel"] = pd.Categorical(out["cohort"].map(titles), list(titles.values()))
+    return out
 
 
 @dataclass
-class CalibrationDisplay:
+class CalibrationDisplay(GgplotDisplay):
     """Calibration curves of several models, one panel per cohort (Fig. 5).
 
-    Compute with :meth:`from_predictions`, draw with :meth:`plot`. ``groups``: model, cohort,
-    group, n, predicted, observed, lower, upper (Wilson 95 % CI); ``smooth``: model, cohort,
-    x, fitted (R ``lowess(p, y, iter = 0)``); ``summary``: model, cohort, intercept, slope,
-    brier; ``histogram``: cohort, left, right, events, non_events (``hist_model``'s
-    predictions in 50 bins).
+    Compute with :meth:`from_predictions`; :meth:`plot` returns the plotnine ``ggplot``,
+    :meth:`save` writes it. ``groups``: model, cohort, group, n, predicted, observed, lower,
+    upper (Wilson 95 % CI); ``smooth``: model, cohort, x, fitted (R ``lowess(p, y, iter =
+    0)``); ``summary``: model, cohort, intercept, slope, brier; ``histogram``: cohort, left,
+    right, events, non_events (``hist_model``'s predictions in 50 bins).
     """
 
     groups: pd.DataFrame
@@ -177,6 +175,7 @@ class CalibrationDisplay:
     models: list[str]
     cohorts: list[str]
     hist_model: str | None = None
+    colours: dict[str, str] | None = None
 
     @classmethod
     def from_predictions(cls, predictions: pd.DataFrame, models: dict[str, str], *, groups: int = 10,
@@ -210,40 +209,57 @@ class CalibrationDisplay:
                        columns=["cohort", "left", "right", "events", "non_events"]),
                    list(models), cohorts, hist_model if hist_model in models else None)
 
-    def plot(self, axes=None, titles: Iterable[str] | None = None):
-        """Draw one panel per cohort (``axes``: one matplotlib axis per cohort, else a new
-        figure): grouped observed vs predicted with CI bars, the lowess smooth, the ideal
-        line, ``hist_model``'s predictions along the bottom (events up, non-events down);
-        intercept, slope and Brier score in the legend. Returns the figure."""
-        return draw_cohort_panels(self._panel, self.cohorts, axes, titles, height=5.4)
+    def plot(self, titles: Iterable[str] | None = None):
+        """The ggplot: one panel per cohort with the grouped observed vs predicted risk and
+        its 95 % CI, the lowess smooth of each model, the ideal line, ``hist_model``'s
+        predictions along the bottom (events up in black, non-events down in grey); each
+        model's calibration intercept, slope and Brier score printed top left in its colour."""
+        import plotnine as p9
 
-    def _panel(self, ax, cohort: str, title: str) -> None:
-        ax.plot([0, 1], [0, 1], ls="--", color="grey", lw=1, label="Ideal")
-        for i, label in enumerate(self.models):
-            colour = MODEL_COLOURS[i % len(MODEL_COLOURS)]
-            tab = self.groups[(self.groups["cohort"] == cohort) & (self.groups["model"] == label)]
-            yerr = np.vstack([np.clip(tab["observed"] - tab["lower"], 0, None),
-                              np.clip(tab["upper"] - tab["observed"], 0, None)])
-            ax.errorbar(tab["predicted"], tab["observed"], yerr=yerr, fmt="o", ms=4, color=colour,
-                        capsize=2, lw=0.8, alpha=0.9)
-            lw = self.smooth[(self.smooth["cohort"] == cohort) & (self.smooth["model"] == label)]
-            st = self.summary[(self.summary["cohort"] == cohort) & (self.summary["model"] == label)].iloc[0]
-            ax.plot(lw["x"], lw["fitted"], color=colour, lw=1.6,
-                    label=f"{label} (int {st['intercept']:.2f}, slope {st['slope']:.2f}, Brier {st['brier']:.3f})")
-        h = self.histogram[self.histogram["cohort"] == cohort]
-        if len(h):
-            scale = 0.08 / max(1, int(h["events"].max()), int(h["non_events"].max()))
-            base = -0.02
-            width = (h["right"] - h["left"]).to_numpy()
-            ax.bar(h["left"], h["events"] * scale, width=width, bottom=base, align="edge", color="black", lw=0)
-            ax.bar(h["left"], -h["non_events"] * scale, width=width, bottom=base, align="edge", color="grey", lw=0)
-            ax.axhline(base, color="black", lw=0.4)
-        ax.set_xlim(-0.02, 1.02)
-        ax.set_ylim(-0.12, 1.05)
-        ax.set_xlabel("Predicted probability of LNM")
-        ax.set_ylabel("Observed proportion of LNM")
-        ax.set_title(title, loc="left")
-        ax.legend(loc="upper left", fontsize=7, frameon=False)
+        names = panel_titles(self.cohorts, titles)
+        colours = T.colours_for(self.models, self.colours)
+        keys = ["Ideal", *self.models]
+        groups = with_panels(self.groups, names)
+        groups = groups.assign(lower=np.minimum(groups["lower"], groups["observed"]),
+                               upper=np.maximum(groups["upper"], groups["observed"]))
+        smooth = with_panels(self.smooth, names)
+        ideal = with_panels(pd.DataFrame({"cohort": list(names) * 2, "x": [0.0] * len(names) + [1.0] * len(names),
+                                          "fitted": [0.0] * len(names) + [1.0] * len(names), "model": "Ideal"}),
+                            names)
+        text = with_panels(self.summary, names)
+        text["label"] = [f"{r.model}: intercept {r.intercept:.2f}, slope {r.slope:.2f}, Brier {r.brier:.3f}"
+                         for r in text.itertuples()]
+        text["y"] = 1.03 - 0.055 * text.groupby("cohort", sort=False).cumcount()
+        text["x"] = 0.0
+        base = -0.02
+        hist = with_panels(self.histogram, names)
+        top = hist.groupby("cohort")[["events", "non_events"]].transform("max").max(axis=1).clip(lower=1)
+        hist["scale"] = 0.08 / top
+        up = hist[hist["events"] > 0].assign(ymin=base, ymax=lambda d: base + d["events"] * d["scale"], kind="LNM(+)")
+        down = hist[hist["non_events"] > 0].assign(ymin=lambda d: base - d["non_events"] * d["scale"], ymax=base,
+                                                   kind="LNM(-)")
+        gg = (p9.ggplot(smooth, p9.aes("x", "fitted", colour="model", linetype="model"))
+              + p9.geom_line(data=ideal, size=T.pt(1.0))
+              + p9.geom_errorbar(p9.aes("predicted", ymin="lower", ymax="upper", colour="model"), data=groups,
+                                 width=0.02, size=T.pt(0.8), alpha=0.9, inherit_aes=False, show_legend=False)
+              + p9.geom_point(p9.aes("predicted", "observed", colour="model"), data=groups, size=T.pt(4.0),
+                              alpha=0.9, inherit_aes=False, show_legend=False)
+              + p9.geom_line(size=T.pt(1.6))
+              + p9.geom_text(p9.aes("x", "y", label="label", colour="model"), data=text, ha="left", va="top",
+                             size=T.NOTE_SIZE, inherit_aes=False, show_legend=False))
+        if len(up) or len(down):
+            bars = pd.concat([up, down], ignore_index=True)
+            gg = (gg + p9.geom_rect(p9.aes(xmin="left", xmax="right", ymin="ymin", ymax="ymax", fill="kind"),
+                                    data=bars, inherit_aes=False, size=0, show_legend=False)
+                  + p9.geom_hline(yintercept=base, colour="black", size=T.pt(0.4))
+                  + p9.scale_fill_manual(values={"LNM(+)": "black", "LNM(-)": "grey"}))
+        return (gg + p9.facet_wrap("panel", nrow=1)
+                + p9.scale_colour_manual(values={"Ideal": T.REFERENCE_COLOUR, **colours}, limits=keys, name="Model")
+                + p9.scale_linetype_manual(values={"Ideal": "dashed", **{m: "solid" for m in self.models}},
+                                           limits=keys, name="Model")
+                + p9.coord_cartesian(xlim=(-0.02, 1.02), ylim=(-0.12, 1.05), expand=False)
+                + p9.labs(x="Predicted probability of LNM", y="Observed proportion of LNM")
+                + T.theme_dlrc(figure_size=(5.2 * len(names) + 1.2, 5.4)))
 
 
 # ------------------------------------------------------- bootstrap optimism correction
@@ -286,8 +302,9 @@ def _cal_error(prob: np.ndarray, y: np.ndarray, predy: np.ndarray) -> np.ndarray
 
 
 @dataclass
-class OptimismCalibration:
-    """Result of :func:`optimism_calibration` (rms ``calibrate`` columns in ``curve``)."""
+class OptimismCalibration(GgplotDisplay):
+    """Result of :func:`optimism_calibration` (rms ``calibrate`` columns in ``curve``); its
+    :meth:`plot` returns the ggplot of the apparent and bias-corrected curves."""
 
     terms: list[str]
     coefficients: dict[str, float]
@@ -310,6 +327,34 @@ class OptimismCalibration:
             rows.append({"quantity": label, "apparent": self.errors.get("apparent", {}).get(key, np.nan),
                          "corrected": self.errors.get("corrected", {}).get(key, np.nan)})
         return pd.DataFrame(rows)
+
+    def plot(self):
+        """The ggplot: apparent and bias-corrected calibration curves with the ideal line
+        (rms ``plot.calibrate``), the optimism-corrected AUC in the title."""
+        import plotnine as p9
+
+        c = self.curve
+        corrected = f"Bias-corrected (B = {self.B - self.n_failed})"
+        keys = ["Ideal", "Apparent", corrected]
+        lines = pd.concat([
+            pd.DataFrame({"x": [0.0, 1.0], "y": [0.0, 1.0], "curve": "Ideal"}),
+            pd.DataFrame({"x": c["predy"], "y": c["calibrated_orig"], "curve": "Apparent"}),
+            pd.DataFrame({"x": c["predy"], "y": c["calibrated_corrected"], "curve": corrected})], ignore_index=True)
+        lines = lines[np.isfinite(lines["y"].to_numpy(dtype=float))]
+        lines["curve"] = pd.Categorical(lines["curve"], keys)
+        return (p9.ggplot(lines, p9.aes("x", "y", colour="curve", linetype="curve", size="curve"))
+                + p9.geom_line()
+                + p9.scale_colour_manual(values=dict(zip(keys, (T.REFERENCE_COLOUR, "black", T.MODEL_COLOURS[2]))),
+                                         limits=keys, name="")
+                + p9.scale_linetype_manual(values=dict(zip(keys, ("dashed", "dotted", "solid"))), limits=keys, name="")
+                + p9.scale_size_manual(values=dict(zip(keys, (T.pt(1.0), T.pt(1.0), T.pt(1.8)))), limits=keys, name="")
+                + p9.coord_cartesian(xlim=(0, 1), ylim=(0, 1), expand=False)
+                + p9.labs(x="Predicted probability of LNM", y="Observed proportion of LNM",
+                          title=f"DLRC, training: optimism-corrected AUC {self.auc_corrected:.3f} "
+                                f"(apparent {self.auc_apparent:.3f})")
+                + T.theme_dlrc(figure_size=(5.6, 4.6))
+                + p9.theme(legend_position=(0.03, 0.97), legend_justification=(0, 1), legend_title=p9.element_blank(),
+                           plot_title=p9.element_text(size=T.BASE_SIZE, ha="left")))
 
 
 def _training_design(predictions: pd.DataFrame, terms: list[str],
@@ -423,22 +468,6 @@ def _error_summary(predicted: np.ndarray, predy: np.ndarray, calibrated: np.ndar
             "q90_abs": float(np.quantile(np.abs(err), 0.9))}
 
 
-def plot_optimism_calibration(res: OptimismCalibration, ax=None):
-    """Apparent and bias-corrected calibration curves (rms ``plot.calibrate``)."""
-    import matplotlib.pyplot as plt
-
-    if ax is None:
-        _, ax = plt.subplots(figsize=(5, 5))
-    c = res.curve
-    ax.plot([0, 1], [0, 1], ls="--", color="grey", lw=1, label="Ideal")
-    ax.plot(c["predy"], c["calibrated_orig"], color="black", lw=1, ls=":", label="Apparent")
-    ax.plot(c["predy"], c["calibrated_corrected"], color="#7570b3", lw=1.8,
-            label=f"Bias-corrected (B = {res.B - res.n_failed})")
-    ax.set_xlim(0, 1)
-    ax.set_ylim(0, 1)
-    ax.set_xlabel("Predicted probability of LNM")
-    ax.set_ylabel("Observed proportion of LNM")
-    ax.set_title(f"DLRC, training: optimism-corrected AUC {res.auc_corrected:.3f} "
-                 f"(apparent {res.auc_apparent:.3f})", loc="left", fontsize=9)
-    ax.legend(loc="upper left", fontsize=8, frameon=False)
-    return ax
+def plot_optimism_calibration(res: OptimismCalibration):
+    """The ggplot of :meth:`OptimismCalibration.plot`."""
+    return res.plot()

@@ -23,13 +23,10 @@ import numpy as np
 import pandas as pd
 
 from dlrc_lib import stats
+from dlrc_lib.core import theme as T
 from dlrc_lib.core.errors import DlrcError
-from dlrc_lib.evaluation.calibration import (
-    MODEL_COLOURS,
-    _cohorts,
-    check_probabilities,
-    draw_cohort_panels,
-)
+from dlrc_lib.core.figures import GgplotDisplay
+from dlrc_lib.evaluation.calibration import _cohorts, check_probabilities, panel_titles, with_panels
 
 TREAT_ALL = "Treat all"
 TREAT_NONE = "Treat none"
@@ -159,14 +156,64 @@ def net_benefit_at(curves: pd.DataFrame, at=(0.1, 0.2, 0.3, 0.4, 0.5)) -> pd.Dat
     return wide.reset_index()
 
 
+def _inside(y0: float, y1: float, lo: float, hi: float) -> tuple[float, float] | None:
+    """The part ``(t0, t1)`` of the segment from y0 to y1 (t from 0 to 1) inside [lo, hi]."""
+    if y0 == y1:
+        return (0.0, 1.0) if lo <= y0 <= hi else None
+    ta, tb = (lo - y0) / (y1 - y0), (hi - y0) / (y1 - y0)
+    t0, t1 = max(0.0, min(ta, tb)), min(1.0, max(ta, tb))
+    return (t0, t1) if t0 <= t1 else None
+
+
+def clip_lines(frame: pd.DataFrame, x: str, y: str, by: list[str],
+               limits: dict[str, tuple[float, float]]) -> pd.DataFrame:
+    """The polylines of ``frame`` (one per ``by`` group, in ``x`` order) cut to their
+    cohort's y-range ``limits[cohort] = (lo, hi)`` as an axis clips them: a line leaving the
+    range ends on its edge and starts again where it comes back; each piece is numbered in
+    ``piece``. Drawing these, rather than limiting each panel, gives every cohort its own
+    y-range and leaves no row for plotnine to drop."""
+    frames, k = [], 0
+    for key, part in frame.groupby(by, sort=False, observed=True):
+        part = part.sort_values(x)
+        lo, hi = limits[part["cohort"].iloc[0]]
+        xs, ys = part[x].to_numpy(float), part[y].to_numpy(float)
+        pieces, cur = [], []
+        for i in range(1, len(xs)):
+            seg = _inside(ys[i - 1], ys[i], lo, hi) if np.isfinite(ys[i - 1]) and np.isfinite(ys[i]) else None
+            if seg is None:
+                if cur:
+                    pieces.append(cur)
+                cur = []
+                continue
+            dx, dy = xs[i] - xs[i - 1], ys[i] - ys[i - 1]
+            if not cur or seg[0] > 0:
+                if cur:
+                    pieces.append(cur)
+                cur = [(xs[i - 1] + seg[0] * dx, ys[i - 1] + seg[0] * dy)]
+            cur.append((xs[i - 1] + seg[1] * dx, ys[i - 1] + seg[1] * dy))
+            if seg[1] < 1:
+                pieces.append(cur)
+                cur = []
+        if cur:
+            pieces.append(cur)
+        keys = dict(zip(by, key if isinstance(key, tuple) else (key,)))
+        for pts in pieces:
+            frames.append(pd.DataFrame(pts, columns=[x, y]).assign(piece=k, **keys))
+            k += 1
+    if not frames:
+        return pd.DataFrame(columns=[*by, x, y, "piece"])
+    return pd.concat(frames, ignore_index=True)
+
+
 @dataclass
-class DecisionCurveDisplay:
+class DecisionCurveDisplay(GgplotDisplay):
     """Decision curves, one panel per cohort (Fig. 6, or its interventions-avoided companion).
 
     Build with :meth:`from_curves` from :func:`decision_curves` (and optionally
-    :func:`bootstrap_bands`), draw with :meth:`plot`. ``kind``: ``"net_benefit"`` (Fig. 6,
-    with treat-all and treat-none; y from -10 % to 100 % of the prevalence as ``plot.dca``) or
-    ``"interventions_avoided"`` (y from 0 to ``per``).
+    :func:`bootstrap_bands`); :meth:`plot` returns the plotnine ``ggplot``, :meth:`save`
+    writes it. ``kind``: ``"net_benefit"`` (Fig. 6, with treat-all and treat-none; y from
+    -10 % to 100 % of each cohort's prevalence as ``plot.dca``) or ``"interventions_avoided"``
+    (y from 0 to ``per``). ``prevalence``: cohort -> prevalence (treat-all at threshold 0).
     """
 
     curves: pd.DataFrame
@@ -175,59 +222,85 @@ class DecisionCurveDisplay:
     per: int = 100
     band_model: str = "DLRC"
     cohorts: list[str] = field(default_factory=list)
+    prevalence: dict[str, float] = field(default_factory=dict)
+    colours: dict[str, str] | None = None
 
     @classmethod
     def from_curves(cls, curves: pd.DataFrame, *, bands: pd.DataFrame | None = None, kind: str = "net_benefit",
-                    per: int = 100, band_model: str = "DLRC",
-                    models: Iterable[str] | None = None) -> "DecisionCurveDisplay":
-        """``models``: the strategies to show (default all; treat-all/none always kept)."""
+                    per: int = 100, band_model: str = "DLRC", models: Iterable[str] | None = None,
+                    references: Iterable[str] = (TREAT_ALL, TREAT_NONE),
+                    colours: dict[str, str] | None = None) -> "DecisionCurveDisplay":
+        """``models``: the strategies to show (default all); ``references``: the reference
+        strategies kept beside them (default treat-all and treat-none)."""
         if kind not in ("net_benefit", "interventions_avoided"):
             raise DlrcError(f"decision curves: kind must be net_benefit or interventions_avoided, not {kind!r}")
+        prevalence = {c: _prevalence(curves, c) for c in dict.fromkeys(curves["cohort"])}
         if models is not None:
-            keep = set(models) | {TREAT_ALL, TREAT_NONE}
+            keep = set(models) | set(references)
             curves = curves[curves["model"].isin(keep)]
+        else:
+            drop = {TREAT_ALL, TREAT_NONE} - set(references)
+            curves = curves[~curves["model"].isin(drop)]
         if curves.empty:
             raise DlrcError("decision curves: no rows to draw")
-        return cls(curves, bands, kind, per, band_model, _cohorts(curves))
+        return cls(curves, bands, kind, per, band_model, _cohorts(curves), prevalence, colours)
 
-    def plot(self, axes=None, titles: Iterable[str] | None = None):
-        """Draw one panel per cohort (``axes``: one matplotlib axis per cohort, else a new
-        figure). Returns the figure."""
-        return draw_cohort_panels(self._panel, self.cohorts, axes, titles, height=4.4)
+    def limits(self) -> dict[str, tuple[float, float]]:
+        """cohort -> the panel's y-range."""
+        if self.kind == "interventions_avoided":
+            return {c: (0.0, float(self.per)) for c in self.cohorts}
+        out = {}
+        for c in self.cohorts:
+            top = self.prevalence.get(c, 0.0)
+            top = top if top > 0 else 0.05
+            out[c] = (-0.1 * top, top)
+        return out
 
-    def _panel(self, ax, cohort: str, title: str) -> None:
-        import matplotlib.pyplot as plt
+    def plot(self, titles: Iterable[str] | None = None):
+        """The ggplot: one panel per cohort with the models' curves, treat-all and treat-none
+        (net benefit), ``band_model``'s bootstrap band when given; each panel's y-range its
+        own (net benefit: -10 % to 100 % of the cohort's prevalence)."""
+        import plotnine as p9
 
         kind = self.kind
-        part = self.curves[self.curves["cohort"] == cohort]
-        models = [m for m in dict.fromkeys(part["model"]) if m not in (TREAT_ALL, TREAT_NONE)]
+        names = panel_titles(self.cohorts, titles)
+        limits = self.limits()
+        strategies = list(dict.fromkeys(self.curves["model"]))
+        models = [m for m in strategies if m not in (TREAT_ALL, TREAT_NONE)]
+        refs = [m for m in (TREAT_ALL, TREAT_NONE) if m in strategies] if kind == "net_benefit" else []
+        keys = models + refs
+        colours = {**T.colours_for(models, self.colours), TREAT_ALL: "black", TREAT_NONE: "black"}
+        lines = self.curves[self.curves["model"].isin(keys)]
+        lines = with_panels(clip_lines(lines, "threshold", kind, ["cohort", "model"], limits), names)
+        lines["model"] = pd.Categorical(lines["model"], keys)
+        frame = with_panels(pd.DataFrame({"cohort": [c for c in names for _ in (0, 1)],
+                                          "y": [v for c in names for v in limits[c]], "threshold": 0.0}), names)
+        gg = p9.ggplot(lines, p9.aes("threshold", kind)) + p9.geom_blank(p9.aes("threshold", "y"), data=frame)
         if self.bands is not None:
-            bp = self.bands[self.bands["cohort"] == cohort]
             lo, hi = ("nb_lower", "nb_upper") if kind == "net_benefit" else ("ia_lower", "ia_upper")
-            colour = (MODEL_COLOURS[models.index(self.band_model) % len(MODEL_COLOURS)]
-                      if self.band_model in models else "grey")
-            ax.fill_between(bp["threshold"], bp[lo], bp[hi], color=colour, alpha=0.18, lw=0,
-                            label=f"{self.band_model} bootstrap 95% band")
-        for i, m in enumerate(models):
-            d = part[part["model"] == m]
-            ax.plot(d["threshold"], d[kind], color=MODEL_COLOURS[i % len(MODEL_COLOURS)], lw=1.6, label=m)
-        if kind == "net_benefit":
-            for m, style in ((TREAT_ALL, dict(color="black", lw=1)), (TREAT_NONE, dict(color="black", lw=1, ls="--"))):
-                d = part[part["model"] == m]
-                if len(d):
-                    ax.plot(d["threshold"], d["net_benefit"], label="All" if m == TREAT_ALL else "None", **style)
-            prevalence = _prevalence(self.curves, cohort)
-            top = prevalence if prevalence > 0 else 0.05
-            ax.set_ylim(-0.1 * top, top)
-            ax.set_ylabel("Net benefit")
-        else:
-            ax.set_ylim(0, self.per)
-            ax.set_ylabel(f"Net reduction in interventions\nper {self.per} patients")
-        ax.set_xlim(0, 1)
-        ax.set_xlabel("Threshold probability")
-        ax.xaxis.set_major_formatter(plt.FuncFormatter(lambda v, _: f"{v:.0%}"))
-        ax.set_title(title, loc="left")
-        ax.legend(loc="upper right", fontsize=7, frameon=False)
+            band = self.bands[self.bands["cohort"].isin(list(names))].dropna(subset=[lo, hi]).copy()
+            for c, (a, b) in limits.items():
+                sel = band["cohort"] == c
+                band.loc[sel, lo] = band.loc[sel, lo].clip(a, b)
+                band.loc[sel, hi] = band.loc[sel, hi].clip(a, b)
+            band = with_panels(band, names).assign(what=f"{self.band_model} bootstrap 95% band")
+            fill = colours.get(self.band_model, "grey")
+            gg = (gg + p9.geom_ribbon(p9.aes("threshold", ymin=lo, ymax=hi, fill="what"), data=band,
+                                      inherit_aes=False, alpha=0.18, size=0)
+                  + p9.scale_fill_manual(values={f"{self.band_model} bootstrap 95% band": fill}, name=""))
+        gg = (gg + p9.geom_path(p9.aes(colour="model", linetype="model", size="model", group="piece"))
+              + p9.scale_colour_manual(values={k: colours[k] for k in keys}, limits=keys, name="Strategy")
+              + p9.scale_linetype_manual(values={k: "dashed" if k == TREAT_NONE else "solid" for k in keys},
+                                         limits=keys, name="Strategy")
+              + p9.scale_size_manual(values={k: T.pt(1.0) if k in refs else T.pt(1.6) for k in keys},
+                                     limits=keys, name="Strategy")
+              + p9.facet_wrap("panel", nrow=1, scales="free_y")
+              + p9.scale_x_continuous(limits=(0, 1), expand=(0, 0), labels=lambda v: [f"{x:.0%}" for x in v])
+              + p9.scale_y_continuous(expand=(0, 0))
+              + T.theme_dlrc(figure_size=(5.2 * len(names) + 1.6, 4.4))
+              + p9.theme(panel_spacing_x=0.04, legend_key_width=22))
+        ylab = "Net benefit" if kind == "net_benefit" else f"Net reduction in interventions\nper {self.per} patients"
+        return gg + p9.labs(x="Threshold probability", y=ylab, fill="")
 
 
 def _prevalence(curves: pd.DataFrame, cohort: str) -> float:

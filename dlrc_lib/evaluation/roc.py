@@ -9,7 +9,8 @@ import numpy as np
 import pandas as pd
 
 from dlrc_lib import stats
-from dlrc_lib.core import figures as F
+from dlrc_lib.core import theme as T
+from dlrc_lib.core.figures import GgplotDisplay
 from dlrc_lib.core.errors import DlrcError
 from dlrc_lib.study.schema import COHORTS, PANEL_LABELS
 
@@ -28,11 +29,13 @@ def roc_points(y: np.ndarray, score: np.ndarray) -> pd.DataFrame:
 
 
 @dataclass
-class RocDisplay:
+class RocDisplay(GgplotDisplay):
     """ROC curves of several scores, one panel per cohort (Fig. 4, the deep models' figure).
 
-    Compute with :meth:`from_scores`, draw with :meth:`plot`. ``curves``: panel, model, fpr,
-    tpr; ``labels``: panel, model, auc, lower, upper, label (the text printed in the panel).
+    Compute with :meth:`from_scores`; :meth:`plot` returns the plotnine ``ggplot``,
+    :meth:`save` writes it. ``curves``: cohort (the panel), model, threshold, fpr, tpr;
+    ``labels``: cohort, model, auc, lower, upper, label (the text printed in the panel), x, y
+    (where it is printed).
     """
 
     curves: pd.DataFrame
@@ -74,35 +77,24 @@ class RocDisplay:
             df["model"] = pd.Categorical(df["model"], models)
         return cls(curves_df, labels_df, models, title, legend_title, colours)
 
-    def plot(self, axes=None):
-        """Draw one panel per cohort (``axes``: matplotlib axes, one per panel; a new figure
-        otherwise): the curves, the chance diagonal, each panel's AUC text. Returns the figure."""
+    def plot(self):
+        """The ggplot: one panel per cohort with the curves, the chance diagonal and each
+        model's AUC text (in the model's colour, bottom right); the models' legend on the right."""
+        import plotnine as p9
+
         panels = list(self.curves["cohort"].cat.categories)
-        if axes is None:
-            fig, grid = F.subplots(1, len(panels), size=(4 * len(panels), 4.6))
-            axes = grid[0]
-        else:
-            fig = axes[0].figure
-        colours = dict(self.colours) if self.colours else {m: F.MODEL_COLOURS[i % len(F.MODEL_COLOURS)]
-                                                           for i, m in enumerate(self.models)}
-        for ax, panel in zip(axes, panels):
-            ax.plot([0, 1], [0, 1], linestyle="--", color="grey", linewidth=0.8)
-            for model in self.models:
-                c = self.curves[(self.curves["cohort"] == panel) & (self.curves["model"] == model)]
-                if len(c):
-                    ax.plot(c["fpr"], c["tpr"], color=colours[model], linewidth=1.3, label=model)
-            lab = self.labels[self.labels["cohort"] == panel]
-            for r in lab.itertuples():
-                ax.text(r.x, r.y, r.label, ha="right", va="bottom", fontsize=7, color=colours[r.model])
-            ax.set_xlim(0, 1)
-            ax.set_ylim(0, 1)
-            ax.set_aspect("equal")
-            ax.set_title(panel, loc="left")
-            ax.set_xlabel("1 - Specificity")
-            ax.set_ylabel("Sensitivity")
-        handles, names = axes[0].get_legend_handles_labels()
-        fig.legend(handles, names, title=self.legend_title, loc="center left", bbox_to_anchor=(0.99, 0.5))
-        if self.title:
-            fig.suptitle(self.title)
-        fig.tight_layout()
-        return fig
+        colours = T.colours_for(self.models, self.colours)
+        gg = (p9.ggplot(self.curves, p9.aes("fpr", "tpr", colour="model"))
+              + p9.geom_abline(intercept=0, slope=1, linetype="dashed", colour=T.REFERENCE_COLOUR, size=T.pt(0.8))
+              + p9.geom_path(size=T.pt(1.3))
+              + p9.geom_text(p9.aes("x", "y", label="label", colour="model"), data=self.labels, ha="right",
+                             va="bottom", size=T.NOTE_SIZE, show_legend=False)
+              + p9.facet_wrap("cohort", nrow=1)
+              + T.scale_colour_models(self.models, colours, name=self.legend_title)
+              + p9.scale_x_continuous(limits=(0, 1), expand=(0, 0), breaks=[0, 0.2, 0.4, 0.6, 0.8, 1.0])
+              + p9.scale_y_continuous(limits=(0, 1), expand=(0, 0), breaks=[0, 0.2, 0.4, 0.6, 0.8, 1.0])
+              + p9.coord_fixed()
+              + p9.labs(x="1 - Specificity", y="Sensitivity", title=self.title or None)
+              + T.theme_dlrc(figure_size=(4 * len(panels) + 1.6, 4.6))
+              + p9.theme(panel_spacing_x=0.03))
+        return gg

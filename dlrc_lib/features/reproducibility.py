@@ -20,7 +20,9 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
+from dlrc_lib.core import theme as T
 from dlrc_lib.core import figures as F
+from dlrc_lib.core.figures import GgplotDisplay
 from dlrc_lib.core.errors import DlrcError
 from dlrc_lib.features.radiomics import (
     RadiomicsResult,
@@ -126,47 +128,79 @@ def icc_long(icc: pd.DataFrame) -> pd.DataFrame:
     return out[np.isfinite(out["icc"])]
 
 
+@dataclass
+class IccDisplay(GgplotDisplay):
+    """The inter- and intra-observer ICCs of every feature (:func:`icc_long`) against the
+    keep threshold: ``kind="violin"`` (per sequence and image type) or ``"histogram"``."""
+
+    values: pd.DataFrame
+    threshold: float
+    kind: str = "violin"
+
+    @classmethod
+    def from_icc(cls, icc: pd.DataFrame, threshold: float, kind: str = "violin") -> "IccDisplay":
+        if kind not in ("violin", "histogram"):
+            raise ValueError(f"ICC figure: kind must be violin or histogram, not {kind!r}")
+        return cls(icc_long(icc), float(threshold), kind)
+
+    def plot(self):
+        """The ggplot: ``violin``, violins with box plots of the two ICCs per image type, one
+        panel per sequence (ICCs below -1 shown at -1); ``histogram``, both ICCs over all
+        features in bins of 0.025 (below -0.2 shown at -0.2). The threshold dashed."""
+        return self._violin() if self.kind == "violin" else self._histogram()
+
+    def _comparisons(self, d: pd.DataFrame) -> tuple[list[str], dict[str, str]]:
+        comps = list(dict.fromkeys(d["comparison"]))
+        return comps, {c: T.MODEL_COLOURS[k % len(T.MODEL_COLOURS)] for k, c in enumerate(comps)}
+
+    def _violin(self):
+        import plotnine as p9
+
+        d = self.values.copy()
+        d["icc"] = d["icc"].clip(lower=-1.0)
+        comps, colours = self._comparisons(d)
+        sequences = list(dict.fromkeys(d["sequence"]))
+        d["sequence"] = pd.Categorical(d["sequence"], sequences)
+        d["image_type"] = pd.Categorical(d["image_type"], list(dict.fromkeys(d["image_type"])))
+        d["comparison"] = pd.Categorical(d["comparison"], comps)
+        return (p9.ggplot(d) + F.violin_layers(d, "image_type", "icc", "comparison", width=0.34 * len(comps) + 0.04,
+                                             dodge=0.38 * len(comps))
+                + p9.geom_hline(yintercept=self.threshold, linetype="dashed", colour=T.THRESHOLD_COLOUR,
+                                size=T.pt(0.9))
+                + p9.facet_wrap("sequence", ncol=1)
+                + p9.scale_fill_manual(values=colours, limits=comps, name="")
+                + p9.labs(x="image type", y="ICC", fill="",
+                          title=f"Feature reproducibility (dashed: keep threshold {self.threshold})")
+                + T.theme_dlrc(figure_size=(9, 2.7 * len(sequences) + 0.9))
+                + p9.theme(legend_position="top", axis_text_x=p9.element_text(rotation=20, ha="right"),
+                           plot_title=p9.element_text(ha="center", size=T.TITLE_SIZE)))
+
+    def _histogram(self):
+        import plotnine as p9
+
+        d = self.values.copy()
+        d["icc"] = d["icc"].clip(lower=-0.2)
+        comps, colours = self._comparisons(d)
+        d["comparison"] = pd.Categorical(d["comparison"], comps)
+        bins = np.arange(-0.2, 1.0 + 0.025, 0.025)
+        return (p9.ggplot(d, p9.aes("icc", fill="comparison"))
+                + p9.geom_histogram(breaks=bins, position="identity", alpha=0.6, size=0)
+                + p9.geom_vline(xintercept=self.threshold, linetype="dashed", colour=T.THRESHOLD_COLOUR,
+                                size=T.pt(0.9))
+                + p9.scale_fill_manual(values=colours, limits=comps, name="")
+                + p9.labs(x="ICC (values below -0.2 shown at -0.2)", y="features", fill="")
+                + T.theme_dlrc(figure_size=(8, 4))
+                + p9.theme(legend_position=(0.02, 0.98), legend_justification=(0, 1)))
+
+
 def plot_icc(icc: pd.DataFrame, threshold: float):
-    """Violin + box plots of the inter- and intra-observer ICCs per image type, one panel
-    per sequence, with the threshold as a dashed line. Returns the figure."""
-    d = icc_long(icc)
-    d["icc"] = d["icc"].clip(lower=-1.0)
-    sequences = list(dict.fromkeys(d["sequence"]))
-    comparisons = list(dict.fromkeys(d["comparison"]))
-    fig, axes = F.subplots(len(sequences), 1, size=(9, 2.7 * len(sequences) + 0.6))
-    for ax, seq in zip(axes[:, 0], sequences):
-        sub = d[d["sequence"] == seq]
-        types = list(dict.fromkeys(sub["image_type"]))
-        for k, comp in enumerate(comparisons):
-            groups = [sub.loc[(sub["image_type"] == it) & (sub["comparison"] == comp), "icc"] for it in types]
-            pos = [i + (k - (len(comparisons) - 1) / 2) * 0.38 for i in range(len(types))]
-            F.violins(ax, groups, pos, [F.MODEL_COLOURS[k]] * len(types), width=0.34)
-        ax.axhline(threshold, linestyle="--", color=F.THRESHOLD_COLOUR, linewidth=0.9)
-        ax.set_xticks(range(len(types)), types, rotation=20)
-        ax.set_ylabel("ICC")
-        ax.set_title(seq)
-    handles = [__import__("matplotlib.patches", fromlist=["Patch"]).Patch(color=F.MODEL_COLOURS[k], alpha=0.65, label=c)
-               for k, c in enumerate(comparisons)]
-    fig.legend(handles=handles, loc="upper center", ncol=len(comparisons), bbox_to_anchor=(0.5, 1.0))
-    fig.suptitle(f"Feature reproducibility (dashed: keep threshold {threshold})", y=1.03)
-    axes[-1, 0].set_xlabel("image type")
-    fig.tight_layout()
-    return fig
+    """The violin ggplot of :class:`IccDisplay`."""
+    return IccDisplay.from_icc(icc, threshold, "violin").plot()
 
 
-def plot_icc_histogram(icc: pd.DataFrame, threshold: float, ax=None):
-    """Histograms of the two ICCs over all features. Returns the figure."""
-    d = icc_long(icc)
-    d["icc"] = d["icc"].clip(lower=-0.2)
-    fig, ax = F.axes_or_new(ax, size=(8, 4))
-    bins = np.arange(-0.2, 1.0 + 0.025, 0.025)
-    for k, comp in enumerate(dict.fromkeys(d["comparison"])):
-        ax.hist(d.loc[d["comparison"] == comp, "icc"], bins=bins, alpha=0.6, color=F.MODEL_COLOURS[k], label=comp)
-    ax.axvline(threshold, linestyle="--", color=F.THRESHOLD_COLOUR, linewidth=0.9)
-    ax.set_xlabel("ICC (values below -0.2 shown at -0.2)")
-    ax.set_ylabel("features")
-    ax.legend(loc="upper left")
-    return fig
+def plot_icc_histogram(icc: pd.DataFrame, threshold: float):
+    """The histogram ggplot of :class:`IccDisplay`."""
+    return IccDisplay.from_icc(icc, threshold, "histogram").plot()
 
 
 @dataclass

@@ -9,13 +9,15 @@ that the paper fixed without saying why.
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
 import numpy as np
 import pandas as pd
 
-from dlrc_lib.core import figures as F
+from dlrc_lib.core import theme as T
+from dlrc_lib.core.figures import GgplotDisplay
 from dlrc_lib.study.schema import COHORT_LABELS as _LABELS
 
 COHORT_LABELS = {c: label.lower() for c, label in _LABELS.items()}
@@ -57,56 +59,122 @@ def _levels(table: pd.DataFrame, key: str, base: Any) -> list[str]:
     return values
 
 
+@dataclass
+class SpecificationCurveDisplay(GgplotDisplay):
+    """The specification curve of a sweep: ``estimates`` (one row per finished variant,
+    sorted by AUC: x, variant, auc, lower, upper, base) above ``choices`` (x, row, used: the
+    dot matrix of each variant's choices); ``rows`` labels the matrix's rows, top down."""
+
+    estimates: pd.DataFrame
+    choices: pd.DataFrame
+    rows: list[str]
+    separators: list[float]
+    ylabel: str
+    title: str
+    published: Optional[Sequence[float]] = None
+
+    @classmethod
+    def from_sweep(cls, table: pd.DataFrame, keys: Sequence[str], *, base_choices: Optional[dict] = None,
+                   published: Optional[Sequence[float]] = None, cohort: str = "external", role: str = "dlrc",
+                   title: Optional[str] = None) -> "SpecificationCurveDisplay":
+        """``table``: ``sweep.csv``; ``keys``: the swept parameters; ``published``: the
+        paper's [estimate, lower, upper], drawn as a band."""
+        base_choices = base_choices or {}
+        col = f"{role}_{cohort}_auc"
+        ok = table[(table["status"] == "ok") & table[col].notna()].copy()
+        ok = ok.sort_values([col, "variant"], kind="mergesort").reset_index(drop=True)
+        est = pd.DataFrame({"x": np.arange(len(ok), dtype=float), "variant": ok["variant"].astype(str),
+                            "auc": ok[col].astype(float), "lower": ok[f"{col}_lo"].astype(float),
+                            "upper": ok[f"{col}_hi"].astype(float), "base": ok["variant"].eq("base")})
+        pairs = [(k, lv) for k in keys for lv in _levels(table, k, base_choices.get(k))]
+        dots = [{"x": float(i), "row": r, "used": str(ok.at[i, k]) == lv}
+                for r, (k, lv) in enumerate(pairs) for i in range(len(ok))]
+        labels = [f"{k} = {lv}" + (" *" if _same(lv, base_choices.get(k)) else "") for k, lv in pairs]
+        seps = [float(sum(1 for k, _ in pairs if k in keys[:i])) for i in range(1, len(keys))]
+        n_failed = int((table["status"] == "failed").sum())
+        title = title or (f"Specification curve: {len(ok)} variants"
+                          + (f" ({n_failed} failed, not shown)" if n_failed else ""))
+        return cls(est, pd.DataFrame(dots, columns=["x", "row", "used"]), labels, seps,
+                   f"{ROLE_LABELS[role]} AUC, {COHORT_LABELS[cohort]}\n(95 % CI)", title,
+                   list(published) if published is not None else None)
+
+    def plot(self):
+        """The ggplot: AUC with its CI per variant (the params file's defaults a red diamond),
+        the paper's value and CI as a band, chance (0.5) dotted; beneath, the dot matrix of the
+        choices (filled: the variant made this choice)."""
+        import plotnine as p9
+
+        AUC, CHOICES = "AUC", "choices"
+        panels = [AUC, CHOICES]
+        est = self.estimates.assign(panel=pd.Categorical([AUC] * len(self.estimates), panels))
+        est["kind"] = np.where(est["base"], "defaults (params file)", "variant")
+        nrow = len(self.rows)
+        dots = self.choices.assign(y=-1.0 - self.choices["row"],
+                                   panel=pd.Categorical([CHOICES] * len(self.choices), panels))
+        labels = dict(zip([-1.0 - r for r in range(nrow)], self.rows))
+
+        def breaks(limits):
+            if limits[1] < 0:  # the dot matrix
+                return sorted(labels)
+            lo, hi = limits
+            step = 0.05 if hi - lo < 0.4 else 0.1
+            return list(np.round(np.arange(np.ceil(lo / step) * step, hi + 1e-9, step), 2))
+
+        def fmt(values):
+            return [labels.get(float(v), "") if v < 0 else f"{v:.2f}" for v in values]
+
+        n = max(len(est), 1)
+        ref = pd.DataFrame({"panel": pd.Categorical([AUC], panels), "y": [0.5]})
+        frame = pd.DataFrame({"panel": pd.Categorical([CHOICES, CHOICES], panels), "x": [0.0, 0.0],
+                              "y": [-0.5, -0.5 - nrow]})
+        gg = p9.ggplot()
+        kinds = ["variant", "defaults (params file)"]
+        if self.published is not None:
+            e, lo, hi = self.published
+            band = pd.DataFrame({"panel": pd.Categorical([AUC], panels), "lo": [lo], "hi": [hi], "e": [e],
+                                 "what": [f"paper: {e:.3f} ({lo:.3f}-{hi:.3f})"]})
+            gg = (gg + p9.geom_rect(p9.aes(xmin=-np.inf, xmax=np.inf, ymin="lo", ymax="hi", fill="what"),
+                                    data=band, alpha=0.35, size=0)
+                  + p9.geom_hline(p9.aes(yintercept="e"), data=band, colour=T.PAPER_COLOUR, size=T.pt(1.0))
+                  + p9.scale_fill_manual(values={band["what"].iloc[0]: T.PAPER_FILL}, name=""))
+        gg = (gg + p9.geom_hline(p9.aes(yintercept="y"), data=ref, colour="#999999", linetype="dotted",
+                                 size=T.pt(0.8))
+              + p9.geom_blank(p9.aes("x", "y"), data=frame)
+              + p9.geom_linerange(p9.aes("x", ymin="lower", ymax="upper"), data=est, colour=T.BAR_COLOUR,
+                                  alpha=0.8, size=T.pt(1.0))
+              + p9.geom_point(p9.aes("x", "auc", colour="kind", shape="kind", size="kind"), data=est)
+              + p9.geom_point(p9.aes("x", "y"), data=dots[~dots["used"]], colour="#d9d9d9", size=T.pt(2.4), stroke=0)
+              + p9.geom_point(p9.aes("x", "y"), data=dots[dots["used"]], colour=T.BAR_COLOUR, size=T.pt(3.7),
+                              stroke=0)
+              + p9.scale_colour_manual(values=dict(zip(kinds, (T.BAR_COLOUR, T.THRESHOLD_COLOUR))), limits=kinds,
+                                       name="")
+              + p9.scale_shape_manual(values=dict(zip(kinds, ("o", "D"))), limits=kinds, name="")
+              + p9.scale_size_manual(values=dict(zip(kinds, (T.pt(4.2), T.pt(6.3)))), limits=kinds, name="")
+              + p9.scale_x_continuous(breaks=list(est["x"]), labels=[""] * len(est), limits=(-0.6, n - 0.4),
+                                      expand=(0, 0))
+              + p9.scale_y_continuous(breaks=breaks, labels=fmt)
+              + p9.facet_grid(rows="panel", scales="free_y", space={"x": [1.0], "y": [3.2, max(1.2, 0.28 * nrow)]})
+              + p9.labs(x="variants, sorted by AUC  (* the params file's choice)", y=self.ylabel, title=self.title,
+                        fill="", colour="", shape="", size="")
+              + T.theme_dlrc(figure_size=(max(6.0, 0.32 * n + 3.5), 3.2 + max(1.2, 0.28 * nrow) + 0.6))
+              + p9.theme(strip_text_y=p9.element_blank(), legend_position="bottom",
+                         axis_title_x=p9.element_text(size=T.TICK_SIZE), axis_text_y=p9.element_text(size=T.NOTE_SIZE),
+                         panel_spacing_y=0.01, plot_title=p9.element_text(size=T.TITLE_SIZE, ha="center")))
+        if self.separators:
+            seps = pd.DataFrame({"panel": pd.Categorical([CHOICES] * len(self.separators), panels),
+                                 "y": [-0.5 - s for s in self.separators]})
+            gg = gg + p9.geom_hline(p9.aes(yintercept="y"), data=seps, colour="#b3b3b3", size=T.pt(0.6))
+        return gg
+
+
 def specification_curve(table: pd.DataFrame, keys: Sequence[str], *, base_choices: Optional[dict] = None,
                         published: Optional[Sequence[float]] = None, cohort: str = "external",
                         role: str = "dlrc", title: Optional[str] = None):
-    """A matplotlib figure: AUC with CI per finished variant (sorted), the paper's value and CI
-    as a band, and beneath it a dot matrix of each variant's choices."""
-    base_choices = base_choices or {}
-    col = f"{role}_{cohort}_auc"
-    ok = table[(table["status"] == "ok") & table[col].notna()].copy()
-    ok = ok.sort_values([col, "variant"], kind="mergesort").reset_index(drop=True)
-    x = np.arange(len(ok))
-    rows: list[tuple[str, str]] = [(k, lv) for k in keys for lv in _levels(table, k, base_choices.get(k))]
-    height_dots = max(1.2, 0.28 * len(rows))
-    fig, axes = F.subplots(2, 1, size=(max(6.0, 0.32 * len(ok) + 3.5), 3.2 + height_dots), sharex=True,
-                           gridspec_kw={"height_ratios": [3.2, height_dots], "hspace": 0.05})
-    ax, ax2 = axes[0, 0], axes[1, 0]
-    ax2.grid(False)
-    if published is not None:
-        est, lo, hi = published
-        ax.axhspan(lo, hi, color="#f4c27a", alpha=0.35, lw=0, label=f"paper: {est:.3f} ({lo:.3f}-{hi:.3f})")
-        ax.axhline(est, color="#d08a1a", lw=1)
-    ax.axhline(0.5, color="0.6", lw=0.8, ls=":")
-    is_base = ok["variant"].eq("base").to_numpy()
-    lo_err = (ok[col] - ok[f"{role}_{cohort}_auc_lo"]).to_numpy(float)
-    hi_err = (ok[f"{role}_{cohort}_auc_hi"] - ok[col]).to_numpy(float)
-    ax.errorbar(x, ok[col], yerr=[lo_err, hi_err], fmt="none", ecolor=F.BAR_COLOUR, elinewidth=1, alpha=0.8)
-    ax.scatter(x[~is_base], ok.loc[~is_base, col], s=18, color=F.BAR_COLOUR, zorder=3, label="variant")
-    if is_base.any():
-        ax.scatter(x[is_base], ok.loc[is_base, col], s=40, color=F.THRESHOLD_COLOUR, zorder=4, marker="D",
-                   label="defaults (params file)")
-    ax.set_ylabel(f"{ROLE_LABELS[role]} AUC, {COHORT_LABELS[cohort]}\n(95 % CI)")
-    ax.legend(loc="lower right", fontsize=8, frameon=False)
-    n_failed = int((table["status"] == "failed").sum())
-    ax.set_title(title or f"Specification curve: {len(ok)} variants"
-                 + (f" ({n_failed} failed, not shown)" if n_failed else ""), fontsize=10)
-    for i, (k, lv) in enumerate(rows):
-        used = ok[k].astype(str).eq(lv).to_numpy()
-        ax2.scatter(x[used], np.full(used.sum(), i), s=14, color=F.BAR_COLOUR)
-        ax2.scatter(x[~used], np.full((~used).sum(), i), s=6, color="0.85")
-    ax2.set_yticks(range(len(rows)))
-    ax2.set_yticklabels([f"{k} = {lv}" + (" *" if _same(lv, base_choices.get(k)) else "") for k, lv in rows],
-                        fontsize=7)
-    ax2.set_ylim(len(rows) - 0.5, -0.5)
-    ax2.set_xticks(x)
-    ax2.set_xticklabels([""] * len(x))
-    ax2.set_xlabel("variants, sorted by AUC  (* the params file's choice)", fontsize=8)
-    for i in range(1, len(keys)):
-        n = sum(1 for k, _ in rows if k in keys[:i])
-        ax2.axhline(n - 0.5, color="0.7", lw=0.6)
-    fig.align_ylabels()
-    return fig
+    """The ggplot of :class:`SpecificationCurveDisplay`: AUC with CI per finished variant
+    (sorted), the paper's value and CI as a band, and beneath it a dot matrix of each
+    variant's choices."""
+    return SpecificationCurveDisplay.from_sweep(table, keys, base_choices=base_choices, published=published,
+                                                cohort=cohort, role=role, title=title).plot()
 
 
 def main_effects(table: pd.DataFrame, keys: Sequence[str], base_choices: dict, *,

@@ -18,7 +18,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from dlrc_lib.core.figures import MODEL_COLOURS
+from dlrc_lib.core.theme import COHORT_COLOURS
 from dlrc_lib.study.schema import COHORT_LABELS
 from dlrc_lib.evaluation.performance import metrics_at_cutoff
 from dlrc_lib.evaluation.roc import roc_points as roc_curve_points
@@ -195,7 +195,7 @@ def roc_svg(predictions: pd.DataFrame, model: str, threshold: float, size: int =
     for cohort in COHORTS:
         if COHORT_LABELS[cohort] not in table.index:
             continue
-        colour = MODEL_COLOURS[COHORTS.index(cohort) % len(MODEL_COLOURS)]
+        colour = COHORT_COLOURS[COHORTS.index(cohort) % len(COHORT_COLOURS)]
         pts = roc_points(predictions, model, cohort)
         path = " ".join(f"{x(f):.1f},{y(t):.1f}" for f, t in zip(pts["fpr"], pts["tpr"]))
         parts.append(f'<polyline points="{path}" fill="none" stroke="{colour}" stroke-width="1.5"/>')
@@ -486,10 +486,9 @@ def decision_curve_explorer(curves: pd.DataFrame, default_range: tuple[float, fl
     out.add_class("dlrc-dca-out")
 
     def update(*_: Any) -> None:
-        import matplotlib
+        import plotnine as p9
 
-        matplotlib.use("Agg", force=False)
-        import matplotlib.pyplot as plt
+        from dlrc_lib.core.figures import render
 
         a, b = (float(v) for v in rng.value)
         chosen = [m for m, c in boxes.items() if c.value]
@@ -499,19 +498,13 @@ def decision_curve_explorer(curves: pd.DataFrame, default_range: tuple[float, fl
                      f"range each strategy shown alone has the highest net benefit (thresholds where several tie: one row).</div>"
                      + _html_table(table, "dlrc-dca"))
         cohorts = list(dict.fromkeys(curves["cohort"]))
-        fig, axes = plt.subplots(1, len(cohorts), figsize=(4.2 * len(cohorts), 3.2), squeeze=False)
+        if not chosen:  # nothing to draw
+            img.value = b""
+            return
         # whole curves (the y-axis scale follows the cohort's prevalence), zoomed to the range
-        DecisionCurveDisplay.from_curves(curves, models=chosen).plot(
-            axes=axes[0], titles=[COHORT_LABELS.get(c, c) for c in cohorts])
-        for ax in axes[0]:
-            for line in list(ax.get_lines()):
-                if line.get_label() in ("All", "None") and \
-                        {"All": "Treat all", "None": "Treat none"}[line.get_label()] not in chosen:
-                    line.remove()
-            if ax.get_legend() is not None:
-                ax.legend(loc="upper right", fontsize=7, frameon=False)
-            ax.set_xlim(a, b)
-        fig.tight_layout()
+        disp = DecisionCurveDisplay.from_curves(curves, models=chosen, references=[])
+        gg = disp.plot(titles=[COHORT_LABELS.get(c, c) for c in disp.cohorts]) + p9.coord_cartesian(xlim=(a, b))
+        fig = render(gg, 4.2 * len(cohorts) + 1.4, 3.2)
         img.value = _png(fig)
 
     rng.observe(update, names="value")

@@ -107,22 +107,30 @@ class Artifacts:
     # ---------------------------------------------------------------- figures
     def figure(self, name: str, fig: Any, width: float | None = None,
                height: float | None = None, dpi: int = 150) -> Any:
-        """Save a matplotlib Figure (every figure of the package is one, see
-        :mod:`dlrc_lib.core.figures`) as PNG and PDF.
+        """Save a plotnine ggplot (the charts of data) or a matplotlib Figure (the diagrams;
+        see :mod:`dlrc_lib.core.figures`) as PNG and PDF.
 
-        Returns a :class:`SavedFigure`, which a notebook displays as the saved PNG (so the
-        executed notebook and its HTML show exactly the file in ``figures/``).
+        ``width`` x ``height`` inches when both are given, else the figure's own size; a
+        ggplot is rendered once and both files are saved from that render. Returns a
+        :class:`SavedFigure`, which a notebook displays as the saved PNG (so the executed
+        notebook and its HTML show exactly the file in ``figures/``).
         """
         import matplotlib
 
         matplotlib.use("Agg", force=False)
         import matplotlib.pyplot as plt
 
-        if not hasattr(fig, "savefig"):
-            raise DlrcError(f"figure {name}: expected a matplotlib Figure, got {type(fig).__name__}")
-        mfig = fig
-        if width and height:
-            mfig.set_size_inches(width, height)
+        from dlrc_lib.core.figures import is_ggplot, render
+
+        if is_ggplot(fig):
+            mfig = render(fig, width, height)
+        elif hasattr(fig, "savefig"):
+            mfig = fig
+            if width and height:
+                mfig.set_size_inches(width, height)
+        else:
+            raise DlrcError(f"figure {name}: expected a plotnine ggplot or a matplotlib Figure, "
+                            f"got {type(fig).__name__}")
         if not self.write:  # shown from memory, nothing saved
             import io
 

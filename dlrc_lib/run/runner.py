@@ -42,7 +42,7 @@ from dlrc_lib.run.sweep import run_sweep
 # Packages whose versions matter for the numbers (recorded in run.json).
 TRACKED_PACKAGES = (
     "numpy", "scipy", "pandas", "scikit-learn", "statsmodels", "pyradiomics", "SimpleITK",
-    "torch", "torchvision", "neuroCombat", "matplotlib", "papermill", "pyarrow",
+    "torch", "torchvision", "neuroCombat", "plotnine", "matplotlib", "papermill", "pyarrow",
 )
 
 # Names a notebook may declare beyond the schema's: set by the runner (write_artifacts: the

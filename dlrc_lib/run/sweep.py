@@ -1021,10 +1021,11 @@ def _finish(out: Path, grid: Grid, records: dict, ran: list[str], skipped: list[
 
         if (table["status"] == "ok").any():
             band = published_auc(published, "external", "dlrc") if published else None
-            fig = specification_curve(table, grid.keys, base_choices=grid.base_choices, published=band)
-            fig.savefig(out / "specification_curve.png", dpi=120, bbox_inches="tight", metadata={"Software": None})
+            from dlrc_lib.core.figures import render, save_figure
             import matplotlib.pyplot as plt
 
+            fig = render(specification_curve(table, grid.keys, base_choices=grid.base_choices, published=band))
+            save_figure(fig, out / "specification_curve.png", dpi=120)
             plt.close(fig)
     except Exception as exc:  # noqa: BLE001 - the table is the result; the figure is a view of it
         say(f"  specification curve not drawn: {type(exc).__name__}: {exc}")

@@ -8,20 +8,29 @@
   violin plots of the selected features by LNM status (Fig. S4) and their correlation
   heatmap (Fig. S5).
 
-Computations return DataFrames; plotting functions draw with matplotlib (``dlrc_lib.core.figures``)
-and return the figure.
+Computations return DataFrames; each figure is a Display (``PcaDisplay``, ``FunnelDisplay``,
+``LassoCvDisplay``, ``FeatureViolinDisplay``, ``CorrelationDisplay``) whose ``plot()`` returns a
+plotnine ggplot (``dlrc_lib.core.figures``); the ``plot_*`` functions return that ggplot.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Optional, Sequence
 
 import numpy as np
 import pandas as pd
 
+from dlrc_lib.core import theme as T
 from dlrc_lib.core import figures as F
+from dlrc_lib.core.figures import GgplotDisplay
 from dlrc_lib.study.manifest import by_patient
 
 __all__ = [
+    "PcaDisplay",
+    "FunnelDisplay",
+    "LassoCvDisplay",
+    "FeatureViolinDisplay",
+    "CorrelationDisplay",
     "pca_frame",
     "plot_pca",
     "batch_predictability",
@@ -93,32 +102,47 @@ def _pca_frame(before: pd.DataFrame, after: pd.DataFrame, study: pd.DataFrame, c
     return df
 
 
-def plot_pca(frame: pd.DataFrame, color: str = "centre", title: Optional[str] = None, axes=None):
-    """Scatter of PC1 vs PC2, one panel before and one after ComBat, coloured by ``color``
-    (``axes``: two matplotlib axes to draw into; a new figure otherwise). Returns the figure."""
-    import matplotlib.pyplot as plt
+@dataclass
+class PcaDisplay(GgplotDisplay):
+    """PC1 vs PC2 before and after ComBat, coloured by centre (Figs. S2/S3).
 
-    stages = [s for s in frame["stage"].cat.categories if (frame["stage"] == s).any()] \
-        if hasattr(frame["stage"], "cat") else list(dict.fromkeys(frame["stage"]))
-    if axes is None:
-        fig, grid = F.subplots(1, len(stages), size=(5 * len(stages), 4.5))
-        axes = grid[0]
-    else:
-        fig = axes[0].figure
-    groups = sorted(frame[color].astype(str).unique())
-    cmap = plt.get_cmap("tab10" if len(groups) <= 10 else "tab20")
-    for ax, stage in zip(axes, stages):
-        sub = frame[frame["stage"] == stage]
-        for k, g in enumerate(groups):
-            pts = sub[sub[color].astype(str) == g]
-            ax.scatter(pts["PC1"], pts["PC2"], s=9, alpha=0.7, color=cmap(k % cmap.N), label=g, linewidths=0)
-        ax.set_title(f"{stage} (PC1 {sub['var1'].iloc[0]:.1f}%, PC2 {sub['var2'].iloc[0]:.1f}%)")
-        ax.set_xlabel("PC1")
-        ax.set_ylabel("PC2")
-    axes[-1].legend(title=color.capitalize(), loc="center left", bbox_to_anchor=(1.01, 0.5), markerscale=1.5)
-    if title:
-        fig.suptitle(title)
-    return fig
+    ``frame``: :func:`pca_frame`'s (stage, PC1, PC2, var1, var2 and the ``color`` column).
+    """
+
+    frame: pd.DataFrame
+    color: str = "centre"
+    title: Optional[str] = None
+
+    @classmethod
+    def from_frame(cls, frame: pd.DataFrame, color: str = "centre", title: Optional[str] = None) -> "PcaDisplay":
+        return cls(frame, color, title)
+
+    def plot(self):
+        """The ggplot: one panel per stage (its title gives the variance explained by PC1 and
+        PC2), each panel its own scales."""
+        import plotnine as p9
+
+        f = self.frame.copy()
+        stages = [s for s in f["stage"].cat.categories if (f["stage"] == s).any()] \
+            if hasattr(f["stage"], "cat") else list(dict.fromkeys(f["stage"]))
+        titles = {s: f"{s} (PC1 {f.loc[f['stage'] == s, 'var1'].iloc[0]:.1f}%, "
+                     f"PC2 {f.loc[f['stage'] == s, 'var2'].iloc[0]:.1f}%)" for s in stages}
+        f["panel"] = pd.Categorical(f["stage"].astype(str).map(titles), [titles[s] for s in stages])
+        levels = sorted(f[self.color].astype(str).unique())
+        f["group"] = pd.Categorical(f[self.color].astype(str), levels)
+        return (p9.ggplot(f, p9.aes("PC1", "PC2", colour="group"))
+                + p9.geom_point(size=T.pt(3.0), alpha=0.7, stroke=0)
+                + p9.facet_wrap("panel", nrow=1, scales="free")
+                + T.scale_colour_groups(levels, name=self.color.capitalize())
+                + p9.guides(colour=p9.guide_legend(override_aes={"size": T.pt(4.5), "alpha": 1}))
+                + p9.labs(title=self.title)
+                + T.theme_dlrc(figure_size=(5 * len(stages) + 1.2, 4.5))
+                + p9.theme(strip_text=p9.element_text(ha="center", size=T.TITLE_SIZE), panel_spacing_x=0.05))
+
+
+def plot_pca(frame: pd.DataFrame, color: str = "centre", title: Optional[str] = None):
+    """The ggplot of :class:`PcaDisplay`."""
+    return PcaDisplay.from_frame(frame, color, title).plot()
 
 
 # ------------------------------------------------------------ batch predictability
@@ -216,58 +240,128 @@ def _harmonisation_summary(before, after, study, by, seed) -> pd.DataFrame:
 
 
 # ------------------------------------------------------------------------ funnel
-def plot_funnel(funnel: pd.DataFrame, title: str = "Feature selection funnel", ax=None):
-    """Horizontal bars: features remaining after each step (log scale), labelled with counts."""
-    df = funnel.reset_index(drop=True)
-    fig, ax = F.axes_or_new(ax, size=(7, 0.5 * len(df) + 1.2))
-    ypos = np.arange(len(df))[::-1]
-    n = df["n_features"].clip(lower=0.8).to_numpy(dtype=float)
-    ax.barh(ypos, n - 0.7, left=0.7, color=F.BAR_COLOUR, height=0.6)
-    for yv, v, raw in zip(ypos, n, df["n_features"]):
-        ax.text(v * 1.08, yv, f"{int(raw):,}", va="center", ha="left", fontsize=9)
-    ax.set_xscale("log")
-    ax.set_xlim(0.7, max(10.0, n.max()) * 3)
-    ax.set_yticks(ypos, df["step"].tolist())
-    ax.set_xlabel("features remaining (log scale)")
-    ax.set_title(title)
-    ax.grid(axis="y", visible=False)
-    return fig
+@dataclass
+class FunnelDisplay(GgplotDisplay):
+    """Features remaining after each selection step (``funnel``: step, n_features)."""
+
+    funnel: pd.DataFrame
+    title: str = "Feature selection funnel"
+
+    @classmethod
+    def from_funnel(cls, funnel: pd.DataFrame, title: str = "Feature selection funnel") -> "FunnelDisplay":
+        return cls(funnel.reset_index(drop=True), title)
+
+    def plot(self):
+        """The ggplot: horizontal bars on a log scale (from 0.7, so a step keeping one
+        feature still shows), labelled with the counts; the first step on top."""
+        import plotnine as p9
+
+        df = self.funnel[["step", "n_features"]].copy()
+        n = len(df)
+        df["y"] = np.arange(n)[::-1].astype(float)
+        df["n"] = df["n_features"].clip(lower=0.8).astype(float)
+        df["label"] = [f"{int(v):,}" for v in df["n_features"]]
+        df["xlabel"] = df["n"] * 1.08
+        hi = max(10.0, float(df["n"].max())) * 3
+        return (p9.ggplot(df)
+                + p9.geom_rect(p9.aes(xmin=0.7, xmax="n", ymin=df["y"] - 0.3, ymax=df["y"] + 0.3),
+                               fill=T.BAR_COLOUR, size=0)
+                + p9.geom_text(p9.aes("xlabel", "y", label="label"), ha="left", va="center", size=T.BASE_SIZE)
+                + p9.scale_x_log10(limits=(0.7, hi), expand=(0, 0),
+                                   labels=lambda v: [f"{x:,.0f}" if x >= 1 else f"{x:g}" for x in v])
+                + p9.scale_y_continuous(breaks=list(df["y"]), labels=list(df["step"]), limits=(-0.6, n - 0.4),
+                                        expand=(0, 0))
+                + p9.labs(x="features remaining (log scale)", y="", title=self.title)
+                + T.theme_dlrc(figure_size=(7, 0.5 * n + 1.2))
+                + p9.theme(panel_grid_major_y=p9.element_blank(), axis_text_y=p9.element_text(size=T.BASE_SIZE)))
 
 
-def plot_lasso_cv(path: pd.DataFrame, lambda_min: float, lambda_1se: float, ax=None):
-    """CV binomial deviance ± 1 SE against log(lambda), with lambda.min and lambda.1se
-    marked (the plot R ``plot(cv.glmnet)`` draws)."""
-    fig, ax = F.axes_or_new(ax, size=(7, 4))
-    ax.errorbar(path["log_lambda"], path["cvm"], yerr=[path["cvm"] - path["cvlo"], path["cvup"] - path["cvm"]],
-                fmt="o", color="#c0392b", ecolor="grey", markersize=3, elinewidth=0.8)
-    ax.axvline(np.log(lambda_min), linestyle="--", color="#333333", linewidth=0.8)
-    ax.axvline(np.log(lambda_1se), linestyle=":", color="#333333", linewidth=0.8)
-    ax.set_xlabel("log(lambda)")
-    ax.set_ylabel("binomial deviance (CV)")
-    ax.set_title("LASSO: cross-validated deviance (dashed lambda.min, dotted lambda.1se)")
-    return fig
+def plot_funnel(funnel: pd.DataFrame, title: str = "Feature selection funnel"):
+    """The ggplot of :class:`FunnelDisplay`."""
+    return FunnelDisplay.from_funnel(funnel, title).plot()
+
+
+@dataclass
+class LassoCvDisplay(GgplotDisplay):
+    """The LASSO cross-validation curve, as R ``plot(cv.glmnet)``: ``path`` (log_lambda, cvm,
+    cvlo, cvup), lambda.min and lambda.1se."""
+
+    path: pd.DataFrame
+    lambda_min: float
+    lambda_1se: float
+
+    @classmethod
+    def from_path(cls, path: pd.DataFrame, lambda_min: float, lambda_1se: float) -> "LassoCvDisplay":
+        return cls(path, float(lambda_min), float(lambda_1se))
+
+    def plot(self):
+        """The ggplot: CV binomial deviance ± 1 SE against log(lambda), lambda.min dashed and
+        lambda.1se dotted."""
+        import plotnine as p9
+
+        p = self.path[["log_lambda", "cvm", "cvlo", "cvup"]].dropna()
+        return (p9.ggplot(p, p9.aes("log_lambda", "cvm"))
+                + p9.geom_linerange(p9.aes(ymin="cvlo", ymax="cvup"), colour="grey", size=T.pt(0.8))
+                + p9.geom_point(colour="#c0392b", size=T.pt(3.0))
+                + p9.geom_vline(xintercept=np.log(self.lambda_min), linetype="dashed", colour=T.EDGE_COLOUR,
+                                size=T.pt(0.8))
+                + p9.geom_vline(xintercept=np.log(self.lambda_1se), linetype="dotted", colour=T.EDGE_COLOUR,
+                                size=T.pt(0.8))
+                + p9.labs(x="log(lambda)", y="binomial deviance (CV)",
+                          title="LASSO: cross-validated deviance (dashed lambda.min, dotted lambda.1se)")
+                + T.theme_dlrc(figure_size=(7, 4)))
+
+
+def plot_lasso_cv(path: pd.DataFrame, lambda_min: float, lambda_1se: float):
+    """The ggplot of :class:`LassoCvDisplay`."""
+    return LassoCvDisplay.from_path(path, lambda_min, lambda_1se).plot()
 
 
 # ---------------------------------------------------------------- Figs. S4 / S5
+@dataclass
+class FeatureViolinDisplay(GgplotDisplay):
+    """(Standardised) selected features by LNM status, one panel per feature (Figs. S4/S6).
+
+    ``values``: feature, lnm ("LNM(-)"/"LNM(+)"), value (finite values only).
+    """
+
+    values: pd.DataFrame
+    features: list[str]
+    ncol: int = 4
+    title: str = "Selected features by LNM status"
+
+    @classmethod
+    def from_features(cls, Z: pd.DataFrame, y: pd.Series, ncol: int = 4,
+                      title: str = "Selected features by LNM status") -> "FeatureViolinDisplay":
+        yy = np.asarray(y).astype(int)
+        long = Z.assign(lnm=np.where(yy == 1, T.LNM_LABELS[1], T.LNM_LABELS[0])).melt(
+            id_vars="lnm", var_name="feature", value_name="value")
+        long = long[np.isfinite(long["value"].to_numpy(dtype=float))].reset_index(drop=True)
+        return cls(long, [str(c) for c in Z.columns], ncol, title)
+
+    def plot(self):
+        """The ggplot: violins with box plots of LNM(-) and LNM(+), each panel its own y-scale."""
+        import plotnine as p9
+
+        d = self.values.copy()
+        d["feature"] = pd.Categorical(d["feature"].astype(str), self.features)
+        d["lnm"] = pd.Categorical(d["lnm"], list(T.LNM_LABELS))
+        n = len(self.features)
+        cols = max(1, min(self.ncol, n))
+        rows = int(np.ceil(n / cols))
+        return (p9.ggplot(d) + F.violin_layers(d, "lnm", "value", "lnm")
+                + p9.facet_wrap("feature", ncol=cols, scales="free_y")
+                + T.scale_fill_lnm()
+                + p9.labs(x="", y="standardised value", title=self.title)
+                + T.theme_dlrc(figure_size=(3.2 * cols, 2.8 * rows + 0.6))
+                + p9.theme(legend_position="none", strip_text=p9.element_text(size=T.NOTE_SIZE, ha="center"),
+                           plot_title=p9.element_text(ha="center", size=T.TITLE_SIZE)))
+
+
 def plot_feature_violins(Z: pd.DataFrame, y: pd.Series, ncol: int = 4,
                          title: str = "Selected features by LNM status"):
-    """Violin + box plots of (standardised) features by LNM(−)/LNM(+) (Fig. S4), one panel
-    per feature."""
-    n = Z.shape[1]
-    cols = max(1, min(ncol, n))
-    rows = int(np.ceil(n / cols))
-    fig, axes = F.subplots(rows, cols, size=(3.2 * cols, 2.8 * rows + 0.6))
-    yy = pd.Series(np.asarray(y), index=Z.index)
-    for ax, feature in zip(axes.ravel(), Z.columns):
-        groups = [Z.loc[yy == 0, feature], Z.loc[yy == 1, feature]]
-        F.violins(ax, groups, [0, 1], F.LNM_COLOURS)
-        ax.set_xticks([0, 1], ["LNM(-)", "LNM(+)"])
-        ax.set_title(feature, fontsize=7)
-        ax.set_ylabel("standardised value")
-    F.hide_unused(axes, n)
-    fig.suptitle(title)
-    fig.tight_layout()
-    return fig
+    """The ggplot of :class:`FeatureViolinDisplay` (Fig. S4)."""
+    return FeatureViolinDisplay.from_features(Z, y, ncol, title).plot()
 
 
 def correlation_frame(X: pd.DataFrame, method: str = "spearman") -> pd.DataFrame:
@@ -277,21 +371,51 @@ def correlation_frame(X: pd.DataFrame, method: str = "spearman") -> pd.DataFrame
     return long
 
 
-def plot_correlation_heatmap(X: pd.DataFrame, method: str = "spearman",
-                             title: Optional[str] = None, ax=None):
-    """Heatmap of the correlations between the selected features, values printed (Fig. S5)."""
-    C = X.corr(method=method)
-    n = C.shape[0]
-    fig, ax = F.axes_or_new(ax, size=(max(5, 0.6 * n + 3), max(4, 0.5 * n + 2.5)))
-    im = ax.imshow(C.to_numpy(dtype=float), cmap="RdBu_r", vmin=-1, vmax=1)
-    for i in range(n):
-        for j in range(n):
-            v = C.iat[i, j]
-            ax.text(j, i, "" if pd.isna(v) else f"{v:.2f}", ha="center", va="center", fontsize=7,
-                    color="white" if not pd.isna(v) and abs(v) > 0.6 else "black")
-    ax.set_xticks(range(n), C.columns, rotation=45, ha="right", fontsize=7)
-    ax.set_yticks(range(n), C.index, fontsize=7)
-    ax.grid(False)
-    fig.colorbar(im, ax=ax, label=f"{method.capitalize()} r", shrink=0.8)
-    ax.set_title(title or f"{method.capitalize()} correlation of the selected features")
-    return fig
+@dataclass
+class CorrelationDisplay(GgplotDisplay):
+    """Correlations between the selected features (Figs. S5/S7): ``frame`` from
+    :func:`correlation_frame`, ``features`` in the matrix's order."""
+
+    frame: pd.DataFrame
+    features: list[str]
+    method: str = "spearman"
+    title: Optional[str] = None
+
+    @classmethod
+    def from_features(cls, X: pd.DataFrame, method: str = "spearman",
+                      title: Optional[str] = None) -> "CorrelationDisplay":
+        return cls(correlation_frame(X, method), [str(c) for c in X.columns], method, title)
+
+    def plot(self):
+        """The ggplot: a tile per pair coloured from -1 (blue) to 1 (red), the value printed
+        (white on dark tiles); the first feature top left, as a matrix reads."""
+        import plotnine as p9
+
+        d = self.frame.copy()
+        n = len(self.features)
+        d["feature_x"] = pd.Categorical(d["feature_x"].astype(str), self.features[::-1])  # rows, top down
+        d["feature_y"] = pd.Categorical(d["feature_y"].astype(str), self.features)  # columns
+        d["text"] = ["" if pd.isna(v) else f"{v:.2f}" for v in d["r"]]
+        d["dark"] = np.where(d["r"].abs().fillna(0) > 0.6, "white", "black")
+        longest = max((len(f) for f in self.features), default=0)
+        name = self.method.capitalize()
+        return (p9.ggplot(d, p9.aes("feature_y", "feature_x"))
+                + p9.geom_tile(p9.aes(fill="r"), colour="white", size=T.pt(0.3))
+                + p9.geom_text(p9.aes(label="text", colour="dark"), size=T.NOTE_SIZE)
+                + p9.scale_fill_gradientn(colors=["#053061", "#2166ac", "#4393c3", "#92c5de", "#d1e5f0", "#f7f7f7",
+                                                  "#fddbc7", "#f4a582", "#d6604d", "#b2182b", "#67001f"],
+                                          limits=(-1, 1), name=f"{name} r", na_value="#f0f0f0")
+                + p9.scale_colour_identity()
+                + p9.scale_x_discrete(expand=(0, 0))
+                + p9.scale_y_discrete(expand=(0, 0))
+                + p9.labs(x="", y="", title=self.title or f"{name} correlation of the selected features")
+                # room for the feature names (7 pt: about 0.055 in a character; x labels at 45 degrees)
+                + T.theme_dlrc(figure_size=(max(5, 0.6 * n + 3) + 0.055 * longest,
+                                            max(4, 0.5 * n + 2.5) + 0.04 * longest))
+                + p9.theme(axis_text_x=p9.element_text(rotation=45, ha="right", size=T.NOTE_SIZE),
+                           axis_text_y=p9.element_text(size=T.NOTE_SIZE), panel_grid_major=p9.element_blank()))
+
+
+def plot_correlation_heatmap(X: pd.DataFrame, method: str = "spearman", title: Optional[str] = None):
+    """The ggplot of :class:`CorrelationDisplay` (Fig. S5)."""
+    return CorrelationDisplay.from_features(X, method, title).plot()
