@@ -18,16 +18,12 @@ from __future__ import annotations
 import warnings
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, Iterator
 
-from dlrc_lib.core.theme import (  # noqa: F401 - the constants are part of this module's interface
-    BAR_COLOUR,
-    LNM_COLOURS,
-    MODEL_COLOURS,
-    STYLE,
-    THRESHOLD_COLOUR,
-    pt,
-)
+from dlrc_lib.core.theme import STYLE, pt
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 
 def is_ggplot(obj: Any) -> bool:

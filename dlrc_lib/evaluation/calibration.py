@@ -27,10 +27,10 @@ import pandas as pd
 from scipy.special import expit
 
 from dlrc_lib import stats
-from dlrc_lib.core.errors import DlrcError
 from dlrc_lib.core import theme as T
+from dlrc_lib.core.errors import DlrcError
 from dlrc_lib.core.figures import GgplotDisplay
-from dlrc_lib.core.theme import MODEL_COLOURS  # noqa: F401 - re-exported for decision_curve
+from dlrc_lib.core.progress import progress_bar as tqdm
 from dlrc_lib.evaluation.sra import COHORT_LABELS, COHORTS
 from dlrc_lib.study.schema import PROB_COLUMNS
 
@@ -379,8 +379,6 @@ def _bootstrap_optimism(X: np.ndarray, y: np.ndarray, predy: np.ndarray, *, B: i
                         progress: bool) -> tuple[np.ndarray, np.ndarray, list[float], int]:
     """rms ``calibrate``'s bootstrap: per grid point the mean optimism of the calibration error
     and the samples behind it, each sample's AUC optimism, and the number of failed refits."""
-    from dlrc_lib.core.progress import progress_bar as tqdm
-
     n = len(y)
     X1 = np.column_stack([np.ones(n), X])
     rng = np.random.default_rng(seed)

@@ -26,6 +26,7 @@ from dlrc_lib import stats
 from dlrc_lib.core import theme as T
 from dlrc_lib.core.errors import DlrcError
 from dlrc_lib.core.figures import GgplotDisplay
+from dlrc_lib.core.progress import progress_bar as tqdm
 from dlrc_lib.evaluation.calibration import _cohorts, check_probabilities, panel_titles, with_panels
 
 TREAT_ALL = "Treat all"
@@ -86,8 +87,6 @@ def bootstrap_bands(predictions: pd.DataFrame, column: str, thresholds, *, B: in
 
     Columns: cohort, threshold, nb_lower, nb_upper, ia_lower, ia_upper.
     """
-    from dlrc_lib.core.progress import progress_bar as tqdm
-
     check_probabilities(predictions, [column])
     t = np.asarray(thresholds, dtype=float)
     a = (1 - level) / 2

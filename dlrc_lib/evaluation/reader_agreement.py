@@ -22,9 +22,9 @@ import pandas as pd
 
 from dlrc_lib import stats
 from dlrc_lib.core.errors import DlrcError
-from dlrc_lib.study.schema import C_LNM_SHORT_AXIS_MM, COHORTS, READER1_COLUMNS, READER2_COLUMNS
 from dlrc_lib.evaluation.sra import sra_predict
 from dlrc_lib.study.manifest import by_patient
+from dlrc_lib.study.schema import C_LNM_SHORT_AXIS_MM, COHORTS, READER1_COLUMNS, READER2_COLUMNS
 
 FINAL_COLUMNS = ("lnsd_mm", "lnld_mm", "node_necrosis")
 CONSENSUS_RULE = (

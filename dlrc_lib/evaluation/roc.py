@@ -10,8 +10,8 @@ import pandas as pd
 
 from dlrc_lib import stats
 from dlrc_lib.core import theme as T
-from dlrc_lib.core.figures import GgplotDisplay
 from dlrc_lib.core.errors import DlrcError
+from dlrc_lib.core.figures import GgplotDisplay
 from dlrc_lib.study.schema import COHORTS, PANEL_LABELS
 
 

@@ -43,11 +43,11 @@ import pandas as pd
 from dlrc_lib.core.errors import DlrcError
 from dlrc_lib.core.io import read_yaml_mapping
 from dlrc_lib.core.machine import cores_available
+from dlrc_lib.core.processes import dask_client, dask_worker_setup, worker_pool
+from dlrc_lib.core.progress import progress_bar
 from dlrc_lib.features.store import FeatureStore, file_digest
 from dlrc_lib.study.images import read_image, read_mask
 from dlrc_lib.study.schema import MASK_ROLES, radiomics_feature_name
-from dlrc_lib.core.processes import dask_client, dask_worker_setup, worker_pool
-from dlrc_lib.core.progress import progress_bar
 from dlrc_lib.study.validate import verify_digests
 
 NAMESPACE = "radiomics"

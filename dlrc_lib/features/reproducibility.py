@@ -22,13 +22,14 @@ import pandas as pd
 
 from dlrc_lib.core import theme as T
 from dlrc_lib.core import figures as F
-from dlrc_lib.core.figures import GgplotDisplay
 from dlrc_lib.core.errors import DlrcError
+from dlrc_lib.core.figures import GgplotDisplay
 from dlrc_lib.features.radiomics import (
     RadiomicsResult,
     extract_radiomics,
     feature_groups,
 )
+from dlrc_lib.stats import icc_many
 from dlrc_lib.study.schema import MASK_ROLES
 
 ROLES = tuple(r.name for r in MASK_ROLES)
@@ -52,8 +53,6 @@ def icc_table(reader1: pd.DataFrame, reader2: pd.DataFrame, repeat: pd.DataFrame
     ``icc_inter``, ``icc_intra``, ``keep`` (bool). A feature without variance among the
     cases has an undefined ICC (NaN) and is not kept.
     """
-    from dlrc_lib.stats import icc_many
-
     cases = reader1.index.intersection(reader2.index).intersection(repeat.index)
     in_all = set(cases)
     cases = [p for p in reader1.index if p in in_all]

@@ -28,6 +28,7 @@ from dlrc_lib.core.errors import DlrcError
 from dlrc_lib.evaluation.cohort_table import compute_table1
 from dlrc_lib.evaluation.performance import format_table, metrics_at_cutoff
 from dlrc_lib.evaluation.roc import RocDisplay
+from dlrc_lib.model.nomogram import Nomogram
 from dlrc_lib.study.manifest import by_patient
 from dlrc_lib.study.schema import (
     CLINICAL,
@@ -37,7 +38,6 @@ from dlrc_lib.study.schema import (
     PROB_COLUMNS,
     clinical_levels,
 )
-from dlrc_lib.model.nomogram import Nomogram
 
 if TYPE_CHECKING:
     from dlrc_lib.scores.deep_models import BestDeepModel

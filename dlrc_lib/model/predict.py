@@ -32,16 +32,16 @@ from typing import Any, Mapping
 import numpy as np
 import pandas as pd
 
+from dlrc_lib.core.config import DeepParams
 from dlrc_lib.core.errors import DlrcError
 from dlrc_lib.core.io import atomic_write_text
+from dlrc_lib.features.radiomics import extract_radiomics
 from dlrc_lib.model.dlrc import DlrcModel, design_matrix, expit
 from dlrc_lib.model.export import load_model
 from dlrc_lib.model.nomogram import Nomogram
 from dlrc_lib.scores.pipeline import FeatureScore
 from dlrc_lib.study.manifest import read_manifest_csv
 from dlrc_lib.study.schema import c_lnm_from_short_axis
-from dlrc_lib.core.config import DeepParams
-from dlrc_lib.features.radiomics import extract_radiomics
 
 MIN_NEW_BATCH = 2  # patients needed to estimate an unseen scanner's ComBat parameters
 POLICIES = ("refuse", "harmonise")

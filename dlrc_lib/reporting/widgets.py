@@ -18,11 +18,16 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
+from dlrc_lib.core.figures import render
+from dlrc_lib.core.progress import headless as runner_headless
 from dlrc_lib.core.theme import COHORT_COLOURS
-from dlrc_lib.study.schema import COHORT_LABELS
+from dlrc_lib.evaluation.calibration import calibration_table
+from dlrc_lib.evaluation.decision_curve import DecisionCurveDisplay
 from dlrc_lib.evaluation.performance import metrics_at_cutoff
 from dlrc_lib.evaluation.roc import roc_points as roc_curve_points
 from dlrc_lib.model.nomogram import Nomogram
+from dlrc_lib.reporting.display import people_number
+from dlrc_lib.study.schema import COHORT_LABELS
 from dlrc_lib.study.schema import COHORTS, PROB_COLUMNS
 
 MODEL_LABELS = {"radiomics": "Radiomics", "dl": "Deep learning", "dlrc": "DLRC"}
@@ -36,8 +41,6 @@ STYLE = {"description_width": "initial"}
 def headless() -> bool:
     """True when widgets cannot be displayed: ``DLRC_HEADLESS=1`` (set by the runner for
     papermill), no IPython kernel, or ipywidgets not installed."""
-    from dlrc_lib.core.progress import headless as runner_headless
-
     if runner_headless():
         return True
     try:
@@ -266,8 +269,6 @@ def decision_curve_window(curves: pd.DataFrame, low: float, high: float,
 
 def calibration_summary(predictions: pd.DataFrame, models: Mapping[str, str], groups: int) -> pd.DataFrame:
     """Hosmer-Lemeshow statistic and p per model and cohort for ``groups`` risk groups."""
-    from dlrc_lib.evaluation.calibration import calibration_table
-
     tab = calibration_table(predictions, dict(models), groups=groups)
     out = pd.DataFrame({"model": tab["model"], "cohort": tab["cohort"].map(COHORT_LABELS),
                         "groups": groups, "HL chi-square": tab["hl_statistic"].round(2),
@@ -294,8 +295,6 @@ def _html_table(df: pd.DataFrame, css: str, row_key: str | None = None) -> str:
 
 
 def _num(v: Any) -> str:
-    from dlrc_lib.reporting.display import people_number
-
     if isinstance(v, (int, np.integer)):
         return str(int(v))
     if v is None or not np.isfinite(float(v)):
@@ -470,8 +469,6 @@ def decision_curve_explorer(curves: pd.DataFrame, default_range: tuple[float, fl
         return decision_curve_window(curves, lo, hi)
     import ipywidgets as w
 
-    from dlrc_lib.evaluation.decision_curve import DecisionCurveDisplay
-
     step = float(np.round(np.diff(grid).min(), 10)) if len(grid) > 1 else 0.01
     rng = w.FloatRangeSlider(value=(lo, hi), min=float(grid[0]), max=float(grid[-1]), step=step,
                              description="Threshold range:", readout_format=".2f", continuous_update=False,
@@ -487,8 +484,6 @@ def decision_curve_explorer(curves: pd.DataFrame, default_range: tuple[float, fl
 
     def update(*_: Any) -> None:
         import plotnine as p9
-
-        from dlrc_lib.core.figures import render
 
         a, b = (float(v) for v in rng.value)
         chosen = [m for m, c in boxes.items() if c.value]

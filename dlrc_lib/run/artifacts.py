@@ -28,6 +28,7 @@ from typing import Any, Iterable
 import pandas as pd
 
 from dlrc_lib.core.errors import DlrcError
+from dlrc_lib.core.figures import is_ggplot, render
 from dlrc_lib.core.io import atomic_write_text, dumps, jsonable, public_mode
 from dlrc_lib.run.layout import FRAME_PRODUCERS, MissingInput, run_command
 
@@ -119,8 +120,6 @@ class Artifacts:
 
         matplotlib.use("Agg", force=False)
         import matplotlib.pyplot as plt
-
-        from dlrc_lib.core.figures import is_ggplot, render
 
         if is_ggplot(fig):
             mfig = render(fig, width, height)

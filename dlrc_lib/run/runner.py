@@ -28,16 +28,16 @@ from dlrc_lib.core.io import atomic_write_text, dumps
 from dlrc_lib.core.machine import children_cpu_seconds, cpu_facts, speed_warnings
 from dlrc_lib.core.progress import ConsoleEcho
 from dlrc_lib.features.store import file_digest
-from dlrc_lib.study.manifest import load_study
-from dlrc_lib.study.validate import attach_digests
-from dlrc_lib.study.validation_cache import last_digests
-from dlrc_lib.twin.prepare import prepare_study
 from dlrc_lib.reporting.checklist import write_checklist
 from dlrc_lib.reporting.index_page import write_index
 from dlrc_lib.run.layout import SWEEP_NOTEBOOK, list_notebooks, notebook_parameters
 from dlrc_lib.run.paths import (ENV_CELLS_SHOW_RUN, ENV_PARAMS_FILE, ENV_RUNNER, FRAME_PRODUCERS,
                                 project_root, resolve_parameters)
 from dlrc_lib.run.sweep import run_sweep
+from dlrc_lib.study.manifest import load_study
+from dlrc_lib.study.validate import attach_digests
+from dlrc_lib.study.validation_cache import last_digests
+from dlrc_lib.twin.prepare import prepare_study
 
 # Packages whose versions matter for the numbers (recorded in run.json).
 TRACKED_PACKAGES = (

@@ -58,6 +58,7 @@ import yaml
 
 from dlrc_lib.core.config import TWIN_ONLY_KEYS, Params, ParamsError, Section, load_params
 from dlrc_lib.core.errors import DlrcError
+from dlrc_lib.core.figures import render, save_figure
 from dlrc_lib.core.io import atomic_write_text, dumps, read_yaml_mapping
 from dlrc_lib.core.processes import MALLOC_ENV, dask_client, dask_worker_setup, die_with_parent
 from dlrc_lib.reporting.claims import evaluate_claims
@@ -1018,10 +1019,8 @@ def _finish(out: Path, grid: Grid, records: dict, ran: list[str], skipped: list[
     }
     atomic_write_text(out / "sweep.json", dumps(summary))
     try:
-
         if (table["status"] == "ok").any():
             band = published_auc(published, "external", "dlrc") if published else None
-            from dlrc_lib.core.figures import render, save_figure
             import matplotlib.pyplot as plt
 
             fig = render(specification_curve(table, grid.keys, base_choices=grid.base_choices, published=band))

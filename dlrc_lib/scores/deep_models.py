@@ -17,13 +17,13 @@ import numpy as np
 import pandas as pd
 
 from dlrc_lib.core.errors import DlrcError
+from dlrc_lib.core.progress import progress_bar as tqdm
+from dlrc_lib.evaluation.performance import evaluate_score, format_table, reproduce_values
 from dlrc_lib.evaluation.roc import RocDisplay
 from dlrc_lib.features.deep.networks import MODEL_NAMES, WeightsInfo, parse_model_name
 from dlrc_lib.features.reproducibility import icc_table as reproducibility_icc_table
-from dlrc_lib.study.schema import COHORT_LABELS, COHORTS
-from dlrc_lib.core.progress import progress_bar as tqdm
-from dlrc_lib.evaluation.performance import evaluate_score, format_table, reproduce_values
 from dlrc_lib.scores.pipeline import EmptySelectionError, FeatureScore
+from dlrc_lib.study.schema import COHORT_LABELS, COHORTS
 
 RULES = {
     "train_auc": "highest AUC in the training cohort",

@@ -23,6 +23,7 @@ import pandas as pd
 from dlrc_lib.core import theme as T
 from dlrc_lib.core import figures as F
 from dlrc_lib.core.figures import GgplotDisplay
+from dlrc_lib.core.memo import Memo, code_fingerprint, digest
 from dlrc_lib.study.manifest import by_patient
 
 __all__ = [
@@ -55,8 +56,6 @@ def _standardised(X: pd.DataFrame) -> np.ndarray:
 def _memoised(cache_dir: Optional[str], name: str, fn, *inputs):
     """``fn()`` cached under ``<cache_dir>/memo/diagnostics`` by the inputs' bytes and this
     module's code (``cache_dir=None``: no cache)."""
-    from dlrc_lib.core.memo import Memo, code_fingerprint, digest
-
     if cache_dir is None:
         return fn()
     code = code_fingerprint(("dlrc_lib.scores.diagnostics",))

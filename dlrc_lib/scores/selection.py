@@ -33,8 +33,8 @@ import numpy as np
 import pandas as pd
 from scipy.stats import rankdata
 
-from dlrc_lib.stats.lasso import LassoCVResult, lasso_cv
 from dlrc_lib import stats
+from dlrc_lib.stats.lasso import LassoCVResult, lasso_cv
 
 __all__ = [
     "SelectionResult",

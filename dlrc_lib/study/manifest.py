@@ -31,6 +31,7 @@ from typing import Any, Iterable
 import numpy as np
 import pandas as pd
 
+from dlrc_lib.core.config import Params
 from dlrc_lib.core.errors import DlrcError
 from dlrc_lib.study.schema import (
     ACQUISITION_NUMERIC,
@@ -41,7 +42,6 @@ from dlrc_lib.study.schema import (
     PATH_PREFIXES,
     c_lnm_from_short_axis,
 )
-from dlrc_lib.core.config import Params
 
 
 def split_cohorts(df: pd.DataFrame, *, internal_centres: Iterable[str] = ("A",),

@@ -35,8 +35,10 @@ from typing import Any, Iterable, Optional
 import numpy as np
 import pandas as pd
 
+from dlrc_lib.core.config import Params
 from dlrc_lib.core.digest import file_digest
 from dlrc_lib.core.errors import DlrcError
+from dlrc_lib.study.file_checks import DIGEST_PREFIX, Problem
 from dlrc_lib.study.manifest import load_study, manifest_header, read_manifest, split_cohorts
 from dlrc_lib.study.plan import plan_problems
 from dlrc_lib.study.schema import (
@@ -54,8 +56,6 @@ from dlrc_lib.study.schema import (
     parse_inplane,
     path_columns,
 )
-from dlrc_lib.core.config import Params
-from dlrc_lib.study.file_checks import DIGEST_PREFIX, Problem
 from dlrc_lib.study.validation_cache import check_study_files, last_digests
 
 

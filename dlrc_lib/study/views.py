@@ -7,9 +7,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from dlrc_lib.study.schema import COHORTS, SEQUENCES
 from dlrc_lib.study.images import read_image, read_mask
 from dlrc_lib.study.manifest import by_patient
+from dlrc_lib.study.schema import COHORTS, SEQUENCES
 from dlrc_lib.study.validate import _missing
 
 

@@ -30,8 +30,8 @@ import pandas as pd
 import yaml
 
 from dlrc_lib.core.errors import DlrcError
-from dlrc_lib.core.processes import worker_pool
 from dlrc_lib.core.io import atomic_write_text, dumps
+from dlrc_lib.core.processes import worker_pool
 from dlrc_lib.study.schema import ACQUISITION_COLUMNS, COHORTS, READER2_COLUMNS, SEQUENCES, c_lnm_from_short_axis
 from dlrc_lib.twin.anatomy import render_patient, scanner_grid
 from dlrc_lib.twin.clinical import solve_clinical

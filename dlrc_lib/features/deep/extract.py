@@ -23,8 +23,11 @@ import numpy as np
 import pandas as pd
 import torch
 
+from dlrc_lib.core.config import DeepParams
 from dlrc_lib.core.errors import DlrcError
 from dlrc_lib.core.machine import cores_available as _cpu_count
+from dlrc_lib.core.processes import dask_client, dask_worker_setup
+from dlrc_lib.core.progress import progress_bar as tqdm
 from dlrc_lib.features.deep.networks import (
     DEPTH_KERNEL,
     N_FEATURES,
@@ -42,11 +45,8 @@ from dlrc_lib.features.deep.preprocess import (
     to_network_input,
 )
 from dlrc_lib.features.deep.store import VectorStore
-from dlrc_lib.study.schema import MASK_ROLES, SEQUENCES, deep_feature_name
-from dlrc_lib.core.config import DeepParams
-from dlrc_lib.core.processes import dask_client, dask_worker_setup
-from dlrc_lib.core.progress import progress_bar as tqdm
 from dlrc_lib.features.store import FeatureStore, file_digest
+from dlrc_lib.study.schema import MASK_ROLES, SEQUENCES, deep_feature_name
 from dlrc_lib.study.validate import verify_digests
 
 EXTRACTOR_VERSION = "1"  # bump when the networks' construction changes
