@@ -223,6 +223,9 @@ class CalibrationDisplay(GgplotDisplay):
         groups = groups.assign(lower=np.minimum(groups["lower"], groups["observed"]),
                                upper=np.maximum(groups["upper"], groups["observed"]))
         smooth = with_panels(self.smooth, names)
+        # the models in their given order (the last, DLRC, drawn on top where lines coincide)
+        smooth["model"] = pd.Categorical(smooth["model"], self.models)
+        groups["model"] = pd.Categorical(groups["model"], self.models)
         ideal = with_panels(pd.DataFrame({"cohort": list(names) * 2, "x": [0.0] * len(names) + [1.0] * len(names),
                                           "fitted": [0.0] * len(names) + [1.0] * len(names), "model": "Ideal"}),
                             names)
@@ -245,8 +248,10 @@ class CalibrationDisplay(GgplotDisplay):
               + p9.geom_point(p9.aes("predicted", "observed", colour="model"), data=groups, size=T.pt(4.0),
                               alpha=0.9, inherit_aes=False, show_legend=False)
               + p9.geom_line(size=T.pt(1.6))
-              + p9.geom_text(p9.aes("x", "y", label="label", colour="model"), data=text, ha="left", va="top",
-                             size=T.NOTE_SIZE, inherit_aes=False, show_legend=False))
+              # on a white label so that a curve under it does not strike the numbers through
+              + p9.geom_label(p9.aes("x", "y", label="label", colour="model"), data=text, ha="left", va="top",
+                              size=T.NOTE_SIZE, fill="white", alpha=0.85, label_size=0, label_padding=0.1,
+                              boxstyle="square", inherit_aes=False, show_legend=False))
         if len(up) or len(down):
             bars = pd.concat([up, down], ignore_index=True)
             gg = (gg + p9.geom_rect(p9.aes(xmin="left", xmax="right", ymin="ymin", ymax="ymax", fill="kind"),
