@@ -242,10 +242,8 @@ def _check_row(raw: pd.DataFrame, row: dict, pid: str, report: _Report) -> None:
             err(pid, col, _unknown_level(row[col], levels))
     for col in ("age", "parity", "lnsd_mm", "lnld_mm", "age_at_menopause"):
         if col in raw and not _missing(row[col]):
-            try:
-                v = float(row[col])
-            except (TypeError, ValueError):
-                err(pid, col, f"not a number: {row[col]!r}{_decimal_comma_hint(row[col])}")
+            v = _number(row[col], pid, col, err, f"{row[col]!r}{_decimal_comma_hint(row[col])}")
+            if v is None:
                 continue
             if v < 0 or (col == "parity" and v != int(v)):
                 err(pid, col, f"must be a non-negative {'integer' if col == 'parity' else 'number'}, got {row[col]!r}")
@@ -323,6 +321,16 @@ def _file_jobs(path: Path, raw: pd.DataFrame, ids: pd.Series, records: list[dict
     return jobs
 
 
+def _number(value: Any, pid: str, col: str, err, shown: str) -> Optional[float]:
+    """``value`` as a float; None once reported as not a number (``shown``: the value as the
+    message shows it)."""
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        err(pid, col, f"not a number: {shown}")
+        return None
+
+
 def _shown(value: Any) -> str:
     """A manifest value as the user wrote it (numbers read by pandas without a trailing .0)."""
     if isinstance(value, (float, np.floating)) and float(value).is_integer():
@@ -348,21 +356,18 @@ def _check_optional(raw: pd.DataFrame, row: pd.Series, pid: str, err, skip: Iter
             err(pid, nec_col, f"must be 0 or 1, got {_shown(row[nec_col])!r}")
         vals = {}
         for col in (sd_col, ld_col):
-            try:
-                vals[col] = float(row[col])
-            except (TypeError, ValueError):
-                err(pid, col, f"not a number: {_shown(row[col])!r}")
+            v = _number(row[col], pid, col, err, repr(_shown(row[col])))
+            if v is None:
                 continue
-            if not np.isfinite(vals[col]) or vals[col] < 0:
+            vals[col] = v
+            if not np.isfinite(v) or v < 0:
                 err(pid, col, f"must be a non-negative number, got {_shown(row[col])!r}")
         if len(vals) == 2 and vals[sd_col] > vals[ld_col]:
             err(pid, sd_col, f"short axis {vals[sd_col]:g} mm exceeds long axis {vals[ld_col]:g} mm")
     for col in ACQUISITION_NUMERIC:
         if col in raw and not _missing(row[col]):
-            try:
-                v = float(row[col])
-            except (TypeError, ValueError):
-                err(pid, col, f"not a number: {_shown(row[col])!r}")
+            v = _number(row[col], pid, col, err, repr(_shown(row[col])))
+            if v is None:
                 continue
             if not np.isfinite(v) or v <= 0:
                 err(pid, col, f"must be a positive number, got {_shown(row[col])!r}")
