@@ -34,12 +34,13 @@ from pathlib import Path
 
 import yaml
 
+from dlrc_lib.run import grid as G
 from dlrc_lib.run import sweep as SW
 
 
 def _subset_grid(grid_path: Path, params: Path, n: int, folder: Path) -> Path:
     """The first ``n`` variants of a grid, as named variants (same overrides, same names)."""
-    grid = SW.parse_grid(grid_path, params)
+    grid = G.parse_grid(grid_path, params)
     chosen = grid.variants[:n] if n else grid.variants
     doc = {"variants": {v.name: v.overrides for v in chosen if v.overrides}}
     if any(not v.overrides for v in chosen):
@@ -90,7 +91,7 @@ def main(argv: list[str] | None = None) -> int:
     work = Path(args.keep) if args.keep else Path(tempfile.mkdtemp(prefix="dlrc-sweep-bench-"))
     work.mkdir(parents=True, exist_ok=True)
     grid = _subset_grid(Path(args.grid), Path(args.params), args.variants, work)
-    n = len(SW.parse_grid(grid, args.params).variants)
+    n = len(G.parse_grid(grid, args.params).variants)
     print(f"sweep benchmark: {n} variants of {args.grid} on {args.params}; {os.cpu_count()} cores; "
           f"load {os.getloadavg()[0]:.1f}")
 

@@ -19,6 +19,8 @@ from dlrc_lib.core.config import ParamsError
 from dlrc_lib.core.errors import DlrcError
 from dlrc_lib.run.cli import main
 from dlrc_lib.reporting import sensitivity as S
+from dlrc_lib.run import executors as EX
+from dlrc_lib.run import grid as G
 from dlrc_lib.run import sweep as SW
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -38,10 +40,10 @@ def _cwd(monkeypatch):
 
 # --------------------------------------------------------------------------- parsing
 def test_quick_and_paper_grids_parse():
-    quick = SW.parse_grid(ROOT / "params" / "sweep_quick.yaml", QUICK)
+    quick = G.parse_grid(ROOT / "params" / "sweep_quick.yaml", QUICK)
     assert len(quick.variants) >= 6
     assert quick.variants[0].name == "base" and quick.variants[0].overrides == {}
-    paper = SW.parse_grid(ROOT / "params" / "sweep_paper.yaml", ROOT / "params" / "paper.yaml")
+    paper = G.parse_grid(ROOT / "params" / "sweep_paper.yaml", ROOT / "params" / "paper.yaml")
     # the issue's default grid: every choice it names is swept
     for key in ("harmonisation.mode", "selection.lasso_rule", "selection.mw_p", "selection.spearman_r",
                 "deep.best_model_rule", "selection.stepwise_direction", "icc.threshold"):
@@ -61,13 +63,13 @@ def test_factorial_vary_alone_and_named_variants_dedupe(tmp_path):
         "variants": {"combat_all_min": {"harmonisation.mode": "all", "selection.lasso_rule": "min"},
                      "strict": {"selection.spearman_r": 0.7}},
     })
-    grid = SW.parse_grid(g, QUICK)
+    grid = G.parse_grid(g, QUICK)
     names = [v.name for v in grid.variants]
     assert names == ["base", "lasso_rule=min", "mode=all", "mode=all__lasso_rule=min", "mw_p=0.05", "strict"]
     strict = grid.variants[-1]
     assert strict.choices == {"harmonisation.mode": "train_reference", "selection.lasso_rule": "1se",
                               "selection.mw_p": 0.01, "selection.spearman_r": 0.7}
-    vp = SW.variant_params(QUICK, strict)
+    vp = G.variant_params(QUICK, strict)
     assert vp.selection.spearman_r == 0.7 and vp.sweep.grid is None
 
 
@@ -89,7 +91,7 @@ def test_factorial_vary_alone_and_named_variants_dedupe(tmp_path):
 def test_bad_grids_are_refused_with_one_line(tmp_path, doc, expected):
     g = _grid(tmp_path, doc)
     with pytest.raises(ParamsError) as err:
-        SW.parse_grid(g, QUICK)
+        G.parse_grid(g, QUICK)
     msg = str(err.value)
     assert expected in msg and str(g) in msg and "\n" not in msg
 
@@ -214,7 +216,7 @@ def test_interrupted_sweep_resumes_without_rerunning_finished_variants(tmp_path,
     assert not (tmp_path / "sweep" / ".sweep.pid").exists()
     rest = FakeNotebooks()
     res = _run(tmp_path, grid, rest)
-    assert sorted(rest.calls + done) == sorted(v.name for v in SW.parse_grid(grid, QUICK).variants)
+    assert sorted(rest.calls + done) == sorted(v.name for v in G.parse_grid(grid, QUICK).variants)
     assert set(rest.calls).isdisjoint(done) and sorted(res.skipped) == sorted(done)
     assert (pd.read_csv(tmp_path / "sweep" / "sweep.csv")["status"] == "ok").all()
 
@@ -275,7 +277,7 @@ class Timeline(FakeNotebooks):
 
 
 def test_variants_sharing_memoised_fits_run_after_the_first_of_their_group():
-    grid = SW.parse_grid(ROOT / "params" / "sweep_paper.yaml", ROOT / "params" / "paper.yaml")
+    grid = G.parse_grid(ROOT / "params" / "sweep_paper.yaml", ROOT / "params" / "paper.yaml")
     deps = SW.shared_work_order(grid.variants)
     # the best-model rule changes no fit: those variants load their group's fits
     assert deps["mode=all__best_model_rule=train_auc"] == {"mode=all"}
@@ -295,7 +297,7 @@ def test_a_sweep_never_runs_a_variant_next_to_the_variant_whose_fits_it_reuses(t
     fake = Timeline()
     _run(tmp_path, grid, fake)
     order = {(kind, name): i for i, (kind, name) in enumerate(fake.events)}
-    deps = SW.shared_work_order(SW.parse_grid(grid, QUICK).variants)
+    deps = SW.shared_work_order(G.parse_grid(grid, QUICK).variants)
     assert sum(bool(d) for d in deps.values()) == 4
     for name, leads in deps.items():
         for lead in leads:
@@ -388,7 +390,7 @@ def test_a_sweep_with_a_dask_scheduler_runs_its_variants_on_the_cluster(tmp_path
     pfile = tmp_path / "quick_dask.yaml"
     pfile.write_text(yaml.safe_dump(p))
     fake = OnWorker(fail_when={"harmonisation.mode": "none"})
-    ex = SW.DaskExecutor(dask_cluster.scheduler_address, run_variant=fake)
+    ex = EX.DaskExecutor(dask_cluster.scheduler_address, run_variant=fake)
     try:
         assert ex.threads == 2
         res = SW.run_sweep(pfile, grid, out=tmp_path / "sweep", executor=ex, quiet=True, extract=False)
@@ -404,7 +406,7 @@ def test_a_sweep_with_a_dask_scheduler_runs_its_variants_on_the_cluster(tmp_path
 def test_an_unreachable_dask_scheduler_is_one_line():
     pytest.importorskip("distributed")
     with pytest.raises(DlrcError, match=r"dask_scheduler tcp://127.0.0.1:9: cannot connect"):
-        SW.DaskExecutor("tcp://127.0.0.1:9", timeout_s=1)
+        EX.DaskExecutor("tcp://127.0.0.1:9", timeout_s=1)
 
 
 _ENV_SCRIPT = """
@@ -418,8 +420,8 @@ if vdir.endswith("slow"):
 
 def test_a_variant_on_a_dask_worker_drops_the_nannys_malloc_setting_and_stops_with_the_sweep(
         tmp_path, monkeypatch, dask_cluster):
-    monkeypatch.setattr(SW, "_variant_command", lambda vdir, pfile, only: [sys.executable, "-c", _ENV_SCRIPT, str(vdir)])
-    ex = SW.DaskExecutor(dask_cluster.scheduler_address)
+    monkeypatch.setattr(EX, "_variant_command", lambda vdir, pfile, only: [sys.executable, "-c", _ENV_SCRIPT, str(vdir)])
+    ex = EX.DaskExecutor(dask_cluster.scheduler_address)
     # a nanny-spawned worker carries MALLOC_TRIM_THRESHOLD_ (set here after the executor's
     # worker set-up, which removes it: the variant's own environment must leave it out too)
     monkeypatch.setenv("MALLOC_TRIM_THRESHOLD_", "65536")
@@ -452,7 +454,7 @@ def test_a_variant_on_a_dask_worker_drops_the_nannys_malloc_setting_and_stops_wi
         assert not t.is_alive() and time.time() - t0 < 40
         ok, error = result["r"]
         assert not ok and "exit status" in error
-        assert not SW._alive(pid)
+        assert not EX.process_alive(pid)
     finally:
         ex.close()
 

@@ -7,20 +7,8 @@ combination of the choices named in a small grid file and tabulates, per variant
 with their CIs, the selected features, the DLRC terms and which of the paper's claims hold.
 Notebook ``09_sensitivity`` draws the specification curve from it.
 
-Grid file (YAML)::
-
-    factors:                  # full factorial
-      harmonisation.mode: [train_reference, all, none]
-      selection.lasso_rule: [1se, min]
-    vary_alone:               # each value alone, every other choice at the base parameters
-      selection.mw_p: [0.05]
-    variants:                 # named variants: overrides of the base parameters
-      paper_combat: {harmonisation.mode: all}
-    last_notebook: "08"       # optional: stop each variant after this notebook
-
-Keys are dotted parameter keys of ``params/*.yaml``; every value is validated with the
-parameter schema before anything runs (a bad key or value is refused with one line naming
-it). Study keys (``study.*``) and bookkeeping keys cannot be swept: a sweep analyses one study.
+The grid file and its variants: :mod:`dlrc_lib.run.grid`; where a variant runs (a process
+here or a Dask task): :mod:`dlrc_lib.run.executors`.
 
 Execution (:func:`run_sweep`): the features are extracted once for the base parameters (and
 for each distinct extraction setting a variant asks for), the notebooks that no variant
@@ -36,34 +24,31 @@ file system with the machine running the sweep).
 from __future__ import annotations
 
 import contextlib
-import functools
-import hashlib
-import itertools
 import json
 import os
-import re
 import shutil
 import signal
-import subprocess
-import sys
 import threading
 import time
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Mapping, Optional
 
 import pandas as pd
 import yaml
 
-from dlrc_lib.core.config import TWIN_ONLY_KEYS, Params, ParamsError, Section, load_params
+from dlrc_lib.core.config import TWIN_ONLY_KEYS, Params, load_params
 from dlrc_lib.core.errors import DlrcError
 from dlrc_lib.core.figures import render, save_figure
-from dlrc_lib.core.io import atomic_write_text, dumps, read_yaml_mapping
-from dlrc_lib.core.processes import MALLOC_ENV, dask_client, dask_worker_setup, die_with_parent
+from dlrc_lib.core.io import atomic_write_text, dumps
 from dlrc_lib.reporting.claims import evaluate_claims
 from dlrc_lib.reporting.sensitivity import published_auc, specification_curve
+from dlrc_lib.run.executors import (STOPPING, DaskExecutor, Executor, process_alive, run_in_subprocess, stop_leftover,
+                                   stop_running, subprocess_executor)
 from dlrc_lib.run.extract import extract_deep_cli, extract_radiomics_cli, load_study_for
+from dlrc_lib.run.grid import (EXTRACTION_PREFIXES, Grid, Variant, fingerprint, flat_name, parse_grid, table_cell,
+                               variant_params)
 from dlrc_lib.run.layout import SWEEP_NOTEBOOK, list_notebooks, notebook_parameters, project_root
 from dlrc_lib.study.schema import COHORTS
 
@@ -71,247 +56,11 @@ from dlrc_lib.study.schema import COHORTS
 #: executes notebooks of one parameter file into a run folder (``dlrc_lib.run.runner.run``).
 RunNotebooks = Callable[..., int]
 
-GRID_KEYS = ("factors", "vary_alone", "variants", "last_notebook", "description")
-# keys a sweep cannot vary: the study itself and bookkeeping
-FORBIDDEN_PREFIXES = ("study.", "sweep.")
-FORBIDDEN_KEYS = ("run_name", "cache_dir", "published_values")
-# keys whose change means other features (the sweep extracts what the cache lacks first)
-EXTRACTION_PREFIXES = ("radiomics.settings", "radiomics.sequences", "deep.models", "deep.weights",
-                       "deep.input_size", "deep.margin", "deep.shape_3d", "deep.clip_percentiles")
 ROLES = ("radiomics", "dl", "dlrc")
 FINISHED = ("ok", "failed")
-MAX_VARIANTS = 2000
-
-
-# ------------------------------------------------------------------------------ grid
-@dataclass
-class Variant:
-    name: str
-    overrides: dict[str, Any]  # dotted key -> value, relative to the base parameters
-    choices: dict[str, Any] = field(default_factory=dict)  # every swept key -> value used
-
-
-@dataclass
-class Grid:
-    path: Path
-    keys: list[str]  # every swept key, in grid order
-    variants: list[Variant]
-    last_notebook: Optional[str] = None
-    description: str = ""
-    base_choices: dict[str, Any] = field(default_factory=dict)  # the base parameters' values
-
-
-def _schema_field(key: str):
-    """The pydantic field of a dotted key, or None when the key is not in the schema."""
-    model: Any = Params
-    info = None
-    for part in key.split("."):
-        if not (isinstance(model, type) and issubclass(model, Section)) or part not in model.model_fields:
-            return None
-        info = model.model_fields[part]
-        model = info.annotation
-    return info
-
-
-def _key_problem(key: Any) -> Optional[str]:
-    if not isinstance(key, str) or not key:
-        return f"key {key!r} is not a dotted parameter key (e.g. selection.lasso_rule)"
-    if key in FORBIDDEN_KEYS or key.startswith(FORBIDDEN_PREFIXES):
-        return f"key '{key}' cannot be swept (a sweep analyses one study with one run name and cache)"
-    info = _schema_field(key)
-    if info is None:
-        return f"unknown parameter key '{key}'"
-    ann = info.annotation
-    if isinstance(ann, type) and issubclass(ann, Section):
-        return f"key '{key}' is a section; name one of its keys (e.g. {key}.{next(iter(ann.model_fields))})"
-    return None
-
-
-def _get(raw: dict, key: str) -> Any:
-    obj: Any = raw
-    for part in key.split("."):
-        obj = obj[part]
-    return obj
-
-
-def _fmt_value(v: Any) -> str:
-    if isinstance(v, (list, tuple)):
-        return "x".join(_fmt_value(x) for x in v)
-    if v is None:
-        return "none"
-    if isinstance(v, bool):
-        return "true" if v else "false"
-    return str(v)
-
-
-def _cell(v: Any) -> Any:
-    """A choice as it appears in sweep.csv (lists joined with x)."""
-    return _fmt_value(v) if isinstance(v, (list, tuple)) else v
-
-
-def _safe(text: str) -> str:
-    return re.sub(r"[^A-Za-z0-9._=+-]+", "_", text).strip("_") or "variant"
-
-
-def _short_names(keys: list[str]) -> dict[str, str]:
-    """Variant names use a key's last part (lasso_rule), the section too where that is ambiguous."""
-    last = [k.split(".")[-1] for k in keys]
-    return {k: (s if last.count(s) == 1 and s not in ("threshold", "form", "batch") else _flat_name(k))
-            for k, s in zip(keys, last)}
-
-
-def parse_grid(grid_path: str | Path, base: Params | str | Path) -> Grid:
-    """Read and validate a sweep grid against the base parameters (read from their file by
-    :func:`~dlrc_lib.core.config.load_params`; a path is read here).
-
-    Raises :class:`ParamsError` with one line naming the grid file, the key and the value.
-    """
-    grid_path = Path(grid_path)
-    base = base if isinstance(base, Params) else load_params(base)
-    raw = read_yaml_mapping(grid_path, "sweep grid", ParamsError)
-    unknown = [k for k in raw if k not in GRID_KEYS]
-    if unknown:
-        raise ParamsError(f"{grid_path}: unknown grid key '{unknown[0]}' (expected one of {', '.join(GRID_KEYS)})")
-    factors, alone, named = _checked_sections(grid_path, raw, base)
-    keys = list(dict.fromkeys([*factors, *alone, *(k for o in named.values() for k in o)]))
-    base_values = {k: _base_value(base, k) for k in keys}
-
-    variants: list[Variant] = []
-    seen: dict[str, str] = {}
-    short = _short_names(keys)
-
-    def add(name: Optional[str], overrides: dict[str, Any]) -> None:
-        overrides = {k: v for k, v in overrides.items() if not _same(v, base_values[k])}
-        choices = {k: overrides.get(k, base_values[k]) for k in keys}
-        ident = json.dumps(choices, sort_keys=True, default=str)
-        if ident in seen:
-            return
-        if name is None:
-            name = "__".join(f"{short[k]}={_fmt_value(v)}" for k, v in overrides.items()) or "base"
-            name = _safe(name)
-        if name in {v.name for v in variants}:
-            raise ParamsError(f"{grid_path}: two variants are named {name!r}")
-        seen[ident] = name
-        variants.append(Variant(name, overrides, choices))
-
-    fkeys = list(factors)
-    for combo in itertools.product(*(factors[k] for k in fkeys)):
-        add(None, dict(zip(fkeys, combo)))
-    for key, values in alone.items():
-        for v in values:
-            add(None, {key: v})
-    for name, overrides in named.items():
-        add(str(name), dict(overrides))
-    if len(variants) > MAX_VARIANTS:
-        raise ParamsError(f"{grid_path}: {len(variants)} variants; at most {MAX_VARIANTS}")
-    last = raw.get("last_notebook")
-    if last is not None:
-        last = str(last).zfill(2)[:2]
-        if not last.isdigit():
-            raise ParamsError(f"{grid_path}: last_notebook {raw['last_notebook']!r} is not a notebook number")
-    return Grid(grid_path, keys, variants, last, str(raw.get("description") or ""), base_values)
-
-
-def _checked_sections(grid_path: Path, raw: Mapping[str, Any], base: Params):
-    """The grid's ``factors``, ``vary_alone`` and ``variants``, every key and value checked
-    against the base parameters (one-line :class:`ParamsError` naming the grid file)."""
-    factors = raw.get("factors") or {}
-    alone = raw.get("vary_alone") or {}
-    named = raw.get("variants") or {}
-    for section, value in (("factors", factors), ("vary_alone", alone), ("variants", named)):
-        if not isinstance(value, dict):
-            raise ParamsError(f"{grid_path}: '{section}' must be a mapping")
-    if not (factors or alone or named):
-        raise ParamsError(f"{grid_path}: no factors, vary_alone or variants: nothing to sweep")
-
-    def check_value(where: str, key: str, value: Any) -> None:
-        problem = _key_problem(key)
-        if problem:
-            raise ParamsError(f"{grid_path}: {where}: {problem}")
-        try:
-            base.with_overrides({key: value})
-        except ParamsError as exc:
-            msg = str(exc).split(": ", 1)[-1]
-            raise ParamsError(f"{grid_path}: {where}: {key} = {value!r} is not allowed ({msg})") from None
-
-    for section, mapping in (("factors", factors), ("vary_alone", alone)):
-        for key, values in mapping.items():
-            if not isinstance(values, list) or not values:
-                problem = _key_problem(key)
-                if problem:
-                    raise ParamsError(f"{grid_path}: {section}: {problem}")
-                raise ParamsError(f"{grid_path}: {section}: {key} needs a non-empty list of values")
-            for v in values:
-                check_value(section, key, v)
-            if len({json.dumps(v, sort_keys=True, default=str) for v in values}) < len(values):
-                raise ParamsError(f"{grid_path}: {section}: {key} lists a value twice")
-    for name, overrides in named.items():
-        if not isinstance(overrides, dict):
-            raise ParamsError(f"{grid_path}: variants: {name} must map parameter keys to values")
-        if _safe(str(name)) != str(name):
-            raise ParamsError(f"{grid_path}: variants: name {name!r} may use only letters, digits and . _ = + -")
-        for key, v in overrides.items():
-            check_value(f"variants: {name}", key, v)
-        try:
-            base.with_overrides(dict(overrides))
-        except ParamsError as exc:
-            raise ParamsError(f"{grid_path}: variants: {name}: {str(exc).split(': ', 1)[-1]}") from None
-
-    return factors, alone, named
-
-
-def _same(a: Any, b: Any) -> bool:
-    return json.dumps(a, sort_keys=True, default=str) == json.dumps(b, sort_keys=True, default=str)
-
-
-def _base_value(params: Params, key: str) -> Any:
-    return _get(params.model_dump(mode="json"), key)
-
-
-def variant_params(base: Params | str | Path, variant: Variant, cache_dir: Optional[str] = None) -> Params:
-    """The base parameters with the variant's overrides (no nested sweep); ``cache_dir`` (absolute)
-    replaces the file's feature store, as ``dlrc run --cache-dir`` does."""
-    base = base if isinstance(base, Params) else load_params(base)
-    overrides = dict(variant.overrides)
-    if cache_dir:
-        overrides["cache_dir"] = cache_dir
-    overrides["sweep.grid"] = None
-    return base.with_overrides(overrides)
-
-
-# how a run executes, not what it computes: a change must not rerun finished variants (the
-# cache is keyed by content, so where it lives changes no number)
-_EXECUTION_ONLY = {"sweep": None, "cache_dir": None, "radiomics": ("n_jobs", "dask_scheduler", "progress"),
-                   "study": ("n_jobs", "twin_dir"), "deep": ("workers", "batch_size", "dask_scheduler")}
-# files whose content (not where they are) the numbers depend on
-_CONTENT_KEYS = (("radiomics", "settings"), (None, "published_values"), ("study", "manifest"))
-
-
-def fingerprint(params: Params, notebooks: list[str]) -> str:
-    """What a variant's numbers depend on: its parameters (less the execution settings) and
-    the notebooks it runs."""
-    dump = params.model_dump(mode="json")
-    for section, keys in _EXECUTION_ONLY.items():
-        if keys is None:
-            dump.pop(section, None)
-        else:
-            for k in keys:
-                dump.get(section, {}).pop(k, None)
-    for section, key in _CONTENT_KEYS:
-        holder = dump if section is None else dump.get(section, {})
-        value = holder.get(key)
-        if value and Path(value).is_file():
-            holder[key] = "sha256:" + hashlib.sha256(Path(value).read_bytes()).hexdigest()
-    doc = {"params": dump, "notebooks": notebooks}
-    return hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()[:16]
 
 
 # -------------------------------------------------------------------------- planning
-def _flat_name(key: str) -> str:
-    section, _, rest = key.partition(".")
-    return f"{section}_{rest}" if rest else section
-
-
 def notebook_plan(grid: Grid, root: Path) -> tuple[list[Path], int]:
     """The notebooks of a variant run and the index of the first one any variant changes:
     the notebooks before it are shared by every variant and run once."""
@@ -323,7 +72,7 @@ def notebook_plan(grid: Grid, root: Path) -> tuple[list[Path], int]:
     declared = [set(notebook_parameters(nb)) for nb in notebooks]
     first: dict[str, int] = {}
     for v in grid.variants:
-        names = {_flat_name(k) for k in v.overrides}
+        names = {flat_name(k) for k in v.overrides}
         hits = [i for i, d in enumerate(declared) if names & d]
         # a key no notebook declares changes nothing: the variant is the base itself
         first[v.name] = min(hits) if hits else len(notebooks)
@@ -373,7 +122,7 @@ def variant_starts(grid: Grid, notebooks: list[Path], k_min: int) -> dict[str, i
     declared = [set(notebook_parameters(nb)) for nb in notebooks]
     first: dict[str, int] = {}
     for v in grid.variants:
-        names = {_flat_name(k) for k in v.overrides}
+        names = {flat_name(k) for k in v.overrides}
         hits = [i for i, d in enumerate(declared) if names & d]
         # a variant that changes no notebook's parameters (the base) can start anywhere
         first[v.name] = max(k_min, min(hits)) if hits else len(notebooks) - 1
@@ -443,7 +192,7 @@ def sweep_table(grid: Grid, records: dict[str, dict]) -> pd.DataFrame:
     for v in grid.variants:
         rec = records.get(v.name) or {}
         row: dict[str, Any] = {"variant": v.name, "status": rec.get("status", "pending")}
-        row.update({k: _cell(val) for k, val in v.choices.items()})
+        row.update({k: table_cell(val) for k, val in v.choices.items()})
         metrics = rec.get("metrics") or {}
         for col in ["best_dl_model", "n_features_radiomics", "n_features_dl", "dlrc_terms", *metric_columns()]:
             row[col] = metrics.get(col)
@@ -470,219 +219,6 @@ class SweepResult:
     skipped: list[str]
     failed: list[str]
     seconds: float
-
-
-Executor = Callable[[Path, Path, list[str], Path], tuple[bool, Optional[str]]]
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except (OSError, ValueError):
-        return False
-    return True
-
-
-def _stop_leftover(vdir: Path) -> None:
-    """A variant process left by an interrupted sweep (its pid recorded in ``.pid``) is ended."""
-    pidfile = vdir / ".pid"
-    if not pidfile.exists():
-        return
-    try:
-        pid = int(pidfile.read_text(encoding="utf-8").strip())
-    except ValueError:
-        pid = 0
-    if pid > 0 and _alive(pid):
-        try:
-            cmd = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-        except OSError:
-            cmd = ""
-        if "dlrc_lib" in cmd and str(vdir) in cmd:
-            try:
-                os.killpg(pid, signal.SIGTERM)
-            except OSError:
-                pass
-            for _ in range(50):
-                if not _alive(pid):
-                    break
-                time.sleep(0.1)
-    pidfile.unlink(missing_ok=True)
-
-
-_RUNNING: dict[int, subprocess.Popen] = {}
-_LOCK = threading.Lock()
-_STOPPING = threading.Event()  # set when the sweep is interrupted: unfinished variants leave no record
-
-
-def _variant_command(vdir: Path, params_file: Path, only: list[str]) -> list[str]:
-    return [sys.executable, "-m", "dlrc_lib.run.cli", "run", "--params", str(params_file),
-            "--out", str(vdir), "--only", *only]
-
-
-def run_in_subprocess(params_file: str | Path, only: list[str], out: Path, quiet: bool = True,
-                      root: Optional[Path] = None) -> int:
-    """``dlrc run --params P --only ... --out DIR`` in a child process (output kept in
-    ``DIR/sweep.log``); its exit status."""
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    with open(out / "sweep.log", "w") as log:
-        return subprocess.call(_variant_command(out, Path(params_file), list(only)), cwd=root or project_root(),
-                               stdout=log, stderr=subprocess.STDOUT, env=_variant_env())
-
-
-def _variant_env(threads: Optional[int] = None) -> dict[str, str]:
-    """The environment of a variant's process: this package importable, ``threads`` BLAS/OpenMP
-    threads, and none of the malloc tunables a Dask nanny sets (see
-    :func:`~dlrc_lib.core.processes.undo_malloc_tuning`; the variant's kernel would inherit them)."""
-    env = {k: v for k, v in os.environ.items() if k not in MALLOC_ENV}
-    pkg_parent = str(Path(__file__).resolve().parents[2])
-    env["PYTHONPATH"] = os.pathsep.join([pkg_parent] + [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p])
-    if threads is not None:
-        for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
-            env[var] = str(threads)
-    return env
-
-
-def _failure_message(vdir: Path, rc: int) -> str:
-    text = (vdir / "sweep.log").read_text(errors="replace")
-    errors = [ln for ln in text.splitlines() if ln.startswith("dlrc run: error:")]
-    msg = errors[0][len("dlrc run: error: "):] if errors else f"exit status {rc}"
-    if not errors:
-        tail = [ln for ln in text.splitlines() if ln.strip()]
-        msg += f": {tail[-1]}" if tail else ""
-    return msg
-
-
-def run_variant_process(cmd: list[str], cwd: str, env: dict[str, str], vdir: Path,
-                        should_stop: Optional[Callable[[], bool]] = None) -> tuple[bool, Optional[str]]:
-    """Run one variant's command in its own process group (output in ``<vdir>/sweep.log``,
-    pid in ``<vdir>/.pid``); it ends with this process. ``should_stop``, polled every second,
-    ends it early (the sweep was interrupted). Returns ``(ok, error)``."""
-    vdir = Path(vdir)
-    with open(vdir / "sweep.log", "w") as log:
-        proc = subprocess.Popen(cmd, cwd=cwd, stdout=log, stderr=subprocess.STDOUT, env=env,
-                                start_new_session=True, preexec_fn=functools.partial(die_with_parent, os.getpid()))
-        atomic_write_text(vdir / ".pid", f"{proc.pid}\n")
-        with _LOCK:
-            _RUNNING[proc.pid] = proc
-        try:
-            while True:
-                try:
-                    rc = proc.wait(timeout=1.0 if should_stop else None)
-                    break
-                except subprocess.TimeoutExpired:
-                    if should_stop():
-                        _terminate(proc)
-        finally:
-            with _LOCK:
-                _RUNNING.pop(proc.pid, None)
-    (vdir / ".pid").unlink(missing_ok=True)
-    return (True, None) if rc == 0 else (False, _failure_message(vdir, rc))
-
-
-def _terminate(proc: subprocess.Popen) -> None:
-    try:
-        os.killpg(proc.pid, signal.SIGTERM)
-    except OSError:
-        pass
-
-
-def subprocess_executor(threads: int = 1) -> Executor:
-    """Run a variant's notebooks with ``python -m dlrc_lib.run.cli run`` in its own process group."""
-
-    def execute(vdir: Path, params_file: Path, only: list[str], root: Path) -> tuple[bool, Optional[str]]:
-        return run_variant_process(_variant_command(vdir, params_file, only), str(Path.cwd()),
-                                   _variant_env(threads), vdir)
-
-    return execute
-
-
-# ------------------------------------------------------------------------- on Dask
-def _variant_on_worker(cmd: list[str], cwd: str, vdir: str, stop_event: str,
-                       threads_by_host: Mapping[str, int]) -> tuple[bool, Optional[str]]:
-    """A Dask task: one variant's ``dlrc run`` as a child of the worker, with its share of the
-    host's cores as BLAS threads; it ends when the sweep sets ``stop_event``."""
-    from distributed import Event, get_worker
-
-    worker = get_worker()
-    threads = threads_by_host.get(_host(worker.address), 1)
-    event = Event(stop_event)
-    return run_variant_process(cmd, cwd, _variant_env(threads), Path(vdir), should_stop=event.is_set)
-
-
-def _host(address: str) -> str:
-    """``tcp://10.0.0.5:40123`` -> ``10.0.0.5``."""
-    return address.split("://")[-1].rsplit(":", 1)[0]
-
-
-class DaskExecutor:
-    """Variants as tasks on a Dask cluster (``radiomics.dask_scheduler``): each task runs the
-    variant's ``dlrc run`` on the worker it lands on (workers must see the same files: the
-    cache, the study and the sweep folder). ``run_variant`` replaces the subprocess (tests)."""
-
-    def __init__(self, address: str, timeout_s: float = 20.0,
-                 run_variant: Optional[Callable[..., tuple[bool, Optional[str]]]] = None):
-
-        self.client = dask_client(address, timeout_s)
-        from distributed import Event
-
-        self.address = address
-        self.client.run(dask_worker_setup)  # the worker's profiler alone costs ~4 % of a core
-        self._threads_by_host: Optional[dict[str, int]] = None
-        self.stop_event = f"dlrc-sweep-stop-{os.getpid()}-{time.time_ns()}"
-        self._event = Event(self.stop_event, client=self.client)
-        self.run_variant = run_variant
-
-    @property
-    def threads(self) -> int:
-        """Tasks the cluster runs at once (its worker threads)."""
-        return max(1, sum(w.get("nthreads", 1) for w in self.client.scheduler_info()["workers"].values()))
-
-    def threads_by_host(self) -> dict[str, int]:
-        """BLAS/OpenMP threads for one variant on each host: its cores shared by every worker
-        thread on it (2 workers x 1 thread on 2 cores: 1 each, as the local pool's variants)."""
-        cores = self.client.run(os.cpu_count)  # worker address -> cores of its machine
-        tasks: dict[str, int] = {}
-        for addr, w in self.client.scheduler_info()["workers"].items():
-            tasks[_host(addr)] = tasks.get(_host(addr), 0) + int(w.get("nthreads", 1))
-        return {_host(a): max(1, int(c or 1) // max(1, tasks.get(_host(a), 1))) for a, c in cores.items()}
-
-    def _host_threads(self) -> dict[str, int]:
-        if self._threads_by_host is None:  # asked of the workers once per sweep
-            self._threads_by_host = self.threads_by_host()
-        return self._threads_by_host
-
-    def __call__(self, vdir: Path, params_file: Path, only: list[str], root: Path) -> tuple[bool, Optional[str]]:
-        if self.run_variant is not None:
-            fut = self.client.submit(self.run_variant, vdir, params_file, only, root, pure=False)
-        else:
-            fut = self.client.submit(_variant_on_worker, _variant_command(vdir, params_file, only),
-                                     str(Path.cwd()), str(vdir), self.stop_event, self._host_threads(),
-                                     pure=False)
-        return fut.result()
-
-    def stop(self) -> None:
-        """End the variants running on the workers (the sweep was interrupted)."""
-        try:
-            self._event.set()
-        except Exception:  # noqa: BLE001 - the cluster may be gone already
-            pass
-
-    def close(self) -> None:
-        try:
-            self.client.close()
-        except Exception:  # noqa: BLE001
-            pass
-
-
-def _stop_running() -> None:
-    with _LOCK:
-        procs = list(_RUNNING.values())
-    for proc in procs:
-        try:
-            os.killpg(proc.pid, signal.SIGTERM)
-        except OSError:
-            pass
 
 
 def _read_record(vdir: Path) -> Optional[dict]:
@@ -766,15 +302,15 @@ def run_sweep(params_path: str | Path, grid_path: str | Path, out: str | Path | 
             other = int(lock.read_text(encoding="utf-8").strip())
         except ValueError:
             other = 0
-        if other and other != os.getpid() and _alive(other):
+        if other and other != os.getpid() and process_alive(other):
             raise DlrcError(f"{out}: another sweep is running there (pid {other})")
     atomic_write_text(lock, f"{os.getpid()}\n")
-    _STOPPING.clear()
+    STOPPING.clear()
     try:
         return _run_sweep(base, params_path, grid, out, jobs, retry_failed, say, executor, root,
                           extract, run_notebooks, t_start, cache)
     finally:
-        _stop_running()
+        stop_running()
         lock.unlink(missing_ok=True)
         if own:
             own.close()
@@ -868,17 +404,17 @@ def _run_variant(v: Variant, vp: Params, fp: str, vdir: Path, prefix_dir: Path, 
     """Run one variant's notebooks from its shared prefix; its record (also in ``variant.json``),
     or None when the sweep is being interrupted (the next call runs it again)."""
     t0 = time.perf_counter()
-    _stop_leftover(vdir)
+    stop_leftover(vdir)
     _copy_base(prefix_dir, vdir)
     pfile = vdir / "params.yaml"
     _write_params(pfile, vp)
-    if _STOPPING.is_set():
+    if STOPPING.is_set():
         return None
     try:
         ok, error = execute(vdir, pfile, only, root)
     except Exception as exc:  # noqa: BLE001 - recorded, the other variants go on
         ok, error = False, f"{type(exc).__name__}: {exc}".splitlines()[0]
-    if _STOPPING.is_set():
+    if STOPPING.is_set():
         return None  # interrupted, not failed
     rec: dict[str, Any] = {"variant": v.name, "overrides": v.overrides, "choices": v.choices,
                            "fingerprint": fp, "notebooks": only, "status": "ok" if ok else "failed",
@@ -957,10 +493,10 @@ def _schedule(todo, jobs: int, one: Callable[[Any], None], execute) -> None:
                     finished.add(running.pop(fut))
                     fut.result()
         except BaseException:
-            _STOPPING.set()
+            STOPPING.set()
             for f in futures:
                 f.cancel()
-            _stop_running()
+            stop_running()
             stop_remote = getattr(execute, "stop", None)
             if stop_remote is not None:
                 stop_remote()
@@ -1014,7 +550,7 @@ def _finish(out: Path, grid: Grid, records: dict, ran: list[str], skipped: list[
     base_choices = next((v.choices for v in grid.variants if not v.overrides), None)
     summary = {
         "grid": str(grid.path), "keys": grid.keys, "variants": [v.name for v in grid.variants],
-        "base_choices": {k: _cell(v) for k, v in (base_choices or grid.base_choices).items()},
+        "base_choices": {k: table_cell(v) for k, v in (base_choices or grid.base_choices).items()},
         "seconds_per_variant": {n: r.get("seconds") for n, r in records.items()},
     }
     atomic_write_text(out / "sweep.json", dumps(summary))
