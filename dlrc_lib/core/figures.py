@@ -9,8 +9,10 @@
   of graphics has no geometry for them. Their functions take ``ax=None`` (or ``axes``), draw
   and return the :class:`~matplotlib.figure.Figure`.
 
-Both use the theme of :mod:`dlrc_lib.core.theme` (``theme_dlrc()`` and :data:`STYLE`, one
-set of fonts, sizes and colours). Nothing here saves into a run: ``Artifacts.figure`` writes
+The theme of :mod:`dlrc_lib.core.theme` holds one set of fonts, sizes and colours:
+``theme_dlrc()`` for the ggplots, :data:`STYLE` (through :func:`style`) for matplotlib
+figures; the package's diagrams take its colours but keep their own layout settings. Nothing
+here saves into a run: ``Artifacts.figure`` writes
 either kind as PNG and PDF (a ggplot is rendered once with :func:`render`).
 """
 from __future__ import annotations
@@ -60,6 +62,15 @@ def save_figure(fig: Any, path: str | Path, dpi: int = 150) -> Path:
     return path
 
 
+def png_bytes(fig: Any, dpi: int = 150) -> bytes:
+    """A rendered figure as PNG bytes (fixed metadata), for showing without saving."""
+    import io
+
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=dpi, bbox_inches="tight", metadata={"Software": None})
+    return buf.getvalue()
+
+
 class GgplotDisplay:
     """What every Display of the package has beside ``plot()`` (which returns the ggplot)."""
 
@@ -79,15 +90,11 @@ class GgplotDisplay:
 
     def _repr_png_(self) -> bytes:
         """Shown in a notebook as the rendered plot."""
-        import io
-
         import matplotlib.pyplot as plt
 
         fig = render(self.plot())
         try:
-            buf = io.BytesIO()
-            fig.savefig(buf, format="png", dpi=100, bbox_inches="tight", metadata={"Software": None})
-            return buf.getvalue()
+            return png_bytes(fig, dpi=100)
         finally:
             plt.close(fig)
 
@@ -99,42 +106,6 @@ def style() -> Iterator[None]:
 
     with plt.rc_context(STYLE):
         yield
-
-
-def subplots(nrows: int = 1, ncols: int = 1, size: tuple[float, float] = (6, 4), **kw):
-    """A new figure in the package's style (``fig, axes`` as :func:`matplotlib.pyplot.subplots`,
-    ``axes`` always a 2-D array)."""
-    import matplotlib.pyplot as plt
-
-    with style():
-        fig, axes = plt.subplots(nrows, ncols, figsize=size, squeeze=False, **kw)
-    for ax in axes.ravel():
-        _apply(ax)
-    return fig, axes
-
-
-def _apply(ax) -> None:
-    """The style's axes settings (rc_context only applies to axes made inside it)."""
-    ax.grid(True, color=STYLE["grid.color"], linewidth=STYLE["grid.linewidth"])
-    ax.set_axisbelow(True)
-    for side in ("top", "right"):
-        ax.spines[side].set_visible(True)
-        ax.spines[side].set_linewidth(STYLE["axes.linewidth"])
-
-
-def axes_or_new(ax=None, size: tuple[float, float] = (6, 4)):
-    """``(fig, ax)``: the given axes and its figure, or a new single-axes figure."""
-    if ax is not None:
-        _apply(ax)
-        return ax.figure, ax
-    fig, axes = subplots(1, 1, size=size)
-    return fig, axes[0, 0]
-
-
-def hide_unused(axes, used: int) -> None:
-    """Hide the panels of a grid beyond the first ``used``."""
-    for ax in list(axes.ravel())[used:]:
-        ax.set_visible(False)
 
 
 def violin_layers(data: pd.DataFrame, x: str, y: str, fill: str, *, width: float = 0.7, dodge: float | None = None):

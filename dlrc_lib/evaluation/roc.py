@@ -83,14 +83,13 @@ class RocDisplay(GgplotDisplay):
         import plotnine as p9
 
         panels = list(self.curves["cohort"].cat.categories)
-        colours = T.colours_for(self.models, self.colours)
         gg = (p9.ggplot(self.curves, p9.aes("fpr", "tpr", colour="model"))
               + p9.geom_abline(intercept=0, slope=1, linetype="dashed", colour=T.REFERENCE_COLOUR, size=T.pt(0.8))
               + p9.geom_path(size=T.pt(1.3))
               + p9.geom_text(p9.aes("x", "y", label="label", colour="model"), data=self.labels, ha="right",
                              va="bottom", size=T.NOTE_SIZE, show_legend=False)
               + p9.facet_wrap("cohort", nrow=1)
-              + T.scale_colour_models(self.models, colours, name=self.legend_title)
+              + T.scale_colour_models(self.models, self.colours, name=self.legend_title)
               + p9.scale_x_continuous(limits=(0, 1), expand=(0, 0), breaks=[0, 0.2, 0.4, 0.6, 0.8, 1.0])
               + p9.scale_y_continuous(limits=(0, 1), expand=(0, 0), breaks=[0, 0.2, 0.4, 0.6, 0.8, 1.0])
               + p9.coord_fixed()

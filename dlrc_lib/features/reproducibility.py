@@ -148,16 +148,12 @@ class IccDisplay(GgplotDisplay):
         features in bins of 0.025 (below -0.2 shown at -0.2). The threshold dashed."""
         return self._violin() if self.kind == "violin" else self._histogram()
 
-    def _comparisons(self, d: pd.DataFrame) -> tuple[list[str], dict[str, str]]:
-        comps = list(dict.fromkeys(d["comparison"]))
-        return comps, {c: T.MODEL_COLOURS[k % len(T.MODEL_COLOURS)] for k, c in enumerate(comps)}
-
     def _violin(self):
         import plotnine as p9
 
         d = self.values.copy()
         d["icc"] = d["icc"].clip(lower=-1.0)
-        comps, colours = self._comparisons(d)
+        comps = list(dict.fromkeys(d["comparison"]))
         sequences = list(dict.fromkeys(d["sequence"]))
         d["sequence"] = pd.Categorical(d["sequence"], sequences)
         d["image_type"] = pd.Categorical(d["image_type"], list(dict.fromkeys(d["image_type"])))
@@ -167,7 +163,7 @@ class IccDisplay(GgplotDisplay):
                 + p9.geom_hline(yintercept=self.threshold, linetype="dashed", colour=T.THRESHOLD_COLOUR,
                                 size=T.pt(0.9))
                 + p9.facet_wrap("sequence", ncol=1)
-                + p9.scale_fill_manual(values=colours, limits=comps, name="")
+                + T.scale_fill_models(comps, name="")
                 + p9.labs(x="image type", y="ICC", fill="",
                           title=f"Feature reproducibility (dashed: keep threshold {self.threshold})")
                 + T.theme_dlrc(figure_size=(9, 2.7 * len(sequences) + 0.9))
@@ -179,14 +175,14 @@ class IccDisplay(GgplotDisplay):
 
         d = self.values.copy()
         d["icc"] = d["icc"].clip(lower=-0.2)
-        comps, colours = self._comparisons(d)
+        comps = list(dict.fromkeys(d["comparison"]))
         d["comparison"] = pd.Categorical(d["comparison"], comps)
         bins = np.arange(-0.2, 1.0 + 0.025, 0.025)
         return (p9.ggplot(d, p9.aes("icc", fill="comparison"))
                 + p9.geom_histogram(breaks=bins, position="identity", alpha=0.6, size=0)
                 + p9.geom_vline(xintercept=self.threshold, linetype="dashed", colour=T.THRESHOLD_COLOUR,
                                 size=T.pt(0.9))
-                + p9.scale_fill_manual(values=colours, limits=comps, name="")
+                + T.scale_fill_models(comps, name="")
                 + p9.labs(x="ICC (values below -0.2 shown at -0.2)", y="features", fill="")
                 + T.theme_dlrc(figure_size=(8, 4))
                 + p9.theme(legend_position=(0.02, 0.98), legend_justification=(0, 1)))

@@ -109,6 +109,7 @@ class SpecificationCurveDisplay(GgplotDisplay):
         est = self.estimates.assign(panel=pd.Categorical([AUC] * len(self.estimates), panels))
         est["kind"] = np.where(est["base"], "defaults (params file)", "variant")
         nrow = len(self.rows)
+        dots_h = max(1.2, 0.28 * nrow)  # the height of the choices panel (inches)
         dots = self.choices.assign(y=-1.0 - self.choices["row"],
                                    panel=pd.Categorical([CHOICES] * len(self.choices), panels))
         labels = dict(zip([-1.0 - r for r in range(nrow)], self.rows))
@@ -153,10 +154,10 @@ class SpecificationCurveDisplay(GgplotDisplay):
               + p9.scale_x_continuous(breaks=list(est["x"]), labels=[""] * len(est), limits=(-0.6, n - 0.4),
                                       expand=(0, 0))
               + p9.scale_y_continuous(breaks=breaks, labels=fmt)
-              + p9.facet_grid(rows="panel", scales="free_y", space={"x": [1.0], "y": [3.2, max(1.2, 0.28 * nrow)]})
+              + p9.facet_grid(rows="panel", scales="free_y", space={"x": [1.0], "y": [3.2, dots_h]})
               + p9.labs(x="variants, sorted by AUC  (* the params file's choice)", y=self.ylabel, title=self.title,
                         fill="", colour="", shape="", size="")
-              + T.theme_dlrc(figure_size=(max(6.0, 0.32 * n + 3.5), 3.2 + max(1.2, 0.28 * nrow) + 0.6))
+              + T.theme_dlrc(figure_size=(max(6.0, 0.32 * n + 3.5), 3.2 + dots_h + 0.6))
               + p9.theme(strip_text_y=p9.element_blank(), legend_position="bottom",
                          axis_title_x=p9.element_text(size=T.TICK_SIZE), axis_text_y=p9.element_text(size=T.NOTE_SIZE),
                          panel_spacing_y=0.01, plot_title=p9.element_text(size=T.TITLE_SIZE, ha="center")))

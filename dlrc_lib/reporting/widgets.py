@@ -492,14 +492,13 @@ def decision_curve_explorer(curves: pd.DataFrame, default_range: tuple[float, fl
                      f"<b class='dlrc-dca-hi'>{b:.0%}</b>: net benefit at both ends, and how much of the "
                      f"range each strategy shown alone has the highest net benefit (thresholds where several tie: one row).</div>"
                      + _html_table(table, "dlrc-dca"))
-        cohorts = list(dict.fromkeys(curves["cohort"]))
         if not chosen:  # nothing to draw
             img.value = b""
             return
         # whole curves (the y-axis scale follows the cohort's prevalence), zoomed to the range
         disp = DecisionCurveDisplay.from_curves(curves, models=chosen, references=[])
         gg = disp.plot(titles=[COHORT_LABELS.get(c, c) for c in disp.cohorts]) + p9.coord_cartesian(xlim=(a, b))
-        fig = render(gg, 4.2 * len(cohorts) + 1.4, 3.2)
+        fig = render(gg, 4.2 * len(disp.cohorts) + 1.4, 3.2)
         img.value = _png(fig)
 
     rng.observe(update, names="value")

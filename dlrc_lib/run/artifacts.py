@@ -18,7 +18,6 @@ half-written table, figure or frame behind.
 from __future__ import annotations
 
 import html as _html
-
 import json
 import os
 import tempfile
@@ -28,7 +27,7 @@ from typing import Any, Iterable
 import pandas as pd
 
 from dlrc_lib.core.errors import DlrcError
-from dlrc_lib.core.figures import is_ggplot, render
+from dlrc_lib.core.figures import is_ggplot, png_bytes, render, save_figure
 from dlrc_lib.core.io import atomic_write_text, dumps, jsonable, public_mode
 from dlrc_lib.run.layout import FRAME_PRODUCERS, MissingInput, run_command
 
@@ -131,12 +130,9 @@ class Artifacts:
             raise DlrcError(f"figure {name}: expected a plotnine ggplot or a matplotlib Figure, "
                             f"got {type(fig).__name__}")
         if not self.write:  # shown from memory, nothing saved
-            import io
-
-            buf = io.BytesIO()
-            mfig.savefig(buf, format="png", dpi=dpi, bbox_inches="tight", metadata={"Software": None})
+            shown = png_bytes(mfig, dpi)
             plt.close(mfig)
-            return SavedFigure(self.path("figures", f"{name}.png"), png_bytes=buf.getvalue())
+            return SavedFigure(self.path("figures", f"{name}.png"), png_bytes=shown)
         for ext in ("png", "pdf"):
             target = self.path("figures", f"{name}.{ext}")
             target.parent.mkdir(parents=True, exist_ok=True)
@@ -144,9 +140,7 @@ class Artifacts:
             os.close(fd)
             public_mode(tmp)
             try:
-                # fixed metadata so the same inputs give the same bytes
-                meta = {"CreationDate": None} if ext == "pdf" else {"Software": None}
-                mfig.savefig(tmp, dpi=dpi, bbox_inches="tight", metadata=meta)
+                save_figure(mfig, tmp, dpi)  # fixed metadata: the same inputs give the same bytes
                 os.replace(tmp, target)
             except BaseException:
                 Path(tmp).unlink(missing_ok=True)

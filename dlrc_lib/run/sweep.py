@@ -40,10 +40,9 @@ import yaml
 
 from dlrc_lib.core.config import TWIN_ONLY_KEYS, Params, load_params
 from dlrc_lib.core.errors import DlrcError
-from dlrc_lib.core.figures import render, save_figure
 from dlrc_lib.core.io import atomic_write_text, dumps
 from dlrc_lib.reporting.claims import evaluate_claims
-from dlrc_lib.reporting.sensitivity import published_auc, specification_curve
+from dlrc_lib.reporting.sensitivity import SpecificationCurveDisplay, published_auc
 from dlrc_lib.run.executors import (STOPPING, DaskExecutor, Executor, process_alive, run_in_subprocess, stop_leftover,
                                    stop_running, subprocess_executor)
 from dlrc_lib.run.extract import extract_deep_cli, extract_radiomics_cli, load_study_for
@@ -557,11 +556,8 @@ def _finish(out: Path, grid: Grid, records: dict, ran: list[str], skipped: list[
     try:
         if (table["status"] == "ok").any():
             band = published_auc(published, "external", "dlrc") if published else None
-            import matplotlib.pyplot as plt
-
-            fig = render(specification_curve(table, grid.keys, base_choices=grid.base_choices, published=band))
-            save_figure(fig, out / "specification_curve.png", dpi=120)
-            plt.close(fig)
+            SpecificationCurveDisplay.from_sweep(table, grid.keys, base_choices=grid.base_choices,
+                                                 published=band).save(out / "specification_curve.png", dpi=120)
     except Exception as exc:  # noqa: BLE001 - the table is the result; the figure is a view of it
         say(f"  specification curve not drawn: {type(exc).__name__}: {exc}")
     secs = time.perf_counter() - t_start
