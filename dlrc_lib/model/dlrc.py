@@ -434,19 +434,17 @@ def score_inputs(rad_scores: pd.DataFrame, deep: "BestDeepModel", study: pd.Data
     ``Rad_score``; :func:`dlrc_lib.scores.pipeline.score_frame`); ``deep``: every DL model's
     scores and the chosen one. Patients missing from either are listed with the reason, never
     dropped silently."""
-    rad, dls, best = rad_scores, deep.scores, deep.name
+    rad, best = rad_scores, deep.name
     if not best:
         raise DlrcError("DL scores: no best model chosen")
-    if best not in dls.columns:
-        raise DlrcError(f"DL scores: no column for the best model '{best}'")
+    dl = deep.score
     _require(rad, ["Rad_score"], "radiomics scores")
     st = by_patient(study)
     ids = st.index
     rows = []
     for pid in ids:
-        why = [w for w, frame, col in (("no Rad_score (radiomics)", rad, "Rad_score"),
-                                        (f"no DL_score ({best})", dls, best))
-               if pid not in frame.index or pd.isna(frame.at[pid, col])]
+        why = [w for w, score in (("no Rad_score (radiomics)", rad["Rad_score"]), (f"no DL_score ({best})", dl))
+               if pid not in score.index or pd.isna(score.at[pid])]
         if why:
             rows.append({"patient_id": pid, "reason": "; ".join(why)})
     lost = pd.DataFrame(rows, columns=["patient_id", "reason"])
@@ -454,7 +452,7 @@ def score_inputs(rad_scores: pd.DataFrame, deep: "BestDeepModel", study: pd.Data
     keep = [p for p in ids if p not in gone]
     scores = pd.DataFrame({"cohort": st.loc[keep, "cohort"], "lnm": st.loc[keep, "lnm"].astype(int),
                            "Rad_score": rad.loc[keep, "Rad_score"].astype(float),
-                           "DL_score": dls.loc[keep, best].astype(float)})
+                           "DL_score": dl.loc[keep].astype(float)})
     scores.index.name = "patient_id"
     return ScoreInputs(scores=scores, best_model=str(best), lost=lost)
 

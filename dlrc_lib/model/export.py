@@ -229,8 +229,8 @@ def document_from_fits(radiomics: "FeatureScore", deep: "BestDeepModel", *, fit:
     """
     if deep.estimator is None:
         raise DlrcError(f"model export: no fitted score pipeline for the best deep model {deep.name}")
-    states = {"radiomics": radiomics.to_dict(), f"deep ({deep.name})": deep.estimator.to_dict()}
-    for what, state in states.items():
+    rad_state, deep_state = radiomics.to_dict(), deep.estimator.to_dict()
+    for what, state in (("radiomics", rad_state), (f"deep ({deep.name})", deep_state)):
         if state["version"] != STATE_VERSION:
             raise DlrcError(f"model export: the {what} score pipeline has state version {state['version']}, "
                             f"not {STATE_VERSION} (it lacks the ComBat estimates of the scanners harmonised from "
@@ -244,11 +244,11 @@ def document_from_fits(radiomics: "FeatureScore", deep: "BestDeepModel", *, fit:
         run_name=params.run_name, seed=params.seed,
         sequences=list(params.radiomics.sequences),
         radiomics_settings_file=settings.name, radiomics_settings_text=settings.read_text(encoding="utf-8"),
-        radiomics_state=states["radiomics"],
+        radiomics_state=rad_state,
         deep_model=deep.name,
         deep_preprocessing={k: v for k, v in deep_params.items() if k != "models"},
         deep_weights=deep.weights,
-        deep_state=states[f"deep ({deep.name})"],
+        deep_state=deep_state,
         best_model_rule=params.deep.best_model_rule,
         harmonisation={"mode": harm.mode, "batch": harm.batch, "parametric": harm.parametric,
                        "small_batch": harm.small_batch, "scanner_policy": params.dlrc.scanner_policy},

@@ -28,11 +28,11 @@ if TYPE_CHECKING:
     from dlrc_lib.model.nomogram import Nomogram
     from dlrc_lib.run.artifacts import Artifacts
 
-__all__ = ["RADIOMICS", "DEEP_LEARNING", "DLRC", "DlrcResults", "radiomics_scores", "radiomics_score",
+__all__ = ["DlrcResults", "radiomics_scores", "radiomics_score",
            "best_deep_model", "load_score_inputs", "model_document", "dlrc_results"]
 
 # the notebooks whose results later steps read
-RADIOMICS, DEEP_LEARNING, DLRC = "03_radiomics", "04_deep_learning", "05_dlrc"
+NB_RADIOMICS, NB_DEEP, NB_DLRC = "03_radiomics", "04_deep_learning", "05_dlrc"
 
 
 def _fitted_score(state: Any, where: str) -> FeatureScore:
@@ -54,21 +54,21 @@ def radiomics_scores(art: "Artifacts") -> pd.DataFrame:
 
 def radiomics_score(art: "Artifacts") -> FeatureScore:
     """The fitted radiomics score pipeline (``results/03_radiomics.json``, key ``state``)."""
-    res = art.load_results(RADIOMICS)
+    res = art.load_results(NB_RADIOMICS)
     if "state" not in res:
-        raise DlrcError(f"results/{RADIOMICS}.json: no 'state' (the fitted radiomics score "
+        raise DlrcError(f"results/{NB_RADIOMICS}.json: no 'state' (the fitted radiomics score "
                         "pipeline); rerun notebook 03")
-    return _fitted_score(res["state"], f"results/{RADIOMICS}.json")
+    return _fitted_score(res["state"], f"results/{NB_RADIOMICS}.json")
 
 
 def best_deep_model(art: "Artifacts", with_estimator: bool = False) -> BestDeepModel:
     """Every DL model's scores (``data/dl_scores``) and the model notebook 04 chose
     (``results/04_deep_learning.json``: ``best_model``, ``best_model_rule``, ``weights``; with
     ``with_estimator``, its fitted score pipeline from ``states``)."""
-    res = art.load_results(DEEP_LEARNING)
+    res = art.load_results(NB_DEEP)
     best = res.get("best_model")
     if not best:
-        raise DlrcError(f"results/{DEEP_LEARNING}.json: no 'best_model'; run notebook 04 first")
+        raise DlrcError(f"results/{NB_DEEP}.json: no 'best_model'; run notebook 04 first")
     scores = art.load_frame("dl_scores")
     if best not in scores.columns:
         raise DlrcError(f"data/dl_scores.parquet: no column for the best model '{best}'")
@@ -76,8 +76,8 @@ def best_deep_model(art: "Artifacts", with_estimator: bool = False) -> BestDeepM
     if with_estimator:
         states = res.get("states") or {}
         if best not in states:
-            raise DlrcError(f"results/{DEEP_LEARNING}.json: no 'states' entry for {best}; rerun notebook 04")
-        estimator = _fitted_score(states[best], f"results/{DEEP_LEARNING}.json ({best})")
+            raise DlrcError(f"results/{NB_DEEP}.json: no 'states' entry for {best}; rerun notebook 04")
+        estimator = _fitted_score(states[best], f"results/{NB_DEEP}.json ({best})")
     return BestDeepModel(name=str(best), scores=scores, estimator=estimator,
                          weights=(res.get("weights") or {}).get(best), rule=res.get("best_model_rule"))
 
@@ -110,7 +110,7 @@ class DlrcResults:
 def dlrc_results(art: "Artifacts") -> DlrcResults:
     """``data/predictions`` and ``results/05_dlrc.json`` (``best_model``, ``dlrc_terms``,
     ``cutoffs``)."""
-    res = art.load_results(DLRC)
+    res = art.load_results(NB_DLRC)
     terms = res.get("dlrc_terms") or res.get("terms")
     return DlrcResults(predictions=art.load_frame("predictions"), best_model=res.get("best_model"),
                        terms=list(terms) if terms else None, cutoffs=dict(res.get("cutoffs") or {}))
