@@ -35,14 +35,28 @@ def test_claims_file_expands_to_enough_claims():
     assert settings["alpha"] == 0.05
 
 
+#: claims that even the paper's own cohort sizes cannot decide when the run repeats the paper's
+#: numbers: two 3D networks' external AUCs (0.589 and 0.554: their prediction intervals reach 0.5)
+#: and the internal cohort's specificity margin (+9.2 points, SE 3.5 on 141 LNM-negative patients:
+#: the interval -0.6 to +19.0 includes no difference)
+PAPER_TOO_SMALL = {"auc.ResNet101_3D.external", "auc.ResNet152_3D.external", "sra.specificity.internal"}
+
+
 def test_every_rule_holds_when_the_run_reproduces_the_paper(tmp_path):
-    """A (non-twin) run with the published numbers: every claim holds, through every rule."""
+    """A (non-twin) run with the published numbers: every claim holds, through every rule, except
+    those the paper's own sample cannot decide, which are too small to tell."""
     df = C.evaluate_claims(make_run(tmp_path))
     assert set(df.columns) >= {"id", "claim", "source", "published", "reproduced", "verdict", "reason"}
     bad = df[df["verdict"] != C.HOLDS]
-    assert bad.empty, bad[["id", "verdict", "reason"]].to_string()
-    assert df["counted"].all()
+    assert set(bad["id"]) == PAPER_TOO_SMALL, bad[["id", "verdict", "reason"]].to_string()
+    assert (bad["verdict"] == C.TOO_SMALL).all() and not bad["counted"].any()
+    assert df[df["verdict"] == C.HOLDS]["counted"].all()
     assert set(df["rule"]) == set(C.RULES)
+    # the reason of an AUC that cannot be told says how many patients would do, or that none would
+    reasons = df.set_index("id")["reason"]
+    assert "includes 0.5" in reasons["auc.ResNet101_3D.external"]
+    assert "about 450 patients (~139 LNM) would make it testable" in reasons["auc.ResNet101_3D.external"]
+    assert "no cohort size would do" in reasons["auc.ResNet152_3D.external"]
 
 
 def test_fails_paths(tmp_path):
@@ -68,7 +82,7 @@ def test_fails_paths(tmp_path):
                 "dca.treat.external", "dca.radiomics.external", "dca.dl.external"):
         assert df.loc[cid, "verdict"] == C.FAILS, (cid, df.loc[cid].to_dict())
         assert df.loc[cid, "counted"]
-    assert "outside the paper's CI" in df.loc["auc.radiomics.train", "reason"]
+    assert "outside the 95 % prediction interval 0.668–0.792" in df.loc["auc.radiomics.train", "reason"]
     assert "not kept: c_LNM" in df.loc["dlrc.terms_clnm_rad", "reason"]
     assert "not above at 0.50–0.60" == df.loc["dca.treat.external", "reproduced"]
     assert "above Treat all at" in df.loc["dca.treat.external", "reason"]
@@ -100,7 +114,7 @@ def test_random_weights_make_every_deep_claim_not_testable(tmp_path, weights, fa
         assert df.loc[cid, "verdict"] == C.NOT_TESTABLE, cid
         assert "random network weights" in df.loc[cid, "reason"] and words in df.loc[cid, "reason"]
     others = df.drop(index=list(deep))
-    assert (others["verdict"] == C.HOLDS).all()
+    assert (others.drop(index=list(PAPER_TOO_SMALL - deep))["verdict"] == C.HOLDS).all()
     assert "random-weight networks" in df.loc["auc.DLRC.train", "reason"]
     assert "random-weight networks" not in df.loc["auc.radiomics.train", "reason"]
 
@@ -123,7 +137,8 @@ def test_twin_inputs_are_never_counted_as_reproduced(tmp_path):
     assert inputs["reason"].str.contains("built from").all()
     assert not df[df["verdict"] == C.INPUT]["counted"].any()
     # findings are still decided on a twin
-    assert (df[~df["id"].str.startswith("input.")]["verdict"] == C.HOLDS).all()
+    findings = df[~df["id"].str.startswith("input.") & ~df["id"].isin(PAPER_TOO_SMALL)]
+    assert (findings["verdict"] == C.HOLDS).all()
 
     # the long comparison: every twin input is marked and not counted, although it "matches"
     view = C.run_view(run)

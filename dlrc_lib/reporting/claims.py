@@ -7,7 +7,15 @@ reproduced values. :func:`evaluate_claims` reads only the run folder (``run.json
 verdict:
 
 ``holds`` / ``fails``
-    the rule decided on this run's numbers;
+    the rule decided on this run's numbers, judged by what a cohort of this size can show: an AUC
+    or a difference inside / outside the 95 % prediction interval of the paper's estimate (Patil,
+    Peng & Leek 2016), a significance on the same / the other side (a non-significant result
+    fails only where it had power ≥ 0.8 to find the paper's effect);
+``too small to tell``
+    the cohort cannot decide it: the prediction interval includes chance (AUC 0.5, no
+    difference), the power to find the paper's effect is below 0.8, a Hosmer–Lemeshow risk group
+    expects fewer than 5 events, or the bootstrap interval of a net-benefit difference spans zero
+    at every threshold; the reason says roughly how many patients would make it testable;
 ``not testable here``
     the run cannot decide it, with the reason: the networks carry random weights (every
     deep-learning claim), or the run produced no value (a cohort with one class, a notebook
@@ -18,7 +26,8 @@ verdict:
 ``calibrated``
     a number the twin's generator was tuned towards.
 
-Only ``holds`` and ``fails`` are counted as tested (column ``counted``).
+Only ``holds`` and ``fails`` are counted as tested (column ``counted``). The statistics behind
+the outcomes are in :mod:`dlrc_lib.reporting.evidence` and :mod:`dlrc_lib.stats.replication`.
 """
 from __future__ import annotations
 
@@ -32,6 +41,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any, Callable
 
+import numpy as np
 import pandas as pd
 import yaml
 
@@ -39,13 +49,24 @@ from dlrc_lib.core.config import PACKAGE_ROOT
 from dlrc_lib.core.errors import DlrcError
 from dlrc_lib.core.io import atomic_write_text
 from dlrc_lib.evaluation.decision_curve import true_runs
+from dlrc_lib.reporting import evidence as E
 from dlrc_lib.reporting.report import Missing, as_number, flatten_published
-from dlrc_lib.study.schema import COHORT_LABELS, COHORTS, split_feature_name
+from dlrc_lib.study.schema import COHORT_LABELS, COHORTS, PROB_COLUMNS, split_feature_name
 
 HOLDS, FAILS, NOT_TESTABLE, INPUT, CALIBRATED = "holds", "fails", "not testable here", "input", "calibrated"
+TOO_SMALL = "too small to tell"
 # a number that describes the study's own cohort (Table 1, cohort sizes), on a new cohort: shown, not graded
 COHORT = "own cohort"
-VERDICTS = (HOLDS, FAILS, NOT_TESTABLE, INPUT, CALIBRATED, COHORT)
+VERDICTS = (HOLDS, FAILS, TOO_SMALL, NOT_TESTABLE, INPUT, CALIBRATED, COHORT)
+#: the three outcomes of a testable claim, one line each (the page shows them above the claims)
+OUTCOMES = {
+    HOLDS: "this run agrees with the paper within what a cohort of its size can vary (the 95 % prediction "
+           "interval of the paper's estimate, the same side of p = 0.05)",
+    FAILS: "this run disagrees with the paper by more than its size explains (outside the prediction interval, "
+           "or not significant although it had 80 % power to find the paper's effect)",
+    TOO_SMALL: "this cohort cannot tell either way (a chance-level result would have agreed, the power is below "
+               "80 %, or too few events per risk group); the reason says about how many patients would do",
+}
 #: study.role of a manifest study when the parameters do not say (see dlrc_lib.core.config)
 DEFAULT_MANIFEST_ROLE = "new_cohort"
 COHORT_REASON = ("describes this study's own cohort (study.role: new_cohort): shown beside the paper's, "
@@ -166,6 +187,33 @@ class RunView:
     def frame(self, name: str) -> pd.DataFrame | None:
         path = self.run_dir / "data" / f"{name}.parquet"
         return pd.read_parquet(path) if path.is_file() else None
+
+    @cached_property
+    def predictions(self) -> pd.DataFrame | None:
+        """Notebook 05's per-patient predictions (cohort, lnm, prob_*), if the run kept them."""
+        return self.frame("predictions")
+
+    @cached_property
+    def sra_calls(self) -> pd.DataFrame | None:
+        """Notebook 08's per-patient SRA and DLRC calls, if the run kept them."""
+        return self.frame("sra_calls")
+
+    def param(self, dotted: str, default: Any = None) -> Any:
+        """A parameter of the run (``run.json``'s params), e.g. ``calibration.groups``."""
+        value = _get_path(self.run.get("params") or {}, dotted)
+        return default if value is _MISSING or value is None else value
+
+    @property
+    def deep_off(self) -> bool:
+        """Deep learning switched off (``deep.models: []``): radiomics + clinical only."""
+        models = _get_path(self.run.get("params") or {}, "deep.models")
+        return isinstance(models, list) and not models
+
+    def cohort(self, cohort: str | None) -> E.Cohort | None:
+        """Patients and events of a cohort of this run (predictions, else Table 1 counts)."""
+        if not cohort:
+            return None
+        return E.cohort_of(self.predictions, cohort, self.reproduced.get(f"table1.n.{cohort}"))
 
 
 def _weights_problem(results: dict[str, dict], run: dict) -> str | None:
@@ -330,6 +378,7 @@ class Outcome:
     reproduced: str
     holds: bool
     reason: str
+    too_small: bool = False  # the cohort cannot tell (see OUTCOMES)
 
 
 def _transform(value: Any, how: str | None) -> Any:
@@ -362,48 +411,96 @@ def rule_equals(c: dict, view: RunView) -> Outcome:
 
 
 def rule_auc_agreement(c: dict, view: RunView) -> Outcome:
+    """Holds inside the 95 % prediction interval of the paper's AUC for this cohort's size, fails
+    outside; too small to tell where that interval includes 0.5."""
     pub = [as_number(x) for x in resolve(c["published"], view, "published", c["id"])]
     rep_raw = resolve(c["reproduced"], view, "reproduced", c["id"])
     if not isinstance(rep_raw, list) or len(rep_raw) != 3:
         raise Missing(f"no AUC with a confidence interval for {c['reproduced']}")
     rep = [as_number(x) for x in rep_raw]
-    in_pub = pub[1] <= rep[0] <= pub[2]
-    in_rep = rep[1] <= pub[0] <= rep[2]
-    reason = (f"reproduced {rep[0]:.3f} {'inside' if in_pub else 'outside'} the paper's CI "
-              f"{pub[1]:.3f}–{pub[2]:.3f}; published {pub[0]:.3f} {'inside' if in_rep else 'outside'} "
-              f"the reproduced CI {rep[1]:.3f}–{rep[2]:.3f}")
-    return Outcome(fmt_auc(pub), fmt_auc(rep), in_pub and in_rep, reason)
+    j = E.judge_auc(pub, rep, view.cohort(c["vars"].get("cohort")))
+    return Outcome(fmt_auc(pub), fmt_auc(rep), j.holds, j.reason, j.too_small)
 
 
 def _significant(p: Any, alpha: float) -> bool:
     return as_number(p) < alpha
 
 
+def _prob_column(key: str, view: RunView) -> str | None:
+    """The predictions column of the model in a ``table2.<cohort>.<model>.auc`` key."""
+    model = key.split(".")[2] if key.count(".") >= 3 else ""
+    if model.lower() in ("radiomics", "dlrc"):
+        return PROB_COLUMNS[model.lower()]
+    return PROB_COLUMNS["dl"] if model and model == view.best_dl else None
+
+
+def _effect(c: dict, view: RunView) -> tuple[float | None, float, float | None]:
+    """The paper's AUC difference of the ``better`` pair, this run's DeLong SE of it, this run's difference."""
+    if not c.get("better"):
+        return None, float("nan"), None
+    pub = [as_number(resolve(k.replace("{best_dl}", "{paper_best_dl}"), view, "published", c["id"])[0])
+           for k in c["better"]]
+    keys = [_key(k, view) for k in c["better"]]
+    rep = [as_number(resolve(k, view, "reproduced", c["id"])[0]) for k in keys]
+    se = E.difference_se(view.predictions, c["vars"].get("cohort", ""), *(_prob_column(k, view) for k in keys))
+    return pub[0] - pub[1], se, rep[0] - rep[1]
+
+
+def _fallback_se(diff: float | None, p: float) -> float:
+    """The SE a two-sided z test's p-value implies for ``diff`` (when the predictions are not kept)."""
+    z = float(E.z_for_p(p)) if p < 1 else 0.0
+    return abs(diff) / z if diff is not None and z > 0 else float("nan")
+
+
 def rule_p_side(c: dict, view: RunView) -> Outcome:
+    """Same side of alpha (and, where the paper's is significant, the same direction) holds; a
+    non-significant result against a significant one fails only with power ≥ 0.8 to find the
+    paper's effect, else too small to tell."""
     alpha = float(view.settings.get("alpha", 0.05))
     pub = resolve(c["published"], view, "published", c["id"])
     rep = resolve(c["reproduced"], view, "reproduced", c["id"])
     pubs, reps = (pub, rep) if isinstance(pub, list) else ([pub], [rep])
-    ok, notes = True, []
+    ok, small, notes = True, False, []
     for p, r in zip(pubs, reps):
         same = _significant(p, alpha) == _significant(r, alpha)
-        ok &= same
         notes.append(f"p = {fmt_p(r)} {'<' if _significant(r, alpha) else '≥'} {alpha:g} "
                      f"({'as' if same else 'unlike'} the paper's {fmt_p(p)})")
+        if same or _significant(r, alpha):
+            ok &= same
+            continue
+        effect, se, here = _effect(c, view)
+        se = se if np.isfinite(se) else _fallback_se(here, as_number(r))
+        j = E.judge_nonsignificant(effect, se, view.cohort(c["vars"].get("cohort")), alpha)
+        ok &= j.holds
+        small |= j.too_small
+        notes.append(j.reason)
     if c.get("better") and all(_significant(p, alpha) for p in pubs):
         a, b = (as_number(resolve(k, view, "reproduced", c["id"])[0]) for k in c["better"])
-        if a <= b:
-            ok = False
+        if a <= b and all(_significant(r, alpha) for r in reps):
+            ok, small = False, False
         notes.append(f"AUC {a:.3f} vs {b:.3f}: DLRC {'higher' if a > b else 'not higher'}")
-    return Outcome(", ".join(fmt_p(p) for p in pubs), ", ".join(fmt_p(r) for r in reps), ok, "; ".join(notes))
+    return Outcome(", ".join(fmt_p(p) for p in pubs), ", ".join(fmt_p(r) for r in reps), ok, "; ".join(notes),
+                   small and not ok)
 
 
 def rule_p_above(c: dict, view: RunView) -> Outcome:
+    """p above alpha holds (Hosmer–Lemeshow); too small to tell where a risk group expects fewer than
+    5 events or non-events. The calibration intercept and slope with their CIs are shown beside."""
     alpha = float(view.settings.get("alpha", 0.05))
     pub = resolve(c["published"], view, "published", c["id"])
     rep = resolve(c["reproduced"], view, "reproduced", c["id"])
     ok = as_number(rep) > alpha
-    return Outcome(fmt_p(pub), fmt_p(rep), ok, f"p = {fmt_p(rep)} {'>' if ok else '≤'} {alpha:g}")
+    reason = f"p = {fmt_p(rep)} {'>' if ok else '≤'} {alpha:g}"
+    cohort = c["vars"].get("cohort", "")
+    column = PROB_COLUMNS.get(str(c.get("model", "DLRC")).lower())
+    small = None
+    if c.get("expected_counts") and column:
+        groups = int(view.param("calibration.groups", 10))
+        minimum = E.hl_expected_minimum(view.predictions, cohort, column, groups)
+        small = E.judge_hosmer_lemeshow(minimum, view.cohort(cohort), groups)
+        calib = E.calibration_text(view.predictions, cohort, column)
+        reason = "; ".join(x for x in (small.reason if small else reason, calib) if x)
+    return Outcome(fmt_p(pub), fmt_p(rep), ok, reason, small is not None)
 
 
 def rule_highest(c: dict, view: RunView) -> Outcome:
@@ -482,22 +579,57 @@ def _diff(c: dict, view: RunView, side: str) -> tuple[float, float, float]:
     return a, b, a - b
 
 
-def rule_difference_above(c: dict, view: RunView) -> Outcome:
+def _denominator(c: dict, view: RunView) -> int:
+    """The paper's patients behind the claim's percentages: LNM-positive (sen) or -negative (spe)
+    patients of its confusion counts ``[TP, FN, TN, FP]``."""
+    counts = [int(as_number(x)) for x in resolve(c["counts"], view, "published", c["id"])]
+    return counts[0] + counts[1] if c.get("measure", "sen") == "sen" else counts[2] + counts[3]
+
+
+def _call_column(key: str) -> str:
+    """``table2.train.DLRC.sen`` / ``table5.lnsd_below_10mm.train.SRA.sen`` -> ``DLRC`` / ``SRA``."""
+    return key.split(".")[-2]
+
+
+def _judged_difference(c: dict, view: RunView) -> E.Judgement:
+    """The reproduced difference against the paper's prediction interval (points)."""
+    _, _, pd_ = _diff(c, view, "published")
+    ra, rb, rd = _diff(c, view, "reproduced")
+    measure = c.get("measure", "sen")
+    cohort = c["vars"].get("cohort", "")
+    n_pub = _denominator(c, view)
+    pa, pb, _ = _diff(c, view, "published")
+    se_pub = E.unpaired_points_se(pa, pb, n_pub)
+    below = float(view.param("sra.subgroup_mm", 10.0)) if c.get("subgroup") == "lnsd_below" else None
+    first, second = (_call_column(_key(k, view)) for k in c["reproduced"])
+    se_rep, n_rep = E.calls_difference_se(view.sra_calls, cohort, first, second, measure, below)
+    size = view.cohort(cohort)
+    if not n_rep:  # the run kept no calls: the percentages as independent, on the cohort's patients
+        n_rep = size and (size.events if measure == "sen" else size.patients - size.events)
+        se_rep = E.unpaired_points_se(ra, rb, n_rep or 0)
+    return E.judge_difference(pd_, se_pub, rd, se_rep, n_rep, size)
+
+
+def _difference_outcome(c: dict, view: RunView, rule_text: str) -> Outcome:
     pa, pb, pd_ = _diff(c, view, "published")
     ra, rb, rd = _diff(c, view, "reproduced")
+    shown = (f"{pa:.1f} vs {pb:.1f} ({pd_:+.1f})", f"{ra:.1f} vs {rb:.1f} ({rd:+.1f})")
+    if c.get("counts") is None:
+        raise DlrcError(f"claims: claim {c['id']}: a difference claim needs `counts` (the paper's confusion counts)")
+    j = _judged_difference(c, view)
+    return Outcome(*shown, j.holds, f"{j.reason}; {rule_text.format(rd=rd)}", j.too_small)
+
+
+def rule_difference_above(c: dict, view: RunView) -> Outcome:
+    """The difference judged by the paper's prediction interval (too small where it includes 0);
+    the paper's wording (``minimum``) is shown beside."""
     m = float(c.get("minimum", 0))
-    ok = rd > m
-    return Outcome(f"{pa:.1f} vs {pb:.1f} ({pd_:+.1f})", f"{ra:.1f} vs {rb:.1f} ({rd:+.1f})", ok,
-                   f"difference {rd:+.1f} points {'>' if ok else '≤'} {m:g}")
+    return _difference_outcome(c, view, "the paper's wording: over " + f"{m:g} points" + " ({rd:+.1f} here)")
 
 
 def rule_difference_near(c: dict, view: RunView) -> Outcome:
-    pa, pb, pd_ = _diff(c, view, "published")
-    ra, rb, rd = _diff(c, view, "reproduced")
-    tol = float(c.get("tolerance", 5))
-    ok = rd > 0 and abs(rd - pd_) <= tol
-    return Outcome(f"{pa:.1f} vs {pb:.1f} ({pd_:+.1f})", f"{ra:.1f} vs {rb:.1f} ({rd:+.1f})", ok,
-                   f"margin {rd:+.1f} points, paper {pd_:+.1f} (tolerance {tol:g})")
+    """As :func:`rule_difference_above`, for a margin the paper gives as a size."""
+    return _difference_outcome(c, view, "margin {rd:+.1f} points")
 
 
 def _runs(mask: pd.Series) -> str:
@@ -527,8 +659,36 @@ def rule_net_benefit(c: dict, view: RunView) -> Outcome:
     crossings = "; ".join(f"above {o} at {_runs(wide[model] > wide[o] + 1e-12)}" for o in over)
     below = _runs(~above[inside])
     rep = f"above over {lo:.2f}–{hi:.2f}" if ok else f"not above at {below}"
-    return Outcome(f"highest 'over a wide range of risk thresholds' (tested: {lo:.2f}–{hi:.2f})", rep, ok,
-                   f"{model} over 0–{wide.index.max():.2f}: {crossings}")
+    reason = f"{model} over 0–{wide.index.max():.2f}: {crossings}"
+    judged = _net_benefit_evidence(c, view, model, over, wide.index[inside].to_numpy(float))
+    if judged is not None:
+        small, note = judged
+        reason = "; ".join(x for x in (small.reason if small else "", reason, note) if x)
+        return Outcome(f"highest 'over a wide range of risk thresholds' (tested: {lo:.2f}–{hi:.2f})", rep, ok,
+                       reason, small is not None)
+    return Outcome(f"highest 'over a wide range of risk thresholds' (tested: {lo:.2f}–{hi:.2f})", rep, ok, reason)
+
+
+_STRATEGIES = {"Treat all": "all", "Treat none": "none", "Radiomics": PROB_COLUMNS["radiomics"],
+               "DLRC": PROB_COLUMNS["dlrc"]}
+
+
+def _net_benefit_evidence(c: dict, view: RunView, model: str, over: list[str],
+                          thresholds: np.ndarray) -> tuple[E.Judgement | None, str] | None:
+    """The bootstrap intervals of the net-benefit differences over the tested thresholds (from the
+    run's predictions); ``None`` where the run kept no predictions."""
+    pred = view.predictions
+    cols = {**_STRATEGIES, **({view.best_dl: PROB_COLUMNS["dl"]} if view.best_dl else {})}
+    column = cols.get(model)
+    others = {o: cols.get(o) for o in over}
+    if pred is None or column not in pred or any(v is None or (v not in ("all", "none") and v not in pred)
+                                                 for v in others.values()) or not thresholds.size:
+        return None
+    B = int(view.settings.get("decision_curve_bootstrap", 500))
+    cohort = c["vars"].get("cohort", "")
+    intervals = E.net_benefit_intervals(pred, cohort, column, others, thresholds, B=B,
+                                        seed=int(view.param("seed", 0)))
+    return E.judge_net_benefit(intervals, view.cohort(cohort), B), E.interval_note(intervals)
 
 
 RULES: dict[str, Callable[[dict, RunView], Outcome]] = {
@@ -573,6 +733,48 @@ def _twin_how(settings: dict, c: dict) -> str:
 _COHORT_WORDS = {c: ("training" if c == COHORTS[0] else label.lower()) for c, label in COHORT_LABELS.items()}
 
 
+def _fixed_verdict(c: dict, view: RunView) -> tuple[str, str] | None:
+    """A verdict the claim gets whatever the run's numbers: a number of the study's own cohort, an
+    input of the twin, a deep-learning claim without pre-trained networks, a claim over three cohorts
+    on a study with fewer; ``None`` where the numbers decide."""
+    if view.own_cohort and c.get("twin") == "input":
+        return COHORT, COHORT_REASON
+    if view.twin and c.get("twin") == "input":
+        how = _twin_how(view.settings, c)
+        scale = view.param("study.scale")
+        return INPUT, ("the twin is built from this number" + (f": {how}" if how else "")
+                       + (f"; this twin is at scale {scale:g}" if isinstance(scale, (int, float)) and scale != 1 else ""))
+    if c.get("deep") and view.deep_off:
+        return NOT_TESTABLE, "deep learning switched off (deep.models: []): DLRC here is radiomics + clinical"
+    if c.get("deep") and view.weights_problem:
+        return NOT_TESTABLE, view.weights_problem
+    if c.get("cohorts") == "all" and view.absent_cohorts:
+        words = " or ".join(_COHORT_WORDS.get(x, x) for x in view.absent_cohorts)
+        return NOT_TESTABLE, f"the claim compares all three cohorts; this study has no {words} cohort"
+    return None
+
+
+def _not_produced(c: dict, view: RunView, missing: str | None) -> str:
+    """Why a claim's value is missing: an absent cohort, a notebook that stopped, or the rule's words."""
+    parts = str(c["id"]).replace("_", ".").split(".")
+    absent = [cohort for cohort in view.absent_cohorts if cohort in parts]
+    stopped = [f"{ln.split()[1].removesuffix('.ipynb')} {'skipped' if ' skipped: ' in ln else 'stopped'}"
+               for ln in str(view.run.get("failure") or "").splitlines()
+               if ln.startswith("notebook ") and (" stopped in " in ln or " skipped: " in ln)]
+    if absent:
+        return f"the study has no {_COHORT_WORDS.get(absent[0], absent[0])} cohort"
+    if stopped:
+        return f"not produced: the run is incomplete ({', '.join(stopped)}; why: at the top of the page and in run.json)"
+    return missing or "not produced"
+
+
+_WOULD = {HOLDS: "would hold", FAILS: "would fail", TOO_SMALL: "would be too small to tell"}
+
+
+def _decided(outcome: Outcome) -> str:
+    return TOO_SMALL if outcome.too_small else HOLDS if outcome.holds else FAILS
+
+
 def evaluate_claim(c: dict, view: RunView) -> dict:
     row = {"id": c["id"], "group": c.get("group", ""), "claim": c["claim"], "source": c.get("source", ""),
            "rule": c["rule"], "published": "", "reproduced": "", "verdict": "", "reason": ""}
@@ -591,34 +793,19 @@ def evaluate_claim(c: dict, view: RunView) -> dict:
         except Missing:
             pass
         row["reproduced"] = "not produced"
-    if view.own_cohort and c.get("twin") == "input":
-        row["verdict"] = COHORT
-        row["reason"] = COHORT_REASON
-    elif view.twin and c.get("twin") == "input":
-        how = _twin_how(view.settings, c)
-        scale = ((view.run.get("params") or {}).get("study") or {}).get("scale")
-        row["verdict"] = INPUT
-        row["reason"] = ("the twin is built from this number" + (f": {how}" if how else "")
-                         + (f"; this twin is at scale {scale:g}" if isinstance(scale, (int, float)) and scale != 1 else ""))
-    elif c.get("deep") and view.weights_problem:
-        row["verdict"] = NOT_TESTABLE
-        row["reason"] = view.weights_problem
+    fixed = _fixed_verdict(c, view)
+    if fixed is not None:
+        row["verdict"], row["reason"] = fixed
     elif _is_calibrated(c, view):
         row["verdict"] = CALIBRATED
         row["reason"] = "the synthetic twin's generator was tuned towards this result (study.json calibrated_towards)"
+        if outcome is not None:
+            row["reason"] += f"; by the rule alone it {_WOULD[_decided(outcome)]}: {outcome.reason}"
     elif outcome is None:
         row["verdict"] = NOT_TESTABLE
-        parts = str(c["id"]).replace("_", ".").split(".")
-        absent = [cohort for cohort in view.absent_cohorts if cohort in parts]
-        stopped = [f"{ln.split()[1].removesuffix('.ipynb')} {'skipped' if ' skipped: ' in ln else 'stopped'}"
-                   for ln in str(view.run.get("failure") or "").splitlines()
-                   if ln.startswith("notebook ") and (" stopped in " in ln or " skipped: " in ln)]
-        row["reason"] = (f"the study has no {_COHORT_WORDS.get(absent[0], absent[0])} cohort" if absent
-                         else f"not produced: the run is incomplete ({', '.join(stopped)}; why: at the top of "
-                              "the page and in run.json)" if stopped
-                         else missing or "not produced")
+        row["reason"] = _not_produced(c, view, missing)
     else:
-        row["verdict"] = HOLDS if outcome.holds else FAILS
+        row["verdict"] = _decided(outcome)
         row["reason"] = outcome.reason
         if c.get("uses_dl_score") and view.weights_problem and view.weights_problem.startswith("random"):
             row["reason"] += "; note: DLRC's DL_score comes from random-weight networks here"

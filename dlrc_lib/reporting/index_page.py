@@ -30,7 +30,8 @@ th{background:#f3f3f3}
 .fail{background:#fde8e8;border-left:4px solid #d33;padding:.5rem 1rem;white-space:pre-wrap;font-family:monospace}
 .summary span{display:inline-block;padding:.15rem .6rem;margin-right:.4rem;border-radius:3px;font-weight:600}
 table.claims td.v{font-weight:600;white-space:nowrap} table.claims tr.g td{background:#eef1f5;font-weight:600;padding-top:.5rem}
-.v-holds{background:#e3f5e1} .v-fails{background:#fbe0e0} .v-not{background:#eeeeee;color:#555}
+.v-holds{background:#e3f5e1} .v-fails{background:#fbe0e0} .v-small{background:#fff3c4;color:#5a4a00} .v-not{background:#eeeeee;color:#555}
+ul.outcomes{font-size:.82rem;color:#444;margin:.2rem 0 .6rem} ul.outcomes b{display:inline-block;min-width:8.5rem}
 .v-input{background:#e6eefb;color:#344} .v-calibrated{background:#f6efd9;color:#554}
 table.claims td.reason{color:#555;font-size:.76rem;max-width:460px} table.claims details ul{margin:.2rem 0;font-size:.78rem}
 section.paper{margin:1.2rem 0} .pair{display:flex;flex-wrap:wrap;gap:1rem;align-items:flex-start}
@@ -43,7 +44,7 @@ figure.side{max-width:640px;flex:1 1 420px} figcaption{font-size:.78rem;color:#5
 ul.cols{columns:3;font-size:.85rem}
 """
 
-_VERDICT_CLASS = {C.HOLDS: "v-holds", C.FAILS: "v-fails", C.NOT_TESTABLE: "v-not", C.INPUT: "v-input",
+_VERDICT_CLASS = {C.HOLDS: "v-holds", C.FAILS: "v-fails", C.TOO_SMALL: "v-small", C.NOT_TESTABLE: "v-not", C.INPUT: "v-input",
                   C.CALIBRATED: "v-calibrated", C.COHORT: "v-input"}
 
 # Figures that show individual patients' images: kept out of snapshots (dlrc snapshot).
@@ -67,8 +68,9 @@ def patient_level_tables(run_dir: Path) -> list[str]:
 def verdict_summary(claims: pd.DataFrame) -> str:
     s = C.summary(claims)
     tested = s[C.HOLDS] + s[C.FAILS]
-    head = (f"Of {len(claims)} claims, {tested} can be tested on this run: {s[C.HOLDS]} hold and "
-            f"{s[C.FAILS]} fail; {s[C.NOT_TESTABLE]} are not testable here")
+    head = (f"Of {len(claims)} claims, {tested} can be decided on this run: {s[C.HOLDS]} hold and "
+            f"{s[C.FAILS]} fail; " + (f"{s[C.TOO_SMALL]} are too small to tell with this cohort; " if s[C.TOO_SMALL] else "")
+            + f"{s[C.NOT_TESTABLE]} are not testable here")
     parts = []
     if s[C.INPUT] or s[C.CALIBRATED]:
         parts.append(f"{s[C.INPUT]} are inputs of the synthetic twin and {s[C.CALIBRATED]} calibrated towards the "
@@ -81,7 +83,14 @@ def verdict_summary(claims: pd.DataFrame) -> str:
 def _shown_verdicts(s: dict[str, int]) -> list[str]:
     """The verdict badges of the summary line: the twin's roles on a twin run, the own-cohort one on
     a new cohort (a badge for a role the run cannot have would only confuse)."""
-    return [v for v in C.VERDICTS if s[v] or v in (C.HOLDS, C.FAILS, C.NOT_TESTABLE)]
+    return [v for v in C.VERDICTS if s[v] or v in (C.HOLDS, C.FAILS, C.TOO_SMALL, C.NOT_TESTABLE)]
+
+
+def outcomes_html() -> str:
+    """The three outcomes of a testable claim, one line each."""
+    e = html.escape
+    return "<ul class='outcomes'>" + "".join(
+        f"<li><b class='{_VERDICT_CLASS[v]}'>{e(v)}</b> {e(text)}</li>" for v, text in C.OUTCOMES.items()) + "</ul>"
 
 
 def claims_html(claims: pd.DataFrame) -> str:
@@ -89,7 +98,7 @@ def claims_html(claims: pd.DataFrame) -> str:
     s = C.summary(claims)
     parts = ["<p class='summary'>" + "".join(
         f"<span class='{_VERDICT_CLASS[v]}'>{e(v)}: {s[v]}</span>" for v in _shown_verdicts(s)) + "</p>",
-        f"<p>{e(verdict_summary(claims))} <a href='claims.csv'>claims.csv</a></p>",
+        f"<p>{e(verdict_summary(claims))} <a href='claims.csv'>claims.csv</a></p>", outcomes_html(),
         "<table class='claims'><tr><th>claim</th><th>source</th><th>paper</th><th>this run</th>"
         "<th>verdict</th><th>why</th></tr>"]
     for group, rows in claims.groupby("group", sort=False):

@@ -86,6 +86,7 @@ class DelongResult:
     auc_a: float
     auc_b: float
     undefined: str | None = None
+    se: float = float("nan")  # standard error of auc_a - auc_b (DeLong)
 
     def __iter__(self) -> Iterator[float]:
         return iter((self.statistic, self.pvalue))
@@ -121,7 +122,7 @@ def delong_test(y, score_a, score_b) -> DelongResult:
                             "of the AUC difference is zero, so DeLong's test is undefined")
     z = d / math.sqrt(var)
     p = 2 * sps.norm.sf(abs(z))
-    return DelongResult(float(z), float(p), ta, tb, None)
+    return DelongResult(float(z), float(p), ta, tb, None, float(math.sqrt(var)))
 
 
 def _proc_thresholds(score: np.ndarray) -> np.ndarray:
