@@ -3,16 +3,20 @@ not-testable paths (missing values, random network weights), inputs and calibrat
 never counted as reproduced, HTML escaping, and mistakes in the claims file."""
 from __future__ import annotations
 
+import html
 import json
+import re
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 import yaml
 from claimsdata import decision_curves, make_run
 
 from dlrc_lib.core.errors import DlrcError
-from dlrc_lib.reporting.report import compare_with_paper, load_published
+from dlrc_lib.reporting.report import compare_with_paper, flatten_published, load_published
+from dlrc_lib.stats import replication as R
 from dlrc_lib.reporting import claims as C
 from dlrc_lib.reporting.index_page import render_index, write_index
 
@@ -254,3 +258,91 @@ def test_a_study_without_an_external_cohort_renders_and_says_why(tmp_path):
         assert df.loc[cid, "reason"] == "the study has no external validation cohort"
     page = render_index(run, df.reset_index(), C.run_view(run))
     assert "Age, median" in page and "—" in page
+
+
+# ------------------------------------------------------------------ what a cohort's size can tell
+def _predictions(sizes: dict[str, tuple[int, int]], seed: int = 11) -> pd.DataFrame:
+    """Per-patient predictions of three models with a moderate signal, ``sizes``: cohort -> (n, events)."""
+    rng = np.random.default_rng(seed)
+    frames = []
+    for coh, (n, events) in sizes.items():
+        y = np.r_[np.ones(events), np.zeros(n - events)].astype(int)
+        base = 1.0 * y + rng.normal(0, 1, n)
+        frames.append(pd.DataFrame({
+            "cohort": coh, "lnm": y,
+            "prob_radiomics": 1 / (1 + np.exp(-(base - 1 + rng.normal(0, 0.5, n)))),
+            "prob_dl": 1 / (1 + np.exp(-(base - 1 + rng.normal(0, 0.8, n)))),
+            "prob_dlrc": 1 / (1 + np.exp(-(base - 1))),
+        }, index=[f"{coh}{i:03d}" for i in range(n)]))
+    return pd.concat(frames)
+
+
+def test_a_small_new_cohort_reads_too_small_to_tell_with_the_patients_it_would_need(tmp_path):
+    """24 / 10 / 20 patients: the AUCs' prediction intervals include 0.5, a non-significant DeLong
+    test has little power, Hosmer–Lemeshow has under 5 expected per group: too small to tell, each
+    with how many patients would do; none of it counts as tested."""
+    change = {"table2.train.radiomics.auc": [0.80, 0.62, 0.98], "table2.internal.radiomics.auc": [0.595, 0.225, 0.966],
+              "table2.external.radiomics.auc": [0.62, 0.35, 0.89], "table4.DLRC_vs_radiomics.external": 0.41,
+              "table1.n.train": [17, 7], "table1.n.internal": [7, 3], "table1.n.external": [14, 6]}
+    run = make_run(tmp_path, role="new_cohort", change=change)
+    _predictions({"train": (24, 7), "internal": (10, 3), "external": (20, 6)}).to_parquet(run / "data" / "predictions.parquet")
+    df = by_id(C.evaluate_claims(run))
+    for coh, n, events in (("train", 24, 7), ("internal", 10, 3), ("external", 20, 6)):
+        row = df.loc[f"auc.radiomics.{coh}"]
+        assert row["verdict"] == C.TOO_SMALL and not row["counted"], row.to_dict()
+        assert f"{n} patients ({events} LNM)" in row["reason"] and "includes 0.5" in row["reason"]
+        assert re.search(r"about [\d,]+ patients \(~[\d,]+ LNM\) would make it testable", row["reason"])
+        hl = df.loc[f"calibration.hl.{coh}"]
+        assert hl["verdict"] == C.TOO_SMALL and "expects only" in hl["reason"] and "slope" in hl["reason"]
+    delong = df.loc["delong.dlrc_vs_radiomics.external"]
+    assert delong["verdict"] == C.TOO_SMALL and "power" in delong["reason"] and "give power 0.8" in delong["reason"]
+    # a significant result is decided whatever the size: the paper's non-significant internal one here
+    assert df.loc["delong.dlrc_vs_radiomics.internal", "verdict"] == C.HOLDS
+    page = render_index(run, df.reset_index(), C.run_view(run))
+    assert "too small to tell" in page and "v-small" in page
+    for text in C.OUTCOMES.values():  # the three outcomes explained, one line each
+        assert html.escape(text) in page
+
+
+def test_the_paper_scale_twin_decides_its_auc_claims_by_the_prediction_interval(tmp_path):
+    """At the paper's cohort sizes (Table 1) with the reference run's AUCs, every radiomics and DLRC
+    AUC claim is decided, holds exactly when the reproduced AUC lies in the paper's prediction interval."""
+    reference = {  # docs/reference-run/claims.csv (make reproduce at paper scale)
+        "table2.train.radiomics.auc": [0.783, 0.739, 0.827], "table2.internal.radiomics.auc": [0.733, 0.660, 0.806],
+        "table2.external.radiomics.auc": [0.690, 0.634, 0.746], "table2.train.DLRC.auc": [0.852, 0.814, 0.890],
+        "table2.internal.DLRC.auc": [0.773, 0.706, 0.841], "table2.external.DLRC.auc": [0.771, 0.719, 0.824]}
+    run = make_run(tmp_path, source="twin", change=reference)
+    df = by_id(C.evaluate_claims(run))
+    published = flatten_published(yaml.safe_load(PUBLISHED.read_text(encoding="utf-8")))
+    for key, rep in reference.items():
+        _, coh, model, _ = key.split(".")
+        row = df.loc[f"auc.{model}.{coh}"]
+        assert row["verdict"] in (C.HOLDS, C.FAILS) and row["counted"], row.to_dict()
+        pub = published[key]
+        pi = R.auc_prediction_interval(pub[0], R.se_from_ci(*pub), R.se_from_ci(*rep), rep[0])
+        assert pi.lower > 0.5
+        assert (row["verdict"] == C.HOLDS) == pi.contains(rep[0])
+        assert f"prediction interval {pi.lower:.3f}–{pi.upper:.3f}" in row["reason"]
+
+
+def test_switched_off_deep_learning_and_missing_cohorts_are_not_testable(tmp_path):
+    run = make_run(tmp_path, role="new_cohort")
+    doc = json.loads((run / "run.json").read_text())
+    doc["params"]["deep"] = {"models": []}
+    (run / "run.json").write_text(json.dumps(doc))
+    pd.DataFrame({"patient_id": ["P1", "P2"], "cohort": ["train", "internal"]}).to_csv(run / "study_manifest.csv",
+                                                                                        index=False)
+    df = by_id(C.evaluate_claims(run))
+    _, claims = C.load_claims(CLAIMS)
+    for c in claims:
+        if c.get("deep"):
+            assert df.loc[c["id"], "verdict"] == C.NOT_TESTABLE
+            assert df.loc[c["id"], "reason"].startswith("deep learning switched off")
+    row = df.loc["input.table1_lnm_rate"]  # a number of the own cohort: shown, not graded
+    assert row["verdict"] == C.COHORT
+    doc["params"]["study"]["role"] = "same_patients"
+    (run / "run.json").write_text(json.dumps(doc))
+    df = by_id(C.evaluate_claims(run))
+    assert df.loc["input.table1_lnm_rate", "verdict"] == C.NOT_TESTABLE
+    assert df.loc["input.table1_lnm_rate", "reason"] == ("the claim compares all three cohorts; this study has "
+                                                          "no external validation cohort")
