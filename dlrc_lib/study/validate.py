@@ -396,7 +396,7 @@ def cohort_outcomes(manifest_path: str | Path, params=None) -> Optional[pd.DataF
     """Each patient's cohort (as the run will have it) and LNM (numeric; NaN where unreadable), or
     None when the manifest cannot be read or says too little to tell them."""
     try:
-        raw = read_manifest(Path(manifest_path))
+        raw = read_manifest(Path(manifest_path), notes=[])  # what it normalised: said by the validation
     except (DlrcError, OSError):
         return None
     cohorts = _cohorts(raw, params or Params()) if "lnm" in raw else None
