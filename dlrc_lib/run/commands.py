@@ -88,7 +88,11 @@ def validate_verb(args: argparse.Namespace) -> int:
                              columns=["severity", "patient", "where", "message"])
         atomic_write_text(Path(args.out), table.to_csv(index=False, lineterminator="\n"))
     hint = "" if params is not None else " (add --params P to check the run's parameters against the study too)"
-    for line in cohort_size_lines(cohort_outcomes(manifest, use), published_values_file(params)):
+    try:
+        sizes = cohort_size_lines(cohort_outcomes(manifest, use), published_values_file(params))
+    except DlrcError as exc:  # the paper's values unreadable: the validation still stands
+        sizes = [f"not judged ({exc})"]
+    for line in sizes:
         print(f"cohort size: {line}")
     print(f"dlrc validate: {manifest}: {n_err} error(s), {n_warn} warning(s){hint}")
     return 1 if n_err else 0

@@ -231,7 +231,8 @@ def net_benefit_criterion(prevalence: float, threshold: float, sensitivity: floa
     return n, se, snb
 
 
-def _classify_simulated(lp: np.ndarray, rs: np.random.RandomState, threshold: float, simobs: int) -> tuple[float, float]:
+def _classify_simulated(lp: np.ndarray, rs: np.random.RandomState, threshold: float,
+                        simobs: int) -> tuple[float, float]:
     """Sensitivity and specificity at the threshold (risk > t) of outcomes drawn from the simulated
     LP, rounded to 3 decimals as the reference."""
     p = np.exp(lp) / (1 + np.exp(lp))
@@ -268,6 +269,8 @@ def validation_sample_size(cstatistic: float, prevalence: float, *, oe: float = 
         raise DlrcError("give both the sensitivity and the specificity, or neither")
     if sensitivity is not None and threshold is None:
         raise DlrcError("the sensitivity and specificity need the risk threshold they are at")
+    if not (isinstance(simobs, (int, np.integer)) and simobs > 0):
+        raise DlrcError(f"the number of simulated linear predictor values must be a positive integer, got {simobs}")
     if threshold is not None and not 0 < threshold < 1:
         raise DlrcError(f"the risk threshold must lie strictly between 0 and 1, got {threshold}")
     for name, v in (("sensitivity", sensitivity), ("specificity", specificity)):

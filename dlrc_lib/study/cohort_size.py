@@ -97,12 +97,13 @@ def cohort_size_lines(study: Optional[pd.DataFrame], published_file: str | Path 
             continue
         n, events = int(y.size), int((y == 1).sum())
         c = ref.cstatistic.get(name, ref.cstatistic["external"])
-        c_from = f"the paper's {PAPER_MODEL} AUC in its {COHORT_LABELS[name].lower()} cohort" \
-            if name in ref.cstatistic else f"the paper's {PAPER_MODEL} AUC in external validation"
+        c_from = (f"the paper's {PAPER_MODEL} AUC in its {COHORT_LABELS[name].lower()} cohort"
+                  if name in ref.cstatistic else f"the paper's {PAPER_MODEL} AUC in external validation")
         if 0 < events < n:
             prevalence, p_from = events / n, "this cohort's"
         else:
-            prevalence, p_from = ref.prevalence, f"the paper's, as this cohort has {'no' if events == 0 else 'only'} LNM"
+            only = "no" if events == 0 else "only"
+            prevalence, p_from = ref.prevalence, f"the paper's, as this cohort has {only} LNM"
         need = minimum_size(c, prevalence)
         verdict = "enough" if n >= need.n else f"{_n(need.n - n)} patients short"
         lines.append(f"{COHORT_LABELS[name].lower()}: {_n(n)} patients ({_n(events)} LNM); the minimum to "
