@@ -35,7 +35,9 @@ logit P(event | LP) = logit φ + LP − m − σ²/2, so m = logit φ − Φ⁻�
 log-odds and the mean risk φ. The draws are then those of ``pmvalsampsize(..., lpcstat=m)``,
 which accepts that m at once when its simulated prevalence is within its tolerance (5 × 10⁻⁴;
 true of every set pinned in the tests). The draws replicate the reference's, so its numbers
-are matched exactly, not to within Monte Carlo error.
+are matched exactly, not to within Monte Carlo error. That error itself is small: at the
+paper's values the information integrated numerically gives 2,081.75 for criterion 2 where
+the 1,000,000 draws give 2,085 (+0.2 %).
 
 Where this departs from the reference, on purpose: the standardised net benefit is reported
 with the false-positive term (the reference's 0.2.1 drops it from the printed value; its n is
