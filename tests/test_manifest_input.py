@@ -53,13 +53,14 @@ def _write(folder: Path, name: str, df: pd.DataFrame, **kwargs) -> Path:
 
 
 def _cli(path: Path, capsys) -> tuple[int, list[str]]:
-    """Exit status and the problem lines of ``dlrc validate PATH`` (the summary line left out)."""
+    """Exit status and the problem lines of ``dlrc validate PATH`` (the summary line and the
+    cohort-size lines left out)."""
     rc = main(["validate", str(path)])
     out = capsys.readouterr()
     assert "Traceback" not in out.out + out.err
     lines = out.out.splitlines()
     assert lines[-1].startswith("dlrc validate: ")
-    return rc, lines[:-1]
+    return rc, [ln for ln in lines[:-1] if not ln.startswith("cohort size: ")]
 
 
 def _many(clean: pd.DataFrame, n: int) -> pd.DataFrame:

@@ -19,6 +19,7 @@ from dlrc_lib.core.io import atomic_write_text
 from dlrc_lib.reporting import claims as C
 from dlrc_lib.reporting.paper_tables import paper_tables, to_html
 from dlrc_lib.reporting.report import compare_with_paper, load_discrepancies, load_published
+from dlrc_lib.study.cohort_size import run_cohort_size_lines
 
 _CSS = """
 body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:1.5rem auto;max-width:1500px;color:#222;padding:0 1rem}
@@ -279,6 +280,9 @@ def render_index(run_dir: str | Path, claims: pd.DataFrame, view: C.RunView, *, 
     parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>dlrc report: {e(name)}</title>"
              f"<style>{_CSS}</style></head><body>", f"<h1>dlrc report — {e(name)}</h1>"]
     parts += _run_header(run_dir, view)
+    if not view.twin:  # a study's own cohorts: big enough to validate the model?
+        parts += [f"<p class='meta cohort-size'>cohort size: {e(line)}</p>"
+                  for line in run_cohort_size_lines(run_dir, view.run)]
     parts += _inconsistencies(comparison)
     parts += ["<h2>Verdict: the paper's claims on this run</h2>", claims_html(claims)]
     figures = {p.stem: f"figures/{p.name}" for p in sorted((run_dir / "figures").glob("*.png")) if p.stem not in exclude}

@@ -75,7 +75,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _add_study_verbs(sub) -> None:
-    """``dlrc init``, ``synth``, ``validate`` and ``extract``: a study and its features."""
+    """``dlrc init``, ``synth``, ``validate``, ``samplesize`` and ``extract``: a study and its features."""
     i = sub.add_parser("init", help="start your own study: a parameter file without twin keys, a manifest "
                        "template with every column documented, and a how-to, in DIR")
     i.add_argument("dir", metavar="DIR", help="study folder to create (or an empty existing one)")
@@ -97,6 +97,36 @@ def _add_study_verbs(sub) -> None:
                    "--params nothing is cached)")
     v.add_argument("--out", help="also write the problems to this CSV (severity, patient, where, message)")
     v.set_defaults(func=V.validate_verb)
+
+    ss = sub.add_parser("samplesize", help="the minimum cohort to validate the model externally (before any "
+                        "data are collected): O/E, calibration slope, C-statistic and net benefit criteria",
+                        description="Minimum sample size for the external validation of a prediction model "
+                        "of a binary outcome (Riley et al. 2021, Stat Med 40:4230; as pmvalsampsize). Defaults: "
+                        "the paper's DLRC C-statistic in external validation and its LNM prevalence.")
+    ss.add_argument("--cstatistic", type=float, help="anticipated C-statistic (default: the paper's DLRC AUC "
+                    "in external validation)")
+    ss.add_argument("--prevalence", type=float, help="anticipated outcome prevalence (default: the paper's "
+                    "LNM prevalence, all cohorts of Table 1)")
+    ss.add_argument("--oe-ciwidth", type=float, default=0.2, help="target 95%% CI width of O/E, on the O/E "
+                    "scale (default 0.2)")
+    ss.add_argument("--slope-ciwidth", type=float, default=0.2, help="target 95%% CI width of the calibration "
+                    "slope (default 0.2)")
+    ss.add_argument("--cstat-ciwidth", type=float, default=0.1, help="target 95%% CI width of the C-statistic "
+                    "(default 0.1)")
+    lp = ss.add_mutually_exclusive_group()
+    lp.add_argument("--lp-normal", type=float, nargs=2, metavar=("MEAN", "SD"), help="linear predictor "
+                    "normal with this mean and SD (default: normal in events and non-events, matching C and "
+                    "the prevalence)")
+    lp.add_argument("--lp-beta", type=float, nargs=2, metavar=("A", "B"), help="predicted risks beta(A, B)")
+    ss.add_argument("--threshold", type=float, help="risk threshold: add the net benefit criterion")
+    ss.add_argument("--sensitivity", type=float, help="anticipated sensitivity at --threshold (with "
+                    "--specificity; default: read off the simulated linear predictor)")
+    ss.add_argument("--specificity", type=float, help="anticipated specificity at --threshold")
+    ss.add_argument("--nb-ciwidth", type=float, default=0.2, help="target 95%% CI width of the standardised "
+                    "net benefit (default 0.2)")
+    ss.add_argument("--params", default=None, help="take the paper's C-statistic and prevalence from this "
+                    "parameter file's published_values (default: dlrc's params/published_values.yaml)")
+    ss.set_defaults(func=V.samplesize_verb)
 
     e = sub.add_parser("extract", help="extract radiomics and deep features into the feature store")
     e.add_argument("--params", default="params/paper.yaml", help="parameter file (YAML)")

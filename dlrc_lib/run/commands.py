@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from dlrc_lib.core.config import Params, load_params
+from dlrc_lib.core.config import Params, display_path, load_params
 from dlrc_lib.core.errors import DlrcError
 from dlrc_lib.core.io import atomic_write_text
 from dlrc_lib.core.processes import single_thread_blas
@@ -26,8 +26,10 @@ from dlrc_lib.run.extract import extract_deep_cli, extract_radiomics_cli, load_s
 from dlrc_lib.run.lab import choose_run, lab_command, lab_environment
 from dlrc_lib.run.layout import project_root
 from dlrc_lib.run.sweep import run_sweep
+from dlrc_lib.stats.samplesize import validation_sample_size
+from dlrc_lib.study.cohort_size import cohort_size_lines, paper_reference, published_values_file
 from dlrc_lib.study.init import init_study
-from dlrc_lib.study.validate import validate_manifest
+from dlrc_lib.study.validate import cohort_outcomes, validate_manifest
 from dlrc_lib.twin.writer import generate_study
 
 
@@ -57,7 +59,8 @@ def synth_verb(args: argparse.Namespace) -> int:
 
 def validate_verb(args: argparse.Namespace) -> int:
     """``dlrc validate [MANIFEST] [--params P] [--cache-dir D] [--out problems.csv]``: print every
-    problem, one per line. With ``--params`` the run's parameters are checked against the study
+    problem, one per line, then per validation cohort whether it is big enough to validate the model
+    (``cohort size:`` lines, :func:`dlrc_lib.study.cohort_size.cohort_size_lines`), then the summary. With ``--params`` the run's parameters are checked against the study
     too (:mod:`dlrc_lib.study.plan`), and the manifest defaults to the file's ``study.manifest``.
     Without ``--params`` or ``--cache-dir`` nothing is written (no validation cache).
 
@@ -85,8 +88,57 @@ def validate_verb(args: argparse.Namespace) -> int:
                              columns=["severity", "patient", "where", "message"])
         atomic_write_text(Path(args.out), table.to_csv(index=False, lineterminator="\n"))
     hint = "" if params is not None else " (add --params P to check the run's parameters against the study too)"
+    try:
+        sizes = cohort_size_lines(cohort_outcomes(manifest, use), published_values_file(params))
+    except DlrcError as exc:  # the paper's values unreadable: the validation still stands
+        sizes = [f"not judged ({exc})"]
+    for line in sizes:
+        print(f"cohort size: {line}")
     print(f"dlrc validate: {manifest}: {n_err} error(s), {n_warn} warning(s){hint}")
     return 1 if n_err else 0
+
+
+def samplesize_verb(args: argparse.Namespace) -> int:
+    """``dlrc samplesize [--cstatistic C] [--prevalence P] [--oe-ciwidth W] [--slope-ciwidth W]
+    [--cstat-ciwidth W] [--lp-normal MEAN SD | --lp-beta A B] [--threshold T [--sensitivity SE
+    --specificity SP] [--nb-ciwidth W]] [--params P]``: the criteria's table and the minimum."""
+    c, prevalence = getattr(args, "cstatistic", None), getattr(args, "prevalence", None)
+    notes = []
+    if c is not None:
+        notes.append(f"C-statistic {c:g}: given")
+    if prevalence is not None:
+        notes.append(f"prevalence {prevalence:g}: given")
+    if c is None or prevalence is None:
+        params = load_params(args.params) if getattr(args, "params", None) else None
+        ref = paper_reference(published_values_file(params))
+        source = display_path(ref.source)
+        if c is None:
+            c = ref.cstatistic["external"]
+            notes.append(f"C-statistic {c:g}: the paper's DLRC AUC in external validation (table2 of {source})")
+        if prevalence is None:
+            prevalence = ref.prevalence
+            notes.append(f"prevalence {prevalence:.3f}: the paper's LNM prevalence, {ref.lnm:,} of "
+                         f"{ref.patients:,} patients (table1 of {source})")
+    res = validation_sample_size(c, prevalence, oe_ciwidth=args.oe_ciwidth, slope_ciwidth=args.slope_ciwidth,
+                                 cstat_ciwidth=args.cstat_ciwidth, lp_normal=getattr(args, "lp_normal", None),
+                                 lp_beta=getattr(args, "lp_beta", None), threshold=getattr(args, "threshold", None),
+                                 sensitivity=getattr(args, "sensitivity", None),
+                                 specificity=getattr(args, "specificity", None), nb_ciwidth=args.nb_ciwidth)
+    print("dlrc samplesize: minimum sample size to validate a model of a binary outcome externally "
+          "(Riley et al. 2021, Stat Med 40:4230; as pmvalsampsize)")
+    for note in notes:
+        print(f"  {note}")
+    print(f"  linear predictor: {res.lp}")
+    if res.threshold is not None:
+        print(f"  net benefit at risk threshold {res.threshold:g}: sensitivity {res.sensitivity:g}, specificity "
+              f"{res.specificity:g}{' (from the simulated linear predictor)' if args.sensitivity is None else ''}, "
+              f"standardised net benefit {res.criterion('net benefit').performance:.3f}")
+    print(f"  {'criterion':<20} {'CI width':>8} {'N':>8} {'events':>8}")
+    for crit in res.criteria:
+        print(f"  {crit.name:<20} {crit.ci_width:>8g} {crit.n:>8,} {crit.events:>8,}")
+    print(f"dlrc samplesize: minimum {res.n:,} patients ({res.events:,} events) at C = {res.cstatistic:g} and "
+          f"prevalence {res.prevalence:.3f}; binding: {res.binding.name}")
+    return 0
 
 
 def extract_verb(args: argparse.Namespace) -> int:

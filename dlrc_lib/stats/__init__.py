@@ -29,10 +29,13 @@ compare_continuous         compareGroups (two groups): ``t.test(var.equal=TRUE)`
                            ``kruskal.test``; normality by ``shapiro.test``
 quantile7                  ``quantile(x, type=7)``
 cohen_kappa                ``psych::cohen.kappa`` (unweighted kappa, its variance and bounds)
+validation_sample_size     Python ``pmvalsampsize(type="b", ...)`` 0.2.1 (R ``pmvalsampsize``): minimum
+                           N to validate a model externally (O/E, slope, C, net benefit)
 =========================  ==============================================================
 
 The functions live in one module per family (:mod:`.roc`, :mod:`.classification`,
-:mod:`.calibration`, :mod:`.icc`, :mod:`.nonparametric`, :mod:`.glm`, :mod:`.lasso`, :mod:`.contingency`, :mod:`.agreement`);
+:mod:`.calibration`, :mod:`.icc`, :mod:`.nonparametric`, :mod:`.glm`, :mod:`.lasso`, :mod:`.contingency`, :mod:`.agreement`,
+:mod:`.samplesize`);
 this package re-exports them as its public interface.
 """
 from __future__ import annotations
@@ -74,6 +77,7 @@ from dlrc_lib.stats.roc import (
                                         youden_point,
                                         youden_threshold,
 )
+from dlrc_lib.stats.samplesize import SampleSizeCriterion, ValidationSampleSize, validation_sample_size
 
 __all__ = [
     "AucCI", "DelongResult", "YoudenPoint", "Proportion", "ClassificationMetrics",
@@ -83,5 +87,6 @@ __all__ = [
     "calibration_curve", "net_benefit", "icc", "icc_many", "mann_whitney_pvalues",
     "logistic_glm", "backward_aic", "compare_categorical", "compare_continuous",
     "fisher_exact", "chisq_test", "quantile7", "format_p", "KappaResult", "cohen_kappa",
-    "LassoCVResult", "lasso_cv", "lambda_interp", "wald_table",
+    "LassoCVResult", "lasso_cv", "lambda_interp", "wald_table", "SampleSizeCriterion",
+    "ValidationSampleSize", "validation_sample_size",
 ]

@@ -392,6 +392,19 @@ def _cohorts(raw: pd.DataFrame, params) -> Optional[pd.Series]:
     return pd.Series(list(split), index=raw.index)
 
 
+def cohort_outcomes(manifest_path: str | Path, params=None) -> Optional[pd.DataFrame]:
+    """Each patient's cohort (as the run will have it) and LNM (numeric; NaN where unreadable), or
+    None when the manifest cannot be read or says too little to tell them."""
+    try:
+        raw = read_manifest(Path(manifest_path), notes=[])  # what it normalised: said by the validation
+    except (DlrcError, OSError):
+        return None
+    cohorts = _cohorts(raw, params or Params()) if "lnm" in raw else None
+    if cohorts is None:
+        return None
+    return pd.DataFrame({"cohort": cohorts, "lnm": pd.to_numeric(raw["lnm"], errors="coerce")})
+
+
 def _check_plan(raw: pd.DataFrame, params, report: "_Report") -> None:
     """What the run of ``params`` cannot do with this study (:mod:`dlrc_lib.study.plan`)."""
     cohorts = _cohorts(raw, params)
