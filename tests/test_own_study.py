@@ -168,6 +168,40 @@ def test_hospital_export_runs_and_its_report_speaks_of_that_study(hospital_run):
         assert not found, (page.name, found[:3])
 
 
+def _auc_cell(text: str) -> list[float]:
+    """``0.767 (0.700–0.834)`` -> [0.767, 0.7, 0.834]."""
+    return [float(x) for x in re.findall(r"\d+\.\d+", str(text))[:3]]
+
+
+def test_the_verdict_on_a_small_hospital_cohort_knows_what_it_cannot_tell(hospital_run):
+    """~66 patients: an AUC claim whose prediction interval includes 0.5 reads too small to tell,
+    with the patients (and events) that would make it testable, and is not counted."""
+    from dlrc_lib.stats import replication as R
+
+    _, run_dir, _ = hospital_run
+    claims = pd.read_csv(run_dir / "claims.csv").set_index("id")
+    aucs = claims[claims.index.str.match(r"auc\.(radiomics|DLRC)\.") & (claims["reproduced"] != "not produced")]
+    assert len(aucs) == 6
+    small = 0
+    for cid, row in aucs.iterrows():
+        pub, rep = _auc_cell(row["published"]), _auc_cell(row["reproduced"])
+        se = R.se_from_ci(*rep)
+        if not se > 0:  # a separating score: the verdict takes Hanley–McNeil's SE (its reason says so)
+            assert "Hanley–McNeil" in row["reason"]
+            continue
+        pi = R.auc_prediction_interval(pub[0], R.se_from_ci(*pub), se, rep[0])
+        if pi.lower <= 0.5:
+            small += 1
+            assert row["verdict"] == "too small to tell" and not row["counted"], (cid, row.to_dict())
+            assert re.search(r"about [\d,]+ patients \(~[\d,]+ LNM\) would make it testable", row["reason"]) or \
+                "no cohort size would do" in row["reason"], row["reason"]
+        else:
+            assert row["verdict"] == ("holds" if pi.contains(rep[0]) else "fails"), (cid, row.to_dict())
+    assert small >= 1  # validation cohorts of ~10-25 patients cannot tell an AUC from chance
+    page = (run_dir / "index.html").read_text(encoding="utf-8")
+    assert "too small to tell" in page and "class='outcomes'" in page
+
+
 def test_predict_scores_one_new_patient_of_the_hospital_export(hospital, hospital_run, tmp_path, capsys):
     code, run_dir, cache = hospital_run
     assert code == 0
