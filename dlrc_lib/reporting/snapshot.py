@@ -91,7 +91,8 @@ def readme(claims: pd.DataFrame, view: C.RunView, tables: list[str], md_tables: 
     warnings = [f"- **{nb}**: {m}" for nb, msgs in (run.get("warnings") or {}).items() for m in msgs]
     if warnings:
         lines += ["## Warnings", "", *warnings, ""]
-    lines += ["## Verdict", "", verdict_summary(claims), "", claims_markdown(claims), "",
+    outcomes = [f"- **{v}**: {text}" for v, text in C.OUTCOMES.items()]
+    lines += ["## Verdict", "", verdict_summary(claims), "", *outcomes, "", claims_markdown(claims), "",
               "## The paper's tables beside this run", "",
               "Each column: the paper's value, then this run's; **bold ⚠**: AUC outside the paper's 95 % CI "
               "or p on the other side of 0.05; _(input)_: "
