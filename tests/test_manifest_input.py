@@ -278,3 +278,58 @@ def test_new_patients_for_predict_are_read_the_same_way(folder, clean, capsys):
     assert any("semicolon-separated" in m for m in said) and any("6 path(s) written with Windows" in m for m in said)
     assert new.loc["P000", "lnsd_mm"] == 12.5 and new.loc["P000", "c_lnm"] == 1
     assert Path(new.loc["P000", "image_CET1"]).is_file()
+
+
+# ------------------------------------------------------------- the radiologist's c_LNM
+def test_c_lnm_words_are_read_by_the_documented_spellings(folder, clean, capsys):
+    df = clean.copy()
+    df["c_lnm"] = [" Yes", "neg", "+", "FALSE", "pos", "n"]
+    path = _write(folder, "c_lnm_words.csv", df)
+    rc, lines = _cli(path, capsys)
+    assert rc == 0 and len(lines) == 1, lines
+    assert lines[0].startswith("warning: column c_lnm: 6 radiologist's call(s) written as words read as 1/0: "
+                               "'Yes' -> 1 (1), 'neg' -> 0 (1), '+' -> 1 (1)")
+    study = load_study(path)
+    assert study["c_lnm"].tolist() == [1, 0, 1, 0, 1, 0]  # not lnsd_mm >= 10 (which gives 1, 0, 0, 0, 0, 0)
+    for word, value in (("Positive", 1), ("y", 1), ("true", 1), ("1", 1), ("Negative", 0), ("NO", 0), ("-", 0),
+                        ("0", 0), ("no ", 0)):
+        df["c_lnm"] = word
+        assert load_study(_write(folder, "c_lnm_one.csv", df))["c_lnm"].tolist() == [value] * N, word
+
+
+def test_a_c_lnm_that_is_no_call_is_refused_in_one_line(folder, clean, capsys):
+    df = clean.copy()
+    df["c_lnm"] = ["1", "0", "maybe", "0", "2", "1"]
+    path = _write(folder, "c_lnm_bad.csv", df)
+    rc, lines = _cli(path, capsys)
+    spellings = "1/0, yes/no, y/n, pos/neg, positive/negative, true/false, +/-"
+    assert rc == 1 and lines == [
+        f"error: patient P002, c_lnm: 'maybe' in {path} is no c_LNM call (write one of {spellings}, in any case; "
+        "or leave the cell empty to use lnsd_mm >= 10)",
+        f"error: patient P004, c_lnm: '2' in {path} is no c_LNM call (write one of {spellings}, in any case; "
+        "or leave the cell empty to use lnsd_mm >= 10)"]
+    with pytest.raises(DlrcError, match=r"^patient P002, column c_lnm: 'maybe' in .*c_lnm_bad\.csv is no c_LNM call"):
+        load_study(path)  # never silently the size rule
+
+
+def test_blank_c_lnm_cells_take_the_size_rule_with_a_warning(folder, clean, capsys):
+    df = clean.copy()
+    df["c_lnm"] = ["", "1", "", "1", "0", "1"]
+    path = _write(folder, "c_lnm_blank.csv", df)
+    rc, lines = _cli(path, capsys)
+    assert (rc, lines) == (0, ["warning: column c_lnm: empty for 2 patient(s) (P000, P002) while given for the "
+                               "others: their c_LNM is lnsd_mm >= 10"])
+    assert load_study(path)["c_lnm"].tolist() == [1, 1, 0, 1, 0, 1]  # P000: lnsd 12.5 mm; P002: 8 mm
+
+
+def test_c_lnm_words_reach_predict(folder, clean, capsys):
+    from dlrc_lib.model.predict import read_new_patients
+
+    df = clean.copy()
+    df["c_lnm"] = ["no", "YES", "-", "+", "negative", "pos"]
+    doc = {"harmonisation": {"batch": "scanner"}, "sequences": ["CET1"], "clinical": {"c_lnm": {}}}
+    new = read_new_patients(_write(folder, "c_lnm_predict.csv", df), doc)
+    assert new["c_lnm"].tolist() == [0, 1, 0, 1, 0, 1]
+    df["c_lnm"] = ["no", "YES", "-", "+", "negative", "unclear"]
+    with pytest.raises(DlrcError, match=r"patient P005, column c_lnm: 'unclear' in .* is no c_LNM call"):
+        read_new_patients(_write(folder, "c_lnm_predict.csv", df), doc)

@@ -8,7 +8,8 @@ the twin when needed) after validation.
 
 Columns of the study table: ``patient_id, centre, scanner, cohort (train|internal|external),
 lnm, age, parity, menopause, age_at_menopause, family_history, figo_stage, histology,
-lnsd_mm, lnld_mm, node_necrosis, c_lnm`` (= ``lnsd_mm >= 10``), and absolute paths
+lnsd_mm, lnld_mm, node_necrosis, c_lnm`` (the radiologist's call where the manifest has
+one, else ``lnsd_mm >= 10``: :func:`c_lnm_calls`), and absolute paths
 ``image_<SEQ>``, ``mask_<SEQ>`` (reader 1), ``mask_r2_<SEQ>`` (reader 2) and
 ``mask_rep_<SEQ>`` (reader 1 repeat; the last two only for the re-segmented subset).
 Optional: reader 2's (and reader 1's own) node reading (``READER2_COLUMNS``,
@@ -38,9 +39,11 @@ from dlrc_lib.study.schema import (
     COHORTS,
     MANIFEST_LEVELS,
     NODE_OPTIONAL_DIAMETERS,
+    C_LNM_SPELLINGS,
     NODE_OPTIONAL_FLAGS,
     PATH_PREFIXES,
     c_lnm_from_short_axis,
+    c_lnm_reading,
 )
 
 
@@ -284,6 +287,57 @@ def _level_case(df: pd.DataFrame, notes: list[Note]) -> None:
                                            f"{shown}{more}"))
 
 
+def _c_lnm_words(df: pd.DataFrame, notes: list[Note]) -> None:
+    """The radiologist's c_LNM calls written as words (``yes``, ``Pos``, ``+`` ...: the
+    spellings of :data:`dlrc_lib.study.schema.C_LNM_WORDS`) read as 1/0, with one note; any
+    other value is kept as written (validation refuses it)."""
+    if "c_lnm" not in df or df["c_lnm"].dtype != object:
+        return
+    changed: Counter = Counter()
+
+    def read(v: Any) -> Any:
+        if not isinstance(v, str) or v.strip() in ("0", "1"):
+            return v
+        reading = c_lnm_reading(v)
+        if reading is None:
+            return v
+        changed[(v.strip(), reading)] += 1
+        return str(reading)
+
+    df["c_lnm"] = df["c_lnm"].map(read)
+    if changed:
+        shown = ", ".join(f"{v!r} -> {r} ({n})" for (v, r), n in changed.most_common(6))
+        notes.append(("column c_lnm", f"{sum(changed.values())} radiologist's call(s) written as words read as 1/0: "
+                                      f"{shown}{', ...' if len(changed) > 6 else ''}"))
+
+
+def c_lnm_calls(df: pd.DataFrame, where: str | Path) -> tuple[pd.Series, list[tuple[str, str]]]:
+    """Each patient's c_LNM (0/1): the radiologist's call where the manifest's ``c_lnm`` has
+    one (:func:`dlrc_lib.study.schema.c_lnm_reading`), else the paper's size rule
+    (``lnsd_mm >= 10``); and ``(patient, message)`` for each value that is no call
+    (``where``: the manifest)."""
+    sd = pd.to_numeric(df["lnsd_mm"], errors="coerce") if "lnsd_mm" in df else pd.Series(np.nan, index=df.index)
+    by_size = c_lnm_from_short_axis(sd).astype("Int64").where(sd.notna(), pd.NA)
+    if "c_lnm" not in df:
+        return by_size, []
+    given = df["c_lnm"].map(lambda v: not (v is None or v is pd.NA or (isinstance(v, float) and np.isnan(v))
+                                           or (isinstance(v, str) and not v.strip()))).astype(bool)
+    read = df["c_lnm"].map(c_lnm_reading)
+    ids = df["patient_id"].astype(str).str.strip() if "patient_id" in df else pd.Series(
+        [f"row {i + 2}" for i in range(len(df))], index=df.index)
+    problems = [(pid, c_lnm_problem(v, where)) for pid, v, ok in zip(ids, df["c_lnm"], read.notna() | ~given)
+                if not ok]
+    calls = pd.to_numeric(read.where(given & read.notna()), errors="coerce").astype("Int64")
+    return calls.fillna(by_size), problems
+
+
+def c_lnm_problem(value: Any, where: str | Path) -> str:
+    """What is wrong with a c_lnm value that is no radiologist's call (``where``: the manifest)."""
+    shown = str(value).strip() if isinstance(value, str) else f"{value:g}" if isinstance(value, float) else str(value)
+    return (f"{shown!r} in {where} is no c_LNM call (write one of {C_LNM_SPELLINGS}, in any case; or leave "
+            "the cell empty to use lnsd_mm >= 10)")
+
+
 def _backslash_paths(df: pd.DataFrame, notes: list[Note]) -> None:
     """Windows paths in the image and mask columns (``images\\P001\\t2.nii.gz``) read with
     ``/``, on systems whose separator is ``/``; one note for all of them."""
@@ -340,6 +394,7 @@ def read_manifest_csv(path: str | Path, *, notes: list[Note] | None = None, **kw
             said.append(f"with decimal commas ({n} value(s) such as {example})")
         if said:
             issued.append((str(path), "read " + ", ".join(said)))
+    _c_lnm_words(df, issued)
     for col in _FLAG_COLUMNS:
         if col in df and df[col].dtype == object:
             number = pd.to_numeric(df[col].str.strip(), errors="coerce")
@@ -401,14 +456,14 @@ def load_study(manifest_path: str | Path, params=None) -> pd.DataFrame:
             params = Params()
         df["cohort"] = split_cohorts(df, internal_centres=params.study.internal_centres,
                                      train_fraction=params.study.train_fraction, seed=params.seed)
-    if "lnsd_mm" in df and ("c_lnm" not in df or df["c_lnm"].isna().all()):
-        # MRI-reported node status: short axis >= 10 mm (the paper's rule), unless the manifest
-        # brings the radiologist's own call
-        df["c_lnm"] = c_lnm_from_short_axis(df["lnsd_mm"])
-    elif "c_lnm" in df:
-        df["c_lnm"] = pd.to_numeric(df["c_lnm"], errors="coerce").astype("Int64")
-        if not df["c_lnm"].isna().any():
-            df["c_lnm"] = df["c_lnm"].astype(int)
+    if "lnsd_mm" in df or "c_lnm" in df:
+        # MRI-reported node status: the radiologist's own call where the manifest brings one,
+        # else short axis >= 10 mm (the paper's rule)
+        calls, problems = c_lnm_calls(df, path)
+        if problems:
+            more = f" (and {len(problems) - 5} more)" if len(problems) > 5 else ""
+            raise DlrcError("; ".join(f"patient {pid}, column c_lnm: {msg}" for pid, msg in problems[:5]) + more)
+        df["c_lnm"] = calls.astype(int) if not calls.isna().any() else calls
     for col in ("lnm", "parity", "node_necrosis"):
         if col in df and not df[col].isna().any():
             df[col] = df[col].astype(int)

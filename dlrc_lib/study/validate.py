@@ -39,7 +39,7 @@ from dlrc_lib.core.config import Params
 from dlrc_lib.core.digest import file_digest
 from dlrc_lib.core.errors import DlrcError
 from dlrc_lib.study.file_checks import DIGEST_PREFIX, Problem
-from dlrc_lib.study.manifest import load_study, manifest_header, read_manifest, split_cohorts
+from dlrc_lib.study.manifest import c_lnm_calls, load_study, manifest_header, read_manifest, split_cohorts
 from dlrc_lib.study.plan import plan_problems
 from dlrc_lib.study.schema import (
     ACQUISITION_COLUMNS,
@@ -160,6 +160,7 @@ def validate_manifest(manifest_path: str | Path, params=None, *, check_images: b
     records = raw.to_dict("records")  # plain dicts: a row lookup per cell in pandas is slow
     for pid, row in zip(ids, records):
         _check_row(raw, row, pid, report)
+    _check_c_lnm(path, raw, ids, report)
     _check_study_wide(raw, params, report)
     if plan:
         _check_plan(raw, params, report)
@@ -266,6 +267,21 @@ def _check_row(raw: pd.DataFrame, row: dict, pid: str, report: _Report) -> None:
             err(pid, "cohort", "missing cohort (leave the whole column empty to split by the parameters)")
         elif str(c).strip() not in COHORTS and "cohort" not in report.column_wide:
             err(pid, "cohort", _unknown_level(c, COHORTS))
+
+
+def _check_c_lnm(path: Path, raw: pd.DataFrame, ids: pd.Series, report: _Report) -> None:
+    """The radiologist's c_LNM calls: a value that is none, one line per patient; blank cells
+    beside given calls (c_LNM from lnsd_mm >= 10 for them), one warning."""
+    if "c_lnm" not in raw:
+        return
+    _, problems = c_lnm_calls(raw.assign(patient_id=list(ids)), path)
+    for pid, msg in problems:
+        report.err(pid, "c_lnm", msg)
+    blank = raw["c_lnm"].map(_missing).astype(bool).to_numpy()
+    if blank.any() and not blank.all():
+        pids = [str(p) for p in ids[blank]]
+        report.warn(None, "column c_lnm", f"empty for {len(pids)} patient(s) ({_some(pids)}) while given for the "
+                                          "others: their c_LNM is lnsd_mm >= 10")
 
 
 def _check_study_wide(raw: pd.DataFrame, params, report: _Report) -> None:
