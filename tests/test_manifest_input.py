@@ -6,6 +6,7 @@ import zipfile
 from pathlib import Path
 
 import numpy as np
+import openpyxl
 import pandas as pd
 import pytest
 
@@ -333,3 +334,65 @@ def test_c_lnm_words_reach_predict(folder, clean, capsys):
     df["c_lnm"] = ["no", "YES", "-", "+", "negative", "unclear"]
     with pytest.raises(DlrcError, match=r"patient P005, column c_lnm: 'unclear' in .* is no c_LNM call"):
         read_new_patients(_write(folder, "c_lnm_predict.csv", df), doc)
+
+
+# ------------------------------------------------------ IDs that Excel stored as numbers
+def _workbook(path: Path, df: pd.DataFrame, numbers: dict[int, tuple[int, str]]) -> Path:
+    """``df`` as an .xlsx whose patient_id cells in ``numbers`` (row -> (value, number format))
+    are numbers, as Excel stores what was typed as 00012 without a Text format."""
+    wb = openpyxl.Workbook()
+    ws = wb.active
+    ws.append(list(df.columns))
+    for i, rec in enumerate(df.itertuples(index=False)):
+        ws.append(list(rec))
+        if i in numbers:
+            cell = ws.cell(row=i + 2, column=list(df.columns).index("patient_id") + 1)
+            cell.value, cell.number_format = numbers[i]
+    wb.save(path)
+    return path
+
+
+def test_xlsx_ids_that_lost_their_zeros_are_named(folder, clean):
+    df = clean.copy()
+    df["patient_id"] = [f"{12 + i:05d}" for i in range(N)]
+    for col in [c for c in df if c.startswith(("image_", "mask_"))]:
+        df[col] = [f"{pid}/{Path(p).name}" for pid, p in zip(df["patient_id"], clean[col])]
+    path = _workbook(folder / "numeric_ids.xlsx", df, {0: (12, "General"), 1: (13, "General")})
+    notes: list = []
+    got = read_manifest(path, notes=notes)
+    assert got["patient_id"].tolist()[:3] == ["12", "13", "00014"]  # read as the sheet has them
+    assert notes == [(str(path), "column patient_id: 2 ID(s) are numbers in the workbook and seem to have lost "
+                                 "leading zeros (e.g. 12 (paths: 00012), 13 (paths: 00013)); they are read as the "
+                                 "sheet has them: format the column as Text in Excel and type the IDs again, or give "
+                                 "the cells a zero-padded number format such as 00000")]
+    lines = [str(p) for p in validate_manifest(path, check_images=False)]
+    assert f"warning: {path}: column patient_id: 2 ID(s) are numbers in the workbook" in lines[0]
+
+
+def test_xlsx_ids_of_mixed_widths_are_named_without_paths(folder, clean):
+    df = clean.copy()
+    df["patient_id"] = ["0101", "0102", "0103", "0104", "0105", "0106"]
+    path = _workbook(folder / "mixed_ids.xlsx", df, {4: (105, "General"), 5: (106, "General")})
+    notes: list = []
+    read_manifest(path, notes=notes)
+    assert len(notes) == 1 and "2 ID(s) are numbers in the workbook and seem to have lost leading zeros " \
+                               "(e.g. 105 (other IDs: 0101), 106 (other IDs: 0101))" in notes[0][1]
+
+
+def test_xlsx_ids_with_a_zero_padded_format_are_read_as_shown(folder, clean):
+    df = clean.copy()
+    df["patient_id"] = [f"{12 + i:05d}" for i in range(N)]
+    path = _workbook(folder / "formatted_ids.xlsx", df, {i: (12 + i, "00000") for i in range(N)})
+    notes: list = []
+    assert read_manifest(path, notes=notes)["patient_id"].tolist() == list(df["patient_id"])
+    assert notes == [(str(path), "column patient_id: 6 ID(s) stored as numbers with a zero-padded format read as "
+                                 "Excel shows them (e.g. 12 -> 00012, 13 -> 00013, 14 -> 00014)")]
+
+
+def test_plain_numeric_xlsx_ids_are_no_warning(folder, clean):
+    df = clean.copy()
+    df["patient_id"] = [str(7 + i) for i in range(N)]  # 7 ... 12: numbers of mixed widths, no zeros anywhere
+    path = _workbook(folder / "plain_ids.xlsx", df, {i: (7 + i, "General") for i in range(N)})
+    notes: list = []
+    assert read_manifest(path, notes=notes)["patient_id"].tolist() == [str(7 + i) for i in range(N)]
+    assert notes == []

@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any, Iterable
 
 import numpy as np
+import openpyxl
 import pandas as pd
 
 from dlrc_lib.core.config import Params
@@ -190,6 +191,79 @@ def manifest_header(path: str | Path) -> list[str]:
     return [h.strip() for h in next(csv.reader([_header_line(src.text)], delimiter=src.delimiter), [])]
 
 
+# A number format that pads with zeros ("00000"): Excel shows 12 as 00012.
+_ZERO_FORMAT = re.compile(r"^0+$")
+
+
+def _id_cells(path: Path, sheet: str, n_rows: int) -> list[tuple[Any, str]]:
+    """``(value, number format)`` of the ``patient_id`` cells of an .xlsx sheet's first
+    ``n_rows`` data rows, as Excel stored them (numbers as numbers); [] without that column."""
+    book = openpyxl.load_workbook(path, read_only=True, data_only=True)
+    try:
+        rows = book[sheet].iter_rows(max_row=n_rows + 1)
+        header = [str(c.value).strip() if c.value is not None else "" for c in next(rows, ())]
+        if "patient_id" not in header:
+            return []
+        j = header.index("patient_id")
+        return [(row[j].value, getattr(row[j], "number_format", "General") or "General") if j < len(row) else
+                (None, "General") for row in rows]
+    finally:
+        book.close()
+
+
+def _lost_zeros(ids: pd.Series, numeric: list[int], df: pd.DataFrame) -> list[str]:
+    """``"12 (paths: 00012)"`` for each ID stored as a number that most likely lost its leading
+    zeros: an image or mask path of its row names it with zeros, or the column's IDs typed as
+    text have leading zeros and more digits."""
+    paths = [c for c in df.columns if str(c).strip().startswith(PATH_PREFIXES)]
+    texts = [v for i, v in ids.items() if i not in numeric and isinstance(v, str) and re.fullmatch(r"0\d+", v)]
+    width = max((len(v) for v in texts), default=0)
+    out = []
+    for i in numeric:
+        pid = ids[i]
+        hit = next((m.group(0) for c in paths if isinstance(df.at[i, c], str)
+                    for m in [re.search(rf"(?<![0-9])0+{re.escape(pid)}(?![0-9])", df.at[i, c])] if m), None)
+        if hit:
+            out.append(f"{pid} (paths: {hit})")
+        elif len(pid) < width:
+            out.append(f"{pid} (other IDs: {texts[0]})")
+    return out
+
+
+def _xlsx_ids(path: Path, sheet: str, df: pd.DataFrame, notes: list[Note]) -> None:
+    """IDs that Excel stored as numbers: one shown with a zero-padded format (``00000``) is read
+    as shown (``00012``); one that seems to have lost its leading zeros otherwise (see
+    :func:`_lost_zeros`) gets one note naming the file, the column and examples."""
+    col = next((c for c in df.columns if str(c).strip() == "patient_id"), None)
+    if col is None or not len(df):
+        return
+    cells = _id_cells(path, sheet, len(df))
+    ids = df[col].copy()
+    shown, numeric = [], []
+    for i, (value, fmt) in zip(df.index, cells):
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            continue
+        if _ZERO_FORMAT.match(fmt) and float(value).is_integer():
+            ids[i] = str(int(value)).zfill(len(fmt))
+            shown.append(f"{_num(value)} -> {ids[i]}")
+        else:
+            numeric.append(i)
+    df[col] = ids
+    if shown:
+        notes.append((str(path), f"column patient_id: {len(shown)} ID(s) stored as numbers with a zero-padded "
+                                 f"format read as Excel shows them (e.g. {', '.join(shown[:3])})"))
+    lost = _lost_zeros(ids, numeric, df)
+    if lost:
+        notes.append((str(path), f"column patient_id: {len(lost)} ID(s) are numbers in the workbook and seem to have "
+                                 f"lost leading zeros (e.g. {', '.join(lost[:3])}); they are read as the sheet has "
+                                 "them: format the column as Text in Excel and type the IDs again, or give the "
+                                 "cells a zero-padded number format such as 00000"))
+
+
+def _num(value: Any) -> str:
+    return str(int(value)) if float(value).is_integer() else str(value)
+
+
 def _parser_error(path: Path, exc: Exception, delimiter: str) -> DlrcError:
     m = re.search(r"Expected (\d+) fields in line (\d+), saw (\d+)", str(exc))
     if m:
@@ -215,6 +289,7 @@ def _read_table(path: Path, src: _Source, notes: list[Note], kwargs: dict) -> pd
             header = book.parse(sheets[0], nrows=0).columns
             text = {c: str for c in header if _read_as_text(c)}
             df = book.parse(sheets[0], dtype=text, **kwargs)
+        _xlsx_ids(path, sheets[0], df, notes)
         if len(sheets) > 1:
             notes.append((str(path), f"an Excel workbook of {len(sheets)} sheets: read its first sheet "
                                      f"{sheets[0]!r} only"))
