@@ -396,3 +396,14 @@ def test_plain_numeric_xlsx_ids_are_no_warning(folder, clean):
     notes: list = []
     assert read_manifest(path, notes=notes)["patient_id"].tolist() == [str(7 + i) for i in range(N)]
     assert notes == []
+
+
+def test_spaces_around_ids_are_removed_and_inner_spaces_kept(folder, clean, capsys):
+    df = clean.copy()
+    df["patient_id"] = ["  P000", "P 001", "P002 ", "P003", "P004", "P005"]
+    path = _write(folder, "spaced_ids.csv", df)
+    assert _cli(path, capsys) == (0, [])
+    assert load_study(path)["patient_id"].tolist() == ["P000", "P 001", "P002", "P003", "P004", "P005"]
+    df.loc[3, "patient_id"] = " P002"
+    rc, lines = _cli(_write(folder, "spaced_ids.csv", df), capsys)
+    assert rc == 1 and "error: patient P002, patient_id: duplicate patient ID (2 rows)" in lines
