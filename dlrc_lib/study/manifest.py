@@ -444,8 +444,10 @@ def read_manifest_csv(path: str | Path, *, notes: list[Note] | None = None, **kw
     dlrc accepts and normalises"): a comma-, semicolon- or tab-separated file (the delimiter
     found in the header line), decimal commas in a file that is not comma-separated, UTF-8,
     UTF-16, Windows-1252 or Latin-1 text, or the first sheet of an ``.xlsx`` workbook;
-    categorical levels differing only in case or spaces are read as the level, and
-    backslashes in image and mask paths as ``/``. Each such reading adds one ``(where,
+    categorical levels differing only in case or spaces are read as the level, the
+    radiologist's ``c_lnm`` calls written as words (``yes``, ``neg``, ``+``) as 1/0, IDs that
+    Excel stored as numbers with a zero-padded format as Excel shows them (IDs that seem to
+    have lost their leading zeros are noted), and backslashes in image and mask paths as ``/``. Each such reading adds one ``(where,
     message)`` to ``notes`` (issued as a warning when ``notes`` is None). Entirely empty
     rows, and entirely empty columns without a name, are dropped. A file that is no
     manifest (empty, binary, an ``.xls``/``.ods`` workbook, rows longer than the header) is
