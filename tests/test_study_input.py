@@ -234,3 +234,13 @@ def test_extraction_reads_the_tumour_by_study_mask_label(tmp_path):
     assert res["features"]["original_firstorder_Mean"] == pytest.approx(
         float(sitk.GetArrayFromImage(img)[mask == 1].mean()))
     assert json.loads(settings_json(with_mask_label(base, 1))) == base  # label 1: the same cache key
+
+
+def test_a_failed_case_without_the_label_names_study_mask_label(tmp_path):
+    ipath, img, mask = _image(tmp_path)
+    mpath = tmp_path / "t2_mask.nii.gz"
+    sitk.WriteImage(_mask_on(mask * 2, img), str(mpath))
+    res = extract_case(str(ipath), str(mpath), settings_json({"imageType": {"Original": {}},
+                                                             "featureClass": {"firstorder": ["Mean"]}}))
+    assert not res["ok"] and res["reason"].startswith("mask without the tumour's label: ")
+    assert res["reason"].endswith("(the label extracted is study.mask_label in the parameter file)")

@@ -231,8 +231,11 @@ def _classify(exc: BaseException, image: str, mask: str) -> str:
         return f"mask does not fit the image: {_first_line(exc)}"
     if "too small" in low or "too few dimensions" in low or "single voxel" in low or "1 segmented voxel" in low:
         return f"mask too small: {_first_line(exc)}"
-    if "no labels found" in low or "not present in mask" in low:
+    if "no labels found" in low:
         return f"mask empty: {_first_line(exc)}"
+    if "not present in mask" in low:
+        return (f"mask without the tumour's label: {_first_line(exc)} (the label extracted is study.mask_label in "
+                "the parameter file)")
     return f"extraction failed: {_first_line(exc)}"
 
 
