@@ -37,10 +37,10 @@ from dlrc_lib.core.config import Params
 from dlrc_lib.core.errors import DlrcError
 from dlrc_lib.study.schema import (
     ACQUISITION_NUMERIC,
+    C_LNM_SPELLINGS,
     COHORTS,
     MANIFEST_LEVELS,
     NODE_OPTIONAL_DIAMETERS,
-    C_LNM_SPELLINGS,
     NODE_OPTIONAL_FLAGS,
     PATH_PREFIXES,
     c_lnm_from_short_axis,
@@ -198,7 +198,10 @@ _ZERO_FORMAT = re.compile(r"^0+$")
 def _id_cells(path: Path, sheet: str, n_rows: int) -> list[tuple[Any, str]]:
     """``(value, number format)`` of the ``patient_id`` cells of an .xlsx sheet's first
     ``n_rows`` data rows, as Excel stored them (numbers as numbers); [] without that column."""
-    book = openpyxl.load_workbook(path, read_only=True, data_only=True)
+    try:
+        book = openpyxl.load_workbook(path, read_only=True, data_only=True)
+    except Exception:  # noqa: BLE001 - pandas read the sheet; this look at its cells is optional
+        return []
     try:
         rows = book[sheet].iter_rows(max_row=n_rows + 1)
         header = [str(c.value).strip() if c.value is not None else "" for c in next(rows, ())]
@@ -216,7 +219,8 @@ def _lost_zeros(ids: pd.Series, numeric: list[int], df: pd.DataFrame) -> list[st
     zeros: an image or mask path of its row names it with zeros, or the column's IDs typed as
     text have leading zeros and more digits."""
     paths = [c for c in df.columns if str(c).strip().startswith(PATH_PREFIXES)]
-    texts = [v for i, v in ids.items() if i not in numeric and isinstance(v, str) and re.fullmatch(r"0\d+", v)]
+    as_number = set(numeric)
+    texts = [v for i, v in ids.items() if i not in as_number and isinstance(v, str) and re.fullmatch(r"0\d+", v)]
     width = max((len(v) for v in texts), default=0)
     out = []
     for i in numeric:
@@ -447,8 +451,8 @@ def read_manifest_csv(path: str | Path, *, notes: list[Note] | None = None, **kw
     categorical levels differing only in case or spaces are read as the level, the
     radiologist's ``c_lnm`` calls written as words (``yes``, ``neg``, ``+``) as 1/0, IDs that
     Excel stored as numbers with a zero-padded format as Excel shows them (IDs that seem to
-    have lost their leading zeros are noted), and backslashes in image and mask paths as ``/``. Each such reading adds one ``(where,
-    message)`` to ``notes`` (issued as a warning when ``notes`` is None). Entirely empty
+    have lost their leading zeros are noted), and backslashes in image and mask paths as
+    ``/``. Each such reading adds one ``(where, message)`` to ``notes`` (issued as a warning when ``notes`` is None). Entirely empty
     rows, and entirely empty columns without a name, are dropped. A file that is no
     manifest (empty, binary, an ``.xls``/``.ods`` workbook, rows longer than the header) is
     refused with a :class:`DlrcError` of one line.
