@@ -356,14 +356,8 @@ def check_patient_files(job: tuple) -> tuple[list[Problem], dict[str, str]]:
             bad(msg)
         if arr.dtype.kind == "f" and p.is_dir() or arr.dtype.kind == "f" and not p.name.lower().endswith(
                 (".nii", ".nii.gz", ".nrrd")):  # NIfTI/NRRD voxels were checked in their bytes above
-            n_bad = int(arr.size - np.count_nonzero(np.isfinite(arr)))
-            if n_bad:
-                kinds = []
-                if np.isnan(arr).any():
-                    kinds.append("NaN")
-                if np.isinf(arr).any():
-                    kinds.append("inf")
-                bad(f"{n_bad} non-finite voxel(s) ({'/'.join(kinds)})")
+            for msg in _decoded_non_finite(arr):
+                bad(msg)
         if col.startswith("image_"):
             images[col[len("image_"):]] = img
             arrays[col[len("image_"):]] = arr
@@ -385,6 +379,15 @@ def check_patient_files(job: tuple) -> tuple[list[Problem], dict[str, str]]:
                 problems.append(Problem("error", pid, f"image_{seq} ({_entry(entries, f'image_{seq}')})",
                                         f"image is constant ({float(inside.flat[0]):g}) inside {col}"))
     return problems, digests
+
+
+def _decoded_non_finite(arr: np.ndarray) -> list[str]:
+    """'N non-finite voxel(s) (NaN/inf)' for decoded float voxels that are not all finite."""
+    n_bad = int(arr.size - np.count_nonzero(np.isfinite(arr)))
+    if not n_bad:
+        return []
+    kinds = [k for k, f in (("NaN", np.isnan), ("inf", np.isinf)) if f(arr).any()]
+    return [f"{n_bad} non-finite voxel(s) ({'/'.join(kinds)})"]
 
 
 def _label_message(extra: list, values: list, label: int) -> str:
