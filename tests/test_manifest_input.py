@@ -6,6 +6,7 @@ import zipfile
 from pathlib import Path
 
 import numpy as np
+import openpyxl
 import pandas as pd
 import pytest
 
@@ -279,3 +280,131 @@ def test_new_patients_for_predict_are_read_the_same_way(folder, clean, capsys):
     assert any("semicolon-separated" in m for m in said) and any("6 path(s) written with Windows" in m for m in said)
     assert new.loc["P000", "lnsd_mm"] == 12.5 and new.loc["P000", "c_lnm"] == 1
     assert Path(new.loc["P000", "image_CET1"]).is_file()
+
+
+# ------------------------------------------------------------- the radiologist's c_LNM
+def test_c_lnm_words_are_read_by_the_documented_spellings(folder, clean, capsys):
+    df = clean.copy()
+    df["c_lnm"] = [" Yes", "neg", "+", "FALSE", "pos", "n"]
+    path = _write(folder, "c_lnm_words.csv", df)
+    rc, lines = _cli(path, capsys)
+    assert rc == 0 and len(lines) == 1, lines
+    assert lines[0].startswith("warning: column c_lnm: 6 radiologist's call(s) written as words read as 1/0: "
+                               "'Yes' -> 1 (1), 'neg' -> 0 (1), '+' -> 1 (1)")
+    study = load_study(path)
+    assert study["c_lnm"].tolist() == [1, 0, 1, 0, 1, 0]  # not lnsd_mm >= 10 (which gives 1, 0, 0, 0, 0, 0)
+    for word, value in (("Positive", 1), ("y", 1), ("true", 1), ("1", 1), ("Negative", 0), ("NO", 0), ("-", 0),
+                        ("0", 0), ("no ", 0)):
+        df["c_lnm"] = word
+        assert load_study(_write(folder, "c_lnm_one.csv", df))["c_lnm"].tolist() == [value] * N, word
+
+
+def test_a_c_lnm_that_is_no_call_is_refused_in_one_line(folder, clean, capsys):
+    df = clean.copy()
+    df["c_lnm"] = ["1", "0", "maybe", "0", "2", "1"]
+    path = _write(folder, "c_lnm_bad.csv", df)
+    rc, lines = _cli(path, capsys)
+    spellings = "1/0, yes/no, y/n, pos/neg, positive/negative, true/false, +/-"
+    assert rc == 1 and lines == [
+        f"error: patient P002, c_lnm: 'maybe' in {path} is no c_LNM call (write one of {spellings}, in any case; "
+        "or leave the cell empty to use lnsd_mm >= 10)",
+        f"error: patient P004, c_lnm: '2' in {path} is no c_LNM call (write one of {spellings}, in any case; "
+        "or leave the cell empty to use lnsd_mm >= 10)"]
+    with pytest.raises(DlrcError, match=r"^patient P002, column c_lnm: 'maybe' in .*c_lnm_bad\.csv is no c_LNM call"):
+        load_study(path)  # never silently the size rule
+
+
+def test_blank_c_lnm_cells_take_the_size_rule_with_a_warning(folder, clean, capsys):
+    df = clean.copy()
+    df["c_lnm"] = ["", "1", "", "1", "0", "1"]
+    path = _write(folder, "c_lnm_blank.csv", df)
+    rc, lines = _cli(path, capsys)
+    assert (rc, lines) == (0, ["warning: column c_lnm: empty for 2 patient(s) (P000, P002) while given for the "
+                               "others: their c_LNM is lnsd_mm >= 10"])
+    assert load_study(path)["c_lnm"].tolist() == [1, 1, 0, 1, 0, 1]  # P000: lnsd 12.5 mm; P002: 8 mm
+
+
+def test_c_lnm_words_reach_predict(folder, clean, capsys):
+    from dlrc_lib.model.predict import read_new_patients
+
+    df = clean.copy()
+    df["c_lnm"] = ["no", "YES", "-", "+", "negative", "pos"]
+    doc = {"harmonisation": {"batch": "scanner"}, "sequences": ["CET1"], "clinical": {"c_lnm": {}}}
+    new = read_new_patients(_write(folder, "c_lnm_predict.csv", df), doc)
+    assert new["c_lnm"].tolist() == [0, 1, 0, 1, 0, 1]
+    df["c_lnm"] = ["no", "YES", "-", "+", "negative", "unclear"]
+    with pytest.raises(DlrcError, match=r"patient P005, column c_lnm: 'unclear' in .* is no c_LNM call"):
+        read_new_patients(_write(folder, "c_lnm_predict.csv", df), doc)
+
+
+# ------------------------------------------------------ IDs that Excel stored as numbers
+def _workbook(path: Path, df: pd.DataFrame, numbers: dict[int, tuple[int, str]]) -> Path:
+    """``df`` as an .xlsx whose patient_id cells in ``numbers`` (row -> (value, number format))
+    are numbers, as Excel stores what was typed as 00012 without a Text format."""
+    wb = openpyxl.Workbook()
+    ws = wb.active
+    ws.append(list(df.columns))
+    for i, rec in enumerate(df.itertuples(index=False)):
+        ws.append(list(rec))
+        if i in numbers:
+            cell = ws.cell(row=i + 2, column=list(df.columns).index("patient_id") + 1)
+            cell.value, cell.number_format = numbers[i]
+    wb.save(path)
+    return path
+
+
+def test_xlsx_ids_that_lost_their_zeros_are_named(folder, clean):
+    df = clean.copy()
+    df["patient_id"] = [f"{12 + i:05d}" for i in range(N)]
+    for col in [c for c in df if c.startswith(("image_", "mask_"))]:
+        df[col] = [f"{pid}/{Path(p).name}" for pid, p in zip(df["patient_id"], clean[col])]
+    path = _workbook(folder / "numeric_ids.xlsx", df, {0: (12, "General"), 1: (13, "General")})
+    notes: list = []
+    got = read_manifest(path, notes=notes)
+    assert got["patient_id"].tolist()[:3] == ["12", "13", "00014"]  # read as the sheet has them
+    assert notes == [(str(path), "column patient_id: 2 ID(s) are numbers in the workbook and seem to have lost "
+                                 "leading zeros (e.g. 12 (paths: 00012), 13 (paths: 00013)); they are read as the "
+                                 "sheet has them: format the column as Text in Excel and type the IDs again, or give "
+                                 "the cells a zero-padded number format such as 00000")]
+    lines = [str(p) for p in validate_manifest(path, check_images=False)]
+    assert f"warning: {path}: column patient_id: 2 ID(s) are numbers in the workbook" in lines[0]
+
+
+def test_xlsx_ids_of_mixed_widths_are_named_without_paths(folder, clean):
+    df = clean.copy()
+    df["patient_id"] = ["0101", "0102", "0103", "0104", "0105", "0106"]
+    path = _workbook(folder / "mixed_ids.xlsx", df, {4: (105, "General"), 5: (106, "General")})
+    notes: list = []
+    read_manifest(path, notes=notes)
+    assert len(notes) == 1 and "2 ID(s) are numbers in the workbook and seem to have lost leading zeros " \
+                               "(e.g. 105 (other IDs: 0101), 106 (other IDs: 0101))" in notes[0][1]
+
+
+def test_xlsx_ids_with_a_zero_padded_format_are_read_as_shown(folder, clean):
+    df = clean.copy()
+    df["patient_id"] = [f"{12 + i:05d}" for i in range(N)]
+    path = _workbook(folder / "formatted_ids.xlsx", df, {i: (12 + i, "00000") for i in range(N)})
+    notes: list = []
+    assert read_manifest(path, notes=notes)["patient_id"].tolist() == list(df["patient_id"])
+    assert notes == [(str(path), "column patient_id: 6 ID(s) stored as numbers with a zero-padded format read as "
+                                 "Excel shows them (e.g. 12 -> 00012, 13 -> 00013, 14 -> 00014)")]
+
+
+def test_plain_numeric_xlsx_ids_are_no_warning(folder, clean):
+    df = clean.copy()
+    df["patient_id"] = [str(7 + i) for i in range(N)]  # 7 ... 12: numbers of mixed widths, no zeros anywhere
+    path = _workbook(folder / "plain_ids.xlsx", df, {i: (7 + i, "General") for i in range(N)})
+    notes: list = []
+    assert read_manifest(path, notes=notes)["patient_id"].tolist() == [str(7 + i) for i in range(N)]
+    assert notes == []
+
+
+def test_spaces_around_ids_are_removed_and_inner_spaces_kept(folder, clean, capsys):
+    df = clean.copy()
+    df["patient_id"] = ["  P000", "P 001", "P002 ", "P003", "P004", "P005"]
+    path = _write(folder, "spaced_ids.csv", df)
+    assert _cli(path, capsys) == (0, [])
+    assert load_study(path)["patient_id"].tolist() == ["P000", "P 001", "P002", "P003", "P004", "P005"]
+    df.loc[3, "patient_id"] = " P002"
+    rc, lines = _cli(_write(folder, "spaced_ids.csv", df), capsys)
+    assert rc == 1 and "error: patient P002, patient_id: duplicate patient ID (2 rows)" in lines

@@ -99,6 +99,13 @@ def load_settings(path: str | os.PathLike) -> dict:
     return settings
 
 
+def with_mask_label(settings: Mapping, mask_label: int | None) -> dict:
+    """The settings with PyRadiomics' ``label`` set to ``mask_label`` (unchanged when None)."""
+    if mask_label is None:
+        return dict(settings)
+    return {**settings, "setting": {**(settings.get("setting") or {}), "label": int(mask_label)}}
+
+
 def settings_json(settings: Mapping) -> str:
     """Canonical JSON of the settings (part of every cache key)."""
     return json.dumps(settings, sort_keys=True, separators=(",", ":"), default=str)
@@ -224,8 +231,11 @@ def _classify(exc: BaseException, image: str, mask: str) -> str:
         return f"mask does not fit the image: {_first_line(exc)}"
     if "too small" in low or "too few dimensions" in low or "single voxel" in low or "1 segmented voxel" in low:
         return f"mask too small: {_first_line(exc)}"
-    if "no labels found" in low or "not present in mask" in low:
+    if "no labels found" in low:
         return f"mask empty: {_first_line(exc)}"
+    if "not present in mask" in low:
+        return (f"mask without the tumour's label: {_first_line(exc)} (the label extracted is study.mask_label in "
+                "the parameter file)")
     return f"extraction failed: {_first_line(exc)}"
 
 
@@ -592,6 +602,7 @@ def extract_radiomics(
     dask_scheduler: str | None = None,
     dask_timeout_s: float = 20.0,
     progress: bool = True,
+    mask_label: int | None = None,
 ) -> RadiomicsResult:
     """Extract (or fetch from the cache) the radiomics features of every case of a study.
 
@@ -608,6 +619,8 @@ def extract_radiomics(
     n_jobs : local worker processes (0: all cores); ignored when ``dask_scheduler`` is set.
     dask_scheduler : address of a Dask distributed scheduler to run the cases on.
     dask_timeout_s : how long to wait for the scheduler to answer.
+    mask_label : the tumour's voxel value in the masks (``study.mask_label``); given, it is
+        the PyRadiomics ``label`` setting whatever the settings file says.
 
     Raises
     ------
@@ -616,7 +629,7 @@ def extract_radiomics(
         no features of a configured image type/feature class in every computed case.
     """
     t_start = time.perf_counter()
-    settings = load_settings(settings_file)
+    settings = with_mask_label(load_settings(settings_file), mask_label)
     check_dependencies(settings)
     s_text = settings_json(settings)
     store = FeatureStore(Path(cache_dir) / "features", NAMESPACE)

@@ -239,17 +239,19 @@ def reproducibility(study: pd.DataFrame, settings_file: str | os.PathLike, cache
                     sequences: Sequence[str] = ("CET1", "DWI", "T2FS"), form: str = "ICC(2,1)",
                     threshold: float = 0.75, min_cases: int = 5, n_jobs: int = 0,
                     dask_scheduler: str | None = None, progress: bool = True,
-                    all_patients: bool = True) -> ReproducibilityResult:
+                    all_patients: bool = True, mask_label: int | None = None) -> ReproducibilityResult:
     """Extract the three masks of the re-segmented patients and compute the ICC filter.
 
     With ``all_patients`` (default) the reader-1 features of the whole study are extracted
-    in the same parallel run, so later steps find every case in the cache.
+    in the same parallel run, so later steps find every case in the cache. ``mask_label``:
+    the tumour's voxel value in the masks (:func:`~dlrc_lib.features.radiomics.extract_radiomics`).
     """
     subset = icc_subset(study, sequences)
     rows = study if all_patients or subset.empty else subset
     roles = ROLES if not subset.empty else ("reader1",)
     res = extract_radiomics(rows, settings_file, cache_dir, sequences=sequences, masks=roles,
-                            n_jobs=n_jobs, dask_scheduler=dask_scheduler, progress=progress)
+                            n_jobs=n_jobs, dask_scheduler=dask_scheduler, progress=progress,
+                            mask_label=mask_label)
     used: list[str] = []
     if not subset.empty:
         both = set(res.by_mask["reader1"].index) & set(res.by_mask["repeat"].index)

@@ -40,8 +40,7 @@ from dlrc_lib.model.dlrc import DlrcModel, design_matrix, expit
 from dlrc_lib.model.export import load_model
 from dlrc_lib.model.nomogram import Nomogram
 from dlrc_lib.scores.pipeline import FeatureScore
-from dlrc_lib.study.manifest import read_manifest_csv
-from dlrc_lib.study.schema import c_lnm_from_short_axis
+from dlrc_lib.study.manifest import c_lnm_calls, read_manifest_csv
 
 MIN_NEW_BATCH = 2  # patients needed to estimate an unseen scanner's ComBat parameters
 POLICIES = ("refuse", "harmonise")
@@ -95,13 +94,11 @@ def read_new_patients(manifest: str | Path, doc: Mapping) -> pd.DataFrame:
         df[col] = resolved
     if "lnsd_mm" in df.columns:
         df["lnsd_mm"] = pd.to_numeric(df["lnsd_mm"], errors="coerce")
-    if "c_lnm" in df.columns and df["c_lnm"].notna().all():
-        # the radiologist's MRI node call, when the manifest brings it
-        df["c_lnm"] = pd.to_numeric(df["c_lnm"], errors="coerce")
-        bad = df.loc[~df["c_lnm"].isin([0, 1]), "patient_id"].tolist()
-        problems += [f"patient {p}, column c_lnm: must be 0 or 1" for p in bad]
-    elif "lnsd_mm" in df.columns:
-        df["c_lnm"] = c_lnm_from_short_axis(df["lnsd_mm"])
+    if "c_lnm" in df.columns or "lnsd_mm" in df.columns:
+        # the radiologist's MRI node call where the manifest brings it, else lnsd_mm >= 10
+        calls, bad = c_lnm_calls(df, path)
+        df["c_lnm"] = calls.astype(int) if not calls.isna().any() else calls
+        problems += [f"patient {p}, column c_lnm: {msg}" for p, msg in bad]
     if problems:
         more = f" (and {len(problems) - 20} more)" if len(problems) > 20 else ""
         raise DlrcError(f"{path}: " + "; ".join(problems[:20]) + more)

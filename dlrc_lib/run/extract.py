@@ -35,7 +35,8 @@ def extract_radiomics_cli(params, study: pd.DataFrame, out=sys.stdout, tables: P
         f"{MASK_COLUMNS[m]}{s}" in study.columns and study[f"{MASK_COLUMNS[m]}{s}"].notna().any()
         for s in r.sequences)]
     res = extract_radiomics(study, r.settings, params.cache_dir, sequences=r.sequences, masks=masks,
-                            n_jobs=r.n_jobs, dask_scheduler=r.dask_scheduler, progress=r.progress)
+                            n_jobs=r.n_jobs, dask_scheduler=r.dask_scheduler, progress=r.progress,
+                            mask_label=params.study.mask_label)
     print(f"radiomics ({r.settings}, {res.n_workers} workers, {res.wall_seconds:.1f} s):", file=out)
     print(res.summary().to_string(index=False), file=out)
     print(f"cache: {res.cache_line()}", file=out)

@@ -18,9 +18,10 @@ from typing import Any, Optional
 import numpy as np
 
 from dlrc_lib.core.digest import file_digest, remember
-from dlrc_lib.study.images import QuietITK, geometry_problems, read_image, read_mask
+from dlrc_lib.study.images import QuietITK, SeveralVolumes, geometry_problems, read_image, read_mask
 
-VALIDATOR_VERSION = 3  # 3: DICOM-SEG masks are read on their image's grid
+# 3: DICOM-SEG masks are read on their image's grid; 4: cropped masks placed, 4D images named
+VALIDATOR_VERSION = 4
 DIGEST_PREFIX = "sha256_"
 ORTHONORMAL_TOL = 1e-3
 SLICE_TOL = 0.01  # relative tolerance on a DICOM series' slice gaps
@@ -256,6 +257,9 @@ def dicom_series_problems(folder: Path) -> list[str]:
             normal = d[:, 2]
         positions.append(float(np.dot(np.asarray(r.GetOrigin(), float)[:3], normal)))
     z = np.sort(np.asarray(positions))
+    n_volumes = _repeated_volumes(z)
+    if n_volumes > 1:
+        return out + [several_volumes_message(n_volumes, len(files))]
     gaps = np.diff(z)
     dup = int((np.abs(gaps) < 1e-3).sum())
     if dup:
@@ -270,6 +274,22 @@ def dicom_series_problems(folder: Path) -> list[str]:
             out.append(f"{what}: gaps of {', '.join(f'{g:g}' for g in sorted(set(np.round(uneven, 3))))[:80]} mm "
                        f"where the series steps {step:g} mm")
     return out
+
+
+def _repeated_volumes(z: np.ndarray) -> int:
+    """k when every slice position of a series (sorted) occurs exactly k times: a series of
+    k volumes (4D, e.g. a DWI of k b-values); else 1."""
+    _, counts = np.unique(np.round(z, 2), return_counts=True)
+    return int(counts[0]) if len(counts) > 1 and counts[0] > 1 and (counts == counts[0]).all() else 1
+
+
+def several_volumes_message(n_volumes: int, n_files: int) -> str:
+    """The line for a DICOM series folder holding several volumes."""
+    return (f"a 4D DICOM series of {n_volumes} volumes ({n_files} files: {n_files // n_volumes} slice positions, "
+            f"each {n_volumes} times; e.g. a DWI with several b-values): dlrc reads one 3D volume per "
+            "sequence; copy the files of the volume to analyse (one b-value: tag (0018,9087) Diffusion b-value, "
+            "or one (0020,0100) Temporal Position Identifier) into a folder of their own and name that folder "
+            "in the manifest")
 
 
 def _file_digest_and_bytes(path: Path) -> tuple[str, list[str]]:
@@ -319,13 +339,16 @@ def check_patient_files(job: tuple) -> tuple[list[Problem], dict[str, str]]:
             series_msgs = dicom_series_problems(p)
             for msg in series_msgs:
                 bad(msg)
-            if any("DICOM series" in m for m in series_msgs):
+            if any("DICOM series" in m for m in series_msgs):  # none, several, or one of several volumes
                 continue  # no series, or several: nothing to read (said once)
         if any(m.startswith(("corrupt", "truncated", "damaged", "not a")) for m in byte_msgs):
             continue  # the decoded voxels would be ITK's guess
         try:
             img = read_image(p) if col.startswith("image_") else read_mask(p, images.get(col.split("_")[-1]))
             arr = sitk.GetArrayViewFromImage(img)
+        except SeveralVolumes as exc:
+            bad(str(exc))
+            continue
         except Exception as exc:  # noqa: BLE001 - ITK raises RuntimeError with a long text
             bad(f"unreadable or corrupt image ({_itk_reason(exc)})")
             continue
@@ -333,14 +356,8 @@ def check_patient_files(job: tuple) -> tuple[list[Problem], dict[str, str]]:
             bad(msg)
         if arr.dtype.kind == "f" and p.is_dir() or arr.dtype.kind == "f" and not p.name.lower().endswith(
                 (".nii", ".nii.gz", ".nrrd")):  # NIfTI/NRRD voxels were checked in their bytes above
-            n_bad = int(arr.size - np.count_nonzero(np.isfinite(arr)))
-            if n_bad:
-                kinds = []
-                if np.isnan(arr).any():
-                    kinds.append("NaN")
-                if np.isinf(arr).any():
-                    kinds.append("inf")
-                bad(f"{n_bad} non-finite voxel(s) ({'/'.join(kinds)})")
+            for msg in _decoded_non_finite(arr):
+                bad(msg)
         if col.startswith("image_"):
             images[col[len("image_"):]] = img
             arrays[col[len("image_"):]] = arr
@@ -353,8 +370,7 @@ def check_patient_files(job: tuple) -> tuple[list[Problem], dict[str, str]]:
         values = np.unique(arr)
         extra = [v for v in values.tolist() if v not in (0, label)]
         if extra:
-            shown = ", ".join(f"{v:g}" for v in extra[:5]) + (" ..." if len(extra) > 5 else "")
-            bad(f"mask has labels other than 0/{label}: {shown}")
+            bad(_label_message(extra, values.tolist(), label))
         elif label not in values.tolist():
             bad(f"empty mask (no voxel labelled {label})")
         elif ref is not None and not geo:
@@ -363,6 +379,27 @@ def check_patient_files(job: tuple) -> tuple[list[Problem], dict[str, str]]:
                 problems.append(Problem("error", pid, f"image_{seq} ({_entry(entries, f'image_{seq}')})",
                                         f"image is constant ({float(inside.flat[0]):g}) inside {col}"))
     return problems, digests
+
+
+def _decoded_non_finite(arr: np.ndarray) -> list[str]:
+    """'N non-finite voxel(s) (NaN/inf)' for decoded float voxels that are not all finite."""
+    n_bad = int(arr.size - np.count_nonzero(np.isfinite(arr)))
+    if not n_bad:
+        return []
+    kinds = [k for k, f in (("NaN", np.isnan), ("inf", np.isinf)) if f(arr).any()]
+    return [f"{n_bad} non-finite voxel(s) ({'/'.join(kinds)})"]
+
+
+def _label_message(extra: list, values: list, label: int) -> str:
+    """The line for a mask holding labels other than 0 and ``label``: which, and the setting
+    that picks the tumour's label."""
+    shown = ", ".join(f"{v:g}" for v in extra[:5]) + (" ..." if len(extra) > 5 else "")
+    labels = [v for v in values if v != 0]
+    hint = (f"if the tumour is labelled {labels[0]:g}, set study.mask_label: {labels[0]:g} in the parameter file "
+            f"(now {label})" if len(labels) == 1 else
+            f"the tumour's label is study.mask_label in the parameter file (now {label}); save the tumour "
+            "alone in this mask, or set study.mask_label to its label if every mask uses it")
+    return f"mask has labels other than 0/{label}: {shown} ({hint})"
 
 
 def _entry(entries, col: str) -> str:

@@ -10,7 +10,14 @@
   the label values) placed on the image's grid by the positions of its frames. A mask whose
   grid differs from its image's only within :func:`geometry_problems`' tolerance (a NIfTI
   header stores positions in single precision, so a mask saved beside a DICOM series
-  differs from it in the sixth digit) takes the image's exact geometry.
+  differs from it in the sixth digit) takes the image's exact geometry. A mask saved on a
+  cropped extent (3D Slicer's default for a segmentation: a sub-box of the image's grid with
+  the same spacing and direction, its origin shifted by whole voxels) is pasted into the
+  image's grid (:func:`place_crop`); :func:`geometry_problems` says why a mask that is no such
+  crop cannot be placed.
+* An image of several volumes (a 4D NIfTI/NRRD, a vector NRRD: a DWI with several b-values)
+  is refused by :func:`read_image` with the volume count and how to keep one
+  (:class:`SeveralVolumes`); a 4D file of a single volume is read as that volume.
 
 Errors are :class:`ImageReadError` (a ``ValueError``) with a one-line reason.
 """
@@ -37,6 +44,42 @@ DIRECTION_ATOL = 1e-4
 
 class ImageReadError(ValueError):
     """An image or mask that cannot be read; ``str()`` is one line."""
+
+
+class SeveralVolumes(ImageReadError):
+    """An image of several volumes (4D) where one 3D volume is expected; ``str()`` says how
+    many and how to keep one."""
+
+
+def one_volume_command(path: str | Path, k: int = 0) -> str:
+    """A command that saves volume ``k`` (0-based) of a 4D file as a file of its own."""
+    p = Path(path)
+    name = p.name
+    stem, ext = (name[:-7], ".nii.gz") if name.lower().endswith(".nii.gz") else (p.stem, p.suffix or ".nii.gz")
+    out = p.with_name(f"{stem}_vol{k}{ext}")
+    return (f"python -c \"import SimpleITK as sitk; im = sitk.ReadImage('{p}'); "
+            f"sitk.WriteImage(im[:, :, :, {k}] if im.GetDimension() == 4 else "
+            f"sitk.VectorIndexSelectionCast(im, {k}), '{out}')\"")
+
+
+def _one_volume(img, path: str | Path):
+    """``img`` as one 3D volume: a 4D image of a single volume is that volume; one of
+    several volumes (or a vector image) is refused with :class:`SeveralVolumes`."""
+    n_comp = img.GetNumberOfComponentsPerPixel()
+    if img.GetDimension() == 4:
+        n = img.GetSize()[3]
+        if n == 1 and n_comp == 1:
+            return img[:, :, :, 0]
+        size = "x".join(str(v) for v in img.GetSize())
+    elif n_comp > 1:
+        n = n_comp
+        size = "x".join(str(v) for v in img.GetSize()) + f", {n} values per voxel"
+    else:
+        return img
+    raise SeveralVolumes(f"a 4D image of {n} volumes (size {size}; e.g. a DWI with several b-values): dlrc "
+                         f"reads one 3D volume per sequence; save the volume to analyse as a file of its own and "
+                         f"name that file in the manifest, e.g. volume 0 (the first; counting from 0): "
+                         f"{one_volume_command(path)}")
 
 
 def _fmt(values) -> str:
@@ -229,15 +272,17 @@ def read_image(path: str | Path):
             reader.SetImageIO(io)
     try:
         with QuietITK():
-            return reader.Execute()
+            img = reader.Execute()
     except RuntimeError as exc:
         raise ImageReadError(_one_line(exc)) from None
+    return _one_volume(img, p)
 
 
 def read_mask(path: str | Path, image=None):
     """Read a mask for ``image`` (a ``SimpleITK.Image``; None: read it as it is): a DICOM-SEG
-    object is placed on the image's grid (:func:`place_on`), and a mask on the image's grid
-    within :func:`geometry_problems`' tolerance takes the image's exact geometry."""
+    object is placed on the image's grid (:func:`place_on`), a mask saved on a cropped extent
+    is pasted into it (:func:`place_crop`), and a mask on the image's grid within
+    :func:`geometry_problems`' tolerance takes the image's exact geometry."""
     p = Path(path)
     seg = _seg_path(p)
     mask = read_seg(seg) if seg is not None else read_image(p)
@@ -245,6 +290,8 @@ def read_mask(path: str | Path, image=None):
         return mask
     if seg is not None:
         return place_on(mask, image)
+    if mask.GetDimension() == image.GetDimension() and tuple(mask.GetSize()) != tuple(image.GetSize()):
+        return place_crop(mask, image)
     same = (mask.GetOrigin(), mask.GetSpacing(), mask.GetDirection()) == (
         image.GetOrigin(), image.GetSpacing(), image.GetDirection())
     if not same and mask.GetDimension() == image.GetDimension() and not geometry_problems(image, mask):
@@ -252,11 +299,67 @@ def read_mask(path: str | Path, image=None):
     return mask
 
 
+# how far a cropped mask's origin may lie from a voxel of its image's grid (in voxels)
+CROP_OFFSET_TOL = 0.01
+
+
+def crop_offset(image, mask) -> tuple[Optional[tuple[int, ...]], str]:
+    """Where a mask saved on a cropped extent lies in its image's grid: ``(offset, "")`` with
+    the image index of the mask's first voxel, or ``(None, reason)`` when the mask's grid is
+    no sub-box of the image's (another spacing or direction, an offset of a fraction of a
+    voxel, or labelled voxels outside the image)."""
+    import SimpleITK as sitk
+
+    if mask.GetDimension() != image.GetDimension():
+        return None, f"a {mask.GetDimension()}D mask for a {image.GetDimension()}D image"
+    if not np.allclose(image.GetSpacing(), mask.GetSpacing(), rtol=SPACING_RTOL, atol=SPACING_ATOL):
+        return None, f"mask spacing {_fmt(mask.GetSpacing())} != image spacing {_fmt(image.GetSpacing())}"
+    if not np.allclose(image.GetDirection(), mask.GetDirection(), rtol=0, atol=DIRECTION_ATOL):
+        return None, f"mask direction {_fmt(mask.GetDirection())} != image direction {_fmt(image.GetDirection())}"
+    n = image.GetDimension()
+    steps = np.asarray(image.GetDirection(), float).reshape(n, n) * np.asarray(image.GetSpacing(), float)
+    shift = np.linalg.solve(steps, np.asarray(mask.GetOrigin(), float) - np.asarray(image.GetOrigin(), float))
+    whole = np.round(shift)
+    if not np.allclose(shift, whole, rtol=0, atol=CROP_OFFSET_TOL):
+        return None, (f"mask origin {_fmt(mask.GetOrigin())} lies {_fmt(np.round(shift, 3))} voxels from the "
+                      f"image origin {_fmt(image.GetOrigin())}, not a whole number of voxels")
+    offset = whole.astype(int)
+    labelled = np.argwhere(sitk.GetArrayViewFromImage(mask) != 0)[:, ::-1] + offset  # (x, y, z) image indices
+    outside = ~((labelled >= 0) & (labelled < np.asarray(image.GetSize()))).all(axis=1)
+    if outside.any():
+        return None, (f"{int(outside.sum())} labelled voxel(s) of the mask lie outside the image (mask grid "
+                      f"{_fmt(mask.GetSize())} at voxel {_fmt(offset)} of the image grid {_fmt(image.GetSize())})")
+    return tuple(int(v) for v in offset), ""
+
+
+def place_crop(mask, image):
+    """A mask saved on a cropped extent (:func:`crop_offset`) pasted into ``image``'s grid,
+    zero elsewhere, with the image's exact geometry; a mask that is no such crop is returned
+    as it is (:func:`geometry_problems` says why)."""
+    import SimpleITK as sitk
+
+    offset, _ = crop_offset(image, mask)
+    if offset is None:
+        return mask
+    src = sitk.GetArrayViewFromImage(mask)
+    out = np.zeros(tuple(image.GetSize())[::-1], dtype=src.dtype)
+    lo = np.asarray(offset[::-1])  # (z, y, x)
+    a = np.maximum(lo, 0)
+    b = np.minimum(lo + np.asarray(src.shape), np.asarray(out.shape))
+    out[tuple(slice(i, j) for i, j in zip(a, b))] = src[tuple(slice(i, j) for i, j in zip(a - lo, b - lo))]
+    placed = sitk.GetImageFromArray(out)
+    placed.CopyInformation(image)
+    return placed
+
+
 def geometry_problems(img, mask) -> list[str]:
     """A mask's size/spacing/origin/direction differing from its image's."""
     out = []
     if tuple(img.GetSize()) != tuple(mask.GetSize()):
-        out.append(f"mask size {_fmt(mask.GetSize())} != image size {_fmt(img.GetSize())}")
+        offset, reason = crop_offset(img, mask)
+        why = (f": not a crop of the image's grid ({reason})" if offset is None else
+               " (a crop of the image's grid, placed on it when read)")
+        out.append(f"mask size {_fmt(mask.GetSize())} != image size {_fmt(img.GetSize())}{why}")
         return out
     if not np.allclose(img.GetSpacing(), mask.GetSpacing(), rtol=SPACING_RTOL, atol=SPACING_ATOL):
         out.append(f"mask spacing {_fmt(mask.GetSpacing())} != image spacing {_fmt(img.GetSpacing())}")

@@ -19,11 +19,19 @@ from pathlib import Path
 
 from dlrc_lib.core.errors import DlrcError
 from dlrc_lib.core.io import atomic_write_text
-from dlrc_lib.study.schema import COHORTS, FIGO_LEVELS, HISTOLOGY_LEVELS, MASK_ROLE, SEQUENCE_LABELS, SEQUENCES
+from dlrc_lib.study.schema import (
+    C_LNM_SPELLINGS,
+    COHORTS,
+    FIGO_LEVELS,
+    HISTOLOGY_LEVELS,
+    MASK_ROLE,
+    SEQUENCE_LABELS,
+    SEQUENCES,
+)
 
 # (column, required, values) in the template's order; docs/manifest.md describes the same columns.
 COLUMNS: tuple[tuple[str, str, str], ...] = (
-    ("patient_id", "yes", "unique text"),
+    ("patient_id", "yes", "unique text (spaces before and after it are removed)"),
     ("centre", "yes", "text (e.g. A); harmonisation needs at least study.min_batch_size patients per batch"),
     ("scanner", "yes", "text; the default ComBat batch"),
     ("cohort", "no", "train, internal or external; leave the column out (or empty for everyone) to split "
@@ -44,7 +52,9 @@ COLUMNS: tuple[tuple[str, str, str], ...] = (
         ("image_", "yes", "{seq} image: NIfTI (.nii, .nii.gz), NRRD (.nrrd) or a folder holding one DICOM series; "
                           "relative to the manifest's folder"),
         (MASK_ROLE["reader1"].prefix, "yes", "reader 1's tumour mask of {seq} (NIfTI or NRRD on the image's grid, "
-                                             "labels 0/1, as ITK-SNAP saves it; or a DICOM-SEG file)"),
+                                             "as ITK-SNAP saves it, or on a cropped extent of it, as 3D Slicer "
+                                             "saves a .seg.nrrd; labels 0 and study.mask_label; or a DICOM-SEG "
+                                             "file)"),
         (MASK_ROLE["reader2"].prefix, "for the ICC analysis", "reader 2's mask of {seq} for the re-segmented "
                                                               "patients (empty for the others)"),
         (MASK_ROLE["repeat"].prefix, "for the ICC analysis", "reader 1's repeated mask of {seq} for the "
@@ -131,7 +141,8 @@ def columns_markdown() -> str:
     lines = ["# Manifest columns", "", "One row per patient; paths relative to the manifest's folder.", "",
              "| column | required | values |", "|---|---|---|"]
     lines += [f"| `{c}` | {req} | {vals} |" for c, req, vals in COLUMNS]
-    lines += ["", "Optional: reader 2's node reading (`lnsd_mm_r2`, `lnld_mm_r2`, `node_necrosis_r2`) and the "
+    lines += ["", "Optional: the radiologist's own node call `c_lnm` (" + C_LNM_SPELLINGS + ", in any case; without "
+              "it c_LNM is lnsd_mm >= 10), reader 2's node reading (`lnsd_mm_r2`, `lnld_mm_r2`, `node_necrosis_r2`) and the "
               "acquisition columns of Supplementary Table S1 (`scanner_vendor`, `scanner_model`, "
               "`field_strength_t`, `tr_ms_<SEQ>`, `te_ms_<SEQ>`, `slice_thickness_mm_<SEQ>`, "
               "`inplane_mm_<SEQ>`, `dwi_b_values`); see dlrc's docs/manifest.md.", ""]

@@ -8,7 +8,8 @@ the twin when needed) after validation.
 
 Columns of the study table: ``patient_id, centre, scanner, cohort (train|internal|external),
 lnm, age, parity, menopause, age_at_menopause, family_history, figo_stage, histology,
-lnsd_mm, lnld_mm, node_necrosis, c_lnm`` (= ``lnsd_mm >= 10``), and absolute paths
+lnsd_mm, lnld_mm, node_necrosis, c_lnm`` (the radiologist's call where the manifest has
+one, else ``lnsd_mm >= 10``: :func:`c_lnm_calls`), and absolute paths
 ``image_<SEQ>``, ``mask_<SEQ>`` (reader 1), ``mask_r2_<SEQ>`` (reader 2) and
 ``mask_rep_<SEQ>`` (reader 1 repeat; the last two only for the re-segmented subset).
 Optional: reader 2's (and reader 1's own) node reading (``READER2_COLUMNS``,
@@ -29,18 +30,21 @@ from pathlib import Path
 from typing import Any, Iterable
 
 import numpy as np
+import openpyxl
 import pandas as pd
 
 from dlrc_lib.core.config import Params
 from dlrc_lib.core.errors import DlrcError
 from dlrc_lib.study.schema import (
     ACQUISITION_NUMERIC,
+    C_LNM_SPELLINGS,
     COHORTS,
     MANIFEST_LEVELS,
     NODE_OPTIONAL_DIAMETERS,
     NODE_OPTIONAL_FLAGS,
     PATH_PREFIXES,
     c_lnm_from_short_axis,
+    c_lnm_reading,
 )
 
 
@@ -187,6 +191,83 @@ def manifest_header(path: str | Path) -> list[str]:
     return [h.strip() for h in next(csv.reader([_header_line(src.text)], delimiter=src.delimiter), [])]
 
 
+# A number format that pads with zeros ("00000"): Excel shows 12 as 00012.
+_ZERO_FORMAT = re.compile(r"^0+$")
+
+
+def _id_cells(path: Path, sheet: str, n_rows: int) -> list[tuple[Any, str]]:
+    """``(value, number format)`` of the ``patient_id`` cells of an .xlsx sheet's first
+    ``n_rows`` data rows, as Excel stored them (numbers as numbers); [] without that column."""
+    try:
+        book = openpyxl.load_workbook(path, read_only=True, data_only=True)
+    except Exception:  # noqa: BLE001 - pandas read the sheet; this look at its cells is optional
+        return []
+    try:
+        rows = book[sheet].iter_rows(max_row=n_rows + 1)
+        header = [str(c.value).strip() if c.value is not None else "" for c in next(rows, ())]
+        if "patient_id" not in header:
+            return []
+        j = header.index("patient_id")
+        return [(row[j].value, getattr(row[j], "number_format", "General") or "General") if j < len(row) else
+                (None, "General") for row in rows]
+    finally:
+        book.close()
+
+
+def _lost_zeros(ids: pd.Series, numeric: list[int], df: pd.DataFrame) -> list[str]:
+    """``"12 (paths: 00012)"`` for each ID stored as a number that most likely lost its leading
+    zeros: an image or mask path of its row names it with zeros, or the column's IDs typed as
+    text have leading zeros and more digits."""
+    paths = [c for c in df.columns if str(c).strip().startswith(PATH_PREFIXES)]
+    as_number = set(numeric)
+    texts = [v for i, v in ids.items() if i not in as_number and isinstance(v, str) and re.fullmatch(r"0\d+", v)]
+    width = max((len(v) for v in texts), default=0)
+    out = []
+    for i in numeric:
+        pid = ids[i]
+        hit = next((m.group(0) for c in paths if isinstance(df.at[i, c], str)
+                    for m in [re.search(rf"(?<![0-9])0+{re.escape(pid)}(?![0-9])", df.at[i, c])] if m), None)
+        if hit:
+            out.append(f"{pid} (paths: {hit})")
+        elif len(pid) < width:
+            out.append(f"{pid} (other IDs: {texts[0]})")
+    return out
+
+
+def _xlsx_ids(path: Path, sheet: str, df: pd.DataFrame, notes: list[Note]) -> None:
+    """IDs that Excel stored as numbers: one shown with a zero-padded format (``00000``) is read
+    as shown (``00012``); one that seems to have lost its leading zeros otherwise (see
+    :func:`_lost_zeros`) gets one note naming the file, the column and examples."""
+    col = next((c for c in df.columns if str(c).strip() == "patient_id"), None)
+    if col is None or not len(df):
+        return
+    cells = _id_cells(path, sheet, len(df))
+    ids = df[col].copy()
+    shown, numeric = [], []
+    for i, (value, fmt) in zip(df.index, cells):
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            continue
+        if _ZERO_FORMAT.match(fmt) and float(value).is_integer():
+            ids[i] = str(int(value)).zfill(len(fmt))
+            shown.append(f"{_num(value)} -> {ids[i]}")
+        else:
+            numeric.append(i)
+    df[col] = ids
+    if shown:
+        notes.append((str(path), f"column patient_id: {len(shown)} ID(s) stored as numbers with a zero-padded "
+                                 f"format read as Excel shows them (e.g. {', '.join(shown[:3])})"))
+    lost = _lost_zeros(ids, numeric, df)
+    if lost:
+        notes.append((str(path), f"column patient_id: {len(lost)} ID(s) are numbers in the workbook and seem to have "
+                                 f"lost leading zeros (e.g. {', '.join(lost[:3])}); they are read as the sheet has "
+                                 "them: format the column as Text in Excel and type the IDs again, or give the "
+                                 "cells a zero-padded number format such as 00000"))
+
+
+def _num(value: Any) -> str:
+    return str(int(value)) if float(value).is_integer() else str(value)
+
+
 def _parser_error(path: Path, exc: Exception, delimiter: str) -> DlrcError:
     m = re.search(r"Expected (\d+) fields in line (\d+), saw (\d+)", str(exc))
     if m:
@@ -212,6 +293,7 @@ def _read_table(path: Path, src: _Source, notes: list[Note], kwargs: dict) -> pd
             header = book.parse(sheets[0], nrows=0).columns
             text = {c: str for c in header if _read_as_text(c)}
             df = book.parse(sheets[0], dtype=text, **kwargs)
+        _xlsx_ids(path, sheets[0], df, notes)
         if len(sheets) > 1:
             notes.append((str(path), f"an Excel workbook of {len(sheets)} sheets: read its first sheet "
                                      f"{sheets[0]!r} only"))
@@ -284,6 +366,57 @@ def _level_case(df: pd.DataFrame, notes: list[Note]) -> None:
                                            f"{shown}{more}"))
 
 
+def _c_lnm_words(df: pd.DataFrame, notes: list[Note]) -> None:
+    """The radiologist's c_LNM calls written as words (``yes``, ``Pos``, ``+`` ...: the
+    spellings of :data:`dlrc_lib.study.schema.C_LNM_WORDS`) read as 1/0, with one note; any
+    other value is kept as written (validation refuses it)."""
+    if "c_lnm" not in df or df["c_lnm"].dtype != object:
+        return
+    changed: Counter = Counter()
+
+    def read(v: Any) -> Any:
+        if not isinstance(v, str) or v.strip() in ("0", "1"):
+            return v
+        reading = c_lnm_reading(v)
+        if reading is None:
+            return v
+        changed[(v.strip(), reading)] += 1
+        return str(reading)
+
+    df["c_lnm"] = df["c_lnm"].map(read)
+    if changed:
+        shown = ", ".join(f"{v!r} -> {r} ({n})" for (v, r), n in changed.most_common(6))
+        notes.append(("column c_lnm", f"{sum(changed.values())} radiologist's call(s) written as words read as 1/0: "
+                                      f"{shown}{', ...' if len(changed) > 6 else ''}"))
+
+
+def c_lnm_calls(df: pd.DataFrame, where: str | Path) -> tuple[pd.Series, list[tuple[str, str]]]:
+    """Each patient's c_LNM (0/1): the radiologist's call where the manifest's ``c_lnm`` has
+    one (:func:`dlrc_lib.study.schema.c_lnm_reading`), else the paper's size rule
+    (``lnsd_mm >= 10``); and ``(patient, message)`` for each value that is no call
+    (``where``: the manifest)."""
+    sd = pd.to_numeric(df["lnsd_mm"], errors="coerce") if "lnsd_mm" in df else pd.Series(np.nan, index=df.index)
+    by_size = c_lnm_from_short_axis(sd).astype("Int64").where(sd.notna(), pd.NA)
+    if "c_lnm" not in df:
+        return by_size, []
+    given = df["c_lnm"].map(lambda v: not (v is None or v is pd.NA or (isinstance(v, float) and np.isnan(v))
+                                           or (isinstance(v, str) and not v.strip()))).astype(bool)
+    read = df["c_lnm"].map(c_lnm_reading)
+    ids = df["patient_id"].astype(str).str.strip() if "patient_id" in df else pd.Series(
+        [f"row {i + 2}" for i in range(len(df))], index=df.index)
+    problems = [(pid, c_lnm_problem(v, where)) for pid, v, ok in zip(ids, df["c_lnm"], read.notna() | ~given)
+                if not ok]
+    calls = pd.to_numeric(read.where(given & read.notna()), errors="coerce").astype("Int64")
+    return calls.fillna(by_size), problems
+
+
+def c_lnm_problem(value: Any, where: str | Path) -> str:
+    """What is wrong with a c_lnm value that is no radiologist's call (``where``: the manifest)."""
+    shown = str(value).strip() if isinstance(value, str) else f"{value:g}" if isinstance(value, float) else str(value)
+    return (f"{shown!r} in {where} is no c_LNM call (write one of {C_LNM_SPELLINGS}, in any case; or leave "
+            "the cell empty to use lnsd_mm >= 10)")
+
+
 def _backslash_paths(df: pd.DataFrame, notes: list[Note]) -> None:
     """Windows paths in the image and mask columns (``images\\P001\\t2.nii.gz``) read with
     ``/``, on systems whose separator is ``/``; one note for all of them."""
@@ -315,9 +448,11 @@ def read_manifest_csv(path: str | Path, *, notes: list[Note] | None = None, **kw
     dlrc accepts and normalises"): a comma-, semicolon- or tab-separated file (the delimiter
     found in the header line), decimal commas in a file that is not comma-separated, UTF-8,
     UTF-16, Windows-1252 or Latin-1 text, or the first sheet of an ``.xlsx`` workbook;
-    categorical levels differing only in case or spaces are read as the level, and
-    backslashes in image and mask paths as ``/``. Each such reading adds one ``(where,
-    message)`` to ``notes`` (issued as a warning when ``notes`` is None). Entirely empty
+    categorical levels differing only in case or spaces are read as the level, the
+    radiologist's ``c_lnm`` calls written as words (``yes``, ``neg``, ``+``) as 1/0, IDs that
+    Excel stored as numbers with a zero-padded format as Excel shows them (IDs that seem to
+    have lost their leading zeros are noted), and backslashes in image and mask paths as
+    ``/``. Each such reading adds one ``(where, message)`` to ``notes`` (issued as a warning when ``notes`` is None). Entirely empty
     rows, and entirely empty columns without a name, are dropped. A file that is no
     manifest (empty, binary, an ``.xls``/``.ods`` workbook, rows longer than the header) is
     refused with a :class:`DlrcError` of one line.
@@ -340,6 +475,7 @@ def read_manifest_csv(path: str | Path, *, notes: list[Note] | None = None, **kw
             said.append(f"with decimal commas ({n} value(s) such as {example})")
         if said:
             issued.append((str(path), "read " + ", ".join(said)))
+    _c_lnm_words(df, issued)
     for col in _FLAG_COLUMNS:
         if col in df and df[col].dtype == object:
             number = pd.to_numeric(df[col].str.strip(), errors="coerce")
@@ -401,14 +537,14 @@ def load_study(manifest_path: str | Path, params=None) -> pd.DataFrame:
             params = Params()
         df["cohort"] = split_cohorts(df, internal_centres=params.study.internal_centres,
                                      train_fraction=params.study.train_fraction, seed=params.seed)
-    if "lnsd_mm" in df and ("c_lnm" not in df or df["c_lnm"].isna().all()):
-        # MRI-reported node status: short axis >= 10 mm (the paper's rule), unless the manifest
-        # brings the radiologist's own call
-        df["c_lnm"] = c_lnm_from_short_axis(df["lnsd_mm"])
-    elif "c_lnm" in df:
-        df["c_lnm"] = pd.to_numeric(df["c_lnm"], errors="coerce").astype("Int64")
-        if not df["c_lnm"].isna().any():
-            df["c_lnm"] = df["c_lnm"].astype(int)
+    if "lnsd_mm" in df or "c_lnm" in df:
+        # MRI-reported node status: the radiologist's own call where the manifest brings one,
+        # else short axis >= 10 mm (the paper's rule)
+        calls, problems = c_lnm_calls(df, path)
+        if problems:
+            more = f" (and {len(problems) - 5} more)" if len(problems) > 5 else ""
+            raise DlrcError("; ".join(f"patient {pid}, column c_lnm: {msg}" for pid, msg in problems[:5]) + more)
+        df["c_lnm"] = calls.astype(int) if not calls.isna().any() else calls
     for col in ("lnm", "parity", "node_necrosis"):
         if col in df and not df[col].isna().any():
             df[col] = df[col].astype(int)

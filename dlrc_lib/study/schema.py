@@ -180,6 +180,28 @@ def c_lnm_from_short_axis(lnsd_mm: pd.Series) -> pd.Series:
     return (lnsd_mm >= C_LNM_SHORT_AXIS_MM).astype(int)
 
 
+#: How a manifest may write the radiologist's own node call (``c_lnm``): these words, in any
+#: case and with surrounding spaces, read as 1 (suspected LNM) or 0.
+C_LNM_WORDS = {1: ("1", "yes", "y", "pos", "positive", "true", "+"),
+               0: ("0", "no", "n", "neg", "negative", "false", "-")}
+#: The accepted spellings, as messages show them.
+C_LNM_SPELLINGS = ", ".join(f"{a}/{b}" for a, b in zip(C_LNM_WORDS[1], C_LNM_WORDS[0]))
+_C_LNM_READING = {w: k for k, words in C_LNM_WORDS.items() for w in words}
+
+
+def c_lnm_reading(value: Any) -> Any:
+    """1 or 0 for a written c_LNM call (:data:`C_LNM_WORDS`; the numbers 1.0 and 0.0 too),
+    None for anything else (a missing value included)."""
+    if isinstance(value, (bool, np.bool_)):
+        return int(value)
+    if isinstance(value, (int, float, np.integer, np.floating)):
+        return int(value) if value in (0, 1) else None
+    if not isinstance(value, str):
+        return None
+    word = value.strip().casefold()
+    return _C_LNM_READING.get(word[:-2] if word in ("1.0", "0.0") else word)
+
+
 #: What the parameters of the standardised radiological assessment (``params.sra``) mean:
 #: the largest pelvic node is SRA-positive when its short axis reaches ``short_axis_mm``, when
 #: it is necrotic, or when its short axis reaches ``borderline_mm`` while it is round

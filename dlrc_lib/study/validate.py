@@ -11,8 +11,9 @@ cache first). Every file is read completely once:
   more bytes than its header promises, is refused (SimpleITK can return a zero-filled
   image for some of these without raising);
 * the voxels are decoded by SimpleITK and checked: finite values, finite positive
-  spacing, an orthonormal direction matrix; masks: on their image's grid, only the
-  configured label, not empty; images: not constant inside their masks;
+  spacing, an orthonormal direction matrix, one volume (a 4D image is named with its volume
+  count); masks: on their image's grid (one saved on a cropped extent of it is placed there
+  first), only the configured label, not empty; images: not constant inside their masks;
 * a DICOM series folder must hold one series whose slices are evenly spaced (no missing
   or duplicated slice) and nothing else; files and masks are read as everywhere else
   (:mod:`dlrc_lib.study.images`: a DICOM-SEG mask is placed on its image's grid).
@@ -39,7 +40,7 @@ from dlrc_lib.core.config import Params
 from dlrc_lib.core.digest import file_digest
 from dlrc_lib.core.errors import DlrcError
 from dlrc_lib.study.file_checks import DIGEST_PREFIX, Problem
-from dlrc_lib.study.manifest import load_study, manifest_header, read_manifest, split_cohorts
+from dlrc_lib.study.manifest import c_lnm_calls, load_study, manifest_header, read_manifest, split_cohorts
 from dlrc_lib.study.plan import plan_problems
 from dlrc_lib.study.schema import (
     ACQUISITION_COLUMNS,
@@ -119,16 +120,17 @@ def validate_manifest(manifest_path: str | Path, params=None, *, check_images: b
                       cache: bool = True, plan: bool = False) -> list[Problem]:
     """Every problem with a study manifest, its clinical values and its files.
 
-    Errors: missing required columns or values, duplicate patient IDs, LNM not 0/1, unknown
-    categorical levels, a cohort with a single LNM class, a harmonisation batch (scanner or
+    Errors: missing required columns or values, duplicate patient IDs, LNM not 0/1, a
+    ``c_lnm`` that is no radiologist's call (``schema.C_LNM_WORDS``), unknown categorical levels, a cohort with a single LNM class, a harmonisation batch (scanner or
     centre, per ``harmonisation.batch``) smaller than ``study.min_batch_size``, missing,
     unreadable, truncated or damaged files (every file is decoded completely: see the module
     docstring), non-finite voxels, non-positive spacing, a direction that is not orthonormal,
     DICOM series with missing/duplicated slices or mixed series, masks whose
-    size/spacing/origin/direction differ from their image's, empty masks, masks with labels
-    other than 0 and ``study.mask_label``, images constant inside a mask. Warnings (which do
-    not fail): the other batch kind too small, age at menopause inconsistent with menopause,
-    and what the manifest reader normalised (:func:`dlrc_lib.study.manifest.read_manifest_csv`).
+    size/spacing/origin/direction differ from their image's (and are no crop of its grid),
+    4D images, empty masks, masks with labels other than 0 and ``study.mask_label``, images
+    constant inside a mask. Warnings (which do not fail): the other batch kind too small, age
+    at menopause inconsistent with menopause, blank ``c_lnm`` cells beside given calls, and
+    what the manifest reader normalised (:func:`dlrc_lib.study.manifest.read_manifest_csv`).
     A column in another coding (``yes``/``no`` for 0/1) is one line per column, or per wrong
     level, not per patient; other per-patient lines are at most :data:`MAX_LINES` per column
     and kind of problem, the rest summed up in one line.
@@ -160,6 +162,7 @@ def validate_manifest(manifest_path: str | Path, params=None, *, check_images: b
     records = raw.to_dict("records")  # plain dicts: a row lookup per cell in pandas is slow
     for pid, row in zip(ids, records):
         _check_row(raw, row, pid, report)
+    _check_c_lnm(path, raw, ids, report)
     _check_study_wide(raw, params, report)
     if plan:
         _check_plan(raw, params, report)
@@ -266,6 +269,21 @@ def _check_row(raw: pd.DataFrame, row: dict, pid: str, report: _Report) -> None:
             err(pid, "cohort", "missing cohort (leave the whole column empty to split by the parameters)")
         elif str(c).strip() not in COHORTS and "cohort" not in report.column_wide:
             err(pid, "cohort", _unknown_level(c, COHORTS))
+
+
+def _check_c_lnm(path: Path, raw: pd.DataFrame, ids: pd.Series, report: _Report) -> None:
+    """The radiologist's c_LNM calls: a value that is none, one line per patient; blank cells
+    beside given calls (c_LNM from lnsd_mm >= 10 for them), one warning."""
+    if "c_lnm" not in raw:
+        return
+    _, problems = c_lnm_calls(raw.assign(patient_id=list(ids)), path)
+    for pid, msg in problems:
+        report.err(pid, "c_lnm", msg)
+    blank = raw["c_lnm"].map(_missing).astype(bool).to_numpy()
+    if blank.any() and not blank.all():
+        pids = [str(p) for p in ids[blank]]
+        report.warn(None, "column c_lnm", f"empty for {len(pids)} patient(s) ({_some(pids)}) while given for the "
+                                          "others: their c_LNM is lnsd_mm >= 10")
 
 
 def _check_study_wide(raw: pd.DataFrame, params, report: _Report) -> None:
