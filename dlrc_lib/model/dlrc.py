@@ -288,9 +288,10 @@ def predictions_frame(study: pd.DataFrame, rad_score: pd.Series, dl_score: pd.Se
     idx = prob_dlrc.index
     out = study.loc[idx, ["cohort", "lnm", "c_lnm", "lnsd_mm", "lnld_mm", "node_necrosis"]].copy()
     out["Rad_score"] = rad_score.loc[idx].astype(float)
-    out["prob_radiomics"] = expit(out["Rad_score"])
     if dl_score is not None:
         out["DL_score"] = dl_score.loc[idx].astype(float)
+    out["prob_radiomics"] = expit(out["Rad_score"])
+    if dl_score is not None:
         out["prob_dl"] = expit(out["DL_score"])
     out["prob_dlrc"] = prob_dlrc.astype(float)
     out.index.name = "patient_id"
