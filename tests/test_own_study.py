@@ -283,11 +283,23 @@ def test_a_sweep_of_a_manifest_study_writes_variant_files_it_can_read(tmp_path):
 
 
 # ------------------------------------------------------------------ radiomics + clinical only
+LONG_CENTRES = {"A": "Sun Yat-sen University Cancer Center", "B": "The Second Affiliated Hospital of Guangzhou "
+                "Medical University", "C": "Guangdong Provincial People's Hospital", "D": "Jiangmen Central Hospital",
+                "E": "Affiliated Cancer Hospital of Zhengzhou University"}
+
+
 def test_without_deep_models_the_dlrc_model_is_radiomics_and_clinical(hospital, hospital_cache, tmp_path, capsys):
     """``deep.models: []``: validation accepts it, notebook 04 records that deep learning is off,
-    DLRC has no DL_score term, no table or curve names a deep model, and the model file predicts."""
+    DLRC has no DL_score term, no table or curve names a deep model, and the model file predicts.
+    The same run draws Fig. 1 from the study's flow table, with the hospitals' own long names."""
+    manifest = pd.read_csv(hospital / "manifest.csv", dtype=str, keep_default_na=False)
+    manifest["centre"] = manifest["centre"].map(lambda c: LONG_CENTRES.get(c, c))
+    manifest.to_csv(hospital / "manifest_long_names.csv", index=False)
+    (hospital / "exclusions.csv").write_text(f"step,n\nenrolled,{len(manifest) + 9}\nPresurgical treatment "
+                                              "(neoadjuvant chemotherapy or radiotherapy),5\nPoor-quality MRI,4\n")
     params = yaml.safe_load((hospital / "params.yaml").read_text(encoding="utf-8"))
     params["deep"] = {"models": []}
+    params["study"].update(manifest="manifest_long_names.csv", flow="exclusions.csv")
     (hospital / "no_deep.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     assert main(["validate", "--params", str(hospital / "no_deep.yaml")]) == 0, capsys.readouterr().out
     out = hospital / "reports" / "no_deep"
@@ -296,6 +308,9 @@ def test_without_deep_models_the_dlrc_model_is_radiomics_and_clinical(hospital, 
     run = json.loads((out / "run.json").read_text(encoding="utf-8"))
     assert code == 0 and run["status"] == "ok", run.get("failure")
     assert run["params"]["deep"]["models"] == [] and "twin_dir" not in run["params"]["study"]
+    flow = json.loads((out / "results" / "01_cohort_table.json").read_text(encoding="utf-8"))["flow"]
+    assert flow["enrolled"] == len(manifest) + 9 and flow["n_excluded"] == 9 and LONG_CENTRES["B"] in flow["centres"]
+    assert (out / "figures" / "fig1_flow.png").is_file()
     deep = json.loads((out / "results" / "04_deep_learning.json").read_text(encoding="utf-8"))
     assert deep["deep_learning"] == "off" and deep["best_model"] is None
     assert not (out / "data" / "dl_scores.parquet").exists()
