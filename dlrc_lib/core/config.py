@@ -282,9 +282,6 @@ class Params(Section):
             raise ValueError("study.manifest is required when study.source is 'manifest'")
         if self.study.source == "twin" and self.study.role is not None:
             raise ValueError("study.role describes a manifest study; the twin is always itself (remove it)")
-        if self.study.source == "twin" and self.study.flow is not None:
-            raise ValueError("study.flow is a manifest study's flow table; the twin's exclusions are "
-                             "study.exclusions (remove it)")
         if self.deep.dask_scheduler is None and self.radiomics.dask_scheduler:
             self.deep.dask_scheduler = self.radiomics.dask_scheduler  # one line puts both on the cluster
         return self
@@ -397,6 +394,9 @@ def _validated(path: Path, mapping: dict, overrides: dict[str, Any] | None) -> P
     for key, value in (overrides or {}).items():
         _set_dotted(raw, key, value)
     study_raw = raw.get("study") if isinstance(raw.get("study"), dict) else {}
+    if study_raw.get("source", "twin") == "twin" and study_raw.get("flow") is not None:
+        raise ParamsError(f"{path}: study.flow is a manifest study's flow table; the twin's exclusions are "
+                          "study.exclusions (remove study.flow)")
     if study_raw.get("source") == "manifest":
         twin_keys = [f"study.{k}" for k in TWIN_ONLY_KEYS if k in study_raw]
         if twin_keys:
