@@ -363,7 +363,7 @@ def _flow_top(draw: _FlowDrawing, f: dict, y_incl: float = 0.66) -> None:
                             for r, v in f["excluded"].items())
         h = 0.027 * (reasons.count("\n") + 2) + 0.02
         top = 0.875
-        y = min(0.79, top - 0.04)
+        y = max(top - h / 2, y_incl + 0.06)  # the arrow meets the box, above the included box
         draw.box(0.82, top - h / 2, f"Excluded (n = {f['n_excluded']})\n" + reasons, 0.34, h,
                  face="#fdf2f2", edge="#a94442")
         draw.line([0.5, 0.5], [0.89, y])
