@@ -55,6 +55,7 @@ def test_without_deep_models_dlrc_is_radiomics_and_clinical(no_deep):
     assert list(table4["comparison"]) == ["DLRC vs radiomics"] and all("DLRC_vs_radiomics" in k for k in rep4)
     assert M.roc_display(pred, None).models == [M.RADIOMICS, M.DLRC]
     assert M.best_model_note(None) is None
+    assert "deep learning switched off" in M.table2_caption(None) and "best DL model" in M.table2_caption("ResNet50_2D")
     assert model_columns(None, available=pred.columns) == {"Radiomics": "prob_radiomics", "DLRC": "prob_dlrc"}
     assert switched_off_results()["deep_learning"] == "off" and switched_off_results()["best_model"] is None
 

@@ -405,6 +405,13 @@ def delong_table(predictions: pd.DataFrame, best_dl: str | None) -> tuple[pd.Dat
     return pd.DataFrame(rows), rep
 
 
+def table2_caption(best_dl: str | None) -> str:
+    """Table 2's caption: the models it holds (no deep-learning model when deep learning was switched off)."""
+    if not best_dl:
+        return "Table 2. Performance of SRA, radiomics and DLRC (deep learning switched off)"
+    return "Table 2. Performance of SRA, radiomics, the best DL model and DLRC"
+
+
 def table2_display(table: pd.DataFrame) -> pd.DataFrame:
     """Table 2 laid out as in the paper (percentages with one decimal; SRA has no AUC)."""
     perf = table.rename(columns={k: k.lower() for k in ("ACC", "SEN", "SPE", "PPV", "NPV")}).assign(
