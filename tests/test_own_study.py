@@ -129,11 +129,17 @@ def hospital(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def hospital_run(hospital, tmp_path_factory):
+def hospital_cache(tmp_path_factory):
+    """One feature cache for the hospital's runs: a second run extracts no radiomics feature again."""
+    return tmp_path_factory.mktemp("cache")
+
+
+@pytest.fixture(scope="module")
+def hospital_run(hospital, hospital_cache):
     out = hospital / "reports" / "mine"
-    cache = tmp_path_factory.mktemp("cache")
-    code = main(["run", "--params", str(hospital / "params.yaml"), "--out", str(out), "--cache-dir", str(cache)])
-    return code, out, cache
+    code = main(["run", "--params", str(hospital / "params.yaml"), "--out", str(out),
+                 "--cache-dir", str(hospital_cache)])
+    return code, out, hospital_cache
 
 
 def test_hospital_export_validates(hospital, capsys):
@@ -308,3 +314,61 @@ def test_a_sweep_of_a_manifest_study_writes_variant_files_it_can_read(tmp_path):
     _write_params(tmp_path / "variant.yaml", params)
     again = load_params(tmp_path / "variant.yaml")
     assert again.study.manifest == params.study.manifest and again.study_role == "new_cohort"
+
+
+# ------------------------------------------------------------------ radiomics + clinical only
+LONG_CENTRES = {"A": "Sun Yat-sen University Cancer Center", "B": "The Second Affiliated Hospital of Guangzhou "
+                "Medical University", "C": "Guangdong Provincial People's Hospital", "D": "Jiangmen Central Hospital",
+                "E": "Affiliated Cancer Hospital of Zhengzhou University"}
+
+
+def test_without_deep_models_the_dlrc_model_is_radiomics_and_clinical(hospital, hospital_cache, tmp_path, capsys):
+    """``deep.models: []``: validation accepts it, notebook 04 records that deep learning is off,
+    DLRC has no DL_score term, no table or curve names a deep model, and the model file predicts.
+    The same run draws Fig. 1 from the study's flow table, with the hospitals' own long names."""
+    manifest = pd.read_csv(hospital / "manifest.csv", dtype=str, keep_default_na=False)
+    manifest["centre"] = manifest["centre"].map(lambda c: LONG_CENTRES.get(c, c))
+    manifest.to_csv(hospital / "manifest_long_names.csv", index=False)
+    (hospital / "exclusions.csv").write_text(f"step,n\nenrolled,{len(manifest) + 9}\nPresurgical treatment "
+                                              "(neoadjuvant chemotherapy or radiotherapy),5\nPoor-quality MRI,4\n")
+    params = yaml.safe_load((hospital / "params.yaml").read_text(encoding="utf-8"))
+    params["deep"] = {"models": []}
+    params["study"].update(manifest="manifest_long_names.csv", flow="exclusions.csv")
+    (hospital / "no_deep.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    assert main(["validate", "--params", str(hospital / "no_deep.yaml")]) == 0, capsys.readouterr().out
+    out = hospital / "reports" / "no_deep"
+    code = main(["run", "--params", str(hospital / "no_deep.yaml"), "--out", str(out),
+                 "--cache-dir", str(hospital_cache)])
+    run = json.loads((out / "run.json").read_text(encoding="utf-8"))
+    assert code == 0 and run["status"] == "ok", run.get("failure")
+    assert run["params"]["deep"]["models"] == [] and "twin_dir" not in run["params"]["study"]
+    flow = json.loads((out / "results" / "01_cohort_table.json").read_text(encoding="utf-8"))["flow"]
+    assert flow["enrolled"] == len(manifest) + 9 and flow["n_excluded"] == 9 and LONG_CENTRES["B"] in flow["centres"]
+    assert (out / "figures" / "fig1_flow.png").is_file()
+    deep = json.loads((out / "results" / "04_deep_learning.json").read_text(encoding="utf-8"))
+    assert deep["deep_learning"] == "off" and deep["best_model"] is None
+    assert not (out / "data" / "dl_scores.parquet").exists()
+    assert not [p.name for p in (out / "tables").glob("*") if p.name.startswith(("table3", "dl_"))]
+    assert not [p.name for p in (out / "figures").glob("*") if p.name.startswith(("fig_dl", "figS3", "figS6", "figS7"))]
+    dlrc = json.loads((out / "results" / "05_dlrc.json").read_text(encoding="utf-8"))
+    assert "DL_score" not in dlrc["dlrc_terms"] and set(dlrc["cutoffs"]) == {"radiomics", "dlrc"}
+    predictions = pd.read_parquet(out / "data" / "predictions.parquet")
+    assert not {"DL_score", "prob_dl"} & set(predictions.columns)
+    table2 = pd.read_csv(out / "tables" / "table2_performance.csv")
+    assert set(table2["model"]) == {"radiomics", "DLRC", "SRA"}
+    table4 = pd.read_csv(out / "tables" / "table4.csv")
+    assert list(table4["Model comparison"]) == ["DLRC vs radiomics"]
+    for stem in ("06_calibration", "07_decision_curve"):
+        models = json.loads((out / "results" / f"{stem}.json").read_text(encoding="utf-8")).get("models")
+        assert models is None or set(models) == {"Radiomics", "DLRC"}, (stem, models)
+    model = json.loads((out / "model" / "dlrc_model.json").read_text(encoding="utf-8"))
+    assert model["deep"]["model"] is None and "DL_score" not in model["dlrc"]["terms"]
+    study = pd.read_csv(out / "study_manifest.csv", dtype=str, keep_default_na=False)
+    one = study[study["cohort"] == "external"].head(1)
+    cols = ["patient_id", "scanner", "lnsd_mm"] + [c for c in study.columns if c.startswith(("image_", "mask_"))
+                                                   and not c.startswith(("mask_r2_", "mask_rep_"))]
+    one[cols].to_csv(tmp_path / "new.csv", index=False)
+    assert main(["predict", "--model", str(out / "model" / "dlrc_model.json"), "--manifest", str(tmp_path / "new.csv"),
+                 "--out", str(tmp_path / "pred.csv"), "--cache-dir", str(hospital_cache)]) == 0, capsys.readouterr().err
+    pred = pd.read_csv(tmp_path / "pred.csv")
+    assert len(pred) == 1 and "DL_score" not in pred.columns and pred["prob_dlrc"].between(0, 1).all()

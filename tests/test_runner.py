@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import nbformat
@@ -145,3 +146,27 @@ def test_console_echo_never_fails_the_notebook():
     echo = ConsoleEcho(Broken(), interval_s=0)
     assert echo.write("\rbar:  50%|#####     | 5/10") == len("\rbar:  50%|#####     | 5/10")
     echo.close()
+
+
+def test_a_notebook_ends_without_an_interrupt_of_its_kernel(tmp_path, capfd):
+    """The runner shuts each kernel down without interrupting it: jupyter_client's shutdown would
+    first send SIGINT to the kernel's process group, and ipykernel logs "KeyboardInterrupt caught
+    in kernel" on the console when it lands while a message is being handled. A process the
+    notebook starts in the kernel's process group records any SIGINT it receives."""
+    nb = tmp_path / "quiet.ipynb"
+    marker = tmp_path / "sigint"
+    watcher = ("import os, signal, sys, time\n"
+               f"def got(*_):\n    open({str(marker)!r}, 'w').write('SIGINT')\n    sys.exit(0)\n"
+               "signal.signal(signal.SIGINT, got)\nparent = os.getppid()\n"
+               "for _ in range(300):\n    time.sleep(0.05)\n    if os.getppid() != parent:\n        sys.exit(0)\n")
+    make_nb(nb, 'run_dir: str = ""', "import subprocess, sys, time\n"
+            f"watcher = subprocess.Popen([sys.executable, '-c', {watcher!r}])\n"
+            "time.sleep(1.0)  # the watcher's handler is installed\n"
+            "print('cell ran')")
+    runner.execute_notebook(nb, tmp_path / "out.ipynb", {"run_dir": str(tmp_path)}, tmp_path)
+    out = nbformat.read(str(tmp_path / "out.ipynb"), as_version=4)
+    assert "cell ran" in out.cells[-1].outputs[0]["text"]
+    time.sleep(1.0)
+    assert not marker.exists(), "the kernel's process group was sent SIGINT at shutdown"
+    captured = capfd.readouterr()
+    assert "KeyboardInterrupt caught in kernel" not in captured.out + captured.err

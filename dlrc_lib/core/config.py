@@ -85,6 +85,9 @@ class StudyParams(Section):
     # the paper's findings) or same_patients (the paper's own patients re-analysed: cohort sizes
     # and Table 1 counts are graded too). Not a key of the twin, which is always itself.
     role: Optional[Literal["new_cohort", "same_patients"]] = None
+    # Fig. 1's flow table of a manifest study (step,n: enrolled, then one row per exclusion reason;
+    # dlrc_lib.study.flow); unset: flow.csv beside the manifest when there is one
+    flow: Optional[str] = None
     twin_dir: str = "data/twin/{run_name}"  # where the twin study is generated
     scale: float = Field(1.0, gt=0, le=1)  # fraction of the paper's 1,095 patients
     volume_shape: tuple[int, int, int] = (128, 128, 20)  # x, y, z voxels of the CE-T1WI grid
@@ -295,8 +298,11 @@ class Params(Section):
         return self.study.role or "new_cohort"
 
 
+# A manifest study's flow table (Fig. 1), looked for beside the manifest when study.flow is unset
+# (format: dlrc_lib.study.flow).
+FLOW_FILE = "flow.csv"
 # Keys whose values are paths that must exist.
-_FILE_KEYS = ("published_values", "radiomics.settings", "study.manifest", "sweep.grid")
+_FILE_KEYS = ("published_values", "radiomics.settings", "study.manifest", "study.flow", "sweep.grid")
 # Path keys that name something a run creates (need not exist yet).
 _OUTPUT_KEYS = ("cache_dir", "study.twin_dir", "sweep.out")
 # Keys whose written relative value may also be found in the working directory or the package
@@ -388,6 +394,9 @@ def _validated(path: Path, mapping: dict, overrides: dict[str, Any] | None) -> P
     for key, value in (overrides or {}).items():
         _set_dotted(raw, key, value)
     study_raw = raw.get("study") if isinstance(raw.get("study"), dict) else {}
+    if study_raw.get("source", "twin") == "twin" and study_raw.get("flow") is not None:
+        raise ParamsError(f"{path}: study.flow is a manifest study's flow table; the twin's exclusions are "
+                          "study.exclusions (remove study.flow)")
     if study_raw.get("source") == "manifest":
         twin_keys = [f"study.{k}" for k in TWIN_ONLY_KEYS if k in study_raw]
         if twin_keys:
@@ -422,6 +431,9 @@ def _validated(path: Path, mapping: dict, overrides: dict[str, Any] | None) -> P
             where = "" if str(value) == resolved else f" (looked for {resolved})"
             raise ParamsError(f"{path}: key '{key}': file not found: {value}{where}")
         _assign_dotted(params, key, resolved)
+    if params.study.source == "manifest" and not params.study.flow and params.study.manifest:
+        beside = Path(params.study.manifest).parent / FLOW_FILE  # Fig. 1's flow table beside the manifest
+        params.study.flow = str(beside) if beside.is_file() else None
     weights = params.deep.weights
     if weights not in ("auto", "imagenet", "random"):  # a state_dict file or folder
         params.deep.weights = resolve_param_path(weights, params_dir=params_dir, written=True, must_exist=True,

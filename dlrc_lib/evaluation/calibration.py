@@ -39,10 +39,15 @@ DEFAULT_TERMS = ("c_lnm", "DL_score", "Rad_score")
 PANEL_LETTERS = "abc"
 
 
-def model_columns(best_model: str | None = None) -> dict[str, str]:
-    """Display label -> probability column of the ``predictions`` frame."""
-    return {"Radiomics": PROB_COLUMNS["radiomics"], best_model or "DL": PROB_COLUMNS["dl"],
-            "DLRC": PROB_COLUMNS["dlrc"]}
+def model_columns(best_model: str | None = None, available: Iterable[str] | None = None) -> dict[str, str]:
+    """Display label -> probability column of the ``predictions`` frame; with ``available`` (the
+    frame's columns), only the models it holds (no deep-learning model when it was switched off)."""
+    out = {"Radiomics": PROB_COLUMNS["radiomics"], best_model or "DL": PROB_COLUMNS["dl"],
+           "DLRC": PROB_COLUMNS["dlrc"]}
+    if available is None:
+        return out
+    have = set(available)
+    return {label: col for label, col in out.items() if col in have}
 
 
 def _cohorts(predictions: pd.DataFrame) -> list[str]:

@@ -13,8 +13,9 @@ rates compared across the three cohorts.
 from __future__ import annotations
 
 import math
+import textwrap
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any, Iterable, Mapping
 
 import numpy as np
 import pandas as pd
@@ -72,6 +73,11 @@ class Table1:
     tests: pd.DataFrame
     n: dict[str, list[int]]
     lnm_rate: stats.TestResult
+
+    @property
+    def cohorts(self) -> list[str]:
+        """The cohorts the study has (a study without an external cohort shows no external columns)."""
+        return [c for c in COHORTS if sum(self.n[c])] or list(COHORTS)
 
 
 def compute_table1(study: pd.DataFrame) -> Table1:
@@ -131,16 +137,16 @@ def _fmt_mean_sd(mean: float, sd: float) -> str:
 
 def build_table1(study: pd.DataFrame, result: Table1 | None = None) -> pd.DataFrame:
     """Table 1 in the paper's layout: one row per variable (continuous) or per variable
-    heading and level (categorical), per cohort the LNM(−) and LNM(+) columns, the p-value
-    and the test used. The first row gives N per column."""
+    heading and level (categorical), per cohort the study has the LNM(−) and LNM(+) columns,
+    the p-value and the test used. The first row gives N per column."""
     t = result if result is not None else compute_table1(study)
     cols = ["Clinical feature"]
-    for c in COHORTS:
+    for c in t.cohorts:
         lab = COHORT_LABELS[c]
         cols += [f"{lab} LNM(−)", f"{lab} LNM(+)", f"{lab} p-value", f"{lab} test"]
     rows = []
     first = {"Clinical feature": "N"}
-    for c in COHORTS:
+    for c in t.cohorts:
         lab = COHORT_LABELS[c]
         first[f"{lab} LNM(−)"] = f"N = {t.n[c][0]}"
         first[f"{lab} LNM(+)"] = f"N = {t.n[c][1]}"
@@ -150,7 +156,7 @@ def build_table1(study: pd.DataFrame, result: Table1 | None = None) -> pd.DataFr
     tests = t.tests.set_index(["variable", "cohort"])
     for col, label, kind, levels in VARIABLES:
         head = {"Clinical feature": label}
-        for c in COHORTS:
+        for c in t.cohorts:
             lab = COHORT_LABELS[c]
             head[f"{lab} p-value"] = _fmt_p(tests.loc[(col, c), "p"])
             head[f"{lab} test"] = tests.loc[(col, c), "method"]
@@ -169,7 +175,7 @@ def build_table1(study: pd.DataFrame, result: Table1 | None = None) -> pd.DataFr
             sub = t.categorical[t.categorical["variable"] == col]
             for level in levels:
                 row = {"Clinical feature": "    " + LEVEL_LABELS.get(level, level)}
-                for c in COHORTS:
+                for c in t.cohorts:
                     lab = COHORT_LABELS[c]
                     r = sub[(sub["level"] == level) & (sub["cohort"] == c)].iloc[0]
                     tot = sub[sub["cohort"] == c][["neg", "pos"]].sum()
@@ -186,7 +192,7 @@ def lnm_rate_table(study: pd.DataFrame, result: Table1 | None = None) -> pd.Data
     """LNM-positive patients per cohort and the test of equal rates across the cohorts."""
     t = result if result is not None else compute_table1(study)
     rows = []
-    for i, c in enumerate(COHORTS):
+    for i, c in enumerate(t.cohorts):
         neg, pos = t.n[c]
         tot = neg + pos
         rows.append({"Cohort": COHORT_LABELS[c], "N": tot,
@@ -226,7 +232,7 @@ def styled_table1_html(table: pd.DataFrame, caption: str | None = None) -> str:
     variable headings in bold, levels indented, significant p-values highlighted)."""
     import html as _html
 
-    cohort_cols = [COHORT_LABELS[c] for c in COHORTS]
+    cohort_cols = [COHORT_LABELS[c] for c in COHORTS if f"{COHORT_LABELS[c]} LNM(−)" in table.columns]
     parts = ["<style>",
              "table.t1{border-collapse:collapse;font-family:Helvetica,Arial,sans-serif;font-size:13px}",
              "table.t1 th,table.t1 td{padding:3px 8px;text-align:center;white-space:nowrap}",
@@ -286,13 +292,27 @@ def flow_counts(study: pd.DataFrame, exclusions: Mapping[str, int] | None = None
             "included": included, "centres": centres, "centre_to_cohort": centre_to_cohort, "cohorts": cohorts}
 
 
+def centre_order(centres: Iterable[str], centre_to_cohort: Mapping[tuple[str, str], int]) -> list[str]:
+    """The centres from left to right by the cohorts they feed (training, then internal, then
+    external validation; by name within), so that no arrow of Fig. 1 crosses another."""
+    rank = {c: i for i, c in enumerate(COHORTS)}
+    fed = {ce: sorted(rank[co] for (c, co) in centre_to_cohort if c == ce) for ce in centres}
+    return sorted(centres, key=lambda ce: (fed[ce][:1] or [len(rank)], fed[ce][-1:] or [len(rank)], ce))
+
+
+def centre_label(centre: str, count: int, width: int) -> str:
+    """A centre's box text: ``Centre A`` for a letter or short code, else its own name, wrapped
+    at ``width`` characters, and its number of patients."""
+    name = f"Centre {centre}" if len(centre) <= 3 else centre
+    return textwrap.fill(name, max(width, 6), break_long_words=True) + f"\n(n = {count})"
+
+
 def flow_diagram(study: pd.DataFrame, exclusions: Mapping[str, int] | None = None, ax=None):
     """Fig. 1: enrolled -> excluded by reason -> included per centre -> training / internal /
-    external cohorts with their LNM counts. Returns the matplotlib Figure (nothing saved)."""
-    import textwrap
-
+    external cohorts with their LNM counts. Returns the matplotlib Figure (nothing saved).
+    Long centre names are wrapped inside their boxes; centres stand in the order of the
+    cohorts they feed (:func:`centre_order`)."""
     from matplotlib.figure import Figure
-    from matplotlib.patches import FancyBboxPatch
 
     f = flow_counts(study, exclusions)
     if ax is None:
@@ -303,54 +323,89 @@ def flow_diagram(study: pd.DataFrame, exclusions: Mapping[str, int] | None = Non
     ax.set_xlim(0, 1)
     ax.set_ylim(0, 1)
     ax.axis("off")
+    draw = _FlowDrawing(ax)
+    _flow_top(draw, f)
+    cx, y_cen = _flow_centres(draw, f, width_in=fig.get_figwidth() * ax.get_position().width)
+    _flow_cohorts(draw, f, cx, y_cen)
+    return fig
 
-    def box(x, y, text, w, h, face="#f4f6fa", edge="#34495e"):
-        ax.add_patch(FancyBboxPatch((x - w / 2, y - h / 2), w, h, boxstyle="round,pad=0.006",
-                                    facecolor=face, edgecolor=edge, linewidth=1.1))
-        ax.text(x, y, text, ha="center", va="center", fontsize=9)
 
-    def arrow(x0, y0, x1, y1, label=None):
-        ax.annotate("", xy=(x1, y1), xytext=(x0, y0),
-                    arrowprops=dict(arrowstyle="-|>", color="#34495e", lw=1.0, shrinkA=0, shrinkB=0))
+class _FlowDrawing:
+    """Boxes and arrows of the flow chart on ``ax`` (axes coordinates 0-1)."""
+
+    def __init__(self, ax):
+        self.ax = ax
+
+    def box(self, x, y, text, w, h, face="#f4f6fa", edge="#34495e", fontsize=9):
+        from matplotlib.patches import FancyBboxPatch
+
+        self.ax.add_patch(FancyBboxPatch((x - w / 2, y - h / 2), w, h, boxstyle="round,pad=0.006",
+                                         facecolor=face, edgecolor=edge, linewidth=1.1))
+        self.ax.text(x, y, text, ha="center", va="center", fontsize=fontsize)
+
+    def arrow(self, x0, y0, x1, y1, label=None):
+        self.ax.annotate("", xy=(x1, y1), xytext=(x0, y0),
+                         arrowprops=dict(arrowstyle="-|>", color="#34495e", lw=1.0, shrinkA=0, shrinkB=0))
         if label:
-            ax.text((x0 + x1) / 2 + 0.008, (y0 + y1) / 2, label, fontsize=8, color="#555", va="center")
+            self.ax.text((x0 + x1) / 2 + 0.008, (y0 + y1) / 2, label, fontsize=8, color="#555", va="center")
 
-    n_centres = len(f["centres"])
-    box(0.5, 0.93, f"Patients with early-stage cervical cancer enrolled\nfrom {n_centres} centre(s) (n = {f['enrolled']})", 0.46, 0.08)
-    y_incl = 0.66
+    def line(self, xs, ys):
+        self.ax.plot(xs, ys, color="#34495e", lw=1.0)
+
+
+def _flow_top(draw: _FlowDrawing, f: dict, y_incl: float = 0.66) -> None:
+    """Enrolled, the exclusions by reason (a box right of the column, its top under the enrolled
+    box, as tall as its reasons need), and the patients included."""
+    draw.box(0.5, 0.93, f"Patients with early-stage cervical cancer enrolled\nfrom {len(f['centres'])} centre(s) "
+                        f"(n = {f['enrolled']})", 0.46, 0.08)
     if f["excluded"]:
-        reasons = "\n".join(textwrap.fill(f"• {r}: n = {v}", 46, subsequent_indent="  ")
-                             for r, v in f["excluded"].items())
-        n_lines = reasons.count("\n") + 2
-        h = 0.03 * n_lines + 0.02
-        box(0.8, 0.795, f"Excluded (n = {f['n_excluded']})\n" + reasons, 0.38, h, face="#fdf2f2", edge="#a94442")
-        ax.plot([0.5, 0.5], [0.89, 0.795], color="#34495e", lw=1.0)
-        arrow(0.5, 0.795, 0.61, 0.795)
-        arrow(0.5, 0.795, 0.5, y_incl + 0.04)
+        reasons = "\n".join(textwrap.fill(f"• {r}: n = {v}", 40, subsequent_indent="  ")
+                            for r, v in f["excluded"].items())
+        h = 0.027 * (reasons.count("\n") + 2) + 0.02
+        top = 0.875
+        y = max(top - h / 2, y_incl + 0.06)  # the arrow meets the box, above the included box
+        draw.box(0.82, top - h / 2, f"Excluded (n = {f['n_excluded']})\n" + reasons, 0.34, h,
+                 face="#fdf2f2", edge="#a94442")
+        draw.line([0.5, 0.5], [0.89, y])
+        draw.arrow(0.5, y, 0.65, y)
+        draw.arrow(0.5, y, 0.5, y_incl + 0.04)
     else:
-        arrow(0.5, 0.89, 0.5, y_incl + 0.04)
-    box(0.5, y_incl, f"Patients included (n = {f['included']})", 0.36, 0.07)
+        draw.arrow(0.5, 0.89, 0.5, y_incl + 0.04)
+    draw.box(0.5, y_incl, f"Patients included (n = {f['included']})", 0.27, 0.07)
+    draw.line([0.5, 0.5], [y_incl - 0.035, 0.53])
 
-    centres = list(f["centres"].items())
-    xs = np.linspace(0.1, 0.9, n_centres) if n_centres > 1 else np.array([0.5])
-    y_cen = 0.43
-    ax.plot([0.5, 0.5], [y_incl - 0.035, 0.53], color="#34495e", lw=1.0)
-    ax.plot([xs.min(), xs.max()], [0.53, 0.53], color="#34495e", lw=1.0)
+
+def _flow_centres(draw: _FlowDrawing, f: dict, width_in: float, y_top: float = 0.49) -> tuple[dict, float]:
+    """One box per centre (its top at ``y_top``), long names wrapped; returns each centre's x and
+    the boxes' lower edge."""
+    order = centre_order(f["centres"], f["centre_to_cohort"])
+    n = len(order)
+    xs = np.linspace(0.1, 0.9, n) if n > 1 else np.array([0.5])
+    w = min(0.15, 0.84 / max(n, 1) - 0.01)
+    fontsize = 9 if n <= 6 else 8
+    chars = int(w * width_in * 72 / (0.55 * fontsize))  # ~0.55 em per character
+    labels = {ce: centre_label(ce, f["centres"][ce], chars) for ce in order}
+    lines = max(lab.count("\n") + 1 for lab in labels.values()) if labels else 2
+    h = 0.027 * lines + 0.02
+    y_cen = y_top - h / 2
+    draw.line([xs.min(), xs.max()], [0.53, 0.53])
     cx = {}
-    for x, (centre, count) in zip(xs, centres):
-        arrow(x, 0.53, x, y_cen + 0.035)
-        box(x, y_cen, f"Centre {centre}\n(n = {count})", min(0.15, 0.8 / max(n_centres, 1)), 0.07)
+    for x, centre in zip(xs, order):
+        draw.arrow(x, 0.53, x, y_cen + h / 2)
+        draw.box(x, y_cen, labels[centre], w, h, fontsize=fontsize)
         cx[centre] = x
-    y_coh = 0.13
-    # a cohort the study does not have (e.g. no external centre) gets no box
-    present = [c for c in ("train", "internal", "external") if sum(f["cohorts"][c])]
+    return cx, y_cen - h / 2
+
+
+def _flow_cohorts(draw: _FlowDrawing, f: dict, cx: dict, y_from: float, y_coh: float = 0.13) -> None:
+    """The cohorts the study has (a cohort without patients gets no box), with an arrow from each
+    centre feeding it (labelled with its count when a centre feeds several)."""
+    present = [c for c in COHORTS if sum(f["cohorts"][c])]
     coh_x = dict(zip(present, np.linspace(0.17, 0.83, len(present)) if len(present) > 1 else [0.5]))
     for cohort, x in coh_x.items():
         neg, pos = f["cohorts"][cohort]
-        box(x, y_coh, f"{COHORT_LABELS[cohort]} cohort (n = {neg + pos})\nLNM(−) n = {neg}; LNM(+) n = {pos}",
-            0.3, 0.09, face="#eef7ee", edge="#2e6b30")
+        draw.box(x, y_coh, f"{COHORT_LABELS[cohort]} cohort (n = {neg + pos})\nLNM(−) n = {neg}; LNM(+) n = {pos}",
+                 0.3, 0.09, face="#eef7ee", edge="#2e6b30")
     for (centre, cohort), count in sorted(f["centre_to_cohort"].items()):
-        x0 = cx[centre]
         split = sum(1 for (ce, _) in f["centre_to_cohort"] if ce == centre) > 1
-        arrow(x0, y_cen - 0.035, coh_x[cohort], y_coh + 0.045, label=f"n = {count}" if split else None)
-    return fig
+        draw.arrow(cx[centre], y_from, coh_x[cohort], y_coh + 0.045, label=f"n = {count}" if split else None)

@@ -245,14 +245,22 @@ class DlrcFit:
     prob: pd.Series  # DLRC probability of every patient
 
 
+def score_columns(data: pd.DataFrame) -> list[str]:
+    """The image scores a DLRC model is offered: Rad_score, and DL_score unless deep learning was
+    switched off (the frame has no DL_score column)."""
+    return [s for s in ("Rad_score", "DL_score") if s == "Rad_score" or s in data.columns]
+
+
 def fit_dlrc(data: pd.DataFrame, study: pd.DataFrame, clinical_p: float = 0.05,
              exclude: Sequence[str] = ("figo_stage",)) -> DlrcFit:
     """Screen the clinical variables, then fit the DLRC model on the training cohort.
 
-    ``data``: index patient_id with ``cohort``, ``lnm``, ``Rad_score``, ``DL_score``;
+    ``data``: index patient_id with ``cohort``, ``lnm``, ``Rad_score`` and ``DL_score`` (without
+    it, deep learning switched off: the candidates are Rad_score and the clinical variables);
     ``study``: the study table (index patient_id) for the clinical columns.
     """
-    _require(data, ["cohort", "lnm", "Rad_score", "DL_score"], "scores")
+    scores = score_columns(data)
+    _require(data, ["cohort", "lnm", "Rad_score"], "scores")
     screening = screen_clinical(study, clinical_p, exclude)
     clinical = screening.loc[screening["candidate"], "variable"].tolist()
     missing = data.index.difference(study.index)
@@ -260,7 +268,7 @@ def fit_dlrc(data: pd.DataFrame, study: pd.DataFrame, clinical_p: float = 0.05,
         raise DlrcError(f"study: patient {missing[0]} has scores but no clinical row"
                         + (f" ({len(missing)} such patients)" if len(missing) > 1 else ""))
     merged = data.join(study[[c for c in clinical if c not in data.columns]])
-    X = design_matrix(merged, clinical)
+    X = design_matrix(merged, clinical, scores=scores)
     train = (data["cohort"] == "train").to_numpy()
     model = DlrcModel().fit(X.loc[train], data.loc[train, "lnm"].astype(int))
     return DlrcFit(screening=screening, clinical=clinical, model=model, design=X,
@@ -268,43 +276,49 @@ def fit_dlrc(data: pd.DataFrame, study: pd.DataFrame, clinical_p: float = 0.05,
 
 
 # ---------------------------------------------------------------- predictions
-def predictions_frame(study: pd.DataFrame, rad_score: pd.Series, dl_score: pd.Series,
+def predictions_frame(study: pd.DataFrame, rad_score: pd.Series, dl_score: pd.Series | None,
                       prob_dlrc: pd.Series) -> pd.DataFrame:
     """The ``predictions`` hand-over frame (index patient_id).
 
     The radiomics and deep-learning probabilities are the logistic transforms of their
-    scores (each score is the linear predictor of its own logistic model).
+    scores (each score is the linear predictor of its own logistic model). ``dl_score`` None
+    (deep learning switched off): no DL_score and prob_dl columns.
     """
     _require(study, ["cohort", "lnm", "c_lnm", "lnsd_mm", "lnld_mm", "node_necrosis"], "study")
     idx = prob_dlrc.index
     out = study.loc[idx, ["cohort", "lnm", "c_lnm", "lnsd_mm", "lnld_mm", "node_necrosis"]].copy()
     out["Rad_score"] = rad_score.loc[idx].astype(float)
-    out["DL_score"] = dl_score.loc[idx].astype(float)
+    if dl_score is not None:
+        out["DL_score"] = dl_score.loc[idx].astype(float)
     out["prob_radiomics"] = expit(out["Rad_score"])
-    out["prob_dl"] = expit(out["DL_score"])
+    if dl_score is not None:
+        out["prob_dl"] = expit(out["DL_score"])
     out["prob_dlrc"] = prob_dlrc.astype(float)
     out.index.name = "patient_id"
     return out
 
 
 def youden_cutoffs(predictions: pd.DataFrame) -> dict[str, float]:
-    """Training Youden cut-off on each model's probability (pROC ``coords(.., "best")``)."""
+    """Training Youden cut-off on each model's probability (pROC ``coords(.., "best")``); no
+    deep-learning cut-off when the frame has no ``prob_dl`` (deep learning switched off)."""
     st = stats
     train = predictions[predictions["cohort"] == "train"]
     return {role: float(st.youden_threshold(train["lnm"].to_numpy(int), train[col].to_numpy(float)))
-            for role, col in PROB_COLUMNS.items()}
+            for role, col in PROB_COLUMNS.items() if col in predictions.columns}
 
 
-def _model_roles(best_dl: str) -> list[tuple[str, str]]:
-    return [(RADIOMICS, "radiomics"), (best_dl, "dl"), (DLRC, "dlrc")]
+def _model_roles(best_dl: str | None) -> list[tuple[str, str]]:
+    """(name, role) of the compared models; no deep-learning model when ``best_dl`` is None."""
+    return [(RADIOMICS, "radiomics")] + ([(best_dl, "dl")] if best_dl else []) + [(DLRC, "dlrc")]
 
 
-def performance_table(predictions: pd.DataFrame, cutoffs: Mapping[str, float], best_dl: str,
+def performance_table(predictions: pd.DataFrame, cutoffs: Mapping[str, float], best_dl: str | None,
                       sra: pd.Series | None = None,
                       study: pd.DataFrame | None = None) -> tuple[pd.DataFrame, dict]:
     """Table 2: AUC (DeLong 95 % CI) and ACC/SEN/SPE/PPV/NPV at the training cut-off.
 
-    Rows per cohort: radiomics, the best DL model, DLRC and (when ``sra`` is given: a 0/1
+    Rows per cohort: radiomics, the best DL model (none when ``best_dl`` is None: deep learning
+    switched off), DLRC and (when ``sra`` is given: a 0/1
     Series of the SRA rule's calls, index patient_id) SRA, which has no AUC. SRA needs no
     score, so with ``study`` (index patient_id; cohort, lnm) it is evaluated on every patient
     of the cohort, as in the paper, not only those with both scores. A patient is
@@ -356,17 +370,18 @@ def performance_table(predictions: pd.DataFrame, cutoffs: Mapping[str, float], b
     return table, rep
 
 
-def delong_table(predictions: pd.DataFrame, best_dl: str) -> tuple[pd.DataFrame, dict]:
+def delong_table(predictions: pd.DataFrame, best_dl: str | None) -> tuple[pd.DataFrame, dict]:
     """Table 4: paired DeLong p-values (R pROC ``roc.test(method = "delong", paired = TRUE)``).
 
-    Pairs: DLRC vs radiomics, DLRC vs the best DL model, radiomics vs the best DL model; one
-    column per cohort. Returns the table (p-values as printed: 3 decimals or "<0.001") and
+    Pairs: DLRC vs radiomics, DLRC vs the best DL model, radiomics vs the best DL model (only
+    the first when ``best_dl`` is None: deep learning switched off); one column per cohort.
+    Returns the table (p-values as printed: 3 decimals or "<0.001") and
     ``table4.<pair>.<cohort>`` values.
     """
     st = stats
-    pairs = [("DLRC_vs_radiomics", "dlrc", "radiomics"),
-             (f"DLRC_vs_{best_dl}", "dlrc", "dl"),
-             (f"radiomics_vs_{best_dl}", "radiomics", "dl")]
+    pairs = [("DLRC_vs_radiomics", "dlrc", "radiomics")]
+    if best_dl:
+        pairs += [(f"DLRC_vs_{best_dl}", "dlrc", "dl"), (f"radiomics_vs_{best_dl}", "radiomics", "dl")]
     rows, rep = [], {}
     for pair, a, b in pairs:
         row: dict[str, Any] = {"comparison": pair.replace("_vs_", " vs ")}
@@ -390,6 +405,13 @@ def delong_table(predictions: pd.DataFrame, best_dl: str) -> tuple[pd.DataFrame,
     return pd.DataFrame(rows), rep
 
 
+def table2_caption(best_dl: str | None) -> str:
+    """Table 2's caption: the models it holds (no deep-learning model when deep learning was switched off)."""
+    if not best_dl:
+        return "Table 2. Performance of SRA, radiomics and DLRC (deep learning switched off)"
+    return "Table 2. Performance of SRA, radiomics, the best DL model and DLRC"
+
+
 def table2_display(table: pd.DataFrame) -> pd.DataFrame:
     """Table 2 laid out as in the paper (percentages with one decimal; SRA has no AUC)."""
     perf = table.rename(columns={k: k.lower() for k in ("ACC", "SEN", "SPE", "PPV", "NPV")}).assign(
@@ -408,13 +430,15 @@ def table4_display(table: pd.DataFrame) -> pd.DataFrame:
 
 
 # ------------------------------------------------------------------------ Fig. 4
-def roc_display(predictions: pd.DataFrame, best_dl: str) -> RocDisplay:
-    """Fig. 4: ROC curves of radiomics, the best DL model and DLRC, one panel per cohort
-    (a-c), each panel's text giving AUC (95 % CI, DeLong)."""
+def roc_display(predictions: pd.DataFrame, best_dl: str | None) -> RocDisplay:
+    """Fig. 4: ROC curves of radiomics, the best DL model (none when ``best_dl`` is None: deep
+    learning switched off) and DLRC, one panel per cohort (a-c), each panel's text giving AUC
+    (95 % CI, DeLong)."""
+    roles = _model_roles(best_dl)
+    colours = {RADIOMICS: "#1b9e77", DLRC: "#d95f02", **({best_dl: "#7570b3"} if best_dl else {})}
     return RocDisplay.from_scores(
-        predictions, {RADIOMICS: PROB_COLUMNS["radiomics"], best_dl: PROB_COLUMNS["dl"], DLRC: PROB_COLUMNS["dlrc"]},
-        ci=True, title="ROC curves; panel text: AUC (95% CI, DeLong)",
-        colours={RADIOMICS: "#1b9e77", best_dl: "#7570b3", DLRC: "#d95f02"})
+        predictions, {name: PROB_COLUMNS[role] for name, role in roles},
+        ci=True, title="ROC curves; panel text: AUC (95% CI, DeLong)", colours=colours)
 
 
 # ----------------------------------------------------------------- score inputs
@@ -422,39 +446,52 @@ def roc_display(predictions: pd.DataFrame, best_dl: str) -> RocDisplay:
 class ScoreInputs:
     """Rad_score and the chosen DL_score of every patient scored by both pipelines."""
 
-    scores: pd.DataFrame  # index patient_id: cohort, lnm, Rad_score, DL_score
-    best_model: str  # the chosen deep-learning model
+    scores: pd.DataFrame  # index patient_id: cohort, lnm, Rad_score, DL_score (none: deep learning off)
+    best_model: str | None  # the chosen deep-learning model (None: deep learning switched off)
     lost: pd.DataFrame  # patient_id, reason: patients without one of the two scores
 
+    @property
+    def summary(self) -> str:
+        """One line: the deep-learning model used (or that there is none) and the patients scored."""
+        if self.best_model is None:
+            return (f"deep learning switched off (deep.models: []): the DLRC model is fitted on Rad_score and "
+                    f"the clinical candidates; patients with a Rad_score: {len(self.scores)}")
+        return (f"best deep-learning model (notebook 04): {self.best_model}; patients with both scores: "
+                f"{len(self.scores)}")
 
-def score_inputs(rad_scores: pd.DataFrame, deep: "BestDeepModel", study: pd.DataFrame) -> ScoreInputs:
+
+def score_inputs(rad_scores: pd.DataFrame, deep: "BestDeepModel | None", study: pd.DataFrame) -> ScoreInputs:
     """Rad_score and the chosen model's DL_score of every patient of ``study`` scored by both.
 
     ``rad_scores``: the radiomics score's hand-over frame (index patient_id, column
     ``Rad_score``; :func:`dlrc_lib.scores.pipeline.score_frame`); ``deep``: every DL model's
-    scores and the chosen one. Patients missing from either are listed with the reason, never
+    scores and the chosen one, or None when deep learning was switched off (``deep.models: []``:
+    no DL_score column). Patients missing from either are listed with the reason, never
     dropped silently."""
-    rad, best = rad_scores, deep.name
-    if not best:
+    rad = rad_scores
+    best = deep.name if deep is not None else None
+    if deep is not None and not best:
         raise DlrcError("DL scores: no best model chosen")
-    dl = deep.score
     _require(rad, ["Rad_score"], "radiomics scores")
+    sources = [("no Rad_score (radiomics)", rad["Rad_score"])]
+    if deep is not None:
+        sources.append((f"no DL_score ({best})", deep.score))
     st = by_patient(study)
     ids = st.index
     rows = []
     for pid in ids:
-        why = [w for w, score in (("no Rad_score (radiomics)", rad["Rad_score"]), (f"no DL_score ({best})", dl))
-               if pid not in score.index or pd.isna(score.at[pid])]
+        why = [w for w, score in sources if pid not in score.index or pd.isna(score.at[pid])]
         if why:
             rows.append({"patient_id": pid, "reason": "; ".join(why)})
     lost = pd.DataFrame(rows, columns=["patient_id", "reason"])
     gone = set(lost["patient_id"])
     keep = [p for p in ids if p not in gone]
     scores = pd.DataFrame({"cohort": st.loc[keep, "cohort"], "lnm": st.loc[keep, "lnm"].astype(int),
-                           "Rad_score": rad.loc[keep, "Rad_score"].astype(float),
-                           "DL_score": dl.loc[keep].astype(float)})
+                           "Rad_score": rad.loc[keep, "Rad_score"].astype(float)})
+    if deep is not None:
+        scores["DL_score"] = deep.score.loc[keep].astype(float)
     scores.index.name = "patient_id"
-    return ScoreInputs(scores=scores, best_model=str(best), lost=lost)
+    return ScoreInputs(scores=scores, best_model=None if best is None else str(best), lost=lost)
 
 
 def nomogram_for(fit: DlrcFit, scores: pd.DataFrame):
@@ -466,10 +503,11 @@ def nomogram_for(fit: DlrcFit, scores: pd.DataFrame):
 PAPER_BEST_DL = "ResNet152_2D"
 
 
-def best_model_note(best_dl: str) -> str | None:
+def best_model_note(best_dl: str | None) -> str | None:
     """A note for the report when the chosen DL model is not the paper's (its Table 2 and
-    Table 4 values are then recorded under its own name, with no published counterpart)."""
-    if best_dl == PAPER_BEST_DL:
+    Table 4 values are then recorded under its own name, with no published counterpart); none
+    when deep learning was switched off (the notebook says so itself)."""
+    if best_dl is None or best_dl == PAPER_BEST_DL:
         return None
     return (f"The best deep-learning model of this run is {best_dl}, not the paper's {PAPER_BEST_DL}: "
             f"its Table 2 rows and Table 4 comparisons are recorded as table2.<cohort>.{best_dl}.* and "

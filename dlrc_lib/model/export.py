@@ -68,11 +68,11 @@ def build_model_document(
     radiomics_settings_file: str,
     radiomics_settings_text: str,
     radiomics_state: Mapping,
-    deep_model: str,
+    deep_model: str | None,
     deep_preprocessing: Mapping,
     deep_weights: Any,
-    deep_state: Mapping,
-    best_model_rule: str,
+    deep_state: Mapping | None,
+    best_model_rule: str | None,
     harmonisation: Mapping,
     dlrc: Mapping,
     clinical: Iterable[str],
@@ -82,7 +82,9 @@ def build_model_document(
 ) -> dict:
     """Assemble the model document (a JSON-able dict) from its parts' JSON-able forms
     (``radiomics_state``, ``deep_state``: :meth:`FeatureScore.to_dict`; ``dlrc``:
-    :meth:`DlrcModel.to_dict`; ``nomogram``: :meth:`Nomogram.to_dict`); see the module docstring."""
+    :meth:`DlrcModel.to_dict`; ``nomogram``: :meth:`Nomogram.to_dict`); see the module docstring.
+    ``deep_model`` None: deep learning was switched off (``deep.models: []``); the document's
+    ``deep`` section then names no model and holds no state, and the DLRC model has no DL_score."""
     clinical = list(clinical)
     unknown = [c for c in clinical if c not in CLINICAL_RULES]
     if unknown:
@@ -108,19 +110,13 @@ def build_model_document(
             "score": "Rad_score",
             "state": dict(radiomics_state),
         },
-        "deep": {
-            "model": deep_model,
-            "best_model_rule": best_model_rule,
-            "preprocessing": dict(deep_preprocessing),
-            "weights": deep_weights,
-            "score": "DL_score",
-            "state": dict(deep_state),
-        },
+        "deep": _deep_section(deep_model, best_model_rule, deep_preprocessing, deep_weights, deep_state),
         "harmonisation": {**dict(harmonisation), "known_batches": batches,
                           "own_data_batches": sorted(own & set(batches))},
         "clinical": {c: CLINICAL_RULES[c] for c in clinical},
         "dlrc": dict(dlrc),
-        "probability": {"radiomics": "1 / (1 + exp(-Rad_score))", "dl": "1 / (1 + exp(-DL_score))",
+        "probability": {"radiomics": "1 / (1 + exp(-Rad_score))",
+                        **({"dl": "1 / (1 + exp(-DL_score))"} if deep_model else {}),
                         "dlrc": "1 / (1 + exp(-(intercept + sum(coef * term))))"},
         "cutoffs": {k: float(v) for k, v in cutoffs.items()},
         "decision": "LNM predicted when prob_dlrc >= cutoffs.dlrc (training Youden cut-off)",
@@ -129,6 +125,16 @@ def build_model_document(
     if extra:
         doc["extra"] = dict(extra)
     return doc
+
+
+def _deep_section(model: str | None, rule: str | None, preprocessing: Mapping, weights: Any,
+                  state: Mapping | None) -> dict:
+    """The document's ``deep`` section; without a model (deep learning switched off) it says so."""
+    if not model:
+        return {"model": None, "switched_off": "deep.models: []", "best_model_rule": None,
+                "preprocessing": {}, "weights": None, "score": None, "state": None}
+    return {"model": model, "best_model_rule": rule, "preprocessing": dict(preprocessing),
+            "weights": weights, "score": "DL_score", "state": dict(state or {})}
 
 
 INTEGRITY_KEY = "integrity"
@@ -201,7 +207,7 @@ def load_model(path: str | Path) -> dict:
         if key not in doc["radiomics"]:
             raise DlrcError(f"{path}: model file lacks radiomics.{key}")
     for key in ("model", "state", "preprocessing"):
-        if key not in doc["deep"]:
+        if key not in doc["deep"] or (key != "model" and doc["deep"]["model"] and doc["deep"][key] is None):
             raise DlrcError(f"{path}: model file lacks deep.{key}")
     if not isinstance(doc["sequences"], list) or not all(isinstance(q, str) for q in doc["sequences"]):
         raise DlrcError(f"{path}: model file's sequences must be a list of names")
@@ -216,21 +222,24 @@ def load_model(path: str | Path) -> dict:
     return doc
 
 
-def document_from_fits(radiomics: "FeatureScore", deep: "BestDeepModel", *, fit: "DlrcFit", nomogram: "Nomogram",
+def document_from_fits(radiomics: "FeatureScore", deep: "BestDeepModel | None", *, fit: "DlrcFit",
+                       nomogram: "Nomogram",
                        cutoffs: Mapping[str, float], study: Any, params: Params) -> dict:
     """The model document of a run: the fitted radiomics score pipeline, the chosen deep model
     (its fitted score pipeline and weights record), the radiomics settings file's text, and
-    the DLRC fit with its nomogram and cut-offs.
+    the DLRC fit with its nomogram and cut-offs. ``deep`` None: deep learning was switched off.
 
     ``params``: the run's parameters (:func:`dlrc_lib.core.config.params_from_flat` of the
     notebook's parameters). ``study``: the run's study table; its batches for which the score
     pipelines hold no estimates (every patient of the batch excluded from a score) are listed
     under ``harmonisation.batches_without_estimates``.
     """
-    if deep.estimator is None:
+    if deep is not None and deep.estimator is None:
         raise DlrcError(f"model export: no fitted score pipeline for the best deep model {deep.name}")
-    rad_state, deep_state = radiomics.to_dict(), deep.estimator.to_dict()
-    for what, state in (("radiomics", rad_state), (f"deep ({deep.name})", deep_state)):
+    rad_state = radiomics.to_dict()
+    deep_state = deep.estimator.to_dict() if deep is not None else None
+    states = [("radiomics", rad_state)] + ([(f"deep ({deep.name})", deep_state)] if deep is not None else [])
+    for what, state in states:
         if state["version"] != STATE_VERSION:
             raise DlrcError(f"model export: the {what} score pipeline has state version {state['version']}, "
                             f"not {STATE_VERSION} (it lacks the ComBat estimates of the scanners harmonised from "
@@ -245,9 +254,9 @@ def document_from_fits(radiomics: "FeatureScore", deep: "BestDeepModel", *, fit:
         sequences=list(params.radiomics.sequences),
         radiomics_settings_file=settings.name, radiomics_settings_text=settings.read_text(encoding="utf-8"),
         radiomics_state=rad_state,
-        deep_model=deep.name,
+        deep_model=deep.name if deep is not None else None,
         deep_preprocessing={k: v for k, v in deep_params.items() if k != "models"},
-        deep_weights=deep.weights,
+        deep_weights=deep.weights if deep is not None else None,
         deep_state=deep_state,
         best_model_rule=params.deep.best_model_rule,
         harmonisation={"mode": harm.mode, "batch": harm.batch, "parametric": harm.parametric,

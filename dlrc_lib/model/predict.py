@@ -151,34 +151,46 @@ def _apply_score(state: Mapping, features: pd.DataFrame, batches: pd.Series, har
     return pd.Series(np.asarray(score, float).ravel(), index=features.index)
 
 
+def has_deep(doc: Mapping) -> bool:
+    """Whether the model has a deep-learning score (not when deep learning was switched off)."""
+    return bool(doc["deep"].get("model"))
+
+
 def score_patients(doc: Mapping, study: pd.DataFrame, rad_features: pd.DataFrame,
-                   dl_features: pd.DataFrame, policy: str = "refuse") -> pd.DataFrame:
+                   dl_features: pd.DataFrame | None, policy: str = "refuse") -> pd.DataFrame:
     """Scores, risk, nomogram points and decision for patients whose features are given.
 
     ``study`` (index patient_id) holds the batch column and the clinical inputs;
-    the feature frames are indexed by patient_id and named as at fitting time.
+    the feature frames are indexed by patient_id and named as at fitting time (``dl_features``
+    None for a model without deep learning).
     """
     status = scanner_status(doc, study, policy)
     batch_col = doc["harmonisation"].get("batch", "scanner")
     batches = study[batch_col].astype(str)
-    for name, feats in (("radiomics", rad_features), ("deep", dl_features)):
+    frames = [("radiomics", rad_features)] + ([("deep", dl_features)] if has_deep(doc) else [])
+    for name, feats in frames:
         missing = study.index.difference(feats.index)
         if len(missing):
             raise DlrcError(f"{name} features: none for patient(s) {', '.join(map(str, missing[:10]))}")
     harmonise_new = bool((status == "harmonised from own data").any())
     rad = _apply_score(doc["radiomics"]["state"], rad_features.loc[study.index], batches, harmonise_new)
-    dl = _apply_score(doc["deep"]["state"], dl_features.loc[study.index], batches, harmonise_new)
+    dl = (_apply_score(doc["deep"]["state"], dl_features.loc[study.index], batches, harmonise_new)
+          if has_deep(doc) else None)
     return score_from_scores(doc, study, rad, dl, status)
 
 
-def score_from_scores(doc: Mapping, study: pd.DataFrame, rad_score: pd.Series, dl_score: pd.Series,
+def score_from_scores(doc: Mapping, study: pd.DataFrame, rad_score: pd.Series, dl_score: pd.Series | None,
                       status: pd.Series | None = None) -> pd.DataFrame:
-    """The output rows from Rad_score / DL_score and the clinical inputs."""
+    """The output rows from Rad_score / DL_score (None: a model without deep learning) and the
+    clinical inputs."""
     frame = study.copy()
     frame["Rad_score"] = rad_score.loc[study.index].astype(float)
-    frame["DL_score"] = dl_score.loc[study.index].astype(float)
+    scores = ["Rad_score"]
+    if dl_score is not None:
+        frame["DL_score"] = dl_score.loc[study.index].astype(float)
+        scores.append("DL_score")
     clinical = list(doc.get("clinical", {}))
-    X = design_matrix(frame, clinical)
+    X = design_matrix(frame, clinical, scores=scores)
     model = DlrcModel.from_dict(doc["dlrc"])
     prob = model.predict_proba(X)
     nom = Nomogram.from_dict(doc["nomogram"])
@@ -186,13 +198,14 @@ def score_from_scores(doc: Mapping, study: pd.DataFrame, rad_score: pd.Series, d
     batch_col = doc["harmonisation"].get("batch", "scanner")
     out[batch_col] = study[batch_col].astype(str)  # the batch column: scanner (or centre)
     out["scanner_status"] = status if status is not None else "seen"
-    out["Rad_score"] = frame["Rad_score"]
-    out["DL_score"] = frame["DL_score"]
+    for score in scores:
+        out[score] = frame[score]
     for term in model.terms_:
         if term not in ("Rad_score", "DL_score"):
             out[term] = X[term]
     out["prob_radiomics"] = expit(out["Rad_score"])
-    out["prob_dl"] = expit(out["DL_score"])
+    if "DL_score" in scores:
+        out["prob_dl"] = expit(out["DL_score"])
     out["prob_dlrc"] = prob
     outside = []
     for pid in X.index:
@@ -224,9 +237,10 @@ def _settings_file(doc: Mapping, cache_dir: Path) -> Path:
 
 
 def extract_features(doc: Mapping, study: pd.DataFrame, cache_dir: str | Path,
-                     n_jobs: int = 0) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Radiomics and deep features of the new patients (cached); a patient whose features
-    cannot be extracted stops the prediction with the reason."""
+                     n_jobs: int = 0) -> tuple[pd.DataFrame, pd.DataFrame | None]:
+    """Radiomics and deep features of the new patients (cached; no deep features for a model
+    without deep learning); a patient whose features cannot be extracted stops the prediction
+    with the reason."""
     cache_dir = Path(cache_dir)
     table = study.reset_index(drop=True)
     rad = extract_radiomics(table, _settings_file(doc, cache_dir), cache_dir,
@@ -234,7 +248,7 @@ def extract_features(doc: Mapping, study: pd.DataFrame, cache_dir: str | Path,
     if len(rad.lost):
         raise DlrcError("radiomics extraction failed: " + "; ".join(
             f"patient {r.patient_id}: {r.reason}" for r in rad.lost.itertuples()))
-    dl = _extract_deep(doc, table, cache_dir)
+    dl = _extract_deep(doc, table, cache_dir) if has_deep(doc) else None
     return rad.features, dl
 
 

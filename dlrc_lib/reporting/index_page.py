@@ -131,10 +131,11 @@ def claims_html(claims: pd.DataFrame) -> str:
 
 
 def write_comparison_csv(run_dir: Path, view: C.RunView, published_file: Path) -> pd.DataFrame:
-    """The long paper-vs-reproduction list (``tables/paper_vs_reproduction.csv``), inputs marked."""
+    """The long paper-vs-reproduction list (``tables/paper_vs_reproduction.csv``), inputs marked; the
+    paper's own inconsistencies (its notes, e.g. Table 4's p printed twice) only on a twin run."""
     published = load_published(published_file)
     table = compare_with_paper(published, view.reproduced, roles=C.published_roles(view, published),
-                               discrepancies=load_discrepancies(published_file))
+                               discrepancies=load_discrepancies(published_file) if view.twin else None)
     atomic_write_text(run_dir / "tables" / "paper_vs_reproduction.csv", table.to_csv(index=False))
     return table
 

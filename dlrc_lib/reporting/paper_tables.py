@@ -93,11 +93,23 @@ def _count(v: Any, i: int) -> str:
     return str(v[i]) if isinstance(v, list) and len(v) > i else "—"
 
 
+def run_cohorts(view: RunView) -> dict[str, str]:
+    """Cohort -> label of the cohorts the run's study has (Table 1's counts): a study without an
+    external cohort gets no external columns; all three when the counts are not there."""
+    have = {}
+    for c, label in COHORT_LABELS.items():
+        n = view.reproduced.get(f"table1.n.{c}")
+        if isinstance(n, list) and sum(v for v in n if isinstance(v, (int, float))):
+            have[c] = label
+    return have or dict(COHORT_LABELS)
+
+
 class _Builder:
     def __init__(self, view: RunView):
         self.view = view
         self.roles = published_roles(view, view.published.keys())
         self.alpha = float(view.settings.get("alpha", 0.05))
+        self.cohorts = run_cohorts(view)
 
     def pub(self, key: str) -> Any:
         return self.view.published.get(key)
@@ -145,33 +157,33 @@ class _Builder:
 
 # ----------------------------------------------------------------------------- the tables
 def table1(b: _Builder) -> SideTable:
-    groups = ["LNM(−)", "LNM(+)", "p"] * len(COHORT_LABELS)
+    groups = ["LNM(−)", "LNM(+)", "p"] * len(b.cohorts)
     t = SideTable("table1", "Table 1. Clinical characteristics by LNM status", groups, figures=["fig1_flow"],
-                  supergroups=[(c, 3) for c in COHORT_LABELS.values()])
+                  supergroups=[(c, 3) for c in b.cohorts.values()])
     blank = Cell("", "")
     cells = []
-    for c in COHORT_LABELS:
+    for c in b.cohorts:
         cells += [b.cell(f"table1.n.{c}", f"table1.n.{c}", "count", 0),
                   b.cell(f"table1.n.{c}", f"table1.n.{c}", "count", 1), blank]
     cells[-1] = b.cell("table1.lnm_rate_p", "table1.lnm_rate_p", "p")
     t.rows.append(Row("N (p: LNM rate across cohorts)", cells))
     for var, label in (("age", "Age, median [Q1; Q3]"), ("age_at_menopause", "Age at menopause")):
         cells = []
-        for c in COHORT_LABELS:
+        for c in b.cohorts:
             cells += [b.cell(f"table1.{var}.{c}.neg", f"table1.{var}.{c}.neg", "quart"),
                       b.cell(f"table1.{var}.{c}.pos", f"table1.{var}.{c}.pos", "quart"),
                       b.cell(f"table1.{var}.{c}.p", f"table1.{var}.{c}.p", "p")]
         t.rows.append(Row(label, cells))
     for var, label in TABLE1_VARIABLES:
         head = []
-        for c in COHORT_LABELS:
+        for c in b.cohorts:
             head += [blank, blank, b.cell(f"table1.categorical.{var}.p.{c}", f"table1.categorical.{var}.p.{c}", "p")]
         t.rows.append(Row(label, head, heading=True))
         levels = b.view.published.keys()
         prefix = f"table1.categorical.{var}.levels."
         for level in dict.fromkeys(k[len(prefix):].rsplit(".", 1)[0] for k in levels if k.startswith(prefix)):
             cells = []
-            for c in COHORT_LABELS:
+            for c in b.cohorts:
                 key = f"{prefix}{level}.{c}"
                 cells += [b.cell(key, key, "count", 0), b.cell(key, key, "count", 1), blank]
             t.rows.append(Row("  " + LEVEL_LABELS.get(level, level), cells))
@@ -200,7 +212,7 @@ def table2(b: _Builder) -> SideTable:
     t = SideTable("table2", "Table 2. Performance of SRA, radiomics, the best DL model and DLRC",
                   ["AUC (95% CI)"] + [m.upper() for m in METRICS], figures=["fig4_roc"],
                   note="The DL row compares the paper's best DL model with this run's best." if best not in (None, paper_dl) else "")
-    for c, label in COHORT_LABELS.items():
+    for c, label in b.cohorts.items():
         t.rows.append(Row(label, [Cell("", "")] * 6, heading=True))
         t.rows += _perf_rows(b, "table2", c, [("Radiomics", "radiomics", "radiomics"), (dl_label, paper_dl, best),
                                               ("DLRC", "DLRC", "DLRC"), ("SRA", "SRA", "SRA")])
@@ -210,7 +222,7 @@ def table2(b: _Builder) -> SideTable:
 def table3(b: _Builder) -> SideTable:
     t = SideTable("table3", "Table 3. Performance of the six DL models", ["AUC (95% CI)"] + [m.upper() for m in METRICS],
                   figures=["fig_dl_roc"])
-    for c, label in COHORT_LABELS.items():
+    for c, label in b.cohorts.items():
         t.rows.append(Row(label, [Cell("", "")] * 6, heading=True))
         models = dict.fromkeys(k.split(".")[2] for k in b.view.published if k.startswith(f"table3.{c}."))
         t.rows += _perf_rows(b, "table3", c, [(m, m, m) for m in models])
@@ -221,31 +233,31 @@ def table4(b: _Builder) -> SideTable:
     paper_dl = str(b.view.settings.get("paper_best_dl", "ResNet152_2D"))
     best = b.view.best_dl
     here = "" if best in (None, paper_dl) else f" (here: {best})"
-    t = SideTable("table4", "Table 4. Paired DeLong p-values between the models' AUCs", list(COHORT_LABELS.values()),
+    t = SideTable("table4", "Table 4. Paired DeLong p-values between the models' AUCs", list(b.cohorts.values()),
                   figures=["fig3_nomogram"])
     for label, ppair, rpair in (("DLRC vs Radiomics", "DLRC_vs_radiomics", "DLRC_vs_radiomics"),
                                 (f"DLRC vs {paper_dl}{here}", f"DLRC_vs_{paper_dl}", f"DLRC_vs_{best}" if best else None),
                                 (f"Radiomics vs {paper_dl}{here}", f"radiomics_vs_{paper_dl}",
                                  f"radiomics_vs_{best}" if best else None)):
         t.rows.append(Row(label, [b.cell(f"table4.{ppair}.{c}", f"table4.{rpair}.{c}" if rpair else None, "p")
-                                  for c in COHORT_LABELS]))
+                                  for c in b.cohorts]))
     return t
 
 
 def calibration(b: _Builder) -> SideTable:
-    t = SideTable("calibration", "Fig. 5. Hosmer–Lemeshow test of the DLRC model (p)", list(COHORT_LABELS.values()),
+    t = SideTable("calibration", "Fig. 5. Hosmer–Lemeshow test of the DLRC model (p)", list(b.cohorts.values()),
                   figures=["fig5_calibration"])
     t.rows.append(Row("DLRC", [b.cell(f"calibration_hosmer_lemeshow_p.{c}", f"calibration_hosmer_lemeshow_p.{c}", "p")
-                               for c in COHORT_LABELS]))
+                               for c in b.cohorts]))
     return t
 
 
 def decision_curves(b: _Builder) -> SideTable:
     t = SideTable("decision_curve", "Fig. 6. Thresholds at which DLRC has the highest net benefit",
-                  list(COHORT_LABELS.values()), figures=["fig6_decision_curve"])
+                  list(b.cohorts.values()), figures=["fig6_decision_curve"])
     ranges = {r.get("cohort"): r.get("ranges", "") for r in
               (b.view.results.get("07_decision_curve") or {}).get("dlrc_best_ranges", [])}
-    t.rows.append(Row("DLRC", [Cell("“a wide range”", str(ranges.get(c, "—"))) for c in COHORT_LABELS]))
+    t.rows.append(Row("DLRC", [Cell("“a wide range”", str(ranges.get(c, "—"))) for c in b.cohorts]))
     return t
 
 
@@ -254,7 +266,7 @@ def table5(b: _Builder) -> SideTable:
                   [m.upper() for m in METRICS])
     for sub, label in (("lnsd_below_10mm", "LNSD < 10 mm"), ("lnsd_10mm_or_more", "LNSD ≥ 10 mm")):
         t.rows.append(Row(label, [Cell("", "")] * 5, heading=True))
-        for c, clabel in COHORT_LABELS.items():
+        for c, clabel in b.cohorts.items():
             for model in ("DLRC", "SRA"):
                 key = f"table5.{sub}.{c}.{model}"
                 t.rows.append(Row(f"{clabel}: {model}", [b.cell(f"{key}.{m}", f"{key}.{m}", "pct") for m in METRICS]))

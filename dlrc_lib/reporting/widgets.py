@@ -163,7 +163,7 @@ def cutoff_summary(predictions: pd.DataFrame, cutoffs: Mapping[str, float],
     """The static cut-off explorer: every model at its training Youden cut-off."""
     labels = model_labels(best_model)
     parts = []
-    for model in PROB_COLUMNS:
+    for model in [m for m in PROB_COLUMNS if m in cutoffs]:  # no "dl" when deep learning was switched off
         t = cutoff_table(predictions, model, cutoffs[model])
         t.insert(0, "model", labels[model])
         parts.append(t)
@@ -410,7 +410,7 @@ def cutoff_explorer(predictions: pd.DataFrame, cutoffs: Mapping[str, float],
     import ipywidgets as w
 
     labels = model_labels(best_model)
-    model = w.Dropdown(options=[(labels[m], m) for m in PROB_COLUMNS], value="dlrc", description="Model:",
+    model = w.Dropdown(options=[(labels[m], m) for m in PROB_COLUMNS if m in cutoffs], value="dlrc", description="Model:",
                        style=STYLE)
     reset = w.Button(description="Training cut-off", tooltip="back to the model's training Youden cut-off")
     lo, hi = snapped_range(float(cutoffs["dlrc"]))

@@ -15,7 +15,7 @@ class MissingInput(DlrcError, FileNotFoundError):
 
 # Parameters (flattened names) that are paths.
 PATH_KEYS = ("run_dir", "cache_dir", "study_manifest", "params_file", "radiomics_settings", "sweep_out",
-             "published_values", "study_twin_dir")
+             "published_values", "study_twin_dir", "study_flow")
 # Inputs a notebook reads from another one's output, by frame name -> the notebook writing it.
 FRAME_PRODUCERS = {
     "icc": "02_icc",

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, Mapping
 import pandas as pd
 
 from dlrc_lib.core.errors import DlrcError
+from dlrc_lib.evaluation.calibration import model_columns
 from dlrc_lib.model.dlrc import ScoreInputs, score_inputs
 from dlrc_lib.model.export import document_from_fits
 from dlrc_lib.scores.deep_models import BestDeepModel
@@ -28,7 +29,7 @@ if TYPE_CHECKING:
     from dlrc_lib.model.nomogram import Nomogram
     from dlrc_lib.run.artifacts import Artifacts
 
-__all__ = ["DlrcResults", "radiomics_scores", "radiomics_score",
+__all__ = ["DlrcResults", "radiomics_scores", "radiomics_score", "deep_learning_off",
            "best_deep_model", "load_score_inputs", "model_document", "dlrc_results"]
 
 # the notebooks whose results later steps read
@@ -61,11 +62,20 @@ def radiomics_score(art: "Artifacts") -> FeatureScore:
     return _fitted_score(res["state"], f"results/{NB_RADIOMICS}.json")
 
 
-def best_deep_model(art: "Artifacts", with_estimator: bool = False) -> BestDeepModel:
+def deep_learning_off(art: "Artifacts") -> bool:
+    """Whether notebook 04 ran with deep learning switched off (``deep.models: []``; its results
+    say ``deep_learning: off``)."""
+    return art.load_results(NB_DEEP).get("deep_learning") == "off"
+
+
+def best_deep_model(art: "Artifacts", with_estimator: bool = False) -> BestDeepModel | None:
     """Every DL model's scores (``data/dl_scores``) and the model notebook 04 chose
     (``results/04_deep_learning.json``: ``best_model``, ``best_model_rule``, ``weights``; with
-    ``with_estimator``, its fitted score pipeline from ``states``)."""
+    ``with_estimator``, its fitted score pipeline from ``states``); None when deep learning was
+    switched off (``deep_learning: off``)."""
     res = art.load_results(NB_DEEP)
+    if res.get("deep_learning") == "off":
+        return None
     best = res.get("best_model")
     if not best:
         raise DlrcError(f"results/{NB_DEEP}.json: no 'best_model'; run notebook 04 first")
@@ -83,8 +93,8 @@ def best_deep_model(art: "Artifacts", with_estimator: bool = False) -> BestDeepM
 
 
 def load_score_inputs(art: "Artifacts", study: pd.DataFrame) -> ScoreInputs:
-    """Rad_score (notebook 03) and the chosen DL_score (notebook 04) of every patient of
-    ``study`` (:func:`dlrc_lib.model.dlrc.score_inputs`)."""
+    """Rad_score (notebook 03) and the chosen DL_score (notebook 04; none when deep learning was
+    switched off) of every patient of ``study`` (:func:`dlrc_lib.model.dlrc.score_inputs`)."""
     return score_inputs(radiomics_scores(art), best_deep_model(art), study)
 
 
@@ -105,6 +115,12 @@ class DlrcResults:
     best_model: str | None  # the deep-learning model in the DLRC model
     terms: list[str] | None  # the DLRC model's terms (None: not recorded)
     cutoffs: dict[str, float]  # training Youden cut-off per model (radiomics, dl, dlrc)
+
+    @property
+    def models(self) -> dict[str, str]:
+        """Display label -> probability column of the models in ``predictions`` (no deep-learning
+        model when deep learning was switched off)."""
+        return model_columns(self.best_model, available=self.predictions.columns)
 
 
 def dlrc_results(art: "Artifacts") -> DlrcResults:

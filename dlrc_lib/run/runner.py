@@ -22,7 +22,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Iterable
 
-from dlrc_lib.core.config import Params, ParamsError, flatten, load_params
+from dlrc_lib.core.config import TWIN_ONLY_KEYS, Params, ParamsError, flatten, load_params
 from dlrc_lib.core.errors import DlrcError
 from dlrc_lib.core.io import atomic_write_text, dumps
 from dlrc_lib.core.machine import children_cpu_seconds, cpu_facts, speed_warnings
@@ -172,6 +172,9 @@ def _error_summary(exc: Exception, nb: Path) -> Failure:
 
 # Cells written for one kind of study only (cell tags): the other kind's report leaves them out.
 STUDY_TAGS = {"twin": "twin-only", "manifest": "manifest-only"}
+# Cells that need deep models, and the cells that say deep learning is switched off
+# (``deep.models: []``): a run keeps the one kind its parameters call for.
+DEEP_TAGS = {True: "deep-learning", False: "deep-off"}
 
 
 # A twin below this scale (the quick run's 0.05 = 54 patients) is a demo of the pipeline: its pages
@@ -206,14 +209,16 @@ def _with_values(source: str, values: dict[str, Any]) -> str:
     return "".join(out)
 
 
-def study_cells(nb: Path, source: str, banner: str | None = None, values: dict[str, Any] | None = None):
+def study_cells(nb: Path, source: str, banner: str | None = None, values: dict[str, Any] | None = None,
+                deep: bool = True):
     """The notebook as the run executes it: without the cells tagged for the other kind of study
-    (``twin-only`` prose on a manifest study's pages and ``manifest-only`` prose on the twin's), and
-    opening with ``banner`` (e.g. :func:`demo_line`) when given."""
+    (``twin-only`` prose on a manifest study's pages and ``manifest-only`` prose on the twin's),
+    without the ``deep-learning`` cells when ``deep`` is False (``deep.models: []``) or the
+    ``deep-off`` ones when it is True, and opening with ``banner`` (e.g. :func:`demo_line`) when given."""
     import nbformat
 
     node = nbformat.read(str(nb), as_version=4)
-    drop = {tag for kind, tag in STUDY_TAGS.items() if kind != source}
+    drop = {tag for kind, tag in STUDY_TAGS.items() if kind != source} | {DEEP_TAGS[not deep]}
     node.cells = [c for c in node.cells if not drop & set(c.get("metadata", {}).get("tags", []))]
     if values and source != "twin":
         # a manifest study's pages show its own values, not the defaults written for the quick twin
@@ -233,6 +238,8 @@ def execute_notebook(nb: Path, out_nb: Path, inputs: dict[str, Any], root: Path,
     receives the kernel's stderr, where the progress bars of long cells go."""
     import papermill as pm
 
+    from dlrc_lib.run.kernels import QuietShutdownKernelManager  # deferred: imports jupyter_client
+
     declared = notebook_parameters(nb)
     unknown = [n for n in declared if n not in inputs]
     if unknown:
@@ -245,10 +252,13 @@ def execute_notebook(nb: Path, out_nb: Path, inputs: dict[str, Any], root: Path,
     # lists no replaced parameters against the twin's defaults
     os.environ[ENV_CELLS_SHOW_RUN] = "1" if source != "twin" else "0"
     pm.execute_notebook(
-        study_cells(nb, source, inputs.get("_banner"), values), str(out_nb), parameters=values, cwd=str(root), kernel_name="python3",
+        study_cells(nb, source, inputs.get("_banner"), values, deep=bool(inputs.get("deep_models", True))),
+        str(out_nb), parameters=values, cwd=str(root), kernel_name="python3",
         progress_bar=False, log_output=False, request_save_on_cell_execute=False, stderr_file=echo,
         # the kernel is local and private to this run: keep ipykernel's TCP notice off the console
         extra_arguments=["--IPKernelApp.log_level=ERROR"],
+        # shut the kernel down without interrupting it: no "KeyboardInterrupt caught in kernel" on the console
+        kernel_manager_class=QuietShutdownKernelManager,
     )
 
 
@@ -475,6 +485,15 @@ def _clear_outputs(run_dir: Path) -> None:
         shutil.rmtree(run_dir / name, ignore_errors=True)
 
 
+def recorded_params(params: Params) -> dict[str, Any]:
+    """The parameters as ``run.json`` records them; a manifest study's without the keys that only
+    describe how the synthetic twin is generated (``study.twin_dir``, ``study.scale``, ...)."""
+    record = params.model_dump(mode="json")
+    if params.study.source != "twin":
+        record["study"] = {k: v for k, v in record["study"].items() if k not in TWIN_ONLY_KEYS}
+    return record
+
+
 def _provenance(params: Params, params_file: Path, root: Path, manifest: Path, analysed: Path, run_dir: Path,
                 status: str, failure: str | None, timings: dict[str, Any], seconds: float) -> dict[str, Any]:
     """``run.json``: what ran, on what, with which code and packages, how long, what it warned."""
@@ -484,7 +503,7 @@ def _provenance(params: Params, params_file: Path, root: Path, manifest: Path, a
         "failure": failure,
         "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "params_file": str(params_file),
-        "params": params.model_dump(mode="json"),
+        "params": recorded_params(params),
         "seed": params.seed,
         "study_manifest": str(manifest),
         "analysed_manifest": str(analysed),

@@ -38,6 +38,17 @@ _TRAIN, _INTERNAL, _EXTERNAL = COHORTS
 RULE_COHORTS = {"train_auc": [_TRAIN], "internal_auc": [_INTERNAL], "train_and_external_auc": [_TRAIN, _EXTERNAL]}
 
 
+# Notebook 04's results when the parameters name no deep model (``deep.models: []``): the DLRC
+# model is then the radiomics score and the clinical terms, without a DL_score.
+SWITCHED_OFF = "deep learning switched off (deep.models: [])"
+
+
+def switched_off_results() -> dict[str, Any]:
+    """Notebook 04's results for a run without deep models (``deep.models: []``)."""
+    return {"deep_learning": "off", "best_model": None, "best_model_rule": None, "reason": SWITCHED_OFF,
+            "states": {}, "weights": {}, "failed_models": {}, "ranking": []}
+
+
 def _indexed(study: pd.DataFrame) -> pd.DataFrame:
     if "patient_id" in study.columns:
         study = study.set_index("patient_id", drop=False)

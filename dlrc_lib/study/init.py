@@ -89,6 +89,8 @@ study:
   train_fraction: 0.7            # ... at this fraction (stratified by LNM); every other centre is external
   min_batch_size: 2              # smallest scanner that ComBat can harmonise
   mask_label: 1                  # voxel value of the tumour in the mask files
+  # Fig. 1's exclusions: flow.csv beside the manifest (step,n: first "enrolled,<n>", then one row per
+  # exclusion reason with its n) is read when it is there; flow: names another file
 radiomics:
   sequences: [CET1, DWI, T2FS]   # the paper's three sequences
 icc:
@@ -104,6 +106,7 @@ selection:
 deep:
   # the paper's rule chooses the best network with the external cohort; without one use train_auc
   best_model_rule: {best_rule}
+  # models: []                   # no deep learning: DLRC from the radiomics score and clinical terms
 """
 
 README_TEMPLATE = """\
@@ -119,6 +122,9 @@ README_TEMPLATE = """\
        dlrc validate --params params.yaml
 
    Every problem is one line naming the patient, the column or file and what is wrong.
+   Optional: `flow.csv` beside the manifest gives the patient flow chart (Fig. 1) your exclusions:
+   columns `step,n`, first the row `enrolled` with the patients enrolled, then one row per
+   exclusion reason with its count (enrolled minus the exclusions = the manifest's patients).
 4. Run the analysis (features are cached in `.dlrc_cache`, a re-run recomputes only what changed):
 
        dlrc run --params params.yaml --out reports/{run_name}

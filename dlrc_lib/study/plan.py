@@ -7,7 +7,8 @@ what that run cannot do as asked, each finding naming the parameter to change:
 * the reproducibility (ICC) analysis without enough reader-2 / repeat masks: the run skips
   the ICC filter and keeps every feature (a warning: the run still finishes);
 * a rule that needs an external validation cohort (``deep.best_model_rule:
-  train_and_external_auc``) when the study has none (an error: the rule cannot be applied);
+  train_and_external_auc``) when the study has none (an error: the rule cannot be applied;
+  not with ``deep.models: []``, where no deep model is chosen);
 * a training cohort whose number of events makes the 1se LASSO likely to keep no feature
   (a warning naming ``selection.lasso_rule``).
 
@@ -52,7 +53,8 @@ def plan_problems(raw: pd.DataFrame, cohorts: pd.Series, params) -> list[tuple[s
                     f"icc.min_cases={need}: the run skips the reproducibility filter, keeps every feature and "
                     "reports the ICC as not testable here (add those mask columns for re-segmented patients to run it)"))
     counts = cohorts.value_counts()
-    if params.deep.best_model_rule == "train_and_external_auc" and not counts.get("external", 0):
+    if (params.deep.models and params.deep.best_model_rule == "train_and_external_auc"
+            and not counts.get("external", 0)):  # no rule to apply when deep learning is switched off
         out.append(("error", "deep.best_model_rule",
                     "train_and_external_auc needs an external validation cohort and the study has none: set "
                     "deep.best_model_rule: train_auc (or internal_auc) in the parameter file"))

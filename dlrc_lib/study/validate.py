@@ -40,6 +40,7 @@ from dlrc_lib.core.config import Params
 from dlrc_lib.core.digest import file_digest
 from dlrc_lib.core.errors import DlrcError
 from dlrc_lib.study.file_checks import DIGEST_PREFIX, Problem
+from dlrc_lib.study.flow import check_flow, default_flow_file, read_flow
 from dlrc_lib.study.manifest import c_lnm_calls, load_study, manifest_header, read_manifest, split_cohorts
 from dlrc_lib.study.plan import plan_problems
 from dlrc_lib.study.schema import (
@@ -164,6 +165,7 @@ def validate_manifest(manifest_path: str | Path, params=None, *, check_images: b
         _check_row(raw, row, pid, report)
     _check_c_lnm(path, raw, ids, report)
     _check_study_wide(raw, params, report)
+    _check_flow(path, raw, params, report)
     if plan:
         _check_plan(raw, params, report)
     if check_images:
@@ -309,6 +311,18 @@ def _check_study_wide(raw: pd.DataFrame, params, report: _Report) -> None:
                 msg = (f"{col} {name} has {n} patient(s), fewer than min_batch_size={st.min_batch_size}: "
                        f"too small to harmonise")
                 (report.err if col == batch else report.warn)(None, col, msg)
+
+
+def _check_flow(path: Path, raw: pd.DataFrame, params, report: _Report) -> None:
+    """Fig. 1's flow table (``study.flow``, or ``flow.csv`` beside the manifest), when there is one:
+    readable, and enrolled minus excluded equal to the manifest's patients."""
+    flow_file = params.study.flow or default_flow_file(path)
+    if not flow_file:
+        return
+    try:
+        check_flow(read_flow(flow_file), len(raw), flow_file)
+    except DlrcError as exc:
+        report.err(None, "study.flow", str(exc))
 
 
 def _file_jobs(path: Path, raw: pd.DataFrame, ids: pd.Series, records: list[dict], label: int,
