@@ -150,3 +150,16 @@ def test_the_test_command_runs_the_wheel_test_once():
     # the pins the wheel test installs are the Makefile's own
     for var in ("NUMPY", "TORCH", "PYRADIOMICS"):
         assert f"$({var})" in make and f"{var}='$({var})'" in make
+
+
+def test_a_run_of_the_installed_package_says_so_in_the_checklist(tmp_path):
+    import json
+
+    from dlrc_lib.reporting.checklist import RunFacts, _code
+
+    (tmp_path / "run.json").write_text(json.dumps({"git_commit": None, "dlrc_installed": True,
+                                                   "packages": {"dlrc": "0.1.0"}}))
+    answer = _code(RunFacts(tmp_path), [])
+    assert answer.status == "partly" and "installed package dlrc 0.1.0" in answer.answer
+    (tmp_path / "run.json").write_text(json.dumps({"git_commit": None}))
+    assert "outside a git checkout" in _code(RunFacts(tmp_path), []).answer

@@ -369,7 +369,9 @@ def _code(f: RunFacts, ev: list[str]) -> Answer:
     """The code that ran (CLEAR 56, METRICS 29, RQS 16); without a commit, ``run.json`` shows none."""
     commit = f.run.get("git_commit")
     if not commit:
-        return Answer("partly", "the code (dlrc_lib, notebooks) ran outside a git checkout: no commit recorded",
+        version = (f.run.get("packages") or {}).get("dlrc")
+        where = f"as the installed package dlrc {version}" if f.run.get("dlrc_installed") else "outside a git checkout"
+        return Answer("partly", f"the code (dlrc_lib, notebooks) ran {where}: no commit recorded",
                       f.ev("notebooks"))
     dirty = f.run.get("git_dirty")
     return Answer("partly" if dirty else "yes",

@@ -497,6 +497,7 @@ def _provenance(params: Params, params_file: Path, manifest: Path, analysed: Pat
         # the commit of the checkout dlrc ran from (none when installed from a wheel: see "packages")
         "git_commit": _git("rev-parse", "HEAD", cwd=code) if (code := checkout()) else None,
         "git_dirty": bool(_git("status", "--porcelain", "--untracked-files=no", cwd=code)) if code else False,
+        "dlrc_installed": code is None,  # dlrc_lib and the notebooks of an installed package (a wheel)
         "packages": package_versions(),
         "platform": platform.platform(),
         "input_hashes": input_hashes(params_file, params, manifest),
