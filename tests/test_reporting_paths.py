@@ -157,6 +157,13 @@ def test_runner_injects_resolved_paths(tmp_path):
     inputs = notebook_inputs(Params(), tmp_path / "p.yaml", tmp_path / "run", tmp_path / "m.csv", root=tmp_path)
     assert inputs["write_artifacts"] is True
     assert inputs["cache_dir"] == str(tmp_path / ".dlrc_cache")
+    # a file that is not under root resolves to the package's own (params/ of the checkout or the wheel)
+    from dlrc_lib.core.resources import packaged
+
+    assert inputs["radiomics_settings"] == str(packaged("params", "radiomics.yaml"))
+    (tmp_path / "params").mkdir()
+    (tmp_path / "params" / "radiomics.yaml").write_text("{}\n")
+    inputs = notebook_inputs(Params(), tmp_path / "p.yaml", tmp_path / "run", tmp_path / "m.csv", root=tmp_path)
     assert inputs["radiomics_settings"] == str(tmp_path / "params" / "radiomics.yaml")
 
 

@@ -24,6 +24,7 @@ from pydantic import (
 )
 
 from dlrc_lib.core.io import read_yaml_mapping
+from dlrc_lib.core.resources import RUN_PARAMS, data_root, packaged, params_file, work_root
 
 
 class ParamsError(ValueError):
@@ -312,15 +313,16 @@ _SHARED_FILE_KEYS = ("published_values", "radiomics.settings", "sweep.grid")
 # would silently invent numbers (Fig. 1's exclusions, the scale of the cohort), so they are refused.
 TWIN_ONLY_KEYS = ("scale", "volume_shape", "fov_scale", "signal", "scanner_effect", "icc_cases",
                   "exclusions", "twin_dir", "compression_level")
-# The folder holding dlrc_lib/ and params/ (the checkout, or an editable install's source).
-PACKAGE_ROOT = Path(__file__).resolve().parents[2]
+# The folder holding params/ and notebooks/ (:func:`dlrc_lib.core.resources.data_root`: the
+# checkout, or the installed package's copy).
+PACKAGE_ROOT = data_root()
 
 
 def display_path(path: str | os.PathLike) -> str:
-    """A path as reports show it: relative to the package's root when inside it (the same text on
-    every machine, e.g. ``params/radiomics.yaml``), else as given."""
+    """A path as reports show it: relative to the folder holding the package's ``params/`` when
+    inside it (the same text on every machine, e.g. ``params/radiomics.yaml``), else as given."""
     try:
-        return Path(path).resolve().relative_to(PACKAGE_ROOT).as_posix()
+        return Path(path).resolve().relative_to(data_root()).as_posix()
     except (ValueError, OSError):
         return str(path)
 
@@ -350,8 +352,10 @@ def resolve_param_path(value: str, *, params_dir: Path, written: bool, must_exis
     PyRadiomics settings) names a file of the package itself, wherever the parameter file lives.
     A relative value written in a parameter file resolves against that file's folder; the
     parameter files kept in the package's own ``params/`` folder are written relative to the
-    package's root (``params/radiomics.yaml``), as they always were. For a file that must exist,
-    the working directory and the package's root are tried after that folder (``shared``: files
+    folder holding it (``params/radiomics.yaml``, :func:`~dlrc_lib.core.resources.data_root`),
+    and what they make (caches, the twin) goes to the checkout, or to the working directory when
+    dlrc is installed (:func:`~dlrc_lib.core.resources.work_root`). For a file that must exist,
+    the working directory and the package's files are tried after that folder (``shared``: files
     that come with dlrc, never the study's own data). A path written with Windows backslashes is
     read with ``/``.
     """
@@ -360,14 +364,15 @@ def resolve_param_path(value: str, *, params_dir: Path, written: bool, must_exis
     path = Path(os.path.expanduser(value))
     if path.is_absolute():
         return str(path)
-    own = _inside(params_dir, PACKAGE_ROOT / "params")
+    own = _inside(params_dir, packaged("params"))
+    package_base = data_root() if must_exist else work_root()
     if not written:
-        first = PACKAGE_ROOT if (own or must_exist) else params_dir
+        first = package_base if (own or must_exist) else params_dir
         return str(first / path)
     if own:
-        candidates = [PACKAGE_ROOT, params_dir]
+        candidates = [package_base, params_dir]
     else:
-        candidates = [params_dir] + ([Path.cwd(), PACKAGE_ROOT] if shared else [])
+        candidates = [params_dir] + ([Path.cwd(), data_root()] if shared else [])
     if must_exist:
         for base in candidates:
             if (base / path).exists():
@@ -383,9 +388,14 @@ def load_params(path: str | Path, overrides: dict[str, Any] | None = None) -> Pa
     """Read and validate a parameter file; raise :class:`ParamsError` with one clear line.
 
     Every path-valued key comes back absolute (:func:`resolve_param_path`), so the run, its
-    notebooks and every command read the same files whatever the working directory.
+    notebooks and every command read the same files whatever the working directory. ``path``
+    may also name one of the package's parameter files (``quick``, ``teach``, ``paper``:
+    :func:`~dlrc_lib.core.resources.params_file`).
     """
-    path = Path(path)
+    path = params_file(path)
+    if not path.is_file():
+        names = ", ".join(n for n in RUN_PARAMS if packaged("params", f"{n}.yaml").is_file())
+        raise ParamsError(f"{path}: parameter file not found (name a YAML file, or one of the package's: {names})")
     return _validated(path, read_yaml_mapping(path, "parameter", ParamsError), overrides)
 
 

@@ -36,8 +36,9 @@ from typing import Any, Callable, Optional
 import pandas as pd
 import yaml
 
-from dlrc_lib.core.config import PACKAGE_ROOT, Params, display_path
+from dlrc_lib.core.config import Params, display_path
 from dlrc_lib.core.io import atomic_write_text
+from dlrc_lib.core.resources import data_root
 from dlrc_lib.study.manifest import read_manifest_csv
 from dlrc_lib.study.schema import COHORTS
 
@@ -52,7 +53,7 @@ RAD_RAN = ("tables/radiomics_extraction_summary", "tables/icc_extraction_summary
 
 
 def load_checklist(name: str, root: Path | None = None) -> dict:
-    path = (root or PACKAGE_ROOT) / CHECKLIST_FILES[name]
+    path = (root or data_root()) / CHECKLIST_FILES[name]
     return yaml.safe_load(path.read_text(encoding="utf-8"))
 
 
@@ -74,7 +75,7 @@ class RunFacts:
 
     def __init__(self, run_dir: Path, params: Params | None = None, root: Path | None = None):
         self.dir = Path(run_dir)
-        self.root = root or PACKAGE_ROOT
+        self.root = root or data_root()
         rj = self.dir / "run.json"
         self.run: dict = json.loads(rj.read_text(encoding="utf-8")) if rj.exists() else {}
         if params is None:
@@ -368,7 +369,9 @@ def _code(f: RunFacts, ev: list[str]) -> Answer:
     """The code that ran (CLEAR 56, METRICS 29, RQS 16); without a commit, ``run.json`` shows none."""
     commit = f.run.get("git_commit")
     if not commit:
-        return Answer("partly", "the code (dlrc_lib, notebooks) ran outside a git checkout: no commit recorded",
+        version = (f.run.get("packages") or {}).get("dlrc")
+        where = f"as the installed package dlrc {version}" if f.run.get("dlrc_installed") else "outside a git checkout"
+        return Answer("partly", f"the code (dlrc_lib, notebooks) ran {where}: no commit recorded",
                       f.ev("notebooks"))
     dirty = f.run.get("git_dirty")
     return Answer("partly" if dirty else "yes",

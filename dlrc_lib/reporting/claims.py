@@ -45,9 +45,9 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from dlrc_lib.core.config import PACKAGE_ROOT
 from dlrc_lib.core.errors import DlrcError
 from dlrc_lib.core.io import atomic_write_text
+from dlrc_lib.core.resources import data_root, packaged
 from dlrc_lib.evaluation.decision_curve import true_runs
 from dlrc_lib.reporting import evidence as E
 from dlrc_lib.reporting.report import Missing, as_number, flatten_published
@@ -78,17 +78,17 @@ _MISSING = object()
 # ----------------------------------------------------------------------------- files
 def _existing(path: str | Path, run_dir: Path | None = None) -> Path | None:
     p = Path(path)
-    cands = [p] if p.is_absolute() else [Path.cwd() / p, PACKAGE_ROOT / p] + ([run_dir / p] if run_dir else [])
+    cands = [p] if p.is_absolute() else [Path.cwd() / p, data_root() / p] + ([run_dir / p] if run_dir else [])
     return next((c for c in cands if c.is_file()), None)
 
 
 def default_claims_file(published_file: str | Path | None = None) -> Path:
-    """``claims.yaml`` beside the published values, else the checkout's ``params/claims.yaml``."""
+    """``claims.yaml`` beside the published values, else the package's ``params/claims.yaml``."""
     if published_file is not None:
         sibling = Path(published_file).with_name("claims.yaml")
         if sibling.is_file():
             return sibling
-    return PACKAGE_ROOT / "params" / "claims.yaml"
+    return packaged("params", "claims.yaml")
 
 
 def load_claims(path: str | Path) -> tuple[dict, list[dict]]:

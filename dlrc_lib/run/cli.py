@@ -12,10 +12,23 @@ from typing import Callable
 
 from dlrc_lib.core.config import ParamsError
 from dlrc_lib.core.errors import DlrcError
+from dlrc_lib.core.resources import RUN_PARAMS, version
 from dlrc_lib.run import commands as V
 
 
 _CACHE_HELP = "feature store and validation cache (default: the parameter file's cache_dir)"
+_PARAMS_HELP = "parameter file (YAML), or one of the package's by name: " + ", ".join(RUN_PARAMS)
+
+
+class _Version(argparse.Action):
+    """``dlrc --version``: the version, and the commit when run from a git checkout (asked only then)."""
+
+    def __init__(self, option_strings, dest=argparse.SUPPRESS, default=argparse.SUPPRESS, help=None):
+        super().__init__(option_strings=option_strings, dest=dest, default=default, nargs=0, help=help)
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        print(version())
+        parser.exit()
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -24,10 +37,11 @@ def build_parser() -> argparse.ArgumentParser:
         description="Reproduce the DLRC lymph-node-metastasis study: build a study, extract "
         "features and execute the report notebooks.",
     )
+    p.add_argument("--version", action=_Version, help="print the version (and the git commit in a checkout)")
     sub = p.add_subparsers(dest="verb", metavar="VERB", required=True)
 
     r = sub.add_parser("run", help="execute the notebooks with papermill into reports/<run>/")
-    r.add_argument("--params", default="params/paper.yaml", help="parameter file (YAML)")
+    r.add_argument("--params", default="paper", help=_PARAMS_HELP + " (default: paper)")
     r.add_argument("--only", nargs="+", metavar="NN", help="run only these notebooks (e.g. 03 05)")
     r.add_argument("--out", help="run directory (default reports/<run_name>)")
     r.add_argument("--cache-dir", help=_CACHE_HELP)
@@ -35,8 +49,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     _add_study_verbs(sub)
     sw = sub.add_parser("sweep", help="re-run the analysis over a grid of analytic choices (sensitivity)")
-    sw.add_argument("--params", default="params/paper.yaml", help="base parameter file (YAML)")
-    sw.add_argument("--grid", required=True, help="sweep grid (YAML): parameter keys and the values to try")
+    sw.add_argument("--params", default="paper", help="base " + _PARAMS_HELP + " (default: paper)")
+    sw.add_argument("--grid", required=True, help="sweep grid (YAML): parameter keys and the values to try "
+                    "(or the package's sweep_quick, sweep_paper)")
     sw.add_argument("--out", help="sweep folder (default reports/<run_name>/sweep)")
     sw.add_argument("--jobs", type=int, default=0, help="variants at once (default: all cores)")
     sw.add_argument("--retry-failed", action="store_true", help="run variants that failed before again")
@@ -52,7 +67,8 @@ def build_parser() -> argparse.ArgumentParser:
                     help="feature store to read/write (default: the one the model was trained with)")
     pr.set_defaults(func=V.predict_verb)
 
-    lab = sub.add_parser("lab", help="start JupyterLab at the repository root on a finished run",
+    lab = sub.add_parser("lab", help="start JupyterLab on a finished run (at the repository root; installed: "
+                         "on a writable copy of the notebooks in <run>/lab-notebooks)",
                          epilog="Other arguments go to jupyter lab, e.g. dlrc lab --no-browser --port 8890")
     lab.add_argument("--run", help="run folder the notebooks read (default: the last finished run in reports/)")
     lab.set_defaults(func=V.lab_verb)
@@ -69,7 +85,8 @@ def build_parser() -> argparse.ArgumentParser:
     wi.add_argument("dir", metavar="DIR", help="folder holding resnet50-0676ba61.pth, resnet101-63fe2227.pth, "
                     "resnet152-394f9c45.pth (any of them)")
     ws = wsub.add_parser("status", help="list the checkpoint files present and the weights a run would use")
-    ws.add_argument("--params", default=None, help="parameter file whose deep.weights to resolve (default: auto)")
+    ws.add_argument("--params", default=None, help="parameter file (or a packaged one by name) whose deep.weights "
+                    "to resolve (default: auto)")
     w.set_defaults(func=V.weights_verb)
     return p
 
@@ -83,7 +100,7 @@ def _add_study_verbs(sub) -> None:
     i.set_defaults(func=V.init_verb)
 
     s = sub.add_parser("synth", help="generate the synthetic twin study (manifest, images, masks)")
-    s.add_argument("--params", default="params/paper.yaml", help="parameter file (YAML)")
+    s.add_argument("--params", default="paper", help=_PARAMS_HELP + " (default: paper)")
     s.add_argument("--out", help="output directory (default: study.twin_dir)")
     s.add_argument("--clinical-only", action="store_true", help="write only the clinical/node columns")
     s.set_defaults(func=V.synth_verb)
@@ -91,8 +108,8 @@ def _add_study_verbs(sub) -> None:
     v = sub.add_parser("validate", help="check a study manifest and its images, and whether the run's "
                        "parameters suit the study; list every problem")
     v.add_argument("manifest", nargs="?", help="study manifest (CSV or XLSX; default: the parameter file's study.manifest)")
-    v.add_argument("--params", default=None, help="parameter file of the run (its labels, thresholds and analyses "
-                   "are checked against the study)")
+    v.add_argument("--params", default=None, help="parameter file of the run, or a packaged one by name (its "
+                   "labels, thresholds and analyses are checked against the study)")
     v.add_argument("--cache-dir", help="validation cache (default: the parameter file's cache_dir; without "
                    "--params nothing is cached)")
     v.add_argument("--out", help="also write the problems to this CSV (severity, patient, where, message)")
@@ -129,7 +146,7 @@ def _add_study_verbs(sub) -> None:
     ss.set_defaults(func=V.samplesize_verb)
 
     e = sub.add_parser("extract", help="extract radiomics and deep features into the feature store")
-    e.add_argument("--params", default="params/paper.yaml", help="parameter file (YAML)")
+    e.add_argument("--params", default="paper", help=_PARAMS_HELP + " (default: paper)")
     e.add_argument("--what", nargs="+", default=["radiomics", "deep"], choices=["radiomics", "deep"])
     e.add_argument("--cache-dir", help=_CACHE_HELP)
     e.add_argument("--out", help="also write the extracted feature tables (one CSV per kind/model) to this folder")

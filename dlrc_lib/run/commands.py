@@ -18,12 +18,13 @@ from dlrc_lib.core.config import Params, display_path, load_params
 from dlrc_lib.core.errors import DlrcError
 from dlrc_lib.core.io import atomic_write_text
 from dlrc_lib.core.processes import single_thread_blas
+from dlrc_lib.core.resources import checkout
 from dlrc_lib.model.predict import predict_manifest
 from dlrc_lib.reporting import claims as C
 from dlrc_lib.reporting.snapshot import make_snapshot
 from dlrc_lib.run import runner
 from dlrc_lib.run.extract import extract_deep_cli, extract_radiomics_cli, load_study_for
-from dlrc_lib.run.lab import choose_run, lab_command, lab_environment
+from dlrc_lib.run.lab import choose_run, lab_command, lab_environment, lab_notebooks
 from dlrc_lib.run.layout import project_root
 from dlrc_lib.run.sweep import run_sweep
 from dlrc_lib.stats.samplesize import validation_sample_size
@@ -190,9 +191,13 @@ def lab_verb(args: argparse.Namespace) -> int:
         shown = run.relative_to(root)
     except ValueError:
         shown = run
-    print(f"dlrc lab: notebooks in {root / 'notebooks'}, reading run {shown}", flush=True)
-    return subprocess.call(lab_command(root, list(args.lab_args or [])), cwd=root,
-                           env=lab_environment(run, root))
+    code = checkout()
+    # a checkout opens its own notebooks; an installed package a writable copy beside the run
+    folder = code / "notebooks" if code else lab_notebooks(run)
+    lab_root = code or folder
+    print(f"dlrc lab: notebooks in {folder}, reading run {shown}", flush=True)
+    return subprocess.call(lab_command(lab_root, list(args.lab_args or [])), cwd=lab_root,
+                           env=lab_environment(run, code))
 
 
 def snapshot_verb(args: argparse.Namespace) -> int:

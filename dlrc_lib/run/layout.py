@@ -1,12 +1,13 @@
 """A run folder's layout and the names every part of :mod:`dlrc_lib.run` agrees on: which
 parameters are paths, which notebook writes which frame, the runner's environment variables, the
-repository root and the command that produces a missing input."""
+folder a run works in, the notebooks and the command that produces a missing input."""
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Any, Iterable
 
 from dlrc_lib.core.errors import DlrcError
+from dlrc_lib.core.resources import packaged, work_root
 
 
 class MissingInput(DlrcError, FileNotFoundError):
@@ -36,12 +37,16 @@ SWEEP_NOTEBOOK = "09"  # 09_sensitivity: runs when the parameters name a sweep g
 
 
 def project_root() -> Path:
-    """The folder that holds ``notebooks/`` and ``dlrc_lib/`` (the checkout); else the
-    working directory (an installed package used from a study folder)."""
-    here = Path(__file__).resolve().parents[2]
-    if (here / "notebooks").is_dir():
-        return here
-    return Path.cwd()
+    """The folder a run works in (``reports/``, the kernels' working directory): the checkout
+    that holds ``notebooks/`` and ``dlrc_lib/``; else, dlrc being installed, the working
+    directory (a study folder)."""
+    return work_root()
+
+
+def notebooks_dir(root: Path | None = None) -> Path:
+    """The folder of the notebooks a run executes: ``root/notebooks`` when a ``root`` is given,
+    else the package's own (:func:`dlrc_lib.core.resources.data_root`)."""
+    return Path(root) / "notebooks" if root is not None else packaged("notebooks")
 
 
 def run_command(params_file: str | None, notebook: str | None = None) -> str:
@@ -50,19 +55,21 @@ def run_command(params_file: str | None, notebook: str | None = None) -> str:
     try:
         shown = str(Path(params).resolve().relative_to(project_root()))
     except ValueError:
-        shown = str(params)
+        # one of the package's own parameter files, installed: its name (dlrc run --params quick)
+        shown = Path(params).stem if Path(params).resolve().parent == packaged("params").resolve() else str(params)
     only = f" --only {notebook[:2]}" if notebook else ""
     return f"dlrc run --params {shown}{only}"
 
 
 def list_notebooks(root: Path | None = None, only: Iterable[str] | None = None) -> list[Path]:
-    root = root or project_root()
-    notebooks = sorted((root / "notebooks").glob("[0-9][0-9]_*.ipynb"))
+    """The numbered notebooks of :func:`notebooks_dir` in order (``only``: these numbers)."""
+    folder = notebooks_dir(root)
+    notebooks = sorted(folder.glob("[0-9][0-9]_*.ipynb"))
     if only:
         wanted = {str(o).zfill(2)[:2] for o in only}
         unknown = wanted - {nb.name[:2] for nb in notebooks}
         if unknown:
-            raise DlrcError(f"--only: no notebook numbered {', '.join(sorted(unknown))} in {root / 'notebooks'}")
+            raise DlrcError(f"--only: no notebook numbered {', '.join(sorted(unknown))} in {folder}")
         notebooks = [nb for nb in notebooks if nb.name[:2] in wanted]
     return notebooks
 

@@ -28,10 +28,11 @@ from typing import Any, Mapping, MutableMapping
 
 from dlrc_lib.core.config import Params, flatten
 from dlrc_lib.core.processes import single_thread_blas
+from dlrc_lib.core.resources import data_root
 from dlrc_lib.reporting.display import use_people_numbers
 from dlrc_lib.run.artifacts import Artifacts
 from dlrc_lib.run.layout import (DEFAULT_PARAMS_FILE, ENV_CELLS_SHOW_RUN, ENV_PARAMS_FILE, ENV_RUN, ENV_RUNNER,
-                                 FRAME_PRODUCERS, PATH_KEYS, MissingInput, project_root, run_command)
+                                 FRAME_PRODUCERS, PATH_KEYS, MissingInput, notebooks_dir, project_root, run_command)
 
 __all__ = ["DEFAULT_PARAMS_FILE", "ENV_CELLS_SHOW_RUN", "ENV_PARAMS_FILE", "ENV_RUN", "ENV_RUNNER", "FRAME_PRODUCERS",
            "PATH_KEYS", "MissingInput", "NotebookRun", "open_run", "project_root", "resolve_parameters", "resolve_path",
@@ -42,8 +43,10 @@ def resolve_path(value: str | os.PathLike | None, root: Path | None = None,
                  params_file: str | os.PathLike | None = None) -> str | None:
     """An absolute path for a parameter value.
 
-    Absolute paths stay as they are. A relative path resolves against the repository root,
-    unless it exists only next to the parameter file, where it resolves against that folder.
+    Absolute paths stay as they are. A relative path resolves against the repository root
+    (installed: the working directory), unless it exists only next to the parameter file, where
+    it resolves against that folder, or only among the files that come with dlrc
+    (``params/published_values.yaml``).
     """
     if value is None or str(value) == "":
         return value  # type: ignore[return-value]
@@ -56,6 +59,8 @@ def resolve_path(value: str | os.PathLike | None, root: Path | None = None,
         beside = Path(params_file).resolve().parent / path
         if beside.exists():
             return str(beside)
+    if not at_root.exists() and (data_root() / path).exists():
+        return str(data_root() / path)
     return str(at_root)
 
 
@@ -73,8 +78,9 @@ def resolve_parameters(values: Mapping[str, Any], root: Path | None = None,
 
 
 def committed_defaults(notebook: str, root: Path | None = None) -> dict[str, Any]:
-    """The literals of the ``parameters`` cell of ``notebooks/<notebook>.ipynb`` as committed."""
-    path = (Path(root) if root else project_root()) / "notebooks" / f"{notebook}.ipynb"
+    """The literals of the ``parameters`` cell of ``notebooks/<notebook>.ipynb`` as committed
+    (``root``'s notebooks, else the package's)."""
+    path = notebooks_dir(root) / f"{notebook}.ipynb"
     if not path.is_file():
         return {}
     nb = json.loads(path.read_text(encoding="utf-8"))
@@ -153,10 +159,10 @@ def open_run(namespace: MutableMapping[str, Any], notebook: str, root: Path | No
     path and the producing command when the study manifest or the run folder is missing.
     """
     single_thread_blas()  # a notebook's numbers must not depend on the machine's cores
+    declared = committed_defaults(notebook, root)
     root = Path(root) if root else project_root()
     interactive = os.environ.get(ENV_RUNNER) != "1"
     params_file = os.environ.get(ENV_PARAMS_FILE) if not interactive else None
-    declared = committed_defaults(notebook, root)
     from_run: list[str] = []
     edited: dict[str, tuple[Any, Any]] = {}
     if interactive:

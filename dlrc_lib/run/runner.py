@@ -22,11 +22,14 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Iterable
 
+from dlrc_lib import __version__
 from dlrc_lib.core.config import TWIN_ONLY_KEYS, Params, ParamsError, flatten, load_params
 from dlrc_lib.core.errors import DlrcError
 from dlrc_lib.core.io import atomic_write_text, dumps
 from dlrc_lib.core.machine import children_cpu_seconds, cpu_facts, speed_warnings
 from dlrc_lib.core.progress import ConsoleEcho
+from dlrc_lib.core.resources import checkout
+from dlrc_lib.core.resources import params_file as find_params_file
 from dlrc_lib.features.store import file_digest
 from dlrc_lib.reporting.checklist import write_checklist
 from dlrc_lib.reporting.index_page import write_index
@@ -94,7 +97,7 @@ def _git(*args: str, cwd: Path) -> str | None:
 def package_versions() -> dict[str, str | None]:
     from importlib import metadata
 
-    versions: dict[str, str | None] = {"python": platform.python_version()}
+    versions: dict[str, str | None] = {"python": platform.python_version(), "dlrc": __version__}
     for name in TRACKED_PACKAGES:
         try:
             versions[name] = metadata.version(name)
@@ -293,15 +296,17 @@ def run(params_path: str | Path, only: Iterable[str] | None = None, out: str | P
     after it run (those needing its results say so in one line), and the report is written with
     what exists (status ``incomplete``). Any other failure ends the run there.
 
+    ``params_path`` is a parameter file or the name of one of the package's (``quick``).
     ``root`` is the directory holding ``notebooks/`` and the working directory of the
-    kernels (default: the checkout). ``cache_dir`` replaces the parameter file's.
+    kernels (default: the package's notebooks, run in the checkout, or in the working directory
+    when dlrc is installed). ``cache_dir`` replaces the parameter file's.
     """
-    params_file = Path(params_path)
+    params_file = find_params_file(params_path)
     params = load_params(params_file)
     if cache_dir is not None:
         params.cache_dir = str(Path(cache_dir).expanduser().resolve())
+    notebooks = _selected_notebooks(params, params_file, root, only)  # root's notebooks/, else the package's
     root = Path(root) if root else project_root()
-    notebooks = _selected_notebooks(params, params_file, root, only)
     run_dir = (Path(out) if out else Path("reports") / params.run_name).resolve()
     if not only:
         _clear_outputs(run_dir)  # nothing of an earlier run can mix into this one's results
@@ -346,7 +351,7 @@ def run(params_path: str | Path, only: Iterable[str] | None = None, out: str | P
         status = "incomplete"  # --only: a notebook of the earlier run stopped or failed
     machine.update(cpu_facts())
     speed = _speed_warnings(timings, {nb.stem for nb in notebooks}, machine)
-    record = _provenance(params, params_file, root, manifest, analysed, run_dir, status, failure, timings,
+    record = _provenance(params, params_file, manifest, analysed, run_dir, status, failure, timings,
                          time.perf_counter() - t0)
     record["machine"] = machine
     record["demo"] = banner
@@ -410,7 +415,8 @@ def _count_patients(manifest: Path) -> int:
         return 0
 
 
-def _selected_notebooks(params: Params, params_file: Path, root: Path, only: Iterable[str] | None) -> list[Path]:
+def _selected_notebooks(params: Params, params_file: Path, root: Path | None,
+                        only: Iterable[str] | None) -> list[Path]:
     """The notebooks to run, in order; notebook 09 reads a sweep, so it runs only when the
     parameters name a sweep grid."""
     notebooks = list_notebooks(root, only)
@@ -494,7 +500,7 @@ def recorded_params(params: Params) -> dict[str, Any]:
     return record
 
 
-def _provenance(params: Params, params_file: Path, root: Path, manifest: Path, analysed: Path, run_dir: Path,
+def _provenance(params: Params, params_file: Path, manifest: Path, analysed: Path, run_dir: Path,
                 status: str, failure: str | None, timings: dict[str, Any], seconds: float) -> dict[str, Any]:
     """``run.json``: what ran, on what, with which code and packages, how long, what it warned."""
     return {
@@ -507,8 +513,10 @@ def _provenance(params: Params, params_file: Path, root: Path, manifest: Path, a
         "seed": params.seed,
         "study_manifest": str(manifest),
         "analysed_manifest": str(analysed),
-        "git_commit": _git("rev-parse", "HEAD", cwd=root),
-        "git_dirty": bool(_git("status", "--porcelain", "--untracked-files=no", cwd=root)),
+        # the commit of the checkout dlrc ran from (none when installed from a wheel: see "packages")
+        "git_commit": _git("rev-parse", "HEAD", cwd=code) if (code := checkout()) else None,
+        "git_dirty": bool(_git("status", "--porcelain", "--untracked-files=no", cwd=code)) if code else False,
+        "dlrc_installed": code is None,  # dlrc_lib and the notebooks of an installed package (a wheel)
         "packages": package_versions(),
         "platform": platform.platform(),
         "input_hashes": input_hashes(params_file, params, manifest),

@@ -41,6 +41,7 @@ import yaml
 from dlrc_lib.core.config import TWIN_ONLY_KEYS, Params, load_params
 from dlrc_lib.core.errors import DlrcError
 from dlrc_lib.core.io import atomic_write_text, dumps
+from dlrc_lib.core.resources import params_file as find_params_file
 from dlrc_lib.reporting.claims import evaluate_claims
 from dlrc_lib.reporting.sensitivity import SpecificationCurveDisplay, published_auc
 from dlrc_lib.run.executors import (STOPPING, DaskExecutor, Executor, process_alive, run_in_subprocess, stop_leftover,
@@ -60,7 +61,7 @@ FINISHED = ("ok", "failed")
 
 
 # -------------------------------------------------------------------------- planning
-def notebook_plan(grid: Grid, root: Path) -> tuple[list[Path], int]:
+def notebook_plan(grid: Grid, root: Optional[Path] = None) -> tuple[list[Path], int]:
     """The notebooks of a variant run and the index of the first one any variant changes:
     the notebooks before it are shared by every variant and run once."""
     notebooks = [nb for nb in list_notebooks(root) if nb.name[:2] < SWEEP_NOTEBOOK]
@@ -278,11 +279,12 @@ def run_sweep(params_path: str | Path, grid_path: str | Path, out: str | Path | 
     run_notebooks = run_notebooks or run_in_subprocess
     t_start = time.perf_counter()
     say = (lambda *_: None) if quiet else (lambda msg: print(msg, flush=True))
-    params_path = Path(params_path)
+    params_path = find_params_file(params_path)
     cache = str(Path(cache_dir).expanduser().resolve()) if cache_dir else None
     from_file = load_params(params_path)  # read once; every variant is these with its overrides
     base = variant_params(from_file, Variant("base", {}), cache) if cache else from_file
-    grid = parse_grid(grid_path, from_file)
+    grid = parse_grid(find_params_file(grid_path), from_file)
+    notebooks_root = root  # None: the package's notebooks
     root = Path(root) if root else project_root()
     out = Path(out) if out else Path("reports") / base.run_name / "sweep"
     out = out.resolve()
@@ -307,7 +309,7 @@ def run_sweep(params_path: str | Path, grid_path: str | Path, out: str | Path | 
     STOPPING.clear()
     try:
         return _run_sweep(base, params_path, grid, out, jobs, retry_failed, say, executor, root,
-                          extract, run_notebooks, t_start, cache)
+                          extract, run_notebooks, t_start, cache, notebooks_root)
     finally:
         stop_running()
         lock.unlink(missing_ok=True)
@@ -317,8 +319,8 @@ def run_sweep(params_path: str | Path, grid_path: str | Path, out: str | Path | 
 
 def _run_sweep(base: Params, params_path: Path, grid: Grid, out: Path, jobs: int, retry_failed: bool,
                say, executor, root: Path, extract: bool, run_notebooks, t_start: float,
-               cache: Optional[str] = None) -> SweepResult:
-    notebooks, k_min = notebook_plan(grid, root)
+               cache: Optional[str] = None, notebooks_root: Optional[Path] = None) -> SweepResult:
+    notebooks, k_min = notebook_plan(grid, notebooks_root)
     stems = [nb.stem for nb in notebooks]
     starts = variant_starts(grid, notebooks, k_min)
     say(f"dlrc sweep: {params_path} x {grid.path}: {len(grid.variants)} variants over "
@@ -339,7 +341,7 @@ def _run_sweep(base: Params, params_path: Path, grid: Grid, out: Path, jobs: int
     previous: Optional[int] = None
     for k in sorted({starts[v.name] for v, _, _ in todo} | {k_min}):
         prefix_dirs[k] = _shared_prefix(out, k, previous, prefix_dirs.get(previous), stems, base_params,
-                                        root, run_notebooks, say, is_base=k == k_min)
+                                        notebooks_root, run_notebooks, say, is_base=k == k_min)
         previous = k
 
     execute = executor or subprocess_executor(max(1, (os.cpu_count() or 1) // jobs))
@@ -503,7 +505,7 @@ def _schedule(todo, jobs: int, one: Callable[[Any], None], execute) -> None:
 
 
 def _shared_prefix(out: Path, k: int, previous: Optional[int], previous_dir: Optional[Path], stems: list[str],
-                   base_params: Params, root: Path, run_notebooks, say, is_base: bool) -> Path:
+                   base_params: Params, root: Optional[Path], run_notebooks, say, is_base: bool) -> Path:
     """The folder of the base parameters' outputs of notebooks ``stems[:k]`` (run once; reused
     while its fingerprint holds): ``<out>/base`` for the first start, ``<out>/base_<NN>`` after."""
     folder = out / "base" if is_base else out / f"base_{stems[k][:2]}"
