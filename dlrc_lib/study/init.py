@@ -112,6 +112,11 @@ deep:
 README_TEMPLATE = """\
 # {name}: a dlrc study
 
+0. Before collecting data: how many patients (and LNM events) does a validation cohort need to
+   test the paper's model (Riley et al. 2021 criteria, the paper's C-statistic and prevalence)?
+
+       dlrc samplesize            # or: dlrc samplesize --cstatistic 0.75 --prevalence 0.25
+
 1. Put each patient's images and masks in a folder of their own below this one (a DICOM series
    folder, NIfTI or NRRD per sequence; masks as NIfTI or NRRD on their image's grid, or DICOM-SEG).
 2. Fill `manifest.csv` (start from `manifest_template.csv`; every column is described in
@@ -121,7 +126,8 @@ README_TEMPLATE = """\
 
        dlrc validate --params params.yaml
 
-   Every problem is one line naming the patient, the column or file and what is wrong.
+   Every problem is one line naming the patient, the column or file and what is wrong; one line per
+   validation cohort says how many patients it has against the minimum it would need.
    Optional: `flow.csv` beside the manifest gives the patient flow chart (Fig. 1) your exclusions:
    columns `step,n`, first the row `enrolled` with the patients enrolled, then one row per
    exclusion reason with its count (enrolled minus the exclusions = the manifest's patients).
@@ -129,8 +135,9 @@ README_TEMPLATE = """\
 
        dlrc run --params params.yaml --out reports/{run_name}
 
-   `reports/{run_name}/index.html` shows the paper's findings tested on your study; your cohort's
-   Table 1 is shown beside the paper's.
+   `reports/{run_name}/index.html` shows the paper's findings tested on your study, each one
+   holds, fails or is too small to tell with a cohort of this size; your cohort's Table 1 is shown
+   beside the paper's.
 5. Score new patients with the exported model:
 
        dlrc predict --model reports/{run_name}/model/dlrc_model.json --manifest new.csv --out predictions.csv
