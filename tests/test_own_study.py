@@ -206,6 +206,7 @@ def test_the_verdict_on_a_small_hospital_cohort_knows_what_it_cannot_tell(hospit
     assert small >= 1  # validation cohorts of ~10-25 patients cannot tell an AUC from chance
     page = (run_dir / "index.html").read_text(encoding="utf-8")
     assert "too small to tell" in page and "class='outcomes'" in page
+    assert "0.542" not in page  # the paper's own inconsistency (Table 4 vs its text) is a twin page's note
 
 
 def test_predict_scores_one_new_patient_of_the_hospital_export(hospital, hospital_run, tmp_path, capsys):
