@@ -137,8 +137,9 @@ def test_crop_3d_geometry_and_intensity():
 
 def test_read_case_errors_name_patient_and_file(tmp_path):
     a = _write(np.zeros((4, 8, 8), np.float32), (1, 1, 1), tmp_path / "img.nii.gz")
-    b = _write(np.zeros((4, 8, 9), np.uint8), (1, 1, 1), tmp_path / "mask.nii.gz")
-    with pytest.raises(DlrcError, match=r"patient P9, file .*mask.nii.gz: mask size"):
+    # another size on another spacing is no crop of the image's grid (a crop is placed on it)
+    b = _write(np.ones((4, 8, 9), np.uint8), (1, 1, 2), tmp_path / "mask.nii.gz")
+    with pytest.raises(DlrcError, match=r"patient P9, file .*mask.nii.gz: mask size \(9, 8, 4\) != image size"):
         dp.read_case(a, b, "P9")
     c = _write(np.zeros((4, 8, 8), np.uint8), (1, 1, 1), tmp_path / "empty.nii.gz")
     with pytest.raises(DlrcError, match="patient P9, file .*empty.nii.gz: mask is empty"):
