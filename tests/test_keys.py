@@ -7,14 +7,13 @@ from pathlib import Path
 import pytest
 import yaml
 
-from dlrc_lib.core.config import Params
+from dlrc_lib.core.config import PAPER_BEST_DL, Params
 from dlrc_lib.core.errors import DlrcError
 from dlrc_lib.reporting.report import flatten_published
 from dlrc_lib.study import keys as K
 
 ROOT = Path(__file__).resolve().parents[1]
 PUBLISHED = yaml.safe_load((ROOT / "params" / "published_values.yaml").read_text(encoding="utf-8"))
-PAPER_BEST_DL = "ResNet152_2D"
 
 # Keys a run records that the paper has no number for, and why.
 NOT_PUBLISHED = {

@@ -23,6 +23,7 @@ import numpy as np
 import pandas as pd
 
 from dlrc_lib import stats
+from dlrc_lib.core.config import PAPER_BEST_DL
 from dlrc_lib.core.errors import DlrcError
 from dlrc_lib.evaluation.cohort_table import compute_table1
 from dlrc_lib.evaluation.comparison import format_p, model_roles
@@ -363,9 +364,6 @@ def nomogram_for(fit: DlrcFit, scores: pd.DataFrame):
     """The Fig. 3 nomogram of a fitted DLRC model (term ranges from the training cohort)."""
     train = fit.design.loc[scores.index[scores["cohort"] == "train"], fit.model.terms_]
     return Nomogram.from_model(fit.model.coef_, train)
-
-
-PAPER_BEST_DL = "ResNet152_2D"
 
 
 def best_model_note(best_dl: str | None) -> str | None:

@@ -45,7 +45,7 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from dlrc_lib.core.config import PACKAGE_ROOT
+from dlrc_lib.core.config import PACKAGE_ROOT, PAPER_BEST_DL
 from dlrc_lib.core.errors import DlrcError
 from dlrc_lib.core.io import atomic_write_text
 from dlrc_lib.evaluation.decision_curve import true_runs
@@ -297,7 +297,7 @@ def load_run(run_dir: str | Path, published_file: str | Path | None = None, sett
 
 # ----------------------------------------------------------------------------- values
 def _run_vars(view: RunView) -> dict[str, str]:
-    out = {"paper_best_dl": str(view.settings.get("paper_best_dl", "ResNet152_2D"))}
+    out = {"paper_best_dl": str(view.settings.get("paper_best_dl", PAPER_BEST_DL))}
     if view.best_dl:
         out["best_dl"] = view.best_dl
     return out

@@ -13,6 +13,7 @@ import html
 from dataclasses import dataclass, field
 from typing import Any
 
+from dlrc_lib.core.config import PAPER_BEST_DL
 from dlrc_lib.reporting.claims import CALIBRATED, COHORT, INPUT, Missing, RunView, as_number, published_roles
 from dlrc_lib.study import keys as K
 from dlrc_lib.study.schema import COHORT_LABELS, DLRC, LEVEL_LABELS, RADIOMICS, SRA
@@ -207,7 +208,7 @@ def _perf_rows(b: _Builder, table: str, cohort: str, models: list[tuple[str, str
 
 
 def table2(b: _Builder) -> SideTable:
-    paper_dl = str(b.view.settings.get("paper_best_dl", "ResNet152_2D"))
+    paper_dl = str(b.view.settings.get("paper_best_dl", PAPER_BEST_DL))
     best = b.view.best_dl
     dl_label = paper_dl if best in (None, paper_dl) else f"{paper_dl} (here: {best})"
     t = SideTable("table2", "Table 2. Performance of SRA, radiomics, the best DL model and DLRC",
@@ -232,7 +233,7 @@ def table3(b: _Builder) -> SideTable:
 
 
 def table4(b: _Builder) -> SideTable:
-    paper_dl = str(b.view.settings.get("paper_best_dl", "ResNet152_2D"))
+    paper_dl = str(b.view.settings.get("paper_best_dl", PAPER_BEST_DL))
     best = b.view.best_dl
     here = "" if best in (None, paper_dl) else f" (here: {best})"
     t = SideTable("table4", "Table 4. Paired DeLong p-values between the models' AUCs", list(b.cohorts.values()),
