@@ -78,6 +78,11 @@ def test_published_keys_parse_back_to_their_parts(published):
         assert K.key(parsed.table, **parsed.parts()) == k
 
 
+def test_the_compared_tables_are_key_tables(published):
+    assert set(K.PAPER_TABLES) <= set(K.TABLES)
+    assert {k.split(".")[0] for k in published} >= set(K.PAPER_TABLES)
+
+
 def test_build_and_parse():
     k = K.Key("table2", cohort="train", model="DLRC", metric="auc")
     assert str(k) == "table2.train.DLRC.auc" == K.key("table2", cohort="train", model="DLRC", metric="auc")

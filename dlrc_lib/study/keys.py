@@ -55,6 +55,9 @@ FORMS: dict[str, tuple[str, ...]] = {
     "study": ("study.{name}", "study.centres.{centre}"),
 }
 TABLES = tuple(FORMS)
+#: The tables whose values the comparison page sets beside the paper's (the others describe the
+#: study and its selected features).
+PAPER_TABLES = ("table1", "table2", "table3", "table4", "table5", "calibration_hosmer_lemeshow_p")
 _PART = re.compile(r"\{(\w+)\}")
 
 
