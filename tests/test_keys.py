@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from dlrc_lib.core.config import PAPER_BEST_DL, Params
+from dlrc_lib.core.config import DL_MODELS, PAPER_BEST_DL, Params
 from dlrc_lib.core.errors import DlrcError
 from dlrc_lib.reporting.report import flatten_published
 from dlrc_lib.study import keys as K
@@ -126,3 +126,15 @@ def test_the_twin_names_keys_that_exist(produced):
     assert patterns
     for p in patterns:
         assert any(fnmatch.fnmatchcase(k, p) for k in produced), p
+
+
+def test_the_claims_name_the_schemas_models():
+    """params/claims.yaml spells the DL models as the schema does (core/config.py DL_MODELS)."""
+    claims = yaml.safe_load((ROOT / "params" / "claims.yaml").read_text(encoding="utf-8"))
+    assert claims["paper_best_dl"] == PAPER_BEST_DL
+    labelled = [m for m in claims["labels"]["model"] if m.startswith("ResNet")]
+    assert labelled == list(DL_MODELS)
+    per_model = [c["each"]["model"] for c in claims["claims"] if "model" in c.get("each", {})
+                 and any(str(m).startswith("ResNet") for m in c["each"]["model"])]
+    assert per_model and all(m == list(DL_MODELS) for m in per_model)
+    assert [m for m in PUBLISHED["table3"]["train"]] == list(DL_MODELS)
