@@ -5,7 +5,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from dlrc_lib.study.schema import CLINICAL
+from dlrc_lib.study.schema import CLINICAL, COHORTS
 
 
 from dlrc_lib.evaluation import comparison as CMP
@@ -115,7 +115,7 @@ def test_table2_at_training_cutoff(fitted, study):
     rep = K.values(rows)
     assert len(table) == 12
     assert list(table["model"].unique()) == ["radiomics", "ResNet152_2D", "DLRC", "SRA"]
-    for cohort in M.COHORTS:
+    for cohort in COHORTS:
         for name in ("radiomics", "ResNet152_2D", "DLRC"):
             auc = rep[f"table2.{cohort}.{name}.auc"]
             assert len(auc) == 3 and auc[1] <= auc[0] <= auc[2]
@@ -141,7 +141,7 @@ def test_table4_keys_and_format(fitted):
     rep = K.values(rows)
     assert set(rep) == {f"table4.{p}.{c}" for p in
                         ("DLRC_vs_radiomics", "DLRC_vs_ResNet152_2D", "radiomics_vs_ResNet152_2D")
-                        for c in M.COHORTS}
+                        for c in COHORTS}
     for v in rep.values():
         assert v == "<0.001" or (isinstance(v, float) and 0 <= v <= 1)
     assert list(table["comparison"]) == ["DLRC vs radiomics", "DLRC vs ResNet152_2D",

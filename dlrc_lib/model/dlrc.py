@@ -32,8 +32,6 @@ from dlrc_lib.model.nomogram import Nomogram
 from dlrc_lib.study.manifest import by_patient
 from dlrc_lib.study.schema import (
     CLINICAL,
-    COHORT_LABELS,
-    COHORTS,
     DLRC,
     LEVELS,
     PROB_COLUMNS,
