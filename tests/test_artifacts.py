@@ -8,6 +8,7 @@ import pytest
 
 from dlrc_lib.run.artifacts import Artifacts
 from dlrc_lib.core.io import atomic_write_text, dumps
+from dlrc_lib.study import keys as K
 
 
 def test_tables_are_deterministic(tmp_path):
@@ -54,7 +55,7 @@ def test_results_merge_and_nan_to_null(tmp_path):
     art = Artifacts(tmp_path, notebook="05_dlrc")
     art.results(best_model="ResNet152_2D")
     art.results(cutoff=np.float64("nan"))
-    art.reproduce({"table2.train.DLRC.acc": 78.0})
+    art.reproduce([K.row("table2", 78.0, cohort="train", model="DLRC", metric="acc")])
     data = json.loads((tmp_path / "results/05_dlrc.json").read_text())
     assert data == {"best_model": "ResNet152_2D", "cutoff": None, "reproduced": {"table2.train.DLRC.acc": 78.0}}
 

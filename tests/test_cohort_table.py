@@ -9,6 +9,7 @@ import yaml
 from dlrc_lib.evaluation import cohort_table as CT
 from dlrc_lib.core.errors import DlrcError
 from dlrc_lib.reporting.report import flatten_published
+from dlrc_lib.study import keys as K
 
 PUBLISHED = yaml.safe_load(open("params/published_values.yaml"))
 PARITY_VALUE = {"0": (0,), "1-2": (1, 2), "3-4": (3, 4), ">=5": (5, 6, 7)}
@@ -60,7 +61,7 @@ def paper_t1(paper_study):
 
 
 def test_reproduces_every_published_categorical_number(paper_t1):
-    rep = CT.table1_reproduce(paper_t1)
+    rep = K.values(CT.table1_rows(paper_t1))
     pub = flatten_published(PUBLISHED)
     cat_keys = [k for k in pub if k.startswith("table1.categorical.") or k.startswith("table1.n.")] + ["table1.lnm_rate_p"]
     assert len(cat_keys) == 3 + 1 + 18 + 3 * sum(len(b["levels"]) for b in PUBLISHED["table1"]["categorical"].values())
@@ -136,7 +137,7 @@ def test_continuous_summary_uses_r_quantiles():
     assert age["Training LNM(−)"] == "51.5 [49.8; 52.6]"
     # cohorts without patients get no columns (and no errors)
     assert not [c for c in tab.columns if c.startswith(("Internal", "External"))]
-    rep = CT.table1_reproduce(t)
+    rep = K.values(CT.table1_rows(t))
     assert rep["table1.age.train.neg"] == [51.5, 49.8, 52.6]
 
 
@@ -187,7 +188,7 @@ def test_twin_study_reproduces_every_categorical_number(tmp_path):
     params = Params(run_name="paper")
     manifest = generate_study(params, tmp_path / "twin", clinical_only=True, progress=False)
     t = CT.compute_table1(load_study(manifest))
-    rep = CT.table1_reproduce(t)
+    rep = K.values(CT.table1_rows(t))
     pub = flatten_published(PUBLISHED)
     keys = [k for k in pub if k.startswith(("table1.categorical.", "table1.n."))] + ["table1.lnm_rate_p"]
     assert {k: rep[k] for k in keys} == {k: pub[k] for k in keys}

@@ -16,6 +16,7 @@ from dlrc_lib.features.deep import extract as dx
 from dlrc_lib.features.deep import networks as dn
 from dlrc_lib.features.deep import preprocess as dp
 from dlrc_lib.core.errors import DlrcError
+from dlrc_lib.study import keys as K
 
 REPO = Path(__file__).resolve().parents[1]
 SEQS = ("CET1", "DWI", "T2FS")
@@ -307,7 +308,7 @@ def test_table3_rows_reproduce_keys_and_best_model_rules():
     a = stats.auc_ci(tr["lnm"].to_numpy(), tr["ResNet152_2D"].to_numpy())
     row = perf[(perf["model"] == "ResNet152_2D") & (perf["cohort"] == "train")].iloc[0]
     assert row["auc"] == pytest.approx(float(a[0])) and row["auc_lower"] == pytest.approx(float(a[1]))
-    rep = dm.reproduce_table3(perf)
+    rep = K.values(dm.table3_rows(perf))
     assert len(rep["table3.external.ResNet101_3D.auc"]) == 3 and "table3.internal.ResNet50_2D.npv" in rep
     shown = dm.format_table3(perf)
     assert list(shown.columns[:3]) == ["Cohort", "DL model", "AUC (95% CI)"]
@@ -359,7 +360,7 @@ def test_table3_keeps_a_model_without_score():
     shown = dm.format_table3(perf)
     row = shown[(shown["DL model"] == "ResNet152_3D")].iloc[0]
     assert row["AUC (95% CI)"] == "no feature selected"
-    assert not any(k.startswith("table3.train.ResNet152_3D") for k in dm.reproduce_table3(perf))
+    assert not any(k.startswith("table3.train.ResNet152_3D") for k in K.values(dm.table3_rows(perf)))
     assert dm.choose_best(perf, "train_auc")[0] != "ResNet152_3D"
 
 

@@ -5,10 +5,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from dlrc_lib.study.schema import CLINICAL
+from dlrc_lib.study.schema import CLINICAL, COHORTS
 
 
+from dlrc_lib.evaluation import comparison as CMP
 from dlrc_lib.model import dlrc as M
+from dlrc_lib.study import keys as K
 from dlrc_lib.core.errors import DlrcError
 from model_synthetic import make_study
 
@@ -109,10 +111,11 @@ def test_table2_at_training_cutoff(fitted, study):
     cut = M.youden_cutoffs(pred)
     assert set(cut) == {"radiomics", "dl", "dlrc"}
     sra = (study["lnsd_mm"] >= 10).astype(int)
-    table, rep = M.performance_table(pred, cut, "ResNet152_2D", sra)
+    table, rows = CMP.performance_table(pred, cut, "ResNet152_2D", sra)
+    rep = K.values(rows)
     assert len(table) == 12
     assert list(table["model"].unique()) == ["radiomics", "ResNet152_2D", "DLRC", "SRA"]
-    for cohort in M.COHORTS:
+    for cohort in COHORTS:
         for name in ("radiomics", "ResNet152_2D", "DLRC"):
             auc = rep[f"table2.{cohort}.{name}.auc"]
             assert len(auc) == 3 and auc[1] <= auc[0] <= auc[2]
@@ -128,29 +131,30 @@ def test_table2_at_training_cutoff(fitted, study):
     row = table[(table["cohort"] == "external") & (table["model"] == "DLRC")].iloc[0]
     assert (row["TP"], row["FN"]) == (tp, fn)
     assert rep["table2.external.DLRC.sen"] == round(100 * tp / (tp + fn), 1)
-    shown = M.table2_display(table)
+    shown = CMP.table2_display(table)
     assert shown.loc[3, "AUC (95% CI)"] == "/" and shown.loc[0, "Cohort"] == "Training"
 
 
 def test_table4_keys_and_format(fitted):
     _, pred = fitted
-    table, rep = M.delong_table(pred, "ResNet152_2D")
+    table, rows = CMP.delong_table(pred, "ResNet152_2D")
+    rep = K.values(rows)
     assert set(rep) == {f"table4.{p}.{c}" for p in
                         ("DLRC_vs_radiomics", "DLRC_vs_ResNet152_2D", "radiomics_vs_ResNet152_2D")
-                        for c in M.COHORTS}
+                        for c in COHORTS}
     for v in rep.values():
         assert v == "<0.001" or (isinstance(v, float) and 0 <= v <= 1)
     assert list(table["comparison"]) == ["DLRC vs radiomics", "DLRC vs ResNet152_2D",
                                          "radiomics vs ResNet152_2D"]
     # a best model other than ResNet152_2D is recorded under its own name
-    _, rep2 = M.delong_table(pred, "ResNet50_3D")
-    assert "table4.DLRC_vs_ResNet50_3D.train" in rep2
+    _, rows2 = CMP.delong_table(pred, "ResNet50_3D")
+    assert "table4.DLRC_vs_ResNet50_3D.train" in K.values(rows2)
 
 
 def test_format_p():
-    assert M.format_p(0.0004) == "<0.001"
-    assert M.format_p(0.31249) == 0.312
-    assert np.isnan(M.format_p(float("nan")))
+    assert CMP.format_p(0.0004) == "<0.001"
+    assert CMP.format_p(0.31249) == 0.312
+    assert np.isnan(CMP.format_p(float("nan")))
 
 
 def test_roc_plot_draws(fitted):
@@ -178,8 +182,9 @@ def test_table4_undefined_when_auc_has_no_variance(fitted):
     perfect = pred.copy()
     perfect["prob_dlrc"] = perfect["lnm"].astype(float)  # AUC 1 in every cohort
     perfect["prob_radiomics"] = perfect["lnm"] * 0.9 + 0.05
-    table, rep = M.delong_table(perfect, "ResNet152_2D")
-    shown = M.table4_display(table)
+    table, rows = CMP.delong_table(perfect, "ResNet152_2D")
+    rep = K.values(rows)
+    shown = CMP.table4_display(table)
     assert shown.loc[0, "Training"] == "undefined"
     assert table.loc[0, "train_note"] != ""
     assert rep["table4.DLRC_vs_radiomics.train"] != rep["table4.DLRC_vs_radiomics.train"]  # NaN
@@ -200,7 +205,7 @@ def test_sra_rows_cover_the_whole_cohort(fitted, study):
     cut = M.youden_cutoffs(pred)
     sra = (study["lnsd_mm"] >= 10).astype(int)
     fewer = pred.drop(index=pred.index[:10])  # patients without scores
-    table, rep = M.performance_table(fewer, cut, "ResNet152_2D", sra, study=study)
+    table, rep = CMP.performance_table(fewer, cut, "ResNet152_2D", sra, study=study)
     tr = table[table["cohort"] == "train"].set_index("model")
     n_train = int((study["cohort"] == "train").sum())
     assert tr.loc["SRA", "n"] == n_train and tr.loc["DLRC", "n"] < n_train

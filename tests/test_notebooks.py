@@ -7,7 +7,8 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from dlrc_lib.core.config import Params, flatten
+from dlrc_lib.core.config import DL_MODELS, Params, flatten
+from dlrc_lib.run.paths import committed_defaults
 from dlrc_lib.run.runner import RUN_NOTEBOOK_KEYS
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -57,6 +58,34 @@ def test_notebook_uses_artifact_helper_and_no_paths(path):
     assert "write_artifacts" in code_cells(nb)[0].source, f"{path.name}: no write_artifacts parameter"
     for bad in ("reports/", "data/twin", ".to_csv(", "savefig(", ".save("):
         assert bad not in src, f"{path.name}: '{bad}' — write through the artifact helper, no hard-coded paths"
+
+
+# Where a notebook reads and writes: its defaults name the quick run (`make quick`), not the schema's.
+RUN_LOCATION = set(RUN_NOTEBOOK_KEYS) | {"run_name", "sweep_out"}
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_parameters_cell_defaults_are_the_schemas(path):
+    """The schema (dlrc_lib/core/config.py) is the one place of defaults: every other value of a
+    parameters cell equals it."""
+    schema = flatten(Params())
+    differ = {}
+    for name, value in committed_defaults(path.stem, ROOT).items():
+        if name in RUN_LOCATION:
+            continue
+        value = list(value) if isinstance(value, tuple) else value
+        if value != schema[name]:
+            differ[name] = (value, schema[name])
+    assert not differ, f"{path.name}: parameters cell (value, schema default): {differ}"
+
+
+def test_every_selecting_notebook_declares_the_same_selection():
+    """LASSO and the other selection steps take every selection.* key the same way in 03 (radiomics)
+    and 04 (deep features), the cap on LASSO survivors included."""
+    declared = [{k for k in committed_defaults(stem, ROOT) if k.startswith("selection_")}
+                for stem in ("03_radiomics", "04_deep_learning")]
+    assert declared[0] == declared[1] == {f"selection_{k}" for k in Params().selection.model_dump()}
+    assert committed_defaults("04_deep_learning", ROOT)["deep_models"] == list(DL_MODELS)
 
 
 def test_all_sections_have_a_notebook():

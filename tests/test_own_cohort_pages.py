@@ -12,6 +12,7 @@ import pytest
 from dlrc_lib.core.config import Params, ParamsError, load_params
 from dlrc_lib.core.errors import DlrcError
 from dlrc_lib.evaluation import cohort_table as CT
+from dlrc_lib.evaluation import comparison as CMP
 from dlrc_lib.evaluation.calibration import model_columns
 from dlrc_lib.model import dlrc as M
 from dlrc_lib.model.export import build_model_document
@@ -25,6 +26,8 @@ from dlrc_lib.scores.deep_models import switched_off_results
 from dlrc_lib.study.flow import flow_exclusions, read_flow
 from dlrc_lib.study.plan import plan_problems
 from dlrc_lib.study.validate import validate_manifest
+from dlrc_lib.study import keys as K
+from dlrc_lib.study.schema import DLRC, RADIOMICS
 from model_synthetic import make_study
 from test_cohort_table import study_from_published
 
@@ -49,13 +52,13 @@ def test_without_deep_models_dlrc_is_radiomics_and_clinical(no_deep):
     assert not {"DL_score", "prob_dl"} & set(pred.columns)
     cut = M.youden_cutoffs(pred)
     assert set(cut) == {"radiomics", "dlrc"}
-    table2, rep2 = M.performance_table(pred, cut, None)
-    assert set(table2["model"]) == {M.RADIOMICS, M.DLRC}
-    table4, rep4 = M.delong_table(pred, None)
-    assert list(table4["comparison"]) == ["DLRC vs radiomics"] and all("DLRC_vs_radiomics" in k for k in rep4)
-    assert M.roc_display(pred, None).models == [M.RADIOMICS, M.DLRC]
+    table2, rep2 = CMP.performance_table(pred, cut, None)
+    assert set(table2["model"]) == {RADIOMICS, DLRC}
+    table4, rep4 = CMP.delong_table(pred, None)
+    assert list(table4["comparison"]) == ["DLRC vs radiomics"] and all("DLRC_vs_radiomics" in k for k in K.values(rep4))
+    assert M.roc_display(pred, None).models == [RADIOMICS, DLRC]
     assert M.best_model_note(None) is None
-    assert "deep learning switched off" in M.table2_caption(None) and "best DL model" in M.table2_caption("ResNet50_2D")
+    assert "deep learning switched off" in CMP.table2_caption(None) and "best DL model" in CMP.table2_caption("ResNet50_2D")
     assert model_columns(None, available=pred.columns) == {"Radiomics": "prob_radiomics", "DLRC": "prob_dlrc"}
     assert switched_off_results()["deep_learning"] == "off" and switched_off_results()["best_model"] is None
 
@@ -183,7 +186,7 @@ def _view(tmp_path: Path, source: str, reproduced: dict) -> C.RunView:
 
 
 def test_paper_tables_of_a_study_without_an_external_cohort(tmp_path, no_external):
-    reproduced = CT.table1_reproduce(CT.compute_table1(no_external))
+    reproduced = K.values(CT.table1_rows(CT.compute_table1(no_external)))
     view = _view(tmp_path, "manifest", reproduced)
     assert list(run_cohorts(view)) == ["train", "internal"]
     for table in paper_tables(view):

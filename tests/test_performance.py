@@ -5,7 +5,8 @@ import pytest
 from featuredata import make_study
 
 from dlrc_lib import stats
-from dlrc_lib.evaluation.performance import evaluate_score, format_table, reproduce_values  # noqa: E402
+from dlrc_lib.evaluation.performance import evaluate_score, format_table, performance_rows  # noqa: E402
+from dlrc_lib.study import keys as K  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -52,7 +53,7 @@ def test_missing_scores_are_counted(scored):
 def test_reproduce_keys_and_format(scored):
     study, score = scored
     perf = evaluate_score(score, study)
-    rep = reproduce_values(perf, "table2", "radiomics")
+    rep = K.values(performance_rows(perf, "table2", "radiomics"))
     assert set(rep) >= {"table2.train.radiomics.auc", "table2.external.radiomics.npv"}
     assert len(rep["table2.internal.radiomics.auc"]) == 3
     t = format_table(perf)

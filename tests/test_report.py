@@ -7,6 +7,7 @@ import pandas as pd
 
 from dlrc_lib.core.config import Params
 from dlrc_lib.run.artifacts import Artifacts
+from dlrc_lib.study import keys as K
 from dlrc_lib.reporting.index_page import write_index
 from dlrc_lib.reporting.report import (Missing, as_number, compare_with_paper, flatten_published, load_discrepancies,
                                      load_published, number_or_none)
@@ -48,7 +49,7 @@ def test_index_page_links_artifacts(tmp_path, monkeypatch):
     fig, ax = plt.subplots()
     ax.plot([0, 1], [0, 1])
     art.figure("demo_fig", fig)
-    art.reproduce({"table2.train.radiomics.auc": [0.74, 0.69, 0.78]})
+    art.reproduce([K.row("table2", [0.74, 0.69, 0.78], cohort="train", model="radiomics", metric="auc")])
     art.warn("weights: seeded random initialisation")
     (tmp_path / "run.json").write_text(json.dumps({"status": "ok", "warnings": {"03_radiomics": ["w"]}}))
     page = write_index(tmp_path, Params()).read_text()
@@ -78,7 +79,7 @@ def test_paper_inconsistency_shows_both_values(tmp_path, monkeypatch):
     assert not_run.loc[key, "published"] == "0.524 (table) / 0.542 (text)"
     assert not_run.loc[key, "difference"] == ""
     monkeypatch.chdir(ROOT)
-    Artifacts(tmp_path, notebook="05_dlrc").reproduce({key: 0.6})
+    Artifacts(tmp_path, notebook="05_dlrc").reproduce([K.Row(K.parse(key), 0.6)])
     (tmp_path / "run.json").write_text('{"run_name": "t", "status": "ok", "params": {"study": {"source": "twin"}}}')
     page = write_index(tmp_path, Params()).read_text(encoding="utf-8")
     assert "The paper is inconsistent" in page and "0.524 (table) / 0.542 (text)" in page

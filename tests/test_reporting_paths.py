@@ -11,6 +11,7 @@ import pytest
 
 from dlrc_lib.core.errors import DlrcError
 from dlrc_lib.run import paths as P
+from dlrc_lib.study import keys as K
 
 PARAMS_CELL = '''run_dir: str = "reports/quick"  # run
 seed: int = 20240601  # seed
@@ -83,7 +84,7 @@ def test_exploring_writes_nothing(checkout):
     df = pd.DataFrame({"a": [1.0, 2.0]})
     art.table("t", df)
     art.results(x=1)
-    art.reproduce({"table2.x": 1.0})
+    art.reproduce([K.row("table2", 1.0, cohort="train", model="DLRC", metric="acc")])
     art.save_frame("predictions", df)
     import matplotlib.pyplot as plt
 

@@ -13,8 +13,9 @@ from dlrc_lib.study.schema import COHORTS
 from dlrc_lib.core.errors import DlrcError
 from dlrc_lib.evaluation.sra import (
     diagnostic_table, metrics_row, format_table5, mcnemar_table, mcnemar_test, sra_predict,
-    table2_sra_reproduce, table5_reproduce,
+    table2_sra_rows, table5_rows,
 )
+from dlrc_lib.study import keys as K
 from tests.eval_data import make_predictions
 
 PUBLISHED = yaml.safe_load(Path("params/published_values.yaml").read_text())
@@ -81,7 +82,7 @@ def test_table5_from_published_counts_gives_printed_values():
     implied = PUBLISHED["implied_confusion"]
     long = counts_table({m: {c: {s: v for s, v in implied[m][c].items() if s != "all"} for c in implied[m]}
                          for m in implied})
-    rep = table5_reproduce(long)
+    rep = K.values(table5_rows(long))
     expected = {f"table5.{sub}.{coh}.{model}.{k}": v
                 for sub, cohs in PUBLISHED["table5"].items() for coh, models in cohs.items()
                 for model, vals in models.items() for k, v in vals.items()}
@@ -101,7 +102,7 @@ def test_table2_sra_from_published_counts():
     long = counts_table({"SRA": {c: {"all": implied["SRA"][c]["all"]} for c in implied["SRA"]}}, models=["SRA"])
     expected = {f"table2.{c}.SRA.{k}": v for c in ("train", "internal", "external")
                 for k, v in PUBLISHED["table2"][c]["SRA"].items()}
-    assert table2_sra_reproduce(long) == expected
+    assert K.values(table2_sra_rows(long)) == expected
 
 
 def test_diagnostic_table_subgroups_partition_patients():
@@ -166,8 +167,8 @@ def test_sra_on_clinical_twin_equals_paper():
     df = build_clinical_table(params).set_index("patient_id")
     df["SRA"] = sra_predict(df, params.sra)
     assert (df["c_lnm"] == (df["lnsd_mm"] >= params.sra.subgroup_mm)).all()
-    rep = table2_sra_reproduce(diagnostic_table(df, {"SRA": "SRA"}))
-    rep.update(table5_reproduce(diagnostic_table(df, {"SRA": "SRA"}, subgroup_mm=params.sra.subgroup_mm)))
+    rep = K.values(table2_sra_rows(diagnostic_table(df, {"SRA": "SRA"})))
+    rep.update(K.values(table5_rows(diagnostic_table(df, {"SRA": "SRA"}, subgroup_mm=params.sra.subgroup_mm))))
     expected = {f"table2.{c}.SRA.{k}": v for c in ("train", "internal", "external")
                 for k, v in PUBLISHED["table2"][c]["SRA"].items()}
     expected.update({f"table5.{sub}.{coh}.SRA.{k}": v for sub, cohs in PUBLISHED["table5"].items()

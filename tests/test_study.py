@@ -17,6 +17,7 @@ from dlrc_lib.study.manifest import load_study, split_cohorts
 from dlrc_lib.twin.prepare import prepare_study
 from dlrc_lib.study.validate import validate_manifest
 from dlrc_lib.twin import generate_study
+from dlrc_lib.study import keys as K
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -252,7 +253,7 @@ def test_views(study):
     assert len(ids) == 3 and df.set_index("patient_id").loc[ids[:2], "lnm"].tolist() == [0, 1]
     fig = plot_sequences(df, ids, readers=("mask", "mask_r2"))
     assert len(fig.axes) == 9
-    pc = published_counts(df)
+    pc = K.values(published_counts(df))
     assert sum(pc[f"table1.n.{k}"][0] + pc[f"table1.n.{k}"][1] for k in ("train", "internal", "external")) == len(df)
 
 

@@ -142,27 +142,34 @@ class HarmonisationParams(Section):
 
 
 class SelectionParams(Section):
-    """Training-cohort feature selection -> score (shared by radiomics and deep features)."""
+    """Training-cohort feature selection -> score (shared by radiomics and deep features: notebooks
+    03 and 04 apply every key the same way)."""
 
     mw_p: float = Field(0.01, gt=0, le=1)  # Mann-Whitney U p-value threshold
     spearman_r: float = Field(0.8, gt=0, le=1)  # prune pairs with |rho| above this
     lasso_folds: int = Field(10, ge=2)  # stratified CV folds for LASSO
     lasso_rule: Literal["1se", "min"] = "1se"
-    max_features_lasso: Optional[int] = None  # cap on LASSO survivors before stepwise AIC
+    # cap on LASSO survivors before stepwise AIC (None: no cap, the paper's), applied wherever LASSO
+    # selects: the radiomics features (notebook 03) and every DL model's features (notebook 04).
+    # A small cohort needs it: with a few dozen training patients more survivors separate LNM perfectly
+    max_features_lasso: Optional[int] = Field(None, ge=1)
     # stepAIC direction: backward (the paper's) | both (dropped terms may re-enter)
     stepwise_direction: Literal["backward", "both"] = "backward"
 
 
 # ----------------------------------------------------------------------------- deep
+#: The ResNet depths of the deep-learning models.
+DL_ARCHS = ("ResNet50", "ResNet101", "ResNet152")
+#: The paper's six deep-learning models (2a-2f), named ``<arch>_<2D|3D>``, in its order.
+DL_MODELS = tuple(f"{a}_{d}" for d in ("3D", "2D") for a in DL_ARCHS)
+#: The paper's best deep-learning model (the one its Tables 2 and 4 report).
+PAPER_BEST_DL = "ResNet152_2D"
+
+
 class DeepParams(Section):
     """Frozen ResNet feature extractors (see dlrc_lib.features.deep) and the choice of the best DL model."""
 
-    models: list[str] = Field(
-        default_factory=lambda: [
-            "ResNet50_3D", "ResNet101_3D", "ResNet152_3D",
-            "ResNet50_2D", "ResNet101_2D", "ResNet152_2D",
-        ]
-    )  # <arch>_<2D|3D>, arch in ResNet50/101/152
+    models: list[str] = Field(default_factory=lambda: list(DL_MODELS))  # <arch>_<2D|3D>, arch in ResNet50/101/152
     weights: str = "auto"  # auto | imagenet | random | <state_dict file or folder>
     device: str = "auto"  # auto (CUDA when present) | cpu | cuda
     input_size: int = Field(224, ge=32)  # 2D network input (pixels)
@@ -185,7 +192,7 @@ class DeepParams(Section):
     def _check(self) -> "DeepParams":
         for name in self.models:
             arch, _, dim = name.partition("_")
-            if arch not in ("ResNet50", "ResNet101", "ResNet152") or dim not in ("2D", "3D"):
+            if arch not in DL_ARCHS or dim not in ("2D", "3D"):
                 raise ValueError(f"unknown model {name!r} (ResNet50|ResNet101|ResNet152 _ 2D|3D)")
         lo, hi = self.clip_percentiles
         if not 0 <= lo < hi <= 100:

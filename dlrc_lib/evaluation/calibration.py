@@ -32,6 +32,7 @@ from dlrc_lib.core.errors import DlrcError
 from dlrc_lib.core.figures import GgplotDisplay
 from dlrc_lib.core.progress import progress_bar as tqdm
 from dlrc_lib.evaluation.sra import COHORT_LABELS, COHORTS
+from dlrc_lib.study import keys as K
 from dlrc_lib.study.schema import PROB_COLUMNS
 
 #: Default DLRC terms when the model's terms are not given.
@@ -100,12 +101,12 @@ def calibration_table(predictions: pd.DataFrame, models: dict[str, str], groups:
     return pd.DataFrame(rows)
 
 
-def hosmer_lemeshow_reproduce(table: pd.DataFrame, model: str = "DLRC") -> dict[str, float | str | None]:
-    """``{"calibration_hosmer_lemeshow_p.<cohort>": p}`` for ``model`` (p as the paper prints
-    it: 3 decimals or "<0.001")."""
-    fmt = stats.format_p
+def hosmer_lemeshow_rows(table: pd.DataFrame, model: str = "DLRC") -> list[K.Row]:
+    """``calibration_hosmer_lemeshow_p.<cohort>``: ``model``'s p as the paper prints it (3
+    decimals or "<0.001")."""
     sel = table[table["model"] == model]
-    return {f"calibration_hosmer_lemeshow_p.{r['cohort']}": fmt(r["hl_p"]) for _, r in sel.iterrows()}
+    return [K.row("calibration_hosmer_lemeshow_p", stats.format_p(r["hl_p"]), cohort=r["cohort"])
+            for _, r in sel.iterrows()]
 
 
 def grouped_calibration(predictions: pd.DataFrame, models: dict[str, str], groups: int = 10) -> pd.DataFrame:

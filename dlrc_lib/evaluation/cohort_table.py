@@ -22,6 +22,7 @@ import pandas as pd
 
 from dlrc_lib import stats
 from dlrc_lib.core.errors import DlrcError
+from dlrc_lib.study import keys as K
 from dlrc_lib.study.schema import (
     CLINICAL_VARIABLES,
     COHORT_LABELS,
@@ -202,14 +203,12 @@ def lnm_rate_table(study: pd.DataFrame, result: Table1 | None = None) -> pd.Data
     return pd.DataFrame(rows)
 
 
-def table1_reproduce(result: Table1) -> dict[str, Any]:
-    """Reproduced Table 1 numbers keyed by their dotted path in published_values.yaml
-    (counts as [neg, pos], medians as [median, Q1, Q3] to the printed decimal, p-values to
-    3 decimals or "<0.001")."""
-    out: dict[str, Any] = {}
-    for c in COHORTS:
-        out[f"table1.n.{c}"] = list(result.n[c])
-    out["table1.lnm_rate_p"] = stats.format_p(result.lnm_rate.pvalue)
+def table1_rows(result: Table1) -> list[K.Row]:
+    """Reproduced Table 1 numbers (rows keyed by their dotted path in published_values.yaml):
+    counts as [neg, pos], medians as [median, Q1, Q3] to the printed decimal, p-values to
+    3 decimals or "<0.001"."""
+    out = [K.row("table1", list(result.n[c]), cohort=c) for c in COHORTS]
+    out.append(K.row("table1", stats.format_p(result.lnm_rate.pvalue)))
     tests = result.tests.set_index(["variable", "cohort"])
     for col, _, kind, _levels in VARIABLES:
         for c in COHORTS:
@@ -218,12 +217,13 @@ def table1_reproduce(result: Table1) -> dict[str, Any]:
                 q = result.continuous[(result.continuous["variable"] == col) & (result.continuous["cohort"] == c)]
                 for g in ("neg", "pos"):
                     r = q[q["group"] == g].iloc[0]
-                    out[f"table1.{col}.{c}.{g}"] = [round(float(r[k]), 1) for k in ("median", "q1", "q3")]
-                out[f"table1.{col}.{c}.p"] = p
+                    out.append(K.row("table1", [round(float(r[k]), 1) for k in ("median", "q1", "q3")],
+                                     variable=col, cohort=c, group=g))
+                out.append(K.row("table1", p, variable=col, cohort=c, group="p"))
             else:
-                out[f"table1.categorical.{col}.p.{c}"] = p
+                out.append(K.row("table1", p, variable=col, cohort=c))
     for r in result.categorical.itertuples(index=False):
-        out[f"table1.categorical.{r.variable}.levels.{r.level}.{r.cohort}"] = [int(r.neg), int(r.pos)]
+        out.append(K.row("table1", [int(r.neg), int(r.pos)], variable=r.variable, level=r.level, cohort=r.cohort))
     return out
 
 

@@ -6,8 +6,8 @@ specificity, PPV and NPV at one cut-off. The cut-off maximises the Youden index
 (sensitivity + specificity − 1) **in the training cohort** and is then applied unchanged
 to the validation cohorts, so validation numbers are honest out-of-sample estimates.
 
-:func:`evaluate_score` computes those rows; :func:`reproduce_values` turns them into the
-``{dotted path: value}`` dict that ``Artifacts.reproduce`` records against
+:func:`evaluate_score` computes those rows; :func:`performance_rows` turns them into the
+reproduced values (:mod:`dlrc_lib.study.keys` rows) that ``Artifacts.reproduce`` records against
 ``published_values.yaml``. Both work with a score on any monotone scale (a linear
 predictor or a probability): the AUC and the classification at a cut-off found on the
 same scale do not change under a monotone transformation.
@@ -22,10 +22,11 @@ import pandas as pd
 
 from dlrc_lib import stats
 from dlrc_lib.core.errors import DlrcError
+from dlrc_lib.study import keys as K
 from dlrc_lib.study.manifest import by_patient
 from dlrc_lib.study.schema import COHORT_LABELS, COHORTS
 
-__all__ = ["evaluate_score", "metrics_at_cutoff", "reproduce_values", "format_table"]
+__all__ = ["evaluate_score", "metrics_at_cutoff", "performance_rows", "format_table"]
 
 _METRICS = ("acc", "sen", "spe", "ppv", "npv")
 
@@ -109,14 +110,14 @@ def evaluate_score(score: pd.Series, study: pd.DataFrame, cutoff_from: Union[str
     return pd.DataFrame(rows)
 
 
-def reproduce_values(perf: pd.DataFrame, table: str = "table2", model: str = "radiomics") -> dict[str, Any]:
-    """``{"table2.train.radiomics.auc": [auc, lo, hi], "...acc": 69.4, ...}`` for ``Artifacts.reproduce``."""
-    out: dict[str, Any] = {}
+def performance_rows(perf: pd.DataFrame, table: str = "table2", model: str = "radiomics") -> list[K.Row]:
+    """The reproduced values of :func:`evaluate_score`'s rows: ``table2.<cohort>.<model>.auc``
+    ``[auc, lo, hi]`` and ``.acc`` ... ``.npv`` in percent, for ``Artifacts.reproduce``."""
+    out: list[K.Row] = []
     for _, r in perf.iterrows():
-        base = f"{table}.{r['cohort']}.{model}"
-        out[f"{base}.auc"] = [r["auc"], r["auc_lower"], r["auc_upper"]]
-        for k in _METRICS:
-            out[f"{base}.{k}"] = r[k]
+        out.append(K.row(table, [r["auc"], r["auc_lower"], r["auc_upper"]], cohort=r["cohort"], model=model,
+                         metric="auc"))
+        out += [K.row(table, r[k], cohort=r["cohort"], model=model, metric=k) for k in _METRICS]
     return out
 
 

@@ -9,8 +9,8 @@ node on CE-T1WI: a patient is called node-positive (LNM) when
 
 This module applies that rule (:func:`sra_predict`), tabulates SRA and DLRC per cohort and
 in the LNSD < 10 mm / >= 10 mm subgroups (:func:`diagnostic_table`, :func:`format_table5`),
-produces the values keyed as in ``published_values.yaml`` (:func:`table5_reproduce`,
-:func:`table2_sra_reproduce`), and tests DLRC against SRA with McNemar's test on the paired
+produces the values keyed as in ``published_values.yaml`` (:func:`table5_rows`,
+:func:`table2_sra_rows`), and tests DLRC against SRA with McNemar's test on the paired
 calls (:func:`mcnemar_test`, :func:`mcnemar_table`).
 """
 from __future__ import annotations
@@ -23,6 +23,7 @@ from scipy import stats as sps
 
 from dlrc_lib import stats
 from dlrc_lib.core.errors import DlrcError
+from dlrc_lib.study import keys as K
 from dlrc_lib.study.schema import COHORT_LABELS, COHORTS
 
 #: Measures of Tables 2 and 5 and the counts behind each ratio: (numerator, denominator).
@@ -129,9 +130,9 @@ def diagnostic_table(df: pd.DataFrame, calls: dict[str, str], *, subgroup_mm: fl
     else:
         _require(df, ["lnsd_mm"], "diagnostic table")
         sd = np.round(_check_finite(df, "lnsd_mm", "diagnostic table"), _EPS_DIGITS)
-        g = f"{subgroup_mm:g}"
-        groups.append((f"lnsd_below_{g}mm", pd.Series(sd < subgroup_mm, index=df.index)))
-        groups.append((f"lnsd_{g}mm_or_more", pd.Series(sd >= subgroup_mm, index=df.index)))
+        below, above = K.subgroups(subgroup_mm)
+        groups.append((below, pd.Series(sd < subgroup_mm, index=df.index)))
+        groups.append((above, pd.Series(sd >= subgroup_mm, index=df.index)))
     unknown = sorted(set(df[cohort]) - set(COHORTS))
     if unknown:
         raise DlrcError(f"diagnostic table, column {cohort}: unknown cohort(s) {unknown}")
@@ -201,19 +202,18 @@ def _pct(value: float) -> float | None:
     return None if value is None or not np.isfinite(value) else round(float(value), 1)
 
 
-def table5_reproduce(long: pd.DataFrame) -> dict[str, float | None]:
-    """``{"table5.<subgroup>.<cohort>.<model>.<measure>": percent}``; 0/0 -> ``None`` (YAML null)."""
-    out: dict[str, float | None] = {}
-    for _, r in long[long["subgroup"] != "all"].iterrows():
-        for key in MEASURES:
-            out[f"table5.{r['subgroup']}.{r['cohort']}.{r['model']}.{key}"] = _pct(r[key])
-    return out
+def table5_rows(long: pd.DataFrame) -> list[K.Row]:
+    """Table 5's reproduced values, ``table5.<subgroup>.<cohort>.<model>.<measure>``: percent;
+    0/0 -> ``None`` (YAML null)."""
+    return [K.row("table5", _pct(r[m]), subgroup=r["subgroup"], cohort=r["cohort"], model=r["model"], metric=m)
+            for _, r in long[long["subgroup"] != "all"].iterrows() for m in MEASURES]
 
 
-def table2_sra_reproduce(long: pd.DataFrame, model: str = "SRA") -> dict[str, float | None]:
-    """``{"table2.<cohort>.SRA.<measure>": percent}`` from the ``all`` rows."""
+def table2_sra_rows(long: pd.DataFrame, model: str = "SRA") -> list[K.Row]:
+    """Table 2's SRA values, ``table2.<cohort>.SRA.<measure>``: percent, from the ``all`` rows."""
     sel = long[(long["subgroup"] == "all") & (long["model"] == model)]
-    return {f"table2.{r['cohort']}.{model}.{key}": _pct(r[key]) for _, r in sel.iterrows() for key in MEASURES}
+    return [K.row("table2", _pct(r[m]), cohort=r["cohort"], model=model, metric=m)
+            for _, r in sel.iterrows() for m in MEASURES]
 
 
 # --------------------------------------------------------------------------- McNemar

@@ -45,12 +45,14 @@ import numpy as np
 import pandas as pd
 import yaml
 
+from dlrc_lib.core.config import PAPER_BEST_DL
 from dlrc_lib.core.errors import DlrcError
 from dlrc_lib.core.io import atomic_write_text
 from dlrc_lib.core.resources import data_root, packaged
 from dlrc_lib.evaluation.decision_curve import true_runs
 from dlrc_lib.reporting import evidence as E
 from dlrc_lib.reporting.report import Missing, as_number, flatten_published
+from dlrc_lib.study import keys as K
 from dlrc_lib.study.schema import COHORT_LABELS, COHORTS, PROB_COLUMNS, split_feature_name
 
 HOLDS, FAILS, NOT_TESTABLE, INPUT, CALIBRATED = "holds", "fails", "not testable here", "input", "calibrated"
@@ -213,7 +215,7 @@ class RunView:
         """Patients and events of a cohort of this run (predictions, else Table 1 counts)."""
         if not cohort:
             return None
-        return E.cohort_of(self.predictions, cohort, self.reproduced.get(f"table1.n.{cohort}"))
+        return E.cohort_of(self.predictions, cohort, self.reproduced.get(K.key("table1", cohort=cohort)))
 
 
 def _weights_problem(results: dict[str, dict], run: dict) -> str | None:
@@ -296,7 +298,7 @@ def load_run(run_dir: str | Path, published_file: str | Path | None = None, sett
 
 # ----------------------------------------------------------------------------- values
 def _run_vars(view: RunView) -> dict[str, str]:
-    out = {"paper_best_dl": str(view.settings.get("paper_best_dl", "ResNet152_2D"))}
+    out = {"paper_best_dl": str(view.settings.get("paper_best_dl", PAPER_BEST_DL))}
     if view.best_dl:
         out["best_dl"] = view.best_dl
     return out
@@ -428,7 +430,7 @@ def _significant(p: Any, alpha: float) -> bool:
 
 def _prob_column(key: str, view: RunView) -> str | None:
     """The predictions column of the model in a ``table2.<cohort>.<model>.auc`` key."""
-    model = key.split(".")[2] if key.count(".") >= 3 else ""
+    model = (K.parse(key).model or "") if K.is_key(key) else ""
     if model.lower() in ("radiomics", "dlrc"):
         return PROB_COLUMNS[model.lower()]
     return PROB_COLUMNS["dl"] if model and model == view.best_dl else None
@@ -520,10 +522,9 @@ def rule_highest(c: dict, view: RunView) -> Outcome:
 def rule_auc_order(c: dict, view: RunView) -> Outcome:
     pubs, reps, notes, ok = [], [], [], True
     for coh in COHORTS:
-        pa, pb = (as_number(resolve(f"table3.{coh}.{m}.auc", view, "published", c["id"])[0])
-                  for m in (c["first"], c["second"]))
-        ra, rb = (as_number(resolve(f"table3.{coh}.{m}.auc", view, "reproduced", c["id"])[0])
-                  for m in (c["first"], c["second"]))
+        aucs = {m: K.key("table3", cohort=coh, model=m, metric="auc") for m in (c["first"], c["second"])}
+        pa, pb = (as_number(resolve(k, view, "published", c["id"])[0]) for k in aucs.values())
+        ra, rb = (as_number(resolve(k, view, "reproduced", c["id"])[0]) for k in aucs.values())
         same = (pa > pb) == (ra > rb)
         ok &= same
         pubs.append(f"{coh} {pa:.3f} {'>' if pa > pb else '<'} {pb:.3f}")
@@ -588,7 +589,7 @@ def _denominator(c: dict, view: RunView) -> int:
 
 def _call_column(key: str) -> str:
     """``table2.train.DLRC.sen`` / ``table5.lnsd_below_10mm.train.SRA.sen`` -> ``DLRC`` / ``SRA``."""
-    return key.split(".")[-2]
+    return str(K.parse(key).model)
 
 
 def _judged_difference(c: dict, view: RunView) -> E.Judgement:

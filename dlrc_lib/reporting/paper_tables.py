@@ -13,8 +13,10 @@ import html
 from dataclasses import dataclass, field
 from typing import Any
 
+from dlrc_lib.core.config import PAPER_BEST_DL
 from dlrc_lib.reporting.claims import CALIBRATED, COHORT, INPUT, Missing, RunView, as_number, published_roles
-from dlrc_lib.study.schema import COHORT_LABELS, LEVEL_LABELS
+from dlrc_lib.study import keys as K
+from dlrc_lib.study.schema import COHORT_LABELS, DLRC, LEVEL_LABELS, RADIOMICS, SRA
 
 METRICS = ("acc", "sen", "spe", "ppv", "npv")
 TABLE1_VARIABLES = (("parity", "Parity"), ("menopause", "Menopause"), ("family_history", "Family history"),
@@ -98,7 +100,7 @@ def run_cohorts(view: RunView) -> dict[str, str]:
     external cohort gets no external columns; all three when the counts are not there."""
     have = {}
     for c, label in COHORT_LABELS.items():
-        n = view.reproduced.get(f"table1.n.{c}")
+        n = view.reproduced.get(K.key("table1", cohort=c))
         if isinstance(n, list) and sum(v for v in n if isinstance(v, (int, float))):
             have[c] = label
     return have or dict(COHORT_LABELS)
@@ -163,28 +165,30 @@ def table1(b: _Builder) -> SideTable:
     blank = Cell("", "")
     cells = []
     for c in b.cohorts:
-        cells += [b.cell(f"table1.n.{c}", f"table1.n.{c}", "count", 0),
-                  b.cell(f"table1.n.{c}", f"table1.n.{c}", "count", 1), blank]
-    cells[-1] = b.cell("table1.lnm_rate_p", "table1.lnm_rate_p", "p")
+        n = K.key("table1", cohort=c)
+        cells += [b.cell(n, n, "count", 0), b.cell(n, n, "count", 1), blank]
+    rate = K.key("table1")
+    cells[-1] = b.cell(rate, rate, "p")
     t.rows.append(Row("N (p: LNM rate across cohorts)", cells))
     for var, label in (("age", "Age, median [Q1; Q3]"), ("age_at_menopause", "Age at menopause")):
         cells = []
         for c in b.cohorts:
-            cells += [b.cell(f"table1.{var}.{c}.neg", f"table1.{var}.{c}.neg", "quart"),
-                      b.cell(f"table1.{var}.{c}.pos", f"table1.{var}.{c}.pos", "quart"),
-                      b.cell(f"table1.{var}.{c}.p", f"table1.{var}.{c}.p", "p")]
+            for g, kind in (("neg", "quart"), ("pos", "quart"), ("p", "p")):
+                k = K.key("table1", variable=var, cohort=c, group=g)
+                cells.append(b.cell(k, k, kind))
         t.rows.append(Row(label, cells))
     for var, label in TABLE1_VARIABLES:
         head = []
         for c in b.cohorts:
-            head += [blank, blank, b.cell(f"table1.categorical.{var}.p.{c}", f"table1.categorical.{var}.p.{c}", "p")]
+            p = K.key("table1", variable=var, cohort=c)
+            head += [blank, blank, b.cell(p, p, "p")]
         t.rows.append(Row(label, head, heading=True))
-        levels = b.view.published.keys()
-        prefix = f"table1.categorical.{var}.levels."
-        for level in dict.fromkeys(k[len(prefix):].rsplit(".", 1)[0] for k in levels if k.startswith(prefix)):
+        published = [K.parse(k) for k in b.view.published if K.is_key(k)]
+        for level in dict.fromkeys(k.level for k in published
+                                   if k.table == "table1" and k.variable == var and k.level is not None):
             cells = []
             for c in b.cohorts:
-                key = f"{prefix}{level}.{c}"
+                key = K.key("table1", variable=var, level=level, cohort=c)
                 cells += [b.cell(key, key, "count", 0), b.cell(key, key, "count", 1), blank]
             t.rows.append(Row("  " + LEVEL_LABELS.get(level, level), cells))
     return t
@@ -194,19 +198,17 @@ def _perf_rows(b: _Builder, table: str, cohort: str, models: list[tuple[str, str
     rows = []
     for label, pmodel, rmodel in models:
         cells = []
-        pk = f"{table}.{cohort}.{pmodel}"
-        rk = f"{table}.{cohort}.{rmodel}" if rmodel else None
-        auc_key = f"{pk}.auc"
-        cells.append(b.cell(auc_key, f"{rk}.auc" if rk else None, "auc") if auc_key in b.view.published
-                     else Cell("/", "/"))
+        pk = {m: K.key(table, cohort=cohort, model=pmodel, metric=m) for m in ("auc", *METRICS)}
+        rk = {m: K.key(table, cohort=cohort, model=rmodel, metric=m) if rmodel else None for m in ("auc", *METRICS)}
+        cells.append(b.cell(pk["auc"], rk["auc"], "auc") if pk["auc"] in b.view.published else Cell("/", "/"))
         for m in METRICS:
-            cells.append(b.cell(f"{pk}.{m}", f"{rk}.{m}" if rk else None, "pct"))
+            cells.append(b.cell(pk[m], rk[m], "pct"))
         rows.append(Row(label, cells))
     return rows
 
 
 def table2(b: _Builder) -> SideTable:
-    paper_dl = str(b.view.settings.get("paper_best_dl", "ResNet152_2D"))
+    paper_dl = str(b.view.settings.get("paper_best_dl", PAPER_BEST_DL))
     best = b.view.best_dl
     dl_label = paper_dl if best in (None, paper_dl) else f"{paper_dl} (here: {best})"
     t = SideTable("table2", "Table 2. Performance of SRA, radiomics, the best DL model and DLRC",
@@ -224,22 +226,23 @@ def table3(b: _Builder) -> SideTable:
                   figures=["fig_dl_roc"])
     for c, label in b.cohorts.items():
         t.rows.append(Row(label, [Cell("", "")] * 6, heading=True))
-        models = dict.fromkeys(k.split(".")[2] for k in b.view.published if k.startswith(f"table3.{c}."))
+        published = [K.parse(k) for k in b.view.published if K.is_key(k)]
+        models = dict.fromkeys(k.model for k in published if k.table == "table3" and k.cohort == c)
         t.rows += _perf_rows(b, "table3", c, [(m, m, m) for m in models])
     return t
 
 
 def table4(b: _Builder) -> SideTable:
-    paper_dl = str(b.view.settings.get("paper_best_dl", "ResNet152_2D"))
+    paper_dl = str(b.view.settings.get("paper_best_dl", PAPER_BEST_DL))
     best = b.view.best_dl
     here = "" if best in (None, paper_dl) else f" (here: {best})"
     t = SideTable("table4", "Table 4. Paired DeLong p-values between the models' AUCs", list(b.cohorts.values()),
                   figures=["fig3_nomogram"])
-    for label, ppair, rpair in (("DLRC vs Radiomics", "DLRC_vs_radiomics", "DLRC_vs_radiomics"),
-                                (f"DLRC vs {paper_dl}{here}", f"DLRC_vs_{paper_dl}", f"DLRC_vs_{best}" if best else None),
-                                (f"Radiomics vs {paper_dl}{here}", f"radiomics_vs_{paper_dl}",
-                                 f"radiomics_vs_{best}" if best else None)):
-        t.rows.append(Row(label, [b.cell(f"table4.{ppair}.{c}", f"table4.{rpair}.{c}" if rpair else None, "p")
+    for label, first, pother, rother in (("DLRC vs Radiomics", DLRC, RADIOMICS, RADIOMICS),
+                                         (f"DLRC vs {paper_dl}{here}", DLRC, paper_dl, best),
+                                         (f"Radiomics vs {paper_dl}{here}", RADIOMICS, paper_dl, best)):
+        t.rows.append(Row(label, [b.cell(K.key("table4", model=first, other=pother, cohort=c),
+                                         K.key("table4", model=first, other=rother, cohort=c) if rother else None, "p")
                                   for c in b.cohorts]))
     return t
 
@@ -247,8 +250,8 @@ def table4(b: _Builder) -> SideTable:
 def calibration(b: _Builder) -> SideTable:
     t = SideTable("calibration", "Fig. 5. Hosmer–Lemeshow test of the DLRC model (p)", list(b.cohorts.values()),
                   figures=["fig5_calibration"])
-    t.rows.append(Row("DLRC", [b.cell(f"calibration_hosmer_lemeshow_p.{c}", f"calibration_hosmer_lemeshow_p.{c}", "p")
-                               for c in b.cohorts]))
+    hl = {c: K.key("calibration_hosmer_lemeshow_p", cohort=c) for c in b.cohorts}
+    t.rows.append(Row("DLRC", [b.cell(hl[c], hl[c], "p") for c in b.cohorts]))
     return t
 
 
@@ -267,9 +270,9 @@ def table5(b: _Builder) -> SideTable:
     for sub, label in (("lnsd_below_10mm", "LNSD < 10 mm"), ("lnsd_10mm_or_more", "LNSD ≥ 10 mm")):
         t.rows.append(Row(label, [Cell("", "")] * 5, heading=True))
         for c, clabel in b.cohorts.items():
-            for model in ("DLRC", "SRA"):
-                key = f"table5.{sub}.{c}.{model}"
-                t.rows.append(Row(f"{clabel}: {model}", [b.cell(f"{key}.{m}", f"{key}.{m}", "pct") for m in METRICS]))
+            for model in (DLRC, SRA):
+                keys = [K.key("table5", subgroup=sub, cohort=c, model=model, metric=m) for m in METRICS]
+                t.rows.append(Row(f"{clabel}: {model}", [b.cell(k, k, "pct") for k in keys]))
     return t
 
 

@@ -10,8 +10,10 @@ from typing import Any
 import pandas as pd
 import yaml
 
+from dlrc_lib.study import keys as K
+
 # Sections of published_values.yaml that hold the paper's reported numbers.
-COMPARED_SECTIONS = ("table1", "table2", "table3", "table4", "table5", "calibration_hosmer_lemeshow_p")
+COMPARED_SECTIONS = K.PAPER_TABLES
 
 
 def flatten_published(values: dict, prefix: str = "") -> dict[str, Any]:

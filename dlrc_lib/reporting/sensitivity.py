@@ -17,12 +17,14 @@ import numpy as np
 import pandas as pd
 
 from dlrc_lib.core import theme as T
+from dlrc_lib.core.config import PAPER_BEST_DL
 from dlrc_lib.core.figures import GgplotDisplay
 from dlrc_lib.study.schema import COHORT_LABELS as _LABELS
+from dlrc_lib.study.schema import DLRC, RADIOMICS
 
 COHORT_LABELS = {c: label.lower() for c, label in _LABELS.items()}
 ROLE_LABELS = {"radiomics": "radiomics", "dl": "best DL", "dlrc": "DLRC"}
-PUBLISHED_MODEL = {"radiomics": "radiomics", "dl": "ResNet152_2D", "dlrc": "DLRC"}
+PUBLISHED_MODEL = {"radiomics": RADIOMICS, "dl": PAPER_BEST_DL, "dlrc": DLRC}
 
 
 def load_sweep(sweep_dir: str | Path) -> tuple[pd.DataFrame, dict[str, Any]]:

@@ -29,6 +29,7 @@ import pandas as pd
 from dlrc_lib.core.errors import DlrcError
 from dlrc_lib.core.figures import is_ggplot, png_bytes, render, save_figure
 from dlrc_lib.core.io import atomic_write_text, dumps, jsonable, public_mode
+from dlrc_lib.study import keys as K
 from dlrc_lib.run.layout import FRAME_PRODUCERS, MissingInput, run_command
 
 
@@ -38,7 +39,7 @@ class Artifacts:
     >>> art = Artifacts("reports/quick", notebook="03_radiomics")
     >>> art.table("table2_radiomics", df)          # tables/table2_radiomics.{csv,md,html}
     >>> art.figure("fig4_roc", plot)                # figures/fig4_roc.{png,pdf}
-    >>> art.reproduce({"table2.train.radiomics.auc": [0.73, 0.69, 0.78]})
+    >>> art.reproduce([K.row("table2", [0.73, 0.69, 0.78], cohort="train", model="radiomics", metric="auc")])
     >>> art.save_frame("rad_score", scores)         # data/rad_score.parquet
     """
 
@@ -162,13 +163,14 @@ class Artifacts:
         self._put_text(path, dumps(current))
         return current
 
-    def reproduce(self, values: dict[str, Any]) -> None:
+    def reproduce(self, rows: Iterable[K.Row]) -> None:
         """Record reproduced numbers keyed by their dotted path in published_values.yaml.
 
-        E.g. ``{"table2.train.DLRC.auc": [0.80, 0.76, 0.85], "table2.train.DLRC.acc": 78.0}``;
-        the report page shows them beside the published values.
+        ``rows``: :class:`dlrc_lib.study.keys.Row` s, e.g. ``K.row("table2", 78.0, cohort="train",
+        model="DLRC", metric="acc")``, recorded as ``{"table2.train.DLRC.acc": 78.0}``; the report
+        page shows them beside the published values.
         """
-        self._merge_into("reproduced", values)
+        self._merge_into("reproduced", K.values(rows))
 
     def provenance(self, **values: Any) -> dict:
         """Record how this run went (seconds, cache hits, workers) under ``provenance``.

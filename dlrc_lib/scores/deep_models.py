@@ -18,11 +18,12 @@ import pandas as pd
 
 from dlrc_lib.core.errors import DlrcError
 from dlrc_lib.core.progress import progress_bar as tqdm
-from dlrc_lib.evaluation.performance import evaluate_score, format_table, reproduce_values
+from dlrc_lib.evaluation.performance import evaluate_score, format_table, performance_rows
 from dlrc_lib.evaluation.roc import RocDisplay
 from dlrc_lib.features.deep.networks import MODEL_NAMES, WeightsInfo, parse_model_name
 from dlrc_lib.features.reproducibility import icc_table as reproducibility_icc_table
 from dlrc_lib.scores.pipeline import EmptySelectionError, FeatureScore
+from dlrc_lib.study import keys as K
 from dlrc_lib.study.schema import COHORT_LABELS, COHORTS
 
 RULES = {
@@ -246,11 +247,11 @@ def format_table3(perf: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
-def reproduce_table3(perf: pd.DataFrame) -> dict[str, Any]:
-    """``{"table3.<cohort>.<model>.auc": [est, lo, hi], "...acc": pct, ...}``."""
-    out: dict[str, Any] = {}
+def table3_rows(perf: pd.DataFrame) -> list[K.Row]:
+    """Table 3's reproduced values: ``table3.<cohort>.<model>.auc`` [est, lo, hi], ``.acc`` ... in percent."""
+    out: list[K.Row] = []
     for m, sub in perf[perf["n"] > 0].groupby("model", sort=False):
-        out.update(reproduce_values(sub, table="table3", model=str(m)))
+        out += performance_rows(sub, table="table3", model=str(m))
     return out
 
 

@@ -18,14 +18,14 @@ import yaml
 from dlrc_lib.core.config import PACKAGE_ROOT
 from dlrc_lib.core.errors import DlrcError
 from dlrc_lib.stats.samplesize import ValidationSampleSize, validation_sample_size
-from dlrc_lib.study.schema import COHORT_LABELS, COHORTS
+from dlrc_lib.study.schema import COHORT_LABELS, COHORTS, DLRC
 
 #: The published values that come with dlrc.
 PACKAGED_PUBLISHED = PACKAGE_ROOT / "params" / "published_values.yaml"
 #: The cohorts a model is validated in.
 VALIDATION_COHORTS = tuple(c for c in COHORTS if c != "train")
 #: The model whose C-statistic the paper reports per cohort (Table 2).
-PAPER_MODEL = "DLRC"
+PAPER_MODEL = DLRC
 
 
 @dataclass(frozen=True)

@@ -24,6 +24,9 @@ COHORT_LABELS = {"train": "Training", "internal": "Internal validation", "extern
 PANEL_LABELS = {c: f"{'abc'[i]}  {COHORT_LABELS[c]}" for i, c in enumerate(COHORTS)}
 #: Probability columns of the ``predictions`` frame (notebook 05 onwards), per model role.
 PROB_COLUMNS = {"radiomics": "prob_radiomics", "dl": "prob_dl", "dlrc": "prob_dlrc"}
+#: Model names as the paper (and published_values.yaml) spell them; a deep-learning model is
+#: named by its network (``ResNet152_2D``).
+RADIOMICS, DLRC, SRA = "radiomics", "DLRC", "SRA"
 
 # --------------------------------------------------------------------------- sequences
 #: MRI sequences, by the short name used in manifest columns and feature names.

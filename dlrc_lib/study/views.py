@@ -2,11 +2,11 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from dlrc_lib.study import keys as K
 from dlrc_lib.study.images import read_image, read_mask
 from dlrc_lib.study.manifest import by_patient
 from dlrc_lib.study.schema import COHORTS, SEQUENCES
@@ -142,16 +142,17 @@ def plot_sequences(study: pd.DataFrame, patient_ids: list[str], *, readers: tupl
     return fig
 
 
-def published_counts(study: pd.DataFrame) -> dict[str, Any]:
-    """The study's counts keyed like ``published_values.yaml`` (for ``Artifacts.reproduce``)."""
-    out: dict[str, Any] = {"study.included": int(len(study)), "study.scanners": int(study["scanner"].nunique())}
-    for centre, n in study["centre"].value_counts().sort_index().items():
-        out[f"study.centres.{centre}"] = int(n)
+def published_counts(study: pd.DataFrame) -> list[K.Row]:
+    """The study's counts as reproduced values keyed like ``published_values.yaml`` (for
+    ``Artifacts.reproduce``)."""
+    out = [K.row("study", int(len(study)), name="included"),
+           K.row("study", int(study["scanner"].nunique()), name="scanners")]
+    out += [K.row("study", int(n), centre=centre) for centre, n in study["centre"].value_counts().sort_index().items()]
     for cohort in COHORTS:
         y = study.loc[study["cohort"] == cohort, "lnm"]
-        out[f"table1.n.{cohort}"] = [int((y == 0).sum()), int((y == 1).sum())]
+        out.append(K.row("table1", [int((y == 0).sum()), int((y == 1).sum())], cohort=cohort))
     if "mask_r2_CET1" in study:
-        out["study.icc_cases"] = int(study["mask_r2_CET1"].notna().sum())
+        out.append(K.row("study", int(study["mask_r2_CET1"].notna().sum()), name="icc_cases"))
     return out
 
 

@@ -45,12 +45,13 @@ from typing import Callable
 import torch
 import torch.nn as nn
 
+from dlrc_lib.core.config import DL_ARCHS, DL_MODELS
 from dlrc_lib.core.errors import DlrcError
 from dlrc_lib.features.store import file_digest
 
-ARCHS = ("ResNet50", "ResNet101", "ResNet152")
+ARCHS = DL_ARCHS
 DIMS = ("2D", "3D")
-MODEL_NAMES = tuple(f"{a}_{d}" for d in ("3D", "2D") for a in ARCHS)  # the paper's order 2a-2f
+MODEL_NAMES = DL_MODELS  # the paper's order 2a-2f
 N_FEATURES = 2048
 DEPTH_KERNEL = 3  # depth of inflated k x k kernels (k > 1)
 
