@@ -127,3 +127,16 @@ def test_judgements_name_the_cohort_and_what_would_do():
     assert hl is not None and hl.too_small and "at least about 167 patients" in hl.reason
     assert E.judge_hosmer_lemeshow(None, E.Cohort(500, 150), 10) is None
     assert E.judge_hosmer_lemeshow(5.2, E.Cohort(500, 150), 10) is None
+
+
+def test_net_benefit_judgement_too_small_decided_and_identical_curves():
+    t = np.array([0.2, 0.3])
+    frame = lambda d, lo, hi: pd.DataFrame({"threshold": t, "difference": d, "lower": lo, "upper": hi})  # noqa: E731
+    cohort = E.Cohort(40, 12)
+    # spans zero everywhere: too small; the best threshold's half-width / difference = 0.04 / 0.02 -> 4x the cohort
+    j = E.judge_net_benefit({"Radiomics": frame([0.02, 0.01], [-0.02, -0.05], [0.06, 0.07])}, cohort, 500)
+    assert j is not None and j.too_small and "about 160 patients (~48 LNM)" in j.reason
+    # clearly below somewhere: decided by the curves
+    assert E.judge_net_benefit({"Radiomics": frame([-0.05, 0.01], [-0.08, -0.05], [-0.01, 0.07])}, cohort, 500) is None
+    # identical curves: an interval of width 0 is no uncertainty
+    assert E.judge_net_benefit({"Radiomics": frame([0.0, 0.0], [0.0, 0.0], [0.0, 0.0])}, cohort, 500) is None

@@ -253,12 +253,31 @@ def judge_net_benefit(intervals: dict[str, pd.DataFrame], cohort: Cohort | None,
     """Too small to tell where, for a comparator, the interval spans zero at every threshold and the
     model is nowhere clearly below it; ``None``: decide on the curves."""
     clearly_below = [n for n, f in intervals.items() if (f["upper"] < 0).any()]
-    undecided = [n for n, f in intervals.items() if ((f["lower"] <= 0) & (f["upper"] >= 0)).all()]
+    # an interval of width 0 at 0 (two identical curves) is no uncertainty: decided by the curves
+    undecided = [n for n, f in intervals.items()
+                 if ((f["lower"] <= 0) & (f["upper"] >= 0) & (f["upper"] > f["lower"])).all()]
     if clearly_below or not undecided:
         return None
     size = f" in {cohort}" if cohort else ""
+    need = ""
+    if cohort is not None:
+        factors = [_interval_factor(intervals[n]) for n in undecided]
+        need = "; " + ("no cohort size would do: the curves coincide over the tested thresholds"
+                       if any(f is None for f in factors) else
+                       cohort.scaled(max(int(math.ceil(cohort.patients * max(factors))), cohort.patients + 1)))
     return Judgement(False, True, f"the {B}-sample bootstrap interval of the net-benefit difference over "
-                     f"{', '.join(undecided)} spans zero at every tested threshold{size}: too small to tell")
+                     f"{', '.join(undecided)} spans zero at every tested threshold{size}: too small to tell{need}")
+
+
+def _interval_factor(frame: pd.DataFrame) -> float | None:
+    """How many times this cohort's size would bring the interval off zero at its best threshold
+    (the half-width shrinking as 1/sqrt(n)); ``None`` where the difference is zero everywhere."""
+    diff = frame["difference"].abs().to_numpy()
+    half = ((frame["upper"] - frame["lower"]) / 2).to_numpy()
+    ok = diff > 1e-12
+    if not ok.any():
+        return None
+    return float(np.min((half[ok] / diff[ok]) ** 2))
 
 
 def interval_note(intervals: dict[str, pd.DataFrame]) -> str:
