@@ -29,6 +29,7 @@ import pandas as pd
 from dlrc_lib.core.errors import DlrcError
 from dlrc_lib.core.figures import is_ggplot, png_bytes, render, save_figure
 from dlrc_lib.core.io import atomic_write_text, dumps, jsonable, public_mode
+from dlrc_lib.record import VERSION_KEY, RECORD_VERSION, NotebookRecord, check_fields, parse_results
 from dlrc_lib.run.layout import FRAME_PRODUCERS, MissingInput, run_command
 
 
@@ -155,12 +156,28 @@ class Artifacts:
         return self.path("results", f"{self.notebook}.json")
 
     def results(self, **values: Any) -> dict:
-        """Merge named values into ``results/<notebook>.json`` and return the whole dict."""
+        """Merge named values into ``results/<notebook>.json`` and return the whole dict.
+
+        The names are the fields of the notebook's record class (:mod:`dlrc_lib.record`); any
+        other name is refused in one line."""
         path = self._results_path()
+        check_fields(self.notebook, values)
         current = self._read_own_results(path)
         current.update(jsonable(values))
-        self._put_text(path, dumps(current))
+        self._write_results(path, current)
         return current
+
+    def record(self, rec: NotebookRecord) -> dict:
+        """Merge a notebook record's fields into ``results/<notebook>.json`` (its notebook's file)."""
+        if rec.NOTEBOOK != self.notebook:
+            raise DlrcError(f"{type(rec).__name__} is notebook {rec.NOTEBOOK}'s record, not {self.notebook}'s")
+        data = rec.to_dict()
+        data.pop(VERSION_KEY, None)
+        return self.results(**data)
+
+    def _write_results(self, path: Path, current: dict) -> None:
+        current[VERSION_KEY] = RECORD_VERSION
+        self._put_text(path, dumps(current))
 
     def reproduce(self, values: dict[str, Any]) -> None:
         """Record reproduced numbers keyed by their dotted path in published_values.yaml.
@@ -186,7 +203,7 @@ class Artifacts:
         section = current.get(key, {})
         section.update(jsonable(values))
         current[key] = section
-        self._put_text(path, dumps(current))
+        self._write_results(path, current)
         return section
 
     def _read_own_results(self, path: Path) -> dict:
@@ -206,16 +223,18 @@ class Artifacts:
         if message not in msgs:
             msgs.append(message)
         current["warnings"] = msgs
-        self._put_text(path, dumps(current))
+        self._write_results(path, current)
         warnings.warn(message, stacklevel=2)
 
-    def load_results(self, notebook: str) -> dict:
+    def load_record(self, notebook: str) -> NotebookRecord:
+        """An earlier notebook's record (:mod:`dlrc_lib.record`), from this session's memory when
+        it was not written; a missing one says which command produces it."""
         path = self.path("results", f"{notebook}.json")
         if path in self._memory:
-            return json.loads(self._memory[path])
+            return parse_results(notebook, json.loads(self._memory[path]), str(path))
         if not path.exists():
             raise self._missing(path, f"results of notebook {notebook}", notebook)
-        return json.loads(path.read_text(encoding="utf-8"))
+        return parse_results(notebook, json.loads(path.read_text(encoding="utf-8")), str(path))
 
     # ----------------------------------------------------------------- frames
     def save_frame(self, name: str, df: pd.DataFrame) -> pd.DataFrame:
