@@ -83,7 +83,7 @@ def test_deep_learning_off_keeps_its_none_best_model():
     assert parse_results("00_a", {"mw": 1}, "x").extra == {"mw": 1}
 
 
-def _readme_example() -> str:
+def readme_example() -> str:
     text = (ROOT / "README.md").read_text(encoding="utf-8")
     block = re.search(r"## Read a run's results in your own notebook.*?```python\n(.*?)```", text, re.S)
     assert block, "README: the section 'Read a run's results in your own notebook' with a python block"
@@ -94,7 +94,7 @@ def test_the_readme_example_runs_on_a_run_folder(tmp_path, monkeypatch):
     run = make_run(tmp_path / "reports" / "quick")
     monkeypatch.chdir(tmp_path)
     ns: dict = {}
-    exec(_readme_example(), ns)  # noqa: S102 - the README's own example
+    exec(readme_example(), ns)  # noqa: S102 - the README's own example
     r = ns["r"]
     assert isinstance(r, RunRecord) and r.run_dir == Path("reports/quick")
     assert r.run.status == "ok" and r.run.git_commit == "abc" and r.run.param("study.source") == "manifest"

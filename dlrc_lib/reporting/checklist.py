@@ -5,7 +5,8 @@
 (``params/checklist_metrics.yaml``) and the Radiomics Quality Score
 (``params/checklist_rqs.yaml``), what the run itself can tell: what it did, with which
 parameters, and the table, figure or file that shows it. Everything is derived from the run
-folder: ``run.json`` (parameters, package versions, commit, warnings), ``results/*.json``, the
+folder, read through :class:`dlrc_lib.record.RunRecord`: ``run.json`` (parameters, package versions,
+commit, warnings), each notebook's record (``results/*.json``), the
 analysed patient table ``study_manifest.csv`` and the artifacts present under ``tables/``,
 ``figures/`` and ``model/``, plus the PyRadiomics settings file named in the parameters.
 

@@ -2,8 +2,8 @@
 
 The claims are data (``params/claims.yaml``, next to ``published_values.yaml``): each has the
 paper's statement, where the paper makes it, a rule and the keys of its published and
-reproduced values. :func:`evaluate_claims` reads only the run folder (``run.json``,
-``results/*.json``, ``data/decision_curves.parquet``) and returns one row per claim with a
+reproduced values. :func:`evaluate_claims` reads only the run folder (its record, :mod:`dlrc_lib.record`:
+``run.json`` and ``results/*.json``; ``data/decision_curves.parquet``) and returns one row per claim with a
 verdict:
 
 ``holds`` / ``fails``

@@ -6,8 +6,9 @@ Layout of a run directory::
     html/NN_*.html         their HTML copies
     tables/<name>.csv|.md|.html
     figures/<name>.png|.pdf
-    results/<notebook>.json   machine-readable results, including ``reproduced``:
-                              values keyed by their dotted path in published_values.yaml
+    results/<notebook>.json   machine-readable results: the notebook's record
+                              (:mod:`dlrc_lib.record`), including ``reproduced``: values
+                              keyed by their dotted path in published_values.yaml
     data/<name>.parquet    frames handed from one notebook to a later one
     model/                 the exported model (JSON)
     run.json, index.html   provenance and the report page (runner)
