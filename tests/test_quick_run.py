@@ -54,8 +54,8 @@ def test_the_quick_run_says_it_is_a_demo_on_every_page(quick_run):
     assert "Parameters this run replaced" in page and "<td><code>run_dir</code></td>" in page
 
 
-def test_the_readme_example_reads_the_quick_run(quick_run):
-    out, _ = quick_run
+def test_the_readme_example_reads_the_quick_run(finished_quick_run):
+    out = finished_quick_run
     code = readme_example().replace('"reports/quick"', repr(str(out)))
     ns: dict = {}
     exec(code, ns)  # noqa: S102 - the README's own example
