@@ -30,7 +30,8 @@ import pandas as pd
 from dlrc_lib.core.errors import DlrcError
 from dlrc_lib.core.figures import is_ggplot, png_bytes, render, save_figure
 from dlrc_lib.core.io import atomic_write_text, dumps, jsonable, public_mode
-from dlrc_lib.record import VERSION_KEY, RECORD_VERSION, NotebookRecord, check_fields, parse_results
+from dlrc_lib.record import (RECORD_VERSION, VERSION_KEY, NotebookRecord, check_fields, parse_results,
+                             read_notebook_record)
 from dlrc_lib.run.layout import FRAME_PRODUCERS, MissingInput, run_command
 
 
@@ -233,9 +234,10 @@ class Artifacts:
         path = self.path("results", f"{notebook}.json")
         if path in self._memory:
             return parse_results(notebook, json.loads(self._memory[path]), str(path))
-        if not path.exists():
+        rec = read_notebook_record(self.run_dir, notebook)
+        if rec is None:
             raise self._missing(path, f"results of notebook {notebook}", notebook)
-        return parse_results(notebook, json.loads(path.read_text(encoding="utf-8")), str(path))
+        return rec
 
     # ----------------------------------------------------------------- frames
     def save_frame(self, name: str, df: pd.DataFrame) -> pd.DataFrame:
