@@ -2,9 +2,9 @@
 
 The claims are data (``params/claims.yaml``, next to ``published_values.yaml``): each has the
 paper's statement, where the paper makes it, a rule and the keys of its published and
-reproduced values. :func:`evaluate_claims` reads only the run folder (its record, :mod:`dlrc_lib.record`:
-``run.json`` and ``results/*.json``; ``data/decision_curves.parquet``) and returns one row per claim with a
-verdict:
+reproduced values. :func:`evaluate_claims` reads only the run folder (its record,
+:mod:`dlrc_lib.record`, and ``data/decision_curves.parquet``) and returns one row per claim with
+a verdict:
 
 ``holds`` / ``fails``
     the rule decided on this run's numbers, judged by what a cohort of this size can show: an AUC
