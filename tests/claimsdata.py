@@ -9,6 +9,7 @@ import pandas as pd
 import yaml
 
 from dlrc_lib.reporting.report import flatten_published
+from dlrc_lib.run.artifacts import Artifacts
 
 ROOT = Path(__file__).resolve().parents[1]
 PUBLISHED = ROOT / "params" / "published_values.yaml"
@@ -62,7 +63,7 @@ def make_run(path: Path, *, source: str = "manifest", role: str | None = "same_p
         weights={m: {"source": weights, "random_fallback": fallback, "identity": "x"} for m in DL_MODELS})
     results["05_dlrc"].update(best_model="ResNet152_2D", dlrc_terms=list(terms))
     for nb, data in results.items():
-        (path / "results" / f"{nb}.json").write_text(json.dumps(data))
+        Artifacts(path, notebook=nb).results(**data)
     (curves if curves is not None else decision_curves()).to_parquet(path / "data" / "decision_curves.parquet")
     run = {"run_name": "fab", "status": "ok", "git_commit": "abc", "warnings": warnings or {},
            "params": {"published_values": str(PUBLISHED), "study": {"source": source, "scale": 1.0}}}

@@ -6,6 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from dlrc_lib.core.errors import DlrcError
 from dlrc_lib.run.artifacts import Artifacts
 from dlrc_lib.core.io import atomic_write_text, dumps
 from dlrc_lib.study import keys as K
@@ -52,12 +53,20 @@ def test_a_ggplot_is_saved_as_png_and_pdf_byte_identical(tmp_path):
 
 
 def test_results_merge_and_nan_to_null(tmp_path):
-    art = Artifacts(tmp_path, notebook="05_dlrc")
-    art.results(best_model="ResNet152_2D")
+    art = Artifacts(tmp_path, notebook="03_radiomics")
+    art.results(selected=[{"feature": "f", "coef": 1.0}])
     art.results(cutoff=np.float64("nan"))
-    art.reproduce([K.row("table2", 78.0, cohort="train", model="DLRC", metric="acc")])
-    data = json.loads((tmp_path / "results/05_dlrc.json").read_text())
-    assert data == {"best_model": "ResNet152_2D", "cutoff": None, "reproduced": {"table2.train.DLRC.acc": 78.0}}
+    art.reproduce([K.row("table2", 78.0, cohort="train", model="radiomics", metric="acc")])
+    data = json.loads((tmp_path / "results/03_radiomics.json").read_text())
+    assert data == {"selected": [{"feature": "f", "coef": 1.0}], "cutoff": None, "record_version": 1,
+                    "reproduced": {"table2.train.radiomics.acc": 78.0}}
+
+
+def test_results_refuse_a_key_the_record_has_not(tmp_path):
+    art = Artifacts(tmp_path, notebook="05_dlrc")
+    with pytest.raises(DlrcError, match="cutof not a field of DlrcRecord"):
+        art.results(cutof=0.3)
+    assert not (tmp_path / "results").exists()
 
 
 def test_frames_round_trip_and_missing_is_explained(tmp_path):

@@ -181,7 +181,7 @@ def test_table1_of_a_study_without_an_external_cohort_has_no_external_columns(no
 def _view(tmp_path: Path, source: str, reproduced: dict) -> C.RunView:
     published = load_published(ROOT / "params" / "published_values.yaml")
     run = {"params": {"study": {"source": source}}}
-    return C.RunView(run_dir=tmp_path, run=run, published=published, reproduced=reproduced, results={},
+    return C.RunView(run_dir=tmp_path, run=run, published=published, reproduced=reproduced,
                      settings={}, study_source=source, best_dl=None, weights_problem=None)
 
 

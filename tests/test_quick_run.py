@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from test_record import readme_example
+
 
 ROOT = Path(__file__).resolve().parents[1]
 # notebook 09 runs only when the parameters name a sweep grid (quick.yaml does not)
@@ -50,6 +52,17 @@ def test_the_quick_run_says_it_is_a_demo_on_every_page(quick_run):
     # the parameters the run replaced are a visible table (here: the run folder is not reports/quick)
     page = (out / "html" / "05_dlrc.html").read_text(encoding="utf-8")
     assert "Parameters this run replaced" in page and "<td><code>run_dir</code></td>" in page
+
+
+def test_the_readme_example_reads_the_quick_run(finished_quick_run):
+    out = finished_quick_run
+    code = readme_example().replace('"reports/quick"', repr(str(out)))
+    ns: dict = {}
+    exec(code, ns)  # noqa: S102 - the README's own example
+    r = ns["r"]
+    assert r.run.status == "ok" and sorted(r.records) == NOTEBOOKS and r.sensitivity is None
+    assert r.dlrc.auc["external"] == r.reproduced["table2.external.DLRC.auc"][0]
+    assert r.deep.best_model == r.best_dl and r.radiomics.state is not None
 
 
 def test_report_page_links_everything(quick_run):

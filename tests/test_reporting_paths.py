@@ -83,7 +83,7 @@ def test_exploring_writes_nothing(checkout):
     before = sorted(p.relative_to(checkout) for p in checkout.rglob("*"))
     df = pd.DataFrame({"a": [1.0, 2.0]})
     art.table("t", df)
-    art.results(x=1)
+    art.results(model_file="x")
     art.reproduce([K.row("table2", 1.0, cohort="train", model="DLRC", metric="acc")])
     art.save_frame("predictions", df)
     import matplotlib.pyplot as plt
@@ -93,7 +93,7 @@ def test_exploring_writes_nothing(checkout):
     art.write_text("model", "m.json", "{}")
     assert sorted(p.relative_to(checkout) for p in checkout.rglob("*")) == before
     pd.testing.assert_frame_equal(art.load_frame("predictions"), df)
-    assert art.load_results("05_dlrc")["x"] == 1
+    assert art.load_record("05_dlrc").model_file == "x"
 
 
 def test_write_artifacts_true_writes(checkout):
@@ -112,7 +112,7 @@ def test_missing_inputs_name_absolute_path_and_command(checkout):
     assert str(checkout / "reports" / "quick" / "data" / "rad_score.parquet") in msg
     assert "notebook 03_radiomics" in msg and "dlrc run --params params/quick.yaml --only 03" in msg
     with pytest.raises(FileNotFoundError, match="--only 04"):
-        art.load_results("04_deep_learning")
+        art.load_record("04_deep_learning")
     (checkout / "reports" / "quick" / "study_manifest.csv").unlink()
     (checkout / "reports" / "quick" / "run.json").unlink()
     with pytest.raises(DlrcError, match="study manifest not found; produce it with `dlrc run --params"):

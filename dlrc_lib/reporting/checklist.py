@@ -5,7 +5,8 @@
 (``params/checklist_metrics.yaml``) and the Radiomics Quality Score
 (``params/checklist_rqs.yaml``), what the run itself can tell: what it did, with which
 parameters, and the table, figure or file that shows it. Everything is derived from the run
-folder: ``run.json`` (parameters, package versions, commit, warnings), ``results/*.json``, the
+folder, read through :class:`dlrc_lib.record.RunRecord`: ``run.json`` (parameters, package versions,
+commit, warnings), each notebook's record (``results/*.json``), the
 analysed patient table ``study_manifest.csv`` and the artifacts present under ``tables/``,
 ``figures/`` and ``model/``, plus the PyRadiomics settings file named in the parameters.
 
@@ -28,7 +29,6 @@ The pages are deterministic (no timestamps): the same run folder gives the same 
 from __future__ import annotations
 
 import html
-import json
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Optional
@@ -39,6 +39,7 @@ import yaml
 from dlrc_lib.core.config import Params, display_path
 from dlrc_lib.core.io import atomic_write_text
 from dlrc_lib.core.resources import data_root
+from dlrc_lib.record import CalibrationRecord, DeepRecord, DlrcRecord, IccRecord, RadiomicsRecord, RunRecord
 from dlrc_lib.study.manifest import read_manifest_csv
 from dlrc_lib.study.schema import COHORTS
 
@@ -66,6 +67,10 @@ class Answer:
     points: Optional[int] = None  # RQS only
 
 
+def _or_nan(value: Any) -> Any:
+    return float("nan") if value is None else value
+
+
 def _join(parts) -> str:
     return "; ".join(p for p in parts if p)
 
@@ -76,17 +81,17 @@ class RunFacts:
     def __init__(self, run_dir: Path, params: Params | None = None, root: Path | None = None):
         self.dir = Path(run_dir)
         self.root = root or data_root()
-        rj = self.dir / "run.json"
-        self.run: dict = json.loads(rj.read_text(encoding="utf-8")) if rj.exists() else {}
+        self.record = RunRecord.load(self.dir) if self.dir.is_dir() else RunRecord(self.dir, None, {})
+        self.run: dict = self.record.run.data if self.record.run else {}
         if params is None:
             params = Params.model_validate(self.run.get("params") or {})
         self.params = params
-        self.results: dict[str, dict] = {}
-        for path in sorted((self.dir / "results").glob("*.json")):
-            try:
-                self.results[path.stem] = json.loads(path.read_text(encoding="utf-8"))
-            except json.JSONDecodeError:
-                continue
+        # each notebook's record; an empty one (every field None) when the notebook recorded none
+        self.icc: IccRecord = self.record.icc or IccRecord()
+        self.rad: RadiomicsRecord = self.record.radiomics or RadiomicsRecord()
+        self.deep: DeepRecord = self.record.deep or DeepRecord()
+        self.dlrc: DlrcRecord = self.record.dlrc or DlrcRecord()
+        self.cal: CalibrationRecord = self.record.calibration or CalibrationRecord()
         sm = self.dir / "study_manifest.csv"
         self.study: pd.DataFrame | None = read_manifest_csv(sm) if sm.exists() else None
         self.settings: dict | None = self._read_settings()
@@ -102,15 +107,6 @@ class RunFacts:
                 except yaml.YAMLError:
                     return None
         return None
-
-    def result(self, nb: str, key: str, default: Any = None) -> Any:
-        for stem, data in self.results.items():
-            if stem.startswith(nb):
-                return data.get(key, default)
-        return default
-
-    def has_result(self, nb: str, key: str) -> bool:
-        return self.result(nb, key) is not None
 
     def pkg(self, name: str) -> str:
         v = self.packages.get(name)
@@ -188,11 +184,11 @@ class RunFacts:
         return ", ".join(f"{c} {int(vc[c])}" for c in COHORTS if c in vc)
 
     def weights_random(self) -> list[str]:
-        weights = self.result("04", "weights") or {}
+        weights = self.deep.weights or {}
         return sorted(m for m, w in weights.items() if isinstance(w, dict) and w.get("random_fallback"))
 
     def weights_sources(self) -> str:
-        weights = self.result("04", "weights") or {}
+        weights = self.deep.weights or {}
         parts = []
         for model, w in sorted(weights.items()):
             if isinstance(w, dict):
@@ -340,17 +336,17 @@ VALIDATION_EVIDENCE = ("tables/table2", "tables/table2_performance")
 # rules shared by the checklists ------------------------------------------------------
 def _icc(f: RunFacts, ev: list[str]) -> Answer:
     """Segmentation reliability (CLEAR 31, METRICS 14, RQS 2)."""
-    cases = f.result("02", "icc_cases")
+    cases = f.icc.icc_cases
     if not cases:
         return Answer("no", "no inter-/intra-observer reproducibility analysis in this run "
                             "(notebook 02_icc did not run or computed no ICC)")
-    form, thr = f.result("02", "form"), f.result("02", "threshold")
-    n, kept = f.result("02", "n_features"), f.result("02", "n_kept")
+    form, thr = f.icc.form, f.icc.threshold
+    n, kept = f.icc.n_features, f.icc.n_kept
     where = f.icc_subset_cohorts()
     text = (f"{form} inter-observer (reader 1 vs reader 2) and intra-observer (reader 1 repeated) "
             f"on {cases} re-segmented patients{f' ({where})' if where else ''}; features with both ICCs > {thr} "
-            f"kept: {kept} of {n}; median ICC inter {f.result('02', 'median_icc_inter', float('nan')):.2f}, "
-            f"intra {f.result('02', 'median_icc_intra', float('nan')):.2f}")
+            f"kept: {kept} of {n}; median ICC inter {_or_nan(f.icc.median_icc_inter):.2f}, "
+            f"intra {_or_nan(f.icc.median_icc_intra):.2f}")
     if thr is not None and float(thr) <= 0:
         return Answer("partly", text + "; the ICC threshold is 0, so no feature is removed for poor reproducibility", ev)
     return Answer("yes", text, ev)
@@ -403,7 +399,7 @@ def _protocol(f: RunFacts, ev: list[str]) -> Answer:
 
 
 def _non_radiomic(f: RunFacts, ev: list[str]) -> Answer:
-    cands = f.result("05", "clinical_candidates")
+    cands = f.dlrc.clinical_candidates
     excl = f.params.dlrc.exclude_clinical
     text = (f"clinical variables of Table 1 screened univariately in the training cohort (p < {f.params.dlrc.clinical_p})"
             + (f"; candidates: {', '.join(map(str, cands))}" if cands else "")
@@ -413,7 +409,7 @@ def _non_radiomic(f: RunFacts, ev: list[str]) -> Answer:
 
 
 def _operators(f: RunFacts, ev: list[str]) -> Answer:
-    sub = f.result("02", "icc_subset")
+    sub = f.icc.icc_subset
     text = "every patient's model inputs use reader 1's masks"
     if sub:
         text += f"; reader 2 and reader 1's repeat outlined {sub} patients for the reproducibility analysis"
@@ -477,7 +473,7 @@ def _extraction(f: RunFacts, ev: list[str]) -> Answer:
     parts = []
     if f.ev(*RAD_RAN):
         parts.append(f"hand-crafted: {f.pkg('pyradiomics')} (3D, settings {display_path(f.params.radiomics.settings)})")
-    if f.has_result("04", "weights"):
+    if f.deep.weights is not None:
         parts.append(f"deep: frozen torchvision ResNets ({', '.join(d.models)}; {f.pkg('torchvision')}), 2048 "
                      f"global-average-pooling features per sequence; 3D models are the 2D networks inflated (I3D)")
         random = f.weights_random()
@@ -498,10 +494,10 @@ def _classes(f: RunFacts, ev: list[str]) -> Answer:
 
 
 def _n_features(f: RunFacts, ev: list[str]) -> Answer:
-    n = f.result("02", "n_features")
+    n = f.icc.n_features
     seqs = f.params.radiomics.sequences
     text = (f"radiomics: {n} features over {len(seqs)} sequences ({', '.join(seqs)})" if n else "")
-    if f.has_result("04", "weights"):
+    if f.deep.weights is not None:
         text = _join([text, f"deep: 2048 per sequence and model, {2048 * len(seqs)} per model"])
     return Answer("yes", text, ev)
 
@@ -515,7 +511,7 @@ def _defaults(f: RunFacts, ev: list[str]) -> Answer:
 
 
 def _missing(f: RunFacts, ev: list[str]) -> Answer:
-    lost = f.result("05", "lost_patients") or []
+    lost = f.dlrc.lost_patients or []
     return Answer("yes", f"patients without features are listed with the reason, never dropped silently; "
                          f"{len(lost)} patient(s) without a DLRC prediction; missing clinical values are refused by "
                          f"validation", ev)
@@ -539,7 +535,7 @@ def _scaling(f: RunFacts, ev: list[str]) -> Answer:
 
 
 def _reduction(f: RunFacts, ev: list[str]) -> Answer:
-    funnel = f.result("03", "funnel")
+    funnel = f.rad.funnel
     if not funnel:
         return Answer("no", "no feature selection in this run (notebook 03 did not run)")
     return Answer("yes", f"radiomics, on the training cohort only: {_funnel_text(funnel)}; the deep features of "
@@ -547,7 +543,7 @@ def _reduction(f: RunFacts, ev: list[str]) -> Answer:
 
 
 def _algorithm(f: RunFacts, ev: list[str]) -> Answer:
-    terms = f.result("05", "dlrc_terms")
+    terms = f.dlrc.dlrc_terms
     text = (f"logistic regression for every model ({f.pkg('statsmodels')}); LASSO ({f.pkg('scikit-learn')}); "
             f"radiomics score, DL score (best of {len(f.params.deep.models)} ResNet feature models) and "
             f"clinical variables fused by stepwise logistic regression")
@@ -558,7 +554,7 @@ def _algorithm(f: RunFacts, ev: list[str]) -> Answer:
 
 def _tuning(f: RunFacts, ev: list[str]) -> Answer:
     sel = f.params.selection
-    lasso = next((row.get("rule") for row in f.result("03", "funnel") or [] if row.get("step") == "LASSO"), None)
+    lasso = next((row.get("rule") for row in f.rad.funnel or [] if row.get("step") == "LASSO"), None)
     text = (f"LASSO penalty by stratified cross-validation in the training cohort ("
             f"{lasso or f'{sel.lasso_rule} rule, {sel.lasso_folds}-fold CV'}; seed {f.params.seed}); ResNets not "
             f"trained: frozen, used as feature extractors (no augmentation, no fine-tuning)")
@@ -574,7 +570,7 @@ def _confounders(f: RunFacts, ev: list[str]) -> Answer:
 
 
 def _selection(f: RunFacts, ev: list[str]) -> Answer:
-    rule = f.result("04", "best_model_rule_text") or f.params.deep.best_model_rule
+    rule = f.deep.best_model_rule_text or f.params.deep.best_model_rule
     return Answer("yes", f"features: LASSO ({f.params.selection.lasso_rule} rule) then backward stepwise AIC; "
                          f"best DL model: {rule}; DLRC terms: stepwise AIC on the training cohort", ev)
 
@@ -642,8 +638,8 @@ def _software(f: RunFacts, ev: list[str]) -> Answer:
 
 def _dimensionality(f: RunFacts, ev: list[str]) -> Answer:
     neg, pos = f.lnm_counts("train")
-    selected = f.result("03", "selected") or []
-    terms = f.result("05", "dlrc_terms") or []
+    selected = f.rad.selected or []
+    terms = f.dlrc.dlrc_terms or []
     if not (neg + pos) or not terms:
         return Answer("no", "no final model in this run")
     events = min(neg, pos)
@@ -665,7 +661,7 @@ def _partitioning(f: RunFacts, ev: list[str]) -> Answer:
 
 
 def _calibration(f: RunFacts, ev: list[str]) -> Answer:
-    if not f.result("06", "hosmer_lemeshow"):
+    if not f.cal.hosmer_lemeshow:
         return Answer("no", "no calibration analysis in this run (notebook 06 did not run)")
     text = f"Hosmer-Lemeshow test ({f.params.calibration.groups} groups) and calibration curves per cohort"
     if f.params.calibration.bootstrap:
@@ -699,23 +695,23 @@ def _rqs_segmentations(f: RunFacts, ev: list[str]) -> Answer:
 
 
 def _rqs_reduction(f: RunFacts, ev: list[str]) -> Answer:
-    if f.result("03", "funnel"):
-        return Answer("yes", "feature reduction on the training cohort: " + _funnel_text(f.result("03", "funnel")),
+    if f.rad.funnel:
+        return Answer("yes", "feature reduction on the training cohort: " + _funnel_text(f.rad.funnel),
                       ev, 3)
     return Answer("no", "no feature reduction in this run", [], -3)
 
 
 def _rqs_non_radiomics(f: RunFacts, ev: list[str]) -> Answer:
-    if not f.has_result("05", "dlrc_terms"):
+    if f.dlrc.dlrc_terms is None:
         return Answer("no", "no DLRC model in this run", [], 0)
-    terms = [t for t in f.result("05", "dlrc_terms") if t not in SCORE_NAMES]
+    terms = [t for t in f.dlrc.dlrc_terms if t not in SCORE_NAMES]
     if terms:
         return Answer("yes", f"clinical terms in the multivariable DLRC model: {', '.join(terms)}", ev, 1)
     return Answer("no", "the DLRC model kept no non-radiomic term", ev, 0)
 
 
 def _rqs_cutoff(f: RunFacts, ev: list[str]) -> Answer:
-    if not f.result("05", "cutoffs"):
+    if not f.dlrc.cutoffs:
         return Answer("no", "no cut-off analysis in this run", [], 0)
     return Answer("yes", "cut-offs fixed on the training cohort (Youden) and applied unchanged to the validation "
                          "cohorts", ev, 1)
@@ -725,7 +721,7 @@ def _optimism_point(f: RunFacts, ev: list[str], text: str, what: str, shown_by: 
     """RQS 9 and 10: one point for the statistic, one more when it is also corrected for optimism by
     bootstrap refits (``shown_by`` then joins the evidence)."""
     pts = 1
-    oc = f.result("06", "optimism_corrected") or {}
+    oc = f.cal.optimism_corrected or {}
     if oc.get("B"):
         pts += 1
         text += f"; bootstrap optimism-corrected {what} ({_refits(oc)})"
@@ -740,7 +736,7 @@ def _rqs_discrimination(f: RunFacts, ev: list[str]) -> Answer:
 
 
 def _rqs_calibration(f: RunFacts, ev: list[str]) -> Answer:
-    if not f.result("06", "hosmer_lemeshow"):
+    if not f.cal.hosmer_lemeshow:
         return Answer("no", "no calibration statistics in this run", [], 0)
     return _optimism_point(f, ev, "Hosmer-Lemeshow test with p-value", "calibration",
                            "figures/fig5s_calibration_optimism")

@@ -2,9 +2,9 @@
 
 The claims are data (``params/claims.yaml``, next to ``published_values.yaml``): each has the
 paper's statement, where the paper makes it, a rule and the keys of its published and
-reproduced values. :func:`evaluate_claims` reads only the run folder (``run.json``,
-``results/*.json``, ``data/decision_curves.parquet``) and returns one row per claim with a
-verdict:
+reproduced values. :func:`evaluate_claims` reads only the run folder (its record,
+:mod:`dlrc_lib.record`, and ``data/decision_curves.parquet``) and returns one row per claim with
+a verdict:
 
 ``holds`` / ``fails``
     the rule decided on this run's numbers, judged by what a cohort of this size can show: an AUC
@@ -50,6 +50,7 @@ from dlrc_lib.core.errors import DlrcError
 from dlrc_lib.core.io import atomic_write_text
 from dlrc_lib.core.resources import data_root, packaged
 from dlrc_lib.evaluation.decision_curve import true_runs
+from dlrc_lib.record import NotRecorded, RunRecord
 from dlrc_lib.reporting import evidence as E
 from dlrc_lib.reporting.report import Missing, as_number, flatten_published
 from dlrc_lib.study import keys as K
@@ -150,12 +151,21 @@ class RunView:
     run: dict
     published: dict[str, Any]
     reproduced: dict[str, Any]
-    results: dict[str, dict]
     settings: dict
     study_source: str
     best_dl: str | None
     weights_problem: str | None
     calibrated_towards: list[str] = field(default_factory=list)
+    record: RunRecord | None = None  # the run's record (None: a view built from values alone)
+
+    def result(self, notebook: str, dotted: str) -> Any:
+        """A value a notebook recorded (``{result: NOTEBOOK, path: a.b}`` in claims.yaml)."""
+        if self.record is None:
+            raise Missing(f"notebook {notebook} has no results in this run")
+        try:
+            return self.record.get(notebook, dotted)
+        except NotRecorded as exc:
+            raise Missing(str(exc)) from None
 
     @property
     def twin(self) -> bool:
@@ -218,12 +228,12 @@ class RunView:
         return E.cohort_of(self.predictions, cohort, self.reproduced.get(K.key("table1", cohort=cohort)))
 
 
-def _weights_problem(results: dict[str, dict], run: dict) -> str | None:
+def _weights_problem(record: RunRecord, run: dict) -> str | None:
     """Why the deep features are not the paper's (pre-trained networks), or None."""
-    deep = results.get("04_deep_learning")
+    deep = record.deep
     if deep is None:
         return "the deep-learning notebook (04) has no results in this run"
-    weights = deep.get("weights") or {}
+    weights = deep.weights or {}
     random_models = [m for m, w in weights.items() if (w or {}).get("source") == "random"]
     if random_models:
         fallback = any((weights[m] or {}).get("random_fallback") for m in random_models)
@@ -272,28 +282,18 @@ def _calibrated_towards(run: dict, run_dir: Path) -> list[str]:
 
 def load_run(run_dir: str | Path, published_file: str | Path | None = None, settings: dict | None = None) -> RunView:
     run_dir = Path(run_dir)
-    run_json = run_dir / "run.json"
-    if not run_json.is_file():
-        raise DlrcError(f"{run_json}: not found; is {run_dir} a finished run folder (dlrc run)?")
-    run = json.loads(run_json.read_text(encoding="utf-8"))
-    results: dict[str, dict] = {}
-    reproduced: dict[str, Any] = {}
-    for path in sorted((run_dir / "results").glob("*.json")):
-        try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-        except json.JSONDecodeError as exc:
-            raise DlrcError(f"{path}: not valid JSON ({exc})") from None
-        results[path.stem] = data
-        reproduced.update(data.get("reproduced", {}))
+    record = RunRecord.load(run_dir) if run_dir.is_dir() else None
+    if record is None or record.run is None:
+        raise DlrcError(f"{run_dir / 'run.json'}: not found; is {run_dir} a finished run folder (dlrc run)?")
+    run = record.run.data
     pub_path = _published_file(run, run_dir, published_file)
     published = flatten_published(yaml.safe_load(pub_path.read_text(encoding="utf-8")) or {})
     source = str(((run.get("params") or {}).get("study") or {}).get("source", "manifest"))
-    best = (results.get("04_deep_learning") or {}).get("best_model") or \
-        (results.get("05_dlrc") or {}).get("best_model")
-    return RunView(run_dir=run_dir, run=run, published=published, reproduced=reproduced, results=results,
-                   settings=settings or {}, study_source=source, best_dl=best,
-                   weights_problem=_weights_problem(results, run),
-                   calibrated_towards=_calibrated_towards(run, run_dir) if source == "twin" else [])
+    return RunView(run_dir=run_dir, run=run, published=published, reproduced=record.reproduced,
+                   settings=settings or {}, study_source=source, best_dl=record.best_dl,
+                   weights_problem=_weights_problem(record, run),
+                   calibrated_towards=_calibrated_towards(run, run_dir) if source == "twin" else [],
+                   record=record)
 
 
 # ----------------------------------------------------------------------------- values
@@ -328,13 +328,7 @@ def resolve(ref: Any, view: RunView, side: str, claim_id: str = "") -> Any:
         if "value" in ref:
             return ref["value"]
         if "result" in ref:
-            nb = str(ref["result"])
-            if nb not in view.results:
-                raise Missing(f"notebook {nb} has no results in this run")
-            value = _get_path(view.results[nb], ref.get("path", ""))
-            if value is _MISSING:
-                raise Missing(f"results/{nb}.json has no {ref.get('path')}")
-            return value
+            return view.result(str(ref["result"]), str(ref.get("path", "")))
         raise DlrcError(f"claims: claim {claim_id}: argument {ref!r} is neither a key, {{value: ..}} nor {{result: ..}}")
     key = _key(str(ref), view)
     if side == "published":

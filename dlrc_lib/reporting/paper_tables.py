@@ -258,8 +258,8 @@ def calibration(b: _Builder) -> SideTable:
 def decision_curves(b: _Builder) -> SideTable:
     t = SideTable("decision_curve", "Fig. 6. Thresholds at which DLRC has the highest net benefit",
                   list(b.cohorts.values()), figures=["fig6_decision_curve"])
-    ranges = {r.get("cohort"): r.get("ranges", "") for r in
-              (b.view.results.get("07_decision_curve") or {}).get("dlrc_best_ranges", [])}
+    dc = b.view.record.decision_curve if b.view.record is not None else None
+    ranges = {r.get("cohort"): r.get("ranges", "") for r in ((dc.dlrc_best_ranges if dc else None) or [])}
     t.rows.append(Row("DLRC", [Cell("“a wide range”", str(ranges.get(c, "—"))) for c in b.cohorts]))
     return t
 

@@ -6,8 +6,9 @@ Layout of a run directory::
     html/NN_*.html         their HTML copies
     tables/<name>.csv|.md|.html
     figures/<name>.png|.pdf
-    results/<notebook>.json   machine-readable results, including ``reproduced``:
-                              values keyed by their dotted path in published_values.yaml
+    results/<notebook>.json   machine-readable results: the notebook's record
+                              (:mod:`dlrc_lib.record`), including ``reproduced``: values
+                              keyed by their dotted path in published_values.yaml
     data/<name>.parquet    frames handed from one notebook to a later one
     model/                 the exported model (JSON)
     run.json, index.html   provenance and the report page (runner)
@@ -29,6 +30,8 @@ import pandas as pd
 from dlrc_lib.core.errors import DlrcError
 from dlrc_lib.core.figures import is_ggplot, png_bytes, render, save_figure
 from dlrc_lib.core.io import atomic_write_text, dumps, jsonable, public_mode
+from dlrc_lib.record import (RECORD_VERSION, VERSION_KEY, NotebookRecord, check_fields, parse_results,
+                             read_notebook_record)
 from dlrc_lib.study import keys as K
 from dlrc_lib.run.layout import FRAME_PRODUCERS, MissingInput, run_command
 
@@ -156,12 +159,28 @@ class Artifacts:
         return self.path("results", f"{self.notebook}.json")
 
     def results(self, **values: Any) -> dict:
-        """Merge named values into ``results/<notebook>.json`` and return the whole dict."""
+        """Merge named values into ``results/<notebook>.json`` and return the whole dict.
+
+        The names are the fields of the notebook's record class (:mod:`dlrc_lib.record`); any
+        other name is refused in one line."""
         path = self._results_path()
+        check_fields(self.notebook, values)
         current = self._read_own_results(path)
         current.update(jsonable(values))
-        self._put_text(path, dumps(current))
+        self._write_results(path, current)
         return current
+
+    def record(self, rec: NotebookRecord) -> dict:
+        """Merge a notebook record's fields into ``results/<notebook>.json`` (its notebook's file)."""
+        if rec.NOTEBOOK != self.notebook:
+            raise DlrcError(f"{type(rec).__name__} is notebook {rec.NOTEBOOK}'s record, not {self.notebook}'s")
+        data = rec.to_dict()
+        data.pop(VERSION_KEY, None)
+        return self.results(**data)
+
+    def _write_results(self, path: Path, current: dict) -> None:
+        current[VERSION_KEY] = RECORD_VERSION
+        self._put_text(path, dumps(current))
 
     def reproduce(self, rows: Iterable[K.Row]) -> None:
         """Record reproduced numbers keyed by their dotted path in published_values.yaml.
@@ -188,7 +207,7 @@ class Artifacts:
         section = current.get(key, {})
         section.update(jsonable(values))
         current[key] = section
-        self._put_text(path, dumps(current))
+        self._write_results(path, current)
         return section
 
     def _read_own_results(self, path: Path) -> dict:
@@ -208,16 +227,19 @@ class Artifacts:
         if message not in msgs:
             msgs.append(message)
         current["warnings"] = msgs
-        self._put_text(path, dumps(current))
+        self._write_results(path, current)
         warnings.warn(message, stacklevel=2)
 
-    def load_results(self, notebook: str) -> dict:
+    def load_record(self, notebook: str) -> NotebookRecord:
+        """An earlier notebook's record (:mod:`dlrc_lib.record`), from this session's memory when
+        it was not written; a missing one says which command produces it."""
         path = self.path("results", f"{notebook}.json")
         if path in self._memory:
-            return json.loads(self._memory[path])
-        if not path.exists():
+            return parse_results(notebook, json.loads(self._memory[path]), str(path))
+        rec = read_notebook_record(self.run_dir, notebook)
+        if rec is None:
             raise self._missing(path, f"results of notebook {notebook}", notebook)
-        return json.loads(path.read_text(encoding="utf-8"))
+        return rec
 
     # ----------------------------------------------------------------- frames
     def save_frame(self, name: str, df: pd.DataFrame) -> pd.DataFrame:

@@ -27,8 +27,10 @@ from pathlib import Path
 from typing import Any, Mapping, MutableMapping
 
 from dlrc_lib.core.config import Params, flatten
+from dlrc_lib.core.errors import DlrcError
 from dlrc_lib.core.processes import single_thread_blas
 from dlrc_lib.core.resources import data_root
+from dlrc_lib.record import read_run_info
 from dlrc_lib.reporting.display import use_people_numbers
 from dlrc_lib.run.artifacts import Artifacts
 from dlrc_lib.run.layout import (DEFAULT_PARAMS_FILE, ENV_CELLS_SHOW_RUN, ENV_PARAMS_FILE, ENV_RUN, ENV_RUNNER,
@@ -97,10 +99,10 @@ def committed_defaults(notebook: str, root: Path | None = None) -> dict[str, Any
 
 def run_parameters(run_dir: Path) -> tuple[dict[str, Any], dict]:
     """The flattened parameters a finished run used (``run.json``), and the run record."""
-    run_json = Path(run_dir) / "run.json"
-    if not run_json.is_file():
+    info = read_run_info(run_dir)
+    if info is None:
         return {}, {}
-    record = json.loads(run_json.read_text(encoding="utf-8"))
+    record = info.data
     try:
         flat = flatten(Params.model_validate(record.get("params", {})))
     except ValueError:
@@ -122,12 +124,12 @@ def last_finished_run(root: Path | None = None) -> Path | None:
     best: tuple[str, Path] | None = None
     for run_json in (root / "reports").glob("*/run.json"):
         try:
-            record = json.loads(run_json.read_text(encoding="utf-8"))
-        except (OSError, json.JSONDecodeError):
+            info = read_run_info(run_json.parent)
+        except (OSError, DlrcError):
             continue
-        if record.get("status") != "ok":
+        if info is None or info.status != "ok":
             continue
-        key = (record.get("finished") or "", run_json.parent)
+        key = (info.finished or "", run_json.parent)
         if best is None or key > best:
             best = key
     return best[1] if best else None

@@ -1,8 +1,9 @@
 """The run folder's results as the library's objects.
 
 The notebooks hand their results on through the run folder (``reports/<run>/``): frames in
-``data/``, machine-readable results in ``results/<notebook>.json``. This module is the one
-place that knows which notebook wrote what: it reads them and builds the typed objects the
+``data/``, machine-readable results in ``results/<notebook>.json`` (each notebook's record,
+:mod:`dlrc_lib.record`). This module is the one place that knows which notebook hands what on: it
+reads them and builds the typed objects the
 lower layers take (a fitted :class:`~dlrc_lib.scores.pipeline.FeatureScore`, the chosen deep
 model as :class:`~dlrc_lib.scores.deep_models.BestDeepModel`, :class:`DlrcResults`), so that
 ``model/``, ``scores/`` and ``evaluation/`` never see a run folder or a notebook's name.
@@ -20,6 +21,7 @@ from dlrc_lib.core.errors import DlrcError
 from dlrc_lib.evaluation.calibration import model_columns
 from dlrc_lib.model.dlrc import ScoreInputs, score_inputs
 from dlrc_lib.model.export import document_from_fits
+from dlrc_lib.record import DeepRecord, DlrcRecord, RadiomicsRecord
 from dlrc_lib.scores.deep_models import BestDeepModel
 from dlrc_lib.scores.pipeline import STATE_VERSION, FeatureScore
 
@@ -54,18 +56,18 @@ def radiomics_scores(art: "Artifacts") -> pd.DataFrame:
 
 
 def radiomics_score(art: "Artifacts") -> FeatureScore:
-    """The fitted radiomics score pipeline (``results/03_radiomics.json``, key ``state``)."""
-    res = art.load_results(NB_RADIOMICS)
-    if "state" not in res:
+    """The fitted radiomics score pipeline (:class:`~dlrc_lib.record.RadiomicsRecord` ``state``)."""
+    rec: RadiomicsRecord = art.load_record(NB_RADIOMICS)
+    if rec.state is None:
         raise DlrcError(f"results/{NB_RADIOMICS}.json: no 'state' (the fitted radiomics score "
                         "pipeline); rerun notebook 03")
-    return _fitted_score(res["state"], f"results/{NB_RADIOMICS}.json")
+    return _fitted_score(rec.state, f"results/{NB_RADIOMICS}.json")
 
 
 def deep_learning_off(art: "Artifacts") -> bool:
     """Whether notebook 04 ran with deep learning switched off (``deep.models: []``; its results
     say ``deep_learning: off``)."""
-    return art.load_results(NB_DEEP).get("deep_learning") == "off"
+    return art.load_record(NB_DEEP).off
 
 
 def best_deep_model(art: "Artifacts", with_estimator: bool = False) -> BestDeepModel | None:
@@ -73,10 +75,10 @@ def best_deep_model(art: "Artifacts", with_estimator: bool = False) -> BestDeepM
     (``results/04_deep_learning.json``: ``best_model``, ``best_model_rule``, ``weights``; with
     ``with_estimator``, its fitted score pipeline from ``states``); None when deep learning was
     switched off (``deep_learning: off``)."""
-    res = art.load_results(NB_DEEP)
-    if res.get("deep_learning") == "off":
+    rec: DeepRecord = art.load_record(NB_DEEP)
+    if rec.off:
         return None
-    best = res.get("best_model")
+    best = rec.best_model
     if not best:
         raise DlrcError(f"results/{NB_DEEP}.json: no 'best_model'; run notebook 04 first")
     scores = art.load_frame("dl_scores")
@@ -84,12 +86,12 @@ def best_deep_model(art: "Artifacts", with_estimator: bool = False) -> BestDeepM
         raise DlrcError(f"data/dl_scores.parquet: no column for the best model '{best}'")
     estimator = None
     if with_estimator:
-        states = res.get("states") or {}
+        states = rec.states or {}
         if best not in states:
             raise DlrcError(f"results/{NB_DEEP}.json: no 'states' entry for {best}; rerun notebook 04")
         estimator = _fitted_score(states[best], f"results/{NB_DEEP}.json ({best})")
     return BestDeepModel(name=str(best), scores=scores, estimator=estimator,
-                         weights=(res.get("weights") or {}).get(best), rule=res.get("best_model_rule"))
+                         weights=(rec.weights or {}).get(best), rule=rec.best_model_rule)
 
 
 def load_score_inputs(art: "Artifacts", study: pd.DataFrame) -> ScoreInputs:
@@ -126,7 +128,7 @@ class DlrcResults:
 def dlrc_results(art: "Artifacts") -> DlrcResults:
     """``data/predictions`` and ``results/05_dlrc.json`` (``best_model``, ``dlrc_terms``,
     ``cutoffs``)."""
-    res = art.load_results(NB_DLRC)
-    terms = res.get("dlrc_terms") or res.get("terms")
-    return DlrcResults(predictions=art.load_frame("predictions"), best_model=res.get("best_model"),
-                       terms=list(terms) if terms else None, cutoffs=dict(res.get("cutoffs") or {}))
+    rec: DlrcRecord = art.load_record(NB_DLRC)
+    terms = rec.dlrc_terms
+    return DlrcResults(predictions=art.load_frame("predictions"), best_model=rec.best_model,
+                       terms=list(terms) if terms else None, cutoffs=dict(rec.cutoffs or {}))

@@ -12,7 +12,6 @@ other failure stops the run, with the notebook, the cell and the traceback shown
 """
 from __future__ import annotations
 
-import json
 import os
 import platform
 import subprocess
@@ -31,6 +30,7 @@ from dlrc_lib.core.progress import ConsoleEcho
 from dlrc_lib.core.resources import checkout
 from dlrc_lib.core.resources import params_file as find_params_file
 from dlrc_lib.features.store import file_digest
+from dlrc_lib.record import RunInfo, RunRecord, read_notebook_record, read_run_info
 from dlrc_lib.reporting.checklist import write_checklist
 from dlrc_lib.reporting.index_page import write_index
 from dlrc_lib.run.layout import SWEEP_NOTEBOOK, list_notebooks, notebook_parameters
@@ -274,17 +274,13 @@ def export_html(executed: Path, html: Path) -> None:
 
 
 def _notebook_provenance(run_dir: Path, stem: str) -> dict:
-    path = run_dir / "results" / f"{stem}.json"
-    return json.loads(path.read_text(encoding="utf-8")).get("provenance", {}) if path.exists() else {}
+    rec = read_notebook_record(run_dir, stem)
+    return dict(rec.provenance) if rec is not None else {}
 
 
 def collect_warnings(run_dir: Path) -> dict[str, list[str]]:
-    warnings: dict[str, list[str]] = {}
-    for path in sorted((run_dir / "results").glob("*.json")):
-        data = json.loads(path.read_text(encoding="utf-8"))
-        if data.get("warnings"):
-            warnings[path.stem] = list(data["warnings"])
-    return warnings
+    """Notebook -> the warnings its record holds."""
+    return RunRecord.load(run_dir).warnings if Path(run_dir).is_dir() else {}
 
 
 def run(params_path: str | Path, only: Iterable[str] | None = None, out: str | Path | None = None,
@@ -330,7 +326,7 @@ def run(params_path: str | Path, only: Iterable[str] | None = None, out: str | P
     _kernel_environment(params_file)
 
     run_json = run_dir / "run.json"
-    previous = json.loads(run_json.read_text(encoding="utf-8")) if run_json.exists() else {}
+    previous = (read_run_info(run_dir) or RunInfo()).data
     timings: dict[str, Any] = dict(previous.get("notebooks", {})) if only else {}
     machine = {"at_start": cpu_facts(torch_capability=False)}
 

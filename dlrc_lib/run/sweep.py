@@ -42,6 +42,7 @@ from dlrc_lib.core.config import TWIN_ONLY_KEYS, Params, load_params
 from dlrc_lib.core.errors import DlrcError
 from dlrc_lib.core.io import atomic_write_text, dumps
 from dlrc_lib.core.resources import params_file as find_params_file
+from dlrc_lib.record import DeepRecord, DlrcRecord, RadiomicsRecord, RunInfo, read_notebook_record, read_run_info
 from dlrc_lib.reporting.claims import evaluate_claims
 from dlrc_lib.reporting.sensitivity import SpecificationCurveDisplay, published_auc
 from dlrc_lib.run.executors import (STOPPING, DaskExecutor, Executor, process_alive, run_in_subprocess, stop_leftover,
@@ -141,17 +142,16 @@ def collect_variant(run_dir: Path) -> dict[str, Any]:
     features, best DL model and DLRC terms."""
     out: dict[str, Any] = {}
     table = run_dir / "tables" / "table2_performance.csv"
-    res = {}
-    for nb in ("03_radiomics", "04_deep_learning", "05_dlrc"):
-        p = run_dir / "results" / f"{nb}.json"
-        res[nb] = json.loads(p.read_text(encoding="utf-8")) if p.exists() else {}
-    best = res["05_dlrc"].get("best_model") or res["04_deep_learning"].get("best_model")
+    rad = read_notebook_record(run_dir, "03_radiomics") or RadiomicsRecord()
+    deep = read_notebook_record(run_dir, "04_deep_learning") or DeepRecord()
+    dlrc = read_notebook_record(run_dir, "05_dlrc") or DlrcRecord()
+    best = dlrc.best_model or deep.best_model
     out["best_dl_model"] = best
-    state03 = res["03_radiomics"].get("state") or {}
+    state03 = rad.state or {}
     out["n_features_radiomics"] = len(state03.get("features") or []) if state03 else None
-    state04 = (res["04_deep_learning"].get("states") or {}).get(best) or {}
+    state04 = (deep.states or {}).get(best) or {}
     out["n_features_dl"] = len(state04.get("features") or []) if state04 else None
-    terms = res["05_dlrc"].get("dlrc_terms")
+    terms = dlrc.dlrc_terms
     out["dlrc_terms"] = "; ".join(terms) if isinstance(terms, list) else None
     if table.exists():
         perf = pd.read_csv(table)
@@ -529,8 +529,8 @@ def _shared_prefix(out: Path, k: int, previous: Optional[int], previous_dir: Opt
         say(f"  {what} ({', '.join(st[:2] for st in run_now)}) -> {folder}")
         rc = run_notebooks(base_file, only=[st[:2] for st in run_now], out=folder, quiet=True, root=root)
         if rc != 0:
-            run = json.loads((folder / "run.json").read_text(encoding="utf-8"))
-            raise DlrcError(f"sweep: the shared notebooks failed: {(run.get('failure') or '').splitlines()[0]}")
+            run = read_run_info(folder) or RunInfo()
+            raise DlrcError(f"sweep: the shared notebooks failed: {(run.failure or '').splitlines()[0]}")
     atomic_write_text(rec_path, dumps({"fingerprint": fp, "notebooks": need}))
     return folder
 
