@@ -12,6 +12,7 @@ from dlrc_lib.core.errors import DlrcError
 from dlrc_lib.record import (RECORD_VERSION, RECORDS, VERSION_KEY, DeepRecord, DlrcRecord, NotRecorded,
                              RunRecord, parse_results, record_class)
 from dlrc_lib.run.artifacts import Artifacts
+from dlrc_lib.study import keys as K
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -33,7 +34,7 @@ def test_each_record_round_trips_through_its_results_file(tmp_path, stem):
               if f not in ("reproduced", "warnings", "provenance")}
     art = Artifacts(tmp_path, notebook=stem)
     art.results(**values)
-    art.reproduce({"table1.n.train": 1})
+    art.reproduce([K.row("table1", 1, cohort="train")])
     art.provenance(seconds=1.0)
     data = json.loads((tmp_path / "results" / f"{stem}.json").read_text())
     assert data[VERSION_KEY] == RECORD_VERSION

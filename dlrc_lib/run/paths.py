@@ -61,7 +61,9 @@ def resolve_path(value: str | os.PathLike | None, root: Path | None = None,
         beside = Path(params_file).resolve().parent / path
         if beside.exists():
             return str(beside)
-    if not at_root.exists() and (data_root() / path).exists():
+    # only the files that come with dlrc: a run's own outputs (data/, reports/) are never borrowed
+    # from the package's folder
+    if not at_root.exists() and path.parts[0] in ("params", "notebooks") and (data_root() / path).exists():
         return str(data_root() / path)
     return str(at_root)
 
