@@ -88,7 +88,7 @@ def test_claims_of_the_quick_run(quick_run):
     random network weights every deep-learning claim is not testable here."""
     import pandas as pd
 
-    from dlrc_lib.reporting.claims import INPUT, NOT_TESTABLE, VERDICTS, load_claims, run_view
+    from dlrc_lib.reporting.claims import INPUT, NOT_TESTABLE, TOO_SMALL, VERDICTS, load_claims, run_view
 
     out, _ = quick_run
     claims = pd.read_csv(out / "claims.csv", keep_default_na=False)
@@ -97,11 +97,15 @@ def test_claims_of_the_quick_run(quick_run):
     assert claims.loc[claims["verdict"].isin([INPUT, "calibrated"]), "counted"].astype(str).eq("False").all()
     # what a tiny twin decides varies with its draws (e.g. a DLRC of Rad_score alone makes the
     # DeLong test against radiomics 0/0), so: every undecided claim says why, and the claims that
-    # depend neither on the networks' weights nor on the twin's calibration (DLRC vs SRA) are decided
+    # depend neither on the networks' weights nor on the twin's calibration (DLRC vs SRA) are judged:
+    # on 54 patients mostly too small to tell, each saying what would make it testable
     undecided = claims["verdict"] == NOT_TESTABLE
     assert claims.loc[undecided, "reason"].str.strip().str.len().gt(0).all()
     sra = claims[claims["id"].str.startswith("sra.")]
-    assert len(sra) >= 9 and sra["verdict"].isin(["holds", "fails"]).all(), sra[["id", "verdict"]]
+    assert len(sra) >= 9 and sra["verdict"].isin(["holds", "fails", TOO_SMALL]).all(), sra[["id", "verdict"]]
+    small = sra[sra["verdict"] == TOO_SMALL]
+    assert small["reason"].str.contains(r"patients \(~\d+ LNM\) would make it testable|no cohort size would do").all()
+    assert not small["counted"].astype(str).eq("True").any()
     if run_view(out).weights_problem:
         deep = {c["id"] for c in load_claims(ROOT / "params" / "claims.yaml")[1] if c.get("deep")}
         rows = claims[claims["id"].isin(deep)]
