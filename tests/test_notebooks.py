@@ -8,6 +8,7 @@ import nbformat
 import pytest
 
 from dlrc_lib.core.config import DL_MODELS, Params, flatten
+from dlrc_lib.run.param_cells import generated_source, write_parameter_cells
 from dlrc_lib.run.paths import committed_defaults
 from dlrc_lib.run.runner import RUN_NOTEBOOK_KEYS
 
@@ -76,7 +77,34 @@ def test_parameters_cell_defaults_are_the_schemas(path):
         value = list(value) if isinstance(value, tuple) else value
         if value != schema[name]:
             differ[name] = (value, schema[name])
-    assert not differ, f"{path.name}: parameters cell (value, schema default): {differ}"
+    assert not differ, (f"{path.name}: parameters cell (value, schema default): {differ}; "
+                        "`python -m dlrc_lib.run.param_cells` writes the schema's defaults into the cells")
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_parameters_cells_are_generated_from_the_schema(path):
+    """The committed cell is exactly what dlrc_lib.run.param_cells writes from the schema."""
+    cell = code_cells(nbformat.read(str(path), as_version=4))[0]
+    assert generated_source(cell.source) == cell.source, \
+        f"{path.name}: run `python -m dlrc_lib.run.param_cells` after changing a default in the schema"
+
+
+def test_the_generator_restores_a_drifted_value_and_keeps_comments(tmp_path):
+    import json
+    import shutil
+
+    nb_path = tmp_path / "04_deep_learning.ipynb"
+    shutil.copy(ROOT / "notebooks" / "04_deep_learning.ipynb", nb_path)
+    nb = json.loads(nb_path.read_text(encoding="utf-8"))
+    cell = next(c for c in nb["cells"] if "parameters" in c["metadata"].get("tags", []))
+    source = "".join(cell["source"])
+    drifted = source.replace("deep_input_size: int = 224", "deep_input_size: int = 64")
+    assert drifted != source
+    cell["source"] = drifted.splitlines(keepends=True)
+    nb_path.write_text(json.dumps(nb, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+    assert write_parameter_cells(tmp_path) == ["04_deep_learning.ipynb"]
+    assert nb_path.read_bytes() == (ROOT / "notebooks" / "04_deep_learning.ipynb").read_bytes()
+    assert write_parameter_cells(tmp_path) == []
 
 
 def test_every_selecting_notebook_declares_the_same_selection():
