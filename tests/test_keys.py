@@ -138,3 +138,17 @@ def test_the_claims_name_the_schemas_models():
                  and any(str(m).startswith("ResNet") for m in c["each"]["model"])]
     assert per_model and all(m == list(DL_MODELS) for m in per_model)
     assert [m for m in PUBLISHED["table3"]["train"]] == list(DL_MODELS)
+
+
+def test_a_hospitals_own_centre_names_make_keys():
+    """Real centre names hold spaces and dots: a key keeps the spaces and writes a dot as _."""
+    import pandas as pd
+
+    from dlrc_lib.study.views import published_counts
+
+    study = pd.DataFrame({"centre": ["Affiliated Cancer Hospital of Zhengzhou University", "St. Mary's"],
+                          "scanner": ["s1", "s2"], "cohort": ["train", "external"], "lnm": [0, 1]})
+    keys = {str(r.key) for r in published_counts(study)}
+    assert {"study.centres.Affiliated Cancer Hospital of Zhengzhou University", "study.centres.St_ Mary's"} <= keys
+    with pytest.raises(DlrcError, match="holds a dot"):
+        K.key("study", centre="St. Mary's")

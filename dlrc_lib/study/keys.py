@@ -126,7 +126,10 @@ def _check_part(part: str, value: str) -> None:
         raise DlrcError(f"reproduced value: {part} {value!r} is not one of {', '.join(allowed)}")
     if part == "subgroup" and not _SUBGROUP.fullmatch(value):
         raise DlrcError(f"reproduced value: subgroup {value!r} is not lnsd_below_<g>mm or lnsd_<g>mm_or_more")
-    if allowed is None and not _NAME.fullmatch(value):
+    if part == "centre":  # a hospital's own name: free text, spaces included, but no dot (see centre_part)
+        if not value.strip() or "." in value:
+            raise DlrcError(f"reproduced value: centre {value!r} is empty or holds a dot")
+    elif allowed is None and not _NAME.fullmatch(value):
         raise DlrcError(f"reproduced value: {part} {value!r} is empty or holds a dot or a space")
 
 
@@ -206,6 +209,11 @@ def _table1_keys() -> list[str]:
     return out
 
 
+def centre_part(name: str) -> str:
+    """A centre's name as a key part: its dots (the keys' separator) written as ``_``."""
+    return str(name).strip().replace(".", "_")
+
+
 def reproducible_keys(dl_models: Iterable[str], subgroup_mm: float, centres: Iterable[str]) -> list[str]:
     """Every key a run can record: Tables 1-5, Hosmer-Lemeshow, the selected features and the
     study's counts, for deep-learning models ``dl_models`` (each may be the run's best),
@@ -223,5 +231,5 @@ def reproducible_keys(dl_models: Iterable[str], subgroup_mm: float, centres: Ite
         out.append(key("calibration_hosmer_lemeshow_p", cohort=c))
     out += [key("selected_features", name=n) for n in ("radiomics_count", "radiomics_top")]
     out += [key("study", name=n) for n in ("included", "scanners", "icc_cases")]
-    out += [key("study", centre=c) for c in centres]
+    out += [key("study", centre=centre_part(c)) for c in centres]
     return list(dict.fromkeys(out))

@@ -147,7 +147,8 @@ def published_counts(study: pd.DataFrame) -> list[K.Row]:
     ``Artifacts.reproduce``)."""
     out = [K.row("study", int(len(study)), name="included"),
            K.row("study", int(study["scanner"].nunique()), name="scanners")]
-    out += [K.row("study", int(n), centre=centre) for centre, n in study["centre"].value_counts().sort_index().items()]
+    out += [K.row("study", int(n), centre=K.centre_part(centre))
+            for centre, n in study["centre"].value_counts().sort_index().items()]
     for cohort in COHORTS:
         y = study.loc[study["cohort"] == cohort, "lnm"]
         out.append(K.row("table1", [int((y == 0).sum()), int((y == 1).sum())], cohort=cohort))
