@@ -50,7 +50,7 @@ from dlrc_lib.core.errors import DlrcError
 from dlrc_lib.core.io import atomic_write_text
 from dlrc_lib.core.resources import data_root, packaged
 from dlrc_lib.evaluation.decision_curve import true_runs
-from dlrc_lib.record import NotRecorded, RunRecord
+from dlrc_lib.record import NotRecorded, RunInfo, RunRecord
 from dlrc_lib.reporting import evidence as E
 from dlrc_lib.reporting.report import Missing, as_number, flatten_published
 from dlrc_lib.study import keys as K
@@ -75,7 +75,6 @@ DEFAULT_MANIFEST_ROLE = "new_cohort"
 COHORT_REASON = ("describes this study's own cohort (study.role: new_cohort): shown beside the paper's, "
                  "never graded or counted")
 COLUMNS = ["id", "group", "claim", "source", "rule", "published", "reproduced", "verdict", "reason", "counted"]
-_MISSING = object()
 
 
 # ----------------------------------------------------------------------------- files
@@ -212,13 +211,12 @@ class RunView:
 
     def param(self, dotted: str, default: Any = None) -> Any:
         """A parameter of the run (``run.json``'s params), e.g. ``calibration.groups``."""
-        value = _get_path(self.run.get("params") or {}, dotted)
-        return default if value is _MISSING or value is None else value
+        return RunInfo(self.run).param(dotted, default)
 
     @property
     def deep_off(self) -> bool:
         """Deep learning switched off (``deep.models: []``): radiomics + clinical only."""
-        models = _get_path(self.run.get("params") or {}, "deep.models")
+        models = self.param("deep.models")
         return isinstance(models, list) and not models
 
     def cohort(self, cohort: str | None) -> E.Cohort | None:
@@ -309,15 +307,6 @@ def _key(template: str, view: RunView) -> str:
     if "{best_dl}" in key:
         raise Missing("the run chose no best deep-learning model (notebook 04 has no results)")
     return key
-
-
-def _get_path(data: Any, path: str) -> Any:
-    for part in str(path).split("."):
-        if isinstance(data, dict) and part in data:
-            data = data[part]
-        else:
-            return _MISSING
-    return data
 
 
 def resolve(ref: Any, view: RunView, side: str, claim_id: str = "") -> Any:

@@ -74,6 +74,12 @@ def cohort_of(predictions: pd.DataFrame | None, cohort: str, counts: list | None
     return None
 
 
+def _cohort_rows(predictions: pd.DataFrame, cohort: str, *columns: str) -> tuple[pd.DataFrame, np.ndarray]:
+    """The cohort's patients with ``columns`` and their LNM status known, and that status as numbers."""
+    part = predictions[predictions["cohort"].astype(str) == cohort].dropna(subset=[*columns, "lnm"])
+    return part, pd.to_numeric(part["lnm"], errors="coerce").to_numpy()
+
+
 def z_for_p(p: float) -> float:
     """The |z| of a two-sided normal test with p-value ``p``."""
     return float(sps.norm.isf(float(p) / 2))
@@ -123,8 +129,7 @@ def difference_se(predictions: pd.DataFrame | None, cohort: str, col_a: str | No
     """DeLong SE of AUC(a) - AUC(b) in ``cohort`` from the run's predictions (NaN if not there)."""
     if predictions is None or col_a not in predictions or col_b not in predictions:
         return float("nan")
-    part = predictions[predictions["cohort"].astype(str) == cohort].dropna(subset=[col_a, col_b, "lnm"])
-    y = pd.to_numeric(part["lnm"], errors="coerce").to_numpy()
+    part, y = _cohort_rows(predictions, cohort, col_a, col_b)
     if len(part) < 4 or y.sum() < 2 or (len(y) - y.sum()) < 2:
         return float("nan")
     return delong_test(y, part[col_a].to_numpy(float), part[col_b].to_numpy(float)).se
@@ -194,10 +199,10 @@ def hl_expected_minimum(predictions: pd.DataFrame | None, cohort: str, column: s
     """The smallest expected count (events or non-events) of a Hosmer–Lemeshow risk group."""
     if predictions is None or column not in predictions:
         return None
-    part = predictions[predictions["cohort"].astype(str) == cohort].dropna(subset=[column, "lnm"])
+    part, y = _cohort_rows(predictions, cohort, column)
     if len(part) < 2 or part[column].nunique() < 2:
         return None
-    table = hosmer_lemeshow(pd.to_numeric(part["lnm"]).to_numpy(), part[column].to_numpy(float), groups).table
+    table = hosmer_lemeshow(y, part[column].to_numpy(float), groups).table
     table = table[table["n"] > 0]
     return float(min(table["expected_0"].min(), table["expected_1"].min()))
 
@@ -206,8 +211,7 @@ def calibration_text(predictions: pd.DataFrame | None, cohort: str, column: str)
     """``calibration intercept -0.12 (-0.45 to 0.21), slope 0.91 (0.62 to 1.20)`` for the cohort."""
     if predictions is None or column not in predictions:
         return ""
-    part = predictions[predictions["cohort"].astype(str) == cohort].dropna(subset=[column, "lnm"])
-    y = pd.to_numeric(part["lnm"], errors="coerce").to_numpy()
+    part, y = _cohort_rows(predictions, cohort, column)
     if len(part) < 3 or y.sum() in (0, len(y)):
         return ""
     a = calibration_in_the_large(y, part[column].to_numpy(float))
@@ -240,8 +244,7 @@ def net_benefit_intervals(predictions: pd.DataFrame, cohort: str, column: str, o
                           thresholds: np.ndarray, *, B: int, seed: int) -> dict[str, pd.DataFrame]:
     """Per comparator: the bootstrap interval of ``column``'s net benefit minus its, per threshold.
     ``others`` maps a comparator's name to a probability column, ``"all"`` or ``"none"``."""
-    part = predictions[predictions["cohort"].astype(str) == cohort].dropna(subset=[column, "lnm"])
-    y = pd.to_numeric(part["lnm"], errors="coerce").to_numpy()
+    part, y = _cohort_rows(predictions, cohort, column)
     out = {}
     for name, other in others.items():
         theirs = other if other in ("all", "none") else part[other].to_numpy(float)
