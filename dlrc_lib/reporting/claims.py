@@ -575,32 +575,30 @@ def _call_column(key: str) -> str:
     return str(K.parse(key).model)
 
 
-def _judged_difference(c: dict, view: RunView) -> E.Judgement:
-    """The reproduced difference against the paper's prediction interval (points)."""
-    _, _, pd_ = _diff(c, view, "published")
-    ra, rb, rd = _diff(c, view, "reproduced")
+def _judged_difference(c: dict, view: RunView, pub: tuple[float, float, float],
+                       rep: tuple[float, float, float]) -> E.Judgement:
+    """The reproduced difference ``rep`` (a, b, a - b) against the paper's ``pub``'s prediction
+    interval (points)."""
     measure = c.get("measure", "sen")
     cohort = c["vars"].get("cohort", "")
-    n_pub = _denominator(c, view)
-    pa, pb, _ = _diff(c, view, "published")
-    se_pub = E.unpaired_points_se(pa, pb, n_pub)
+    se_pub = E.unpaired_points_se(pub[0], pub[1], _denominator(c, view))
     below = float(view.param("sra.subgroup_mm", 10.0)) if c.get("subgroup") == "lnsd_below" else None
     first, second = (_call_column(_key(k, view)) for k in c["reproduced"])
     se_rep, n_rep = E.calls_difference_se(view.sra_calls, cohort, first, second, measure, below)
     size = view.cohort(cohort)
     if not n_rep:  # the run kept no calls: the percentages as independent, on the cohort's patients
         n_rep = size and (size.events if measure == "sen" else size.patients - size.events)
-        se_rep = E.unpaired_points_se(ra, rb, n_rep or 0)
-    return E.judge_difference(pd_, se_pub, rd, se_rep, n_rep, size)
+        se_rep = E.unpaired_points_se(rep[0], rep[1], n_rep or 0)
+    return E.judge_difference(pub[2], se_pub, rep[2], se_rep, n_rep, size)
 
 
 def _difference_outcome(c: dict, view: RunView, rule_text: str) -> Outcome:
-    pa, pb, pd_ = _diff(c, view, "published")
-    ra, rb, rd = _diff(c, view, "reproduced")
+    pa, pb, pd_ = pub = _diff(c, view, "published")
+    ra, rb, rd = rep = _diff(c, view, "reproduced")
     shown = (f"{pa:.1f} vs {pb:.1f} ({pd_:+.1f})", f"{ra:.1f} vs {rb:.1f} ({rd:+.1f})")
     if c.get("counts") is None:
         raise DlrcError(f"claims: claim {c['id']}: a difference claim needs `counts` (the paper's confusion counts)")
-    j = _judged_difference(c, view)
+    j = _judged_difference(c, view, pub, rep)
     return Outcome(*shown, j.holds, f"{j.reason}; {rule_text.format(rd=rd)}", j.too_small)
 
 
